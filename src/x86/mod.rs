@@ -4,6 +4,12 @@
 
 use thiserror::Error;
 
+pub mod addr;
+pub mod cpu;
+
+pub use addr::{is_canonical, sign_extend, AddrError, LinearAddr, PhysAddr};
+pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
+
 /// A guest-physical range that cannot be read: outside RAM, or device memory.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 #[error("guest-physical range {addr:#x}+{len:#x} is outside RAM")]
