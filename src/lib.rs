@@ -1,2 +1,4 @@
 //! gdbvisor: a KVM hypervisor built around a gdb stub, for people who write kernels.
 pub mod x86;
+pub mod boot;
+pub mod vmm;

@@ -1,0 +1,440 @@
+//! Multiboot 1: the header search, ELF32 or a.out-kludge loading, and the boot information
+//! structure (memory sizes and map, command line, boot loader name, modules).
+
+use super::elf::{self, ElfClass};
+use super::layout::{self, INFO_ADDR, INFO_END};
+use super::{BootCpuState, BootError, EntryMode, Module};
+use crate::vmm::memory::GuestRam;
+
+pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
+pub const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
+/// The header must lie in the image's first 8 KiB, 4-byte aligned.
+const SEARCH_LIMIT: usize = 8192;
+const FLAG_PAGE_ALIGN: u32 = 1 << 0;
+const FLAG_MEMORY_INFO: u32 = 1 << 1;
+const FLAG_VIDEO_MODE: u32 = 1 << 2;
+const FLAG_AOUT_KLUDGE: u32 = 1 << 16;
+/// Bits 0-15 are requirements a loader must understand or refuse.
+const KNOWN_REQUIRED: u32 = FLAG_PAGE_ALIGN | FLAG_MEMORY_INFO | FLAG_VIDEO_MODE;
+
+pub const BOOT_LOADER_NAME: &str = concat!("gdbvisor ", env!("CARGO_PKG_VERSION"));
+
+/// The a.out-kludge address fields (header flag bit 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AoutKludge {
+    pub header_addr: u32,
+    pub load_addr: u32,
+    pub load_end_addr: u32,
+    pub bss_end_addr: u32,
+    pub entry_addr: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Offset of the header in the file.
+    pub offset: usize,
+    pub flags: u32,
+    pub aout: Option<AoutKludge>,
+}
+
+fn u32_at(image: &[u8], at: usize) -> Option<u32> {
+    image
+        .get(at..at + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// Finds the multiboot header; `Ok(None)` when the image has none.
+pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
+    let limit = image.len().min(SEARCH_LIMIT);
+    let Some(offset) = (0..limit.saturating_sub(3))
+        .step_by(4)
+        .find(|&at| u32_at(image, at) == Some(HEADER_MAGIC))
+    else {
+        return Ok(None);
+    };
+    let (Some(flags), Some(checksum)) = (u32_at(image, offset + 4), u32_at(image, offset + 8))
+    else {
+        return Err(BootError::Format(format!(
+            "multiboot header at offset {offset:#x} is truncated"
+        )));
+    };
+    if HEADER_MAGIC.wrapping_add(flags).wrapping_add(checksum) != 0 {
+        return Err(BootError::Format(format!(
+            "multiboot header at offset {offset:#x} has a bad checksum ({checksum:#010x})"
+        )));
+    }
+    let unknown = flags & 0xffff & !KNOWN_REQUIRED;
+    if unknown != 0 {
+        return Err(BootError::Format(format!(
+            "multiboot header requires features gdbvisor does not know (flags {unknown:#x})"
+        )));
+    }
+    let aout = if flags & FLAG_AOUT_KLUDGE != 0 {
+        let field = |i: usize| {
+            u32_at(image, offset + 12 + 4 * i).ok_or_else(|| {
+                BootError::Format(format!(
+                    "multiboot header at offset {offset:#x} is truncated (a.out kludge fields)"
+                ))
+            })
+        };
+        Some(AoutKludge {
+            header_addr: field(0)?,
+            load_addr: field(1)?,
+            load_end_addr: field(2)?,
+            bss_end_addr: field(3)?,
+            entry_addr: field(4)?,
+        })
+    } else {
+        None
+    };
+    Ok(Some(Header {
+        offset,
+        flags,
+        aout,
+    }))
+}
+
+/// Loads a multiboot1 kernel and its modules; the CPU enters 32-bit protected mode.
+pub fn load(
+    ram: &GuestRam,
+    image: &[u8],
+    header: &Header,
+    cmdline: &str,
+    modules: &[Module],
+) -> Result<BootCpuState, BootError> {
+    if header.flags & FLAG_VIDEO_MODE != 0 {
+        log::warn!("multiboot header asks for a video mode; gdbvisor has no framebuffer and ignores it");
+    }
+    let (entry, kernel_end) = match header.aout {
+        Some(aout) => load_aout(ram, image, header.offset, &aout)?,
+        None => load_elf32(ram, image)?,
+    };
+    layout::write_gdt(ram)?;
+    let info = write_info(ram, cmdline, modules, kernel_end)?;
+    Ok(BootCpuState {
+        mode: EntryMode::Protected32,
+        rip: entry,
+        rsp: layout::STACK_TOP,
+        rax: u64::from(BOOTLOADER_MAGIC),
+        rbx: info,
+        rsi: 0,
+        rdx: 0,
+        cr3: 0,
+    })
+}
+
+fn load_aout(
+    ram: &GuestRam,
+    image: &[u8],
+    header_offset: usize,
+    aout: &AoutKludge,
+) -> Result<(u64, u64), BootError> {
+    let bad = |why: &str| BootError::Format(format!("multiboot a.out kludge: {why}"));
+    if aout.load_addr > aout.header_addr {
+        return Err(bad("load_addr is above header_addr"));
+    }
+    let file_start = (header_offset as u64)
+        .checked_sub(u64::from(aout.header_addr - aout.load_addr))
+        .ok_or_else(|| bad("load_addr lies before the start of the file"))?;
+    let load_len = if aout.load_end_addr == 0 {
+        image.len() as u64 - file_start
+    } else {
+        u64::from(aout.load_end_addr)
+            .checked_sub(u64::from(aout.load_addr))
+            .ok_or_else(|| bad("load_end_addr is below load_addr"))?
+    };
+    let data = image
+        .get(file_start as usize..(file_start + load_len) as usize)
+        .ok_or_else(|| bad("the image is shorter than load_end_addr - load_addr"))?;
+    let load_addr = u64::from(aout.load_addr);
+    let load_end = load_addr + load_len;
+    let bss_end = if aout.bss_end_addr == 0 {
+        load_end
+    } else {
+        u64::from(aout.bss_end_addr).max(load_end)
+    };
+    layout::check_placement(ram, "kernel image", load_addr, bss_end - load_addr)?;
+    ram.write(load_addr, data)?;
+    ram.zero(load_end, bss_end - load_end)?;
+    let entry = u64::from(aout.entry_addr);
+    if !(load_addr..load_end).contains(&entry) {
+        return Err(bad("entry_addr is outside the loaded image"));
+    }
+    Ok((entry, bss_end))
+}
+
+fn load_elf32(ram: &GuestRam, image: &[u8]) -> Result<(u64, u64), BootError> {
+    let elf = elf::parse(image)?;
+    if elf.class != ElfClass::Elf32 {
+        return Err(BootError::Format(
+            "multiboot1 without the a.out kludge needs an ELF32 image".into(),
+        ));
+    }
+    super::load_segments(ram, image, &elf)?;
+    Ok((elf.physical_entry(), elf.physical_end()))
+}
+
+/// Builds the multiboot information structure at `INFO_ADDR`; modules go page-aligned after
+/// `kernel_end`. Returns the structure's address.
+pub fn write_info(
+    ram: &GuestRam,
+    cmdline: &str,
+    modules: &[Module],
+    kernel_end: u64,
+) -> Result<u64, BootError> {
+    const INFO_SIZE: u64 = 88;
+    const MEM: u32 = 1 << 0;
+    const CMDLINE: u32 = 1 << 2;
+    const MODS: u32 = 1 << 3;
+    const MMAP: u32 = 1 << 6;
+    const LOADER_NAME: u32 = 1 << 9;
+
+    let mut heap = InfoHeap {
+        next: INFO_ADDR + INFO_SIZE,
+    };
+    let mut info = [0u32; INFO_SIZE as usize / 4];
+    let mut flags = MEM | CMDLINE | MMAP | LOADER_NAME;
+    info[1] = 639; // mem_lower in KiB: 0..0x9FC00
+    info[2] = u32::try_from((ram.low_end() - 0x10_0000) / 1024).unwrap_or(u32::MAX);
+    info[4] = heap.put_str(ram, cmdline)?;
+    info[16] = heap.put_str(ram, BOOT_LOADER_NAME)?;
+
+    let map = memory_map(ram);
+    let mmap_addr = heap.alloc(map.len() as u64 * 24, 8)?;
+    for (i, (base, len, kind)) in map.iter().enumerate() {
+        let at = mmap_addr + i as u64 * 24;
+        ram.write_u32(at, 20)?; // size of the rest of the entry
+        ram.write_u64(at + 4, *base)?;
+        ram.write_u64(at + 12, *len)?;
+        ram.write_u32(at + 20, *kind)?;
+    }
+    info[11] = (map.len() * 24) as u32;
+    info[12] = mmap_addr as u32;
+
+    if !modules.is_empty() {
+        flags |= MODS;
+        let list = heap.alloc(modules.len() as u64 * 16, 4)?;
+        let mut next = kernel_end.next_multiple_of(0x1000);
+        for (i, module) in modules.iter().enumerate() {
+            let len = module.data.len() as u64;
+            let what = format!("module {}", module.path.display());
+            layout::check_placement(ram, &what, next, len)?;
+            if next + len > u64::from(u32::MAX) {
+                return Err(BootError::Layout(format!("{what} does not fit below 4 GiB")));
+            }
+            ram.write(next, &module.data)?;
+            let string = heap.put_str(ram, &module.string)?;
+            let entry = list + i as u64 * 16;
+            ram.write_u32(entry, next as u32)?;
+            ram.write_u32(entry + 4, (next + len) as u32)?;
+            ram.write_u32(entry + 8, string)?;
+            ram.write_u32(entry + 12, 0)?;
+            next = (next + len).next_multiple_of(0x1000);
+        }
+        info[5] = modules.len() as u32;
+        info[6] = list as u32;
+    }
+    info[0] = flags;
+    let bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
+    ram.write(INFO_ADDR, &bytes)?;
+    Ok(INFO_ADDR)
+}
+
+/// The memory map a BIOS would report for our RAM: (base, length, type) with 1 = usable,
+/// 2 = reserved (EBDA and the BIOS area, which hold no BIOS here but kernels expect them).
+pub fn memory_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
+    let mut map = vec![
+        (0, 0x9_FC00, 1),
+        (0x9_FC00, 0x400, 2),
+        (0xF_0000, 0x1_0000, 2),
+    ];
+    for (start, len) in ram.ranges() {
+        let start_above_1m = start.max(0x10_0000);
+        if start + len > start_above_1m {
+            map.push((start_above_1m, start + len - start_above_1m, 1));
+        }
+    }
+    map
+}
+
+/// A bump allocator for the strings and tables of the info area.
+struct InfoHeap {
+    next: u64,
+}
+
+impl InfoHeap {
+    fn alloc(&mut self, len: u64, align: u64) -> Result<u64, BootError> {
+        let at = self.next.next_multiple_of(align);
+        if at + len > INFO_END {
+            return Err(BootError::Layout(format!(
+                "boot information (command line, module strings) exceeds {} bytes",
+                INFO_END - INFO_ADDR
+            )));
+        }
+        self.next = at + len;
+        Ok(at)
+    }
+
+    fn put_str(&mut self, ram: &GuestRam, text: &str) -> Result<u32, BootError> {
+        let at = self.alloc(text.len() as u64 + 1, 1)?;
+        ram.write(at, text.as_bytes())?;
+        ram.write(at + text.len() as u64, &[0])?;
+        Ok(at as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::elf::tests::tiny_elf;
+
+    fn header(flags: u32, extra: &[u32]) -> Vec<u8> {
+        let mut words = vec![HEADER_MAGIC, flags, 0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(flags))];
+        words.extend_from_slice(extra);
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    fn read_u32(ram: &GuestRam, addr: u64) -> u32 {
+        let mut b = [0u8; 4];
+        ram.read(addr, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    fn read_str(ram: &GuestRam, addr: u64) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        for i in 0.. {
+            ram.read(addr + i, &mut b).unwrap();
+            if b[0] == 0 {
+                break;
+            }
+            out.push(b[0]);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn finds_an_aligned_header() {
+        let mut image = vec![0u8; 64];
+        image.extend(header(3, &[]));
+        let found = find_header(&image).unwrap().unwrap();
+        assert_eq!(found.offset, 64);
+        assert_eq!(found.flags, 3);
+        assert_eq!(found.aout, None);
+    }
+
+    #[test]
+    fn ignores_a_header_past_8k() {
+        let mut image = vec![0u8; 8192];
+        image.extend(header(3, &[]));
+        assert_eq!(find_header(&image).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_checksum_is_an_error() {
+        let mut image = header(3, &[]);
+        image[8] ^= 1;
+        let err = find_header(&image).unwrap_err().to_string();
+        assert!(err.contains("bad checksum"), "{err}");
+    }
+
+    #[test]
+    fn unknown_required_flag_is_an_error() {
+        let err = find_header(&header(1 << 5, &[])).unwrap_err().to_string();
+        assert!(err.contains("requires features"), "{err}");
+    }
+
+    #[test]
+    fn aout_kludge_loads_the_image_and_clears_bss() {
+        // Header at file offset 0, loaded at 1 MiB; code follows the header.
+        let mut image = header(
+            FLAG_AOUT_KLUDGE | FLAG_MEMORY_INFO,
+            &[0x10_0000, 0x10_0000, 0, 0x10_2000, 0x10_0020],
+        );
+        image.extend_from_slice(&[0x90; 16]);
+        let ram = GuestRam::new(4 << 20).unwrap();
+        ram.write(0x10_1000, &[0xaa; 4]).unwrap();
+        let found = find_header(&image).unwrap().unwrap();
+        let cpu = load(&ram, &image, &found, "", &[]).unwrap();
+        assert_eq!(cpu.rip, 0x10_0020);
+        assert_eq!(read_u32(&ram, 0x10_0000), HEADER_MAGIC);
+        assert_eq!(read_u32(&ram, 0x10_1000), 0, "bss cleared");
+    }
+
+    #[test]
+    fn aout_kludge_past_the_file_is_an_error() {
+        let image = header(FLAG_AOUT_KLUDGE, &[0x10_0000, 0x10_0000, 0x10_4000, 0, 0x10_0000]);
+        let found = find_header(&image).unwrap().unwrap();
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let err = load(&ram, &image, &found, "", &[]).unwrap_err().to_string();
+        assert!(err.contains("shorter"), "{err}");
+    }
+
+    #[test]
+    fn elf64_without_kludge_is_refused() {
+        let mut image = tiny_elf(ElfClass::Elf64, 0x10_0000, 0x10_0000, &[0x90; 4]);
+        image.extend(header(3, &[]));
+        let found = find_header(&image).unwrap().unwrap();
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let err = load(&ram, &image, &found, "", &[]).unwrap_err().to_string();
+        assert!(err.contains("ELF32"), "{err}");
+    }
+
+    #[test]
+    fn info_holds_memory_cmdline_name_map_and_modules() {
+        let ram = GuestRam::new(16 << 20).unwrap();
+        let modules = [
+            Module {
+                path: "a.bin".into(),
+                string: "a.bin arg=1".into(),
+                data: vec![1, 2, 3],
+            },
+            Module {
+                path: "b.bin".into(),
+                string: "b.bin".into(),
+                data: vec![4; 5000],
+            },
+        ];
+        let info = write_info(&ram, "console=ttyS0", &modules, 0x10_0123).unwrap();
+        let flags = read_u32(&ram, info);
+        assert_eq!(flags, 1 | 4 | 8 | 64 | 512);
+        assert_eq!(read_u32(&ram, info + 4), 639);
+        assert_eq!(read_u32(&ram, info + 8), 15 * 1024);
+        assert_eq!(read_str(&ram, u64::from(read_u32(&ram, info + 16))), "console=ttyS0");
+        assert_eq!(read_str(&ram, u64::from(read_u32(&ram, info + 64))), BOOT_LOADER_NAME);
+        assert_eq!(read_u32(&ram, info + 20), 2);
+        let list = u64::from(read_u32(&ram, info + 24));
+        assert_eq!(read_u32(&ram, list), 0x10_1000);
+        assert_eq!(read_u32(&ram, list + 4), 0x10_1003);
+        assert_eq!(read_str(&ram, u64::from(read_u32(&ram, list + 8))), "a.bin arg=1");
+        assert_eq!(read_u32(&ram, list + 16), 0x10_2000);
+        assert_eq!(read_u32(&ram, list + 20), 0x10_2000 + 5000);
+        let mmap_len = read_u32(&ram, info + 44);
+        assert_eq!(mmap_len, 4 * 24);
+        let last = u64::from(read_u32(&ram, info + 48)) + 3 * 24;
+        assert_eq!(read_u32(&ram, last), 20);
+        let mut b = [0u8; 8];
+        ram.read(last + 12, &mut b).unwrap();
+        assert_eq!(u64::from_le_bytes(b), 15 << 20);
+    }
+
+    #[test]
+    fn oversized_cmdline_is_an_error() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let long = "x".repeat(40_000);
+        let err = write_info(&ram, &long, &[], 0x10_0000).unwrap_err().to_string();
+        assert!(err.contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn module_past_ram_is_an_error() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let modules = [Module {
+            path: "big".into(),
+            string: "big".into(),
+            data: vec![0; 2 << 20],
+        }];
+        let err = write_info(&ram, "", &modules, 0x10_0000).unwrap_err().to_string();
+        assert!(err.contains("module big"), "{err}");
+    }
+}

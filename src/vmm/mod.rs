@@ -1,0 +1,2 @@
+//! The KVM side: the VM, its memory, and its vCPUs.
+pub mod memory;
