@@ -7,6 +7,7 @@ use thiserror::Error;
 pub mod addr;
 pub mod cpu;
 pub mod paging;
+pub mod tlb;
 
 pub use addr::{is_canonical, sign_extend, AddrError, LinearAddr, PhysAddr};
 pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
@@ -15,6 +16,7 @@ pub use paging::{
     PageFaultCode, PageSize, PageTableEntry, PageTableFlags, PagedMemory, Rights, Trace,
     Translation, Walk, WalkError,
 };
+pub use tlb::{Tlb, TlbStats};
 
 /// A guest-physical range that cannot be read: outside RAM, or device memory.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,10 @@ impl VecMemory {
 
     /// `len` zeroed bytes of RAM starting at guest-physical `base`.
     pub fn with_base(base: u64, len: usize) -> Self {
-        VecMemory { base, data: vec![0; len] }
+        VecMemory {
+            base,
+            data: vec![0; len],
+        }
     }
 
     /// Wraps existing bytes as RAM starting at `base`.
@@ -98,12 +103,14 @@ impl VecMemory {
 
     /// Stores a little-endian `u64`; panics outside RAM (a bug in the caller's layout).
     pub fn write_u64(&mut self, addr: u64, value: u64) {
-        self.write(addr, &value.to_le_bytes()).expect("write_u64 outside RAM");
+        self.write(addr, &value.to_le_bytes())
+            .expect("write_u64 outside RAM");
     }
 
     /// Stores a little-endian `u32`; panics outside RAM (a bug in the caller's layout).
     pub fn write_u32(&mut self, addr: u64, value: u32) {
-        self.write(addr, &value.to_le_bytes()).expect("write_u32 outside RAM");
+        self.write(addr, &value.to_le_bytes())
+            .expect("write_u32 outside RAM");
     }
 }
 
