@@ -2,3 +2,4 @@
 pub mod x86;
 pub mod boot;
 pub mod vmm;
+pub mod devices;

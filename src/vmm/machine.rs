@@ -1,0 +1,178 @@
+//! vCPU threads and the loop that waits for their events.
+//!
+//! Each vCPU runs on its own thread and obeys [`VcpuCommand`]s; every event it returns comes back
+//! on one channel, so a caller (the plain run loop here, the gdb stub later) blocks on "a vCPU
+//! stopped" and decides what runs next. Halt detection: a halted vCPU never leaves KVM_RUN with
+//! the in-kernel irqchip, so while waiting the caller kicks running vCPUs every
+//! [`HALT_POLL`]; a kicked vCPU that is halted with IF=0 reports [`VcpuEvent::Halted`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::vmm::kick::{self, Kicker};
+use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
+
+/// How often a waiting caller checks running vCPUs for a final halt.
+pub const HALT_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Error)]
+pub enum MachineError {
+    #[error("cannot install the vCPU kick signal handler: {0}")]
+    Signal(std::io::Error),
+    #[error("cannot start a vCPU thread: {0}")]
+    Thread(std::io::Error),
+    #[error("vCPU {0} thread ended unexpectedly")]
+    ThreadGone(u8),
+}
+
+/// Work for a vCPU thread.
+pub enum VcpuCommand {
+    /// Run until the next event, then report it.
+    Run,
+    /// Run a closure on the vCPU (register access, debug state) while it is stopped.
+    With(Box<dyn FnOnce(&mut Vcpu) + Send>),
+}
+
+struct VcpuThread {
+    commands: Sender<VcpuCommand>,
+    kicker: Kicker,
+    control: Arc<VcpuControl>,
+    running: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A report from a vCPU thread.
+pub type VcpuReport = (u8, Result<VcpuEvent, VcpuError>);
+
+pub struct Machine {
+    threads: Vec<VcpuThread>,
+    events: Receiver<VcpuReport>,
+}
+
+impl Machine {
+    /// Moves each vCPU onto its own thread; none runs until told to.
+    pub fn start(vcpus: Vec<Vcpu>) -> Result<Machine, MachineError> {
+        kick::install_handler().map_err(MachineError::Signal)?;
+        let (event_tx, events) = mpsc::channel();
+        let mut threads = Vec::new();
+        for mut vcpu in vcpus {
+            let id = vcpu.id;
+            let control = vcpu.control();
+            let (commands, command_rx) = mpsc::channel::<VcpuCommand>();
+            let (kicker_tx, kicker_rx) = mpsc::sync_channel(1);
+            let event_tx = event_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || {
+                    let _ = kicker_tx.send(vcpu.bind_to_current_thread());
+                    for command in command_rx {
+                        match command {
+                            VcpuCommand::Run => {
+                                let event = vcpu.run();
+                                if event_tx.send((id, event)).is_err() {
+                                    break;
+                                }
+                            }
+                            VcpuCommand::With(work) => work(&mut vcpu),
+                        }
+                    }
+                })
+                .map_err(MachineError::Thread)?;
+            let kicker = kicker_rx.recv().map_err(|_| MachineError::ThreadGone(id))?;
+            threads.push(VcpuThread {
+                commands,
+                kicker,
+                control,
+                running: false,
+                thread: Some(thread),
+            });
+        }
+        Ok(Machine { threads, events })
+    }
+
+    fn thread(&mut self, id: u8) -> Result<&mut VcpuThread, MachineError> {
+        self.threads
+            .get_mut(usize::from(id))
+            .ok_or(MachineError::ThreadGone(id))
+    }
+
+    /// Lets vCPU `id` run until its next event.
+    pub fn resume(&mut self, id: u8) -> Result<(), MachineError> {
+        let thread = self.thread(id)?;
+        thread
+            .commands
+            .send(VcpuCommand::Run)
+            .map_err(|_| MachineError::ThreadGone(id))?;
+        thread.running = true;
+        Ok(())
+    }
+
+    /// Runs `work` on stopped vCPU `id` and returns its result.
+    pub fn with_vcpu<R: Send + 'static>(
+        &mut self,
+        id: u8,
+        work: impl FnOnce(&mut Vcpu) -> R + Send + 'static,
+    ) -> Result<R, MachineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let command = VcpuCommand::With(Box::new(move |vcpu| {
+            let _ = tx.send(work(vcpu));
+        }));
+        self.thread(id)?
+            .commands
+            .send(command)
+            .map_err(|_| MachineError::ThreadGone(id))?;
+        rx.recv().map_err(|_| MachineError::ThreadGone(id))
+    }
+
+    /// Asks every running vCPU to stop; each answers with an event.
+    pub fn stop_all(&self) {
+        for thread in self.threads.iter().filter(|t| t.running) {
+            thread.control.request_stop();
+            thread.kicker.kick();
+        }
+    }
+
+    /// Waits for the next vCPU event, kicking running vCPUs every [`HALT_POLL`] so halts are
+    /// seen; `interrupt` set by another thread (Ctrl-C) stops every vCPU.
+    pub fn wait_event(&mut self, interrupt: &AtomicBool) -> Result<VcpuReport, MachineError> {
+        loop {
+            if interrupt.swap(false, Ordering::SeqCst) {
+                self.stop_all();
+            }
+            match self.events.recv_timeout(HALT_POLL) {
+                Ok(report) => {
+                    self.thread(report.0)?.running = false;
+                    return Ok(report);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    for thread in self.threads.iter().filter(|t| t.running) {
+                        thread.kicker.kick();
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(MachineError::ThreadGone(0)),
+            }
+        }
+    }
+
+    /// True while any vCPU is running.
+    pub fn any_running(&self) -> bool {
+        self.threads.iter().any(|t| t.running)
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // Stop running vCPUs, then close their command channels so the threads end.
+        self.stop_all();
+        let handles: Vec<_> = self.threads.iter_mut().filter_map(|t| t.thread.take()).collect();
+        self.threads.clear();
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! One vCPU: its initial state, and a run loop that handles device I/O itself and returns
+//! every other event to the caller, who decides whether to run it again.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{kvm_debug_exit_arch, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use thiserror::Error;
+
+use crate::boot::layout::{
+    CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR, GDT_ADDR, GDT_ENTRIES, GDT_LIMIT,
+};
+use crate::boot::{BootCpuState, EntryMode};
+use crate::devices::{BusAction, PioBus};
+use crate::vmm::kick;
+use crate::vmm::memory::GuestRam;
+use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
+
+#[derive(Debug, Error)]
+pub enum VcpuError {
+    #[error("KVM ioctl {0} failed: {1}")]
+    Kvm(&'static str, kvm_ioctls::Error),
+}
+
+const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_RESERVED: u64 = 1 << 1;
+/// KVM_INTERNAL_ERROR_EMULATION: the exit this host gives for a guest's int3 / int n.
+const SUBERROR_EMULATION: u32 = 1;
+const MAX_INSN_LEN: usize = 15;
+
+/// Why a vCPU stopped running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VcpuEvent {
+    /// Halted with interrupts disabled: it can never run again.
+    Halted,
+    /// Triple fault (KVM_EXIT_SHUTDOWN).
+    Shutdown,
+    /// The guest wrote this value to isa-debug-exit.
+    DebugExit(u32),
+    /// The guest asked the i8042 to reset the machine.
+    Reset,
+    /// Stopped on request ([`VcpuControl::request_stop`]).
+    Interrupted,
+    /// KVM_EXIT_DEBUG: single step, hardware breakpoint, or (on hardware KVM) a planted int3.
+    Debug(DebugInfo),
+    /// Execution reached an int3 the debugger planted (this host reports it as an emulation
+    /// failure, which the loop recognises).
+    SoftwareBreakpoint { rip: u64 },
+    /// KVM could not handle an exit: its data and the bytes at RIP.
+    InternalError(InternalError),
+    /// VM entry failed (invalid guest state).
+    FailEntry { reason: u64, cpu: u32 },
+    /// An exit gdbvisor does not handle.
+    Unhandled(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugInfo {
+    pub exception: u32,
+    pub pc: u64,
+    pub dr6: u64,
+    pub dr7: u64,
+}
+
+impl From<kvm_debug_exit_arch> for DebugInfo {
+    fn from(arch: kvm_debug_exit_arch) -> Self {
+        DebugInfo {
+            exception: arch.exception,
+            pc: arch.pc,
+            dr6: arch.dr6,
+            dr7: arch.dr7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalError {
+    pub suberror: u32,
+    pub data: Vec<u64>,
+    pub rip: u64,
+    /// Linear address of the instruction (CS base + RIP outside long mode).
+    pub linear_rip: u64,
+    /// Up to 15 bytes at RIP, fewer when they are not readable.
+    pub insn: Vec<u8>,
+}
+
+/// Shared with other threads: lets them stop this vCPU.
+#[derive(Default)]
+pub struct VcpuControl {
+    stop: AtomicBool,
+}
+
+impl VcpuControl {
+    /// Asks the vCPU to return [`VcpuEvent::Interrupted`]; follow with a kick.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A guest `int3`, `int1` or `int n` this host's KVM could not emulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftInterrupt {
+    Int3,
+    Int1,
+    IntN(u8),
+}
+
+impl SoftInterrupt {
+    /// Decodes the instruction at the start of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [0xCC, ..] => Some(SoftInterrupt::Int3),
+            [0xF1, ..] => Some(SoftInterrupt::Int1),
+            [0xCD, n, ..] => Some(SoftInterrupt::IntN(*n)),
+            _ => None,
+        }
+    }
+
+    pub fn len(self) -> u64 {
+        match self {
+            SoftInterrupt::Int3 | SoftInterrupt::Int1 => 1,
+            SoftInterrupt::IntN(_) => 2,
+        }
+    }
+}
+
+pub struct Vcpu {
+    pub id: u8,
+    fd: VcpuFd,
+    ram: Arc<GuestRam>,
+    bus: Arc<Mutex<PioBus>>,
+    control: Arc<VcpuControl>,
+    /// Linear addresses where the debugger planted int3: those stop instead of being
+    /// completed into the guest.
+    pub planted_breakpoints: HashSet<u64>,
+}
+
+impl Vcpu {
+    pub fn new(id: u8, fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
+        Vcpu {
+            id,
+            fd,
+            ram,
+            bus,
+            control: Arc::new(VcpuControl::default()),
+            planted_breakpoints: HashSet::new(),
+        }
+    }
+
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    pub fn control(&self) -> Arc<VcpuControl> {
+        self.control.clone()
+    }
+
+    /// Must be called on the thread that will run this vCPU, before [`Vcpu::run`].
+    pub fn bind_to_current_thread(&mut self) -> kick::Kicker {
+        kick::register_current_thread(self.fd.get_kvm_run());
+        kick::Kicker::for_current_thread()
+    }
+
+    /// Sets registers for the loader's entry state.
+    pub fn set_boot_state(&self, boot: &BootCpuState) -> Result<(), VcpuError> {
+        let mut sregs = self.fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        match boot.mode {
+            EntryMode::Real { cs } => {
+                sregs.cs.selector = cs;
+                sregs.cs.base = u64::from(cs) << 4;
+                for seg in [&mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
+                    seg.selector = 0;
+                    seg.base = 0;
+                }
+            }
+            EntryMode::Protected32 => {
+                set_flat_segments(&mut sregs, CODE32_SELECTOR);
+                sregs.cr0 = (Cr0Flags::PE | Cr0Flags::ET).bits();
+            }
+            EntryMode::Long64 => {
+                set_flat_segments(&mut sregs, CODE64_SELECTOR);
+                sregs.cr0 = (Cr0Flags::PE | Cr0Flags::ET | Cr0Flags::PG).bits();
+                sregs.cr3 = boot.cr3;
+                sregs.cr4 = Cr4Flags::PAE.bits();
+                sregs.efer = (EferFlags::LME | EferFlags::LMA).bits();
+            }
+        }
+        self.fd.set_sregs(&sregs).map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+        let regs = kvm_regs {
+            rip: boot.rip,
+            rsp: boot.rsp,
+            rax: boot.rax,
+            rbx: boot.rbx,
+            rsi: boot.rsi,
+            rdx: boot.rdx,
+            rflags: RFLAGS_RESERVED,
+            ..Default::default()
+        };
+        self.fd.set_regs(&regs).map_err(|e| VcpuError::Kvm("SET_REGS", e))
+    }
+
+    /// Runs until something the caller must decide on happens.
+    pub fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
+        loop {
+            if let Some(event) = self.run_once()? {
+                return Ok(event);
+            }
+        }
+    }
+
+    fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        let exit = match self.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                return self.after_kick();
+            }
+            Err(e) => return Err(VcpuError::Kvm("RUN", e)),
+        };
+        let action = match exit {
+            VcpuExit::IoIn(port, data) => {
+                self.bus.lock().unwrap_or_else(|e| e.into_inner()).read(port, data);
+                BusAction::Continue
+            }
+            VcpuExit::IoOut(port, data) => {
+                let bytes = data.to_vec();
+                self.port_write(port, &bytes)
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                log::debug!("unhandled MMIO read {addr:#x} ({} bytes)", data.len());
+                data.fill(0xff);
+                BusAction::Continue
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                log::debug!("unhandled MMIO write {addr:#x} <- {data:02x?}");
+                BusAction::Continue
+            }
+            VcpuExit::Hlt => return self.halted_for_good().map(|h| h.then_some(VcpuEvent::Halted)),
+            VcpuExit::Shutdown => return Ok(Some(VcpuEvent::Shutdown)),
+            VcpuExit::Debug(arch) => return Ok(Some(VcpuEvent::Debug(arch.into()))),
+            VcpuExit::FailEntry(reason, cpu) => return Ok(Some(VcpuEvent::FailEntry { reason, cpu })),
+            VcpuExit::Intr => return self.after_kick(),
+            VcpuExit::InternalError => return self.internal_error(),
+            other => return Ok(Some(VcpuEvent::Unhandled(format!("{other:?}")))),
+        };
+        Ok(match action {
+            BusAction::Continue => None,
+            BusAction::DebugExit(value) => Some(VcpuEvent::DebugExit(value)),
+            BusAction::Reset => Some(VcpuEvent::Reset),
+        })
+    }
+
+    /// `out`/`outs`: KVM packs `count` accesses of `size` bytes; each goes to the device.
+    fn port_write(&mut self, port: u16, bytes: &[u8]) -> BusAction {
+        // SAFETY: the exit reason was KVM_EXIT_IO, so the `io` member of the union is valid.
+        let size = usize::from(unsafe { self.fd.get_kvm_run().__bindgen_anon_1.io.size }).max(1);
+        let mut bus = self.bus.lock().unwrap_or_else(|e| e.into_inner());
+        for access in bytes.chunks(size) {
+            let action = bus.write(port, access);
+            if action != BusAction::Continue {
+                return action;
+            }
+        }
+        BusAction::Continue
+    }
+
+    fn after_kick(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        self.fd.set_kvm_immediate_exit(0);
+        if self.control.stop.swap(false, Ordering::SeqCst) {
+            return Ok(Some(VcpuEvent::Interrupted));
+        }
+        Ok(self.halted_for_good()?.then_some(VcpuEvent::Halted))
+    }
+
+    /// Halted with IF=0: only an NMI or INIT could wake it, and nothing here sends those.
+    fn halted_for_good(&self) -> Result<bool, VcpuError> {
+        let mp = self.fd.get_mp_state().map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?;
+        if mp.mp_state != KVM_MP_STATE_HALTED {
+            return Ok(false);
+        }
+        let regs = self.fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+        Ok(regs.rflags & RFLAGS_IF == 0)
+    }
+
+    fn internal_error(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the valid member.
+        let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
+        let regs = self.fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+        let sregs = self.fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let linear_rip = linear_pc(&regs, &sregs);
+        let insn = self.read_linear(&sregs, linear_rip, MAX_INSN_LEN);
+        if internal.suberror == SUBERROR_EMULATION {
+            if let Some(soft) = SoftInterrupt::decode(&insn) {
+                if soft == SoftInterrupt::Int3 && self.planted_breakpoints.contains(&linear_rip) {
+                    return Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }));
+                }
+                self.complete_soft_interrupt(soft, regs)?;
+                return Ok(None);
+            }
+        }
+        let ndata = (internal.ndata as usize).min(internal.data.len());
+        Ok(Some(VcpuEvent::InternalError(InternalError {
+            suberror: internal.suberror,
+            data: internal.data[..ndata].to_vec(),
+            rip: regs.rip,
+            linear_rip,
+            insn,
+        })))
+    }
+
+    /// Finishes what the host's KVM could not: step over the instruction and deliver the
+    /// event through the guest's IDT, as the CPU would have.
+    fn complete_soft_interrupt(
+        &self,
+        soft: SoftInterrupt,
+        mut regs: kvm_regs,
+    ) -> Result<(), VcpuError> {
+        log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
+        regs.rip += soft.len();
+        self.fd.set_regs(&regs).map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+        let mut events = self
+            .fd
+            .get_vcpu_events()
+            .map_err(|e| VcpuError::Kvm("GET_VCPU_EVENTS", e))?;
+        match soft {
+            SoftInterrupt::Int3 | SoftInterrupt::Int1 => {
+                events.exception.injected = 1;
+                events.exception.nr = if soft == SoftInterrupt::Int3 { 3 } else { 1 };
+                events.exception.has_error_code = 0;
+            }
+            SoftInterrupt::IntN(vector) => {
+                events.interrupt.injected = 1;
+                events.interrupt.nr = vector;
+                events.interrupt.soft = 0;
+            }
+        }
+        self.fd
+            .set_vcpu_events(&events)
+            .map_err(|e| VcpuError::Kvm("SET_VCPU_EVENTS", e))
+    }
+
+    /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
+    pub fn read_linear(&self, sregs: &kvm_sregs, linear: u64, len: usize) -> Vec<u8> {
+        let paging = sregs.cr0 & Cr0Flags::PG.bits() != 0;
+        let mut out = Vec::with_capacity(len);
+        for i in 0..len as u64 {
+            let addr = linear.wrapping_add(i);
+            let phys = if paging {
+                match self.fd.translate_gva(addr) {
+                    Ok(t) if t.valid != 0 => t.physical_address,
+                    _ => break,
+                }
+            } else {
+                addr & 0xffff_ffff
+            };
+            let mut byte = [0u8];
+            if self.ram.read(phys, &mut byte).is_err() {
+                break;
+            }
+            out.push(byte[0]);
+        }
+        out
+    }
+}
+
+/// CS base + RIP, except in 64-bit mode where the base is ignored.
+pub fn linear_pc(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
+    if sregs.cs.l != 0 && sregs.efer & EferFlags::LMA.bits() != 0 {
+        regs.rip
+    } else {
+        sregs.cs.base.wrapping_add(regs.rip) & 0xffff_ffff
+    }
+}
+
+/// Loads CS with `code_selector` and the data segments with the flat data selector, from the
+/// boot GDT, and points GDTR at it.
+fn set_flat_segments(sregs: &mut kvm_sregs, code_selector: u16) {
+    sregs.cs = segment_from_boot_gdt(code_selector);
+    let data = segment_from_boot_gdt(DATA_SELECTOR);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = GDT_ADDR;
+    sregs.gdt.limit = GDT_LIMIT;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+}
+
+/// The hidden descriptor cache a `mov` of `selector` would load from the boot GDT.
+fn segment_from_boot_gdt(selector: u16) -> kvm_segment {
+    let raw = GDT_ENTRIES[usize::from(selector >> 3)];
+    let granular = (raw >> 55) & 1 == 1;
+    let limit = ((raw & 0xffff) | ((raw >> 32) & 0xf_0000)) as u32;
+    kvm_segment {
+        base: ((raw >> 16) & 0xff_ffff) | (((raw >> 56) & 0xff) << 24),
+        limit: if granular { (limit << 12) | 0xfff } else { limit },
+        selector,
+        type_: ((raw >> 40) & 0xf) as u8,
+        s: ((raw >> 44) & 1) as u8,
+        dpl: ((raw >> 45) & 3) as u8,
+        present: ((raw >> 47) & 1) as u8,
+        avl: ((raw >> 52) & 1) as u8,
+        l: ((raw >> 53) & 1) as u8,
+        db: ((raw >> 54) & 1) as u8,
+        g: granular as u8,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_soft_interrupts() {
+        assert_eq!(SoftInterrupt::decode(&[0xCC, 0x90]), Some(SoftInterrupt::Int3));
+        assert_eq!(SoftInterrupt::decode(&[0xCD, 0x80]), Some(SoftInterrupt::IntN(0x80)));
+        assert_eq!(SoftInterrupt::decode(&[0xF1]), Some(SoftInterrupt::Int1));
+        assert_eq!(SoftInterrupt::decode(&[0xCD]), None);
+        assert_eq!(SoftInterrupt::decode(&[0x0F, 0x0B]), None);
+        assert_eq!(SoftInterrupt::IntN(3).len(), 2);
+    }
+
+    #[test]
+    fn boot_gdt_segments_decode_as_kvm_expects() {
+        let code = segment_from_boot_gdt(CODE64_SELECTOR);
+        assert_eq!((code.base, code.limit, code.type_, code.l, code.db), (0, 0xffff_ffff, 0xb, 1, 0));
+        let data = segment_from_boot_gdt(DATA_SELECTOR);
+        assert_eq!((data.type_, data.s, data.present, data.db, data.g), (3, 1, 1, 1, 1));
+        let code32 = segment_from_boot_gdt(CODE32_SELECTOR);
+        assert_eq!((code32.l, code32.db), (0, 1));
+    }
+}

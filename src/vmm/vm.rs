@@ -1,0 +1,184 @@
+//! The KVM VM: guest RAM slots, the in-kernel irqchip and PIT, the legacy devices, and the
+//! vCPUs (created here, run by [`super::machine::Machine`]).
+
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use thiserror::Error;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::debug_exit::{self, DebugExit};
+use crate::devices::debugcon::{self, Debugcon};
+use crate::devices::i8042::{self, I8042};
+use crate::devices::serial::{Com1, SerialInput, COM1_BASE, COM1_IRQ, COM1_LEN};
+use crate::devices::sink::Sink;
+use crate::devices::PioBus;
+use crate::vmm::memory::{GuestRam, MemoryError};
+use crate::vmm::vcpu::Vcpu;
+
+#[derive(Debug, Error)]
+pub enum VmError {
+    #[error("cannot open /dev/kvm: {0} (is KVM enabled and are you in the kvm group?)")]
+    OpenKvm(kvm_ioctls::Error),
+    #[error("this host's KVM lacks {0}, which gdbvisor needs")]
+    MissingCap(&'static str),
+    #[error("KVM ioctl {0} failed: {1}")]
+    Kvm(&'static str, kvm_ioctls::Error),
+    #[error("{0}")]
+    Memory(#[from] MemoryError),
+    #[error("cannot create an eventfd: {0}")]
+    EventFd(std::io::Error),
+    #[error("--cpus must be between 1 and {max}, not {requested}")]
+    Cpus { requested: u32, max: u32 },
+}
+
+/// Where the identity-map page and TSS KVM needs for real mode on Intel live: just below the
+/// BIOS area at 4 GiB, inside the MMIO hole, as QEMU and Firecracker place them.
+const TSS_ADDRESS: usize = 0xfffb_d000;
+/// LAPIC local vector table registers (offsets in the LAPIC page).
+const APIC_LVT_LINT0: usize = 0x350;
+const APIC_LVT_LINT1: usize = 0x360;
+const APIC_DELIVERY_EXTINT: u32 = 0x700;
+const APIC_DELIVERY_NMI: u32 = 0x400;
+
+pub struct VmOptions {
+    pub memory: u64,
+    pub cpus: u32,
+    pub serial: Sink,
+    pub debugcon: Sink,
+}
+
+pub struct Vm {
+    pub kvm: Kvm,
+    pub fd: VmFd,
+    pub ram: Arc<GuestRam>,
+    pub bus: Arc<Mutex<PioBus>>,
+    pub vcpus: Vec<Vcpu>,
+    pub serial_input: SerialInput,
+}
+
+impl Vm {
+    pub fn new(options: VmOptions) -> Result<Vm, VmError> {
+        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+        for (cap, name) in [
+            (Cap::Irqchip, "the in-kernel irqchip"),
+            (Cap::Pit2, "the in-kernel PIT"),
+            (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+            (Cap::UserMemory, "user memory slots"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(VmError::MissingCap(name));
+            }
+        }
+        let max = (kvm.get_max_vcpus() as u32).min(255);
+        if options.cpus == 0 || options.cpus > max {
+            return Err(VmError::Cpus {
+                requested: options.cpus,
+                max,
+            });
+        }
+        let ram = Arc::new(GuestRam::new(options.memory)?);
+        let fd = kvm.create_vm().map_err(|e| VmError::Kvm("CREATE_VM", e))?;
+        fd.set_tss_address(TSS_ADDRESS)
+            .map_err(|e| VmError::Kvm("SET_TSS_ADDR", e))?;
+        fd.create_irq_chip()
+            .map_err(|e| VmError::Kvm("CREATE_IRQCHIP", e))?;
+        let pit = kvm_pit_config {
+            flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        fd.create_pit2(pit).map_err(|e| VmError::Kvm("CREATE_PIT2", e))?;
+        register_ram(&fd, &ram)?;
+
+        let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
+        fd.register_irqfd(&serial_irq, COM1_IRQ)
+            .map_err(|e| VmError::Kvm("IRQFD", e))?;
+        let com1 = Com1::new(serial_irq, options.serial);
+        let serial_input = com1.input();
+        let mut bus = PioBus::new();
+        bus.insert(COM1_BASE, COM1_LEN, Box::new(com1));
+        bus.insert(debugcon::PORT, 1, Box::new(Debugcon::new(options.debugcon)));
+        bus.insert(debug_exit::PORT, debug_exit::LEN, Box::new(DebugExit));
+        bus.insert(i8042::BASE, i8042::LEN, Box::new(I8042));
+        let bus = Arc::new(Mutex::new(bus));
+
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
+        let mut vcpus = Vec::new();
+        for id in 0..options.cpus as u8 {
+            let vcpu_fd = fd
+                .create_vcpu(u64::from(id))
+                .map_err(|e| VmError::Kvm("CREATE_VCPU", e))?;
+            vcpu_fd
+                .set_cpuid2(&cpuid_for(&cpuid, id))
+                .map_err(|e| VmError::Kvm("SET_CPUID2", e))?;
+            if id == 0 {
+                route_pic_through_lapic(&vcpu_fd)?;
+            }
+            vcpus.push(Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone()));
+        }
+        Ok(Vm {
+            kvm,
+            fd,
+            ram,
+            bus,
+            vcpus,
+            serial_input,
+        })
+    }
+}
+
+/// Registers every RAM region as a KVM memory slot.
+fn register_ram(fd: &VmFd, ram: &GuestRam) -> Result<(), VmError> {
+    for (slot, region) in ram.mmap().iter().enumerate() {
+        let host = region.as_ptr() as u64;
+        let slot_region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host,
+        };
+        // SAFETY: the host range is a live mmap owned by `ram`, which the VM keeps (Arc) for as
+        // long as the VM fd exists, and no two slots overlap.
+        unsafe { fd.set_user_memory_region(slot_region) }
+            .map_err(|e| VmError::Kvm("SET_USER_MEMORY_REGION", e))?;
+    }
+    Ok(())
+}
+
+/// Each vCPU's CPUID names its own APIC ID, as firmware would see on real hardware.
+fn cpuid_for(supported: &CpuId, id: u8) -> CpuId {
+    let mut cpuid = supported.clone();
+    for entry in cpuid.as_mut_slice() {
+        match entry.function {
+            1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | (u32::from(id) << 24),
+            0xb | 0x1f => entry.edx = u32::from(id),
+            _ => {}
+        }
+    }
+    cpuid
+}
+
+/// Sets LINT0 to ExtINT and LINT1 to NMI on the boot CPU, as a PC BIOS leaves them, so the
+/// 8259's interrupts (PIT timer, serial) reach the guest.
+fn route_pic_through_lapic(vcpu: &kvm_ioctls::VcpuFd) -> Result<(), VmError> {
+    let mut lapic = vcpu.get_lapic().map_err(|e| VmError::Kvm("GET_LAPIC", e))?;
+    for (offset, mode) in [
+        (APIC_LVT_LINT0, APIC_DELIVERY_EXTINT),
+        (APIC_LVT_LINT1, APIC_DELIVERY_NMI),
+    ] {
+        let bytes: &mut [i8] = &mut lapic.regs[offset..offset + 4];
+        let mut value = u32::from_le_bytes([bytes[0] as u8, bytes[1] as u8, bytes[2] as u8, bytes[3] as u8]);
+        // Clear mask (bit 16) and delivery mode (bits 8-10).
+        value = (value & !0x1_0700) | mode;
+        for (dst, src) in bytes.iter_mut().zip(value.to_le_bytes()) {
+            *dst = src as i8;
+        }
+    }
+    vcpu.set_lapic(&lapic)
+        .map_err(|e| VmError::Kvm("SET_LAPIC", e))
+}
