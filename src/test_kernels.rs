@@ -1,0 +1,519 @@
+//! Builds the test kernels in `test-kernels/` with GNU binutils.
+//!
+//! The kernels are GNU `as` sources plus linker scripts; no binary is committed. This module
+//! assembles one with `as`, links it with `ld` and, for flat images, extracts the raw bytes with
+//! `objcopy -O binary`. It uses only `std`, so `build.rs` includes the same file with
+//! `#[path = "src/test_kernels.rs"] mod test_kernels;` to embed the demo kernel.
+//!
+//! 1. [`KERNELS`] lists every kernel name; [`spec`] says how each is built and booted.
+//! 2. [`build`] builds into the cache, `<target>/test-kernels/`, where `<target>` is
+//!    `$CARGO_TARGET_DIR` or `<crate>/target`. A kernel is rebuilt when the contents of any file in
+//!    `test-kernels/` or the tool arguments changed (a hash recorded in `<name>.stamp`).
+//! 3. Several test processes may build the same kernel at once: each builds in its own temporary
+//!    directory and renames the results into place (atomic on one file system); the stamp is
+//!    renamed last, so a matching stamp means complete outputs.
+//! 4. [`build_into`] builds unconditionally into a given directory (what `build.rs` uses).
+//!
+//! ```no_run
+//! let k = gdbvisor::test_kernels::build("modes").unwrap();
+//! let image = k.image(); // the flat binary for `modes`, the ELF for ELF kernels
+//! # let _ = image;
+//! ```
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every kernel [`build`] knows, in the order of `test-kernels/README.md`.
+pub const KERNELS: &[&str] = &[
+    "modes",
+    "modes-halt",
+    "mb32-paging",
+    "pae",
+    "mbinfo",
+    "mbinfo-aout",
+    "elf64",
+    "segments",
+    "recursive",
+    "tiny",
+    "triple",
+];
+
+/// How the VMM boots a kernel (what `--format` would say for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootFormat {
+    /// Flat binary with 0x55AA at offset 510, loaded at 0x7C00, entered in real mode at 0000:7C00.
+    Flat,
+    /// Multiboot1 ELF32, entered in 32-bit protected mode with EAX=0x2BADB002.
+    Multiboot1Elf,
+    /// Multiboot1 flat image using the a.out-kludge address fields (header flag bit 16).
+    Multiboot1Aout,
+    /// ELF64 entered directly in 64-bit long mode.
+    Elf64,
+}
+
+/// Instruction set the source is assembled for (`as --32`/`--64`, `ld -m elf_i386`/`elf_x86_64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectBits {
+    /// ELF32 i386 object and executable.
+    Bits32,
+    /// ELF64 x86-64 object and executable (may still contain `.code16`/`.code32` parts).
+    Bits64,
+}
+
+/// How one kernel is built.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSpec {
+    /// Name used by [`build`] and for the output files.
+    pub name: &'static str,
+    /// Source file in `test-kernels/`.
+    pub source: &'static str,
+    /// Linker script in `test-kernels/`.
+    pub linker_script: &'static str,
+    /// Object format.
+    pub bits: ObjectBits,
+    /// `--defsym NAME=VALUE` pairs passed to `as`.
+    pub defsyms: &'static [(&'static str, &'static str)],
+    /// How the VMM boots it; [`BootFormat::Flat`] and [`BootFormat::Multiboot1Aout`] get a
+    /// flat image from `objcopy -O binary`.
+    pub format: BootFormat,
+    /// debug-exit status the kernel ends with when everything went right (`(v << 1) | 1`), or
+    /// `None` when it ends otherwise (halt: status 0; triple fault: status 4).
+    pub exit_status: Option<i32>,
+}
+
+impl KernelSpec {
+    /// Whether a flat image is produced.
+    pub fn has_flat(&self) -> bool {
+        matches!(self.format, BootFormat::Flat | BootFormat::Multiboot1Aout)
+    }
+}
+
+const SPECS: &[KernelSpec] = &[
+    KernelSpec {
+        name: "modes",
+        source: "modes.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Flat,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "modes-halt",
+        source: "modes.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("HALT_AT_END", "1")],
+        format: BootFormat::Flat,
+        exit_status: None,
+    },
+    KernelSpec {
+        name: "mb32-paging",
+        source: "mb32-paging.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "pae",
+        source: "pae.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "mbinfo",
+        source: "mbinfo.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "mbinfo-aout",
+        source: "mbinfo.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        format: BootFormat::Multiboot1Aout,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "elf64",
+        source: "elf64.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(67),
+    },
+    KernelSpec {
+        name: "segments",
+        source: "segments.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "recursive",
+        source: "recursive.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "tiny",
+        source: "tiny.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Flat,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "triple",
+        source: "triple.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Flat,
+        exit_status: None,
+    },
+];
+
+/// How to build `name`, or `None` for an unknown kernel.
+pub fn spec(name: &str) -> Option<&'static KernelSpec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+/// The files one build produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltKernel {
+    /// Kernel name.
+    pub name: String,
+    /// The linked ELF, with symbols and DWARF line info (give it to gdb).
+    pub elf: PathBuf,
+    /// The `objcopy -O binary` image for flat kernels.
+    pub flat: Option<PathBuf>,
+    /// How the VMM boots it.
+    pub format: BootFormat,
+}
+
+impl BuiltKernel {
+    /// The file to boot: the flat image when there is one, else the ELF.
+    pub fn image(&self) -> &Path {
+        self.flat.as_deref().unwrap_or(&self.elf)
+    }
+}
+
+/// Why a kernel could not be built.
+#[derive(Debug)]
+pub enum KernelBuildError {
+    /// The name is not in [`KERNELS`].
+    UnknownKernel(String),
+    /// Reading sources or writing outputs failed.
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A tool could not be started (not installed?).
+    ToolMissing {
+        /// `as`, `ld` or `objcopy`.
+        tool: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A tool ran and failed.
+    ToolFailed {
+        /// `as`, `ld` or `objcopy`.
+        tool: String,
+        /// The command line, for copying into a shell.
+        command: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+}
+
+impl fmt::Display for KernelBuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKernel(name) => {
+                write!(f, "unknown test kernel `{name}` (known: {})", KERNELS.join(", "))
+            }
+            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::ToolMissing { tool, source } => write!(
+                f,
+                "cannot run `{tool}` ({source}); install GNU binutils to build the test kernels"
+            ),
+            Self::ToolFailed {
+                tool,
+                command,
+                status,
+                stderr,
+            } => write!(
+                f,
+                "`{tool}` failed ({status}): {command}\n{}",
+                stderr.trim_end()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KernelBuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } | Self::ToolMissing { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KernelBuildError + '_ {
+    move |source| KernelBuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `test-kernels/` in the crate.
+pub fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("test-kernels")
+}
+
+/// The cache directory: `$CARGO_TARGET_DIR/test-kernels` or `<crate>/target/test-kernels`.
+pub fn cache_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => manifest.join(dir),
+        _ => manifest.join("target"),
+    };
+    target.join("test-kernels")
+}
+
+/// Builds `name` into the cache (see the module docs) unless an up-to-date build is there.
+pub fn build(name: &str) -> Result<BuiltKernel, KernelBuildError> {
+    let spec = spec(name).ok_or_else(|| KernelBuildError::UnknownKernel(name.to_string()))?;
+    let out_dir = cache_dir();
+    fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    let stamp_value = format!("{:016x}\n", input_hash(spec)?);
+    let outputs = outputs(spec, &out_dir);
+    let stamp = out_dir.join(format!("{}.stamp", spec.name));
+    let fresh = fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_value)
+        && outputs.elf.exists()
+        && outputs.flat.as_ref().is_none_or(|f| f.exists());
+    if !fresh {
+        build_spec(spec, &out_dir, Some(&stamp_value))?;
+    }
+    Ok(outputs)
+}
+
+/// Builds every kernel in [`KERNELS`] into the cache.
+pub fn build_all() -> Result<Vec<BuiltKernel>, KernelBuildError> {
+    KERNELS.iter().map(|name| build(name)).collect()
+}
+
+/// Builds `name` into `out_dir` as `<name>.elf` (and `<name>.bin` for flat images), always.
+pub fn build_into(name: &str, out_dir: &Path) -> Result<BuiltKernel, KernelBuildError> {
+    let spec = spec(name).ok_or_else(|| KernelBuildError::UnknownKernel(name.to_string()))?;
+    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    build_spec(spec, out_dir, None)
+}
+
+fn outputs(spec: &KernelSpec, dir: &Path) -> BuiltKernel {
+    BuiltKernel {
+        name: spec.name.to_string(),
+        elf: dir.join(format!("{}.elf", spec.name)),
+        flat: spec
+            .has_flat()
+            .then(|| dir.join(format!("{}.bin", spec.name))),
+        format: spec.format,
+    }
+}
+
+/// Hash of the tool arguments and of every file in `test-kernels/` (they may `.include` each other).
+fn input_hash(spec: &KernelSpec) -> Result<u64, KernelBuildError> {
+    let dir = source_dir();
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut h = DefaultHasher::new();
+    for (tool, args) in commands(spec, Path::new("obj"), Path::new("tmp")) {
+        tool.hash(&mut h);
+        args.hash(&mut h);
+    }
+    for file in files {
+        let data = fs::read(&file).map_err(io_err(&file))?;
+        file.file_name().hash(&mut h);
+        data.hash(&mut h);
+    }
+    Ok(h.finish())
+}
+
+/// The tool invocations for `spec`, writing into `tmp`, reading sources from `src`.
+fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec<String>)> {
+    let p = |path: PathBuf| path.to_string_lossy().into_owned();
+    let obj = tmp.join(format!("{}.o", spec.name));
+    let elf = tmp.join(format!("{}.elf", spec.name));
+    let (as_flag, emulation) = match spec.bits {
+        ObjectBits::Bits32 => ("--32", "elf_i386"),
+        ObjectBits::Bits64 => ("--64", "elf_x86_64"),
+    };
+    let mut as_args = vec![
+        as_flag.to_string(),
+        "-g".to_string(),
+        "-I".to_string(),
+        p(src.to_path_buf()),
+    ];
+    for (sym, value) in spec.defsyms {
+        as_args.push("--defsym".to_string());
+        as_args.push(format!("{sym}={value}"));
+    }
+    as_args.extend(["-o".to_string(), p(obj.clone()), p(src.join(spec.source))]);
+    let ld_args = vec![
+        "-m".to_string(),
+        emulation.to_string(),
+        "-z".to_string(),
+        "max-page-size=0x1000".to_string(),
+        "-T".to_string(),
+        p(src.join(spec.linker_script)),
+        "-o".to_string(),
+        p(elf.clone()),
+        p(obj),
+    ];
+    let mut cmds = vec![("as", as_args), ("ld", ld_args)];
+    if spec.has_flat() {
+        let bin = tmp.join(format!("{}.bin", spec.name));
+        cmds.push((
+            "objcopy",
+            vec!["-O".to_string(), "binary".to_string(), p(elf), p(bin)],
+        ));
+    }
+    cmds
+}
+
+fn run(tool: &str, args: &[String]) -> Result<(), KernelBuildError> {
+    let output = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|source| KernelBuildError::ToolMissing {
+            tool: tool.to_string(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(KernelBuildError::ToolFailed {
+        tool: tool.to_string(),
+        command: format!("{tool} {}", args.join(" ")),
+        status: output.status,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Builds in a private temporary directory under `out_dir`, then renames into place.
+fn build_spec(
+    spec: &KernelSpec,
+    out_dir: &Path,
+    stamp: Option<&str>,
+) -> Result<BuiltKernel, KernelBuildError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tmp = out_dir.join(format!(
+        ".tmp-{}-{}-{}",
+        spec.name,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let result = build_in(spec, &tmp, out_dir, stamp);
+    let _ = fs::remove_dir_all(&tmp);
+    result
+}
+
+fn build_in(
+    spec: &KernelSpec,
+    tmp: &Path,
+    out_dir: &Path,
+    stamp: Option<&str>,
+) -> Result<BuiltKernel, KernelBuildError> {
+    for (tool, args) in commands(spec, &source_dir(), tmp) {
+        run(tool, &args)?;
+    }
+    let built_tmp = outputs(spec, tmp);
+    let built = outputs(spec, out_dir);
+    fs::rename(&built_tmp.elf, &built.elf).map_err(io_err(&built.elf))?;
+    if let (Some(from), Some(to)) = (&built_tmp.flat, &built.flat) {
+        fs::rename(from, to).map_err(io_err(to))?;
+    }
+    if let Some(stamp) = stamp {
+        let tmp_stamp = tmp.join("stamp");
+        let final_stamp = out_dir.join(format!("{}.stamp", spec.name));
+        fs::write(&tmp_stamp, stamp).map_err(io_err(&tmp_stamp))?;
+        fs::rename(&tmp_stamp, &final_stamp).map_err(io_err(&final_stamp))?;
+    }
+    Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_kernel_has_a_spec_and_sources() {
+        assert_eq!(KERNELS.len(), SPECS.len());
+        for name in KERNELS {
+            let s = spec(name).expect("spec");
+            assert!(source_dir().join(s.source).is_file(), "{name}: source");
+            assert!(source_dir().join(s.linker_script).is_file(), "{name}: ld");
+        }
+        assert!(spec("nope").is_none());
+    }
+
+    #[test]
+    fn unknown_kernel_is_an_error() {
+        let err = build("no-such-kernel").unwrap_err();
+        assert!(err.to_string().contains("unknown test kernel"), "{err}");
+    }
+
+    #[test]
+    fn builds_every_kernel_and_caches() {
+        for k in build_all().expect("build") {
+            assert!(k.elf.is_file(), "{}", k.name);
+            let elf = fs::read(&k.elf).unwrap();
+            assert_eq!(&elf[..4], b"\x7fELF", "{}", k.name);
+            if let Some(flat) = &k.flat {
+                let bin = fs::read(flat).unwrap();
+                if k.format == BootFormat::Flat {
+                    assert!(bin.len() >= 512, "{}", k.name);
+                    assert_eq!(&bin[510..512], &[0x55, 0xAA], "{}", k.name);
+                }
+            }
+        }
+        let a = build("tiny").unwrap();
+        let t1 = fs::metadata(&a.elf).unwrap().modified().unwrap();
+        let b = build("tiny").unwrap();
+        let t2 = fs::metadata(&b.elf).unwrap().modified().unwrap();
+        assert_eq!(t1, t2, "second build must come from the cache");
+    }
+}
