@@ -7,6 +7,7 @@ use thiserror::Error;
 pub mod addr;
 pub mod cpu;
 pub mod paging;
+pub mod segment;
 pub mod tlb;
 
 pub use addr::{is_canonical, sign_extend, AddrError, LinearAddr, PhysAddr};
@@ -15,6 +16,10 @@ pub use paging::{
     check_access, translate, walk, Access, AccessKind, LinearMemory, LinearReadError, PageFault,
     PageFaultCode, PageSize, PageTableEntry, PageTableFlags, PagedMemory, Rights, Trace,
     Translation, Walk, WalkError,
+};
+pub use segment::{
+    logical_to_linear, Descriptor, DescriptorFlags, SegAccess, SegmentCache, SegmentDescriptor,
+    SegmentError, SegmentRegister, SegmentSelector, TableRegister,
 };
 pub use tlb::{Tlb, TlbStats};
 
