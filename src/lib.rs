@@ -3,3 +3,7 @@ pub mod x86;
 pub mod boot;
 pub mod vmm;
 pub mod devices;
+pub mod cli;
+pub mod demo;
+pub mod runner;
+pub mod test_kernels;

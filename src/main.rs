@@ -1,1 +1,100 @@
-fn main(){}
+//! gdbvisor's command line: parse, boot, run, and map how the guest ended to an exit status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+
+use gdbvisor::boot::BootParams;
+use gdbvisor::cli::{Cli, Command};
+use gdbvisor::demo;
+use gdbvisor::runner::{self, status, RunRequest};
+use gdbvisor::vmm::doctor;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { status::BAD_INPUT } else { 0 };
+            let _ = e.print();
+            return exit(code);
+        }
+    };
+    exit(match run(cli) {
+        Ok(code) => code,
+        Err((message, code)) => {
+            eprintln!("gdbvisor: {message}");
+            code
+        }
+    })
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code as u8)
+}
+
+fn run(cli: Cli) -> Result<i32, (String, i32)> {
+    let args = cli.run;
+    let (name, image) = match (cli.command, &args.kernel) {
+        (Some(Command::Doctor), _) => {
+            return match doctor::examine() {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(0)
+                }
+                Err(e) => Err((e.to_string(), status::KVM_FAILURE)),
+            };
+        }
+        (Some(Command::Demo { write_elf: Some(path) }), _) => {
+            std::fs::write(&path, demo::ELF)
+                .map_err(|e| (format!("{}: {e}", path.display()), status::BAD_INPUT))?;
+            return Ok(0);
+        }
+        (Some(Command::Demo { .. }), Some(_)) => {
+            return Err(("`demo` boots the built-in kernel; drop --kernel".into(), status::BAD_INPUT))
+        }
+        (_, Some(path)) => {
+            let image = RunRequest::read_image(path).map_err(|e| (e.to_string(), e.status()))?;
+            (path.clone(), image)
+        }
+        (_, None) => (PathBuf::from("demo"), demo::FLAT.to_vec()),
+    };
+    let modules = match &args.initrd {
+        Some(list) => RunRequest::read_modules(list).map_err(|e| (e.to_string(), e.status()))?,
+        None => Vec::new(),
+    };
+    let request = RunRequest {
+        name,
+        image,
+        boot: BootParams {
+            format: args.format,
+            cmdline: args.cmdline,
+            modules,
+            load_addr: args.load_addr,
+        },
+        memory: args.memory,
+        cpus: args.cpus,
+        serial: args.serial,
+        debugcon: args.debugcon,
+    };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let handler_flag = interrupt.clone();
+    let stopping = AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        // A second Ctrl-C while the first is still stopping the guest quits at once.
+        if stopping.swap(true, Ordering::SeqCst) {
+            std::process::exit(status::INTERRUPTED);
+        }
+        handler_flag.store(true, Ordering::SeqCst);
+    })
+    .map_err(|e| (format!("cannot install the Ctrl-C handler: {e}"), status::KVM_FAILURE))?;
+    match runner::run(request, interrupt) {
+        Ok(end) => Ok(end.status()),
+        Err(e) => Err((e.to_string(), e.status())),
+    }
+}

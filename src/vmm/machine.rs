@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -138,10 +138,15 @@ impl Machine {
     }
 
     /// Waits for the next vCPU event, kicking running vCPUs every [`HALT_POLL`] so halts are
-    /// seen; `interrupt` set by another thread (Ctrl-C) stops every vCPU.
-    pub fn wait_event(&mut self, interrupt: &AtomicBool) -> Result<VcpuReport, MachineError> {
+    /// seen; `interrupt` set by another thread (Ctrl-C) or a passed `deadline` stops every vCPU.
+    pub fn wait_event(
+        &mut self,
+        interrupt: &AtomicBool,
+        deadline: Option<Instant>,
+    ) -> Result<VcpuReport, MachineError> {
         loop {
-            if interrupt.swap(false, Ordering::SeqCst) {
+            let late = deadline.is_some_and(|d| Instant::now() >= d);
+            if interrupt.swap(false, Ordering::SeqCst) || late {
                 self.stop_all();
             }
             match self.events.recv_timeout(HALT_POLL) {

@@ -5,3 +5,4 @@ pub mod vcpu;
 pub mod vm;
 pub mod machine;
 pub mod state_text;
+pub mod doctor;

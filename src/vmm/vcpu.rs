@@ -135,6 +135,8 @@ pub struct Vcpu {
     /// Linear addresses where the debugger planted int3: those stop instead of being
     /// completed into the guest.
     pub planted_breakpoints: HashSet<u64>,
+    /// Guest int3 / int n this loop completed by injection (this host's KVM cannot).
+    pub soft_interrupts_completed: u64,
 }
 
 impl Vcpu {
@@ -146,6 +148,7 @@ impl Vcpu {
             bus,
             control: Arc::new(VcpuControl::default()),
             planted_breakpoints: HashSet::new(),
+            soft_interrupts_completed: 0,
         }
     }
 
@@ -312,11 +315,12 @@ impl Vcpu {
     /// Finishes what the host's KVM could not: step over the instruction and deliver the
     /// event through the guest's IDT, as the CPU would have.
     fn complete_soft_interrupt(
-        &self,
+        &mut self,
         soft: SoftInterrupt,
         mut regs: kvm_regs,
     ) -> Result<(), VcpuError> {
         log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
+        self.soft_interrupts_completed += 1;
         regs.rip += soft.len();
         self.fd.set_regs(&regs).map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
         let mut events = self

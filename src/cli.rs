@@ -1,0 +1,133 @@
+//! Command-line interface: flags named for QEMU users where QEMU has one.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use thiserror::Error;
+
+use crate::boot::BootFormat;
+use crate::devices::sink::SinkSpec;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CliError {
+    #[error("'{0}' is not a size: use a number of MiB or a K/M/G suffix, as in 128M or 1G")]
+    Size(String),
+    #[error("'{0}' is not an address: use hex (0x7c00) or decimal")]
+    Address(String),
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  gdbvisor                                   boot the built-in demo kernel
+  gdbvisor --kernel build/kernel.elf         boot a multiboot1 or ELF64 kernel
+  gdbvisor --kernel boot.bin --format flat   run a raw binary in real mode at 0000:7C00
+  gdbvisor --kernel k.elf -m 256M --append 'debug' --initrd 'mod1 arg=1,mod2'
+  gdbvisor doctor                            show what this host's KVM can do
+
+Exit status: 0 guest halted (or reset), 2 bad input, 4 triple fault, 6 KVM failure,
+130 Ctrl-C; an isa-debug-exit write of v gives (v << 1) | 1.";
+
+#[derive(Debug, Parser)]
+#[command(name = "gdbvisor", version, about = "A KVM hypervisor for kernel developers, built around a gdb stub", after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot the built-in demo kernel (16-bit real → 32-bit protected → 64-bit long mode).
+    Demo {
+        /// Write the demo kernel's ELF (with symbols, for gdb) to this file and exit.
+        #[arg(long, value_name = "FILE")]
+        write_elf: Option<PathBuf>,
+    },
+    /// Probe this host's KVM with a throwaway VM and report what it can do.
+    Doctor,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kernel image: multiboot1 (ELF32 or a.out kludge), ELF64, or a flat binary.
+    #[arg(short = 'k', long, value_name = "FILE", global = true)]
+    pub kernel: Option<PathBuf>,
+    /// Force the boot format instead of detecting it.
+    #[arg(long, value_enum, global = true)]
+    pub format: Option<BootFormat>,
+    /// Kernel command line (QEMU: -append).
+    #[arg(long, visible_alias = "append", default_value = "", global = true)]
+    pub cmdline: String,
+    /// Multiboot modules, comma-separated; each item is "FILE [ARGS]" and the whole item is
+    /// the module's string (QEMU: -initrd).
+    #[arg(long, value_name = "LIST", global = true)]
+    pub initrd: Option<String>,
+    /// Guest RAM: a bare number is MiB, or use K/M/G (QEMU: -m).
+    #[arg(short = 'm', long, default_value = "128M", value_parser = parse_size, global = true)]
+    pub memory: u64,
+    /// Number of vCPUs; the first runs, the others wait for INIT/SIPI (QEMU: -smp).
+    #[arg(long, visible_alias = "smp", default_value_t = 1, global = true)]
+    pub cpus: u32,
+    /// Where a flat binary is loaded and entered (real mode).
+    #[arg(long, default_value = "0x7c00", value_parser = parse_address, global = true)]
+    pub load_addr: u64,
+    /// COM1 output: stdout, stderr, null or file:PATH.
+    #[arg(long, default_value = "stdout", global = true)]
+    pub serial: SinkSpec,
+    /// Port 0xE9 debug console output: stdout, stderr, null or file:PATH.
+    #[arg(long, default_value = "stdout", global = true)]
+    pub debugcon: SinkSpec,
+}
+
+/// Parses `128`, `128M`, `512K`, `2G` (binary units; a bare number is MiB, as in QEMU).
+pub fn parse_size(text: &str) -> Result<u64, CliError> {
+    let bad = || CliError::Size(text.to_string());
+    let trimmed = text.trim();
+    let (digits, shift) = match trimmed.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&trimmed[..i], 10),
+        Some((i, 'M' | 'm')) => (&trimmed[..i], 20),
+        Some((i, 'G' | 'g')) => (&trimmed[..i], 30),
+        _ => (trimmed, 20),
+    };
+    let value: u64 = digits.parse().map_err(|_| bad())?;
+    value.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// Parses `0x7c00` or `31744`.
+pub fn parse_address(text: &str) -> Result<u64, CliError> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| CliError::Address(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_qemu() {
+        assert_eq!(parse_size("128"), Ok(128 << 20));
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn addresses_take_hex_or_decimal() {
+        assert_eq!(parse_address("0x7c00"), Ok(0x7c00));
+        assert_eq!(parse_address("31744"), Ok(0x7c00));
+        assert!(parse_address("0xzz").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

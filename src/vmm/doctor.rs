@@ -1,0 +1,309 @@
+//! `gdbvisor doctor`: what this host's KVM can do, learned by running tiny guests in throwaway
+//! VMs rather than trusting the capabilities it reports.
+
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{
+    kvm_guest_debug, KVM_CAP_SET_GUEST_DEBUG2, KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE,
+    KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_INJECT_DB, KVM_GUESTDBG_SINGLESTEP,
+    KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
+};
+use kvm_ioctls::Cap;
+use thiserror::Error;
+
+use crate::boot::{layout, BootCpuState, EntryMode};
+use crate::devices::sink::Sink;
+use crate::vmm::machine::{Machine, MachineError};
+use crate::vmm::vcpu::{VcpuError, VcpuEvent};
+use crate::vmm::vm::{Vm, VmError, VmOptions};
+
+#[derive(Debug, Error)]
+pub enum DoctorError {
+    #[error("{0}")]
+    Vm(#[from] VmError),
+    #[error("{0}")]
+    Machine(#[from] MachineError),
+    #[error("{0}")]
+    Vcpu(#[from] VcpuError),
+    #[error("probe setup: {0}")]
+    Boot(#[from] crate::boot::BootError),
+    #[error("probe memory: {0}")]
+    Memory(#[from] crate::vmm::memory::MemoryError),
+}
+
+const CODE: u64 = 0x2000;
+const HANDLER: u64 = 0x2100;
+const IDT: u64 = 0x3000;
+const PAGE_DIR: u64 = 0x4000;
+const PDPT: u64 = 0x5000;
+const WATCHED: u64 = 0x6000;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The value every probe writes to isa-debug-exit when it got through.
+const PROBE_OK: u32 = 0x55;
+
+/// What the probes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostReport {
+    pub virtualization: String,
+    pub legacy_paging: Outcome,
+    pub pae_paging: Outcome,
+    pub int3: Int3Behaviour,
+    pub dr_write_watchpoint: Outcome,
+    pub readonly_memslots: bool,
+    pub guest_debug_flags: Vec<&'static str>,
+    /// KVM offers LA57 in its supported CPUID.
+    pub la57_offered: bool,
+    /// The host CPU itself has LA57.
+    pub la57_host: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Works,
+    Fails(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Int3Behaviour {
+    /// Delivered to the guest's IDT by KVM itself, as on hardware.
+    Native,
+    /// KVM reported an emulation failure; gdbvisor completed it by injection.
+    EmulationFailure,
+    Other(String),
+}
+
+/// Runs every probe.
+pub fn examine() -> Result<HostReport, DoctorError> {
+    let vm = Vm::new(probe_options())?;
+    let readonly_memslots = vm.kvm.check_extension(Cap::ReadonlyMem);
+    let debug_bits = vm.kvm.check_extension_raw(u64::from(KVM_CAP_SET_GUEST_DEBUG2)) as u32;
+    let guest_debug_flags = [
+        (KVM_GUESTDBG_ENABLE, "ENABLE"),
+        (KVM_GUESTDBG_SINGLESTEP, "SINGLESTEP"),
+        (KVM_GUESTDBG_USE_SW_BP, "USE_SW_BP"),
+        (KVM_GUESTDBG_USE_HW_BP, "USE_HW_BP"),
+        (KVM_GUESTDBG_INJECT_DB, "INJECT_DB"),
+        (KVM_GUESTDBG_INJECT_BP, "INJECT_BP"),
+        (KVM_GUESTDBG_BLOCKIRQ, "BLOCKIRQ"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| debug_bits & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
+    let la57_offered = vm
+        .kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map(|cpuid| {
+            cpuid
+                .as_slice()
+                .iter()
+                .any(|e| e.function == 7 && e.index == 0 && e.ecx & (1 << 16) != 0)
+        })
+        .unwrap_or(false);
+    drop(vm);
+    Ok(HostReport {
+        virtualization: virtualization_kind(),
+        legacy_paging: probe_paging(false)?,
+        pae_paging: probe_paging(true)?,
+        int3: probe_int3()?,
+        dr_write_watchpoint: probe_dr_watchpoint()?,
+        readonly_memslots,
+        guest_debug_flags,
+        la57_offered,
+        la57_host: host_cpu_flags().contains(&"la57".to_string()),
+    })
+}
+
+/// Whether 32-bit paging runs here; probed once per process.
+pub fn legacy_paging_works() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| matches!(probe_paging(false), Ok(Outcome::Works)))
+}
+
+/// The host CPU's feature flags from /proc/cpuinfo.
+fn host_cpu_flags() -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().skip(2).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn virtualization_kind() -> String {
+    let flags = host_cpu_flags();
+    let has = |flag: &str| flags.iter().any(|f| f == flag);
+    if has("vmx") {
+        "hardware (Intel VT-x)".into()
+    } else if has("svm") {
+        "hardware (AMD-V)".into()
+    } else if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        "software-nested (KVM-PVM: no VT-x/AMD-V in this CPU)".into()
+    } else {
+        "software-nested (no VT-x/AMD-V in this CPU)".into()
+    }
+}
+
+fn probe_options() -> VmOptions {
+    VmOptions {
+        memory: 2 << 20,
+        cpus: 1,
+        serial: Sink::Null,
+        debugcon: Sink::Null,
+    }
+}
+
+/// Boots `code` at [`CODE`] in 32-bit protected mode and returns how it ended and how many
+/// soft interrupts the run loop completed.
+fn run_probe(
+    code: &[u8],
+    prepare: impl FnOnce(&Vm) -> Result<(), DoctorError>,
+) -> Result<(VcpuEvent, u64), DoctorError> {
+    let vm = Vm::new(probe_options())?;
+    layout::write_gdt(&vm.ram)?;
+    vm.ram.write(CODE, code)?;
+    vm.vcpus[0].set_boot_state(&BootCpuState {
+        mode: EntryMode::Protected32,
+        rip: CODE,
+        rsp: 0x7000,
+        rax: 0,
+        rbx: 0,
+        rsi: 0,
+        rdx: 0,
+        cr3: 0,
+    })?;
+    prepare(&vm)?;
+    let mut machine = Machine::start(vm.vcpus)?;
+    machine.resume(0)?;
+    let (_, event) = machine.wait_event(&AtomicBool::new(false), Some(Instant::now() + PROBE_TIMEOUT))?;
+    let completed = machine.with_vcpu(0, |vcpu| vcpu.soft_interrupts_completed)?;
+    Ok((event?, completed))
+}
+
+fn outcome(event: VcpuEvent) -> Outcome {
+    match event {
+        VcpuEvent::DebugExit(PROBE_OK) => Outcome::Works,
+        VcpuEvent::Shutdown => Outcome::Fails("the guest triple-faults".into()),
+        other => Outcome::Fails(format!("{other:?}")),
+    }
+}
+
+/// Turns on 32-bit paging (a 4 MiB identity page) or PAE (a 2 MiB one), then reports.
+fn probe_paging(pae: bool) -> Result<Outcome, DoctorError> {
+    let (cr4, cr3): (u32, u32) = if pae { (0x20, PDPT as u32) } else { (0x10, PAGE_DIR as u32) };
+    let mut code = vec![0xB8];
+    code.extend(cr4.to_le_bytes()); //  mov eax, cr4 bits
+    code.extend([0x0F, 0x22, 0xE0]); // mov cr4, eax
+    code.push(0xB8);
+    code.extend(cr3.to_le_bytes()); //  mov eax, table
+    code.extend([0x0F, 0x22, 0xD8]); // mov cr3, eax
+    code.extend([0x0F, 0x20, 0xC0]); // mov eax, cr0
+    code.extend([0x0D, 0x00, 0x00, 0x00, 0x80]); // or eax, 0x80000000
+    code.extend([0x0F, 0x22, 0xC0]); // mov cr0, eax
+    code.extend(mov_al_out(PROBE_OK));
+    let (event, _) = run_probe(&code, |vm| {
+        // PDE/PDPTE: present, writable, page size.
+        vm.ram.write_u32(PAGE_DIR, 0x83)?;
+        vm.ram.write_u64(PDPT, PAGE_DIR | 1)?;
+        Ok(())
+    })?;
+    Ok(outcome(event))
+}
+
+/// `mov al, value; out 0xF4, al`
+fn mov_al_out(value: u32) -> [u8; 4] {
+    [0xB0, value as u8, 0xE6, 0xF4]
+}
+
+/// Executes `int3` with a handler installed for vector 3.
+fn probe_int3() -> Result<Int3Behaviour, DoctorError> {
+    let code = [0xCC, 0xF4]; // int3; hlt (not reached when the handler runs)
+    let (event, completed) = run_probe(&code, |vm| {
+        vm.ram.write(HANDLER, &mov_al_out(PROBE_OK))?;
+        // 32-bit interrupt gate: selector 0x18, present, DPL0, type 0xE.
+        let gate = (HANDLER & 0xffff)
+            | (u64::from(layout::CODE32_SELECTOR) << 16)
+            | (0x8E00 << 32)
+            | ((HANDLER >> 16) << 48);
+        vm.ram.write_u64(IDT + 3 * 8, gate)?;
+        let mut sregs = vm.vcpus[0].fd().get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        sregs.idt.base = IDT;
+        sregs.idt.limit = 0xff;
+        vm.vcpus[0]
+            .fd()
+            .set_sregs(&sregs)
+            .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+        Ok(())
+    })?;
+    Ok(match (event, completed) {
+        (VcpuEvent::DebugExit(PROBE_OK), 0) => Int3Behaviour::Native,
+        (VcpuEvent::DebugExit(PROBE_OK), _) => Int3Behaviour::EmulationFailure,
+        (other, _) => Int3Behaviour::Other(format!("{other:?}")),
+    })
+}
+
+/// Arms DR0 as a 4-byte write watchpoint and writes there.
+fn probe_dr_watchpoint() -> Result<Outcome, DoctorError> {
+    let mut code = vec![0xA3];
+    code.extend((WATCHED as u32).to_le_bytes()); // mov [WATCHED], eax
+    code.extend(mov_al_out(PROBE_OK));
+    let (event, _) = run_probe(&code, |vm| {
+        let mut debug = kvm_guest_debug {
+            control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+            ..Default::default()
+        };
+        debug.arch.debugreg[0] = WATCHED;
+        // L0, RW0 = 01 (write), LEN0 = 11 (4 bytes).
+        debug.arch.debugreg[7] = 0x1 | (0b01 << 16) | (0b11 << 18);
+        vm.vcpus[0]
+            .fd()
+            .set_guest_debug(&debug)
+            .map_err(|e| VcpuError::Kvm("SET_GUEST_DEBUG", e))?;
+        Ok(())
+    })?;
+    Ok(match event {
+        VcpuEvent::Debug(info) if info.dr6 & 1 != 0 => Outcome::Works,
+        VcpuEvent::DebugExit(PROBE_OK) => Outcome::Fails("never fires".into()),
+        other => Outcome::Fails(format!("{other:?}")),
+    })
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Works => "works".into(),
+        Outcome::Fails(why) => format!("NOT SUPPORTED ({why})"),
+    }
+}
+
+impl fmt::Display for HostReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "virtualization: {}", self.virtualization)?;
+        writeln!(f, "32-bit paging (no long mode): {}", describe(&self.legacy_paging))?;
+        writeln!(f, "PAE paging (no long mode): {}", describe(&self.pae_paging))?;
+        let int3 = match &self.int3 {
+            Int3Behaviour::Native => "delivered to the guest by KVM".to_string(),
+            Int3Behaviour::EmulationFailure => {
+                "KVM emulation failure; gdbvisor completes it by injection".to_string()
+            }
+            Int3Behaviour::Other(what) => format!("unexpected: {what}"),
+        };
+        writeln!(f, "guest int3 / int n: {int3}")?;
+        writeln!(f, "DR7 data watchpoints: {}", describe(&self.dr_write_watchpoint))?;
+        writeln!(
+            f,
+            "read-only memslots: {}",
+            if self.readonly_memslots { "reported" } else { "NOT SUPPORTED" }
+        )?;
+        writeln!(f, "guest debug flags: {}", self.guest_debug_flags.join(" "))?;
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        write!(
+            f,
+            "5-level paging (LA57): host CPU {}, offered in KVM's CPUID {}",
+            yes_no(self.la57_host),
+            yes_no(self.la57_offered)
+        )
+    }
+}
