@@ -50,13 +50,21 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
                 Err(e) => Err((e.to_string(), status::KVM_FAILURE)),
             };
         }
-        (Some(Command::Demo { write_elf: Some(path) }), _) => {
+        (
+            Some(Command::Demo {
+                write_elf: Some(path),
+            }),
+            _,
+        ) => {
             std::fs::write(&path, demo::ELF)
                 .map_err(|e| (format!("{}: {e}", path.display()), status::BAD_INPUT))?;
             return Ok(0);
         }
         (Some(Command::Demo { .. }), Some(_)) => {
-            return Err(("`demo` boots the built-in kernel; drop --kernel".into(), status::BAD_INPUT))
+            return Err((
+                "`demo` boots the built-in kernel; drop --kernel".into(),
+                status::BAD_INPUT,
+            ))
         }
         (_, Some(path)) => {
             let image = RunRequest::read_image(path).map_err(|e| (e.to_string(), e.status()))?;
@@ -92,7 +100,12 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         }
         handler_flag.store(true, Ordering::SeqCst);
     })
-    .map_err(|e| (format!("cannot install the Ctrl-C handler: {e}"), status::KVM_FAILURE))?;
+    .map_err(|e| {
+        (
+            format!("cannot install the Ctrl-C handler: {e}"),
+            status::KVM_FAILURE,
+        )
+    })?;
     match runner::run(request, interrupt) {
         Ok(end) => Ok(end.status()),
         Err(e) => Err((e.to_string(), e.status())),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::boot::{self, BootError, BootFormat, BootParams, EntryMode, Module};
+use crate::boot::{self, BootError, BootParams, EntryMode, Module};
 use crate::devices::debug_exit;
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
@@ -15,8 +15,9 @@ use crate::devices::vga;
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::state_text::CpuStateText;
-use crate::vmm::vcpu::{InternalError, VcpuError, VcpuEvent};
+use crate::vmm::vcpu::{linear_pc, InternalError, Vcpu, VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
+use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
 
 /// gdbvisor's own exit statuses are even; isa-debug-exit's are odd.
 pub mod status {
@@ -124,12 +125,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         serial: request.serial.open().map_err(RunError::Output)?,
         debugcon: request.debugcon.open().map_err(RunError::Output)?,
     })?;
-    let kernel = boot::load(&vm.ram, &request.image, &request.boot).map_err(|source| {
-        RunError::Boot {
+    let kernel =
+        boot::load(&vm.ram, &request.image, &request.boot).map_err(|source| RunError::Boot {
             path: request.name.clone(),
             source,
-        }
-    })?;
+        })?;
     if kernel.cpu.mode == EntryMode::Protected32 && writes_cr0(&request.image) {
         warn_if_no_legacy_paging();
     }
@@ -140,7 +140,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         kernel.cpu.rip,
         request.memory >> 20,
         request.cpus,
-        if request.cpus == 1 { "" } else { "s (only the first runs)" }
+        if request.cpus == 1 {
+            ""
+        } else {
+            "s (only the first runs)"
+        }
     );
     if std::io::stdin().is_terminal() {
         forward_stdin(vm.serial_input.clone());
@@ -149,7 +153,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     let mut machine = Machine::start(vm.vcpus)?;
     machine.resume(0)?;
     let (id, event) = machine.wait_event(&interrupt, None)?;
-    let end = report_event(&mut machine, id, event?, kernel.format)?;
+    let end = report_event(&mut machine, id, event?)?;
     drop(machine);
     if let Ok(Some(screen)) = vga::render(ram.as_ref()) {
         eprintln!("gdbvisor: VGA text screen at exit:\n{screen}");
@@ -158,19 +162,16 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
 }
 
 /// Prints what ended the run and maps it to a [`RunEnd`].
-fn report_event(
-    machine: &mut Machine,
-    id: u8,
-    event: VcpuEvent,
-    format: BootFormat,
-) -> Result<RunEnd, RunError> {
+fn report_event(machine: &mut Machine, id: u8, event: VcpuEvent) -> Result<RunEnd, RunError> {
     Ok(match event {
         VcpuEvent::Halted => {
             eprintln!("gdbvisor: guest halted (every vCPU halted with interrupts disabled)");
             RunEnd::Halted
         }
         VcpuEvent::Reset => {
-            eprintln!("gdbvisor: guest reset the machine through the i8042; gdbvisor does not reboot");
+            eprintln!(
+                "gdbvisor: guest reset the machine through the i8042; gdbvisor does not reboot"
+            );
             RunEnd::Reset
         }
         VcpuEvent::DebugExit(value) => {
@@ -186,11 +187,8 @@ fn report_event(
                 "gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); registers as KVM reports them after the exit:"
             );
             eprintln!("{}", vcpu_state(machine, id)?);
-            let (sregs_cr0, sregs_efer) = machine.with_vcpu(id, |vcpu| {
-                vcpu.fd().get_sregs().map(|s| (s.cr0, s.efer)).unwrap_or_default()
-            })?;
-            let legacy_mode = sregs_efer & 0x400 == 0 && format != BootFormat::Elf64;
-            if legacy_mode && sregs_cr0 & 1 != 0 && !doctor::legacy_paging_works() {
+            if machine.with_vcpu(id, was_enabling_legacy_paging)? && !doctor::legacy_paging_works()
+            {
                 eprintln!(
                     "gdbvisor: note: this host's KVM cannot run 32-bit paging or PAE without long mode; a kernel that enables them triple-faults here (see `gdbvisor doctor`)"
                 );
@@ -198,7 +196,10 @@ fn report_event(
             RunEnd::TripleFault
         }
         VcpuEvent::InternalError(error) => {
-            eprintln!("gdbvisor: KVM internal error on vCPU {id}: {}", describe_internal(&error));
+            eprintln!(
+                "gdbvisor: KVM internal error on vCPU {id}: {}",
+                describe_internal(&error)
+            );
             eprintln!("{}", vcpu_state(machine, id)?);
             RunEnd::KvmFailure
         }
@@ -265,11 +266,27 @@ fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, RunError> {
     })?)
 }
 
-/// `mov cr0, r32` (0F 22 C0+r) anywhere in the image: the kernel may turn on paging.
+/// `mov cr0, r32` (0F 22 C0+r) at the start of `code`.
+fn is_mov_to_cr0(code: &[u8]) -> bool {
+    matches!(code, [0x0F, 0x22, 0xC0..=0xC7, ..])
+}
+
+/// `mov cr0, r32` anywhere in the image: the kernel may turn on paging.
 fn writes_cr0(image: &[u8]) -> bool {
-    image
-        .windows(3)
-        .any(|w| w[0] == 0x0F && w[1] == 0x22 && (0xC0..=0xC7).contains(&w[2]))
+    (0..image.len()).any(|i| is_mov_to_cr0(&image[i..]))
+}
+
+/// After a triple fault: was the guest outside long mode with paging off, but either at a
+/// `mov cr0` or with CR4.PSE/PAE already set — i.e. turning on 32-bit paging or PAE?
+fn was_enabling_legacy_paging(vcpu: &mut Vcpu) -> bool {
+    let (Ok(regs), Ok(sregs)) = (vcpu.fd().get_regs(), vcpu.fd().get_sregs()) else {
+        return false;
+    };
+    let paging_off = !Cr0Flags::from_bits_truncate(sregs.cr0).contains(Cr0Flags::PG);
+    let long_mode = EferFlags::from_bits_truncate(sregs.efer).contains(EferFlags::LME);
+    let cr4 = Cr4Flags::from_bits_truncate(sregs.cr4);
+    let at_mov_cr0 = is_mov_to_cr0(&vcpu.read_linear(&sregs, linear_pc(&regs, &sregs), 3));
+    paging_off && !long_mode && (at_mov_cr0 || cr4.intersects(Cr4Flags::PSE | Cr4Flags::PAE))
 }
 
 fn warn_if_no_legacy_paging() {

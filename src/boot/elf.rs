@@ -143,7 +143,9 @@ pub fn parse(image: &[u8]) -> Result<ElfImage, ElfError> {
             return Err(ElfError::Truncated("segment data"));
         }
         if segment.file_size > segment.mem_size {
-            return Err(ElfError::Unsupported("segment file size exceeds memory size"));
+            return Err(ElfError::Unsupported(
+                "segment file size exceeds memory size",
+            ));
         }
         if segment.mem_size > 0 {
             segments.push(segment);
@@ -249,7 +251,10 @@ pub(crate) mod tests {
     #[test]
     fn truncated_header_is_an_error() {
         let image = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90]);
-        assert_eq!(parse(&image[..0x20]), Err(ElfError::Truncated("ELF header")));
+        assert_eq!(
+            parse(&image[..0x20]),
+            Err(ElfError::Truncated("ELF header"))
+        );
         assert_eq!(parse(b"MZ\x90\x00"), Err(ElfError::NotElf));
     }
 

@@ -98,9 +98,17 @@ mod tests {
     fn gdt_descriptors_have_the_documented_bits() {
         // Access byte and flags nibble of each descriptor.
         assert_eq!((GDT_ENTRIES[1] >> 40) & 0xff, 0x9b);
-        assert_eq!((GDT_ENTRIES[1] >> 53) & 1, 1, "L bit of the 64-bit code segment");
+        assert_eq!(
+            (GDT_ENTRIES[1] >> 53) & 1,
+            1,
+            "L bit of the 64-bit code segment"
+        );
         assert_eq!((GDT_ENTRIES[2] >> 40) & 0xff, 0x93);
-        assert_eq!((GDT_ENTRIES[3] >> 54) & 1, 1, "D bit of the 32-bit code segment");
+        assert_eq!(
+            (GDT_ENTRIES[3] >> 54) & 1,
+            1,
+            "D bit of the 32-bit code segment"
+        );
         assert_eq!(GDT_LIMIT, 31);
     }
 

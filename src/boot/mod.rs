@@ -155,7 +155,10 @@ fn load_segments(ram: &GuestRam, image: &[u8], elf: &ElfImage) -> Result<(), Boo
         let what = format!("segment at file offset {:#x}", segment.offset);
         layout::check_placement(ram, &what, segment.paddr, segment.mem_size)?;
         let start = segment.offset as usize;
-        ram.write(segment.paddr, &image[start..start + segment.file_size as usize])?;
+        ram.write(
+            segment.paddr,
+            &image[start..start + segment.file_size as usize],
+        )?;
         ram.zero(
             segment.paddr + segment.file_size,
             segment.mem_size - segment.file_size,
@@ -166,10 +169,16 @@ fn load_segments(ram: &GuestRam, image: &[u8], elf: &ElfImage) -> Result<(), Boo
 
 /// ELF64 kernels start in long mode on our GDT and identity map, with a multiboot1 info
 /// structure in RBX/RSI so they learn the memory map and command line.
-fn load_elf64(ram: &GuestRam, image: &[u8], params: &BootParams) -> Result<BootCpuState, BootError> {
+fn load_elf64(
+    ram: &GuestRam,
+    image: &[u8],
+    params: &BootParams,
+) -> Result<BootCpuState, BootError> {
     let elf = elf::parse(image)?;
     if elf.class != ElfClass::Elf64 {
-        return Err(BootError::Format("--format elf64 needs an ELF64 image".into()));
+        return Err(BootError::Format(
+            "--format elf64 needs an ELF64 image".into(),
+        ));
     }
     load_segments(ram, image, &elf)?;
     layout::write_gdt(ram)?;
@@ -241,7 +250,11 @@ mod tests {
         );
         assert_eq!(detect(&boot_sector()).unwrap(), BootFormat::Flat);
         let mut mb = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90; 4]);
-        for word in [multiboot1::HEADER_MAGIC, 0, 0u32.wrapping_sub(multiboot1::HEADER_MAGIC)] {
+        for word in [
+            multiboot1::HEADER_MAGIC,
+            0,
+            0u32.wrapping_sub(multiboot1::HEADER_MAGIC),
+        ] {
             mb.extend(word.to_le_bytes());
         }
         assert_eq!(detect(&mb).unwrap(), BootFormat::Multiboot1);
@@ -254,7 +267,10 @@ mod tests {
         let err = detect(&tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ELF32 image without a multiboot header"), "{err}");
+        assert!(
+            err.contains("ELF32 image without a multiboot header"),
+            "{err}"
+        );
         assert!(detect(&[]).unwrap_err().to_string().contains("empty"));
     }
 
@@ -289,7 +305,9 @@ mod tests {
     fn segments_outside_ram_are_refused() {
         let ram = GuestRam::new(2 << 20).unwrap();
         let image = tiny_elf(ElfClass::Elf64, 0x4000_0000, 0x4000_0000, &[0x90; 8]);
-        let err = load(&ram, &image, &BootParams::default()).unwrap_err().to_string();
+        let err = load(&ram, &image, &BootParams::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside guest RAM"), "{err}");
     }
 

@@ -103,7 +103,9 @@ pub fn load(
     modules: &[Module],
 ) -> Result<BootCpuState, BootError> {
     if header.flags & FLAG_VIDEO_MODE != 0 {
-        log::warn!("multiboot header asks for a video mode; gdbvisor has no framebuffer and ignores it");
+        log::warn!(
+            "multiboot header asks for a video mode; gdbvisor has no framebuffer and ignores it"
+        );
     }
     let (entry, kernel_end) = match header.aout {
         Some(aout) => load_aout(ram, image, header.offset, &aout)?,
@@ -220,7 +222,9 @@ pub fn write_info(
             let what = format!("module {}", module.path.display());
             layout::check_placement(ram, &what, next, len)?;
             if next + len > u64::from(u32::MAX) {
-                return Err(BootError::Layout(format!("{what} does not fit below 4 GiB")));
+                return Err(BootError::Layout(format!(
+                    "{what} does not fit below 4 GiB"
+                )));
             }
             ram.write(next, &module.data)?;
             let string = heap.put_str(ram, &module.string)?;
@@ -289,7 +293,11 @@ mod tests {
     use crate::boot::elf::tests::tiny_elf;
 
     fn header(flags: u32, extra: &[u32]) -> Vec<u8> {
-        let mut words = vec![HEADER_MAGIC, flags, 0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(flags))];
+        let mut words = vec![
+            HEADER_MAGIC,
+            flags,
+            0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(flags)),
+        ];
         words.extend_from_slice(extra);
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }
@@ -363,7 +371,10 @@ mod tests {
 
     #[test]
     fn aout_kludge_past_the_file_is_an_error() {
-        let image = header(FLAG_AOUT_KLUDGE, &[0x10_0000, 0x10_0000, 0x10_4000, 0, 0x10_0000]);
+        let image = header(
+            FLAG_AOUT_KLUDGE,
+            &[0x10_0000, 0x10_0000, 0x10_4000, 0, 0x10_0000],
+        );
         let found = find_header(&image).unwrap().unwrap();
         let ram = GuestRam::new(4 << 20).unwrap();
         let err = load(&ram, &image, &found, "", &[]).unwrap_err().to_string();
@@ -400,13 +411,22 @@ mod tests {
         assert_eq!(flags, 1 | 4 | 8 | 64 | 512);
         assert_eq!(read_u32(&ram, info + 4), 639);
         assert_eq!(read_u32(&ram, info + 8), 15 * 1024);
-        assert_eq!(read_str(&ram, u64::from(read_u32(&ram, info + 16))), "console=ttyS0");
-        assert_eq!(read_str(&ram, u64::from(read_u32(&ram, info + 64))), BOOT_LOADER_NAME);
+        assert_eq!(
+            read_str(&ram, u64::from(read_u32(&ram, info + 16))),
+            "console=ttyS0"
+        );
+        assert_eq!(
+            read_str(&ram, u64::from(read_u32(&ram, info + 64))),
+            BOOT_LOADER_NAME
+        );
         assert_eq!(read_u32(&ram, info + 20), 2);
         let list = u64::from(read_u32(&ram, info + 24));
         assert_eq!(read_u32(&ram, list), 0x10_1000);
         assert_eq!(read_u32(&ram, list + 4), 0x10_1003);
-        assert_eq!(read_str(&ram, u64::from(read_u32(&ram, list + 8))), "a.bin arg=1");
+        assert_eq!(
+            read_str(&ram, u64::from(read_u32(&ram, list + 8))),
+            "a.bin arg=1"
+        );
         assert_eq!(read_u32(&ram, list + 16), 0x10_2000);
         assert_eq!(read_u32(&ram, list + 20), 0x10_2000 + 5000);
         let mmap_len = read_u32(&ram, info + 44);
@@ -422,7 +442,9 @@ mod tests {
     fn oversized_cmdline_is_an_error() {
         let ram = GuestRam::new(4 << 20).unwrap();
         let long = "x".repeat(40_000);
-        let err = write_info(&ram, &long, &[], 0x10_0000).unwrap_err().to_string();
+        let err = write_info(&ram, &long, &[], 0x10_0000)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exceeds"), "{err}");
     }
 
@@ -434,7 +456,9 @@ mod tests {
             string: "big".into(),
             data: vec![0; 2 << 20],
         }];
-        let err = write_info(&ram, "", &modules, 0x10_0000).unwrap_err().to_string();
+        let err = write_info(&ram, "", &modules, 0x10_0000)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("module big"), "{err}");
     }
 }

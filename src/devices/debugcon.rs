@@ -24,7 +24,11 @@ impl PioDevice for Debugcon {
     }
 
     fn write(&mut self, _offset: u16, data: &[u8]) -> BusAction {
-        if let Err(e) = self.out.write_all(&data[..1]).and_then(|_| self.out.flush()) {
+        if let Err(e) = self
+            .out
+            .write_all(&data[..1])
+            .and_then(|_| self.out.flush())
+        {
             log::warn!("debugcon output lost: {e}");
         }
         BusAction::Continue

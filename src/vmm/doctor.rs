@@ -79,7 +79,9 @@ pub enum Int3Behaviour {
 pub fn examine() -> Result<HostReport, DoctorError> {
     let vm = Vm::new(probe_options())?;
     let readonly_memslots = vm.kvm.check_extension(Cap::ReadonlyMem);
-    let debug_bits = vm.kvm.check_extension_raw(u64::from(KVM_CAP_SET_GUEST_DEBUG2)) as u32;
+    let debug_bits = vm
+        .kvm
+        .check_extension_raw(u64::from(KVM_CAP_SET_GUEST_DEBUG2)) as u32;
     let guest_debug_flags = [
         (KVM_GUESTDBG_ENABLE, "ENABLE"),
         (KVM_GUESTDBG_SINGLESTEP, "SINGLESTEP"),
@@ -178,7 +180,10 @@ fn run_probe(
     prepare(&vm)?;
     let mut machine = Machine::start(vm.vcpus)?;
     machine.resume(0)?;
-    let (_, event) = machine.wait_event(&AtomicBool::new(false), Some(Instant::now() + PROBE_TIMEOUT))?;
+    let (_, event) = machine.wait_event(
+        &AtomicBool::new(false),
+        Some(Instant::now() + PROBE_TIMEOUT),
+    )?;
     let completed = machine.with_vcpu(0, |vcpu| vcpu.soft_interrupts_completed)?;
     Ok((event?, completed))
 }
@@ -193,7 +198,11 @@ fn outcome(event: VcpuEvent) -> Outcome {
 
 /// Turns on 32-bit paging (a 4 MiB identity page) or PAE (a 2 MiB one), then reports.
 fn probe_paging(pae: bool) -> Result<Outcome, DoctorError> {
-    let (cr4, cr3): (u32, u32) = if pae { (0x20, PDPT as u32) } else { (0x10, PAGE_DIR as u32) };
+    let (cr4, cr3): (u32, u32) = if pae {
+        (0x20, PDPT as u32)
+    } else {
+        (0x10, PAGE_DIR as u32)
+    };
     let mut code = vec![0xB8];
     code.extend(cr4.to_le_bytes()); //  mov eax, cr4 bits
     code.extend([0x0F, 0x22, 0xE0]); // mov cr4, eax
@@ -229,7 +238,10 @@ fn probe_int3() -> Result<Int3Behaviour, DoctorError> {
             | (0x8E00 << 32)
             | ((HANDLER >> 16) << 48);
         vm.ram.write_u64(IDT + 3 * 8, gate)?;
-        let mut sregs = vm.vcpus[0].fd().get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let mut sregs = vm.vcpus[0]
+            .fd()
+            .get_sregs()
+            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
         sregs.idt.base = IDT;
         sregs.idt.limit = 0xff;
         vm.vcpus[0]
@@ -281,8 +293,16 @@ fn describe(outcome: &Outcome) -> String {
 impl fmt::Display for HostReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "virtualization: {}", self.virtualization)?;
-        writeln!(f, "32-bit paging (no long mode): {}", describe(&self.legacy_paging))?;
-        writeln!(f, "PAE paging (no long mode): {}", describe(&self.pae_paging))?;
+        writeln!(
+            f,
+            "32-bit paging (no long mode): {}",
+            describe(&self.legacy_paging)
+        )?;
+        writeln!(
+            f,
+            "PAE paging (no long mode): {}",
+            describe(&self.pae_paging)
+        )?;
         let int3 = match &self.int3 {
             Int3Behaviour::Native => "delivered to the guest by KVM".to_string(),
             Int3Behaviour::EmulationFailure => {
@@ -291,11 +311,19 @@ impl fmt::Display for HostReport {
             Int3Behaviour::Other(what) => format!("unexpected: {what}"),
         };
         writeln!(f, "guest int3 / int n: {int3}")?;
-        writeln!(f, "DR7 data watchpoints: {}", describe(&self.dr_write_watchpoint))?;
+        writeln!(
+            f,
+            "DR7 data watchpoints: {}",
+            describe(&self.dr_write_watchpoint)
+        )?;
         writeln!(
             f,
             "read-only memslots: {}",
-            if self.readonly_memslots { "reported" } else { "NOT SUPPORTED" }
+            if self.readonly_memslots {
+                "reported"
+            } else {
+                "NOT SUPPORTED"
+            }
         )?;
         writeln!(f, "guest debug flags: {}", self.guest_debug_flags.join(" "))?;
         let yes_no = |b: bool| if b { "yes" } else { "no" };

@@ -174,7 +174,11 @@ impl Drop for Machine {
     fn drop(&mut self) {
         // Stop running vCPUs, then close their command channels so the threads end.
         self.stop_all();
-        let handles: Vec<_> = self.threads.iter_mut().filter_map(|t| t.thread.take()).collect();
+        let handles: Vec<_> = self
+            .threads
+            .iter_mut()
+            .filter_map(|t| t.thread.take())
+            .collect();
         self.threads.clear();
         for handle in handles {
             let _ = handle.join();

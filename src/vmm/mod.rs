@@ -1,8 +1,8 @@
 //! The KVM side: the VM, its memory, and its vCPUs.
+pub mod doctor;
 pub mod kick;
+pub mod machine;
 pub mod memory;
+pub mod state_text;
 pub mod vcpu;
 pub mod vm;
-pub mod machine;
-pub mod state_text;
-pub mod doctor;

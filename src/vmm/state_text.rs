@@ -32,10 +32,26 @@ impl fmt::Display for CpuStateText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.regs;
         let s = self.sregs;
-        writeln!(f, "  rax={:016x} rbx={:016x} rcx={:016x} rdx={:016x}", r.rax, r.rbx, r.rcx, r.rdx)?;
-        writeln!(f, "  rsi={:016x} rdi={:016x} rbp={:016x} rsp={:016x}", r.rsi, r.rdi, r.rbp, r.rsp)?;
-        writeln!(f, "  r8 ={:016x} r9 ={:016x} r10={:016x} r11={:016x}", r.r8, r.r9, r.r10, r.r11)?;
-        writeln!(f, "  r12={:016x} r13={:016x} r14={:016x} r15={:016x}", r.r12, r.r13, r.r14, r.r15)?;
+        writeln!(
+            f,
+            "  rax={:016x} rbx={:016x} rcx={:016x} rdx={:016x}",
+            r.rax, r.rbx, r.rcx, r.rdx
+        )?;
+        writeln!(
+            f,
+            "  rsi={:016x} rdi={:016x} rbp={:016x} rsp={:016x}",
+            r.rsi, r.rdi, r.rbp, r.rsp
+        )?;
+        writeln!(
+            f,
+            "  r8 ={:016x} r9 ={:016x} r10={:016x} r11={:016x}",
+            r.r8, r.r9, r.r10, r.r11
+        )?;
+        writeln!(
+            f,
+            "  r12={:016x} r13={:016x} r14={:016x} r15={:016x}",
+            r.r12, r.r13, r.r14, r.r15
+        )?;
         writeln!(f, "  rip={:016x} rflags={:08x}", r.rip, r.rflags)?;
         for (name, seg) in [
             ("cs", &s.cs),

@@ -168,12 +168,21 @@ impl Vcpu {
 
     /// Sets registers for the loader's entry state.
     pub fn set_boot_state(&self, boot: &BootCpuState) -> Result<(), VcpuError> {
-        let mut sregs = self.fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let mut sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
         match boot.mode {
             EntryMode::Real { cs } => {
                 sregs.cs.selector = cs;
                 sregs.cs.base = u64::from(cs) << 4;
-                for seg in [&mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
+                for seg in [
+                    &mut sregs.ds,
+                    &mut sregs.es,
+                    &mut sregs.fs,
+                    &mut sregs.gs,
+                    &mut sregs.ss,
+                ] {
                     seg.selector = 0;
                     seg.base = 0;
                 }
@@ -190,7 +199,9 @@ impl Vcpu {
                 sregs.efer = (EferFlags::LME | EferFlags::LMA).bits();
             }
         }
-        self.fd.set_sregs(&sregs).map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
         let regs = kvm_regs {
             rip: boot.rip,
             rsp: boot.rsp,
@@ -201,7 +212,9 @@ impl Vcpu {
             rflags: RFLAGS_RESERVED,
             ..Default::default()
         };
-        self.fd.set_regs(&regs).map_err(|e| VcpuError::Kvm("SET_REGS", e))
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| VcpuError::Kvm("SET_REGS", e))
     }
 
     /// Runs until something the caller must decide on happens.
@@ -223,7 +236,10 @@ impl Vcpu {
         };
         let action = match exit {
             VcpuExit::IoIn(port, data) => {
-                self.bus.lock().unwrap_or_else(|e| e.into_inner()).read(port, data);
+                self.bus
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .read(port, data);
                 BusAction::Continue
             }
             VcpuExit::IoOut(port, data) => {
@@ -239,10 +255,16 @@ impl Vcpu {
                 log::debug!("unhandled MMIO write {addr:#x} <- {data:02x?}");
                 BusAction::Continue
             }
-            VcpuExit::Hlt => return self.halted_for_good().map(|h| h.then_some(VcpuEvent::Halted)),
+            VcpuExit::Hlt => {
+                return self
+                    .halted_for_good()
+                    .map(|h| h.then_some(VcpuEvent::Halted))
+            }
             VcpuExit::Shutdown => return Ok(Some(VcpuEvent::Shutdown)),
             VcpuExit::Debug(arch) => return Ok(Some(VcpuEvent::Debug(arch.into()))),
-            VcpuExit::FailEntry(reason, cpu) => return Ok(Some(VcpuEvent::FailEntry { reason, cpu })),
+            VcpuExit::FailEntry(reason, cpu) => {
+                return Ok(Some(VcpuEvent::FailEntry { reason, cpu }))
+            }
             VcpuExit::Intr => return self.after_kick(),
             VcpuExit::InternalError => return self.internal_error(),
             other => return Ok(Some(VcpuEvent::Unhandled(format!("{other:?}")))),
@@ -278,19 +300,31 @@ impl Vcpu {
 
     /// Halted with IF=0: only an NMI or INIT could wake it, and nothing here sends those.
     fn halted_for_good(&self) -> Result<bool, VcpuError> {
-        let mp = self.fd.get_mp_state().map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?;
+        let mp = self
+            .fd
+            .get_mp_state()
+            .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?;
         if mp.mp_state != KVM_MP_STATE_HALTED {
             return Ok(false);
         }
-        let regs = self.fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+        let regs = self
+            .fd
+            .get_regs()
+            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
         Ok(regs.rflags & RFLAGS_IF == 0)
     }
 
     fn internal_error(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
         // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the valid member.
         let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
-        let regs = self.fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-        let sregs = self.fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let regs = self
+            .fd
+            .get_regs()
+            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
         let linear_rip = linear_pc(&regs, &sregs);
         let insn = self.read_linear(&sregs, linear_rip, MAX_INSN_LEN);
         if internal.suberror == SUBERROR_EMULATION {
@@ -322,7 +356,9 @@ impl Vcpu {
         log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
         self.soft_interrupts_completed += 1;
         regs.rip += soft.len();
-        self.fd.set_regs(&regs).map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
         let mut events = self
             .fd
             .get_vcpu_events()
@@ -400,7 +436,11 @@ fn segment_from_boot_gdt(selector: u16) -> kvm_segment {
     let limit = ((raw & 0xffff) | ((raw >> 32) & 0xf_0000)) as u32;
     kvm_segment {
         base: ((raw >> 16) & 0xff_ffff) | (((raw >> 56) & 0xff) << 24),
-        limit: if granular { (limit << 12) | 0xfff } else { limit },
+        limit: if granular {
+            (limit << 12) | 0xfff
+        } else {
+            limit
+        },
         selector,
         type_: ((raw >> 40) & 0xf) as u8,
         s: ((raw >> 44) & 1) as u8,
@@ -421,8 +461,14 @@ mod tests {
 
     #[test]
     fn decodes_soft_interrupts() {
-        assert_eq!(SoftInterrupt::decode(&[0xCC, 0x90]), Some(SoftInterrupt::Int3));
-        assert_eq!(SoftInterrupt::decode(&[0xCD, 0x80]), Some(SoftInterrupt::IntN(0x80)));
+        assert_eq!(
+            SoftInterrupt::decode(&[0xCC, 0x90]),
+            Some(SoftInterrupt::Int3)
+        );
+        assert_eq!(
+            SoftInterrupt::decode(&[0xCD, 0x80]),
+            Some(SoftInterrupt::IntN(0x80))
+        );
         assert_eq!(SoftInterrupt::decode(&[0xF1]), Some(SoftInterrupt::Int1));
         assert_eq!(SoftInterrupt::decode(&[0xCD]), None);
         assert_eq!(SoftInterrupt::decode(&[0x0F, 0x0B]), None);
@@ -432,9 +478,15 @@ mod tests {
     #[test]
     fn boot_gdt_segments_decode_as_kvm_expects() {
         let code = segment_from_boot_gdt(CODE64_SELECTOR);
-        assert_eq!((code.base, code.limit, code.type_, code.l, code.db), (0, 0xffff_ffff, 0xb, 1, 0));
+        assert_eq!(
+            (code.base, code.limit, code.type_, code.l, code.db),
+            (0, 0xffff_ffff, 0xb, 1, 0)
+        );
         let data = segment_from_boot_gdt(DATA_SELECTOR);
-        assert_eq!((data.type_, data.s, data.present, data.db, data.g), (3, 1, 1, 1, 1));
+        assert_eq!(
+            (data.type_, data.s, data.present, data.db, data.g),
+            (3, 1, 1, 1, 1)
+        );
         let code32 = segment_from_boot_gdt(CODE32_SELECTOR);
         assert_eq!((code32.l, code32.db), (0, 1));
     }

@@ -89,7 +89,8 @@ impl Vm {
             flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
         };
-        fd.create_pit2(pit).map_err(|e| VmError::Kvm("CREATE_PIT2", e))?;
+        fd.create_pit2(pit)
+            .map_err(|e| VmError::Kvm("CREATE_PIT2", e))?;
         register_ram(&fd, &ram)?;
 
         let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
@@ -172,7 +173,12 @@ fn route_pic_through_lapic(vcpu: &kvm_ioctls::VcpuFd) -> Result<(), VmError> {
         (APIC_LVT_LINT1, APIC_DELIVERY_NMI),
     ] {
         let bytes: &mut [i8] = &mut lapic.regs[offset..offset + 4];
-        let mut value = u32::from_le_bytes([bytes[0] as u8, bytes[1] as u8, bytes[2] as u8, bytes[3] as u8]);
+        let mut value = u32::from_le_bytes([
+            bytes[0] as u8,
+            bytes[1] as u8,
+            bytes[2] as u8,
+            bytes[3] as u8,
+        ]);
         // Clear mask (bit 16) and delivery mode (bits 8-10).
         value = (value & !0x1_0700) | mode;
         for (dst, src) in bytes.iter_mut().zip(value.to_le_bytes()) {

@@ -1,0 +1,104 @@
+//! Shared helpers for the integration tests: KVM gating, running the gdbvisor binary, building
+//! test kernels.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// True when /dev/kvm can be used. Under CI (`CI=true`) a missing KVM fails the test loudly;
+/// elsewhere the test prints why it skips.
+pub fn kvm_available(test: &str) -> bool {
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !usable {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: /dev/kvm is not usable, and CI=true requires KVM tests to run");
+        }
+        eprintln!("SKIPPED {test}: /dev/kvm is not usable on this machine");
+    }
+    usable
+}
+
+/// Path to a built test kernel's bootable image.
+pub fn kernel(name: &str) -> PathBuf {
+    gdbvisor::test_kernels::build(name)
+        .unwrap_or_else(|e| panic!("building test kernel {name}: {e}"))
+        .image()
+        .to_path_buf()
+}
+
+/// The ELF (with symbols) of a built test kernel.
+pub fn kernel_elf(name: &str) -> PathBuf {
+    gdbvisor::test_kernels::build(name)
+        .unwrap_or_else(|e| panic!("building test kernel {name}: {e}"))
+        .elf
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_status(&self, status: i32) -> &Self {
+        assert_eq!(self.status, status, "exit status\n{self}");
+        self
+    }
+
+    pub fn assert_stdout_line(&self, line: &str) -> &Self {
+        assert!(
+            self.stdout.lines().any(|l| l == line),
+            "no stdout line {line:?}\n{self}"
+        );
+        self
+    }
+
+    pub fn assert_stderr_has(&self, text: &str) -> &Self {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--- status {}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn gdbvisor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gdbvisor"))
+}
+
+pub fn run_gdbvisor(args: &[&str]) -> Run {
+    let output: Output = gdbvisor().args(args).output().expect("gdbvisor runs");
+    Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A flat boot-sector image: `code` at 0x7C00 and the 0x55AA signature.
+pub fn boot_sector(code: &[u8]) -> Vec<u8> {
+    let mut image = vec![0u8; 512];
+    image[..code.len()].copy_from_slice(code);
+    image[510] = 0x55;
+    image[511] = 0xAA;
+    image
+}
+
+/// Writes `bytes` to a fresh file under the target directory and returns its path.
+pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).expect("write temp file");
+    path
+}

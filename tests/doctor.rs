@@ -1,0 +1,45 @@
+//! `gdbvisor doctor` reports this host's facts: on a software-nested (PVM) host, the ones in
+//! shared/reference/kvm-on-this-host.md; on hardware KVM, that everything works.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn doctor_reports_what_this_host_can_do() {
+    if !kvm_available("doctor") {
+        return;
+    }
+    let run = run_gdbvisor(&["doctor"]);
+    run.assert_status(0);
+    let hardware = run.stdout.contains("virtualization: hardware");
+    if hardware {
+        run.assert_stdout_line("32-bit paging (no long mode): works")
+            .assert_stdout_line("PAE paging (no long mode): works")
+            .assert_stdout_line("guest int3 / int n: delivered to the guest by KVM")
+            .assert_stdout_line("DR7 data watchpoints: works");
+    } else {
+        assert!(
+            run.stdout.contains("virtualization: software-nested"),
+            "{run}"
+        );
+        run.assert_stdout_line(
+            "32-bit paging (no long mode): NOT SUPPORTED (the guest triple-faults)",
+        )
+        .assert_stdout_line("PAE paging (no long mode): NOT SUPPORTED (the guest triple-faults)")
+        .assert_stdout_line(
+            "guest int3 / int n: KVM emulation failure; gdbvisor completes it by injection",
+        )
+        .assert_stdout_line("DR7 data watchpoints: NOT SUPPORTED (never fires)");
+    }
+    assert!(
+        run.stdout.contains("guest debug flags: ENABLE SINGLESTEP"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("read-only memslots: ")),
+        "{run}"
+    );
+}
