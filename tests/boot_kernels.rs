@@ -269,7 +269,7 @@ fn flat_binary_without_signature_needs_format_and_honours_load_addr() {
     let path = image.to_str().unwrap();
     run_gdbvisor(&["--kernel", path]).assert_status(2);
     run_gdbvisor(&["--kernel", path, "--format", "flat"]).assert_status(1);
-    // CS = 0x2000 → al = 0x00; use 0x21000 → CS = 0x2100 → al = 0x00 too; pick 0x12340.
+    // Loaded at 0x12340: CS = 0x1234, so AL = 0x34.
     run_gdbvisor(&[
         "--kernel",
         path,
@@ -278,7 +278,7 @@ fn flat_binary_without_signature_needs_format_and_honours_load_addr() {
         "--load-addr",
         "0x12340",
     ])
-    .assert_status(((0x34 << 1) | 1) as i32);
+    .assert_status((0x34 << 1) | 1);
 }
 
 #[test]

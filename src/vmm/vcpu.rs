@@ -118,7 +118,7 @@ impl SoftInterrupt {
         }
     }
 
-    pub fn len(self) -> u64 {
+    pub fn insn_len(self) -> u64 {
         match self {
             SoftInterrupt::Int3 | SoftInterrupt::Int1 => 1,
             SoftInterrupt::IntN(_) => 2,
@@ -355,7 +355,7 @@ impl Vcpu {
     ) -> Result<(), VcpuError> {
         log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
         self.soft_interrupts_completed += 1;
-        regs.rip += soft.len();
+        regs.rip += soft.insn_len();
         self.fd
             .set_regs(&regs)
             .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(SoftInterrupt::decode(&[0xF1]), Some(SoftInterrupt::Int1));
         assert_eq!(SoftInterrupt::decode(&[0xCD]), None);
         assert_eq!(SoftInterrupt::decode(&[0x0F, 0x0B]), None);
-        assert_eq!(SoftInterrupt::IntN(3).len(), 2);
+        assert_eq!(SoftInterrupt::IntN(3).insn_len(), 2);
     }
 
     #[test]
