@@ -42,6 +42,7 @@ pub const KERNELS: &[&str] = &[
     "recursive",
     "tiny",
     "triple",
+    "elf64-shim",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -194,6 +195,15 @@ const SPECS: &[KernelSpec] = &[
         format: BootFormat::Flat,
         exit_status: None,
     },
+    KernelSpec {
+        name: "elf64-shim",
+        source: "elf64-shim.S",
+        linker_script: "shim.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
+        exit_status: None,
+    },
 ];
 
 /// How to build `name`, or `None` for an unknown kernel.
@@ -257,7 +267,11 @@ impl fmt::Display for KernelBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownKernel(name) => {
-                write!(f, "unknown test kernel `{name}` (known: {})", KERNELS.join(", "))
+                write!(
+                    f,
+                    "unknown test kernel `{name}` (known: {})",
+                    KERNELS.join(", ")
+                )
             }
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Self::ToolMissing { tool, source } => write!(
@@ -311,17 +325,21 @@ pub fn cache_dir() -> PathBuf {
 
 /// Builds `name` into the cache (see the module docs) unless an up-to-date build is there.
 pub fn build(name: &str) -> Result<BuiltKernel, KernelBuildError> {
+    build_cached(name, &cache_dir())
+}
+
+/// [`build`] with the cache in `out_dir`.
+fn build_cached(name: &str, out_dir: &Path) -> Result<BuiltKernel, KernelBuildError> {
     let spec = spec(name).ok_or_else(|| KernelBuildError::UnknownKernel(name.to_string()))?;
-    let out_dir = cache_dir();
-    fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let stamp_value = format!("{:016x}\n", input_hash(spec)?);
-    let outputs = outputs(spec, &out_dir);
+    let outputs = outputs(spec, out_dir);
     let stamp = out_dir.join(format!("{}.stamp", spec.name));
     let fresh = fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_value)
         && outputs.elf.exists()
         && outputs.flat.as_ref().is_none_or(|f| f.exists());
     if !fresh {
-        build_spec(spec, &out_dir, Some(&stamp_value))?;
+        build_spec(spec, out_dir, Some(&stamp_value))?;
     }
     Ok(outputs)
 }
@@ -414,13 +432,14 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
 }
 
 fn run(tool: &str, args: &[String]) -> Result<(), KernelBuildError> {
-    let output = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|source| KernelBuildError::ToolMissing {
-            tool: tool.to_string(),
-            source,
-        })?;
+    let output =
+        Command::new(tool)
+            .args(args)
+            .output()
+            .map_err(|source| KernelBuildError::ToolMissing {
+                tool: tool.to_string(),
+                source,
+            })?;
     if output.status.success() {
         return Ok(());
     }
@@ -497,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn builds_every_kernel_and_caches() {
+    fn builds_every_kernel() {
         for k in build_all().expect("build") {
             assert!(k.elf.is_file(), "{}", k.name);
             let elf = fs::read(&k.elf).unwrap();
@@ -510,10 +529,251 @@ mod tests {
                 }
             }
         }
-        let a = build("tiny").unwrap();
+    }
+
+    #[test]
+    fn cache_is_reused_and_refreshed() {
+        let dir = cache_dir().join(format!(".cache-test-{}", std::process::id()));
+        let a = build_cached("tiny", &dir).unwrap();
         let t1 = fs::metadata(&a.elf).unwrap().modified().unwrap();
-        let b = build("tiny").unwrap();
+        let b = build_cached("tiny", &dir).unwrap();
         let t2 = fs::metadata(&b.elf).unwrap().modified().unwrap();
         assert_eq!(t1, t2, "second build must come from the cache");
+        fs::write(dir.join("tiny.stamp"), "stale").unwrap();
+        build_cached("tiny", &dir).unwrap();
+        assert_ne!(fs::read_to_string(dir.join("tiny.stamp")).unwrap(), "stale");
+        let leftovers = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "temporary build directories are removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Runs QEMU (TCG, an independent machine) and returns (serial output, exit status).
+    fn qemu(args: &[&str], debugcon: Option<&Path>) -> Option<(String, i32)> {
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-serial", "stdio", "-m", "128M"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if let Some(path) = debugcon {
+            cmd.arg("-debugcon").arg(format!("file:{}", path.display()));
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                eprintln!("skipping: cannot run qemu-system-x86_64 ({err})");
+                return None;
+            }
+        };
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("qemu timed out: {args:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        Some((out, status.code().unwrap_or(-1)))
+    }
+
+    fn assert_lines(out: &str, expected: &[&str]) {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter_map(|l| {
+                l.find(expected[0].split(':').next().unwrap())
+                    .map(|i| &l[i..])
+            })
+            .collect();
+        assert_eq!(lines, expected, "full output:\n{out}");
+    }
+
+    /// The flat kernels fit in one sector, so SeaBIOS can boot them from a floppy image.
+    #[test]
+    fn flat_kernels_under_qemu() {
+        let modes = build("modes").unwrap();
+        let floppy = |k: &BuiltKernel| format!("format=raw,if=floppy,file={}", k.image().display());
+        let Some((out, status)) = qemu(&["-drive", &floppy(&modes), "-boot", "a"], None) else {
+            return;
+        };
+        assert_lines(
+            &out,
+            &[
+                "modes: real mode",
+                "modes: protected mode 32-bit",
+                "modes: long mode 64-bit",
+            ],
+        );
+        assert_eq!(status, 1);
+        let tiny = build("tiny").unwrap();
+        let (_, status) = qemu(&["-drive", &floppy(&tiny), "-boot", "a"], None).unwrap();
+        assert_eq!(status, 1);
+        // A triple fault resets the machine; with -no-reboot QEMU then exits with 0.
+        let triple = build("triple").unwrap();
+        let (out, status) = qemu(&["-drive", &floppy(&triple), "-boot", "a"], None).unwrap();
+        assert!(out.contains("triple: about to fault\n"), "{out}");
+        assert_eq!(status, 0);
+    }
+
+    #[test]
+    fn paging_kernels_under_qemu() {
+        let k = build("mb32-paging").unwrap();
+        let Some((out, status)) = qemu(&["-kernel", k.image().to_str().unwrap()], None) else {
+            return;
+        };
+        assert_lines(
+            &out,
+            &[
+                "mb32-paging: protected mode entry",
+                "mb32-paging: paging on",
+                "mb32-paging: 0xc0000000 -> 0x1badb002 (4 KiB page)",
+                "mb32-paging: 0xc0400000 -> 0x4d1b4d1b (4 MiB page)",
+                "mb32-paging: executed via alias ok",
+                "mb32-paging: done",
+            ],
+        );
+        assert_eq!(status, 1);
+        let k = build("pae").unwrap();
+        let (out, status) = qemu(&["-kernel", k.image().to_str().unwrap()], None).unwrap();
+        assert_lines(
+            &out,
+            &[
+                "pae: protected mode entry",
+                "pae: nx enabled",
+                "pae: paging on",
+                "pae: 0xc0000000 -> 0x1badb002 (4 KiB page)",
+                "pae: 0xc0200000 -> 0x2d1b2d1b (2 MiB page)",
+                "pae: executed via alias ok",
+                "pae: done",
+            ],
+        );
+        assert_eq!(status, 1);
+        let k = build("segments").unwrap();
+        let (out, status) = qemu(&["-kernel", k.image().to_str().unwrap()], None).unwrap();
+        assert_lines(
+            &out,
+            &[
+                "segments: protected mode entry",
+                "segments: gdt data base=0x200000 off=0x10 read 0x5e6a0001 ok",
+                "segments: expand-down base=0x300000 off=0x1000 read 0x5e6a0002 ok",
+                "segments: ldt data base=0x500000 off=0x20 read 0x5e6a0003 ok",
+                "segments: ldt code cs=0x14 ok",
+                "segments: done",
+            ],
+        );
+        assert_eq!(status, 1);
+    }
+
+    #[test]
+    fn mbinfo_under_qemu() {
+        let dir = cache_dir().join(format!(".qemu-mbinfo-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (m1, m2) = (dir.join("mod1"), dir.join("mod2"));
+        fs::write(&m1, b"MODULE-ONE-DATA").unwrap();
+        fs::write(&m2, b"ab\x01").unwrap();
+        let initrd = format!("{} arg1 arg2,{}", m1.display(), m2.display());
+        for (name, format) in [("mbinfo", "elf"), ("mbinfo-aout", "aout")] {
+            let k = build(name).unwrap();
+            let image = k.image().to_str().unwrap();
+            let args = [
+                "-kernel",
+                image,
+                "-append",
+                "hello world",
+                "-initrd",
+                &initrd,
+            ];
+            let Some((out, status)) = qemu(&args, None) else {
+                break;
+            };
+            assert_eq!(status, 1, "{out}");
+            for line in [
+                format!("mbinfo: format={format}\n"),
+                "mbinfo: eax=0x2badb002\n".to_string(),
+                "mbinfo: flags=0x24f\n".to_string(),
+                "mbinfo: image ok\n".to_string(),
+                "mbinfo: mem_lower=639\n".to_string(),
+                format!("mbinfo: cmdline={image} hello world\n"),
+                "mbinfo: mods_count=2\n".to_string(),
+                format!("size=15 string={} arg1 arg2 head=MODULE-O\n", m1.display()),
+                format!("size=3 string={} head=ab.\n", m2.display()),
+                "mbinfo: mmap base=0x0 len=0x9fc00 type=1\n".to_string(),
+                "mbinfo: mmap base=0x100000 len=0x7ee0000 type=1\n".to_string(),
+                "mbinfo: loader=qemu\n".to_string(),
+                "mbinfo: done\n".to_string(),
+            ] {
+                assert!(out.contains(&line), "missing {line:?} in:\n{out}");
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// elf64-shim recreates gdbvisor's ELF64 entry state under QEMU's multiboot loader.
+    #[test]
+    fn elf64_kernels_under_qemu_through_the_shim() {
+        let shim = build("elf64-shim").unwrap();
+        let shim = shim.image().to_str().unwrap();
+        let elf64 = build("elf64").unwrap();
+        let debugcon = cache_dir().join(format!(".qemu-debugcon-{}", std::process::id()));
+        let args = [
+            "-kernel",
+            shim,
+            "-initrd",
+            elf64.image().to_str().unwrap(),
+            "-append",
+            "hi",
+        ];
+        let Some((out, status)) = qemu(&args, Some(&debugcon)) else {
+            return;
+        };
+        assert_lines(
+            &out,
+            &[
+                "elf64: long mode entry",
+                "elf64: mem_upper=129920",
+                &format!("elf64: cmdline={shim} hi"),
+                "elf64: #BP vector 3",
+                "elf64: int 0x80 rax=0xc0ffee",
+                "elf64: timer ticks=3",
+                "elf64: vga written",
+                "elf64: done",
+            ],
+        );
+        assert_eq!(status, 67);
+        assert_eq!(fs::read_to_string(&debugcon).unwrap(), "elf64: debugcon\n");
+        let _ = fs::remove_file(&debugcon);
+
+        let rec = build("recursive").unwrap();
+        let args = ["-kernel", shim, "-initrd", rec.image().to_str().unwrap()];
+        let (out, status) = qemu(&args, None).unwrap();
+        assert_eq!(status, 1, "{out}");
+        assert_eq!(out.matches(" ok\n").count(), 5, "{out}");
+        assert!(out.contains("recursive: pte(0xb8000) via self-map = 0xb8063 direct = 0xb8063 ok"));
+        assert!(out.contains("recursive: done\n"), "{out}");
     }
 }
