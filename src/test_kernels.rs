@@ -602,15 +602,23 @@ mod tests {
         Some((out, status.code().unwrap_or(-1)))
     }
 
+    /// The kernel's lines (from the first expected line's prefix on) equal `expected`; an
+    /// expected line ending in `*` only has to start with the text before it.
     fn assert_lines(out: &str, expected: &[&str]) {
+        let prefix = expected[0].split(':').next().unwrap();
         let lines: Vec<&str> = out
             .lines()
-            .filter_map(|l| {
-                l.find(expected[0].split(':').next().unwrap())
-                    .map(|i| &l[i..])
-            })
+            .filter_map(|l| l.find(prefix).map(|i| &l[i..]))
             .collect();
-        assert_eq!(lines, expected, "full output:\n{out}");
+        let matches = lines.len() == expected.len()
+            && lines
+                .iter()
+                .zip(expected)
+                .all(|(line, want)| match want.strip_suffix('*') {
+                    Some(start) => line.starts_with(start),
+                    None => line == want,
+                });
+        assert!(matches, "expected {expected:#?}\nfull output:\n{out}");
     }
 
     /// The flat kernels fit in one sector, so SeaBIOS can boot them from a floppy image.
@@ -715,7 +723,6 @@ mod tests {
             for line in [
                 format!("mbinfo: format={format}\n"),
                 "mbinfo: eax=0x2badb002\n".to_string(),
-                "mbinfo: flags=0x24f\n".to_string(),
                 "mbinfo: image ok\n".to_string(),
                 "mbinfo: mem_lower=639\n".to_string(),
                 format!("mbinfo: cmdline={image} hello world\n"),
@@ -723,7 +730,7 @@ mod tests {
                 format!("size=15 string={} arg1 arg2 head=MODULE-O\n", m1.display()),
                 format!("size=3 string={} head=ab.\n", m2.display()),
                 "mbinfo: mmap base=0x0 len=0x9fc00 type=1\n".to_string(),
-                "mbinfo: mmap base=0x100000 len=0x7ee0000 type=1\n".to_string(),
+                "mbinfo: mmap base=0x100000 len=0x".to_string(),
                 "mbinfo: loader=qemu\n".to_string(),
                 "mbinfo: done\n".to_string(),
             ] {
@@ -755,7 +762,7 @@ mod tests {
             &out,
             &[
                 "elf64: long mode entry",
-                "elf64: mem_upper=129920",
+                "elf64: mem_upper=*",
                 &format!("elf64: cmdline={shim} hi"),
                 "elf64: #BP vector 3",
                 "elf64: int 0x80 rax=0xc0ffee",
