@@ -1,4 +1,21 @@
 //! gdbvisor: a KVM hypervisor built around a gdb stub, for people who write kernels.
+//!
+//! How a run goes, module by module:
+//!
+//! 1. [`cli`] parses the command line (flags named for QEMU users).
+//! 2. [`runner`] reads the kernel and modules and creates the VM ([`vmm::vm`]): guest RAM from
+//!    vm-memory ([`vmm::memory`]), the in-kernel irqchip and PIT, the legacy port devices
+//!    ([`devices`]) and the vCPUs.
+//! 3. [`boot`] detects the image format and writes the kernel, gdbvisor's GDT, page tables and
+//!    multiboot information into RAM, returning the CPU state at entry, which
+//!    [`vmm::vcpu::Vcpu::set_boot_state`] applies.
+//! 4. [`vmm::machine`] moves each vCPU onto a thread. A vCPU handles port I/O itself and returns
+//!    every other exit as a [`vmm::vcpu::VcpuEvent`]; the caller decides whether it runs again.
+//! 5. [`runner`] maps the event that ended the run to an exit status.
+//!
+//! [`x86`] is a pure model of segmentation, paging and descriptor tables that reads guest-physical
+//! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::doctor`] probes what the
+//! host's KVM can do. [`test_kernels`] assembles the kernels in `test-kernels/` for the tests.
 pub mod boot;
 pub mod cli;
 pub mod demo;
