@@ -17,6 +17,7 @@ use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
 use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
+use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
 #[derive(Debug, Error)]
 pub enum VcpuError {
@@ -431,26 +432,28 @@ fn set_flat_segments(sregs: &mut kvm_sregs, code_selector: u16) {
 
 /// The hidden descriptor cache a `mov` of `selector` would load from the boot GDT.
 fn segment_from_boot_gdt(selector: u16) -> kvm_segment {
-    let raw = GDT_ENTRIES[usize::from(selector >> 3)];
-    let granular = (raw >> 55) & 1 == 1;
-    let limit = ((raw & 0xffff) | ((raw >> 32) & 0xf_0000)) as u32;
+    let descriptor = SegmentDescriptor(GDT_ENTRIES[usize::from(selector >> 3)]);
+    to_kvm_segment(&SegmentCache::from_descriptor(
+        SegmentSelector(selector),
+        descriptor,
+    ))
+}
+
+/// Our model of a descriptor cache in KVM's layout (field for field).
+pub fn to_kvm_segment(cache: &SegmentCache) -> kvm_segment {
     kvm_segment {
-        base: ((raw >> 16) & 0xff_ffff) | (((raw >> 56) & 0xff) << 24),
-        limit: if granular {
-            (limit << 12) | 0xfff
-        } else {
-            limit
-        },
-        selector,
-        type_: ((raw >> 40) & 0xf) as u8,
-        s: ((raw >> 44) & 1) as u8,
-        dpl: ((raw >> 45) & 3) as u8,
-        present: ((raw >> 47) & 1) as u8,
-        avl: ((raw >> 52) & 1) as u8,
-        l: ((raw >> 53) & 1) as u8,
-        db: ((raw >> 54) & 1) as u8,
-        g: granular as u8,
-        unusable: 0,
+        base: cache.base,
+        limit: cache.limit,
+        selector: cache.selector.0,
+        type_: cache.type_,
+        s: cache.s.into(),
+        dpl: cache.dpl,
+        present: cache.present.into(),
+        avl: cache.avl.into(),
+        l: cache.l.into(),
+        db: cache.db.into(),
+        g: cache.g.into(),
+        unusable: cache.unusable.into(),
         padding: 0,
     }
 }
