@@ -8,6 +8,7 @@ pub mod addr;
 pub mod cpu;
 pub mod paging;
 pub mod segment;
+pub mod tables;
 pub mod tlb;
 
 pub use addr::{is_canonical, sign_extend, AddrError, LinearAddr, PhysAddr};

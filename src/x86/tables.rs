@@ -28,7 +28,9 @@ pub enum TableError {
         addr: u64,
         source: LinearReadError,
     },
-    #[error("{level} at {entry_addr:#x} = {raw:#x} (linear {linear:#x}) has reserved bits {bits:#x}")]
+    #[error(
+        "{level} at {entry_addr:#x} = {raw:#x} (linear {linear:#x}) has reserved bits {bits:#x}"
+    )]
     ReservedBits {
         linear: u64,
         level: Level,
@@ -37,7 +39,11 @@ pub enum TableError {
         bits: u64,
     },
     #[error("{level} table for linear {linear:#x} at physical {addr:#x} is outside RAM")]
-    TableOutsideRam { linear: u64, level: Level, addr: u64 },
+    TableOutsideRam {
+        linear: u64,
+        level: Level,
+        addr: u64,
+    },
     #[error("stopped after visiting {visited} entries (budget exhausted); output is truncated")]
     Truncated { visited: usize },
 }
@@ -115,22 +121,39 @@ impl<'a, L: LinearMemory + ?Sized> DescriptorTable<'a, L> {
         self.mem
             .read_linear(addr, &mut b)
             .map(|_| u64::from_le_bytes(b))
-            .map_err(|source| TableError::Unreadable { index, addr, source })
+            .map_err(|source| TableError::Unreadable {
+                index,
+                addr,
+                source,
+            })
     }
 }
 
 /// The GDT that GDTR describes.
-pub fn gdt<L: LinearMemory + ?Sized>(mem: &L, gdtr: TableRegister, long_mode: bool) -> DescriptorTable<'_, L> {
+pub fn gdt<L: LinearMemory + ?Sized>(
+    mem: &L,
+    gdtr: TableRegister,
+    long_mode: bool,
+) -> DescriptorTable<'_, L> {
     DescriptorTable::new(mem, TableKind::Gdt, gdtr.base, gdtr.limit as u64, long_mode)
 }
 
 /// The LDT at `base` with byte limit `limit` (from LDTR's hidden cache, or its GDT descriptor).
-pub fn ldt<L: LinearMemory + ?Sized>(mem: &L, base: u64, limit: u32, long_mode: bool) -> DescriptorTable<'_, L> {
+pub fn ldt<L: LinearMemory + ?Sized>(
+    mem: &L,
+    base: u64,
+    limit: u32,
+    long_mode: bool,
+) -> DescriptorTable<'_, L> {
     DescriptorTable::new(mem, TableKind::Ldt, base, limit as u64, long_mode)
 }
 
 /// The protected/long-mode IDT that IDTR describes (at most 256 vectors).
-pub fn idt<L: LinearMemory + ?Sized>(mem: &L, idtr: TableRegister, long_mode: bool) -> DescriptorTable<'_, L> {
+pub fn idt<L: LinearMemory + ?Sized>(
+    mem: &L,
+    idtr: TableRegister,
+    long_mode: bool,
+) -> DescriptorTable<'_, L> {
     DescriptorTable::new(mem, TableKind::Idt, idtr.base, idtr.limit as u64, long_mode)
 }
 
@@ -141,7 +164,11 @@ impl<L: LinearMemory + ?Sized> Iterator for DescriptorTable<'_, L> {
         if self.done {
             return None;
         }
-        let size = if self.kind == TableKind::Idt && self.long_mode { 16 } else { 8 };
+        let size = if self.kind == TableKind::Idt && self.long_mode {
+            16
+        } else {
+            8
+        };
         let index = match self.kind {
             TableKind::Idt => (self.offset / size) as usize,
             _ => (self.offset / 8) as usize,
@@ -152,7 +179,9 @@ impl<L: LinearMemory + ?Sized> Iterator for DescriptorTable<'_, L> {
         }
         if self.visited >= self.budget {
             self.done = true;
-            return Some(Err(TableError::Truncated { visited: self.visited }));
+            return Some(Err(TableError::Truncated {
+                visited: self.visited,
+            }));
         }
         self.visited += 1;
         let addr = self.base.wrapping_add(self.offset);
@@ -191,15 +220,28 @@ impl<L: LinearMemory + ?Sized> Iterator for DescriptorTable<'_, L> {
 }
 
 /// Real-mode interrupt vector table entries (`segment:offset`), up to 256 or the IDTR limit.
-pub fn ivt<L: LinearMemory + ?Sized>(mem: &L, idtr: TableRegister) -> Vec<Result<(u8, u16, u16), TableError>> {
+pub fn ivt<L: LinearMemory + ?Sized>(
+    mem: &L,
+    idtr: TableRegister,
+) -> Vec<Result<(u8, u16, u16), TableError>> {
     let count = ((idtr.limit as usize + 1) / 4).min(256);
     (0..count)
         .map(|v| {
             let addr = idtr.base.wrapping_add(v as u64 * 4);
             let mut b = [0u8; 4];
             mem.read_linear(addr, &mut b)
-                .map(|_| (v as u8, u16::from_le_bytes([b[2], b[3]]), u16::from_le_bytes([b[0], b[1]])))
-                .map_err(|source| TableError::Unreadable { index: v, addr, source })
+                .map(|_| {
+                    (
+                        v as u8,
+                        u16::from_le_bytes([b[2], b[3]]),
+                        u16::from_le_bytes([b[0], b[1]]),
+                    )
+                })
+                .map_err(|source| TableError::Unreadable {
+                    index: v,
+                    addr,
+                    source,
+                })
         })
         .collect()
 }
@@ -275,7 +317,11 @@ impl Tss32 {
     pub fn read<L: LinearMemory + ?Sized>(mem: &L, base: u64) -> Result<Self, TableError> {
         let mut b = [0u8; TSS_SIZE];
         mem.read_linear(base, &mut b)
-            .map_err(|source| TableError::Unreadable { index: 0, addr: base, source })?;
+            .map_err(|source| TableError::Unreadable {
+                index: 0,
+                addr: base,
+                source,
+            })?;
         Ok(Self::from_bytes(&b))
     }
 }
@@ -283,7 +329,10 @@ impl Tss32 {
 impl Tss64 {
     /// Decodes the architectural layout.
     pub fn from_bytes(b: &[u8; TSS_SIZE]) -> Self {
-        let mut t = Tss64 { iomap_base: le16(b, 102), ..Default::default() };
+        let mut t = Tss64 {
+            iomap_base: le16(b, 102),
+            ..Default::default()
+        };
         for r in 0..3 {
             t.rsp[r] = le64(b, 4 + r * 8);
         }
@@ -297,7 +346,11 @@ impl Tss64 {
     pub fn read<L: LinearMemory + ?Sized>(mem: &L, base: u64) -> Result<Self, TableError> {
         let mut b = [0u8; TSS_SIZE];
         mem.read_linear(base, &mut b)
-            .map_err(|source| TableError::Unreadable { index: 0, addr: base, source })?;
+            .map_err(|source| TableError::Unreadable {
+                index: 0,
+                addr: base,
+                source,
+            })?;
         Ok(Self::from_bytes(&b))
     }
 }
@@ -307,7 +360,11 @@ impl fmt::Display for Tss32 {
         for (r, (esp, ss)) in self.stacks.iter().enumerate() {
             writeln!(f, "ss{r}:esp{r} = {ss:#06x}:{esp:#010x}")?;
         }
-        writeln!(f, "cr3 = {:#010x}  eip = {:#010x}  eflags = {:#010x}", self.cr3, self.eip, self.eflags)?;
+        writeln!(
+            f,
+            "cr3 = {:#010x}  eip = {:#010x}  eflags = {:#010x}",
+            self.cr3, self.eip, self.eflags
+        )?;
         let names = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
         for (n, v) in names.iter().zip(self.gprs) {
             writeln!(f, "{n} = {v:#010x}")?;
@@ -349,7 +406,11 @@ pub struct EnumOptions {
 
 impl Default for EnumOptions {
     fn default() -> Self {
-        EnumOptions { budget: DEFAULT_PAGE_BUDGET, start: 0, end: u64::MAX }
+        EnumOptions {
+            budget: DEFAULT_PAGE_BUDGET,
+            start: 0,
+            end: u64::MAX,
+        }
     }
 }
 
@@ -427,37 +488,41 @@ pub struct Leaves<'a, M: ?Sized> {
     bits: u32,
     /// Table physical address currently open at each depth (for reporting entry addresses).
     tables: [u64; 5],
+    /// A problem to report before anything else (the root table is unreadable).
+    first_error: Option<TableError>,
 }
 
 /// Enumerates the page tables `regs` select. With paging off, yields nothing.
-pub fn leaves<'a, M: PhysMemory + ?Sized>(mem: &'a M, regs: &ControlRegs, opts: EnumOptions) -> Leaves<'a, M> {
+pub fn leaves<'a, M: PhysMemory + ?Sized>(
+    mem: &'a M,
+    regs: &ControlRegs,
+    opts: EnumOptions,
+) -> Leaves<'a, M> {
     let ctx = PagingCtx::new(regs);
     let bits = ctx.mode.linear_bits();
-    let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    let opts = EnumOptions {
-        start: if bits < 64 && opts.start > mask && ctx.mode.linear_bits() == 32 { mask } else { opts.start & mask },
-        end: opts.end.min(if ctx.mode.linear_bits() == 32 { mask } else { u64::MAX }) & mask,
-        ..opts
+    let mask = (1u64 << bits) - 1;
+    let (start, end, empty) = if bits == 32 {
+        (opts.start, opts.end.min(mask), opts.start > mask)
+    } else {
+        // Canonical addresses map monotonically onto 0..2^bits once masked.
+        (opts.start & mask, opts.end & mask, false)
     };
     let mut it = Leaves {
         mem,
         ctx,
-        opts,
+        opts: EnumOptions { start, end, ..opts },
         visited: 0,
-        done: ctx.mode == PagingMode::None,
+        done: ctx.mode == PagingMode::None || empty || start > end,
         stack: Vec::with_capacity(5),
         bufs: vec![Vec::new(); 5],
         raw: Vec::new(),
         bits,
         tables: [0; 5],
+        first_error: None,
     };
     if !it.done {
-        match it.open(0, ctx.root, 0, Rights::WRITE | Rights::USER) {
-            Ok(()) => {}
-            Err(_) => {
-                // Reported on the first call to next().
-                it.stack.clear();
-            }
+        if let Err(e) = it.open(0, ctx.root, 0, Rights::WRITE | Rights::USER) {
+            it.first_error = Some(e);
         }
     }
     it
@@ -477,7 +542,13 @@ impl<M: PhysMemory + ?Sized> Leaves<'_, M> {
     }
 
     /// Reads the table at `table` for `depth` into its buffer and pushes a frame.
-    fn open(&mut self, depth: usize, table: u64, lin_base: u64, rights: Rights) -> Result<(), TableError> {
+    fn open(
+        &mut self,
+        depth: usize,
+        table: u64,
+        lin_base: u64,
+        rights: Rights,
+    ) -> Result<(), TableError> {
         let (level, _, nbits) = self.ctx.levels()[depth];
         let count = 1usize << nbits;
         let esize = self.ctx.entry_size() as usize;
@@ -498,13 +569,27 @@ impl<M: PhysMemory + ?Sized> Leaves<'_, M> {
                 });
             }
             if esize == 8 {
-                buf.extend(self.raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())));
+                buf.extend(
+                    self.raw
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+                );
             } else {
-                buf.extend(self.raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64));
+                buf.extend(
+                    self.raw
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64),
+                );
             }
         }
         self.tables[depth] = table;
-        self.stack.push(Frame { depth, index: 0, count, lin_base, rights });
+        self.stack.push(Frame {
+            depth,
+            index: 0,
+            count,
+            lin_base,
+            rights,
+        });
         Ok(())
     }
 }
@@ -516,16 +601,9 @@ impl<M: PhysMemory + ?Sized> Iterator for Leaves<'_, M> {
         if self.done {
             return None;
         }
-        if self.stack.is_empty() && self.visited == 0 {
-            // The root table could not be read.
+        if let Some(e) = self.first_error.take() {
             self.done = true;
-            let level = self.ctx.levels()[0].0;
-            if self.ctx.pdptr(level, 0).is_none() {
-                let mut b = [0u8; 4];
-                if self.mem.read_phys(self.ctx.root, &mut b).is_err() || self.bufs[0].is_empty() {
-                    return Some(Err(TableError::TableOutsideRam { linear: 0, level, addr: self.ctx.root }));
-                }
-            }
+            return Some(Err(e));
         }
         loop {
             let Some(top) = self.stack.last_mut() else {
@@ -538,7 +616,9 @@ impl<M: PhysMemory + ?Sized> Iterator for Leaves<'_, M> {
             }
             if self.visited >= self.opts.budget {
                 self.done = true;
-                return Some(Err(TableError::Truncated { visited: self.visited }));
+                return Some(Err(TableError::Truncated {
+                    visited: self.visited,
+                }));
             }
             self.visited += 1;
             let depth = top.depth;
@@ -598,7 +678,11 @@ pub struct Ranges<I> {
 impl<I: Iterator<Item = Result<Leaf, TableError>>> Ranges<I> {
     /// Coalesces the leaves of `inner`.
     pub fn new(inner: I) -> Self {
-        Ranges { inner, pending: None, queued: None }
+        Ranges {
+            inner,
+            pending: None,
+            queued: None,
+        }
     }
 }
 
@@ -680,29 +764,27 @@ pub fn enumerate<M: PhysMemory + ?Sized>(
 ) -> Enumeration {
     let mut out = Enumeration::default();
     let mut it = leaves(mem, regs, opts);
-    let mut pending: Option<MappedRange> = None;
-    let mut push_leaf = |leaf: Leaf, out: &mut Enumeration| {
-        let mut ranges = Ranges { inner: std::iter::once(Ok(leaf)), pending: pending.take(), queued: None };
-        if let Some(Ok(done)) = ranges.next() {
-            out.ranges.push(done);
-            pending = ranges.next().and_then(Result::ok);
-        } else {
-            pending = ranges.pending;
+    let mut ranges = Ranges::new(std::iter::from_fn(|| {
+        let item = it.next()?;
+        if let (Ok(leaf), true) = (&item, keep_leaves) {
+            out.leaves.push(*leaf);
         }
-    };
-    for item in &mut it {
+        Some(item)
+    }));
+    let mut collected = Vec::new();
+    let mut problems = Vec::new();
+    let mut truncated = false;
+    for item in &mut ranges {
         match item {
-            Ok(leaf) => {
-                if keep_leaves {
-                    out.leaves.push(leaf);
-                }
-                push_leaf(leaf, &mut out);
-            }
-            Err(TableError::Truncated { .. }) => out.truncated = true,
-            Err(e) => out.problems.push(e),
+            Ok(r) => collected.push(r),
+            Err(TableError::Truncated { .. }) => truncated = true,
+            Err(e) => problems.push(e),
         }
     }
-    drop(push_leaf);
+    drop(ranges);
+    out.ranges = collected;
+    out.problems = problems;
+    out.truncated = truncated;
     out.visited = it.visited();
     out
 }
