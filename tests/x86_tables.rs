@@ -181,7 +181,7 @@ fn build(m: &mut VecMemory) -> ControlRegs {
     m.write_u64(0x6000, 0x20_0000 | P | PS);
     m.write_u64(0x1000 + 256 * 8, 0x7000 | P | W);
     m.write_u64(0x7000, 0x8000 | P | W);
-    m.write_u64(0x8000, 0 | P | W | PS | XD);
+    m.write_u64(0x8000, P | W | PS | XD);
     long4(0x1000)
 }
 
