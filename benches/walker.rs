@@ -21,7 +21,7 @@ fn four_gib_in_4k_pages() -> (VecMemory, ControlRegs) {
         }
     }
     let bytes = m.as_bytes_mut();
-    for page in 0..(4 * GIB >> 12) {
+    for page in 0..((4 * GIB) >> 12) {
         let e = (0x1_0000_0000 + (page << 12)) | 0x63;
         let at = (pts + page * 8) as usize;
         bytes[at..at + 8].copy_from_slice(&e.to_le_bytes());
@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     let (mem, regs) = four_gib_in_4k_pages();
     let mut g = c.benchmark_group("translate_4level");
 
-    let cold = addresses(4096, 4 * GIB >> 12);
+    let cold = addresses(4096, (4 * GIB) >> 12);
     g.throughput(Throughput::Elements(cold.len() as u64));
     g.bench_function("uncached", |b| {
         b.iter(|| {

@@ -464,3 +464,87 @@ fn paged_memory_reads_across_pages() {
         Err(LinearReadError::Walk(WalkError::NotPresent { .. }))
     ));
 }
+
+#[test]
+fn logical_to_physical_chains_segmentation_and_paging() {
+    let mut m = mem();
+    let pd = 0x10_0000u64;
+    m.write_u32(pd + 768 * 4, (0x10_1000 | P | W) as u32);
+    m.write_u32(0x10_1000 + 4, (0x30_0000 | P) as u32); // 0xc000_1000 -> 0x30_0000, read-only
+    let regs = ControlRegs::new(CR0_PG | 1 << 16, pd, CR4_PSE, 0);
+    // DS: base 0xc000_0000, limit 0xffff, data RW, 32-bit
+    let ds = SegmentCache::from_descriptor(
+        SegmentSelector(0x10),
+        SegmentDescriptor(0xc040_9300_0000_ffff),
+    );
+    let cs = SegmentCache::from_descriptor(
+        SegmentSelector(0x08),
+        SegmentDescriptor(0x00cf_9b00_0000_ffff),
+    );
+    let mode = CpuMode::from_cache(&regs, 0x2, &cs);
+    assert_eq!(mode, CpuMode::Protected32);
+    let (lin, t) = logical_to_physical(
+        &m,
+        &regs,
+        mode,
+        SegmentRegister::Ds,
+        &ds,
+        0x1234,
+        4,
+        SegAccess::Read,
+        Access::read(false),
+    )
+    .unwrap();
+    assert_eq!((lin, t.phys), (0xc000_1234, 0x30_0234));
+    // paging refuses the write (read-only, WP), segmentation the limit
+    let e = logical_to_physical(
+        &m,
+        &regs,
+        mode,
+        SegmentRegister::Ds,
+        &ds,
+        0x1234,
+        4,
+        SegAccess::Write,
+        Access::write(false),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, X86Error::Walk(WalkError::Protection { .. })),
+        "{e}"
+    );
+    let e = logical_to_physical(
+        &m,
+        &regs,
+        mode,
+        SegmentRegister::Ds,
+        &ds,
+        0x1_0000,
+        1,
+        SegAccess::Read,
+        Access::DEBUGGER,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, X86Error::Segment(SegmentError::Limit { .. })),
+        "{e}"
+    );
+    // real mode: CS:IP = f000:fff0 with paging off
+    let real = ControlRegs::new(0x10, 0, 0, 0);
+    let cs = SegmentCache::real_mode(0xf000, true);
+    let mode = CpuMode::from_cache(&real, 0x2, &cs);
+    assert_eq!(mode, CpuMode::Real);
+    let (lin, t) = logical_to_physical(
+        &m,
+        &real,
+        mode,
+        SegmentRegister::Cs,
+        &cs,
+        0xfff0,
+        1,
+        SegAccess::Execute,
+        Access::fetch(false),
+    )
+    .unwrap();
+    assert_eq!((lin, t.phys), (0xffff0, 0xffff0));
+}

@@ -327,13 +327,15 @@ fn ref_allowed(s: &Setup, w: bool, u: bool, nx: bool, kind: u8, user: bool, ac: 
         return !(fetch && nx);
     }
     if fetch {
-        return !nx && !(s.smep && u);
+        // no XD anywhere, and SMEP does not forbid user pages
+        return !(nx || (s.smep && u));
     }
     let smap_blocks = s.smap && u && !ac;
     if read {
         return !smap_blocks;
     }
-    !smap_blocks && !(s.wp && !w)
+    // writes also need W when CR0.WP is set
+    !(smap_blocks || (s.wp && !w))
 }
 
 fn access_of(kind: u8, user: bool, ac: bool) -> Access {

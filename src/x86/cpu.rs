@@ -114,6 +114,45 @@ bitflags! {
     }
 }
 
+/// Bochs `creg` style: every known flag, highest bit first, uppercase when set
+/// (`PG cd nw ac wp ne ET ts em mp PE`).
+fn bochs_flags<F: bitflags::Flags<Bits = u64> + Copy>(value: F) -> String {
+    let mut names: Vec<(u64, &str)> = F::all().iter_names().map(|(n, f)| (f.bits(), n)).collect();
+    names.sort_by_key(|&(bit, _)| std::cmp::Reverse(bit));
+    names
+        .iter()
+        .map(|&(bit, name)| {
+            if value.bits() & bit != 0 {
+                name.to_uppercase()
+            } else {
+                name.to_lowercase()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Cr0Flags {
+    /// `PG cd nw ac wp ne ET ts em mp PE`: uppercase = set.
+    pub fn bochs(self) -> String {
+        bochs_flags(self)
+    }
+}
+
+impl Cr4Flags {
+    /// Uppercase = set, highest bit first.
+    pub fn bochs(self) -> String {
+        bochs_flags(self)
+    }
+}
+
+impl EferFlags {
+    /// Uppercase = set, highest bit first.
+    pub fn bochs(self) -> String {
+        bochs_flags(self)
+    }
+}
+
 /// EFLAGS.VM: virtual-8086 mode.
 pub const RFLAGS_VM: u64 = 1 << 17;
 /// EFLAGS.AC: alignment check, and SMAP override for explicit supervisor accesses.
@@ -332,6 +371,13 @@ mod tests {
         assert_eq!(Cr4Flags::SMAP.bits(), 0x20_0000);
         assert_eq!((EferFlags::LME | EferFlags::LMA).bits(), 0x500);
         assert_eq!(EferFlags::NXE.bits(), 0x800);
+    }
+
+    #[test]
+    fn bochs_style() {
+        let cr0 = Cr0Flags::from_bits_retain(0x8000_0011);
+        assert_eq!(cr0.bochs(), "PG cd nw am wp ne ET ts em mp PE");
+        assert!(EferFlags::from_bits_retain(0x500).bochs().contains("LMA"));
     }
 
     #[test]

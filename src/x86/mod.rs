@@ -1,6 +1,20 @@
 //! A pure model of x86 address translation: segmentation, paging and descriptor tables.
 //!
 //! Nothing here knows about KVM or gdb; guest-physical memory is read through [`PhysMemory`].
+//! A debugger address goes through the same steps as in the CPU:
+//!
+//! 1. [`cpu`]: decode CR0/CR3/CR4/EFER ([`ControlRegs`]) into a [`CpuMode`] and a [`PagingMode`].
+//! 2. [`segment`]: logical → linear with the hidden descriptor cache ([`SegmentCache`]), as in
+//!    real, protected, compatibility or 64-bit mode; [`segment::descriptor_for`] decodes what the
+//!    GDT/LDT says now, so a stale cache can be shown.
+//! 3. [`paging`]: linear → physical with [`walk`] (a [`Trace`] of every level) or [`translate`]
+//!    (plus the permission check and the #PF error code the CPU would raise).
+//! 4. [`tlb`]: a software [`Tlb`] in front of `translate` for repeated reads while the guest is
+//!    stopped; invalidate it whenever the vCPU ran.
+//! 5. [`tables`]: iterators over the GDT, LDT, IDT, TSS and all page-table mappings, bounded by
+//!    a budget so that hostile tables cannot hang the debugger.
+//!
+//! [`logical_to_physical`] chains steps 2 and 3.
 
 use thiserror::Error;
 
@@ -23,6 +37,36 @@ pub use segment::{
     SegmentError, SegmentRegister, SegmentSelector, TableRegister,
 };
 pub use tlb::{Tlb, TlbStats};
+
+/// Why a logical address could not be turned into a physical one.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum X86Error {
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+}
+
+/// Logical (`seg:offset`) → linear → physical, as the CPU would for an access of `len` bytes.
+///
+/// Returns the linear address and the translation of its first byte; the caller splits longer
+/// accesses at [`Translation::bytes_to_page_end`]. Pass [`SegAccess::Any`] and
+/// [`Access::DEBUGGER`] for debugger reads that should ignore rights.
+#[allow(clippy::too_many_arguments)]
+pub fn logical_to_physical<M: PhysMemory + ?Sized>(
+    mem: &M,
+    regs: &ControlRegs,
+    mode: CpuMode,
+    seg: SegmentRegister,
+    cache: &SegmentCache,
+    offset: u64,
+    len: u64,
+    seg_access: SegAccess,
+    access: Access,
+) -> Result<(u64, Translation), X86Error> {
+    let linear = logical_to_linear(mode, regs, seg, cache, offset, len, seg_access)?;
+    Ok((linear, translate(mem, regs, linear, access)?))
+}
 
 /// A guest-physical range that cannot be read: outside RAM, or device memory.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]

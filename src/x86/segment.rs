@@ -652,6 +652,17 @@ impl fmt::Display for SegmentCache {
     }
 }
 
+impl CpuMode {
+    /// The mode from the registers and the hidden CS cache (its L and D/B bits).
+    pub fn from_cache(regs: &ControlRegs, rflags: u64, cs: &SegmentCache) -> Self {
+        let mut efer = regs.efer;
+        if regs.long_mode_active() {
+            efer |= super::cpu::EferFlags::LMA;
+        }
+        CpuMode::detect(regs.cr0, efer, rflags, cs.l, cs.db)
+    }
+}
+
 /// What an access through a segment does, for the type check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegAccess {
