@@ -114,6 +114,15 @@ fn level4_faults() {
         pf.to_string(),
         "#PF would be raised: error code 0x0002 (not-present, write, supervisor)"
     );
+    let report = e.explain(Access::write(false), &regs);
+    println!("{report}");
+    assert_eq!(report.lines().count(), 5, "{report}");
+    assert!(
+        report.contains("  PDE   [  1] @0x00003008 = 0x0000000000000000  --"),
+        "{report}"
+    );
+    assert!(report
+        .ends_with("#PF would be raised: error code 0x0002 (not-present, write, supervisor)\n"));
     // not present at PML4
     let e = walk(&m, &regs, 0x0000_7f00_0000_0000).unwrap_err();
     assert!(matches!(
@@ -321,12 +330,12 @@ fn bits32_4k_and_4m() {
     let text = walk(&m, &pse, 0xc000_5abc).unwrap().to_string();
     println!("{text}");
     assert!(
-        text.contains("  PDE  [768] @0x00100c00 = 0x00101003  P W S"),
+        text.contains("  PDE   [768] @0x00100c00 = 0x00101003  P W S"),
         "{text}"
     );
     assert!(text.contains("-> table 0x00101000"), "{text}");
     assert!(
-        text.contains("PTE  [  5] @0x00101014 = 0x00200007  P W U"),
+        text.contains("PTE   [  5] @0x00101014 = 0x00200007  P W U"),
         "{text}"
     );
 }

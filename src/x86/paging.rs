@@ -479,11 +479,11 @@ fn flag_column(e: PageTableEntry, level: Level, mode: PagingMode) -> String {
 
 impl fmt::Display for Trace {
     /// One line per level:
-    /// `  PDE  [768] @0x00105c00 = 0x00107003  P W S A        -> table 0x00107000`.
+    /// `  PDE   [768] @0x00105c00 = 0x00107003  P W S A        -> table 0x00107000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let wide = self.mode.wide_entries();
         for e in self.entries() {
-            write!(f, "  {:<5}[{:>3}] ", e.level, e.index)?;
+            write!(f, "  {:<5} [{:>3}] ", e.level, e.index)?;
             if e.from_register {
                 write!(f, "PDPTR{}     ", e.index)?;
             } else {
@@ -638,6 +638,29 @@ impl WalkError {
             linear: self.linear(),
             code,
         })
+    }
+}
+
+impl WalkError {
+    /// Multi-line report for `monitor walk`: the levels visited, why the walk stopped, and the
+    /// #PF the CPU would raise for `access` (if it would raise one).
+    pub fn explain(&self, access: Access, regs: &ControlRegs) -> String {
+        let mut out = String::new();
+        if let Some(t) = self.trace() {
+            out.push_str(&t.to_string());
+        }
+        out.push_str(&format!(
+            "physical address not available for linear {:#x}: {self}\n",
+            self.linear()
+        ));
+        match self.page_fault(access, regs) {
+            Some(pf) => out.push_str(&format!("{pf}\n")),
+            None if matches!(self, WalkError::NonCanonical { .. }) => {
+                out.push_str("#GP would be raised (non-canonical address)\n")
+            }
+            None => {}
+        }
+        out
     }
 }
 
