@@ -163,7 +163,7 @@ pub const DEFAULT_MAXPHYADDR: u8 = 52;
 
 /// The registers address translation depends on, as the VMM read them after the vCPU stopped.
 ///
-/// `maxphyaddr` is not a register but CPUID.80000008H:EAX[7:0]; it decides which entry bits are
+/// `maxphyaddr` is not a register but CPUID.80000008H:EAX bits 7:0; it decides which entry bits are
 /// reserved, so it travels with the registers. Equality of two `ControlRegs` is what the software
 /// TLB uses to notice that its contents are stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,7 +176,7 @@ pub struct ControlRegs {
     /// The four PAE PDPTE registers, if known (KVM_GET_SREGS2). PAE paging uses these rather than
     /// memory, because the CPU loaded them at the last CR3 write and ignores later memory changes.
     pub pdptrs: Option<[u64; 4]>,
-    /// Physical address width in bits (CPUID.80000008H:EAX[7:0]); 36..=52.
+    /// Physical address width in bits (CPUID.80000008H:EAX bits 7:0); 36..=52.
     pub maxphyaddr: u8,
 }
 

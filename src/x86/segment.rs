@@ -340,7 +340,7 @@ pub struct SystemSegment {
 /// Any descriptor, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Descriptor {
-    /// All-zero entry (GDT[0] by convention).
+    /// All-zero entry (the first GDT entry by convention).
     Null,
     /// Code or data segment.
     Segment(SegmentDescriptor),
