@@ -28,6 +28,8 @@ pub enum MachineError {
     Thread(std::io::Error),
     #[error("vCPU {0} thread ended unexpectedly")]
     ThreadGone(u8),
+    #[error("this machine's events go to a caller's sink, not to wait_event")]
+    NoEventChannel,
 }
 
 /// Work for a vCPU thread.
@@ -51,21 +53,37 @@ pub type VcpuReport = (u8, Result<VcpuEvent, VcpuError>);
 
 pub struct Machine {
     threads: Vec<VcpuThread>,
-    events: Receiver<VcpuReport>,
+    /// The reports, when [`Machine::start`] made the channel; `None` when the caller consumes
+    /// them through its own sink.
+    events: Option<Receiver<VcpuReport>>,
 }
 
+/// Where vCPU threads deliver their reports; `false` means nobody listens any more.
+pub type ReportSink = Arc<dyn Fn(VcpuReport) -> bool + Send + Sync>;
+
 impl Machine {
-    /// Moves each vCPU onto its own thread; none runs until told to.
+    /// Moves each vCPU onto its own thread; none runs until told to. Reports are read with
+    /// [`Machine::wait_event`].
     pub fn start(vcpus: Vec<Vcpu>) -> Result<Machine, MachineError> {
+        let (tx, rx) = mpsc::channel();
+        let sink: ReportSink = Arc::new(move |report| tx.send(report).is_ok());
+        let mut machine = Self::start_with_sink(vcpus, sink)?;
+        machine.events = Some(rx);
+        Ok(machine)
+    }
+
+    /// Like [`Machine::start`], but every report goes to `sink`, so a caller can merge vCPU
+    /// events with other inputs (a debugger's bytes) on one channel; it then calls
+    /// [`Machine::mark_stopped`] for each report it receives.
+    pub fn start_with_sink(vcpus: Vec<Vcpu>, sink: ReportSink) -> Result<Machine, MachineError> {
         kick::install_handler().map_err(MachineError::Signal)?;
-        let (event_tx, events) = mpsc::channel();
         let mut threads = Vec::new();
         for mut vcpu in vcpus {
             let id = vcpu.id;
             let control = vcpu.control();
             let (commands, command_rx) = mpsc::channel::<VcpuCommand>();
             let (kicker_tx, kicker_rx) = mpsc::sync_channel(1);
-            let event_tx = event_tx.clone();
+            let sink = sink.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
@@ -73,8 +91,7 @@ impl Machine {
                     for command in command_rx {
                         match command {
                             VcpuCommand::Run => {
-                                let event = vcpu.run();
-                                if event_tx.send((id, event)).is_err() {
+                                if !sink((id, vcpu.run())) {
                                     break;
                                 }
                             }
@@ -92,7 +109,29 @@ impl Machine {
                 thread: Some(thread),
             });
         }
-        Ok(Machine { threads, events })
+        Ok(Machine {
+            threads,
+            events: None,
+        })
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Records that vCPU `id` reported an event and no longer runs.
+    pub fn mark_stopped(&mut self, id: u8) {
+        if let Some(thread) = self.threads.get_mut(usize::from(id)) {
+            thread.running = false;
+        }
+    }
+
+    /// Kicks every running vCPU so a final halt is noticed (see [`HALT_POLL`]).
+    pub fn kick_running(&self) {
+        for thread in self.threads.iter().filter(|t| t.running) {
+            thread.kicker.kick();
+        }
     }
 
     fn thread(&mut self, id: u8) -> Result<&mut VcpuThread, MachineError> {
@@ -149,16 +188,15 @@ impl Machine {
             if interrupt.swap(false, Ordering::SeqCst) || late {
                 self.stop_all();
             }
-            match self.events.recv_timeout(HALT_POLL) {
+            let Some(events) = &self.events else {
+                return Err(MachineError::NoEventChannel);
+            };
+            match events.recv_timeout(HALT_POLL) {
                 Ok(report) => {
-                    self.thread(report.0)?.running = false;
+                    self.mark_stopped(report.0);
                     return Ok(report);
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    for thread in self.threads.iter().filter(|t| t.running) {
-                        thread.kicker.kick();
-                    }
-                }
+                Err(RecvTimeoutError::Timeout) => self.kick_running(),
                 Err(RecvTimeoutError::Disconnected) => return Err(MachineError::ThreadGone(0)),
             }
         }
