@@ -7,6 +7,8 @@ use thiserror::Error;
 
 use crate::boot::BootFormat;
 use crate::devices::sink::SinkSpec;
+use crate::gdb::arch::RegLayout;
+use crate::gdb::conn::GdbEndpoint;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CliError {
@@ -14,6 +16,8 @@ pub enum CliError {
     Size(String),
     #[error("'{0}' is not an address: use hex (0x7c00) or decimal")]
     Address(String),
+    #[error("-S/--wait holds the guest for gdb: give a gdb endpoint too (-s or --gdb ENDPOINT)")]
+    WaitWithoutGdb,
 }
 
 const EXAMPLES: &str = "\
@@ -22,6 +26,8 @@ Examples:
   gdbvisor --kernel build/kernel.elf         boot a multiboot1 or ELF64 kernel
   gdbvisor --kernel boot.bin --format flat   run a raw binary in real mode at 0000:7C00
   gdbvisor --kernel k.elf -m 256M --append 'debug' --initrd 'mod1 arg=1,mod2'
+  gdbvisor --kernel k.elf -s -S              wait for gdb on 127.0.0.1:1234 (then: gdb k.elf -ex 'target remote :1234')
+  gdb k.elf -ex 'target remote | gdbvisor --kernel k.elf --gdb stdio -S'
   gdbvisor doctor                            show what this host's KVM can do
 
 Exit status: 0 guest halted (or reset), 2 bad input, 4 triple fault, 6 KVM failure,
@@ -78,6 +84,58 @@ pub struct RunArgs {
     /// Port 0xE9 debug console output: stdout, stderr, null or file:PATH.
     #[arg(long, default_value = "stdout", global = true)]
     pub debugcon: SinkSpec,
+    /// Serve gdb: tcp:[HOST:]PORT (host defaults to 127.0.0.1; port 0 picks a free one),
+    /// unix:PATH (mode 0600) or stdio (for `target remote | gdbvisor …`).
+    #[arg(long, value_name = "ENDPOINT", global = true)]
+    pub gdb: Option<GdbEndpoint>,
+    /// Shorthand for --gdb tcp:127.0.0.1:1234 (QEMU: -s).
+    #[arg(short = 's', global = true)]
+    pub gdb_default_port: bool,
+    /// Hold the guest before its first instruction until gdb attaches (QEMU: -S).
+    #[arg(short = 'S', long, global = true)]
+    pub wait: bool,
+    /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub gdb_arch: GdbArch,
+}
+
+/// `--gdb-arch` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GdbArch {
+    Auto,
+    I8086,
+    I386,
+    #[value(name = "x86-64")]
+    X86_64,
+}
+
+impl GdbArch {
+    pub fn layout(self) -> Option<RegLayout> {
+        match self {
+            GdbArch::Auto => None,
+            GdbArch::I8086 => Some(RegLayout::I8086),
+            GdbArch::I386 => Some(RegLayout::I386),
+            GdbArch::X86_64 => Some(RegLayout::X86_64),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The gdb endpoint, from --gdb or -s; `-S` without one is a usage error.
+    pub fn gdb_endpoint(&self) -> Result<Option<GdbEndpoint>, CliError> {
+        let endpoint = match (&self.gdb, self.gdb_default_port) {
+            (Some(endpoint), _) => Some(endpoint.clone()),
+            (None, true) => Some(GdbEndpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1234,
+            }),
+            (None, false) => None,
+        };
+        if self.wait && endpoint.is_none() {
+            return Err(CliError::WaitWithoutGdb);
+        }
+        Ok(endpoint)
+    }
 }
 
 /// Parses `128`, `128M`, `512K`, `2G` (binary units; a bare number is MiB, as in QEMU).
@@ -123,6 +181,24 @@ mod tests {
         assert_eq!(parse_address("0x7c00"), Ok(0x7c00));
         assert_eq!(parse_address("31744"), Ok(0x7c00));
         assert!(parse_address("0xzz").is_err());
+    }
+
+    #[test]
+    fn gdb_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().run.gdb_endpoint();
+        assert_eq!(parse(&["g"]), Ok(None));
+        assert_eq!(
+            parse(&["g", "-s", "-S"]),
+            Ok(Some(GdbEndpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1234
+            }))
+        );
+        assert_eq!(
+            parse(&["g", "--gdb", "stdio"]),
+            Ok(Some(GdbEndpoint::Stdio))
+        );
+        assert_eq!(parse(&["g", "-S"]), Err(CliError::WaitWithoutGdb));
     }
 
     #[test]

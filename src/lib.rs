@@ -20,6 +20,7 @@ pub mod boot;
 pub mod cli;
 pub mod demo;
 pub mod devices;
+pub mod gdb;
 pub mod runner;
 pub mod test_kernels;
 pub mod vmm;

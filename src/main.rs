@@ -10,6 +10,9 @@ use clap::Parser;
 use gdbvisor::boot::BootParams;
 use gdbvisor::cli::{Cli, Command};
 use gdbvisor::demo;
+use gdbvisor::devices::sink::SinkSpec;
+use gdbvisor::gdb::conn::GdbEndpoint;
+use gdbvisor::gdb::session::GdbOptions;
 use gdbvisor::runner::{self, status, RunRequest};
 use gdbvisor::vmm::doctor;
 
@@ -76,6 +79,20 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         Some(list) => RunRequest::read_modules(list).map_err(|e| (e.to_string(), e.status()))?,
         None => Vec::new(),
     };
+    let gdb_endpoint = args
+        .gdb_endpoint()
+        .map_err(|e| (e.to_string(), status::BAD_INPUT))?;
+    let on_stdio = gdb_endpoint == Some(GdbEndpoint::Stdio);
+    // With gdb on stdio, stdout carries the remote protocol: guest output moves to stderr.
+    let off_stdout = |sink: SinkSpec| match sink {
+        SinkSpec::Stdout if on_stdio => SinkSpec::Stderr,
+        other => other,
+    };
+    let gdb = gdb_endpoint.map(|endpoint| GdbOptions {
+        endpoint,
+        wait: args.wait,
+        arch: args.gdb_arch.layout(),
+    });
     let request = RunRequest {
         name,
         image,
@@ -87,8 +104,9 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         },
         memory: args.memory,
         cpus: args.cpus,
-        serial: args.serial,
-        debugcon: args.debugcon,
+        serial: off_stdout(args.serial),
+        debugcon: off_stdout(args.debugcon),
+        gdb,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

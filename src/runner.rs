@@ -8,25 +8,18 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::boot::{self, BootError, BootParams, EntryMode, Module};
-use crate::devices::debug_exit;
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
+use crate::gdb::conn::GdbEndpoint;
+use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
-use crate::vmm::state_text::CpuStateText;
-use crate::vmm::vcpu::{linear_pc, InternalError, Vcpu, VcpuError, VcpuEvent};
+use crate::vmm::memory::GuestRam;
+use crate::vmm::outcome::{is_mov_to_cr0, report_event};
+pub use crate::vmm::outcome::{status, RunEnd};
+use crate::vmm::vcpu::VcpuError;
 use crate::vmm::vm::{Vm, VmError, VmOptions};
-use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
-
-/// gdbvisor's own exit statuses are even; isa-debug-exit's are odd.
-pub mod status {
-    pub const HALTED: i32 = 0;
-    pub const BAD_INPUT: i32 = 2;
-    pub const TRIPLE_FAULT: i32 = 4;
-    pub const KVM_FAILURE: i32 = 6;
-    pub const INTERRUPTED: i32 = 130;
-}
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -45,6 +38,8 @@ pub enum RunError {
     Vcpu(#[from] VcpuError),
     #[error("{0}")]
     Output(std::io::Error),
+    #[error("{0}")]
+    Gdb(#[from] SessionError),
 }
 
 impl RunError {
@@ -70,6 +65,8 @@ pub struct RunRequest {
     pub cpus: u32,
     pub serial: SinkSpec,
     pub debugcon: SinkSpec,
+    /// Serve gdb instead of just running.
+    pub gdb: Option<GdbOptions>,
 }
 
 impl RunRequest {
@@ -91,29 +88,6 @@ impl RunRequest {
                 Ok(Module { path, string, data })
             })
             .collect()
-    }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunEnd {
-    Halted,
-    Reset,
-    DebugExit(u32),
-    TripleFault,
-    KvmFailure,
-    Interrupted,
-}
-
-impl RunEnd {
-    pub fn status(&self) -> i32 {
-        match self {
-            RunEnd::Halted | RunEnd::Reset => status::HALTED,
-            RunEnd::DebugExit(value) => debug_exit::exit_status(*value),
-            RunEnd::TripleFault => status::TRIPLE_FAULT,
-            RunEnd::KvmFailure => status::KVM_FAILURE,
-            RunEnd::Interrupted => status::INTERRUPTED,
-        }
     }
 }
 
@@ -146,147 +120,40 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             "s (only the first runs)"
         }
     );
-    if std::io::stdin().is_terminal() {
+    let gdb_on_stdio = request
+        .gdb
+        .as_ref()
+        .is_some_and(|g| g.endpoint == GdbEndpoint::Stdio);
+    if std::io::stdin().is_terminal() && !gdb_on_stdio {
         forward_stdin(vm.serial_input.clone());
     }
     let ram = vm.ram.clone();
+    if let Some(options) = request.gdb {
+        let block_irq =
+            doctor::guest_debug_flags(&vm.kvm) & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0;
+        let end = session::serve(vm.vcpus, ram.clone(), options, interrupt, block_irq)?;
+        print_vga(&ram);
+        return Ok(end);
+    }
     let mut machine = Machine::start(vm.vcpus)?;
     machine.resume(0)?;
     let (id, event) = machine.wait_event(&interrupt, None)?;
     let end = report_event(&mut machine, id, event?)?;
     drop(machine);
-    if let Ok(Some(screen)) = vga::render(ram.as_ref()) {
-        eprintln!("gdbvisor: VGA text screen at exit:\n{screen}");
-    }
+    print_vga(&ram);
     Ok(end)
 }
 
-/// Prints what ended the run and maps it to a [`RunEnd`].
-fn report_event(machine: &mut Machine, id: u8, event: VcpuEvent) -> Result<RunEnd, RunError> {
-    Ok(match event {
-        VcpuEvent::Halted => {
-            eprintln!("gdbvisor: guest halted (every vCPU halted with interrupts disabled)");
-            RunEnd::Halted
-        }
-        VcpuEvent::Reset => {
-            eprintln!(
-                "gdbvisor: guest reset the machine through the i8042; gdbvisor does not reboot"
-            );
-            RunEnd::Reset
-        }
-        VcpuEvent::DebugExit(value) => {
-            log::info!("isa-debug-exit {value:#x}");
-            RunEnd::DebugExit(value)
-        }
-        VcpuEvent::Interrupted => {
-            eprintln!("gdbvisor: interrupted");
-            RunEnd::Interrupted
-        }
-        VcpuEvent::Shutdown => {
-            eprintln!(
-                "gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); registers as KVM reports them after the exit:"
-            );
-            eprintln!("{}", vcpu_state(machine, id)?);
-            if machine.with_vcpu(id, was_enabling_legacy_paging)? && !doctor::legacy_paging_works()
-            {
-                eprintln!(
-                    "gdbvisor: note: this host's KVM cannot run 32-bit paging or PAE without long mode; a kernel that enables them triple-faults here (see `gdbvisor doctor`)"
-                );
-            }
-            RunEnd::TripleFault
-        }
-        VcpuEvent::InternalError(error) => {
-            eprintln!(
-                "gdbvisor: KVM internal error on vCPU {id}: {}",
-                describe_internal(&error)
-            );
-            eprintln!("{}", vcpu_state(machine, id)?);
-            RunEnd::KvmFailure
-        }
-        VcpuEvent::FailEntry { reason, cpu } => {
-            eprintln!("gdbvisor: VM entry failed on vCPU {id}: hardware reason {reason:#x} (host cpu {cpu})");
-            eprintln!("{}", vcpu_state(machine, id)?);
-            RunEnd::KvmFailure
-        }
-        VcpuEvent::Debug(info) => {
-            eprintln!("gdbvisor: unexpected debug exit on vCPU {id}: {info:x?}");
-            RunEnd::KvmFailure
-        }
-        VcpuEvent::SoftwareBreakpoint { rip } => {
-            eprintln!("gdbvisor: unexpected breakpoint at {rip:#x} on vCPU {id}");
-            RunEnd::KvmFailure
-        }
-        VcpuEvent::Unhandled(what) => {
-            eprintln!("gdbvisor: unhandled KVM exit on vCPU {id}: {what}");
-            eprintln!("{}", vcpu_state(machine, id)?);
-            RunEnd::KvmFailure
-        }
-    })
-}
-
-/// One line: suberror, its name, the exit data and the instruction bytes at RIP.
-pub fn describe_internal(error: &InternalError) -> String {
-    let kind = match error.suberror {
-        1 => " (emulation failure)",
-        2 => " (simultaneous exceptions)",
-        3 => " (delivery event failure)",
-        4 => " (unexpected exit reason)",
-        _ => "",
-    };
-    let bytes: Vec<String> = error.insn.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "suberror {}{kind}, data [{}], rip {:#x} (linear {:#x}), bytes at rip: {}",
-        error.suberror,
-        error
-            .data
-            .iter()
-            .map(|d| format!("{d:#x}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        error.rip,
-        error.linear_rip,
-        if bytes.is_empty() {
-            "unreadable".to_string()
-        } else {
-            bytes.join(" ")
-        }
-    )
-}
-
-fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, RunError> {
-    Ok(machine.with_vcpu(id, |vcpu| {
-        match (vcpu.fd().get_regs(), vcpu.fd().get_sregs()) {
-            (Ok(regs), Ok(sregs)) => CpuStateText {
-                regs: &regs,
-                sregs: &sregs,
-            }
-            .to_string(),
-            (Err(e), _) | (_, Err(e)) => format!("  (registers unavailable: {e})"),
-        }
-    })?)
-}
-
-/// `mov cr0, r32` (0F 22 C0+r) at the start of `code`.
-fn is_mov_to_cr0(code: &[u8]) -> bool {
-    matches!(code, [0x0F, 0x22, 0xC0..=0xC7, ..])
+/// Prints the VGA text screen if the guest wrote to it.
+fn print_vga(ram: &GuestRam) {
+    if let Ok(Some(screen)) = vga::render(ram) {
+        eprintln!("gdbvisor: VGA text screen at exit:\n{screen}");
+    }
 }
 
 /// `mov cr0, r32` anywhere in the image: the kernel may turn on paging.
 fn writes_cr0(image: &[u8]) -> bool {
     (0..image.len()).any(|i| is_mov_to_cr0(&image[i..]))
-}
-
-/// After a triple fault: was the guest outside long mode with paging off, but either at a
-/// `mov cr0` or with CR4.PSE/PAE already set — i.e. turning on 32-bit paging or PAE?
-fn was_enabling_legacy_paging(vcpu: &mut Vcpu) -> bool {
-    let (Ok(regs), Ok(sregs)) = (vcpu.fd().get_regs(), vcpu.fd().get_sregs()) else {
-        return false;
-    };
-    let paging_off = !Cr0Flags::from_bits_truncate(sregs.cr0).contains(Cr0Flags::PG);
-    let long_mode = EferFlags::from_bits_truncate(sregs.efer).contains(EferFlags::LME);
-    let cr4 = Cr4Flags::from_bits_truncate(sregs.cr4);
-    let at_mov_cr0 = is_mov_to_cr0(&vcpu.read_linear(&sregs, linear_pc(&regs, &sregs), 3));
-    paging_off && !long_mode && (at_mov_cr0 || cr4.intersects(Cr4Flags::PSE | Cr4Flags::PAE))
 }
 
 fn warn_if_no_legacy_paging() {

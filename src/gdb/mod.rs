@@ -1,1 +1,8 @@
+//! The gdb stub: the only place that knows both the VMM and the x86 model.
 pub mod arch;
+pub mod breakpoints;
+pub mod conn;
+pub mod event_loop;
+pub mod regs;
+pub mod session;
+pub mod target;

@@ -119,6 +119,12 @@ pub fn examine() -> Result<HostReport, DoctorError> {
     })
 }
 
+/// The KVM_GUESTDBG_* flags this KVM accepts (KVM_CAP_SET_GUEST_DEBUG2).
+pub fn guest_debug_flags(kvm: &kvm_ioctls::Kvm) -> u32 {
+    kvm.check_extension_raw(u64::from(KVM_CAP_SET_GUEST_DEBUG2))
+        .max(0) as u32
+}
+
 /// Whether 32-bit paging runs here; probed once per process.
 pub fn legacy_paging_works() -> bool {
     static WORKS: OnceLock<bool> = OnceLock::new();

@@ -87,6 +87,59 @@ pub struct InternalError {
     pub insn: Vec<u8>,
 }
 
+/// What a debugger asks of KVM for this vCPU (KVM_SET_GUEST_DEBUG).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DebugConfig {
+    /// Exit after one instruction.
+    pub single_step: bool,
+    /// Take no interrupts while stepping, so a step never lands in a timer handler.
+    pub block_irq: bool,
+    /// Exit on `int3` (hardware KVM reports #BP as KVM_EXIT_DEBUG).
+    pub sw_breakpoints: bool,
+    /// Execution breakpoints in DR0-3, by linear address.
+    pub hw_breakpoints: [Option<u64>; 4],
+}
+
+impl DebugConfig {
+    /// True when KVM needs no debug exits at all.
+    pub fn is_idle(&self) -> bool {
+        *self == DebugConfig::default()
+    }
+
+    fn control(&self) -> u32 {
+        use kvm_bindings::{
+            KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP,
+            KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
+        };
+        if self.is_idle() {
+            return 0;
+        }
+        let mut control = KVM_GUESTDBG_ENABLE;
+        if self.single_step {
+            control |= KVM_GUESTDBG_SINGLESTEP;
+        }
+        if self.block_irq {
+            control |= KVM_GUESTDBG_BLOCKIRQ;
+        }
+        if self.sw_breakpoints {
+            control |= KVM_GUESTDBG_USE_SW_BP;
+        }
+        if self.hw_breakpoints.iter().any(Option::is_some) {
+            control |= KVM_GUESTDBG_USE_HW_BP;
+        }
+        control
+    }
+
+    /// DR7 enabling each used slot as a local execution breakpoint (RW=00, LEN=00).
+    pub fn dr7(&self) -> u64 {
+        self.hw_breakpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.is_some())
+            .fold(0, |dr7, (i, _)| dr7 | (1 << (2 * i)))
+    }
+}
+
 /// Shared with other threads: lets them stop this vCPU.
 #[derive(Default)]
 pub struct VcpuControl {
@@ -138,6 +191,7 @@ pub struct Vcpu {
     pub planted_breakpoints: HashSet<u64>,
     /// Guest int3 / int n this loop completed by injection (this host's KVM cannot).
     pub soft_interrupts_completed: u64,
+    debug: DebugConfig,
 }
 
 impl Vcpu {
@@ -150,6 +204,7 @@ impl Vcpu {
             control: Arc::new(VcpuControl::default()),
             planted_breakpoints: HashSet::new(),
             soft_interrupts_completed: 0,
+            debug: DebugConfig::default(),
         }
     }
 
@@ -159,6 +214,31 @@ impl Vcpu {
 
     pub fn control(&self) -> Arc<VcpuControl> {
         self.control.clone()
+    }
+
+    /// Applies a debugger's wishes: single step, breakpoints in DR0-3, #BP exits.
+    pub fn set_debug(&mut self, config: DebugConfig) -> Result<(), VcpuError> {
+        self.apply_debug(config, 0)?;
+        self.debug = config;
+        Ok(())
+    }
+
+    pub fn debug(&self) -> DebugConfig {
+        self.debug
+    }
+
+    fn apply_debug(&self, config: DebugConfig, extra_control: u32) -> Result<(), VcpuError> {
+        let mut debug = kvm_bindings::kvm_guest_debug {
+            control: config.control() | extra_control,
+            ..Default::default()
+        };
+        for (i, slot) in config.hw_breakpoints.iter().enumerate() {
+            debug.arch.debugreg[i] = slot.unwrap_or(0);
+        }
+        debug.arch.debugreg[7] = config.dr7();
+        self.fd
+            .set_guest_debug(&debug)
+            .map_err(|e| VcpuError::Kvm("SET_GUEST_DEBUG", e))
     }
 
     /// Must be called on the thread that will run this vCPU, before [`Vcpu::run`].
@@ -262,7 +342,10 @@ impl Vcpu {
                     .map(|h| h.then_some(VcpuEvent::Halted))
             }
             VcpuExit::Shutdown => return Ok(Some(VcpuEvent::Shutdown)),
-            VcpuExit::Debug(arch) => return Ok(Some(VcpuEvent::Debug(arch.into()))),
+            VcpuExit::Debug(arch) => {
+                let info = DebugInfo::from(arch);
+                return self.debug_exit(info);
+            }
             VcpuExit::FailEntry(reason, cpu) => {
                 return Ok(Some(VcpuEvent::FailEntry { reason, cpu }))
             }
@@ -289,6 +372,18 @@ impl Vcpu {
             }
         }
         BusAction::Continue
+    }
+
+    /// A #BP exit at an address the debugger did not plant is the guest's own `int3`: hand it
+    /// back to the guest (hardware KVM with USE_SW_BP).
+    fn debug_exit(&mut self, info: DebugInfo) -> Result<Option<VcpuEvent>, VcpuError> {
+        const BP_VECTOR: u32 = 3;
+        if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
+            self.apply_debug(self.debug, kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;
+            self.soft_interrupts_completed += 1;
+            return Ok(None);
+        }
+        Ok(Some(VcpuEvent::Debug(info)))
     }
 
     fn after_kick(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
@@ -476,6 +571,27 @@ mod tests {
         assert_eq!(SoftInterrupt::decode(&[0xCD]), None);
         assert_eq!(SoftInterrupt::decode(&[0x0F, 0x0B]), None);
         assert_eq!(SoftInterrupt::IntN(3).insn_len(), 2);
+    }
+
+    #[test]
+    fn debug_config_sets_control_and_dr7() {
+        use kvm_bindings::*;
+        assert_eq!(DebugConfig::default().control(), 0);
+        let config = DebugConfig {
+            single_step: true,
+            block_irq: true,
+            sw_breakpoints: true,
+            hw_breakpoints: [Some(0x1000), None, Some(0x2000), None],
+        };
+        assert_eq!(
+            config.control(),
+            KVM_GUESTDBG_ENABLE
+                | KVM_GUESTDBG_SINGLESTEP
+                | KVM_GUESTDBG_BLOCKIRQ
+                | KVM_GUESTDBG_USE_SW_BP
+                | KVM_GUESTDBG_USE_HW_BP
+        );
+        assert_eq!(config.dr7(), 0b01_0001);
     }
 
     #[test]

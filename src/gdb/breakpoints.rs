@@ -1,0 +1,226 @@
+//! The stub's own breakpoint model, applied to the guest only while it runs.
+//!
+//! Software breakpoints are kept by linear address and re-resolved before every resume: each is
+//! planted as 0xCC at whatever physical address the running vCPUs map it to, and removed again at
+//! every stop — so gdb never reads our 0xCC, a guest that rewrote the code gets its new byte
+//! kept, and a remapped page moves the breakpoint. A breakpoint that is not mapped yet (a
+//! higher-half symbol before paging) or sits at a vCPU's current instruction waits in a debug
+//! register instead; RFLAGS.RF lets the vCPU leave that instruction without re-hitting it.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+
+use crate::vmm::memory::GuestRam;
+use crate::x86::cpu::ControlRegs;
+use crate::x86::paging::{translate, Access};
+
+pub const DEBUG_REGISTERS: usize = 4;
+const INT3: u8 = 0xCC;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BreakpointError {
+    #[error("all {DEBUG_REGISTERS} debug registers are in use")]
+    NoDebugRegister,
+}
+
+/// One 0xCC we wrote, and the byte it replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Planted {
+    phys: u64,
+    original: u8,
+}
+
+#[derive(Debug, Default)]
+pub struct Breakpoints {
+    /// `break`: linear addresses.
+    pub software: BTreeSet<u64>,
+    /// `hbreak`: linear addresses, each owning a debug register.
+    pub hardware: Vec<u64>,
+    planted: Vec<Planted>,
+}
+
+/// How the breakpoints are applied for one resume.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// DR0-3 contents: hardware breakpoints first, then software ones served by a register.
+    pub debug_registers: Vec<u64>,
+}
+
+impl Applied {
+    /// Which breakpoint DR slot `slot` serves, if any: (address, is it a user `hbreak`).
+    pub fn slot(&self, slot: usize, breakpoints: &Breakpoints) -> Option<(u64, bool)> {
+        let addr = *self.debug_registers.get(slot)?;
+        Some((addr, breakpoints.hardware.contains(&addr)))
+    }
+}
+
+impl Breakpoints {
+    /// Adds an `hbreak`; fails when the debug registers are taken.
+    pub fn add_hardware(&mut self, addr: u64) -> Result<(), BreakpointError> {
+        if self.hardware.contains(&addr) {
+            return Ok(());
+        }
+        if self.hardware.len() >= DEBUG_REGISTERS {
+            return Err(BreakpointError::NoDebugRegister);
+        }
+        self.hardware.push(addr);
+        Ok(())
+    }
+
+    pub fn remove_hardware(&mut self, addr: u64) -> bool {
+        let before = self.hardware.len();
+        self.hardware.retain(|&a| a != addr);
+        before != self.hardware.len()
+    }
+
+    /// Adds a `break`. One that no vCPU maps now needs a free debug register until it is.
+    pub fn add_software(&mut self, addr: u64, mapped_now: bool) -> Result<(), BreakpointError> {
+        if !mapped_now {
+            let unmapped_in_registers = self.hardware.len() + 1;
+            if unmapped_in_registers > DEBUG_REGISTERS {
+                return Err(BreakpointError::NoDebugRegister);
+            }
+        }
+        self.software.insert(addr);
+        Ok(())
+    }
+
+    pub fn remove_software(&mut self, addr: u64) -> bool {
+        self.software.remove(&addr)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.software.is_empty() && self.hardware.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.software.clear();
+        self.hardware.clear();
+    }
+
+    /// Plants every software breakpoint for a resume of vCPUs with these translation states
+    /// and current instruction pointers (linear). Breakpoints that cannot be planted go to
+    /// free debug registers; any left over are reported in the returned warnings.
+    pub fn plant(
+        &mut self,
+        ram: &GuestRam,
+        vcpus: &[(ControlRegs, u64)],
+    ) -> (Applied, Vec<String>) {
+        let mut applied = Applied {
+            debug_registers: self.hardware.clone(),
+        };
+        let mut warnings = Vec::new();
+        for &addr in &self.software {
+            let at_pc = vcpus.iter().any(|&(_, pc)| pc == addr);
+            let targets: BTreeSet<u64> = vcpus
+                .iter()
+                .filter_map(|(regs, _)| translate(ram, regs, addr, Access::DEBUGGER).ok())
+                .map(|t| t.phys)
+                .filter(|&phys| ram.contains(phys, 1))
+                .collect();
+            if at_pc || targets.is_empty() {
+                if applied.debug_registers.len() < DEBUG_REGISTERS {
+                    applied.debug_registers.push(addr);
+                } else {
+                    warnings.push(format!(
+                        "breakpoint at {addr:#x} is inactive for this run: all debug registers are in use"
+                    ));
+                }
+                continue;
+            }
+            for phys in targets {
+                if self.planted.iter().any(|p| p.phys == phys) {
+                    continue;
+                }
+                let mut original = [0u8];
+                if ram.read(phys, &mut original).is_ok() && ram.write(phys, &[INT3]).is_ok() {
+                    self.planted.push(Planted {
+                        phys,
+                        original: original[0],
+                    });
+                }
+            }
+        }
+        (applied, warnings)
+    }
+
+    /// Takes every planted 0xCC out again. Where the guest has since written something else,
+    /// its byte stays: the breakpoint is re-planted over the new code at the next resume.
+    pub fn unplant(&mut self, ram: &GuestRam) {
+        for planted in self.planted.drain(..).rev() {
+            let mut current = [0u8];
+            if ram.read(planted.phys, &mut current).is_ok() && current[0] == INT3 {
+                let _ = ram.write(planted.phys, &[planted.original]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat() -> ControlRegs {
+        ControlRegs::new(0x11, 0, 0, 0)
+    }
+
+    #[test]
+    fn plants_and_unplants_without_leaving_0xcc() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        ram.write(0x1000, &[0x90, 0x90]).unwrap();
+        let mut bps = Breakpoints::default();
+        bps.add_software(0x1000, true).unwrap();
+        let (applied, warnings) = bps.plant(&ram, &[(flat(), 0x2000)]);
+        assert!(applied.debug_registers.is_empty() && warnings.is_empty());
+        let mut byte = [0u8];
+        ram.read(0x1000, &mut byte).unwrap();
+        assert_eq!(byte, [INT3]);
+        bps.unplant(&ram);
+        ram.read(0x1000, &mut byte).unwrap();
+        assert_eq!(byte, [0x90]);
+    }
+
+    #[test]
+    fn guest_overwrite_is_kept_and_replanted() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        ram.write(0x1000, &[0x90]).unwrap();
+        let mut bps = Breakpoints::default();
+        bps.add_software(0x1000, true).unwrap();
+        bps.plant(&ram, &[(flat(), 0)]);
+        ram.write(0x1000, &[0xF4]).unwrap(); // the guest copies new code there
+        bps.unplant(&ram);
+        let mut byte = [0u8];
+        ram.read(0x1000, &mut byte).unwrap();
+        assert_eq!(byte, [0xF4]);
+        bps.plant(&ram, &[(flat(), 0)]);
+        bps.unplant(&ram);
+        ram.read(0x1000, &mut byte).unwrap();
+        assert_eq!(byte, [0xF4], "the new code's byte is what gets restored");
+    }
+
+    #[test]
+    fn breakpoint_at_pc_or_unmapped_uses_a_debug_register() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let mut bps = Breakpoints::default();
+        bps.add_software(0x1000, true).unwrap();
+        bps.add_software(0x8000_0000, false).unwrap();
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x1000)]);
+        assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
+        bps.unplant(&ram);
+    }
+
+    #[test]
+    fn debug_registers_run_out() {
+        let mut bps = Breakpoints::default();
+        for addr in 0..4 {
+            bps.add_hardware(addr).unwrap();
+        }
+        assert_eq!(bps.add_hardware(9), Err(BreakpointError::NoDebugRegister));
+        assert_eq!(
+            bps.add_software(9, false),
+            Err(BreakpointError::NoDebugRegister)
+        );
+        assert!(bps.add_software(9, true).is_ok());
+    }
+}

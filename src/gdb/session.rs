@@ -1,0 +1,166 @@
+//! The VMM's life with a gdb endpoint: the guest runs (or waits, with `--wait`) until a gdb
+//! attaches; a session lasts until gdb detaches, disconnects, kills the VM or the guest ends; a
+//! new gdb may attach afterwards.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use gdbstub::stub::{DisconnectReason, GdbStub};
+use thiserror::Error;
+
+use crate::gdb::arch::RegLayout;
+use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInput, SharedInbox};
+use crate::gdb::event_loop::{stop_the_rest, VmEventLoop};
+use crate::gdb::target::{TargetFault, VmTarget};
+use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
+use crate::vmm::memory::GuestRam;
+use crate::vmm::outcome::{report_event, RunEnd};
+use crate::vmm::vcpu::{Vcpu, VcpuEvent};
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("cannot listen for gdb: {0}")]
+    Listen(std::io::Error),
+    #[error("{0}")]
+    Machine(#[from] MachineError),
+    #[error("{0}")]
+    Target(#[from] TargetFault),
+}
+
+/// How gdb is served.
+#[derive(Debug, Clone)]
+pub struct GdbOptions {
+    pub endpoint: GdbEndpoint,
+    /// Hold the guest before its first instruction until gdb attaches.
+    pub wait: bool,
+    /// Force a register description instead of following the CPU mode at attach time.
+    pub arch: Option<RegLayout>,
+}
+
+/// Runs the VM with a gdb endpoint until the guest ends or gdb kills it.
+pub fn serve(
+    vcpus: Vec<Vcpu>,
+    ram: Arc<GuestRam>,
+    options: GdbOptions,
+    interrupt: Arc<AtomicBool>,
+    block_irq: bool,
+) -> Result<RunEnd, SessionError> {
+    let (tx, rx) = mpsc::channel();
+    let vcpu_tx = tx.clone();
+    let sink: ReportSink = Arc::new(move |report| vcpu_tx.send(LoopInput::Vcpu(report)).is_ok());
+    let machine = Machine::start_with_sink(vcpus, sink)?;
+    let inbox = Inbox::new(rx);
+    let session = Arc::new(AtomicBool::new(false));
+    let note = if options.wait {
+        " (guest held before its first instruction)"
+    } else {
+        ""
+    };
+    conn::listen(&options.endpoint, tx.clone(), session.clone(), note)
+        .map_err(SessionError::Listen)?;
+    let mut target = VmTarget::new(
+        machine,
+        ram,
+        RegLayout::X86_64,
+        block_irq,
+        interrupt.clone(),
+    );
+    if !options.wait {
+        target.resume_all()?;
+    }
+    let mut next_client = 0;
+    loop {
+        let input = inbox.borrow_mut().next(Some(HALT_POLL));
+        if interrupt.swap(false, Ordering::SeqCst) {
+            // Ctrl-C with no gdb attached: stop cleanly, as without gdb.
+            stop_the_rest(&mut target, &inbox);
+            target.pending.clear();
+            eprintln!("gdbvisor: interrupted");
+            return Ok(RunEnd::Interrupted);
+        }
+        match input {
+            None => target.machine.kick_running(),
+            Some(LoopInput::Vcpu((id, event))) => {
+                target.machine.mark_stopped(id);
+                let event = event.map_err(TargetFault::from)?;
+                if event == VcpuEvent::Interrupted {
+                    continue;
+                }
+                // Without gdb, a run ends as it would without a gdb endpoint.
+                stop_the_rest(&mut target, &inbox);
+                return Ok(report_event(&mut target.machine, id, event)?);
+            }
+            Some(LoopInput::NewClient(client)) => {
+                next_client += 1;
+                let end = attach(&mut target, &inbox, client, next_client, &options, &tx)?;
+                session.store(false, Ordering::SeqCst);
+                if let Some(end) = end {
+                    return Ok(end);
+                }
+                if options.endpoint == GdbEndpoint::Stdio {
+                    // Nobody can attach again through stdin.
+                    eprintln!("gdbvisor: gdb went away from stdio; ending the VM");
+                    return Ok(RunEnd::Killed);
+                }
+            }
+            Some(LoopInput::Byte { .. } | LoopInput::ClientGone { .. }) => {}
+        }
+    }
+}
+
+/// One gdb session. `Some(end)` when the VM is over; `None` when gdb left and the guest runs
+/// (or is held) without it.
+fn attach(
+    target: &mut VmTarget,
+    inbox: &SharedInbox,
+    client: Client,
+    number: u32,
+    options: &GdbOptions,
+    tx: &mpsc::Sender<LoopInput>,
+) -> Result<Option<RunEnd>, SessionError> {
+    log::info!("gdb attached from {}", client.peer);
+    stop_the_rest(target, inbox);
+    inbox.borrow_mut().client = number;
+    conn::spawn_reader(client.reader, number, tx.clone()).map_err(SessionError::Listen)?;
+    target.layout = match options.arch {
+        Some(layout) => layout,
+        None => target.snapshot(0)?.layout(),
+    };
+    target.hold = false;
+    let connection = GdbConnection::new(client.writer, inbox.clone());
+    let mut packet_buffer = vec![0u8; 0x4000];
+    let stub = GdbStub::builder(connection)
+        .with_packet_buffer(&mut packet_buffer)
+        .build()
+        .expect("a packet buffer is given");
+    let result = stub.run_blocking::<VmEventLoop>(target);
+    if let Some(end) = target.run_end.clone() {
+        return Ok(Some(end));
+    }
+    match result {
+        Ok(DisconnectReason::Kill) => {
+            eprintln!("gdbvisor: gdb killed the VM");
+            Ok(Some(RunEnd::Killed))
+        }
+        Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
+            Ok(Some(RunEnd::Killed))
+        }
+        Ok(DisconnectReason::Disconnect) | Err(_) => {
+            if let Err(e) = &result {
+                log::info!("gdb session ended: {e}");
+            }
+            target.forget_debugging()?;
+            if target.hold {
+                eprintln!("gdbvisor: gdb detached; the guest stays stopped for the next gdb (monitor hold)");
+            } else {
+                let running = target.resume_all()?;
+                eprintln!(
+                    "gdbvisor: gdb detached; the guest runs on ({running} vCPU{})",
+                    if running == 1 { "" } else { "s" }
+                );
+            }
+            Ok(None)
+        }
+    }
+}

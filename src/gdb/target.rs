@@ -1,0 +1,629 @@
+//! The gdbstub target: the VM's vCPUs as gdb threads 1…N, all-stop. Thin: registers and memory
+//! come from [`super::regs`] and the x86 walker; breakpoints from [`super::breakpoints`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use gdbstub::common::{Signal, Tid};
+use gdbstub::stub::MultiThreadStopReason;
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
+};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints as BreakpointsExt, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint,
+    SwBreakpointOps,
+};
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
+use gdbstub::target::ext::target_description_xml_override::{
+    TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
+};
+use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
+use gdbstub::target::{Target, TargetError, TargetResult};
+use thiserror::Error;
+
+use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, X86Registers};
+use crate::gdb::breakpoints::{Applied, Breakpoints};
+use crate::gdb::regs::{apply_file, CpuSnapshot};
+use crate::vmm::machine::{Machine, MachineError};
+use crate::vmm::memory::GuestRam;
+use crate::vmm::outcome::RunEnd;
+use crate::vmm::vcpu::{DebugConfig, VcpuError, VcpuEvent};
+use crate::x86::paging::{translate, Access};
+
+#[derive(Debug, Error)]
+pub enum TargetFault {
+    #[error("{0}")]
+    Machine(#[from] MachineError),
+    #[error("{0}")]
+    Vcpu(#[from] VcpuError),
+}
+
+/// What gdb asked each vCPU to do at the next resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Stay,
+    Continue,
+    Step,
+}
+
+/// Why a vCPU can never run again (triple fault, KVM failure): it keeps reporting this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dead {
+    signal: Signal,
+}
+
+pub struct VmTarget {
+    pub machine: Machine,
+    pub ram: Arc<GuestRam>,
+    pub layout: RegLayout,
+    pub breakpoints: Breakpoints,
+    applied: Applied,
+    actions: Vec<Action>,
+    /// Whether gdb named each thread's action in the current resume request.
+    explicit: Vec<bool>,
+    snapshots: Vec<Option<CpuSnapshot>>,
+    /// Stops that other vCPUs reported while the first stop was being handled; the next resume
+    /// reports them without running anything (all-stop).
+    pub pending: VecDeque<(u8, VcpuEvent)>,
+    dead: Vec<Option<Dead>>,
+    /// Set when the guest ended (debug-exit, reset): how the process ends.
+    pub run_end: Option<RunEnd>,
+    /// `monitor hold`: the next disconnect keeps the guest stopped.
+    pub hold: bool,
+    /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
+    pub block_irq: bool,
+    /// Set by the Ctrl-C handler of the VMM's terminal.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl VmTarget {
+    pub fn new(
+        machine: Machine,
+        ram: Arc<GuestRam>,
+        layout: RegLayout,
+        block_irq: bool,
+        interrupt: Arc<AtomicBool>,
+    ) -> Self {
+        let count = machine.vcpu_count();
+        VmTarget {
+            machine,
+            ram,
+            layout,
+            breakpoints: Breakpoints::default(),
+            applied: Applied::default(),
+            actions: vec![Action::Stay; count],
+            explicit: vec![false; count],
+            snapshots: vec![None; count],
+            pending: VecDeque::new(),
+            dead: vec![None; count],
+            run_end: None,
+            hold: false,
+            block_irq,
+            interrupt,
+        }
+    }
+
+    pub fn vcpu_count(&self) -> usize {
+        self.actions.len()
+    }
+
+    fn set_action(&mut self, tid: Tid, action: Action) {
+        let id = usize::from(Self::id(tid));
+        if id < self.actions.len() {
+            self.actions[id] = action;
+            self.explicit[id] = true;
+        }
+    }
+
+    fn id(tid: Tid) -> u8 {
+        (tid.get() - 1) as u8
+    }
+
+    pub fn tid(id: u8) -> Tid {
+        Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
+    }
+
+    /// The vCPU's state at this stop, fetched once.
+    pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
+        let slot = usize::from(id);
+        if self.snapshots[slot].is_none() {
+            let snapshot = self
+                .machine
+                .with_vcpu(id, |vcpu| CpuSnapshot::fetch(vcpu))??;
+            self.snapshots[slot] = Some(snapshot);
+        }
+        Ok(self.snapshots[slot].as_ref().expect("just filled"))
+    }
+
+    /// Reads or writes linear memory as vCPU `id` sees it, page by page; returns the bytes done
+    /// before the first unmapped page.
+    fn access_linear(
+        &mut self,
+        id: u8,
+        start: u64,
+        len: usize,
+        mut each: impl FnMut(&GuestRam, u64, usize, usize) -> bool,
+    ) -> Result<usize, TargetFault> {
+        let regs = self.snapshot(id)?.control_regs();
+        let mut done = 0;
+        while done < len {
+            let linear = start.wrapping_add(done as u64);
+            let Ok(t) = translate(self.ram.as_ref(), &regs, linear, Access::DEBUGGER) else {
+                break;
+            };
+            let chunk = (len - done).min(t.bytes_to_page_end() as usize);
+            if !each(&self.ram, t.phys, done, chunk) {
+                break;
+            }
+            done += chunk;
+        }
+        Ok(done)
+    }
+
+    /// Applies breakpoints and debug settings, then lets the vCPUs with an action run.
+    fn start_vcpus(&mut self) -> Result<(), TargetFault> {
+        let runners: Vec<u8> = (0..self.vcpu_count() as u8)
+            .filter(|&id| {
+                self.actions[usize::from(id)] != Action::Stay
+                    && self.dead[usize::from(id)].is_none()
+            })
+            .collect();
+        let mut views = Vec::new();
+        for &id in &runners {
+            let snapshot = self.snapshot(id)?;
+            views.push((snapshot.control_regs(), snapshot.pc()));
+        }
+        let (applied, warnings) = self.breakpoints.plant(&self.ram, &views);
+        for warning in warnings {
+            eprintln!("gdbvisor: {warning}");
+        }
+        let mut hw = [None; 4];
+        for (slot, addr) in hw.iter_mut().zip(&applied.debug_registers) {
+            *slot = Some(*addr);
+        }
+        let planted: std::collections::HashSet<u64> =
+            self.breakpoints.software.iter().copied().collect();
+        for (&id, &(_, pc)) in runners.iter().zip(&views) {
+            let config = DebugConfig {
+                single_step: self.actions[usize::from(id)] == Action::Step,
+                block_irq: self.block_irq && self.actions[usize::from(id)] == Action::Step,
+                sw_breakpoints: !self.breakpoints.software.is_empty(),
+                hw_breakpoints: hw,
+            };
+            // Leaving an instruction that carries a debug-register breakpoint must not re-hit it.
+            let resume_flag = applied.debug_registers.contains(&pc);
+            let planted = planted.clone();
+            self.machine
+                .with_vcpu(id, move |vcpu| -> Result<(), VcpuError> {
+                    vcpu.planted_breakpoints = planted;
+                    vcpu.set_debug(config)?;
+                    if resume_flag {
+                        let mut regs = vcpu
+                            .fd()
+                            .get_regs()
+                            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+                        regs.rflags |= 1 << 16;
+                        vcpu.fd()
+                            .set_regs(&regs)
+                            .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+                    }
+                    Ok(())
+                })??;
+        }
+        self.applied = applied;
+        self.snapshots.iter_mut().for_each(|s| *s = None);
+        for id in runners {
+            self.machine.resume(id)?;
+        }
+        Ok(())
+    }
+
+    /// Called once every vCPU has stopped: take our 0xCC bytes out of guest memory.
+    pub fn all_stopped(&mut self) {
+        self.breakpoints.unplant(&self.ram);
+        self.actions.iter_mut().for_each(|a| *a = Action::Stay);
+    }
+
+    /// Turns a vCPU report into what gdb should hear; `None` for reports that need no stop.
+    pub fn stop_reason(&mut self, id: u8, event: VcpuEvent) -> Option<MultiThreadStopReason<u64>> {
+        let tid = Self::tid(id);
+        let with_signal = |signal| MultiThreadStopReason::SignalWithThread { tid, signal };
+        Some(match event {
+            VcpuEvent::Debug(info) => {
+                let hit = (0..4).find(|slot| info.dr6 & (1 << slot) != 0);
+                match hit.and_then(|slot| self.applied.slot(slot, &self.breakpoints)) {
+                    Some((_, true)) => MultiThreadStopReason::HwBreak(tid),
+                    Some((_, false)) => MultiThreadStopReason::SwBreak(tid),
+                    None if info.exception == 3 => MultiThreadStopReason::SwBreak(tid),
+                    None => with_signal(Signal::SIGTRAP),
+                }
+            }
+            VcpuEvent::SoftwareBreakpoint { .. } => MultiThreadStopReason::SwBreak(tid),
+            VcpuEvent::Interrupted => with_signal(Signal::SIGINT),
+            VcpuEvent::Halted => {
+                eprintln!("gdbvisor: vCPU {id} halted with interrupts disabled (reported to gdb as SIGSTOP)");
+                with_signal(Signal::SIGSTOP)
+            }
+            VcpuEvent::DebugExit(value) => {
+                let end = RunEnd::DebugExit(value);
+                let status = end.status() as u8;
+                self.run_end = Some(end);
+                MultiThreadStopReason::Exited(status)
+            }
+            VcpuEvent::Reset => {
+                eprintln!(
+                    "gdbvisor: guest reset the machine through the i8042; gdbvisor does not reboot"
+                );
+                self.run_end = Some(RunEnd::Reset);
+                MultiThreadStopReason::Exited(0)
+            }
+            VcpuEvent::Shutdown => {
+                eprintln!("gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); stopped in gdb as SIGSEGV, memory intact");
+                self.dead[usize::from(id)] = Some(Dead {
+                    signal: Signal::SIGSEGV,
+                });
+                with_signal(Signal::SIGSEGV)
+            }
+            other @ (VcpuEvent::InternalError(_)
+            | VcpuEvent::FailEntry { .. }
+            | VcpuEvent::Unhandled(_)) => {
+                eprintln!(
+                    "gdbvisor: vCPU {id} cannot continue: {other:?}; stopped in gdb as SIGILL"
+                );
+                self.dead[usize::from(id)] = Some(Dead {
+                    signal: Signal::SIGILL,
+                });
+                with_signal(Signal::SIGILL)
+            }
+        })
+    }
+
+    /// A dead vCPU asked to run reports its end again instead.
+    pub fn dead_stop(&self) -> Option<MultiThreadStopReason<u64>> {
+        self.actions.iter().enumerate().find_map(|(id, action)| {
+            let dead = self.dead[id]?;
+            (*action != Action::Stay).then_some(MultiThreadStopReason::SignalWithThread {
+                tid: Self::tid(id as u8),
+                signal: dead.signal,
+            })
+        })
+    }
+
+    /// Forgets every breakpoint and debug setting (detach or disconnect).
+    pub fn forget_debugging(&mut self) -> Result<(), TargetFault> {
+        self.breakpoints.clear();
+        self.breakpoints.unplant(&self.ram);
+        for id in 0..self.vcpu_count() as u8 {
+            self.machine.with_vcpu(id, |vcpu| {
+                vcpu.planted_breakpoints.clear();
+                vcpu.set_debug(DebugConfig::default())
+            })??;
+        }
+        Ok(())
+    }
+
+    /// Lets every vCPU that can run go on (after a detach); returns how many run.
+    pub fn resume_all(&mut self) -> Result<usize, TargetFault> {
+        self.snapshots.iter_mut().for_each(|s| *s = None);
+        let mut count = 0;
+        for id in 0..self.vcpu_count() as u8 {
+            if self.dead[usize::from(id)].is_none() {
+                self.machine.resume(id)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn describe_thread(&mut self, id: u8) -> Result<String, TargetFault> {
+        let dead = self.dead[usize::from(id)];
+        let snapshot = self.snapshot(id)?;
+        let (mode, cpl) = (snapshot.mode(), snapshot.sregs.cs.selector & 3);
+        let state = match dead {
+            Some(d) if d.signal == Signal::SIGSEGV => "triple-faulted",
+            Some(_) => "failed",
+            None => "stopped",
+        };
+        Ok(format!("CPU#{id} [{mode:?}, CPL{cpl}, {state}]"))
+    }
+}
+
+impl Target for VmTarget {
+    type Arch = GdbvisorArch;
+    type Error = TargetFault;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::MultiThread(self)
+    }
+
+    fn guard_rail_implicit_sw_breakpoints(&self) -> bool {
+        true
+    }
+
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_target_description_xml_override(
+        &mut self,
+    ) -> Option<TargetDescriptionXmlOverrideOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+fn fault<T>(e: TargetFault) -> TargetResult<T, VmTarget> {
+    Err(TargetError::Fatal(e))
+}
+
+impl MultiThreadBase for VmTarget {
+    fn read_registers(&mut self, regs: &mut X86Registers, tid: Tid) -> TargetResult<(), Self> {
+        let layout = self.layout;
+        match self.snapshot(Self::id(tid)) {
+            Ok(snapshot) => {
+                regs.layout = layout;
+                regs.file = snapshot.to_file();
+                Ok(())
+            }
+            Err(e) => fault(e),
+        }
+    }
+
+    fn write_registers(&mut self, regs: &X86Registers, tid: Tid) -> TargetResult<(), Self> {
+        let id = Self::id(tid);
+        let layout = self.layout;
+        let snapshot = match self.snapshot(id) {
+            Ok(s) => s.clone(),
+            Err(e) => return fault(e),
+        };
+        let (kregs, ksregs, kfpu) = match apply_file(&snapshot, &regs.file, layout) {
+            Ok(values) => values,
+            Err(why) => {
+                eprintln!("gdbvisor: register write refused: {why}");
+                return Err(TargetError::NonFatal);
+            }
+        };
+        let result = self.machine.with_vcpu(id, move |vcpu| {
+            let fd = vcpu.fd();
+            fd.set_regs(&kregs)
+                .and_then(|_| fd.set_sregs(&ksregs))
+                .and_then(|_| fd.set_fpu(&kfpu))
+        });
+        self.snapshots[usize::from(id)] = None;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                eprintln!("gdbvisor: KVM refused the register write: {e}");
+                Err(TargetError::NonFatal)
+            }
+            Err(e) => fault(e.into()),
+        }
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
+        let len = data.len();
+        let done = self.access_linear(Self::id(tid), start, len, |ram, phys, at, n| {
+            ram.read(phys, &mut data[at..at + n]).is_ok()
+        });
+        match done {
+            Ok(0) if len > 0 => Err(TargetError::Errno(14)),
+            Ok(n) => Ok(n),
+            Err(e) => fault(e),
+        }
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
+        let done = self.access_linear(Self::id(tid), start, data.len(), |ram, phys, at, n| {
+            ram.write(phys, &data[at..at + n]).is_ok()
+        });
+        match done {
+            Ok(n) if n == data.len() => Ok(()),
+            Ok(_) => Err(TargetError::Errno(14)),
+            Err(e) => fault(e),
+        }
+    }
+
+    fn list_active_threads(
+        &mut self,
+        register_thread: &mut dyn FnMut(Tid),
+    ) -> Result<(), Self::Error> {
+        for id in 0..self.vcpu_count() as u8 {
+            register_thread(Self::tid(id));
+        }
+        Ok(())
+    }
+
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadResume for VmTarget {
+    fn resume(&mut self) -> Result<(), Self::Error> {
+        if !self.pending.is_empty() || self.dead_stop().is_some() {
+            // Reported by the event loop without running anything.
+            return Ok(());
+        }
+        self.start_vcpus()
+    }
+
+    /// gdbstub's contract: a thread without an explicit action continues, unless the
+    /// scheduler lock below is set.
+    fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
+        self.actions.iter_mut().for_each(|a| *a = Action::Continue);
+        self.explicit.iter_mut().for_each(|e| *e = false);
+        Ok(())
+    }
+
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn set_resume_action_continue(
+        &mut self,
+        tid: Tid,
+        _signal: Option<Signal>,
+    ) -> Result<(), Self::Error> {
+        self.set_action(tid, Action::Continue);
+        Ok(())
+    }
+
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSingleStep for VmTarget {
+    fn set_resume_action_step(
+        &mut self,
+        tid: Tid,
+        _signal: Option<Signal>,
+    ) -> Result<(), Self::Error> {
+        self.set_action(tid, Action::Step);
+        Ok(())
+    }
+}
+
+impl MultiThreadSchedulerLocking for VmTarget {
+    /// Only the threads gdb named run.
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
+        for (action, explicit) in self.actions.iter_mut().zip(&self.explicit) {
+            if !explicit {
+                *action = Action::Stay;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BreakpointsExt for VmTarget {
+    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SwBreakpoint for VmTarget {
+    fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let regs = match self.snapshot(0) {
+            Ok(s) => s.control_regs(),
+            Err(e) => return fault(e),
+        };
+        let mapped = translate(self.ram.as_ref(), &regs, addr, Access::DEBUGGER)
+            .is_ok_and(|t| self.ram.contains(t.phys, 1));
+        match self.breakpoints.add_software(addr, mapped) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                eprintln!(
+                    "gdbvisor: cannot insert breakpoint at {addr:#x}: not mapped yet and {e}"
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self.breakpoints.remove_software(addr))
+    }
+}
+
+impl HwBreakpoint for VmTarget {
+    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        match self.breakpoints.add_hardware(addr) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                eprintln!("gdbvisor: cannot insert hardware breakpoint at {addr:#x}: {e}");
+                Ok(false)
+            }
+        }
+    }
+
+    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self.breakpoints.remove_hardware(addr))
+    }
+}
+
+impl TargetDescriptionXmlOverride for VmTarget {
+    fn target_description_xml(
+        &self,
+        annex: &[u8],
+        offset: u64,
+        length: usize,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        if annex != b"target.xml" {
+            return Err(TargetError::NonFatal);
+        }
+        let xml = target_xml(self.layout).as_bytes();
+        let start = (offset as usize).min(xml.len());
+        let end = start
+            .saturating_add(length)
+            .min(xml.len())
+            .min(start + buf.len());
+        buf[..end - start].copy_from_slice(&xml[start..end]);
+        Ok(end - start)
+    }
+}
+
+impl ThreadExtraInfo for VmTarget {
+    fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        // `&self` only: describe from a cached snapshot when there is one.
+        let id = usize::from(Self::id(tid));
+        let text = match self.snapshots.get(id).and_then(Option::as_ref) {
+            Some(s) => format!(
+                "CPU#{id} [cr0={:#x}, CPL{}]",
+                s.sregs.cr0,
+                s.sregs.cs.selector & 3
+            ),
+            None => format!("CPU#{id}"),
+        };
+        let n = text.len().min(buf.len());
+        buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+        Ok(n)
+    }
+}
+
+impl MonitorCmd for VmTarget {
+    fn handle_monitor_cmd(
+        &mut self,
+        cmd: &[u8],
+        mut out: ConsoleOutput<'_>,
+    ) -> Result<(), Self::Error> {
+        let text = String::from_utf8_lossy(cmd);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            ["hold"] => {
+                self.hold = true;
+                gdbstub::outputln!(out, "the guest stays stopped when this gdb disconnects");
+            }
+            ["threads"] | ["cpus"] => {
+                for id in 0..self.vcpu_count() as u8 {
+                    let line = self.describe_thread(id)?;
+                    gdbstub::outputln!(out, "{line}");
+                }
+            }
+            [] | ["help"] => {
+                gdbstub::outputln!(
+                    out,
+                    "hold      keep the guest stopped when gdb disconnects (for a reconnect)"
+                );
+                gdbstub::outputln!(out, "threads   each vCPU's mode, CPL and state");
+            }
+            _ => gdbstub::outputln!(out, "unknown monitor command '{text}'; try 'monitor help'"),
+        }
+        Ok(())
+    }
+}
