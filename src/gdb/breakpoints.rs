@@ -102,10 +102,15 @@ impl Breakpoints {
     /// Plants every software breakpoint for a resume of vCPUs with these translation states
     /// and current instruction pointers (linear). Breakpoints that cannot be planted go to
     /// free debug registers; any left over are reported in the returned warnings.
+    ///
+    /// With `registers_first` (a vCPU in real mode, where a software-nested KVM delivers `int3`
+    /// straight to the guest's IVT instead of exiting), free debug registers serve software
+    /// breakpoints before any 0xCC is planted.
     pub fn plant(
         &mut self,
         ram: &GuestRam,
         vcpus: &[(ControlRegs, u64)],
+        registers_first: bool,
     ) -> (Applied, Vec<String>) {
         let mut applied = Applied {
             debug_registers: self.hardware.clone(),
@@ -119,8 +124,9 @@ impl Breakpoints {
                 .map(|t| t.phys)
                 .filter(|&phys| ram.contains(phys, 1))
                 .collect();
-            if at_pc || targets.is_empty() {
-                if applied.debug_registers.len() < DEBUG_REGISTERS {
+            let register_free = applied.debug_registers.len() < DEBUG_REGISTERS;
+            if at_pc || targets.is_empty() || (registers_first && register_free) {
+                if register_free {
                     applied.debug_registers.push(addr);
                 } else {
                     warnings.push(format!(
@@ -171,7 +177,7 @@ mod tests {
         ram.write(0x1000, &[0x90, 0x90]).unwrap();
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
-        let (applied, warnings) = bps.plant(&ram, &[(flat(), 0x2000)]);
+        let (applied, warnings) = bps.plant(&ram, &[(flat(), 0x2000)], false);
         assert!(applied.debug_registers.is_empty() && warnings.is_empty());
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();
@@ -187,13 +193,13 @@ mod tests {
         ram.write(0x1000, &[0x90]).unwrap();
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
-        bps.plant(&ram, &[(flat(), 0)]);
+        bps.plant(&ram, &[(flat(), 0)], false);
         ram.write(0x1000, &[0xF4]).unwrap(); // the guest copies new code there
         bps.unplant(&ram);
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [0xF4]);
-        bps.plant(&ram, &[(flat(), 0)]);
+        bps.plant(&ram, &[(flat(), 0)], false);
         bps.unplant(&ram);
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [0xF4], "the new code's byte is what gets restored");
@@ -205,9 +211,25 @@ mod tests {
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
         bps.add_software(0x8000_0000, false).unwrap();
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x1000)]);
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x1000)], false);
         assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
         bps.unplant(&ram);
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true);
+        assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
+        bps.unplant(&ram);
+    }
+
+    #[test]
+    fn real_mode_prefers_debug_registers() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        ram.write(0x1000, &[0x90]).unwrap();
+        let mut bps = Breakpoints::default();
+        bps.add_software(0x1000, true).unwrap();
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true);
+        assert_eq!(applied.debug_registers, vec![0x1000]);
+        let mut byte = [0u8];
+        ram.read(0x1000, &mut byte).unwrap();
+        assert_eq!(byte, [0x90], "no 0xCC planted");
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn spawn_acceptor(
         .spawn(move || loop {
             match accept() {
                 Ok(mut client) => {
-                    if session.swap(true, Ordering::SeqCst) {
+                    if !claim_session(&session) {
                         eprintln!(
                             "gdbvisor: refused gdb connection from {}: another gdb is attached (one client at a time)",
                             client.peer
@@ -202,6 +202,22 @@ fn spawn_acceptor(
             }
         })?;
     Ok(())
+}
+
+/// Takes the one client slot. A client that connects right after the previous one detached
+/// (a reconnect) may arrive before the loop has noticed; it gets a short grace period.
+fn claim_session(session: &SessionFlag) -> bool {
+    const GRACE: Duration = Duration::from_millis(1000);
+    const STEP: Duration = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    while session.swap(true, Ordering::SeqCst) {
+        if waited >= GRACE {
+            return false;
+        }
+        std::thread::sleep(STEP);
+        waited += STEP;
+    }
+    true
 }
 
 /// Forwards the client's bytes to the loop; ends with [`LoopInput::ClientGone`].

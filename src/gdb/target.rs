@@ -31,6 +31,7 @@ use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::RunEnd;
 use crate::vmm::vcpu::{DebugConfig, VcpuError, VcpuEvent};
+use crate::x86::cpu::CpuMode;
 use crate::x86::paging::{translate, Access};
 
 #[derive(Debug, Error)]
@@ -172,11 +173,13 @@ impl VmTarget {
             })
             .collect();
         let mut views = Vec::new();
+        let mut real_mode = false;
         for &id in &runners {
             let snapshot = self.snapshot(id)?;
             views.push((snapshot.control_regs(), snapshot.pc()));
+            real_mode |= snapshot.mode() == CpuMode::Real;
         }
-        let (applied, warnings) = self.breakpoints.plant(&self.ram, &views);
+        let (applied, warnings) = self.breakpoints.plant(&self.ram, &views, real_mode);
         for warning in warnings {
             eprintln!("gdbvisor: {warning}");
         }
@@ -608,6 +611,12 @@ impl MonitorCmd for VmTarget {
             ["hold"] => {
                 self.hold = true;
                 gdbstub::outputln!(out, "the guest stays stopped when this gdb disconnects");
+            }
+            ["arch"] => {
+                // What gdb should `set architecture` to for the mode vCPU 0 is in now, and
+                // what this session serves (the helper reconnects when they differ).
+                let now = self.snapshot(0)?.layout();
+                gdbstub::outputln!(out, "{} {}", now.architecture(), self.layout.architecture());
             }
             ["threads"] | ["cpus"] => {
                 for id in 0..self.vcpu_count() as u8 {
