@@ -131,7 +131,14 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     if let Some(options) = request.gdb {
         let block_irq =
             doctor::guest_debug_flags(&vm.kvm) & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0;
-        let end = session::serve(vm.vcpus, ram.clone(), options, interrupt, block_irq)?;
+        let end = session::serve(
+            vm.vcpus,
+            ram.clone(),
+            vm.slots,
+            options,
+            interrupt,
+            block_irq,
+        )?;
         print_vga(&ram);
         return Ok(end);
     }

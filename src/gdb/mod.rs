@@ -6,3 +6,4 @@ pub mod event_loop;
 pub mod regs;
 pub mod session;
 pub mod target;
+pub mod watchpoints;

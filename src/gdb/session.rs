@@ -15,6 +15,7 @@ use crate::gdb::event_loop::{stop_the_rest, VmEventLoop};
 use crate::gdb::target::{TargetFault, VmTarget};
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
+use crate::vmm::memslots::MemorySlots;
 use crate::vmm::outcome::{report_event, RunEnd};
 use crate::vmm::vcpu::{Vcpu, VcpuEvent};
 
@@ -42,6 +43,7 @@ pub struct GdbOptions {
 pub fn serve(
     vcpus: Vec<Vcpu>,
     ram: Arc<GuestRam>,
+    slots: MemorySlots,
     options: GdbOptions,
     interrupt: Arc<AtomicBool>,
     block_irq: bool,
@@ -59,13 +61,7 @@ pub fn serve(
     };
     conn::listen(&options.endpoint, tx.clone(), session.clone(), note)
         .map_err(SessionError::Listen)?;
-    let mut target = VmTarget::new(
-        machine,
-        ram,
-        RegLayout::X86_64,
-        block_irq,
-        interrupt.clone(),
-    );
+    let mut target = VmTarget::new(machine, ram, slots, block_irq, interrupt.clone());
     if !options.wait {
         target.resume_all()?;
     }

@@ -13,8 +13,8 @@ use gdbstub::target::ext::base::multithread::{
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
-    Breakpoints as BreakpointsExt, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint,
-    SwBreakpointOps,
+    Breakpoints as BreakpointsExt, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint,
+    HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::ext::extended_mode::{
     Args, AttachKind, ExtendedMode, ExtendedModeOps, ShouldTerminate,
@@ -30,8 +30,10 @@ use thiserror::Error;
 use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, X86Registers};
 use crate::gdb::breakpoints::{Applied, Breakpoints};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
+use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
+use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::outcome::RunEnd;
 use crate::vmm::vcpu::{DebugConfig, VcpuError, VcpuEvent};
 use crate::x86::cpu::CpuMode;
@@ -43,6 +45,8 @@ pub enum TargetFault {
     Machine(#[from] MachineError),
     #[error("{0}")]
     Vcpu(#[from] VcpuError),
+    #[error("{0}")]
+    Slots(#[from] MemslotError),
 }
 
 /// What gdb asked each vCPU to do at the next resume.
@@ -62,6 +66,8 @@ struct Dead {
 pub struct VmTarget {
     pub machine: Machine,
     pub ram: Arc<GuestRam>,
+    slots: MemorySlots,
+    pub watchpoints: Watchpoints,
     pub layout: RegLayout,
     pub breakpoints: Breakpoints,
     applied: Applied,
@@ -87,7 +93,7 @@ impl VmTarget {
     pub fn new(
         machine: Machine,
         ram: Arc<GuestRam>,
-        layout: RegLayout,
+        slots: MemorySlots,
         block_irq: bool,
         interrupt: Arc<AtomicBool>,
     ) -> Self {
@@ -95,7 +101,9 @@ impl VmTarget {
         VmTarget {
             machine,
             ram,
-            layout,
+            slots,
+            watchpoints: Watchpoints::default(),
+            layout: RegLayout::X86_64,
             breakpoints: Breakpoints::default(),
             applied: Applied::default(),
             actions: vec![Action::Stay; count],
@@ -192,6 +200,11 @@ impl VmTarget {
         }
         let planted: std::collections::HashSet<u64> =
             self.breakpoints.software.iter().copied().collect();
+        let (pages, watched) = match views.first() {
+            Some((regs, _)) => self.watchpoints.resolve(&self.ram, regs),
+            None => Default::default(),
+        };
+        self.slots.set_read_only(pages)?;
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
             let config = DebugConfig {
                 single_step: self.actions[usize::from(id)] == Action::Step,
@@ -202,9 +215,11 @@ impl VmTarget {
             // Leaving an instruction that carries a debug-register breakpoint must not re-hit it.
             let resume_flag = applied.debug_registers.contains(&pc);
             let planted = planted.clone();
+            let watched = watched.clone();
             self.machine
                 .with_vcpu(id, move |vcpu| -> Result<(), VcpuError> {
                     vcpu.planted_breakpoints = planted;
+                    vcpu.watched = watched;
                     vcpu.set_debug(config)?;
                     if resume_flag {
                         let mut regs = vcpu
@@ -248,6 +263,14 @@ impl VmTarget {
                 }
             }
             VcpuEvent::SoftwareBreakpoint { .. } => MultiThreadStopReason::SwBreak(tid),
+            VcpuEvent::WatchWrite { phys, len } => match self.watchpoints.hit(phys, len as u64) {
+                Some(addr) => MultiThreadStopReason::Watch {
+                    tid,
+                    kind: WatchKind::Write,
+                    addr,
+                },
+                None => with_signal(Signal::SIGTRAP),
+            },
             VcpuEvent::Interrupted => with_signal(Signal::SIGINT),
             VcpuEvent::Halted => {
                 eprintln!("gdbvisor: vCPU {id} halted with interrupts disabled (reported to gdb as SIGSTOP)");
@@ -302,9 +325,12 @@ impl VmTarget {
     pub fn forget_debugging(&mut self) -> Result<(), TargetFault> {
         self.breakpoints.clear();
         self.breakpoints.unplant(&self.ram);
+        self.watchpoints.clear();
+        self.slots.set_read_only(Default::default())?;
         for id in 0..self.vcpu_count() as u8 {
             self.machine.with_vcpu(id, |vcpu| {
                 vcpu.planted_breakpoints.clear();
+                vcpu.watched.clear();
                 vcpu.set_debug(DebugConfig::default())
             })??;
         }
@@ -547,6 +573,41 @@ impl BreakpointsExt for VmTarget {
 
     fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl HwWatchpoint for VmTarget {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        match kind {
+            WatchKind::Write => {
+                self.watchpoints.add(addr, len);
+                Ok(true)
+            }
+            WatchKind::Read | WatchKind::ReadWrite => {
+                eprintln!(
+                    "gdbvisor: cannot insert a read/access watchpoint at {addr:#x}: only write watchpoints are supported (through read-only memory slots)"
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        Ok(kind == WatchKind::Write && self.watchpoints.remove(addr, len))
     }
 }
 

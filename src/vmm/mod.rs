@@ -3,6 +3,7 @@ pub mod doctor;
 pub mod kick;
 pub mod machine;
 pub mod memory;
+pub mod memslots;
 pub mod outcome;
 pub mod state_text;
 pub mod vcpu;

@@ -46,6 +46,9 @@ pub enum VcpuEvent {
     Interrupted,
     /// KVM_EXIT_DEBUG: single step, hardware breakpoint, or (on hardware KVM) a planted int3.
     Debug(DebugInfo),
+    /// The guest wrote `len` bytes at guest-physical `phys`, inside a watched range (the
+    /// write has been applied).
+    WatchWrite { phys: u64, len: usize },
     /// Execution reached an int3 the debugger planted (this host reports it as an emulation
     /// failure, which the loop recognises).
     SoftwareBreakpoint { rip: u64 },
@@ -191,6 +194,9 @@ pub struct Vcpu {
     pub planted_breakpoints: HashSet<u64>,
     /// Guest int3 / int n this loop completed by injection (this host's KVM cannot).
     pub soft_interrupts_completed: u64,
+    /// Guest-physical ranges (start, length) under a write watchpoint; their pages are
+    /// read-only slots, so writes to them come back as MMIO exits.
+    pub watched: Vec<(u64, u64)>,
     debug: DebugConfig,
 }
 
@@ -204,6 +210,7 @@ impl Vcpu {
             control: Arc::new(VcpuControl::default()),
             planted_breakpoints: HashSet::new(),
             soft_interrupts_completed: 0,
+            watched: Vec::new(),
             debug: DebugConfig::default(),
         }
     }
@@ -333,8 +340,8 @@ impl Vcpu {
                 BusAction::Continue
             }
             VcpuExit::MmioWrite(addr, data) => {
-                log::debug!("unhandled MMIO write {addr:#x} <- {data:02x?}");
-                BusAction::Continue
+                let bytes = data.to_vec();
+                return Ok(self.write_to_protected_ram(addr, &bytes));
             }
             VcpuExit::Hlt => {
                 return self
@@ -358,6 +365,26 @@ impl Vcpu {
             BusAction::DebugExit(value) => Some(VcpuEvent::DebugExit(value)),
             BusAction::Reset => Some(VcpuEvent::Reset),
         })
+    }
+
+    /// A write that left KVM as MMIO: to a read-only RAM page (a watched one), or to no memory
+    /// at all. RAM writes are applied here; the caller hears of those that touch a watch.
+    fn write_to_protected_ram(&mut self, addr: u64, bytes: &[u8]) -> Option<VcpuEvent> {
+        let len = bytes.len() as u64;
+        if !self.ram.contains(addr, len) {
+            log::debug!("unhandled MMIO write {addr:#x} <- {bytes:02x?}");
+            return None;
+        }
+        if let Err(e) = self.ram.write(addr, bytes) {
+            log::warn!("applying a guest write to a protected page: {e}");
+        }
+        self.watched
+            .iter()
+            .any(|&(start, size)| addr < start + size && start < addr + len)
+            .then_some(VcpuEvent::WatchWrite {
+                phys: addr,
+                len: bytes.len(),
+            })
     }
 
     /// `out`/`outs`: KVM packs `count` accesses of `size` bytes; each goes to the device.

@@ -3,10 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use thiserror::Error;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::debug_exit::{self, DebugExit};
@@ -16,6 +15,7 @@ use crate::devices::serial::{Com1, SerialInput, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::sink::Sink;
 use crate::devices::PioBus;
 use crate::vmm::memory::{GuestRam, MemoryError};
+use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::vcpu::Vcpu;
 
 #[derive(Debug, Error)]
@@ -28,6 +28,8 @@ pub enum VmError {
     Kvm(&'static str, kvm_ioctls::Error),
     #[error("{0}")]
     Memory(#[from] MemoryError),
+    #[error("{0}")]
+    Slots(#[from] MemslotError),
     #[error("cannot create an eventfd: {0}")]
     EventFd(std::io::Error),
     #[error("--cpus must be between 1 and {max}, not {requested}")]
@@ -52,8 +54,9 @@ pub struct VmOptions {
 
 pub struct Vm {
     pub kvm: Kvm,
-    pub fd: VmFd,
+    pub fd: Arc<VmFd>,
     pub ram: Arc<GuestRam>,
+    pub slots: MemorySlots,
     pub bus: Arc<Mutex<PioBus>>,
     pub vcpus: Vec<Vcpu>,
     pub serial_input: SerialInput,
@@ -91,7 +94,8 @@ impl Vm {
         };
         fd.create_pit2(pit)
             .map_err(|e| VmError::Kvm("CREATE_PIT2", e))?;
-        register_ram(&fd, &ram)?;
+        let fd = Arc::new(fd);
+        let slots = MemorySlots::new(fd.clone(), ram.clone())?;
 
         let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
         fd.register_irqfd(&serial_irq, COM1_IRQ)
@@ -125,30 +129,12 @@ impl Vm {
             kvm,
             fd,
             ram,
+            slots,
             bus,
             vcpus,
             serial_input,
         })
     }
-}
-
-/// Registers every RAM region as a KVM memory slot.
-fn register_ram(fd: &VmFd, ram: &GuestRam) -> Result<(), VmError> {
-    for (slot, region) in ram.mmap().iter().enumerate() {
-        let host = region.as_ptr() as u64;
-        let slot_region = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: host,
-        };
-        // SAFETY: the host range is a live mmap owned by `ram`, which the VM keeps (Arc) for as
-        // long as the VM fd exists, and no two slots overlap.
-        unsafe { fd.set_user_memory_region(slot_region) }
-            .map_err(|e| VmError::Kvm("SET_USER_MEMORY_REGION", e))?;
-    }
-    Ok(())
 }
 
 /// Each vCPU's CPUID names its own APIC ID, as firmware would see on real hardware.

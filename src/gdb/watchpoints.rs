@@ -1,0 +1,101 @@
+//! Write watchpoints without debug registers: the pages under each watched range become
+//! read-only memory slots, so every write to them exits; the vCPU applies the write and stops
+//! only when it touches a watched range. No 4-slot limit, and it works on hosts whose KVM never
+//! fires DR7 data breakpoints. Watches are kept by linear address and re-resolved before every
+//! resume, like breakpoints.
+
+use std::collections::BTreeSet;
+
+use crate::vmm::memory::GuestRam;
+use crate::x86::cpu::ControlRegs;
+use crate::x86::paging::{translate, Access};
+
+const PAGE: u64 = 0x1000;
+
+#[derive(Debug, Default)]
+pub struct Watchpoints {
+    /// (linear address, length) as gdb gave them.
+    pub watches: Vec<(u64, u64)>,
+    /// (guest-physical start, length, index into `watches`) of the current resolution.
+    resolved: Vec<(u64, u64, usize)>,
+}
+
+impl Watchpoints {
+    pub fn add(&mut self, linear: u64, len: u64) {
+        if !self.watches.contains(&(linear, len)) {
+            self.watches.push((linear, len));
+        }
+    }
+
+    pub fn remove(&mut self, linear: u64, len: u64) -> bool {
+        let before = self.watches.len();
+        self.watches.retain(|&w| w != (linear, len));
+        before != self.watches.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.watches.clear();
+        self.resolved.clear();
+    }
+
+    /// Maps every watch to guest-physical pieces through `regs`; returns the pages to make
+    /// read-only and the physical ranges the vCPUs must report. Unmapped parts are skipped.
+    pub fn resolve(
+        &mut self,
+        ram: &GuestRam,
+        regs: &ControlRegs,
+    ) -> (BTreeSet<u64>, Vec<(u64, u64)>) {
+        self.resolved.clear();
+        for (index, &(linear, len)) in self.watches.iter().enumerate() {
+            let mut done = 0;
+            while done < len {
+                let addr = linear.wrapping_add(done);
+                let chunk = (len - done).min(PAGE - (addr & (PAGE - 1)));
+                if let Ok(t) = translate(ram, regs, addr, Access::DEBUGGER) {
+                    if ram.contains(t.phys, chunk) {
+                        self.resolved.push((t.phys, chunk, index));
+                    }
+                }
+                done += chunk;
+            }
+        }
+        let pages = self
+            .resolved
+            .iter()
+            .map(|&(phys, _, _)| phys & !(PAGE - 1))
+            .collect();
+        let ranges = self
+            .resolved
+            .iter()
+            .map(|&(phys, len, _)| (phys, len))
+            .collect();
+        (pages, ranges)
+    }
+
+    /// The linear address of the watch a guest write at `phys` touched.
+    pub fn hit(&self, phys: u64, len: u64) -> Option<u64> {
+        self.resolved
+            .iter()
+            .find(|&&(start, size, _)| phys < start + size && start < phys + len)
+            .map(|&(_, _, index)| self.watches[index].0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_across_pages_and_finds_hits() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let regs = ControlRegs::new(0x11, 0, 0, 0);
+        let mut watches = Watchpoints::default();
+        watches.add(0x1ffe, 4);
+        let (pages, ranges) = watches.resolve(&ram, &regs);
+        assert_eq!(pages.into_iter().collect::<Vec<_>>(), vec![0x1000, 0x2000]);
+        assert_eq!(ranges, vec![(0x1ffe, 2), (0x2000, 2)]);
+        assert_eq!(watches.hit(0x2001, 1), Some(0x1ffe));
+        assert_eq!(watches.hit(0x2002, 4), None);
+        assert!(watches.remove(0x1ffe, 4));
+    }
+}
