@@ -125,7 +125,8 @@ fn attach(
     };
     target.hold = false;
     let connection = GdbConnection::new(client.writer, inbox.clone());
-    let mut packet_buffer = vec![0u8; 0x4000];
+    // Large packets make memory dumps fast: gdb reads up to PacketSize per `m`.
+    let mut packet_buffer = vec![0u8; 0x10000];
     let stub = GdbStub::builder(connection)
         .with_packet_buffer(&mut packet_buffer)
         .build()

@@ -34,7 +34,7 @@ use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemorySlots, MemslotError};
-use crate::vmm::outcome::RunEnd;
+use crate::vmm::outcome::{vcpu_state, RunEnd};
 use crate::vmm::vcpu::{DebugConfig, VcpuError, VcpuEvent};
 use crate::x86::cpu::CpuMode;
 use crate::x86::paging::{translate, Access};
@@ -290,7 +290,10 @@ impl VmTarget {
                 MultiThreadStopReason::Exited(0)
             }
             VcpuEvent::Shutdown => {
-                eprintln!("gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); stopped in gdb as SIGSEGV, memory intact");
+                eprintln!("gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); stopped in gdb as SIGSEGV, memory intact; registers as KVM reports them:");
+                if let Ok(state) = vcpu_state(&mut self.machine, id) {
+                    eprintln!("{state}");
+                }
                 self.dead[usize::from(id)] = Some(Dead {
                     signal: Signal::SIGSEGV,
                 });

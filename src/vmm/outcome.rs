@@ -141,7 +141,8 @@ pub fn describe_internal(error: &InternalError) -> String {
     )
 }
 
-fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, MachineError> {
+/// vCPU `id`'s registers as text (the block printed when a run ends badly).
+pub fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, MachineError> {
     machine.with_vcpu(id, |vcpu| {
         match (vcpu.fd().get_regs(), vcpu.fd().get_sregs()) {
             (Ok(regs), Ok(sregs)) => CpuStateText {
