@@ -206,9 +206,13 @@ impl VmTarget {
         };
         self.slots.set_read_only(pages)?;
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
+            let stepping = self.actions[usize::from(id)] == Action::Step;
             let config = DebugConfig {
-                single_step: self.actions[usize::from(id)] == Action::Step,
-                block_irq: self.block_irq && self.actions[usize::from(id)] == Action::Step,
+                single_step: stepping,
+                // Interrupts stay blocked while stepping, except over `hlt`, which only an
+                // interrupt can end (and blocking them there loses the timer's: seen on a
+                // software-nested KVM, where the guest then never wakes again).
+                block_irq: self.block_irq && stepping && !self.at_hlt(id, pc),
                 sw_breakpoints: !self.breakpoints.software.is_empty(),
                 hw_breakpoints: hw,
             };
@@ -240,6 +244,18 @@ impl VmTarget {
             self.machine.resume(id)?;
         }
         Ok(())
+    }
+
+    /// Whether vCPU `id`'s next instruction, at linear `pc`, is `hlt`.
+    fn at_hlt(&mut self, id: u8, pc: u64) -> bool {
+        const HLT: u8 = 0xF4;
+        let mut byte = [0u8];
+        matches!(
+            self.access_linear(id, pc, 1, |ram, phys, _, _| ram
+                .read(phys, &mut byte)
+                .is_ok()),
+            Ok(1)
+        ) && byte[0] == HLT
     }
 
     /// Called once every vCPU has stopped: take our 0xCC bytes out of guest memory.

@@ -30,6 +30,7 @@ const RFLAGS_RESERVED: u64 = 1 << 1;
 /// KVM_INTERNAL_ERROR_EMULATION: the exit this host gives for a guest's int3 / int n.
 const SUBERROR_EMULATION: u32 = 1;
 const MAX_INSN_LEN: usize = 15;
+const HLT: u8 = 0xF4;
 
 /// Why a vCPU stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,6 +323,7 @@ impl Vcpu {
             }
             Err(e) => return Err(VcpuError::Kvm("RUN", e)),
         };
+        log::trace!("vCPU {} exit {exit:?}", self.id);
         let action = match exit {
             VcpuExit::IoIn(port, data) => {
                 self.bus
@@ -434,7 +436,18 @@ impl Vcpu {
             .fd
             .get_regs()
             .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-        Ok(regs.rflags & RFLAGS_IF == 0)
+        if regs.rflags & RFLAGS_IF != 0 {
+            return Ok(false);
+        }
+        // A halted vCPU sits just after its `hlt`. KVM can still say HALTED for a vCPU that an
+        // interrupt already woke (seen after a single step over `hlt`, inside the handler with
+        // IF=0), so the instruction before RIP must be that `hlt`.
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let before = linear_pc(&regs, &sregs).wrapping_sub(1);
+        Ok(self.read_linear(&sregs, before, 1) == [HLT])
     }
 
     fn internal_error(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
