@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use thiserror::Error;
 
 use crate::vmm::memory::GuestRam;
+use crate::vmm::vcpu::PlantedBytes;
 use crate::x86::cpu::ControlRegs;
 use crate::x86::paging::{translate, Access};
 
@@ -24,20 +25,16 @@ pub enum BreakpointError {
     NoDebugRegister,
 }
 
-/// One 0xCC we wrote, and the byte it replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Planted {
-    phys: u64,
-    original: u8,
-}
-
 #[derive(Debug, Default)]
 pub struct Breakpoints {
     /// `break`: linear addresses.
     pub software: BTreeSet<u64>,
     /// `hbreak`: linear addresses, each owning a debug register.
     pub hardware: Vec<u64>,
-    planted: Vec<Planted>,
+    /// Every 0xCC we wrote and the guest's byte under it, shared with the vCPUs: the pages
+    /// holding them are read-only while the guest runs, and a guest write there updates the
+    /// byte under the 0xCC instead of erasing the breakpoint (a boot loader copying code).
+    pub planted: PlantedBytes,
 }
 
 /// How the breakpoints are applied for one resume.
@@ -135,16 +132,14 @@ impl Breakpoints {
                 }
                 continue;
             }
+            let mut planted = lock(&self.planted);
             for phys in targets {
-                if self.planted.iter().any(|p| p.phys == phys) {
+                if planted.contains_key(&phys) {
                     continue;
                 }
                 let mut original = [0u8];
                 if ram.read(phys, &mut original).is_ok() && ram.write(phys, &[INT3]).is_ok() {
-                    self.planted.push(Planted {
-                        phys,
-                        original: original[0],
-                    });
+                    planted.insert(phys, original[0]);
                 }
             }
         }
@@ -154,14 +149,29 @@ impl Breakpoints {
     /// Takes every planted 0xCC out again. Where the guest has since written something else,
     /// its byte stays: the breakpoint is re-planted over the new code at the next resume.
     pub fn unplant(&mut self, ram: &GuestRam) {
-        for planted in self.planted.drain(..).rev() {
+        let mut planted = lock(&self.planted);
+        for (phys, original) in std::mem::take(&mut *planted) {
             let mut current = [0u8];
-            if ram.read(planted.phys, &mut current).is_ok() && current[0] == INT3 {
-                let _ = ram.write(planted.phys, &[planted.original]);
+            if ram.read(phys, &mut current).is_ok() && current[0] == INT3 {
+                let _ = ram.write(phys, &[original]);
             }
         }
     }
+
+    /// The guest-physical pages that hold a planted 0xCC.
+    pub fn planted_pages(&self) -> BTreeSet<u64> {
+        lock(&self.planted)
+            .keys()
+            .map(|phys| phys & !0xfff)
+            .collect()
+    }
 }
+
+fn lock(planted: &PlantedBytes) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, u8>> {
+    planted.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Breakpoints {}
 
 #[cfg(test)]
 mod tests {

@@ -200,11 +200,13 @@ impl VmTarget {
         }
         let planted: std::collections::HashSet<u64> =
             self.breakpoints.software.iter().copied().collect();
-        let (pages, watched) = match views.first() {
+        let (mut pages, watched) = match views.first() {
             Some((regs, _)) => self.watchpoints.resolve(&self.ram, regs),
             None => Default::default(),
         };
+        pages.extend(self.breakpoints.planted_pages());
         self.slots.set_read_only(pages)?;
+        let planted_bytes = self.breakpoints.planted.clone();
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
             let stepping = self.actions[usize::from(id)] == Action::Step;
             let config = DebugConfig {
@@ -220,10 +222,12 @@ impl VmTarget {
             let resume_flag = applied.debug_registers.contains(&pc);
             let planted = planted.clone();
             let watched = watched.clone();
+            let planted_bytes = planted_bytes.clone();
             self.machine
                 .with_vcpu(id, move |vcpu| -> Result<(), VcpuError> {
                     vcpu.planted_breakpoints = planted;
                     vcpu.watched = watched;
+                    vcpu.planted_bytes = planted_bytes;
                     vcpu.set_debug(config)?;
                     if resume_flag {
                         let mut regs = vcpu

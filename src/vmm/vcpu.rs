@@ -1,7 +1,7 @@
 //! One vCPU: its initial state, and a run loop that handles device I/O itself and returns
 //! every other event to the caller, who decides whether to run it again.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -90,6 +90,10 @@ pub struct InternalError {
     /// Up to 15 bytes at RIP, fewer when they are not readable.
     pub insn: Vec<u8>,
 }
+
+/// Guest-physical address → the guest's byte under a debugger's 0xCC. Shared between the
+/// debugger and every vCPU: a guest write to a planted byte updates the map and keeps the 0xCC.
+pub type PlantedBytes = Arc<Mutex<BTreeMap<u64, u8>>>;
 
 /// What a debugger asks of KVM for this vCPU (KVM_SET_GUEST_DEBUG).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -198,6 +202,8 @@ pub struct Vcpu {
     /// Guest-physical ranges (start, length) under a write watchpoint; their pages are
     /// read-only slots, so writes to them come back as MMIO exits.
     pub watched: Vec<(u64, u64)>,
+    /// The debugger's planted 0xCC bytes (their pages are read-only while it runs).
+    pub planted_bytes: PlantedBytes,
     debug: DebugConfig,
 }
 
@@ -212,6 +218,7 @@ impl Vcpu {
             planted_breakpoints: HashSet::new(),
             soft_interrupts_completed: 0,
             watched: Vec::new(),
+            planted_bytes: PlantedBytes::default(),
             debug: DebugConfig::default(),
         }
     }
@@ -380,6 +387,13 @@ impl Vcpu {
         if let Err(e) = self.ram.write(addr, bytes) {
             log::warn!("applying a guest write to a protected page: {e}");
         }
+        // Code written over a breakpoint: remember the new byte, keep the breakpoint.
+        let mut planted = self.planted_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        for (phys, original) in planted.range_mut(addr..addr + len) {
+            *original = bytes[(phys - addr) as usize];
+            let _ = self.ram.write(*phys, &[0xCC]);
+        }
+        drop(planted);
         self.watched
             .iter()
             .any(|&(start, size)| addr < start + size && start < addr + len)
