@@ -11,6 +11,9 @@ use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
     MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
+use gdbstub::target::ext::base::single_register_access::{
+    SingleRegisterAccess, SingleRegisterAccessOps,
+};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints as BreakpointsExt, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint,
@@ -27,7 +30,7 @@ use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOp
 use gdbstub::target::{Target, TargetError, TargetResult};
 use thiserror::Error;
 
-use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, X86Registers};
+use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, RegisterFile, X86RegId, X86Registers};
 use crate::gdb::breakpoints::{Applied, Breakpoints};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::watchpoints::Watchpoints;
@@ -250,6 +253,46 @@ impl VmTarget {
         Ok(())
     }
 
+    /// Writes a whole register file to vCPU `id` (what gdb's `G` and `P` packets end in).
+    fn push_registers(&mut self, id: u8, file: &RegisterFile) -> TargetResult<(), Self> {
+        let layout = self.layout;
+        let snapshot = match self.snapshot(id) {
+            Ok(s) => s.clone(),
+            Err(e) => return fault(e),
+        };
+        let (kregs, ksregs, kfpu) = match apply_file(&snapshot, file, layout) {
+            Ok(values) => values,
+            Err(why) => {
+                eprintln!("gdbvisor: register write refused: {why}");
+                return Err(TargetError::NonFatal);
+            }
+        };
+        let result = self.machine.with_vcpu(id, move |vcpu| {
+            let fd = vcpu.fd();
+            fd.set_regs(&kregs)
+                .and_then(|_| fd.set_sregs(&ksregs))
+                .and_then(|_| fd.set_fpu(&kfpu))
+        });
+        self.snapshots[usize::from(id)] = None;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                eprintln!("gdbvisor: KVM refused the register write: {e}");
+                Err(TargetError::NonFatal)
+            }
+            Err(e) => fault(e.into()),
+        }
+    }
+
+    /// vCPU `id`'s registers in the session's layout.
+    fn registers(&mut self, id: u8) -> Result<X86Registers, TargetFault> {
+        let layout = self.layout;
+        Ok(X86Registers {
+            layout,
+            file: self.snapshot(id)?.to_file(),
+        })
+    }
+
     /// Whether vCPU `id`'s next instruction, at linear `pc`, is `hlt`.
     fn at_hlt(&mut self, id: u8, pc: u64) -> bool {
         const HLT: u8 = 0xF4;
@@ -459,34 +502,11 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn write_registers(&mut self, regs: &X86Registers, tid: Tid) -> TargetResult<(), Self> {
-        let id = Self::id(tid);
-        let layout = self.layout;
-        let snapshot = match self.snapshot(id) {
-            Ok(s) => s.clone(),
-            Err(e) => return fault(e),
-        };
-        let (kregs, ksregs, kfpu) = match apply_file(&snapshot, &regs.file, layout) {
-            Ok(values) => values,
-            Err(why) => {
-                eprintln!("gdbvisor: register write refused: {why}");
-                return Err(TargetError::NonFatal);
-            }
-        };
-        let result = self.machine.with_vcpu(id, move |vcpu| {
-            let fd = vcpu.fd();
-            fd.set_regs(&kregs)
-                .and_then(|_| fd.set_sregs(&ksregs))
-                .and_then(|_| fd.set_fpu(&kfpu))
-        });
-        self.snapshots[usize::from(id)] = None;
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                eprintln!("gdbvisor: KVM refused the register write: {e}");
-                Err(TargetError::NonFatal)
-            }
-            Err(e) => fault(e.into()),
-        }
+        self.push_registers(Self::id(tid), &regs.file)
+    }
+
+    fn support_single_register_access(&mut self) -> Option<SingleRegisterAccessOps<'_, Tid, Self>> {
+        Some(self)
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
@@ -528,6 +548,33 @@ impl MultiThreadBase for VmTarget {
 
     fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
         Some(self)
+    }
+}
+
+impl SingleRegisterAccess<Tid> for VmTarget {
+    fn read_register(
+        &mut self,
+        tid: Tid,
+        reg: X86RegId,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        let regs = match self.registers(Self::id(tid)) {
+            Ok(regs) => regs,
+            Err(e) => return fault(e),
+        };
+        regs.read_register(reg.0, buf).ok_or(TargetError::NonFatal)
+    }
+
+    fn write_register(&mut self, tid: Tid, reg: X86RegId, val: &[u8]) -> TargetResult<(), Self> {
+        let id = Self::id(tid);
+        let mut regs = match self.registers(id) {
+            Ok(regs) => regs,
+            Err(e) => return fault(e),
+        };
+        if regs.write_register(reg.0, val).is_none() {
+            return Err(TargetError::NonFatal);
+        }
+        self.push_registers(id, &regs.file)
     }
 }
 

@@ -2,6 +2,8 @@
 //! test kernels.
 #![allow(dead_code)]
 
+pub mod gdb;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
