@@ -5,5 +5,6 @@ pub mod conn;
 pub mod event_loop;
 pub mod regs;
 pub mod session;
+pub mod step;
 pub mod target;
 pub mod watchpoints;

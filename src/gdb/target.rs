@@ -31,14 +31,15 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use thiserror::Error;
 
 use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, RegisterFile, X86RegId, X86Registers};
-use crate::gdb::breakpoints::{Applied, Breakpoints};
+use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
+use crate::gdb::step::handler_entry;
 use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
-use crate::vmm::vcpu::{DebugConfig, VcpuError, VcpuEvent};
+use crate::vmm::vcpu::{DebugConfig, SoftInterrupt, VcpuError, VcpuEvent};
 use crate::x86::cpu::CpuMode;
 use crate::x86::paging::{translate, Access};
 
@@ -77,6 +78,8 @@ pub struct VmTarget {
     actions: Vec<Action>,
     /// Whether gdb named each thread's action in the current resume request.
     explicit: Vec<bool>,
+    /// vCPUs stepping over an interrupt instruction, and the handler entry that ends the step.
+    step_into: std::collections::HashMap<u8, u64>,
     snapshots: Vec<Option<CpuSnapshot>>,
     /// Stops that other vCPUs reported while the first stop was being handled; the next resume
     /// reports them without running anything (all-stop).
@@ -111,6 +114,7 @@ impl VmTarget {
             applied: Applied::default(),
             actions: vec![Action::Stay; count],
             explicit: vec![false; count],
+            step_into: Default::default(),
             snapshots: vec![None; count],
             pending: VecDeque::new(),
             dead: vec![None; count],
@@ -193,16 +197,36 @@ impl VmTarget {
             views.push((snapshot.control_regs(), snapshot.pc()));
             real_mode |= snapshot.mode() == CpuMode::Real;
         }
-        let (applied, warnings) = self.breakpoints.plant(&self.ram, &views, real_mode);
+        let (mut applied, warnings) = self.breakpoints.plant(&self.ram, &views, real_mode);
         for warning in warnings {
             eprintln!("gdbvisor: {warning}");
+        }
+        // A step over int3/int1/int n ends at the handler's entry, caught by a debug register.
+        self.step_into.clear();
+        for &id in &runners {
+            if self.actions[usize::from(id)] != Action::Step
+                || applied.debug_registers.len() >= DEBUG_REGISTERS
+            {
+                continue;
+            }
+            if let Some(entry) = self.soft_interrupt_handler(id)? {
+                applied.debug_registers.push(entry);
+                self.step_into.insert(id, entry);
+            }
         }
         let mut hw = [None; 4];
         for (slot, addr) in hw.iter_mut().zip(&applied.debug_registers) {
             *slot = Some(*addr);
         }
-        let planted: std::collections::HashSet<u64> =
-            self.breakpoints.software.iter().copied().collect();
+        // Only breakpoints planted as 0xCC: an `int3` at one served by a debug register is the
+        // guest's own and goes to the guest.
+        let planted: std::collections::HashSet<u64> = self
+            .breakpoints
+            .software
+            .iter()
+            .copied()
+            .filter(|addr| !applied.debug_registers.contains(addr))
+            .collect();
         let (mut pages, watched) = match views.first() {
             Some((regs, _)) => self.watchpoints.resolve(&self.ram, regs),
             None => Default::default(),
@@ -211,7 +235,9 @@ impl VmTarget {
         self.slots.set_read_only(pages)?;
         let planted_bytes = self.breakpoints.planted.clone();
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
-            let stepping = self.actions[usize::from(id)] == Action::Step;
+            // Stepping into an interrupt handler runs until its entry instead.
+            let stepping =
+                self.actions[usize::from(id)] == Action::Step && !self.step_into.contains_key(&id);
             let config = DebugConfig {
                 single_step: stepping,
                 // Interrupts stay blocked while stepping, except over `hlt`, which only an
@@ -293,6 +319,20 @@ impl VmTarget {
         })
     }
 
+    /// The handler entry of the int3/int1/int n vCPU `id` is about to execute, if it is one.
+    fn soft_interrupt_handler(&mut self, id: u8) -> Result<Option<u64>, TargetFault> {
+        let pc = self.snapshot(id)?.pc();
+        let mut insn = [0u8; 2];
+        let read = self.access_linear(id, pc, 2, |ram, phys, at, n| {
+            ram.read(phys, &mut insn[at..at + n]).is_ok()
+        })?;
+        let Some(soft) = SoftInterrupt::decode(&insn[..read]) else {
+            return Ok(None);
+        };
+        let ram = self.ram.clone();
+        Ok(handler_entry(&ram, self.snapshot(id)?, soft.vector()))
+    }
+
     /// Whether vCPU `id`'s next instruction, at linear `pc`, is `hlt`.
     fn at_hlt(&mut self, id: u8, pc: u64) -> bool {
         const HLT: u8 = 0xF4;
@@ -316,6 +356,10 @@ impl VmTarget {
         let tid = Self::tid(id);
         let with_signal = |signal| MultiThreadStopReason::SignalWithThread { tid, signal };
         Some(match event {
+            VcpuEvent::Debug(info) if self.step_into.get(&id) == Some(&info.pc) => {
+                // The step over an interrupt instruction reached the handler.
+                with_signal(Signal::SIGTRAP)
+            }
             VcpuEvent::Debug(info) => {
                 let hit = (0..4).find(|slot| info.dr6 & (1 << slot) != 0);
                 match hit.and_then(|slot| self.applied.slot(slot, &self.breakpoints)) {

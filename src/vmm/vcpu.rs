@@ -180,6 +180,15 @@ impl SoftInterrupt {
         }
     }
 
+    /// The interrupt vector it raises.
+    pub fn vector(self) -> u8 {
+        match self {
+            SoftInterrupt::Int3 => 3,
+            SoftInterrupt::Int1 => 1,
+            SoftInterrupt::IntN(vector) => vector,
+        }
+    }
+
     pub fn insn_len(self) -> u64 {
         match self {
             SoftInterrupt::Int3 | SoftInterrupt::Int1 => 1,
@@ -586,6 +595,24 @@ fn segment_from_boot_gdt(selector: u16) -> kvm_segment {
         SegmentSelector(selector),
         descriptor,
     ))
+}
+
+/// KVM's descriptor cache in our model's terms (field for field).
+pub fn from_kvm_segment(seg: &kvm_segment) -> SegmentCache {
+    SegmentCache {
+        selector: SegmentSelector(seg.selector),
+        base: seg.base,
+        limit: seg.limit,
+        type_: seg.type_,
+        s: seg.s != 0,
+        dpl: seg.dpl,
+        present: seg.present != 0,
+        db: seg.db != 0,
+        l: seg.l != 0,
+        g: seg.g != 0,
+        avl: seg.avl != 0,
+        unusable: seg.unusable != 0,
+    }
 }
 
 /// Our model of a descriptor cache in KVM's layout (field for field).
