@@ -457,6 +457,15 @@ fn two_vcpus_are_two_threads() {
         .collect();
     assert_eq!(threads.len(), 2, "info threads\n{run}");
     assert!(threads[0].contains("Thread 1.1") && threads[1].contains("Thread 1.2"));
+    // Each CPU's mode, CPL and state: the boot CPU in long mode, the AP waiting for its SIPI.
+    assert!(
+        threads[0].contains("CPU#0 [Long64, CPL0, stopped]"),
+        "{run}"
+    );
+    assert!(
+        threads[1].contains("CPU#1 [Real, CPL0, waiting for INIT/SIPI]"),
+        "{run}"
+    );
 }
 
 /// Usage errors: `-S` needs a gdb endpoint; a bad port is refused.

@@ -3,7 +3,10 @@
 //! gdb addresses are linear in every mode: `$pc` is CS.base + EIP outside 64-bit mode (so in real
 //! mode it is CS·16 + IP), and writing `$pc` keeps CS and sets the offset.
 
-use kvm_bindings::{kvm_debugregs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs};
+use kvm_bindings::{
+    kvm_debugregs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+};
 
 use crate::gdb::arch::{RegLayout, RegisterFile};
 use crate::vmm::vcpu::{linear_pc, Vcpu, VcpuError};
@@ -19,6 +22,8 @@ pub struct CpuSnapshot {
     pub fpu: kvm_fpu,
     pub debugregs: kvm_debugregs,
     pub kernel_gs_base: u64,
+    /// KVM_MP_STATE_*: runnable, halted, or waiting for INIT/SIPI.
+    pub mp_state: u32,
 }
 
 impl CpuSnapshot {
@@ -41,6 +46,10 @@ impl CpuSnapshot {
                 .get_debug_regs()
                 .map_err(|e| VcpuError::Kvm("GET_DEBUGREGS", e))?,
             kernel_gs_base,
+            mp_state: fd
+                .get_mp_state()
+                .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?
+                .mp_state,
         })
     }
 
@@ -51,6 +60,15 @@ impl CpuSnapshot {
             self.sregs.cr4,
             self.sregs.efer,
         )
+    }
+
+    /// How the vCPU waits, as `info threads` shows it.
+    pub fn run_state(&self) -> &'static str {
+        match self.mp_state {
+            KVM_MP_STATE_HALTED => "halted",
+            KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => "waiting for INIT/SIPI",
+            _ => "stopped",
+        }
     }
 
     /// The instruction pointer as a linear address.

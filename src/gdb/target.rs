@@ -460,16 +460,29 @@ impl VmTarget {
         Ok(count)
     }
 
-    fn describe_thread(&mut self, id: u8) -> Result<String, TargetFault> {
-        let dead = self.dead[usize::from(id)];
-        let snapshot = self.snapshot(id)?;
-        let (mode, cpl) = (snapshot.mode(), snapshot.sregs.cs.selector & 3);
-        let state = match dead {
+    /// `CPU#n [mode, CPL, state]` from the snapshot taken at this stop.
+    fn describe_thread(&self, id: u8) -> String {
+        let Some(snapshot) = self.snapshots.get(usize::from(id)).and_then(Option::as_ref) else {
+            return format!("CPU#{id}");
+        };
+        let state = match self.dead[usize::from(id)] {
             Some(d) if d.signal == Signal::SIGSEGV => "triple-faulted",
             Some(_) => "failed",
-            None => "stopped",
+            None => snapshot.run_state(),
         };
-        Ok(format!("CPU#{id} [{mode:?}, CPL{cpl}, {state}]"))
+        format!(
+            "CPU#{id} [{:?}, CPL{}, {state}]",
+            snapshot.mode(),
+            snapshot.sregs.cs.selector & 3
+        )
+    }
+
+    /// Takes every vCPU's snapshot, so each thread can be described.
+    fn snapshot_all(&mut self) -> Result<(), TargetFault> {
+        for id in 0..self.vcpu_count() as u8 {
+            self.snapshot(id)?;
+        }
+        Ok(())
     }
 }
 
@@ -580,6 +593,8 @@ impl MultiThreadBase for VmTarget {
         &mut self,
         register_thread: &mut dyn FnMut(Tid),
     ) -> Result<(), Self::Error> {
+        // `info threads` asks for each thread's description next, through `&self`.
+        self.snapshot_all()?;
         for id in 0..self.vcpu_count() as u8 {
             register_thread(Self::tid(id));
         }
@@ -789,16 +804,7 @@ impl TargetDescriptionXmlOverride for VmTarget {
 
 impl ThreadExtraInfo for VmTarget {
     fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        // `&self` only: describe from a cached snapshot when there is one.
-        let id = usize::from(Self::id(tid));
-        let text = match self.snapshots.get(id).and_then(Option::as_ref) {
-            Some(s) => format!(
-                "CPU#{id} [cr0={:#x}, CPL{}]",
-                s.sregs.cr0,
-                s.sregs.cs.selector & 3
-            ),
-            None => format!("CPU#{id}"),
-        };
+        let text = self.describe_thread(Self::id(tid));
         let n = text.len().min(buf.len());
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
         Ok(n)
@@ -825,9 +831,9 @@ impl MonitorCmd for VmTarget {
                 gdbstub::outputln!(out, "{} {}", now.architecture(), self.layout.architecture());
             }
             ["threads"] | ["cpus"] => {
+                self.snapshot_all()?;
                 for id in 0..self.vcpu_count() as u8 {
-                    let line = self.describe_thread(id)?;
-                    gdbstub::outputln!(out, "{line}");
+                    gdbstub::outputln!(out, "{}", self.describe_thread(id));
                 }
             }
             [] | ["help"] => {
