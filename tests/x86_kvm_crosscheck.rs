@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -20,20 +19,6 @@ use gdbvisor::x86::cpu::ControlRegs;
 use gdbvisor::x86::paging::{translate, Access};
 
 use common::*;
-
-/// Address of `symbol` in `elf`, from binutils' `nm`.
-fn symbol(elf: &std::path::Path, symbol: &str) -> u64 {
-    let output = Command::new("nm").arg(elf).output().expect("nm runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|line| {
-            let mut parts = line.split_whitespace();
-            let addr = parts.next()?;
-            let name = parts.nth(1)?;
-            (name == symbol).then(|| u64::from_str_radix(addr, 16).unwrap())
-        })
-        .unwrap_or_else(|| panic!("{symbol} not in {}", elf.display()))
-}
 
 /// The addresses compared at each stop: low memory page by page, the first 8 GiB every 2 MiB,
 /// the top PML4 slot, and pseudo-random addresses over both canonical halves and the non-canonical hole.
@@ -109,7 +94,7 @@ fn crosscheck(kernel_name: &str, stops: &[&str]) {
     let no_interrupt = AtomicBool::new(false);
     let mut total = 0;
     for stop in stops {
-        let addr = symbol(&built.elf, stop);
+        let addr = common::symbol(&built.elf, stop);
         machine
             .with_vcpu(0, move |vcpu| {
                 let mut debug = kvm_guest_debug {

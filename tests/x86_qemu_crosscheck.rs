@@ -47,18 +47,6 @@ fn tool_available(test: &str, program: &str, package: &str) -> bool {
 }
 
 /// Address of `symbol` in `elf`, from binutils' `nm`.
-fn symbol(elf: &Path, symbol: &str) -> u64 {
-    let output = Command::new("nm").arg(elf).output().expect("nm runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|line| {
-            let mut parts = line.split_whitespace();
-            let addr = parts.next()?;
-            let name = parts.nth(1)?;
-            (name == symbol).then(|| u64::from_str_radix(addr, 16).unwrap())
-        })
-        .unwrap_or_else(|| panic!("{symbol} not in {}", elf.display()))
-}
 
 /// The linear addresses compared, all 4-byte aligned (a 4-byte read never crosses a page):
 /// the low 16 MiB page by page (null page, 4 KiB identity pages, the large pages, unmapped RAM
@@ -325,11 +313,11 @@ fn crosscheck(
     }
     let started = Instant::now();
     let elf = common::kernel_elf(kernel);
-    let stop = symbol(&elf, stop_symbol);
+    let stop = common::symbol(&elf, stop_symbol);
     let addrs = addresses();
     let early = pdpt.as_ref().map(|p| EarlyRead {
-        stop: symbol(&elf, p.before_cr3_symbol),
-        addr: symbol(&elf, p.pdpt_symbol),
+        stop: common::symbol(&elf, p.before_cr3_symbol),
+        addr: common::symbol(&elf, p.pdpt_symbol),
         len: 32,
     });
     let mut dump = qemu_dump(kernel, &elf, early, stop, &addrs);

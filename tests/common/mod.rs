@@ -24,6 +24,20 @@ pub fn kvm_available(test: &str) -> bool {
     usable
 }
 
+/// Address of `symbol` in `elf`, from binutils' `nm`.
+pub fn symbol(elf: &std::path::Path, symbol: &str) -> u64 {
+    let output = Command::new("nm").arg(elf).output().expect("nm runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| {
+            let mut parts = line.split_whitespace();
+            let addr = parts.next()?;
+            let name = parts.nth(1)?;
+            (name == symbol).then(|| u64::from_str_radix(addr, 16).unwrap())
+        })
+        .unwrap_or_else(|| panic!("{symbol} not in {}", elf.display()))
+}
+
 /// Path to a built test kernel's bootable image.
 pub fn kernel(name: &str) -> PathBuf {
     gdbvisor::test_kernels::build(name)
