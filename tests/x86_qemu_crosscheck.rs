@@ -46,8 +46,6 @@ fn tool_available(test: &str, program: &str, package: &str) -> bool {
     ok
 }
 
-/// Address of `symbol` in `elf`, from binutils' `nm`.
-
 /// The linear addresses compared, all 4-byte aligned (a 4-byte read never crosses a page):
 /// the low 16 MiB page by page (null page, 4 KiB identity pages, the large pages, unmapped RAM
 /// and beyond), 0xC0000000-0xC07FFFFF page by page (the higher-half 4 KiB alias, its unmapped
