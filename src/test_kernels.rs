@@ -43,6 +43,7 @@ pub const KERNELS: &[&str] = &[
     "tiny",
     "triple",
     "elf64-shim",
+    "loop",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -199,6 +200,15 @@ const SPECS: &[KernelSpec] = &[
         name: "elf64-shim",
         source: "elf64-shim.S",
         linker_script: "shim.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
+        exit_status: None,
+    },
+    KernelSpec {
+        name: "loop",
+        source: "loop.S",
+        linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
         format: BootFormat::Multiboot1Elf,

@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# benches/gdb_stub.sh: gdbvisor's gdb stub against QEMU+KVM's, same kernel, same gdb scripts.
+#
+#   benches/gdb_stub.sh            # 3 interleaved rounds, prints a table (takes ~1-2 minutes)
+#   ROUNDS=5 benches/gdb_stub.sh   # more rounds; also STEPS, HITS, DUMP_MIB, RAW_STEPS, WHOLE_REPS
+#
+# Not part of `cargo test`. Needs gdb, python3, qemu-system-x86_64 (apt), binutils and /dev/kvm.
+# Kernel: test-kernels/loop.S (multiboot1 ELF32, endless `loop_top: incl counter; jmp loop_top`),
+# built here with as/ld exactly as src/test_kernels.rs does. QEMU boots it with `-kernel` and
+# qboot (/usr/share/qemu/qboot.rom): SeaBIOS takes 8-11 s to reach the kernel on the
+# software-nested KVM of the development machines, qboot ~0.2 s (QEMU_BIOS=... overrides).
+# gdb runs without the ELF (QEMU's x86-64 register layout clashes with an ELF32 file: "Remote 'g'
+# packet reply is too long"); addresses come from `nm`. Each stub keeps its defaults, so gdbvisor
+# describes i386 registers to gdb for this 32-bit guest and QEMU x86-64 ones.
+#
+# Each round runs every measurement once per stub, alternating which stub goes first, so host
+# drift hits both; the table shows the median over rounds, the range, and the median of the
+# per-round ratios (gdbvisor / QEMU; for the whole test, the difference in ms).
+#   1 stepi/s      gdb -batch, python loop of STEPS `stepi` from loop_top, timed by gdb's python
+#   2 hbreak/s     `hbreak *loop_top`, HITS `continue` (2 guest instructions between hits)
+#   3 break/s      same with `break` (0xCC); QEMU+KVM on KVM-PVM dies on the int3 ("fails")
+#   4 dump MiB/s   `dump binary memory` of DUMP_MIB MiB from 1 MiB, timed by gdb's python
+#   5 raw steps/s  benches/gdb_stub_raw.py: QStartNoAckMode, then RAW_STEPS `vCont;s:1`, no gdb
+#   6 whole test   wall time of `gdb -batch -ex 'target remote | VMM --gdb stdio -S' -x whole.gdb`
+#                  (start VMM, attach, hbreak, continue x2, check counter == 1, kill), and of
+#                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round
+# Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
+#
+# Measured 2026-11-22 on host "vm" (AMD EPYC, 2 vCPUs, Linux 6.18.44, KVM-PVM software nested, other
+# test suites running alongside), gdb 13.1, QEMU 7.2.22 + qboot, release build of 563e033, 3 rounds:
+#
+#   measure                             gdbvisor              QEMU+KVM              ratio       target
+#   stepi/s (gdb, 2000 steps)           2770 (2683-2827)      2096 (1740-2114)      1.32x       1.5x: NOT met
+#   hbreak hits/s (gdb)                 1476 (1404-1506)      1277 (718-1433)       1.10x       2.0x: NOT met
+#   break (0xCC) hits/s (gdb)           983 (752-1106)        fails                 QEMU fails  met (QEMU fails)
+#   dump binary memory MiB/s            52.93 (50.91-80.86)   18.70 (17.73-20.88)   2.99x       4.0x: NOT met
+#   raw-protocol steps/s (no gdb)       6276 (5393-9109)      7063 (4836-7487)      1.12x       3.0x: NOT met
+#   whole scripted test, ms             88.4 (81.7-89.8)      224.1 (210.1-240.0)
+#   gdb -batch -ex quit alone, ms       53.8 (51.0-56.7)
+#     whole test minus gdb start-up     33.1                  167.4                             <=15 ms: NOT met
+#   raw client acks: gdbvisor off (QStartNoAckMode), QEMU on (7.2 answers "" to QStartNoAckMode)
+#
+# QEMU+KVM with `break`: KVM reports "KVM internal error. Suberror: 1 / emulation failure" at the
+# planted 0xCC; gdb sees SIGABRT on the first continue. QEMU's whole test includes qboot's boot
+# (~0.2 s). Figures drift by up to 2x between runs on this host: compare ratios from one run.
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+ROUNDS=${ROUNDS:-3}
+STEPS=${STEPS:-2000}            # must be even (the check expects to end at loop_top)
+HITS=${HITS:-1000}
+DUMP_MIB=${DUMP_MIB:-16}
+RAW_STEPS=${RAW_STEPS:-2000}
+WHOLE_REPS=${WHOLE_REPS:-5}
+TIMEOUT=${TIMEOUT:-120}         # seconds, per gdb / raw-client run
+READY_TIMEOUT=${READY_TIMEOUT:-30}
+QEMU=${QEMU:-qemu-system-x86_64}
+GDB=${GDB:-gdb}
+GDBVISOR=${GDBVISOR:-$ROOT/target/release/gdbvisor}
+if [[ -z ${QEMU_BIOS+x} ]]; then
+    QEMU_BIOS=/usr/share/qemu/qboot.rom
+    [[ -f $QEMU_BIOS ]] || QEMU_BIOS=""   # SeaBIOS then: slow to boot here, but works
+fi
+
+die() { echo "gdb_stub.sh: $*" >&2; exit 1; }
+note() { echo "gdb_stub.sh: $*" >&2; }
+
+for tool in "$GDB" "$QEMU" python3 as ld nm timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+[[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm not usable"
+(( STEPS % 2 == 0 )) || die "STEPS must be even"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gdb_stub.XXXXXX") || die "mktemp failed"
+VMM_PID=""
+
+cleanup() {
+    local pid
+    for pid in $VMM_PID $(cat "$WORK"/*.pid 2>/dev/null); do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now_ms() { echo "${EPOCHREALTIME/./}" | sed 's/\(...\)$/.\1/'; }   # ms with µs decimals
+
+# ---- build ---------------------------------------------------------------------------------------
+note "building gdbvisor (release) and the loop kernel"
+[[ -n ${GDBVISOR_NO_BUILD:-} ]] || cargo build --release -q 2>&1 | tail -20
+[[ -x $GDBVISOR ]] || die "$GDBVISOR missing"
+KERNEL=$WORK/loop.elf
+as --32 -g -I test-kernels -o "$WORK/loop.o" test-kernels/loop.S || die "as failed"
+ld -m elf_i386 -z max-page-size=0x1000 -T test-kernels/multiboot.ld -o "$KERNEL" "$WORK/loop.o" \
+    2>/dev/null || die "ld failed"
+sym() { nm "$KERNEL" | awk -v s="$1" '$3 == s { print "0x" $1 }'; }
+export BENCH_LOOP_TOP BENCH_COUNTER BENCH_N BENCH_DUMP_FILE BENCH_DUMP_LO BENCH_DUMP_LEN
+BENCH_LOOP_TOP=$(sym loop_top)
+BENCH_COUNTER=$(sym counter)
+[[ -n $BENCH_LOOP_TOP && -n $BENCH_COUNTER ]] || die "loop_top/counter not found in $KERNEL"
+BENCH_DUMP_FILE=$WORK/dump.bin
+BENCH_DUMP_LO=0x100000
+BENCH_DUMP_LEN=$((DUMP_MIB << 20))
+
+QEMU_ARGS=(-enable-kvm -S -nodefaults -vga none -display none -monitor none -no-reboot
+           -m 128 -kernel "$KERNEL")
+[[ -n $QEMU_BIOS ]] && QEMU_ARGS+=(-bios "$QEMU_BIOS")
+GV_ARGS=(--kernel "$KERNEL" -m 128 -S --serial null)
+
+# ---- starting and stopping a VMM -----------------------------------------------------------------
+PORT=""
+# start_vmm gdbvisor|qemu: starts it listening on TCP, sets VMM_PID and PORT, waits until it
+# listens (gdbvisor: its readiness line; QEMU: the port in LISTEN state in /proc/net/tcp, which
+# needs no connection). Returns 1 with the reason in START_ERR if it does not come up.
+# Runs in the main shell (never in $(...): the VMM would keep the substitution's pipe open).
+start_vmm() {
+    local stub=$1 err=$WORK/vmm.err deadline attempt
+    : >"$err"
+    for attempt in 1 2 3; do
+        if [[ $stub == gdbvisor ]]; then
+            "$GDBVISOR" "${GV_ARGS[@]}" --gdb tcp:127.0.0.1:0 </dev/null >/dev/null 2>"$err" &
+        else
+            PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+            "$QEMU" "${QEMU_ARGS[@]}" -serial null -gdb "tcp:127.0.0.1:$PORT" \
+                </dev/null >/dev/null 2>"$err" &
+        fi
+        VMM_PID=$!
+        deadline=$((SECONDS + READY_TIMEOUT))
+        while (( SECONDS < deadline )); do
+            if [[ $stub == gdbvisor ]]; then
+                PORT=$(sed -n 's/^gdbvisor: gdb listening on tcp:127\.0\.0\.1:\([0-9]*\).*/\1/p' "$err")
+                [[ -n $PORT ]] && return 0
+            elif awk -v p="$(printf ':%04X' "$PORT")" '$2 ~ p"$" && $4 == "0A" { f=1 } END { exit !f }' \
+                    /proc/net/tcp; then
+                return 0
+            fi
+            kill -0 "$VMM_PID" 2>/dev/null || break
+            sleep 0.01
+        done
+        stop_vmm
+        # QEMU only: the port may have been taken between the probe and QEMU's bind; retry.
+        [[ $stub == qemu ]] && grep -qi "address already in use" "$err" && continue
+        break
+    done
+    START_ERR="$stub did not start listening: $(tr '\n' ' ' <"$err" | cut -c1-300)"
+    return 1
+}
+
+# stop_vmm: waits up to 5 s for the VMM to exit by itself (gdb killed it), then kills it.
+# Sets HOW to "exited" or "killed". Runs in the main shell (it reaps the VMM).
+stop_vmm() {
+    local pid=$VMM_PID
+    VMM_PID=""
+    HOW=""
+    [[ -n $pid ]] || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null; sleep 0.2; kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        HOW=killed
+    else
+        wait "$pid" 2>/dev/null
+        HOW=exited
+    fi
+}
+
+# ---- results -------------------------------------------------------------------------------------
+RESULTS=$WORK/results.tsv      # metric <TAB> stub <TAB> round <TAB> value-or-FAIL...
+PROBLEMS=$WORK/problems.txt
+: >"$RESULTS"; : >"$PROBLEMS"
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
+problem() {   # problem TEXT LOGFILE...
+    { echo "--- $1"; shift
+      for f in "$@"; do
+          [[ -s $f ]] || continue
+          grep -m 3 -i 'error\|internal\|panic\|fail' "$f" | sed 's/^/    ! /'
+          tail -n 6 "$f" | sed 's/^/    /'
+      done; } \
+        >>"$PROBLEMS"
+}
+
+# gdb_bench stub metric file round: one VMM, one gdb session running benches/gdb/FILE.
+gdb_bench() {
+    local stub=$1 metric=$2 file=$3 round=$4 log=$WORK/gdb.log value status how
+    if ! start_vmm "$stub"; then
+        record "$metric" "$stub" "$round" "FAIL $START_ERR"
+        problem "$metric $stub round $round: $START_ERR"
+        return
+    fi
+    timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
+        -x "benches/gdb/$file" >"$log" 2>&1
+    status=$?
+    cp "$WORK/vmm.err" "$WORK/vmm.last.err"
+    stop_vmm; how=$HOW
+    value=$(awk -v k="$metric" '$1 == "BENCH" && $2 == k { $1 = $2 = ""; sub(/^ +/, ""); print; exit }' "$log")
+    if [[ -z $value ]]; then
+        value="FAIL gdb status $status$([[ $status == 124 ]] && echo ' (timeout)'), no result"
+    fi
+    if [[ $value == FAIL* ]]; then
+        problem "$metric $stub round $round: $value (VMM $how)" "$log" "$WORK/vmm.last.err"
+    elif [[ $how == killed ]]; then
+        problem "$metric $stub round $round: VMM still running 5 s after gdb's kill" "$WORK/vmm.last.err"
+    fi
+    record "$metric" "$stub" "$round" "$value"
+}
+
+raw_bench() {
+    local stub=$1 round=$2 log=$WORK/raw.log value status how
+    if ! start_vmm "$stub"; then
+        record raw "$stub" "$round" "FAIL $START_ERR"; problem "raw $stub round $round: $START_ERR"
+        return
+    fi
+    timeout -k 5 "$TIMEOUT" python3 benches/gdb_stub_raw.py "127.0.0.1:$PORT" "$BENCH_LOOP_TOP" \
+        "$RAW_STEPS" >"$log" 2>&1
+    status=$?
+    cp "$WORK/vmm.err" "$WORK/vmm.last.err"
+    stop_vmm; how=$HOW
+    value=$(sed -n 's/^RAW steps_per_s=\([0-9.]*\).*/\1/p' "$log")
+    record rawacks "$stub" "$round" "$(sed -n 's/^RAW .*acks=\([a-z]*\).*/\1/p' "$log")"
+    if [[ -z $value ]]; then
+        value="FAIL raw client status $status$([[ $status == 124 ]] && echo ' (timeout)')"
+        problem "raw $stub round $round: $value (VMM $how)" "$log" "$WORK/vmm.last.err"
+    elif [[ $how == killed ]]; then
+        problem "raw $stub round $round: VMM still running 5 s after vKill" "$WORK/vmm.last.err"
+    fi
+    record raw "$stub" "$round" "$value"
+}
+
+# whole_once stub: prints the wall time in ms of one whole scripted test, or FAIL ...
+whole_once() {
+    local stub=$1 log=$WORK/whole.log pidf=$WORK/whole.pid cmd t0 t1 status pid
+    rm -f "$pidf"
+    # `exec` keeps the VMM's pid (recorded for the exit check and cleanup); echo is a builtin.
+    if [[ $stub == gdbvisor ]]; then
+        cmd="echo \$\$ > $pidf; exec $GDBVISOR --kernel $KERNEL -m 128 -S --serial null --gdb stdio 2>$WORK/vmm.err"
+    else
+        cmd="echo \$\$ > $pidf; exec $QEMU ${QEMU_ARGS[*]} -serial null -gdb stdio 2>$WORK/vmm.err"
+    fi
+    t0=$EPOCHREALTIME
+    timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote | $cmd" -x benches/gdb/whole.gdb \
+        >"$log" 2>&1
+    status=$?
+    t1=$EPOCHREALTIME
+    pid=$(cat "$pidf" 2>/dev/null)
+    if [[ -n $pid ]]; then
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            problem "whole $stub: VMM (pid $pid) still running 5 s after gdb's kill" "$WORK/vmm.err"
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        rm -f "$pidf"
+    fi
+    if ! grep -q "^BENCH check ok" "$log"; then
+        problem "whole $stub: gdb status $status, check not ok" "$log" "$WORK/vmm.err"
+        echo "FAIL check not ok (gdb status $status)"
+        return
+    fi
+    python3 -c "print('%.1f' % (($t1 - $t0) * 1000))"
+}
+
+gdb_startup_once() {
+    local t0 t1
+    t0=$EPOCHREALTIME
+    timeout 30 "$GDB" -nx -batch -ex quit >/dev/null 2>&1
+    t1=$EPOCHREALTIME
+    python3 -c "print('%.1f' % (($t1 - $t0) * 1000))"
+}
+
+median() { python3 -c 'import sys, statistics; v=[float(x) for x in sys.argv[1:]]; print("%.1f" % statistics.median(v))' "$@"; }
+
+# ---- the rounds ----------------------------------------------------------------------------------
+note "kernel $KERNEL: loop_top=$BENCH_LOOP_TOP counter=$BENCH_COUNTER; QEMU firmware: ${QEMU_BIOS:-SeaBIOS}"
+for round in $(seq "$ROUNDS"); do
+    if (( round % 2 )); then order=(gdbvisor qemu); else order=(qemu gdbvisor); fi
+    note "round $round/$ROUNDS (${order[*]})"
+    BENCH_N=$STEPS; for s in "${order[@]}"; do gdb_bench "$s" stepi stepi.gdb "$round"; done
+    BENCH_N=$HITS;  for s in "${order[@]}"; do gdb_bench "$s" hbreak hbreak.gdb "$round"; done
+    BENCH_N=$HITS;  for s in "${order[@]}"; do gdb_bench "$s" swbreak swbreak.gdb "$round"; done
+    for s in "${order[@]}"; do gdb_bench "$s" dump dump.gdb "$round"; rm -f "$BENCH_DUMP_FILE"; done
+    for s in "${order[@]}"; do raw_bench "$s" "$round"; done
+    declare -A W=()
+    for rep in $(seq "$WHOLE_REPS"); do
+        W[gdb]+=" $(gdb_startup_once)"
+        for s in "${order[@]}"; do W[$s]+=" $(whole_once "$s")"; done
+    done
+    record gdbstart gdb "$round" "$(median ${W[gdb]})"
+    for s in gdbvisor qemu; do
+        if [[ ${W[$s]} == *FAIL* ]]; then record whole "$s" "$round" "FAIL check failed"
+        else record whole "$s" "$round" "$(median ${W[$s]})"; fi
+    done
+    unset W
+done
+
+# ---- the table -----------------------------------------------------------------------------------
+python3 - "$RESULTS" "$ROUNDS" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+
+rows = defaultdict(dict)             # (metric, stub) -> {round: value}
+for line in open(sys.argv[1]):
+    metric, stub, rnd, value = line.rstrip("\n").split("\t", 3)
+    rows[(metric, stub)][int(rnd)] = value
+rounds = int(sys.argv[2])
+
+def nums(metric, stub):
+    vals = rows.get((metric, stub), {})
+    return {r: float(v) for r, v in vals.items() if not v.startswith("FAIL")}
+
+def cell(metric, stub, fmt="%.0f"):
+    vals = rows.get((metric, stub), {})
+    ok = nums(metric, stub)
+    if not vals:
+        return "-"
+    if not ok:
+        return "fails"
+    s = fmt % statistics.median(ok.values())
+    if len(ok) > 1:
+        s += " (%s-%s)" % (fmt % min(ok.values()), fmt % max(ok.values()))
+    if len(ok) < len(vals):
+        s += " [%d/%d failed]" % (len(vals) - len(ok), len(vals))
+    return s
+
+TARGETS = {"stepi": 1.5, "hbreak": 2.0, "swbreak": 2.0, "dump": 4.0, "raw": 3.0}
+LABELS = [("stepi", "stepi/s (gdb, %s steps)", "%.0f"),
+          ("hbreak", "hbreak hits/s (gdb)", "%.0f"),
+          ("swbreak", "break (0xCC) hits/s (gdb)", "%.0f"),
+          ("dump", "dump binary memory MiB/s", "%.2f"),
+          ("raw", "raw-protocol steps/s (no gdb)", "%.0f")]
+import os
+steps = os.environ.get("STEPS", "2000")
+w = (34, 24, 24, 10, 16)
+line = lambda *c: print("  ".join(str(x).ljust(n) for x, n in zip(c, w)).rstrip())
+print()
+print("gdb stub benchmark: gdbvisor vs QEMU+KVM, %d interleaved round(s); median (min-max)" % rounds)
+line("measure", "gdbvisor", "QEMU+KVM", "ratio", "target")
+line("-" * 34, "-" * 24, "-" * 24, "-" * 10, "-" * 16)
+for key, label, fmt in LABELS:
+    g, q = nums(key, "gdbvisor"), nums(key, "qemu")
+    ratios = [g[r] / q[r] for r in g if r in q and q[r] > 0]
+    if ratios:
+        ratio = statistics.median(ratios)
+        verdict = "%.1fx: %s" % (TARGETS[key], "met" if ratio >= TARGETS[key] else "NOT met")
+        rs = "%.2fx" % ratio
+    elif g and not q:
+        rs = "QEMU fails"
+        verdict = "%.1fx: met (QEMU fails)" % TARGETS[key]
+    else:
+        rs = "-"
+        verdict = "%.1fx: NOT met" % TARGETS[key] if not g else "-"
+    line(label % steps if "%s" in label else label, cell(key, "gdbvisor", fmt),
+         cell(key, "qemu", fmt), rs, verdict)
+g, q, s = nums("whole", "gdbvisor"), nums("whole", "qemu"), nums("gdbstart", "gdb")
+line("whole scripted test, ms", cell("whole", "gdbvisor", "%.1f"), cell("whole", "qemu", "%.1f"),
+     "", "")
+line("gdb -batch -ex quit alone, ms", cell("gdbstart", "gdb", "%.1f"), "(same gdb)", "", "")
+over_g = [g[r] - s[r] for r in g if r in s]
+over_q = [q[r] - s[r] for r in q if r in s]
+if over_g:
+    og = statistics.median(over_g)
+    line("  whole test minus gdb start-up, ms", "%.1f" % og,
+         "%.1f" % statistics.median(over_q) if over_q else "fails", "",
+         "<=15 ms: %s" % ("met" if og <= 15 else "NOT met"))
+else:
+    line("  whole test minus gdb start-up, ms", "fails", "", "", "<=15 ms: NOT met")
+acks = {st: sorted(set(v for v in rows.get(("rawacks", st), {}).values() if v))
+        for st in ("gdbvisor", "qemu")}
+print("raw client acks (QStartNoAckMode accepted -> off): gdbvisor %s, QEMU %s"
+      % ("/".join(acks["gdbvisor"]) or "-", "/".join(acks["qemu"]) or "-"))
+EOF
+
+if [[ -s $PROBLEMS ]]; then
+    echo
+    echo "problems (log tails):"
+    cat "$PROBLEMS"
+fi
