@@ -44,6 +44,7 @@ pub const KERNELS: &[&str] = &[
     "triple",
     "elf64-shim",
     "loop",
+    "copycode",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -204,6 +205,15 @@ const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: None,
+    },
+    KernelSpec {
+        name: "copycode",
+        source: "copycode.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(1),
     },
     KernelSpec {
         name: "loop",
