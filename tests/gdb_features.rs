@@ -319,3 +319,62 @@ fn qemu_stub_fails_on_an_elf32_kernel_where_gdbvisor_works() {
     assert!(!ours.stderr.contains("reply is too long"), "{ours}");
     assert!(ours.line_starting("eip").contains("<_start>"), "{ours}");
 }
+
+/// gdb killed while the guest runs: the VMM stops the guest, forgets gdb's breakpoints, lets the
+/// guest run on, and a new gdb can attach.
+#[test]
+fn abrupt_disconnect_while_running_then_a_new_gdb_attaches() {
+    use std::io::{BufRead, BufReader};
+    if !common::kvm_available("abrupt disconnect") {
+        return;
+    }
+    let image = common::temp_file(
+        "idle-abrupt.bin",
+        &common::boot_sector(&[0xFB, 0xF4, 0xEB, 0xFD]),
+    );
+    let vmm = Vmm::start(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--gdb",
+        "tcp:127.0.0.1:0",
+        "-S",
+    ]);
+    let port = vmm.tcp_port();
+    let mut first = std::process::Command::new("gdb")
+        .args([
+            "-nx",
+            "-batch",
+            "-ex",
+            &format!("target remote 127.0.0.1:{port}"),
+        ])
+        .args(["-ex", "break *0x7c01", "-ex", "continue", "-ex", "continue"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gdb runs");
+    // Once gdb has continued past its breakpoint, the guest idles and gdb waits: kill gdb then.
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let mut hits = 0;
+    while hits < 1 {
+        let line = lines.next().expect("gdb output").expect("utf-8");
+        hits += usize::from(line.starts_with("Breakpoint 1,"));
+    }
+    first.kill().expect("kill gdb");
+    let _ = first.wait();
+    vmm.wait_stderr("gdb detached; the guest runs on");
+    let second = gdb(
+        None,
+        &[
+            "set remotetimeout 30".into(),
+            format!("target remote 127.0.0.1:{port}"),
+            "info registers eip".into(),
+            "x/1xb 0x7c01".into(),
+            "kill".into(),
+        ],
+    );
+    second.assert_ok();
+    assert!(second.line_starting("eip").contains("0x7c0"), "{second}");
+    // The first gdb's breakpoint is gone: the guest's own byte (hlt) is back.
+    assert!(second.stdout.contains("0x7c01:\t0xf4"), "{second}");
+}

@@ -147,7 +147,14 @@ fn attach(
             if let Err(e) = &result {
                 log::info!("gdb session ended: {e}");
             }
+            // gdb may leave while the guest runs (an abrupt disconnect): stop it before touching
+            // the vCPUs, and let an end it reached meanwhile end the run.
+            stop_the_rest(target, inbox);
             target.forget_debugging()?;
+            if let Some((id, event)) = target.pending.pop_front() {
+                target.pending.clear();
+                return Ok(Some(report_event(&mut target.machine, id, event)?));
+            }
             if target.hold {
                 eprintln!("gdbvisor: gdb detached; the guest stays stopped for the next gdb (monitor hold)");
             } else {
