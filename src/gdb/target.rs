@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use gdbstub::common::{Pid, Signal, Tid};
 use gdbstub::stub::MultiThreadStopReason;
@@ -35,11 +35,11 @@ use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::handler_entry;
 use crate::gdb::watchpoints::Watchpoints;
-use crate::vmm::machine::{Machine, MachineError};
+use crate::vmm::machine::{Machine, MachineError, RunHooks};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
-use crate::vmm::vcpu::{DebugConfig, SoftInterrupt, VcpuError, VcpuEvent};
+use crate::vmm::vcpu::{DebugConfig, SoftInterrupt, Vcpu, VcpuError, VcpuEvent};
 use crate::x86::cpu::CpuMode;
 use crate::x86::paging::{translate, Access};
 
@@ -81,6 +81,8 @@ pub struct VmTarget {
     /// vCPUs stepping over an interrupt instruction, and the handler entry that ends the step.
     step_into: std::collections::HashMap<u8, u64>,
     snapshots: Vec<Option<CpuSnapshot>>,
+    /// Filled by each vCPU's thread as it stops (see [`RunHooks`]), taken by `snapshot`.
+    prefetched: Vec<Arc<Mutex<Option<CpuSnapshot>>>>,
     /// Stops that other vCPUs reported while the first stop was being handled; the next resume
     /// reports them without running anything (all-stop).
     pub pending: VecDeque<(u8, VcpuEvent)>,
@@ -116,6 +118,7 @@ impl VmTarget {
             explicit: vec![false; count],
             step_into: Default::default(),
             snapshots: vec![None; count],
+            prefetched: (0..count).map(|_| Arc::default()).collect(),
             pending: VecDeque::new(),
             dead: vec![None; count],
             run_end: None,
@@ -145,9 +148,16 @@ impl VmTarget {
         Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
     }
 
-    /// The vCPU's state at this stop, fetched once.
+    /// The vCPU's state at this stop, fetched once (by the vCPU's own thread right after it
+    /// stopped, when it ran under gdb).
     pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
+        if self.snapshots[slot].is_none() {
+            self.snapshots[slot] = self.prefetched[slot]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        }
         if self.snapshots[slot].is_none() {
             let snapshot = self
                 .machine
@@ -234,6 +244,7 @@ impl VmTarget {
         pages.extend(self.breakpoints.planted_pages());
         self.slots.set_read_only(pages)?;
         let planted_bytes = self.breakpoints.planted.clone();
+        let mut hooks = Vec::new();
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
             // Stepping into an interrupt handler runs until its entry instead.
             let stepping =
@@ -252,29 +263,39 @@ impl VmTarget {
             let planted = planted.clone();
             let watched = watched.clone();
             let planted_bytes = planted_bytes.clone();
-            self.machine
-                .with_vcpu(id, move |vcpu| -> Result<(), VcpuError> {
-                    vcpu.planted_breakpoints = planted;
-                    vcpu.watched = watched;
-                    vcpu.planted_bytes = planted_bytes;
-                    vcpu.set_debug(config)?;
-                    if resume_flag {
-                        let mut regs = vcpu
-                            .fd()
-                            .get_regs()
-                            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-                        regs.rflags |= 1 << 16;
-                        vcpu.fd()
-                            .set_regs(&regs)
-                            .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
-                    }
-                    Ok(())
-                })??;
+            let before = move |vcpu: &mut Vcpu| -> Result<(), VcpuError> {
+                vcpu.planted_breakpoints = planted;
+                vcpu.watched = watched;
+                vcpu.planted_bytes = planted_bytes;
+                vcpu.set_debug(config)?;
+                if resume_flag {
+                    let mut regs = vcpu
+                        .fd()
+                        .get_regs()
+                        .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+                    regs.rflags |= 1 << 16;
+                    vcpu.fd()
+                        .set_regs(&regs)
+                        .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+                }
+                Ok(())
+            };
+            let slot = self.prefetched[usize::from(id)].clone();
+            let after = move |vcpu: &mut Vcpu| {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = CpuSnapshot::fetch(vcpu).ok();
+            };
+            hooks.push((
+                id,
+                RunHooks {
+                    before: Some(Box::new(before)),
+                    after: Some(Box::new(after)),
+                },
+            ));
         }
         self.applied = applied;
         self.snapshots.iter_mut().for_each(|s| *s = None);
-        for id in runners {
-            self.machine.resume(id)?;
+        for (id, run_hooks) in hooks {
+            self.machine.resume_with(id, run_hooks)?;
         }
         Ok(())
     }
@@ -450,6 +471,10 @@ impl VmTarget {
     /// Lets every vCPU that can run go on (after a detach); returns how many run.
     pub fn resume_all(&mut self) -> Result<usize, TargetFault> {
         self.snapshots.iter_mut().for_each(|s| *s = None);
+        // These runs fetch nothing when they stop: older prefetched states must not be used.
+        for slot in &self.prefetched {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         let mut count = 0;
         for id in 0..self.vcpu_count() as u8 {
             if self.dead[usize::from(id)].is_none() {

@@ -35,9 +35,17 @@ pub enum MachineError {
 /// Work for a vCPU thread.
 pub enum VcpuCommand {
     /// Run until the next event, then report it.
-    Run,
+    Run(RunHooks),
     /// Run a closure on the vCPU (register access, debug state) while it is stopped.
     With(Box<dyn FnOnce(&mut Vcpu) + Send>),
+}
+
+/// Work a debugger wants done on the vCPU's own thread around one run, saving a round trip
+/// each: `before` (debug settings) and `after` (fetching the stopped state before the report).
+#[derive(Default)]
+pub struct RunHooks {
+    pub before: Option<Box<dyn FnOnce(&mut Vcpu) -> Result<(), VcpuError> + Send>>,
+    pub after: Option<Box<dyn FnOnce(&mut Vcpu) + Send>>,
 }
 
 struct VcpuThread {
@@ -90,8 +98,16 @@ impl Machine {
                     let _ = kicker_tx.send(vcpu.bind_to_current_thread());
                     for command in command_rx {
                         match command {
-                            VcpuCommand::Run => {
-                                if !sink((id, vcpu.run())) {
+                            VcpuCommand::Run(hooks) => {
+                                let prepared = match hooks.before {
+                                    Some(before) => before(&mut vcpu),
+                                    None => Ok(()),
+                                };
+                                let event = prepared.and_then(|()| vcpu.run());
+                                if let Some(after) = hooks.after {
+                                    after(&mut vcpu);
+                                }
+                                if !sink((id, event)) {
                                     break;
                                 }
                             }
@@ -142,10 +158,15 @@ impl Machine {
 
     /// Lets vCPU `id` run until its next event.
     pub fn resume(&mut self, id: u8) -> Result<(), MachineError> {
+        self.resume_with(id, RunHooks::default())
+    }
+
+    /// Lets vCPU `id` run until its next event, with work done on its thread before and after.
+    pub fn resume_with(&mut self, id: u8, hooks: RunHooks) -> Result<(), MachineError> {
         let thread = self.thread(id)?;
         thread
             .commands
-            .send(VcpuCommand::Run)
+            .send(VcpuCommand::Run(hooks))
             .map_err(|_| MachineError::ThreadGone(id))?;
         thread.running = true;
         Ok(())

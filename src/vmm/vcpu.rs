@@ -242,6 +242,9 @@ impl Vcpu {
 
     /// Applies a debugger's wishes: single step, breakpoints in DR0-3, #BP exits.
     pub fn set_debug(&mut self, config: DebugConfig) -> Result<(), VcpuError> {
+        if config == self.debug {
+            return Ok(());
+        }
         self.apply_debug(config, 0)?;
         self.debug = config;
         Ok(())
