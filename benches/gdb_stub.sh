@@ -26,19 +26,26 @@
 #                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round
 # Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
 #
-# Measured 2026-11-22 on host "vm" (AMD EPYC, 2 vCPUs, Linux 6.18.44, KVM-PVM software nested, other
-# test suites running alongside), gdb 13.1, QEMU 7.2.22 + qboot, release build of 563e033, 3 rounds:
+# Measured 2026-11-22 on host "vm" (AMD EPYC, 2 vCPUs, Linux 6.18.44, KVM-PVM software nested),
+# gdb 13.1, QEMU 7.2.22 + qboot, release build after the run-hooks change (debug settings and
+# the stopped state handled on the vCPU thread), 2 rounds:
 #
 #   measure                             gdbvisor              QEMU+KVM              ratio       target
-#   stepi/s (gdb, 2000 steps)           2770 (2683-2827)      2096 (1740-2114)      1.32x       1.5x: NOT met
-#   hbreak hits/s (gdb)                 1476 (1404-1506)      1277 (718-1433)       1.10x       2.0x: NOT met
-#   break (0xCC) hits/s (gdb)           983 (752-1106)        fails                 QEMU fails  met (QEMU fails)
-#   dump binary memory MiB/s            52.93 (50.91-80.86)   18.70 (17.73-20.88)   2.99x       4.0x: NOT met
-#   raw-protocol steps/s (no gdb)       6276 (5393-9109)      7063 (4836-7487)      1.12x       3.0x: NOT met
-#   whole scripted test, ms             88.4 (81.7-89.8)      224.1 (210.1-240.0)
-#   gdb -batch -ex quit alone, ms       53.8 (51.0-56.7)
-#     whole test minus gdb start-up     33.1                  167.4                             <=15 ms: NOT met
+#   stepi/s (gdb, 2000 steps)           3999 (3949-4050)      2809 (2761-2856)      1.42x       1.5x: NOT met
+#   hbreak hits/s (gdb)                 1942 (1809-2075)      1640 (1640-1641)      1.18x       2.0x: NOT met
+#   break (0xCC) hits/s (gdb)           1572 (1544-1600)      fails                 QEMU fails  met (QEMU fails)
+#   dump binary memory MiB/s            100.39 (100.2-100.6)  24.45 (24.3-24.6)     4.11x       4.0x: met
+#   raw-protocol steps/s (no gdb)       14775 (14100-15451)   9259 (9221-9297)      1.60x       3.0x: NOT met
+#   whole scripted test, ms             80.5 (79.8-81.2)      187.8 (184.2-191.4)
+#   gdb -batch -ex quit alone, ms       43.8 (43.4-44.1)
+#     whole test minus gdb start-up     36.8                  144.1                             <=15 ms: NOT met
 #   raw client acks: gdbvisor off (QStartNoAckMode), QEMU on (7.2 answers "" to QStartNoAckMode)
+#
+# Before that change (563e033, 3 rounds, other suites running alongside): stepi 2770/s (1.32x),
+# hbreak 1476/s (1.10x), dump 52.9 MiB/s (2.99x), raw 6276 steps/s (1.12x).
+# A bare KVM single step costs ~7 us here (GET_REGS/GET_SREGS/SET_GUEST_DEBUG ~3 us each); the
+# rest of a raw step (~68 us) is thread hand-offs and the protocol. The whole test's excess is
+# mostly this host's KVM: VM set-up (KVM_SET_USER_MEMORY_REGION 4-9 ms) and teardown (~14 ms).
 #
 # QEMU+KVM with `break`: KVM reports "KVM internal error. Suberror: 1 / emulation failure" at the
 # planted 0xCC; gdb sees SIGABRT on the first continue. QEMU's whole test includes qboot's boot
