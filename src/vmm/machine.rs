@@ -44,9 +44,14 @@ pub enum VcpuCommand {
 /// each: `before` (debug settings) and `after` (fetching the stopped state before the report).
 #[derive(Default)]
 pub struct RunHooks {
-    pub before: Option<Box<dyn FnOnce(&mut Vcpu) -> Result<(), VcpuError> + Send>>,
-    pub after: Option<Box<dyn FnOnce(&mut Vcpu) + Send>>,
+    pub before: Option<BeforeRun>,
+    pub after: Option<AfterRun>,
 }
+
+/// Runs on the vCPU's thread just before KVM_RUN; an error is reported instead of running.
+pub type BeforeRun = Box<dyn FnOnce(&mut Vcpu) -> Result<(), VcpuError> + Send>;
+/// Runs on the vCPU's thread after it stopped, before its report is sent.
+pub type AfterRun = Box<dyn FnOnce(&mut Vcpu) + Send>;
 
 struct VcpuThread {
     commands: Sender<VcpuCommand>,
