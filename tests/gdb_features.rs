@@ -378,3 +378,40 @@ fn abrupt_disconnect_while_running_then_a_new_gdb_attaches() {
     // The first gdb's breakpoint is gone: the guest's own byte (hlt) is back.
     assert!(second.stdout.contains("0x7c01:\t0xf4"), "{second}");
 }
+
+/// `awatch`/`rwatch` live in DR7 data breakpoints: they stop on an access where the host's KVM
+/// fires them, and are refused with the reason where it never does (software-nested KVM).
+#[test]
+fn access_watchpoints_use_debug_registers_where_the_host_fires_them() {
+    if !common::kvm_available("access watchpoints") {
+        return;
+    }
+    let elf = elf("elf64");
+    let run = gdb(
+        Some(&elf),
+        &cmds(&[
+            &stdio_target(&elf, ""),
+            "awatch *(long *)&ticks",
+            "continue",
+            "kill",
+        ]),
+    );
+    if gdbvisor::vmm::doctor::data_breakpoints_fire() {
+        run.assert_ok()
+            .assert_stdout_has("Hardware access (read/write) watchpoint 1: *(long *)&ticks")
+            .assert_stdout_has("timer_handler ()");
+    } else {
+        eprintln!("this host's KVM never fires DR7 data breakpoints: checking the refusal");
+        assert!(
+            run.stderr.contains(
+                "gdbvisor: cannot insert a read/access watchpoint at 0x102000: this host's KVM never fires DR7 data breakpoints"
+            ),
+            "{run}"
+        );
+        assert!(
+            run.stderr
+                .contains("Could not insert hardware watchpoint 1."),
+            "{run}"
+        );
+    }
+}

@@ -100,6 +100,8 @@ impl Breakpoints {
     /// and current instruction pointers (linear). Breakpoints that cannot be planted go to
     /// free debug registers; any left over are reported in the returned warnings.
     ///
+    /// At most `registers` debug registers are used (data watchpoints may hold the others).
+    ///
     /// With `registers_first` (a vCPU in real mode, where a software-nested KVM delivers `int3`
     /// straight to the guest's IVT instead of exiting), free debug registers serve software
     /// breakpoints before any 0xCC is planted.
@@ -108,6 +110,7 @@ impl Breakpoints {
         ram: &GuestRam,
         vcpus: &[(ControlRegs, u64)],
         registers_first: bool,
+        registers: usize,
     ) -> (Applied, Vec<String>) {
         let mut applied = Applied {
             debug_registers: self.hardware.clone(),
@@ -121,7 +124,7 @@ impl Breakpoints {
                 .map(|t| t.phys)
                 .filter(|&phys| ram.contains(phys, 1))
                 .collect();
-            let register_free = applied.debug_registers.len() < DEBUG_REGISTERS;
+            let register_free = applied.debug_registers.len() < registers;
             if at_pc || targets.is_empty() || (registers_first && register_free) {
                 if register_free {
                     applied.debug_registers.push(addr);
@@ -187,7 +190,7 @@ mod tests {
         ram.write(0x1000, &[0x90, 0x90]).unwrap();
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
-        let (applied, warnings) = bps.plant(&ram, &[(flat(), 0x2000)], false);
+        let (applied, warnings) = bps.plant(&ram, &[(flat(), 0x2000)], false, DEBUG_REGISTERS);
         assert!(applied.debug_registers.is_empty() && warnings.is_empty());
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();
@@ -203,13 +206,13 @@ mod tests {
         ram.write(0x1000, &[0x90]).unwrap();
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
-        bps.plant(&ram, &[(flat(), 0)], false);
+        bps.plant(&ram, &[(flat(), 0)], false, DEBUG_REGISTERS);
         ram.write(0x1000, &[0xF4]).unwrap(); // the guest copies new code there
         bps.unplant(&ram);
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [0xF4]);
-        bps.plant(&ram, &[(flat(), 0)], false);
+        bps.plant(&ram, &[(flat(), 0)], false, DEBUG_REGISTERS);
         bps.unplant(&ram);
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [0xF4], "the new code's byte is what gets restored");
@@ -221,10 +224,10 @@ mod tests {
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
         bps.add_software(0x8000_0000, false).unwrap();
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x1000)], false);
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x1000)], false, DEBUG_REGISTERS);
         assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
         bps.unplant(&ram);
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true);
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true, DEBUG_REGISTERS);
         assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
         bps.unplant(&ram);
     }
@@ -235,7 +238,7 @@ mod tests {
         ram.write(0x1000, &[0x90]).unwrap();
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true);
+        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true, DEBUG_REGISTERS);
         assert_eq!(applied.debug_registers, vec![0x1000]);
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();

@@ -35,11 +35,14 @@ use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::handler_entry;
 use crate::gdb::watchpoints::Watchpoints;
+use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError, RunHooks};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
-use crate::vmm::vcpu::{DebugConfig, SoftInterrupt, Vcpu, VcpuError, VcpuEvent};
+use crate::vmm::vcpu::{
+    DebugConfig, DebugSlot, SlotKind, SoftInterrupt, Vcpu, VcpuError, VcpuEvent,
+};
 use crate::x86::cpu::CpuMode;
 use crate::x86::paging::{translate, Access};
 
@@ -61,6 +64,24 @@ pub enum Action {
     Step,
 }
 
+/// A read or access watchpoint held in a debug register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DataWatch {
+    addr: u64,
+    len: u8,
+    kind: WatchKind,
+}
+
+impl DataWatch {
+    fn slot(&self) -> DebugSlot {
+        DebugSlot {
+            addr: self.addr,
+            // x86 has no read-only data breakpoint: `rwatch` watches accesses too.
+            kind: SlotKind::Access(self.len),
+        }
+    }
+}
+
 /// Why a vCPU can never run again (triple fault, KVM failure): it keeps reporting this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Dead {
@@ -76,6 +97,8 @@ pub struct VmTarget {
     pub breakpoints: Breakpoints,
     applied: Applied,
     actions: Vec<Action>,
+    /// `rwatch`/`awatch` in debug registers (hosts whose KVM fires DR7 data breakpoints).
+    data_watches: Vec<DataWatch>,
     /// Whether gdb named each thread's action in the current resume request.
     explicit: Vec<bool>,
     /// vCPUs stepping over an interrupt instruction, and the handler entry that ends the step.
@@ -116,6 +139,7 @@ impl VmTarget {
             applied: Applied::default(),
             actions: vec![Action::Stay; count],
             explicit: vec![false; count],
+            data_watches: Vec::new(),
             step_into: Default::default(),
             snapshots: vec![None; count],
             prefetched: (0..count).map(|_| Arc::default()).collect(),
@@ -207,7 +231,10 @@ impl VmTarget {
             views.push((snapshot.control_regs(), snapshot.pc()));
             real_mode |= snapshot.mode() == CpuMode::Real;
         }
-        let (mut applied, warnings) = self.breakpoints.plant(&self.ram, &views, real_mode);
+        let exec_registers = DEBUG_REGISTERS - self.data_watches.len();
+        let (mut applied, warnings) =
+            self.breakpoints
+                .plant(&self.ram, &views, real_mode, exec_registers);
         for warning in warnings {
             eprintln!("gdbvisor: {warning}");
         }
@@ -215,7 +242,7 @@ impl VmTarget {
         self.step_into.clear();
         for &id in &runners {
             if self.actions[usize::from(id)] != Action::Step
-                || applied.debug_registers.len() >= DEBUG_REGISTERS
+                || applied.debug_registers.len() >= exec_registers
             {
                 continue;
             }
@@ -224,9 +251,15 @@ impl VmTarget {
                 self.step_into.insert(id, entry);
             }
         }
+        // Execution slots first, then the DR7 data watchpoints.
         let mut hw = [None; 4];
-        for (slot, addr) in hw.iter_mut().zip(&applied.debug_registers) {
-            *slot = Some(*addr);
+        let slots = applied
+            .debug_registers
+            .iter()
+            .map(|&addr| DebugSlot::execute(addr))
+            .chain(self.data_watches.iter().map(|w| w.slot()));
+        for (register, slot) in hw.iter_mut().zip(slots) {
+            *register = Some(slot);
         }
         // Only breakpoints planted as 0xCC: an `int3` at one served by a debug register is the
         // guest's own and goes to the guest.
@@ -354,6 +387,18 @@ impl VmTarget {
         Ok(handler_entry(&ram, self.snapshot(id)?, soft.vector()))
     }
 
+    /// The DR7 data watchpoint whose slot DR6 reports as hit.
+    fn data_watch_hit(&self, dr6: u64) -> Option<DataWatch> {
+        let first = self.applied.debug_registers.len();
+        (0..4usize)
+            .filter(|slot| dr6 & (1 << slot) != 0)
+            .find_map(|slot| {
+                slot.checked_sub(first)
+                    .and_then(|i| self.data_watches.get(i))
+            })
+            .copied()
+    }
+
     /// Whether vCPU `id`'s next instruction, at linear `pc`, is `hlt`.
     fn at_hlt(&mut self, id: u8, pc: u64) -> bool {
         const HLT: u8 = 0xF4;
@@ -380,6 +425,14 @@ impl VmTarget {
             VcpuEvent::Debug(info) if self.step_into.get(&id) == Some(&info.pc) => {
                 // The step over an interrupt instruction reached the handler.
                 with_signal(Signal::SIGTRAP)
+            }
+            VcpuEvent::Debug(info) if self.data_watch_hit(info.dr6).is_some() => {
+                let watch = self.data_watch_hit(info.dr6).expect("just matched");
+                MultiThreadStopReason::Watch {
+                    tid,
+                    kind: watch.kind,
+                    addr: watch.addr,
+                }
             }
             VcpuEvent::Debug(info) => {
                 let hit = (0..4).find(|slot| info.dr6 & (1 << slot) != 0);
@@ -457,6 +510,7 @@ impl VmTarget {
         self.breakpoints.clear();
         self.breakpoints.unplant(&self.ram);
         self.watchpoints.clear();
+        self.data_watches.clear();
         self.slots.set_read_only(Default::default())?;
         for id in 0..self.vcpu_count() as u8 {
             self.machine.with_vcpu(id, |vcpu| {
@@ -747,10 +801,27 @@ impl HwWatchpoint for VmTarget {
                 Ok(true)
             }
             WatchKind::Read | WatchKind::ReadWrite => {
-                eprintln!(
-                    "gdbvisor: cannot insert a read/access watchpoint at {addr:#x}: only write watchpoints are supported (through read-only memory slots)"
-                );
-                Ok(false)
+                let refuse = |why: &str| {
+                    eprintln!(
+                        "gdbvisor: cannot insert a read/access watchpoint at {addr:#x}: {why}"
+                    );
+                    Ok(false)
+                };
+                if !doctor::data_breakpoints_fire() {
+                    return refuse("this host's KVM never fires DR7 data breakpoints (see `gdbvisor doctor`); write watchpoints work");
+                }
+                if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) {
+                    return refuse("a debug register watches 1, 2, 4 or 8 aligned bytes");
+                }
+                if self.breakpoints.hardware.len() + self.data_watches.len() >= DEBUG_REGISTERS {
+                    return refuse("all 4 debug registers are in use");
+                }
+                self.data_watches.push(DataWatch {
+                    addr,
+                    len: len as u8,
+                    kind,
+                });
+                Ok(true)
             }
         }
     }
@@ -761,7 +832,13 @@ impl HwWatchpoint for VmTarget {
         len: u64,
         kind: WatchKind,
     ) -> TargetResult<bool, Self> {
-        Ok(kind == WatchKind::Write && self.watchpoints.remove(addr, len))
+        if kind == WatchKind::Write {
+            return Ok(self.watchpoints.remove(addr, len));
+        }
+        let before = self.data_watches.len();
+        self.data_watches
+            .retain(|w| (w.addr, u64::from(w.len), w.kind) != (addr, len, kind));
+        Ok(before != self.data_watches.len())
     }
 }
 
@@ -791,6 +868,12 @@ impl SwBreakpoint for VmTarget {
 
 impl HwBreakpoint for VmTarget {
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        if self.breakpoints.hardware.len() + self.data_watches.len() >= DEBUG_REGISTERS {
+            eprintln!(
+                "gdbvisor: cannot insert hardware breakpoint at {addr:#x}: all 4 debug registers are in use"
+            );
+            return Ok(false);
+        }
         match self.breakpoints.add_hardware(addr) {
             Ok(()) => Ok(true),
             Err(e) => {

@@ -125,6 +125,12 @@ pub fn guest_debug_flags(kvm: &kvm_ioctls::Kvm) -> u32 {
         .max(0) as u32
 }
 
+/// Whether DR7 data breakpoints fire here; probed once per process.
+pub fn data_breakpoints_fire() -> bool {
+    static FIRE: OnceLock<bool> = OnceLock::new();
+    *FIRE.get_or_init(|| matches!(probe_dr_watchpoint(), Ok(Outcome::Works)))
+}
+
 /// Whether 32-bit paging runs here; probed once per process.
 pub fn legacy_paging_works() -> bool {
     static WORKS: OnceLock<bool> = OnceLock::new();

@@ -104,8 +104,48 @@ pub struct DebugConfig {
     pub block_irq: bool,
     /// Exit on `int3` (hardware KVM reports #BP as KVM_EXIT_DEBUG).
     pub sw_breakpoints: bool,
-    /// Execution breakpoints in DR0-3, by linear address.
-    pub hw_breakpoints: [Option<u64>; 4],
+    /// DR0-3: execution breakpoints or data watchpoints, by linear address.
+    pub hw_breakpoints: [Option<DebugSlot>; 4],
+}
+
+/// What one debug register watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugSlot {
+    pub addr: u64,
+    pub kind: SlotKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    Execute,
+    /// Data writes of a 1-, 2-, 4- or 8-byte aligned range.
+    Write(u8),
+    /// Data reads or writes (x86 has no read-only kind).
+    Access(u8),
+}
+
+impl DebugSlot {
+    pub fn execute(addr: u64) -> Self {
+        DebugSlot {
+            addr,
+            kind: SlotKind::Execute,
+        }
+    }
+
+    /// DR7's RW and LEN fields for this slot.
+    fn rw_len(&self) -> u64 {
+        let len_bits = |len: u8| match len {
+            1 => 0b00,
+            2 => 0b01,
+            8 => 0b10,
+            _ => 0b11,
+        };
+        match self.kind {
+            SlotKind::Execute => 0,
+            SlotKind::Write(len) => 0b01 | (len_bits(len) << 2),
+            SlotKind::Access(len) => 0b11 | (len_bits(len) << 2),
+        }
+    }
 }
 
 impl DebugConfig {
@@ -138,13 +178,15 @@ impl DebugConfig {
         control
     }
 
-    /// DR7 enabling each used slot as a local execution breakpoint (RW=00, LEN=00).
+    /// DR7 enabling each used slot locally (Ln) with its RW/LEN fields.
     pub fn dr7(&self) -> u64 {
         self.hw_breakpoints
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.is_some())
-            .fold(0, |dr7, (i, _)| dr7 | (1 << (2 * i)))
+            .filter_map(|(i, slot)| slot.map(|slot| (i, slot)))
+            .fold(0, |dr7, (i, slot)| {
+                dr7 | (1 << (2 * i)) | (slot.rw_len() << (16 + 4 * i))
+            })
     }
 }
 
@@ -260,7 +302,7 @@ impl Vcpu {
             ..Default::default()
         };
         for (i, slot) in config.hw_breakpoints.iter().enumerate() {
-            debug.arch.debugreg[i] = slot.unwrap_or(0);
+            debug.arch.debugreg[i] = slot.map_or(0, |slot| slot.addr);
         }
         debug.arch.debugreg[7] = config.dr7();
         self.fd
@@ -665,7 +707,15 @@ mod tests {
             single_step: true,
             block_irq: true,
             sw_breakpoints: true,
-            hw_breakpoints: [Some(0x1000), None, Some(0x2000), None],
+            hw_breakpoints: [
+                Some(DebugSlot::execute(0x1000)),
+                None,
+                Some(DebugSlot::execute(0x2000)),
+                Some(DebugSlot {
+                    addr: 0x3000,
+                    kind: SlotKind::Write(4),
+                }),
+            ],
         };
         assert_eq!(
             config.control(),
@@ -675,7 +725,13 @@ mod tests {
                 | KVM_GUESTDBG_USE_SW_BP
                 | KVM_GUESTDBG_USE_HW_BP
         );
-        assert_eq!(config.dr7(), 0b01_0001);
+        // L0, L2, L3; slot 3: RW=01 (write), LEN=11 (4 bytes) at bits 28-31.
+        assert_eq!(config.dr7(), 0b0101_0001 | (0b1101 << 28));
+        let access8 = DebugSlot {
+            addr: 0,
+            kind: SlotKind::Access(8),
+        };
+        assert_eq!(access8.rw_len(), 0b1011);
     }
 
     #[test]
