@@ -298,7 +298,7 @@ fn ctrl_c_stops_cleanly_with_130() {
         return;
     }
     // sti; hlt; jmp back — idles forever with interrupts on.
-    let image = temp_file("idle.bin", &boot_sector(&[0xFB, 0xF4, 0xEB, 0xFD]));
+    let image = idle_image("idle.bin");
     let mut child = gdbvisor()
         .args(["--kernel", image.to_str().unwrap()])
         .stdout(Stdio::piped())

@@ -9,6 +9,20 @@ use std::path::PathBuf;
 
 use common::gdb::*;
 
+/// A VMM holding an idle guest (`sti; hlt; jmp`) for gdb on a free TCP port.
+fn idle_vmm_on_tcp(name: &str) -> (Vmm, u16) {
+    let image = common::idle_image(name);
+    let vmm = Vmm::start(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--gdb",
+        "tcp:127.0.0.1:0",
+        "-S",
+    ]);
+    let port = vmm.tcp_port();
+    (vmm, port)
+}
+
 fn helper_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("gdb-scripts/gdbvisor.py")
 }
@@ -222,19 +236,7 @@ fn ctrl_c_in_the_vmm_terminal_breaks_into_gdb() {
     if !common::kvm_available("vmm ctrl-c") {
         return;
     }
-    // sti; hlt; jmp back: idles forever with interrupts on.
-    let image = common::temp_file(
-        "idle-ctrlc.bin",
-        &common::boot_sector(&[0xFB, 0xF4, 0xEB, 0xFD]),
-    );
-    let vmm = Vmm::start(&[
-        "--kernel",
-        image.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
+    let (vmm, port) = idle_vmm_on_tcp("idle-ctrlc.bin");
     let pid = vmm.child.id();
     let run = gdb(
         None,
@@ -328,18 +330,7 @@ fn abrupt_disconnect_while_running_then_a_new_gdb_attaches() {
     if !common::kvm_available("abrupt disconnect") {
         return;
     }
-    let image = common::temp_file(
-        "idle-abrupt.bin",
-        &common::boot_sector(&[0xFB, 0xF4, 0xEB, 0xFD]),
-    );
-    let vmm = Vmm::start(&[
-        "--kernel",
-        image.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
+    let (vmm, port) = idle_vmm_on_tcp("idle-abrupt.bin");
     let mut first = std::process::Command::new("gdb")
         .args([
             "-nx",

@@ -345,7 +345,7 @@ fn interrupt_stops_an_idle_guest() {
     if !common::kvm_available("interrupt_stops_an_idle_guest") {
         return;
     }
-    let image = common::temp_file("idle.bin", &common::boot_sector(&[0xFB, 0xF4, 0xEB, 0xFD]));
+    let image = common::idle_image("idle.bin");
     // `continue` blocks gdb's command loop; a timer thread posts `interrupt` to gdb's event loop
     // while it waits for the stop.
     let timer = "python import gdb, threading; threading.Timer(0.3, \

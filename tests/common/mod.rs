@@ -111,6 +111,12 @@ pub fn boot_sector(code: &[u8]) -> Vec<u8> {
     image
 }
 
+/// A boot sector that idles forever with interrupts on (`sti; hlt; jmp` back), written to a
+/// fresh file named after `name`.
+pub fn idle_image(name: &str) -> PathBuf {
+    temp_file(name, &boot_sector(&[0xFB, 0xF4, 0xEB, 0xFD]))
+}
+
 /// Writes `bytes` to a fresh file under the target directory and returns its path.
 pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
