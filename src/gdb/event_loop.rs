@@ -2,12 +2,13 @@
 //! byte; while vCPUs run it wakes every [`HALT_POLL`] only to kick them for halt detection.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::stub::MultiThreadStopReason;
 
 use crate::gdb::conn::{disconnected, GdbConnection, LoopInput, SharedInbox};
-use crate::gdb::target::VmTarget;
+use crate::gdb::target::{TargetFault, VmTarget};
 use crate::vmm::machine::HALT_POLL;
 use crate::vmm::vcpu::VcpuEvent;
 
@@ -19,11 +20,17 @@ type WaitResult = Result<
 >;
 
 /// Stops every vCPU still running and waits for each to report; reports other than the
-/// requested stop are kept for the next resume (all-stop: gdb hears them one at a time).
-pub fn stop_the_rest(target: &mut VmTarget, inbox: &SharedInbox) {
+/// requested stop are kept for the next resume (all-stop: gdb hears them one at a time). A vCPU
+/// that does not stop within [`STOP_TIMEOUT`] of kicks is stuck inside the host's KVM.
+pub fn stop_the_rest(target: &mut VmTarget, inbox: &SharedInbox) -> Result<(), TargetFault> {
+    let deadline = Instant::now() + STOP_TIMEOUT;
     target.machine.stop_all();
     let mut later = Vec::new();
     while target.machine.any_running() {
+        if Instant::now() >= deadline {
+            inbox.borrow_mut().defer_all(later);
+            return Err(TargetFault::Stuck(target.machine.running_ids()));
+        }
         let input = inbox.borrow_mut().next(Some(HALT_POLL));
         match input {
             Some(LoopInput::Vcpu((id, event))) => {
@@ -40,7 +47,11 @@ pub fn stop_the_rest(target: &mut VmTarget, inbox: &SharedInbox) {
     }
     inbox.borrow_mut().defer_all(later);
     target.all_stopped();
+    Ok(())
 }
+
+/// How long kicks may take to stop a running vCPU before it counts as stuck.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl BlockingEventLoop for VmEventLoop {
     type Target = VmTarget;
@@ -72,7 +83,7 @@ impl BlockingEventLoop for VmEventLoop {
                     target.machine.mark_stopped(id);
                     let event = event.map_err(|e| WaitForStopReasonError::Target(e.into()))?;
                     if let Some(stop) = target.stop_reason(id, event) {
-                        stop_the_rest(target, &inbox);
+                        stop_the_rest(target, &inbox).map_err(WaitForStopReasonError::Target)?;
                         return Ok(Event::TargetStopped(stop));
                     }
                 }

@@ -70,7 +70,7 @@ pub fn serve(
         let input = inbox.borrow_mut().next(Some(HALT_POLL));
         if interrupt.swap(false, Ordering::SeqCst) {
             // Ctrl-C with no gdb attached: stop cleanly, as without gdb.
-            stop_the_rest(&mut target, &inbox);
+            stop_the_rest(&mut target, &inbox)?;
             target.pending.clear();
             eprintln!("gdbvisor: interrupted");
             return Ok(RunEnd::Interrupted);
@@ -84,7 +84,7 @@ pub fn serve(
                     continue;
                 }
                 // Without gdb, a run ends as it would without a gdb endpoint.
-                stop_the_rest(&mut target, &inbox);
+                stop_the_rest(&mut target, &inbox)?;
                 return Ok(report_event(&mut target.machine, id, event)?);
             }
             Some(LoopInput::NewClient(client)) => {
@@ -116,7 +116,7 @@ fn attach(
     tx: &mpsc::Sender<LoopInput>,
 ) -> Result<Option<RunEnd>, SessionError> {
     log::info!("gdb attached from {}", client.peer);
-    stop_the_rest(target, inbox);
+    stop_the_rest(target, inbox)?;
     inbox.borrow_mut().client = number;
     conn::spawn_reader(client.reader, number, tx.clone()).map_err(SessionError::Listen)?;
     target.layout = match options.arch {
@@ -149,7 +149,7 @@ fn attach(
             }
             // gdb may leave while the guest runs (an abrupt disconnect): stop it before touching
             // the vCPUs, and let an end it reached meanwhile end the run.
-            stop_the_rest(target, inbox);
+            stop_the_rest(target, inbox)?;
             target.forget_debugging()?;
             if let Some((id, event)) = target.pending.pop_front() {
                 target.pending.clear();

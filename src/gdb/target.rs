@@ -54,6 +54,8 @@ pub enum TargetFault {
     Vcpu(#[from] VcpuError),
     #[error("{0}")]
     Slots(#[from] MemslotError),
+    #[error("vCPU(s) {0:?} do not stop: stuck inside the host's KVM_RUN")]
+    Stuck(Vec<u8>),
 }
 
 /// What gdb asked each vCPU to do at the next resume.

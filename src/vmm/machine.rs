@@ -228,6 +228,13 @@ impl Machine {
         }
     }
 
+    /// The vCPUs running now.
+    pub fn running_ids(&self) -> Vec<u8> {
+        (0..self.threads.len() as u8)
+            .filter(|&id| self.threads[usize::from(id)].running)
+            .collect()
+    }
+
     /// True while any vCPU is running.
     pub fn any_running(&self) -> bool {
         self.threads.iter().any(|t| t.running)
@@ -236,11 +243,14 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        // Stop running vCPUs, then close their command channels so the threads end.
+        // Stop running vCPUs, then close their command channels so the threads end. A thread
+        // still marked running may be stuck inside KVM_RUN: it is left to end with the process
+        // rather than joined forever.
         self.stop_all();
         let handles: Vec<_> = self
             .threads
             .iter_mut()
+            .filter(|t| !t.running)
             .filter_map(|t| t.thread.take())
             .collect();
         self.threads.clear();
