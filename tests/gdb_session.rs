@@ -125,14 +125,11 @@ fn elf64_guest_int3_registers_and_stepping_past_timer() {
 }
 
 /// `stepi` over `hlt` (IF=1), then `continue`: the guest runs to its end. Run many times at once,
-/// because the failure needs a loaded host. On the software-nested (PVM) development host the
-/// vCPU then sits at `timer_handler`+1 (`incq ticks(%rip)`) inside KVM_RUN with no exit at all,
-/// for good (traced with RUST_LOG=gdbvisor=trace: the last exit is the step's #DB). It used to be
-/// misreported as a final halt; the halt check now requires the `hlt` before RIP, so it hangs
-/// instead. Not seen without the preceding single step, nor on sequential runs.
+/// because the host's load matters. A step over `hlt` is not a KVM single step: the interrupt
+/// that ends the `hlt` runs its handler whole and the step stops after the `hlt` (a debug
+/// register). Single-stepping the `hlt` itself used to leave the vCPU, on a loaded
+/// software-nested KVM, sitting in the next interrupt handler with no exit, for good.
 #[test]
-#[ignore = "host KVM (PVM) bug under load: after a single step over hlt the vCPU can stop \
-            making progress inside the next interrupt handler"]
 fn continue_after_stepping_over_hlt() {
     if !common::kvm_available("continue_after_stepping_over_hlt") {
         return;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use gdbstub::conn::{Connection, ConnectionExt};
 use thiserror::Error;
 
-use crate::vmm::machine::VcpuReport;
+use crate::vmm::machine::{VcpuReport, SPIN_BEFORE_SLEEP};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EndpointError {
@@ -276,7 +276,7 @@ impl Inbox {
             let input = match self.deferred.pop_front() {
                 Some(input) => input,
                 None => match timeout {
-                    Some(t) => match self.rx.recv_timeout(t) {
+                    Some(t) => match self.poll_then_wait(t) {
                         Ok(input) => input,
                         Err(RecvTimeoutError::Timeout) => return None,
                         Err(RecvTimeoutError::Disconnected) => LoopInput::ClientGone {
@@ -294,6 +294,23 @@ impl Inbox {
                 current => return Some(current),
             }
         }
+    }
+
+    /// Polls for [`SPIN_BEFORE_SLEEP`] (a vCPU's report usually follows a resume within
+    /// microseconds), then sleeps until `timeout`.
+    fn poll_then_wait(&self, timeout: Duration) -> Result<LoopInput, RecvTimeoutError> {
+        let start = std::time::Instant::now();
+        let spin = timeout.min(SPIN_BEFORE_SLEEP);
+        while start.elapsed() < spin {
+            match self.rx.try_recv() {
+                Ok(input) => return Ok(input),
+                Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(RecvTimeoutError::Disconnected)
+                }
+            }
+        }
+        self.rx.recv_timeout(timeout - spin)
     }
 
     /// Puts inputs back, to be returned before anything new.

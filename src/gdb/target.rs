@@ -103,7 +103,8 @@ pub struct VmTarget {
     data_watches: Vec<DataWatch>,
     /// Whether gdb named each thread's action in the current resume request.
     explicit: Vec<bool>,
-    /// vCPUs stepping over an interrupt instruction, and the handler entry that ends the step.
+    /// vCPUs whose step runs to a debug register (over `hlt` or an interrupt instruction), and
+    /// the address that ends it.
     step_into: std::collections::HashMap<u8, u64>,
     snapshots: Vec<Option<CpuSnapshot>>,
     /// Filled by each vCPU's thread as it stops (see [`RunHooks`]), taken by `snapshot`.
@@ -240,7 +241,8 @@ impl VmTarget {
         for warning in warnings {
             eprintln!("gdbvisor: {warning}");
         }
-        // A step over int3/int1/int n ends at the handler's entry, caught by a debug register.
+        // Steps that a single step would get wrong run to a debug register instead: over
+        // int3/int1/int n to the handler's entry, over `hlt` to the next instruction.
         self.step_into.clear();
         for &id in &runners {
             if self.actions[usize::from(id)] != Action::Step
@@ -248,9 +250,17 @@ impl VmTarget {
             {
                 continue;
             }
-            if let Some(entry) = self.soft_interrupt_handler(id)? {
-                applied.debug_registers.push(entry);
-                self.step_into.insert(id, entry);
+            let pc = self.snapshot(id)?.pc();
+            // `hlt` only ends with an interrupt: let that interrupt's handler run whole and
+            // stop after the `hlt`, as a step that never lands in the handler.
+            let target = if self.at_hlt(id, pc) {
+                Some(pc + 1)
+            } else {
+                self.soft_interrupt_handler(id)?
+            };
+            if let Some(target) = target {
+                applied.debug_registers.push(target);
+                self.step_into.insert(id, target);
             }
         }
         // Execution slots first, then the DR7 data watchpoints.
@@ -286,10 +296,9 @@ impl VmTarget {
                 self.actions[usize::from(id)] == Action::Step && !self.step_into.contains_key(&id);
             let config = DebugConfig {
                 single_step: stepping,
-                // Interrupts stay blocked while stepping, except over `hlt`, which only an
-                // interrupt can end (and blocking them there loses the timer's: seen on a
-                // software-nested KVM, where the guest then never wakes again).
-                block_irq: self.block_irq && stepping && !self.at_hlt(id, pc),
+                // Interrupts stay blocked while stepping (a step over `hlt` is not a single step,
+                // see above).
+                block_irq: self.block_irq && stepping,
                 sw_breakpoints: !self.breakpoints.software.is_empty(),
                 hw_breakpoints: hw,
             };
@@ -425,7 +434,7 @@ impl VmTarget {
         let with_signal = |signal| MultiThreadStopReason::SignalWithThread { tid, signal };
         Some(match event {
             VcpuEvent::Debug(info) if self.step_into.get(&id) == Some(&info.pc) => {
-                // The step over an interrupt instruction reached the handler.
+                // A step run to a debug register got there.
                 with_signal(Signal::SIGTRAP)
             }
             VcpuEvent::Debug(info) if self.data_watch_hit(info.dr6).is_some() => {

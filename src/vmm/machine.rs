@@ -17,6 +17,25 @@ use thiserror::Error;
 use crate::vmm::kick::{self, Kicker};
 use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
 
+/// How long a thread that expects an answer soon polls for it before it sleeps: a debugger's
+/// step is a quick back and forth between the event loop and a vCPU thread, and waking a
+/// sleeping thread costs more than the step itself. Bounded, so an idle VMM still sleeps.
+pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(100);
+
+/// The next message: polled for [`SPIN_BEFORE_SLEEP`], then waited for; `None` when the
+/// channel is closed.
+pub fn receive_soon<T>(rx: &Receiver<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < SPIN_BEFORE_SLEEP {
+        match rx.try_recv() {
+            Ok(message) => return Some(message),
+            Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+        }
+    }
+    rx.recv().ok()
+}
+
 /// How often a waiting caller checks running vCPUs for a final halt.
 pub const HALT_POLL: Duration = Duration::from_millis(50);
 
@@ -101,7 +120,7 @@ impl Machine {
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
                     let _ = kicker_tx.send(vcpu.bind_to_current_thread());
-                    for command in command_rx {
+                    while let Some(command) = receive_soon(&command_rx) {
                         match command {
                             VcpuCommand::Run(hooks) => {
                                 let prepared = match hooks.before {
