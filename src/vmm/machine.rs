@@ -17,24 +17,11 @@ use thiserror::Error;
 use crate::vmm::kick::{self, Kicker};
 use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
 
-/// How long a thread that expects an answer soon polls for it before it sleeps: a debugger's
-/// step is a quick back and forth between the event loop and a vCPU thread, and waking a
-/// sleeping thread costs more than the step itself. Bounded, so an idle VMM still sleeps.
+/// How long the event loop, having just resumed a vCPU, polls for its report before it sleeps:
+/// a debugger's step comes back within microseconds, and waking a sleeping thread costs more
+/// than the step itself. Bounded, so an idle VMM still sleeps. (vCPU threads do not poll for
+/// commands: on two cores that starves gdb and halves gdb's own step rate.)
 pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(100);
-
-/// The next message: polled for [`SPIN_BEFORE_SLEEP`], then waited for; `None` when the
-/// channel is closed.
-pub fn receive_soon<T>(rx: &Receiver<T>) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < SPIN_BEFORE_SLEEP {
-        match rx.try_recv() {
-            Ok(message) => return Some(message),
-            Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-        }
-    }
-    rx.recv().ok()
-}
 
 /// How often a waiting caller checks running vCPUs for a final halt.
 pub const HALT_POLL: Duration = Duration::from_millis(50);
@@ -120,7 +107,7 @@ impl Machine {
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
                     let _ = kicker_tx.send(vcpu.bind_to_current_thread());
-                    while let Some(command) = receive_soon(&command_rx) {
+                    while let Ok(command) = command_rx.recv() {
                         match command {
                             VcpuCommand::Run(hooks) => {
                                 let prepared = match hooks.before {
