@@ -3,6 +3,7 @@ pub mod arch;
 pub mod breakpoints;
 pub mod conn;
 pub mod event_loop;
+pub mod monitor;
 pub mod regs;
 pub mod session;
 pub mod step;

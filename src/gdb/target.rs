@@ -22,7 +22,7 @@ use gdbstub::target::ext::breakpoints::{
 use gdbstub::target::ext::extended_mode::{
     Args, AttachKind, ExtendedMode, ExtendedModeOps, ShouldTerminate,
 };
-use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
+use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::ext::target_description_xml_override::{
     TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
 };
@@ -117,6 +117,10 @@ pub struct VmTarget {
     pub run_end: Option<RunEnd>,
     /// `monitor hold`: the next disconnect keeps the guest stopped.
     pub hold: bool,
+    /// The vCPU gdb last read or wrote (its current thread): monitor commands act on it.
+    pub current: u8,
+    /// `monitor phys on`: gdb's memory addresses are guest-physical.
+    pub phys_mode: bool,
     /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
     pub block_irq: bool,
     /// Set by the Ctrl-C handler of the VMM's terminal.
@@ -150,6 +154,8 @@ impl VmTarget {
             dead: vec![None; count],
             run_end: None,
             hold: false,
+            current: 0,
+            phys_mode: false,
             block_irq,
             interrupt,
         }
@@ -194,8 +200,8 @@ impl VmTarget {
         Ok(self.snapshots[slot].as_ref().expect("just filled"))
     }
 
-    /// Reads or writes linear memory as vCPU `id` sees it, page by page; returns the bytes done
-    /// before the first unmapped page.
+    /// Reads or writes linear memory as vCPU `id` sees it (physical memory with `monitor phys
+    /// on`), page by page; returns the bytes done before the first unmapped page.
     fn access_linear(
         &mut self,
         id: u8,
@@ -206,12 +212,17 @@ impl VmTarget {
         let regs = self.snapshot(id)?.control_regs();
         let mut done = 0;
         while done < len {
-            let linear = start.wrapping_add(done as u64);
-            let Ok(t) = translate(self.ram.as_ref(), &regs, linear, Access::DEBUGGER) else {
-                break;
+            let addr = start.wrapping_add(done as u64);
+            let (phys, to_page_end) = if self.phys_mode {
+                (addr, 0x1000 - (addr & 0xfff))
+            } else {
+                let Ok(t) = translate(self.ram.as_ref(), &regs, addr, Access::DEBUGGER) else {
+                    break;
+                };
+                (t.phys, t.bytes_to_page_end())
             };
-            let chunk = (len - done).min(t.bytes_to_page_end() as usize);
-            if !each(&self.ram, t.phys, done, chunk) {
+            let chunk = (len - done).min(to_page_end as usize);
+            if !each(&self.ram, phys, done, chunk) {
                 break;
             }
             done += chunk;
@@ -551,7 +562,7 @@ impl VmTarget {
     }
 
     /// `CPU#n [mode, CPL, state]` from the snapshot taken at this stop.
-    fn describe_thread(&self, id: u8) -> String {
+    pub(crate) fn describe_thread(&self, id: u8) -> String {
         let Some(snapshot) = self.snapshots.get(usize::from(id)).and_then(Option::as_ref) else {
             return format!("CPU#{id}");
         };
@@ -568,7 +579,7 @@ impl VmTarget {
     }
 
     /// Takes every vCPU's snapshot, so each thread can be described.
-    fn snapshot_all(&mut self) -> Result<(), TargetFault> {
+    pub(crate) fn snapshot_all(&mut self) -> Result<(), TargetFault> {
         for id in 0..self.vcpu_count() as u8 {
             self.snapshot(id)?;
         }
@@ -637,6 +648,7 @@ fn fault<T>(e: TargetFault) -> TargetResult<T, VmTarget> {
 
 impl MultiThreadBase for VmTarget {
     fn read_registers(&mut self, regs: &mut X86Registers, tid: Tid) -> TargetResult<(), Self> {
+        self.current = Self::id(tid);
         let layout = self.layout;
         match self.snapshot(Self::id(tid)) {
             Ok(snapshot) => {
@@ -657,6 +669,7 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
+        self.current = Self::id(tid);
         let len = data.len();
         let done = self.access_linear(Self::id(tid), start, len, |ram, phys, at, n| {
             ram.read(phys, &mut data[at..at + n]).is_ok()
@@ -927,43 +940,5 @@ impl ThreadExtraInfo for VmTarget {
         let n = text.len().min(buf.len());
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
         Ok(n)
-    }
-}
-
-impl MonitorCmd for VmTarget {
-    fn handle_monitor_cmd(
-        &mut self,
-        cmd: &[u8],
-        mut out: ConsoleOutput<'_>,
-    ) -> Result<(), Self::Error> {
-        let text = String::from_utf8_lossy(cmd);
-        let words: Vec<&str> = text.split_whitespace().collect();
-        match words.as_slice() {
-            ["hold"] => {
-                self.hold = true;
-                gdbstub::outputln!(out, "the guest stays stopped when this gdb disconnects");
-            }
-            ["arch"] => {
-                // What gdb should `set architecture` to for the mode vCPU 0 is in now, and
-                // what this session serves (the helper reconnects when they differ).
-                let now = self.snapshot(0)?.layout();
-                gdbstub::outputln!(out, "{} {}", now.architecture(), self.layout.architecture());
-            }
-            ["threads"] | ["cpus"] => {
-                self.snapshot_all()?;
-                for id in 0..self.vcpu_count() as u8 {
-                    gdbstub::outputln!(out, "{}", self.describe_thread(id));
-                }
-            }
-            [] | ["help"] => {
-                gdbstub::outputln!(
-                    out,
-                    "hold      keep the guest stopped when gdb disconnects (for a reconnect)"
-                );
-                gdbstub::outputln!(out, "threads   each vCPU's mode, CPL and state");
-            }
-            _ => gdbstub::outputln!(out, "unknown monitor command '{text}'; try 'monitor help'"),
-        }
-        Ok(())
     }
 }
