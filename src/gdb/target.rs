@@ -121,6 +121,8 @@ pub struct VmTarget {
     pub current: u8,
     /// `monitor phys on`: gdb's memory addresses are guest-physical.
     pub phys_mode: bool,
+    /// `monitor catch mode on`: stop when a vCPU's CPU or paging mode changes.
+    pub catch_mode: bool,
     /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
     pub block_irq: bool,
     /// Set by the Ctrl-C handler of the VMM's terminal.
@@ -156,6 +158,7 @@ impl VmTarget {
             hold: false,
             current: 0,
             phys_mode: false,
+            catch_mode: false,
             block_irq,
             interrupt,
         }
@@ -318,7 +321,9 @@ impl VmTarget {
             let planted = planted.clone();
             let watched = watched.clone();
             let planted_bytes = planted_bytes.clone();
+            let catch_mode = self.catch_mode;
             let before = move |vcpu: &mut Vcpu| -> Result<(), VcpuError> {
+                vcpu.catch_mode = catch_mode;
                 vcpu.planted_breakpoints = planted;
                 vcpu.watched = watched;
                 vcpu.planted_bytes = planted_bytes;
@@ -466,6 +471,13 @@ impl VmTarget {
                 }
             }
             VcpuEvent::SoftwareBreakpoint { .. } => MultiThreadStopReason::SwBreak(tid),
+            VcpuEvent::ModeChange { from, to } => {
+                eprintln!(
+                    "gdbvisor: vCPU {id} changed mode: {:?}/{:?} -> {:?}/{:?} (seen at the first exit after the switch)",
+                    from.cpu, from.paging, to.cpu, to.paging
+                );
+                with_signal(Signal::SIGTRAP)
+            }
             VcpuEvent::WatchWrite { phys, len } => match self.watchpoints.hit(phys, len as u64) {
                 Some(addr) => MultiThreadStopReason::Watch {
                     tid,
@@ -533,9 +545,11 @@ impl VmTarget {
         self.breakpoints.unplant(&self.ram);
         self.watchpoints.clear();
         self.data_watches.clear();
+        self.catch_mode = false;
         self.slots.set_read_only(Default::default())?;
         for id in 0..self.vcpu_count() as u8 {
             self.machine.with_vcpu(id, |vcpu| {
+                vcpu.catch_mode = false;
                 vcpu.planted_breakpoints.clear();
                 vcpu.watched.clear();
                 vcpu.set_debug(DebugConfig::default())

@@ -96,6 +96,10 @@ pub fn report_event(
             eprintln!("gdbvisor: unexpected debug exit on vCPU {id}: {info:x?}");
             RunEnd::KvmFailure
         }
+        VcpuEvent::ModeChange { to, .. } => {
+            eprintln!("gdbvisor: unexpected mode-change report ({to:?}) on vCPU {id}");
+            RunEnd::KvmFailure
+        }
         VcpuEvent::WatchWrite { phys, .. } => {
             eprintln!("gdbvisor: unexpected watchpoint exit at {phys:#x} on vCPU {id}");
             RunEnd::KvmFailure

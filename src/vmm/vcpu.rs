@@ -16,7 +16,7 @@ use crate::boot::{BootCpuState, EntryMode};
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
-use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
+use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
 #[derive(Debug, Error)]
@@ -50,6 +50,9 @@ pub enum VcpuEvent {
     /// The guest wrote `len` bytes at guest-physical `phys`, inside a watched range (the
     /// write has been applied).
     WatchWrite { phys: u64, len: usize },
+    /// With [`Vcpu::catch_mode`] on: the CPU or paging mode differs from the one at the
+    /// previous exit (KVM does not exit on CR0/EFER writes, so this is seen at the next exit).
+    ModeChange { from: ModeKey, to: ModeKey },
     /// Execution reached an int3 the debugger planted (this host reports it as an emulation
     /// failure, which the loop recognises).
     SoftwareBreakpoint { rip: u64 },
@@ -89,6 +92,29 @@ pub struct InternalError {
     pub linear_rip: u64,
     /// Up to 15 bytes at RIP, fewer when they are not readable.
     pub insn: Vec<u8>,
+}
+
+/// The CPU mode and paging mode together: what `catch mode` watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeKey {
+    pub cpu: CpuMode,
+    pub paging: PagingMode,
+}
+
+impl ModeKey {
+    pub fn of(regs: &kvm_regs, sregs: &kvm_sregs) -> Self {
+        let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        ModeKey {
+            cpu: CpuMode::detect(
+                control.cr0,
+                control.efer,
+                regs.rflags,
+                sregs.cs.l != 0,
+                sregs.cs.db != 0,
+            ),
+            paging: control.paging_mode(),
+        }
+    }
 }
 
 /// Guest-physical address → the guest's byte under a debugger's 0xCC. Shared between the
@@ -255,6 +281,8 @@ pub struct Vcpu {
     pub watched: Vec<(u64, u64)>,
     /// The debugger's planted 0xCC bytes (their pages are read-only while it runs).
     pub planted_bytes: PlantedBytes,
+    /// `catch mode`: report a [`VcpuEvent::ModeChange`] at the first exit in a new mode.
+    pub catch_mode: bool,
     debug: DebugConfig,
 }
 
@@ -270,6 +298,7 @@ impl Vcpu {
             soft_interrupts_completed: 0,
             watched: Vec::new(),
             planted_bytes: PlantedBytes::default(),
+            catch_mode: false,
             debug: DebugConfig::default(),
         }
     }
@@ -369,11 +398,35 @@ impl Vcpu {
 
     /// Runs until something the caller must decide on happens.
     pub fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
+        let mut mode = if self.catch_mode {
+            Some(self.mode_key()?)
+        } else {
+            None
+        };
         loop {
             if let Some(event) = self.run_once()? {
                 return Ok(event);
             }
+            if let Some(from) = mode {
+                let to = self.mode_key()?;
+                if to != from {
+                    return Ok(VcpuEvent::ModeChange { from, to });
+                }
+                mode = Some(to);
+            }
         }
+    }
+
+    fn mode_key(&self) -> Result<ModeKey, VcpuError> {
+        let regs = self
+            .fd
+            .get_regs()
+            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        Ok(ModeKey::of(&regs, &sregs))
     }
 
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
