@@ -1,5 +1,9 @@
 """gdbvisor helper for gdb: `source gdb-scripts/gdbvisor.py`.
 
+Short commands for gdbvisor's monitor views: `pt`, `walk`, `gdt`, `ldt`, `idt`, `tss`, `sregs`,
+`cregs`, `dregs`, `mode`, `xp`, `p2v`, `vga` (each is `monitor <name> <args>`), and a stop hook
+that prints a line whenever the CPU's mode changed since the previous stop.
+
 gdb fixes a connection's register layout when it connects, and refuses a 16- or 32-bit
 description while an x86-64 ELF is loaded unless told the architecture first. A kernel, though,
 moves from 16-bit real mode to 32-bit protected mode to 64-bit long mode.
@@ -118,8 +122,37 @@ class Follow(gdb.Command):
         _following = argument.strip() != "off"
 
 
+class MonitorAlias(gdb.Command):
+    """Runs `monitor NAME ARGS` (see `monitor help NAME`)."""
+
+    def __init__(self, name):
+        self._name = name
+        super().__init__(name, gdb.COMMAND_DATA)
+
+    def invoke(self, argument, from_tty):
+        gdb.execute(("monitor %s %s" % (self._name, argument)).strip())
+
+
+_last_mode = None
+
+
+def _report_mode(event):
+    """Stop hook: one line when the CPU's mode differs from the previous stop."""
+    global _last_mode
+    try:
+        mode = gdb.execute("monitor mode", to_string=True).strip()
+    except gdb.error:
+        return
+    if _last_mode is not None and mode != _last_mode:
+        gdb.write("gdbvisor: mode changed: %s -> %s\n" % (_last_mode, mode))
+    _last_mode = mode
+
+
 Connect()
 Follow()
+for _name in ("pt", "walk", "gdt", "ldt", "idt", "tss", "sregs", "cregs", "dregs", "mode", "xp", "p2v", "vga"):
+    MonitorAlias(_name)
+gdb.events.stop.connect(_report_mode)
 # After each command that resumes the guest has finished (a reconnect inside the stop itself
 # would pull the thread from under gdb's stop report). `source` runs this file in gdb's
 # __main__, where the hooks find _follow_mode.

@@ -406,3 +406,34 @@ fn access_watchpoints_use_debug_registers_where_the_host_fires_them() {
         );
     }
 }
+
+/// The example regression script in gdb-scripts/examples: gdb's exit status is the guest's
+/// isa-debug-exit status when every check passes.
+#[test]
+fn example_regression_script_exits_with_the_guests_status() {
+    if !common::kvm_available("example regression script") {
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(root.join("gdb-scripts/examples/elf64-regression.gdb"))
+        .expect("example script")
+        .replace("target/debug/gdbvisor", env!("CARGO_BIN_EXE_gdbvisor"))
+        .replace(
+            "target/test-kernels/elf64.elf",
+            kernel("elf64").to_str().unwrap(),
+        );
+    let path = common::temp_file("elf64-regression.gdb", script.as_bytes());
+    let status = std::process::Command::new("gdb")
+        .args(["-nx", "-batch", "-x"])
+        .arg(&path)
+        .arg(elf("elf64"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("gdb runs");
+    assert_eq!(
+        status.status.code(),
+        Some(67),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}
