@@ -1,0 +1,93 @@
+//! One vCPU's state at this stop, with guest memory, as every monitor command reads it.
+//!
+//! A copy of the snapshot (not a borrow of the target) so that a command can still use the
+//! target afterwards (e.g. `msr`, which asks the vCPU thread for an ioctl).
+
+use std::sync::Arc;
+
+use crate::gdb::regs::CpuSnapshot;
+use crate::gdb::target::{TargetFault, VmTarget};
+use crate::vmm::memory::GuestRam;
+use crate::vmm::vcpu::from_kvm_segment;
+use crate::x86::{ControlRegs, CpuMode, PagedMemory, SegmentCache, SegmentRegister, TableRegister};
+
+pub struct View {
+    pub snap: CpuSnapshot,
+    pub ram: Arc<GuestRam>,
+    pub regs: ControlRegs,
+    pub mode: CpuMode,
+}
+
+impl View {
+    pub fn new(target: &mut VmTarget, vcpu: u8) -> Result<View, TargetFault> {
+        let snap = target.snapshot(vcpu)?.clone();
+        Ok(View {
+            regs: snap.control_regs(),
+            mode: snap.mode(),
+            ram: target.ram.clone(),
+            snap,
+        })
+    }
+
+    /// Descriptor tables use 16-byte system entries whenever long mode is active, including
+    /// compatibility mode.
+    pub fn long_mode(&self) -> bool {
+        self.regs.long_mode_active()
+    }
+
+    /// Guest memory by linear address (descriptor tables live at linear addresses).
+    pub fn linear(&self) -> PagedMemory<'_, GuestRam> {
+        PagedMemory::new(&*self.ram, self.regs)
+    }
+
+    pub fn gdtr(&self) -> TableRegister {
+        TableRegister {
+            base: self.snap.sregs.gdt.base,
+            limit: self.snap.sregs.gdt.limit,
+        }
+    }
+
+    pub fn idtr(&self) -> TableRegister {
+        TableRegister {
+            base: self.snap.sregs.idt.base,
+            limit: self.snap.sregs.idt.limit,
+        }
+    }
+
+    pub fn seg(&self, reg: SegmentRegister) -> SegmentCache {
+        let s = &self.snap.sregs;
+        from_kvm_segment(match reg {
+            SegmentRegister::Es => &s.es,
+            SegmentRegister::Cs => &s.cs,
+            SegmentRegister::Ss => &s.ss,
+            SegmentRegister::Ds => &s.ds,
+            SegmentRegister::Fs => &s.fs,
+            SegmentRegister::Gs => &s.gs,
+        })
+    }
+
+    pub fn ldtr(&self) -> SegmentCache {
+        from_kvm_segment(&self.snap.sregs.ldt)
+    }
+
+    pub fn tr(&self) -> SegmentCache {
+        from_kvm_segment(&self.snap.sregs.tr)
+    }
+}
+
+/// An address as Bochs prints it: 8 hex digits when it fits in 32 bits, else 16.
+pub fn addr(value: u64) -> String {
+    if value <= u64::from(u32::MAX) {
+        format!("{value:#010x}")
+    } else {
+        format!("{value:#018x}")
+    }
+}
+
+/// A number as users type it: `0x` hex, or decimal.
+pub fn parse_num(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
