@@ -34,12 +34,15 @@ pub fn gdt(v: &View, args: &[&str]) -> Lines {
             let s = selector(one)?;
             (s & !7, s | 7)
         }
-        [a, b] => (selector(a)? & !7, selector(b)?),
+        [a, b] => {
+            let (a, b) = (selector(a)?, selector(b)?);
+            if a > b {
+                return Err(usage("gdt"));
+            }
+            (a & !7, b)
+        }
         _ => return Err(usage("gdt")),
     };
-    if first > last {
-        return Err(usage("gdt"));
-    }
     let gdtr = v.gdtr();
     let mut lines = vec![format!(
         "Global Descriptor Table (base={}, limit={:#06x}):",
@@ -139,6 +142,9 @@ pub fn idt(v: &View, args: &[&str]) -> Lines {
         lines.extend(entries(tables::idt(&mem, idtr, v.long_mode()), |e| {
             wanted(e.index)
         }));
+    }
+    if lines.len() == 1 {
+        lines.push("no entries: the table is empty (limit below one entry)".into());
     }
     Ok(lines)
 }
