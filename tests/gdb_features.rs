@@ -437,3 +437,50 @@ fn example_regression_script_exits_with_the_guests_status() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+#[test]
+fn helper_script_short_commands_and_mode_reports() {
+    if !common::kvm_available("helper short commands") {
+        return;
+    }
+    let run = gdb(
+        None,
+        &[
+            format!("source {}", helper_script().display()),
+            stdio_target(&kernel("modes"), ""),
+            "hbreak *0x7c06".into(),
+            "continue".into(),
+            "mode".into(),
+        ],
+    );
+    run.assert_ok();
+    assert!(run.stderr.contains("real mode, paging off, CPL 0"), "{run}");
+}
+
+/// `monitor catch mode on` stops at the first exit after each mode switch of the `modes`
+/// kernel: real → protected 32-bit → long mode 64-bit.
+#[test]
+fn catch_mode_stops_after_each_mode_switch() {
+    if !common::kvm_available("catch mode") {
+        return;
+    }
+    let run = gdb(
+        None,
+        &cmds(&[
+            &stdio_target(&kernel("modes"), ""),
+            "monitor catch mode on",
+            "continue",
+            "continue",
+            "monitor catch mode off",
+            "continue",
+        ]),
+    );
+    run.assert_ok()
+        .assert_stderr_has("vCPU 0 changed mode: Real/None -> Protected32/None")
+        .assert_stderr_has("vCPU 0 changed mode: Protected32/None -> Long64/Level4")
+        .assert_stdout_has("[Inferior 1 (process 1) exited with code 01]");
+    assert_eq!(
+        run.stdout.matches("received signal SIGTRAP").count(),
+        2,
+        "{run}"
+    );
+}

@@ -130,6 +130,13 @@ pub const COMMANDS: &[Command] = &[
         "phys on",
     ),
     cmd(
+        "catch",
+        &[],
+        "mode on|off",
+        "stop when the CPU or paging mode changes (Bochs modebp), checked at every VM exit",
+        "catch mode on",
+    ),
+    cmd(
         "threads",
         &["cpus"],
         "",

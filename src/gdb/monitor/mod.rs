@@ -126,6 +126,19 @@ impl VmTarget {
                 }
                 _ => Err(help::usage("phys")),
             },
+            "catch" => match args {
+                ["mode", "on"] => {
+                    self.catch_mode = true;
+                    Ok(vec![
+                        "stopping when a vCPU's CPU or paging mode changes (seen at the first exit after the switch: KVM does not exit on CR0/EFER writes)".into(),
+                    ])
+                }
+                ["mode", "off"] => {
+                    self.catch_mode = false;
+                    Ok(vec!["no longer stopping on mode changes".into()])
+                }
+                _ => Err(help::usage("catch")),
+            },
             "threads" | "cpus" => {
                 self.snapshot_all()?;
                 no_args(Ok((0..self.vcpu_count() as u8)
