@@ -45,6 +45,7 @@ pub const KERNELS: &[&str] = &[
     "elf64-shim",
     "loop",
     "copycode",
+    "pagetables",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -223,6 +224,15 @@ const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: None,
+    },
+    KernelSpec {
+        name: "pagetables",
+        source: "pagetables.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(1),
     },
 ];
 
