@@ -10,8 +10,8 @@ use crate::x86::cpu::RFLAGS_AC;
 use crate::x86::paging::{check_access, walk as walk_tables};
 use crate::x86::segment::{cache_from_tables, descriptor_for};
 use crate::x86::{
-    logical_to_linear, Access, CpuMode, PagingMode, SegAccess, SegmentCache, SegmentRegister,
-    SegmentSelector, WalkError,
+    logical_to_linear, Access, ControlRegs, CpuMode, PagingMode, PhysMemory, SegAccess,
+    SegmentCache, SegmentRegister, SegmentSelector, WalkError,
 };
 
 /// The segment part of `SEG:OFF`: a register by name, or a selector number.
@@ -73,7 +73,7 @@ pub fn walk(v: &View, args: &[&str]) -> Lines {
             }
         }
     };
-    paging(v, linear, access, &mut lines);
+    paging(&*v.ram, &v.regs, linear, access, &mut lines);
     Ok(lines)
 }
 
@@ -148,8 +148,13 @@ fn segmentation(
 }
 
 /// The paging step: every level, then the result or the fault (the walker's own text).
-fn paging(v: &View, linear: u64, access: Access, lines: &mut Vec<String>) {
-    let regs = &v.regs;
+fn paging<M: PhysMemory + ?Sized>(
+    mem: &M,
+    regs: &ControlRegs,
+    linear: u64,
+    access: Access,
+    lines: &mut Vec<String>,
+) {
     let mode = regs.paging_mode();
     if mode == PagingMode::None {
         lines.push(format!("paging off: linear {} = physical", addr(linear)));
@@ -160,7 +165,7 @@ fn paging(v: &View, linear: u64, access: Access, lines: &mut Vec<String>) {
             addr(linear)
         ));
     }
-    let outcome = walk_tables(&*v.ram, regs, linear).and_then(|w| {
+    let outcome = walk_tables(mem, regs, linear).and_then(|w| {
         match check_access(w.translation.rights, access, regs) {
             Ok(()) => Ok(w),
             Err(code) => Err(WalkError::Protection {
@@ -177,4 +182,144 @@ fn paging(v: &View, linear: u64, access: Access, lines: &mut Vec<String>) {
         Err(e) => e.explain(access, regs),
     };
     lines.extend(text.lines().map(str::to_string));
+}
+
+#[cfg(test)]
+mod tests {
+    //! The paging step of `walk` on synthetic memory in 32-bit paging (4 KiB and 4 MiB pages)
+    //! and PAE (2 MiB pages, NX): every level line, then the result or the #PF. Exact lines.
+    use super::paging;
+    use crate::gdb::monitor::pt::tests::{legacy, pae};
+    use crate::x86::{Access, ControlRegs, VecMemory};
+
+    fn walk(t: &(VecMemory, ControlRegs), linear: u64, access: Access) -> Vec<String> {
+        let mut lines = Vec::new();
+        paging(&t.0, &t.1, linear, access, &mut lines);
+        lines
+    }
+
+    #[test]
+    fn legacy_4k_4m_rights_and_faults() {
+        let t = legacy();
+        assert_eq!(
+            walk(&t, 0x1234, Access::read(false)),
+            [
+                "paging: 32-bit paging, CR3=0x1000, supervisor read of linear 0x00001234",
+                "  PDE   [  0] @0x00001000 = 0x00002027  P W U A                -> table 0x00002000",
+                "  PTE   [  1] @0x00002004 = 0x00005063  P W S A D              -> page 0x00005000 (4 KiB)",
+                "linear 0x1234 -> physical 0x5234 (4 KiB page 0x5000, -rwx)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x2000, Access::write(false)),
+            [
+                "paging: 32-bit paging, CR3=0x1000, supervisor write of linear 0x00002000",
+                "  PDE   [  0] @0x00001000 = 0x00002027  P W U A                -> table 0x00002000",
+                "  PTE   [  2] @0x00002008 = 0x00006061  P R S A D              -> page 0x00006000 (4 KiB)",
+                "physical address not available for linear 0x2000: supervisor write of linear 0x2000 denied by rights -r-x",
+                "#PF would be raised: error code 0x0003 (protection, write, supervisor)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x3000, Access::read(true)),
+            [
+                "paging: 32-bit paging, CR3=0x1000, user read of linear 0x00003000",
+                "  PDE   [  0] @0x00001000 = 0x00002027  P W U A                -> table 0x00002000",
+                "  PTE   [  3] @0x0000200c = 0x00007067  P W U A D              -> page 0x00007000 (4 KiB)",
+                "linear 0x3000 -> physical 0x7000 (4 KiB page 0x7000, urwx)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x1000, Access::read(true)),
+            [
+                "paging: 32-bit paging, CR3=0x1000, user read of linear 0x00001000",
+                "  PDE   [  0] @0x00001000 = 0x00002027  P W U A                -> table 0x00002000",
+                "  PTE   [  1] @0x00002004 = 0x00005063  P W S A D              -> page 0x00005000 (4 KiB)",
+                "physical address not available for linear 0x1000: user read of linear 0x1000 denied by rights -rwx",
+                "#PF would be raised: error code 0x0005 (protection, read, user)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0xc0123456, Access::fetch(false)),
+            [
+                "paging: 32-bit paging, CR3=0x1000, supervisor fetch of linear 0xc0123456",
+                "  PDE   [768] @0x00001c00 = 0x004001e3  P W S A D PS G         -> page 0x00400000 (4 MiB)",
+                "linear 0xc0123456 -> physical 0x523456 (4 MiB page 0x400000, -rwx)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x5000, Access::read(false)),
+            [
+                "paging: 32-bit paging, CR3=0x1000, supervisor read of linear 0x00005000",
+                "  PDE   [  0] @0x00001000 = 0x00002027  P W U A                -> table 0x00002000",
+                "  PTE   [  5] @0x00002014 = 0x00000000  --                     -> not present",
+                "physical address not available for linear 0x5000: PTE for linear 0x5000 is not present",
+                "#PF would be raised: error code 0x0000 (not-present, read, supervisor)",
+            ]
+        );
+    }
+
+    #[test]
+    fn pae_2m_and_nx() {
+        let t = pae();
+        assert_eq!(
+            walk(&t, 0x1000, Access::fetch(false)),
+            [
+                "paging: PAE paging, CR3=0x1000, supervisor fetch of linear 0x00001000",
+                "  PDPTE [  0] @0x00001000 = 0x0000000000002001  P R S                  -> table 0x00002000",
+                "  PDE   [  0] @0x00002000 = 0x0000000000003027  P W U A                -> table 0x00003000",
+                "  PTE   [  1] @0x00003008 = 0x0000000000005063  P W S A D              -> page 0x00005000 (4 KiB)",
+                "linear 0x1000 -> physical 0x5000 (4 KiB page 0x5000, -rwx)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x2000, Access::fetch(false)),
+            [
+                "paging: PAE paging, CR3=0x1000, supervisor fetch of linear 0x00002000",
+                "  PDPTE [  0] @0x00001000 = 0x0000000000002001  P R S                  -> table 0x00002000",
+                "  PDE   [  0] @0x00002000 = 0x0000000000003027  P W U A                -> table 0x00003000",
+                "  PTE   [  2] @0x00003010 = 0x8000000000006063  P W S A D XD           -> page 0x00006000 (4 KiB)",
+                "physical address not available for linear 0x2000: supervisor fetch of linear 0x2000 denied by rights -rw-",
+                "#PF would be raised: error code 0x0011 (protection, fetch, supervisor)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x2000, Access::write(false)),
+            [
+                "paging: PAE paging, CR3=0x1000, supervisor write of linear 0x00002000",
+                "  PDPTE [  0] @0x00001000 = 0x0000000000002001  P R S                  -> table 0x00002000",
+                "  PDE   [  0] @0x00002000 = 0x0000000000003027  P W U A                -> table 0x00003000",
+                "  PTE   [  2] @0x00003010 = 0x8000000000006063  P W S A D XD           -> page 0x00006000 (4 KiB)",
+                "linear 0x2000 -> physical 0x6000 (4 KiB page 0x6000, -rw-)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x234567, Access::fetch(false)),
+            [
+                "paging: PAE paging, CR3=0x1000, supervisor fetch of linear 0x00234567",
+                "  PDPTE [  0] @0x00001000 = 0x0000000000002001  P R S                  -> table 0x00002000",
+                "  PDE   [  1] @0x00002008 = 0x00000000004000e3  P W S A D PS           -> page 0x00400000 (2 MiB)",
+                "linear 0x234567 -> physical 0x434567 (2 MiB page 0x400000, -rwx)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x400000, Access::fetch(false)),
+            [
+                "paging: PAE paging, CR3=0x1000, supervisor fetch of linear 0x00400000",
+                "  PDPTE [  0] @0x00001000 = 0x0000000000002001  P R S                  -> table 0x00002000",
+                "  PDE   [  2] @0x00002010 = 0x80000000006000e3  P W S A D PS XD        -> page 0x00600000 (2 MiB)",
+                "physical address not available for linear 0x400000: supervisor fetch of linear 0x400000 denied by rights -rw-",
+                "#PF would be raised: error code 0x0011 (protection, fetch, supervisor)",
+            ]
+        );
+        assert_eq!(
+            walk(&t, 0x4000_0000, Access::read(false)),
+            [
+                "paging: PAE paging, CR3=0x1000, supervisor read of linear 0x40000000",
+                "  PDPTE [  1] @0x00001008 = 0x0000000000000000  --                     -> not present",
+                "physical address not available for linear 0x40000000: PDPTE for linear 0x40000000 is not present",
+                "#PF would be raised: error code 0x0000 (not-present, read, supervisor)",
+            ]
+        );
+    }
 }
