@@ -46,6 +46,7 @@ pub const KERNELS: &[&str] = &[
     "loop",
     "copycode",
     "pagetables",
+    "pt4g",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -228,6 +229,15 @@ const SPECS: &[KernelSpec] = &[
     KernelSpec {
         name: "pagetables",
         source: "pagetables.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "pt4g",
+        source: "pt4g.S",
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
