@@ -12,6 +12,13 @@
  *   0x28  LDT (system type 2), base = ldt, 3 entries
  *   0x30  32-bit TSS (type 9, busy after ltr), base = tss
  *   0x38  32-bit call gate (type 0xC) -> 0x08:gate_target, DPL 3 (decoded, never called)
+ *   0x40  code 16-bit, base 0, limit 0xFFFF (for debuggers' table views; never loaded)
+ *   0x48  data 16-bit, base 0, limit 0xFFFF (never loaded)
+ *   0x50  code 64-bit (L=1), DPL 0 (never loaded in this 32-bit kernel)
+ *   0x58  32-bit TSS available (type 9, never loaded), base = tss2
+ * Its own IDT (idt32), loaded with lidt, never used (interrupts stay off):
+ *   vector 0  32-bit interrupt gate -> 0x08:gate_target, DPL 0
+ *   vector 1  32-bit trap gate -> 0x08:gate_target, DPL 3
  * LDT (ldt):
  *   0x04 (index 0)  null
  *   0x0C (index 1)  data, base 0x500000, limit 0xFFFF (byte granular)
@@ -73,6 +80,16 @@ _start:
         movw %ax, gdt + 0x38
         shrl $16, %eax
         movw %ax, gdt + 0x38 + 6
+        movl $tss2, %eax
+        movl $gdt + 0x58, %edi
+        call set_base
+        movl $gate_target, %eax            /* IDT gates: offset 15:0 and 31:16 */
+        movw %ax, idt32
+        movw %ax, idt32 + 8
+        shrl $16, %eax
+        movw %ax, idt32 + 6
+        movw %ax, idt32 + 8 + 6
+        lidt idt32_desc
 
         .globl segments_setup
 segments_setup:
@@ -203,6 +220,11 @@ gdt:
         .word tss_end - tss - 1, 0         /* 0x30 TSS 32-bit available: limit, base 15:0 */
         .byte 0, 0x89, 0, 0                /*      base 23:16, P=1 type 9, base 31:24 at run time */
         .quad 0x0000ec0000080000           /* 0x38 call gate 32-bit, DPL 3, 0x08:offset, 0 params */
+        .quad 0x00009b000000ffff           /* 0x40 code 16-bit, base 0, limit 0xFFFF */
+        .quad 0x000093000000ffff           /* 0x48 data 16-bit, base 0, limit 0xFFFF */
+        .quad 0x00af9b000000ffff           /* 0x50 code 64-bit */
+        .word tss_end - tss - 1, 0         /* 0x58 TSS 32-bit available: limit, base 15:0 */
+        .byte 0, 0x89, 0, 0                /* base 23:16, P DPL0 type 9, limit 19:16, base 31:24 */
 gdt_end:
 gdt_desc:
         .word gdt_end - gdt - 1
@@ -221,6 +243,18 @@ exit_value: .byte 0
         .balign 16
 tss:    .skip 104                          /* 32-bit TSS; only loaded, never switched to */
 tss_end:
+tss2:   .skip 104                          /* a second TSS, described but never loaded */
+
+        .section .data
+        .balign 8
+        .globl idt32
+idt32:
+        .quad 0x00008e0000080000           /* vector 0: 32-bit interrupt gate, 0x08:offset, DPL 0 */
+        .quad 0x0000ef0000080000           /* vector 1: 32-bit trap gate, 0x08:offset, DPL 3 */
+idt32_end:
+idt32_desc:
+        .word idt32_end - idt32 - 1
+        .long idt32
 saved_cs: .skip 2
         .balign 16
         .skip 4096

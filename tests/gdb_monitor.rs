@@ -325,6 +325,8 @@ fn segments_every_descriptor_kind_sregs_and_segmented_walks() {
     let ldt = common::symbol(&elf, "ldt");
     let tss = common::symbol(&elf, "tss");
     let gate = common::symbol(&elf, "gate_target");
+    let tss2 = common::symbol(&elf, "tss2");
+    let idt = common::symbol(&elf, "idt32");
     // Changing GDT[0x18]'s base in memory without reloading DS: the classic stale cache.
     let stale = format!("set {{unsigned short}}{:#x} = 0x1234", gdt + 0x18 + 2);
     let mut commands = vec![stdio_target(&kernel("segments"), "")];
@@ -363,7 +365,7 @@ fn segments_every_descriptor_kind_sregs_and_segmented_walks() {
         &run,
         "gdt",
         &[
-            &format!("Global Descriptor Table (base={gdt:#010x}, limit=0x003f):"),
+            &format!("Global Descriptor Table (base={gdt:#010x}, limit=0x005f):"),
             "GDT[0x0000]=<null entry>",
             "GDT[0x0008]=Code segment, base=0x00000000, limit=0xffffffff, Execute/Read, \
              Non-Conforming, Accessed, 32-bit, DPL=0",
@@ -375,6 +377,13 @@ fn segments_every_descriptor_kind_sregs_and_segmented_walks() {
             &format!("GDT[0x0028]=LDT at {ldt:#010x}, length 0x00017, DPL=0"),
             &format!("GDT[0x0030]=32-Bit TSS (Busy) at {tss:#010x}, length 0x00067, DPL=0"),
             &format!("GDT[0x0038]=32-Bit Call Gate target=0x0008:{gate:#010x}, DPL=3"),
+            "GDT[0x0040]=Code segment, base=0x00000000, limit=0x0000ffff, Execute/Read, \
+             Non-Conforming, Accessed, 16-bit, DPL=0",
+            "GDT[0x0048]=Data segment, base=0x00000000, limit=0x0000ffff, Read/Write, Accessed, \
+             DPL=0",
+            "GDT[0x0050]=Code segment, base=0x00000000, limit=0xffffffff, Execute/Read, \
+             Non-Conforming, Accessed, 64-bit, DPL=0",
+            &format!("GDT[0x0058]=32-Bit TSS (Available) at {tss2:#010x}, length 0x00067, DPL=0"),
         ],
     );
     assert_eq!(section(&run, "gdt 0x18")[1..], [data18], "{run}");
@@ -442,8 +451,9 @@ fn segments_every_descriptor_kind_sregs_and_segmented_walks() {
         &run,
         "idt",
         &[
-            "Interrupt Descriptor Table (base=0x00000000, limit=0x0000):",
-            "no entries: the table is empty (limit below one entry)",
+            &format!("Interrupt Descriptor Table (base={idt:#010x}, limit=0x000f):"),
+            &format!("IDT[0x00]=32-Bit Interrupt Gate target=0x0008:{gate:#010x}, DPL=0"),
+            &format!("IDT[0x01]=32-Bit Trap Gate target=0x0008:{gate:#010x}, DPL=3"),
         ],
     );
     assert_section(
