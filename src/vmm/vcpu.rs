@@ -418,6 +418,12 @@ impl Vcpu {
     }
 
     fn mode_key(&self) -> Result<ModeKey, VcpuError> {
+        let (regs, sregs) = self.regs_and_sregs()?;
+        Ok(ModeKey::of(&regs, &sregs))
+    }
+
+    /// KVM_GET_REGS and KVM_GET_SREGS.
+    fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
         let regs = self
             .fd
             .get_regs()
@@ -426,7 +432,7 @@ impl Vcpu {
             .fd
             .get_sregs()
             .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
-        Ok(ModeKey::of(&regs, &sregs))
+        Ok((regs, sregs))
     }
 
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
@@ -574,14 +580,7 @@ impl Vcpu {
     fn internal_error(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
         // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the valid member.
         let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
-        let regs = self
-            .fd
-            .get_regs()
-            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-        let sregs = self
-            .fd
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let (regs, sregs) = self.regs_and_sregs()?;
         let linear_rip = linear_pc(&regs, &sregs);
         let insn = self.read_linear(&sregs, linear_rip, MAX_INSN_LEN);
         if internal.suberror == SUBERROR_EMULATION {

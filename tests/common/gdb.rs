@@ -305,3 +305,24 @@ pub fn assert_killed(run: &GdbRun) {
 }
 
 // ------------------------------------------------------------------------------ tests --- //
+
+/// `monitor COMMAND` with its output on stdout after an `==COMMAND` marker. gdb -batch writes
+/// monitor output to stderr, out of order with `echo`; Python's `to_string` captures it.
+pub fn marked(command: &str) -> String {
+    format!(
+        "python gdb.write(\"=={command}\\n\" + gdb.execute(\"monitor {command}\", to_string=True))"
+    )
+}
+
+/// The output lines of `monitor COMMAND` (between its marker and the next one).
+pub fn section<'a>(run: &'a GdbRun, command: &str) -> Vec<&'a str> {
+    run.after_marker(&format!("=={command}"))
+        .lines()
+        .take_while(|l| !l.starts_with("=="))
+        .collect()
+}
+
+/// Asserts that `monitor COMMAND` printed exactly `expected`.
+pub fn assert_section(run: &GdbRun, command: &str, expected: &[&str]) {
+    assert_eq!(section(run, command), expected, "monitor {command}\n{run}");
+}
