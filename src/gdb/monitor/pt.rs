@@ -285,6 +285,43 @@ pub(crate) mod tests {
         );
     }
 
+    /// 4-level paging with a 1 GiB page (this host's CPU has no pdpe1gb, so the `pagetables`
+    /// kernel cannot show one): PML4 0x1000 -> PDPT 0x2000; PDPTE[1] maps 1 GiB at 0x40000000
+    /// -> 0x80000000 (G, NX), PDPTE[0] -> PD 0x3000 with a 2 MiB page 0x200000 -> 0x200000.
+    #[test]
+    fn level4_one_gib_page_with_nx() {
+        let nx = 1u64 << 63;
+        let mut m = VecMemory::new(0x10_0000);
+        m.write_u64(0x1000, 0x2003);
+        m.write_u64(0x2000, 0x3003);
+        m.write_u64(0x2008, 0x8000_0000 | 0x1e3 | nx);
+        m.write_u64(0x3008, 0x20_00e3);
+        let regs = ControlRegs {
+            cr0: Cr0Flags::PE | Cr0Flags::PG | Cr0Flags::WP | Cr0Flags::ET,
+            cr3: 0x1000,
+            cr4: Cr4Flags::PAE,
+            efer: EferFlags::LME | EferFlags::LMA | EferFlags::NXE,
+            ..ControlRegs::default()
+        };
+        let t = (m, regs);
+        assert_eq!(
+            run(pt_in, &t, &[]),
+            [
+                "cr3: 0x1000 (4-level paging)",
+                "0x0000000000200000-0x00000000003fffff -> 0x0000000000200000-0x00000000003fffff 0x0000000000200000 -rwx",
+                "0x0000000040000000-0x000000007fffffff -> 0x0000000080000000-0x00000000bfffffff 0x0000000040000000 -rw-",
+            ]
+        );
+        assert_eq!(
+            run(pt_in, &t, &["--leaves"])[2],
+            "0x0000000040000000 -> 0x0000000080000000 1 GiB -rw- G D A"
+        );
+        assert_eq!(
+            run(p2v_in, &t, &["0x80001234"])[1],
+            "physical 0x80001234 -> linear 0x0000000040001234 (1 GiB page 0x0000000040000000, -rw-)"
+        );
+    }
+
     #[test]
     fn pae_ranges_and_leaves_with_nx() {
         let t = pae();
