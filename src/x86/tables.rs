@@ -439,6 +439,8 @@ pub struct MappedRange {
     /// Bytes mapped.
     pub size: u64,
     pub rights: Rights,
+    /// Global pages (G): they survive CR3 reloads in the TLB.
+    pub global: bool,
     /// Number of leaf entries merged.
     pub pages: u64,
 }
@@ -451,17 +453,19 @@ impl MappedRange {
 }
 
 impl fmt::Display for MappedRange {
-    /// `0x0000000000400000-0x00000000005fffff -> 0x0000000000200000-0x00000000003fffff 0x0000000000200000 urw-`
+    /// `0x0000000000400000-0x00000000005fffff -> 0x0000000000200000-0x00000000003fffff 0x0000000000200000 urw-`,
+    /// with ` G` appended for global pages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:#018x}-{:#018x} -> {:#018x}-{:#018x} {:#018x} {}",
+            "{:#018x}-{:#018x} -> {:#018x}-{:#018x} {:#018x} {}{}",
             self.linear_start,
             self.linear_end,
             self.phys_start,
             self.phys_end(),
             self.size,
-            self.rights
+            self.rights,
+            if self.global { " G" } else { "" }
         )
     }
 }
@@ -709,6 +713,7 @@ impl<I: Iterator<Item = Result<Leaf, TableError>>> Iterator for Ranges<I> {
                         if p.linear_end.wrapping_add(1) == leaf.linear
                             && p.phys_start + p.size == leaf.phys
                             && p.rights == leaf.rights
+                            && p.global == leaf.flags.contains(PageTableFlags::GLOBAL)
                         {
                             p.linear_end = leaf.linear + (bytes - 1);
                             p.size += bytes;
@@ -722,6 +727,7 @@ impl<I: Iterator<Item = Result<Leaf, TableError>>> Iterator for Ranges<I> {
                         phys_start: leaf.phys,
                         size: bytes,
                         rights: leaf.rights,
+                        global: leaf.flags.contains(PageTableFlags::GLOBAL),
                         pages: 1,
                     };
                     if let Some(done) = self.pending.replace(fresh) {
