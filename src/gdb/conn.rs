@@ -8,18 +8,20 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gdbstub::conn::{Connection, ConnectionExt};
 use thiserror::Error;
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::vmm::machine::{VcpuReport, SPIN_BEFORE_SLEEP};
 
@@ -79,7 +81,25 @@ impl FromStr for GdbEndpoint {
 pub struct Client {
     pub peer: String,
     pub reader: Box<dyn Read + Send>,
+    /// The descriptor `reader` reads, for poll(2).
+    pub reader_fd: RawFd,
     pub writer: Box<dyn Write + Send>,
+}
+
+/// Sends to the event loop and wakes it from poll(2).
+#[derive(Clone)]
+pub struct Notifier {
+    tx: Sender<LoopInput>,
+    wake: Arc<EventFd>,
+}
+
+impl Notifier {
+    /// `false` once the event loop is gone.
+    pub fn send(&self, input: LoopInput) -> bool {
+        let sent = self.tx.send(input).is_ok();
+        let _ = self.wake.write(1);
+        sent
+    }
 }
 
 /// Everything the gdb event loop waits for.
@@ -105,7 +125,7 @@ pub type SessionFlag = Arc<AtomicBool>;
 /// For `stdio` the one client is sent at once.
 pub fn listen(
     endpoint: &GdbEndpoint,
-    inputs: Sender<LoopInput>,
+    inputs: Notifier,
     session: SessionFlag,
     note: &str,
 ) -> io::Result<()> {
@@ -115,6 +135,7 @@ pub fn listen(
             let _ = inputs.send(LoopInput::NewClient(Client {
                 peer: "stdio".into(),
                 reader: Box::new(io::stdin()),
+                reader_fd: io::stdin().as_raw_fd(),
                 writer: Box::new(io::stdout()),
             }));
         }
@@ -152,6 +173,7 @@ pub fn listen(
                     let reader = stream.try_clone()?;
                     Ok(Client {
                         peer: format!("unix:{display}"),
+                        reader_fd: reader.as_raw_fd(),
                         reader: Box::new(reader),
                         writer: Box::new(stream),
                     })
@@ -168,6 +190,7 @@ fn tcp_client(stream: TcpStream, peer: String) -> io::Result<Client> {
     let reader = stream.try_clone()?;
     Ok(Client {
         peer,
+        reader_fd: reader.as_raw_fd(),
         reader: Box::new(reader),
         writer: Box::new(stream),
     })
@@ -175,7 +198,7 @@ fn tcp_client(stream: TcpStream, peer: String) -> io::Result<Client> {
 
 fn spawn_acceptor(
     mut accept: impl FnMut() -> io::Result<Client> + Send + 'static,
-    inputs: Sender<LoopInput>,
+    inputs: Notifier,
     session: SessionFlag,
 ) -> io::Result<()> {
     std::thread::Builder::new()
@@ -191,7 +214,7 @@ fn spawn_acceptor(
                         let _ = client.writer.write_all(b"$E01#a6");
                         continue;
                     }
-                    if inputs.send(LoopInput::NewClient(client)).is_err() {
+                    if !inputs.send(LoopInput::NewClient(client)) {
                         return;
                     }
                 }
@@ -220,97 +243,142 @@ fn claim_session(session: &SessionFlag) -> bool {
     true
 }
 
-/// Forwards the client's bytes to the loop; ends with [`LoopInput::ClientGone`].
-pub fn spawn_reader(
-    mut reader: Box<dyn Read + Send>,
-    client: u32,
-    inputs: Sender<LoopInput>,
-) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("gdb-read".into())
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = inputs.send(LoopInput::ClientGone { client });
-                        return;
-                    }
-                    Ok(n) => {
-                        for &byte in &buf[..n] {
-                            if inputs.send(LoopInput::Byte { client, byte }).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        })?;
-    Ok(())
-}
-
-/// The loop's inputs, shared between the event loop and the gdbstub connection.
+/// The loop's inputs, shared between the event loop and the gdbstub connection: reports and
+/// new clients on a channel (with an eventfd that wakes poll), and the attached client's bytes
+/// read here directly — one poll(2) waits for either, so the loop never spins or hands bytes
+/// through another thread.
 pub struct Inbox {
     rx: Receiver<LoopInput>,
+    wake: Arc<EventFd>,
     /// Inputs that arrived while someone else was waiting for a different kind.
     deferred: VecDeque<LoopInput>,
-    /// The attached client's number; bytes from others are stale and dropped.
+    /// The attached client's number; inputs about other clients are stale and dropped.
     pub client: u32,
+    reader: Option<(Box<dyn Read + Send>, RawFd)>,
+    bytes: VecDeque<u8>,
+    /// The client closed its side: reported once as [`LoopInput::ClientGone`].
+    gone: bool,
 }
 
 pub type SharedInbox = Rc<RefCell<Inbox>>;
 
 impl Inbox {
-    pub fn new(rx: Receiver<LoopInput>) -> SharedInbox {
-        Rc::new(RefCell::new(Inbox {
+    /// The inbox, and the notifier its producers (vCPU threads, the acceptor) send through.
+    pub fn new() -> io::Result<(SharedInbox, Notifier)> {
+        let (tx, rx) = mpsc::channel();
+        let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
+        let inbox = Inbox {
             rx,
+            wake: wake.clone(),
             deferred: VecDeque::new(),
             client: 0,
-        }))
+            reader: None,
+            bytes: VecDeque::new(),
+            gone: false,
+        };
+        Ok((Rc::new(RefCell::new(inbox)), Notifier { tx, wake }))
     }
 
-    /// The next input, deferred ones first; `None` after `timeout`. Inputs from clients that
+    /// Reads client number `client`'s bytes from now on.
+    pub fn attach_reader(&mut self, client: u32, reader: Box<dyn Read + Send>, fd: RawFd) {
+        self.client = client;
+        self.reader = Some((reader, fd));
+        self.bytes.clear();
+        self.gone = false;
+    }
+
+    /// The next input, deferred ones first; `None` after `timeout`. Inputs about clients that
     /// have gone are dropped.
     pub fn next(&mut self, timeout: Option<Duration>) -> Option<LoopInput> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // Right after a resume a vCPU usually reports within microseconds: poll the channel
+        // briefly before sleeping, as waking a sleeping thread costs more than the step.
+        let spin_until = timeout.map(|t| Instant::now() + t.min(SPIN_BEFORE_SLEEP));
+        let mut polled = false;
         loop {
-            let input = match self.deferred.pop_front() {
-                Some(input) => input,
-                None => match timeout {
-                    Some(t) => match self.poll_then_wait(t) {
-                        Ok(input) => input,
-                        Err(RecvTimeoutError::Timeout) => return None,
-                        Err(RecvTimeoutError::Disconnected) => LoopInput::ClientGone {
-                            client: self.client,
-                        },
-                    },
-                    None => self.rx.recv().unwrap_or(LoopInput::ClientGone {
-                        client: self.client,
-                    }),
-                },
-            };
-            match input {
-                LoopInput::Byte { client, .. } | LoopInput::ClientGone { client }
-                    if client != self.client => {}
-                current => return Some(current),
+            if let Some(input) = self.deferred.pop_front() {
+                return Some(input);
             }
+            match self.rx.try_recv() {
+                Ok(LoopInput::Byte { client, .. } | LoopInput::ClientGone { client })
+                    if client != self.client =>
+                {
+                    continue
+                }
+                Ok(input) => return Some(input),
+                Err(TryRecvError::Disconnected) | Err(TryRecvError::Empty) => {}
+            }
+            if let Some(byte) = self.bytes.pop_front() {
+                return Some(LoopInput::Byte {
+                    client: self.client,
+                    byte,
+                });
+            }
+            if self.gone {
+                self.gone = false;
+                return Some(LoopInput::ClientGone {
+                    client: self.client,
+                });
+            }
+            let now = Instant::now();
+            if spin_until.is_some_and(|until| now < until) {
+                std::hint::spin_loop();
+                continue;
+            }
+            let wait = match deadline {
+                // Past the deadline: one last look at the socket without sleeping.
+                Some(d) if now >= d && polled => return None,
+                Some(d) => Some(d.saturating_duration_since(now)),
+                None => None,
+            };
+            self.wait(wait);
+            polled = true;
         }
     }
 
-    /// Polls for [`SPIN_BEFORE_SLEEP`] (a vCPU's report usually follows a resume within
-    /// microseconds), then sleeps until `timeout`.
-    fn poll_then_wait(&self, timeout: Duration) -> Result<LoopInput, RecvTimeoutError> {
-        let start = std::time::Instant::now();
-        let spin = timeout.min(SPIN_BEFORE_SLEEP);
-        while start.elapsed() < spin {
-            match self.rx.try_recv() {
-                Ok(input) => return Ok(input),
-                Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(RecvTimeoutError::Disconnected)
+    /// Sleeps in poll(2) until a producer signals, the client sends, or `wait` passes.
+    fn wait(&mut self, wait: Option<Duration>) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.reader.as_ref().map_or(-1, |(_, fd)| *fd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // Rounded up, so a sub-millisecond remainder sleeps rather than spins; 0 only looks.
+        let timeout_ms = wait.map_or(-1, |w| {
+            w.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+        });
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call; a negative
+        // fd is ignored by poll.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if ready <= 0 {
+            return;
+        }
+        if fds[0].revents != 0 {
+            let _ = self.wake.read();
+        }
+        if fds[1].revents != 0 {
+            let mut buf = [0u8; 4096];
+            match self
+                .reader
+                .as_mut()
+                .map(|(reader, _)| reader.read(&mut buf))
+            {
+                Some(Ok(n)) if n > 0 => self.bytes.extend(&buf[..n]),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(_) => {
+                    self.reader = None;
+                    self.gone = true;
                 }
+                None => {}
             }
         }
-        self.rx.recv_timeout(timeout - spin)
     }
 
     /// Puts inputs back, to be returned before anything new.

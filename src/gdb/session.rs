@@ -3,7 +3,6 @@
 //! new gdb may attach afterwards.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 
 use gdbstub::stub::{DisconnectReason, GdbStub};
@@ -48,18 +47,17 @@ pub fn serve(
     interrupt: Arc<AtomicBool>,
     block_irq: bool,
 ) -> Result<RunEnd, SessionError> {
-    let (tx, rx) = mpsc::channel();
-    let vcpu_tx = tx.clone();
-    let sink: ReportSink = Arc::new(move |report| vcpu_tx.send(LoopInput::Vcpu(report)).is_ok());
+    let (inbox, notifier) = Inbox::new().map_err(SessionError::Listen)?;
+    let vcpu_notifier = notifier.clone();
+    let sink: ReportSink = Arc::new(move |report| vcpu_notifier.send(LoopInput::Vcpu(report)));
     let machine = Machine::start_with_sink(vcpus, sink)?;
-    let inbox = Inbox::new(rx);
     let session = Arc::new(AtomicBool::new(false));
     let note = if options.wait {
         " (guest held before its first instruction)"
     } else {
         ""
     };
-    conn::listen(&options.endpoint, tx.clone(), session.clone(), note)
+    conn::listen(&options.endpoint, notifier, session.clone(), note)
         .map_err(SessionError::Listen)?;
     let mut target = VmTarget::new(machine, ram, slots, block_irq, interrupt.clone());
     if !options.wait {
@@ -89,7 +87,7 @@ pub fn serve(
             }
             Some(LoopInput::NewClient(client)) => {
                 next_client += 1;
-                let end = attach(&mut target, &inbox, client, next_client, &options, &tx)?;
+                let end = attach(&mut target, &inbox, client, next_client, &options)?;
                 session.store(false, Ordering::SeqCst);
                 if let Some(end) = end {
                     return Ok(end);
@@ -113,12 +111,12 @@ fn attach(
     client: Client,
     number: u32,
     options: &GdbOptions,
-    tx: &mpsc::Sender<LoopInput>,
 ) -> Result<Option<RunEnd>, SessionError> {
     log::info!("gdb attached from {}", client.peer);
     stop_the_rest(target, inbox)?;
-    inbox.borrow_mut().client = number;
-    conn::spawn_reader(client.reader, number, tx.clone()).map_err(SessionError::Listen)?;
+    inbox
+        .borrow_mut()
+        .attach_reader(number, client.reader, client.reader_fd);
     target.layout = match options.arch {
         Some(layout) => layout,
         None => target.snapshot(0)?.layout(),
