@@ -1,8 +1,9 @@
 //! Where gdb connects (`tcp:`, `unix:`, `stdio`), the listener that admits one client at a time,
 //! and the gdbstub `Connection` over it.
 //!
-//! Every input — bytes from gdb, a new client, vCPU reports, Ctrl-C in the VMM's terminal — arrives
-//! on one channel ([`LoopInput`]), so the event loop blocks in one place and never polls.
+//! Every input — bytes from gdb, a new client, vCPU reports — comes out of one [`Inbox`]: the
+//! event loop sleeps in a single poll(2) on the client's socket and an eventfd that producers
+//! signal, so it blocks in one place and never busy-polls.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
