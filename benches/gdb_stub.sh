@@ -41,7 +41,11 @@
 #     whole test minus gdb start-up     36.8                  144.1                             <=15 ms: NOT met
 #   raw client acks: gdbvisor off (QStartNoAckMode), QEMU on (7.2 answers "" to QStartNoAckMode)
 #
-# A later run (after the step-over-hlt and event-loop polling changes, 2 rounds) on the same,
+# Run C (after the single-poll event loop, 2 rounds): stepi 3077 vs 2718 (1.13x), hbreak 1856 vs
+# 1584 (1.17x), break 1212 vs fails, dump 97.1 vs 20.3 MiB/s (4.79x), raw 17186 vs 6356 (2.71x),
+# whole test +36.1 vs +145.8 ms.
+#
+# Run B (after the step-over-hlt and event-loop polling changes, 2 rounds) on the same,
 # shared host: stepi 2453 vs 2538 (0.97x), hbreak 1486 vs 1453 (1.02x), break 1207 vs fails,
 # dump 102.4 vs 22.2 MiB/s (4.63x), raw 12444 vs 7936 (1.57x), whole test +33.0 vs +146.5 ms.
 # Absolute figures swing by up to 1.6x between runs minutes apart here.
