@@ -315,15 +315,23 @@ impl Tss32 {
 
     /// Reads and decodes the TSS at linear `base`.
     pub fn read<L: LinearMemory + ?Sized>(mem: &L, base: u64) -> Result<Self, TableError> {
-        let mut b = [0u8; TSS_SIZE];
-        mem.read_linear(base, &mut b)
-            .map_err(|source| TableError::Unreadable {
-                index: 0,
-                addr: base,
-                source,
-            })?;
-        Ok(Self::from_bytes(&b))
+        read_tss_bytes(mem, base).map(|b| Self::from_bytes(&b))
     }
+}
+
+/// The architectural part of a TSS (32- or 64-bit) at linear `base`.
+fn read_tss_bytes<L: LinearMemory + ?Sized>(
+    mem: &L,
+    base: u64,
+) -> Result<[u8; TSS_SIZE], TableError> {
+    let mut b = [0u8; TSS_SIZE];
+    mem.read_linear(base, &mut b)
+        .map_err(|source| TableError::Unreadable {
+            index: 0,
+            addr: base,
+            source,
+        })?;
+    Ok(b)
 }
 
 impl Tss64 {
@@ -344,14 +352,7 @@ impl Tss64 {
 
     /// Reads and decodes the TSS at linear `base`.
     pub fn read<L: LinearMemory + ?Sized>(mem: &L, base: u64) -> Result<Self, TableError> {
-        let mut b = [0u8; TSS_SIZE];
-        mem.read_linear(base, &mut b)
-            .map_err(|source| TableError::Unreadable {
-                index: 0,
-                addr: base,
-                source,
-            })?;
-        Ok(Self::from_bytes(&b))
+        read_tss_bytes(mem, base).map(|b| Self::from_bytes(&b))
     }
 }
 
