@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,16 +106,10 @@ impl Notifier {
 /// Everything the gdb event loop waits for.
 pub enum LoopInput {
     Vcpu(VcpuReport),
-    /// A byte from client number `client` (each connection gets the next number, so bytes from
-    /// a client that has gone are told apart from the current one's).
-    Byte {
-        client: u32,
-        byte: u8,
-    },
-    /// Client number `client` closed the connection.
-    ClientGone {
-        client: u32,
-    },
+    /// A byte from the attached gdb.
+    Byte(u8),
+    /// The attached gdb closed the connection.
+    ClientGone,
     NewClient(Client),
 }
 
@@ -253,8 +247,6 @@ pub struct Inbox {
     wake: Arc<EventFd>,
     /// Inputs that arrived while someone else was waiting for a different kind.
     deferred: VecDeque<LoopInput>,
-    /// The attached client's number; inputs about other clients are stale and dropped.
-    pub client: u32,
     reader: Option<(Box<dyn Read + Send>, RawFd)>,
     bytes: VecDeque<u8>,
     /// The client closed its side: reported once as [`LoopInput::ClientGone`].
@@ -272,7 +264,6 @@ impl Inbox {
             rx,
             wake: wake.clone(),
             deferred: VecDeque::new(),
-            client: 0,
             reader: None,
             bytes: VecDeque::new(),
             gone: false,
@@ -280,16 +271,16 @@ impl Inbox {
         Ok((Rc::new(RefCell::new(inbox)), Notifier { tx, wake }))
     }
 
-    /// Reads client number `client`'s bytes from now on.
-    pub fn attach_reader(&mut self, client: u32, reader: Box<dyn Read + Send>, fd: RawFd) {
-        self.client = client;
+    /// Reads the new client's bytes from now on; anything left from the previous one is dropped.
+    pub fn attach_reader(&mut self, reader: Box<dyn Read + Send>, fd: RawFd) {
         self.reader = Some((reader, fd));
         self.bytes.clear();
         self.gone = false;
+        self.deferred
+            .retain(|input| !matches!(input, LoopInput::Byte(_) | LoopInput::ClientGone));
     }
 
-    /// The next input, deferred ones first; `None` after `timeout`. Inputs about clients that
-    /// have gone are dropped.
+    /// The next input, deferred ones first; `None` after `timeout`.
     pub fn next(&mut self, timeout: Option<Duration>) -> Option<LoopInput> {
         let deadline = timeout.map(|t| Instant::now() + t);
         // Right after a resume a vCPU usually reports within microseconds: poll the channel
@@ -300,26 +291,15 @@ impl Inbox {
             if let Some(input) = self.deferred.pop_front() {
                 return Some(input);
             }
-            match self.rx.try_recv() {
-                Ok(LoopInput::Byte { client, .. } | LoopInput::ClientGone { client })
-                    if client != self.client =>
-                {
-                    continue
-                }
-                Ok(input) => return Some(input),
-                Err(TryRecvError::Disconnected) | Err(TryRecvError::Empty) => {}
+            if let Ok(input) = self.rx.try_recv() {
+                return Some(input);
             }
             if let Some(byte) = self.bytes.pop_front() {
-                return Some(LoopInput::Byte {
-                    client: self.client,
-                    byte,
-                });
+                return Some(LoopInput::Byte(byte));
             }
             if self.gone {
                 self.gone = false;
-                return Some(LoopInput::ClientGone {
-                    client: self.client,
-                });
+                return Some(LoopInput::ClientGone);
             }
             let now = Instant::now();
             if spin_until.is_some_and(|until| now < until) {
@@ -420,8 +400,8 @@ impl GdbConnection {
         let result = loop {
             let timeout = if wait { None } else { Some(Duration::ZERO) };
             match inbox.next(timeout) {
-                Some(LoopInput::Byte { byte, .. }) => break Ok(Some(byte)),
-                Some(LoopInput::ClientGone { .. }) => break Err(disconnected()),
+                Some(LoopInput::Byte(byte)) => break Ok(Some(byte)),
+                Some(LoopInput::ClientGone) => break Err(disconnected()),
                 Some(other) => later.push(other),
                 None => break Ok(None),
             }

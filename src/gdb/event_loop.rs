@@ -78,7 +78,7 @@ impl BlockingEventLoop for VmEventLoop {
             let input = inbox.borrow_mut().next(Some(HALT_POLL));
             match input {
                 None => target.machine.kick_running(),
-                Some(LoopInput::Byte { byte, .. }) => return Ok(Event::IncomingData(byte)),
+                Some(LoopInput::Byte(byte)) => return Ok(Event::IncomingData(byte)),
                 Some(LoopInput::Vcpu((id, event))) => {
                     target.machine.mark_stopped(id);
                     let event = event.map_err(|e| WaitForStopReasonError::Target(e.into()))?;
@@ -87,7 +87,7 @@ impl BlockingEventLoop for VmEventLoop {
                         return Ok(Event::TargetStopped(stop));
                     }
                 }
-                Some(LoopInput::ClientGone { .. }) => {
+                Some(LoopInput::ClientGone) => {
                     return Err(WaitForStopReasonError::Connection(disconnected()))
                 }
                 // The listener refuses other clients while this one is attached.

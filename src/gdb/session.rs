@@ -63,7 +63,6 @@ pub fn serve(
     if !options.wait {
         target.resume_all()?;
     }
-    let mut next_client = 0;
     loop {
         let input = inbox.borrow_mut().next(Some(HALT_POLL));
         if interrupt.swap(false, Ordering::SeqCst) {
@@ -86,8 +85,7 @@ pub fn serve(
                 return Ok(report_event(&mut target.machine, id, event)?);
             }
             Some(LoopInput::NewClient(client)) => {
-                next_client += 1;
-                let end = attach(&mut target, &inbox, client, next_client, &options)?;
+                let end = attach(&mut target, &inbox, client, &options)?;
                 session.store(false, Ordering::SeqCst);
                 if let Some(end) = end {
                     return Ok(end);
@@ -98,7 +96,8 @@ pub fn serve(
                     return Ok(RunEnd::Killed);
                 }
             }
-            Some(LoopInput::Byte { .. } | LoopInput::ClientGone { .. }) => {}
+            // Left over from a gdb that has gone.
+            Some(LoopInput::Byte(_) | LoopInput::ClientGone) => {}
         }
     }
 }
@@ -109,14 +108,13 @@ fn attach(
     target: &mut VmTarget,
     inbox: &SharedInbox,
     client: Client,
-    number: u32,
     options: &GdbOptions,
 ) -> Result<Option<RunEnd>, SessionError> {
     log::info!("gdb attached from {}", client.peer);
     stop_the_rest(target, inbox)?;
     inbox
         .borrow_mut()
-        .attach_reader(number, client.reader, client.reader_fd);
+        .attach_reader(client.reader, client.reader_fd);
     target.layout = match options.arch {
         Some(layout) => layout,
         None => target.snapshot(0)?.layout(),
