@@ -17,6 +17,7 @@ use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
 use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
+use crate::x86::paging::{LinearMemory, PagedMemory};
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
 #[derive(Debug, Error)]
@@ -638,20 +639,13 @@ impl Vcpu {
 
     /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
     pub fn read_linear(&self, sregs: &kvm_sregs, linear: u64, len: usize) -> Vec<u8> {
-        let paging = sregs.cr0 & Cr0Flags::PG.bits() != 0;
+        // Through our own walker with this vCPU's control registers (no KVM_TRANSLATE per byte).
+        let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let mem = PagedMemory::new(self.ram.as_ref(), regs);
         let mut out = Vec::with_capacity(len);
         for i in 0..len as u64 {
-            let addr = linear.wrapping_add(i);
-            let phys = if paging {
-                match self.fd.translate_gva(addr) {
-                    Ok(t) if t.valid != 0 => t.physical_address,
-                    _ => break,
-                }
-            } else {
-                addr & 0xffff_ffff
-            };
             let mut byte = [0u8];
-            if self.ram.read(phys, &mut byte).is_err() {
+            if mem.read_linear(linear.wrapping_add(i), &mut byte).is_err() {
                 break;
             }
             out.push(byte[0]);
