@@ -9,8 +9,8 @@ use kvm_bindings::{
 };
 
 use crate::gdb::arch::{RegLayout, RegisterFile};
-use crate::vmm::vcpu::{linear_pc, Vcpu, VcpuError};
-use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, EferFlags};
+use crate::vmm::vcpu::{linear_pc, ModeKey, Vcpu, VcpuError};
+use crate::x86::cpu::{ControlRegs, CpuMode};
 
 const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
 
@@ -78,13 +78,7 @@ impl CpuSnapshot {
 
     /// The CPU mode, from CR0, EFER, RFLAGS.VM and the CS descriptor cache.
     pub fn mode(&self) -> CpuMode {
-        CpuMode::detect(
-            Cr0Flags::from_bits_truncate(self.sregs.cr0),
-            EferFlags::from_bits_truncate(self.sregs.efer),
-            self.regs.rflags,
-            self.sregs.cs.l != 0,
-            self.sregs.cs.db != 0,
-        )
+        ModeKey::of(&self.regs, &self.sregs).cpu
     }
 
     /// The register description that matches the CPU mode.

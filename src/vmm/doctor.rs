@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    kvm_guest_debug, KVM_CAP_SET_GUEST_DEBUG2, KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE,
-    KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_INJECT_DB, KVM_GUESTDBG_SINGLESTEP,
-    KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
+    KVM_CAP_SET_GUEST_DEBUG2, KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP,
+    KVM_GUESTDBG_INJECT_DB, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
+    KVM_GUESTDBG_USE_SW_BP,
 };
 use kvm_ioctls::Cap;
 use thiserror::Error;
@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::boot::{layout, BootCpuState, EntryMode};
 use crate::devices::sink::Sink;
 use crate::vmm::machine::{Machine, MachineError};
-use crate::vmm::vcpu::{VcpuError, VcpuEvent};
+use crate::vmm::vcpu::{DebugConfig, DebugSlot, SlotKind, VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 
 #[derive(Debug, Error)]
@@ -174,9 +174,9 @@ fn probe_options() -> VmOptions {
 /// soft interrupts the run loop completed.
 fn run_probe(
     code: &[u8],
-    prepare: impl FnOnce(&Vm) -> Result<(), DoctorError>,
+    prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
 ) -> Result<(VcpuEvent, u64), DoctorError> {
-    let vm = Vm::new(probe_options())?;
+    let mut vm = Vm::new(probe_options())?;
     layout::write_gdt(&vm.ram)?;
     vm.ram.write(CODE, code)?;
     vm.vcpus[0].set_boot_state(&BootCpuState {
@@ -189,7 +189,7 @@ fn run_probe(
         rdx: 0,
         cr3: 0,
     })?;
-    prepare(&vm)?;
+    prepare(&mut vm)?;
     let mut machine = Machine::start(vm.vcpus)?;
     machine.resume(0)?;
     let (_, event) = machine.wait_event(
@@ -275,17 +275,14 @@ fn probe_dr_watchpoint() -> Result<Outcome, DoctorError> {
     code.extend((WATCHED as u32).to_le_bytes()); // mov [WATCHED], eax
     code.extend(mov_al_out(PROBE_OK));
     let (event, _) = run_probe(&code, |vm| {
-        let mut debug = kvm_guest_debug {
-            control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
-            ..Default::default()
+        let watch = DebugSlot {
+            addr: WATCHED,
+            kind: SlotKind::Write(4),
         };
-        debug.arch.debugreg[0] = WATCHED;
-        // L0, RW0 = 01 (write), LEN0 = 11 (4 bytes).
-        debug.arch.debugreg[7] = 0x1 | (0b01 << 16) | (0b11 << 18);
-        vm.vcpus[0]
-            .fd()
-            .set_guest_debug(&debug)
-            .map_err(|e| VcpuError::Kvm("SET_GUEST_DEBUG", e))?;
+        vm.vcpus[0].set_debug(DebugConfig {
+            hw_breakpoints: [Some(watch), None, None, None],
+            ..Default::default()
+        })?;
         Ok(())
     })?;
     Ok(match event {
