@@ -101,6 +101,9 @@ pub fn run(
     if let Some((c, a)) = current {
         answers.insert(c, a);
     }
+    for ext in ["commands", "answers", "log", "err"] {
+        let _ = std::fs::remove_file(dir.join(format!("{tag}.{ext}")));
+    }
     Transcript { answers, log }
 }
 
