@@ -272,6 +272,11 @@ fn parse_notes(bytes: &[u8], out: &mut Vec<Note>) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+#[cfg(test)]
+pub(crate) fn tests_parse_notes(bytes: &[u8], out: &mut Vec<Note>) -> Result<(), SnapshotError> {
+    parse_notes(bytes, out)
+}
+
 /// Appends one note (4-byte aligned name and descriptor).
 pub fn push_note(buf: &mut Vec<u8>, name: &str, kind: u32, desc: &[u8]) {
     buf.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());

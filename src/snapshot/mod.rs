@@ -15,6 +15,8 @@ pub mod notes;
 pub mod open;
 pub mod post_mortem;
 pub mod qemu;
+#[cfg(test)]
+mod tests;
 pub mod write;
 
 use std::fs::File;
