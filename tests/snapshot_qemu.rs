@@ -146,28 +146,14 @@ fn qemu_regs(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// QEMU's segment line `CS =0008 00000000 ffffffff 00cf9a00 …`: selector, base, limit, flags.
-fn qemu_segment(text: &str, name: &str) -> [u64; 4] {
-    let prefix = format!("{name:<3}=");
+/// A segment line `NAME=SELECTOR BASE LIMIT FLAGS …` (QEMU's `info registers` pads the name
+/// to 3 characters: `CS =0008 00000000 ffffffff 00cf9a00`; gdbvisor's `monitor sregs` does not):
+/// selector, base, limit, flags.
+fn segment(text: &str, prefix: &str) -> [u64; 4] {
     let line = text
         .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("QEMU has no {name} line:\n{text}"));
-    let f: Vec<u64> = line[prefix.len()..]
-        .split_whitespace()
-        .take(4)
-        .map(hex)
-        .collect();
-    [f[0], f[1], f[2], f[3]]
-}
-
-/// gdbvisor's `monitor sregs` line `CS=0008 0000000000000000 ffffffff 00cf9a00 …`.
-fn our_segment(text: &str, name: &str) -> [u64; 4] {
-    let prefix = format!("{name}=");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("gdbvisor has no {name} line:\n{text}"));
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} line:\n{text}"));
     let f: Vec<u64> = line[prefix.len()..]
         .split_whitespace()
         .take(4)
@@ -354,7 +340,8 @@ fn crosscheck(k: Kernel) {
         ("LDT", "LDTR"),
         ("TR", "TR"),
     ] {
-        let (qs, os) = (qemu_segment(info, qemu_name), our_segment(sregs, our_name));
+        let qs = segment(info, &format!("{qemu_name:<3}="));
+        let os = segment(sregs, &format!("{our_name}="));
         check(
             format!("{qemu_name}: QEMU {qs:x?}, gdbvisor {os:x?}"),
             qs == os,
@@ -375,7 +362,7 @@ fn crosscheck(k: Kernel) {
     // The GDT entries the segment registers were loaded from say what their caches hold.
     let gdt = g.get("monitor gdt");
     for name in ["CS", "DS", "ES", "SS", "FS", "GS"] {
-        let [sel, base, limit, flags] = qemu_segment(info, name);
+        let [sel, base, limit, flags] = segment(info, &format!("{name:<3}="));
         if sel & !3 == 0 {
             continue;
         }

@@ -29,7 +29,7 @@ use gdbstub::target::ext::target_description_xml_override::{
 use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
-use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, X86Registers};
+use crate::gdb::arch::{target_xml_part, GdbvisorArch, RegLayout, X86Registers};
 use crate::gdb::conn::{self, GdbConnection, GdbEndpoint, Inbox, LoopInput};
 use crate::gdb::monitor::msr;
 use crate::gdb::monitor::{handle_monitor, Lines, MonitorError, MonitorHost};
@@ -358,17 +358,7 @@ impl TargetDescriptionXmlOverride for SnapshotTarget {
         length: usize,
         buf: &mut [u8],
     ) -> TargetResult<usize, Self> {
-        if annex != b"target.xml" {
-            return Err(TargetError::NonFatal);
-        }
-        let xml = target_xml(self.layout).as_bytes();
-        let start = (offset as usize).min(xml.len());
-        let end = start
-            .saturating_add(length)
-            .min(xml.len())
-            .min(start + buf.len());
-        buf[..end - start].copy_from_slice(&xml[start..end]);
-        Ok(end - start)
+        target_xml_part(self.layout, annex, offset, length, buf).ok_or(TargetError::NonFatal)
     }
 }
 
