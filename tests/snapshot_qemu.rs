@@ -262,6 +262,9 @@ fn crosscheck(k: Kernel) {
     our_cmds.extend(gprs.iter().map(|r| format!("p/x ${r}")));
     our_cmds.extend(walks.iter().map(|a| format!("monitor walk {a:#x}")));
     our_cmds.extend(common_cmds.iter().cloned());
+    // A snapshot is read-only; refusing an i386 register write must not upset gdb (gdb 13
+    // crashes when a whole-file `G` is refused, so gdbvisor answers single-register `P`).
+    our_cmds.push("set $eax = 1".into());
     let ours_target = format!(
         "{} --snapshot '{}' --gdb stdio",
         env!("CARGO_BIN_EXE_gdbvisor"),
@@ -288,6 +291,12 @@ fn crosscheck(k: Kernel) {
     if k.nx {
         assert!(g.log.contains("PDPTRs inferred"), "{}\n{}", k.name, g.log);
     }
+    assert!(
+        g.get("set $eax = 1")
+            .starts_with("ERROR: Could not write register \"eax\""),
+        "{:?}",
+        g.get("set $eax = 1")
+    );
     let mut mismatches: Vec<String> = Vec::new();
     let mut check = |what: String, ok: bool| {
         if !ok {

@@ -68,6 +68,7 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
         "monitor arch",
         "x/16i $pc",
         "x/8xg $sp",
+        "x/1xb 0x100000",
         "p $_siginfo",
         "bt",
     ]
@@ -92,13 +93,27 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
         "monitor dump said {saved:?}\n{}",
         live.log
     );
+    // After the comparison, what a snapshot cannot do: run, or be written.
+    let refusals = [
+        "continue",
+        "stepi",
+        "set $rax = 1",
+        "set {char}0x100000 = 1",
+        "monitor catch mode on",
+        "monitor hold",
+        "info threads",
+        "p/x $rax",
+        "x/1bx 0x100000",
+    ]
+    .map(String::from);
+    let snap_cmds: Vec<String> = shared.iter().chain(&refusals).cloned().collect();
     let snap = session::run(
         "elf64-snapshot",
         Some(&elf),
         &format!("{vmm} --snapshot '{}' --gdb stdio", core.display()),
         None,
         None,
-        &shared,
+        &snap_cmds,
         DEADLINE,
     );
     let mut differ = Vec::new();
@@ -138,10 +153,47 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
         "too few reads of each kind"
     );
     assert!(live.get("monitor xp 0x7fffff0 32").contains("outside RAM"));
+    let cannot_run = "this is a snapshot: the guest cannot run";
+    // gdb's console gets why (the stop itself is printed where to_string cannot see it).
+    for c in ["continue", "stepi"] {
+        assert!(snap.get(c).contains(cannot_run), "{c}: {:?}", snap.get(c));
+    }
+    assert!(snap
+        .get("set $rax = 1")
+        .starts_with("ERROR: Could not write register"));
+    assert!(snap
+        .get("set {char}0x100000 = 1")
+        .starts_with("ERROR: Cannot access memory"));
+    assert_eq!(
+        snap.get("monitor catch mode on").trim(),
+        format!(
+            "error: 'catch' needs a live VM; this is a snapshot ({})",
+            core.display()
+        )
+    );
+    assert!(snap
+        .get("monitor hold")
+        .starts_with("error: 'hold' needs a live VM"));
+    assert!(snap
+        .get("info threads")
+        .contains("CPU#0 [Long64, CPL0, stopped in the snapshot]"));
+    // Nothing changed: the refused writes left the saved state as it was.
+    assert!(
+        snap.get("p/x $rax").ends_with(" = 0xc0ffee\n"),
+        "{}",
+        snap.log
+    );
+    assert_eq!(
+        snap.get("x/1bx 0x100000"),
+        live.get("x/1xb 0x100000"),
+        "the refused memory write changed the snapshot"
+    );
+    // (gdbvisor also says why on its stderr; gdb drops what a failing command printed while
+    // its output is captured, so that line is not checked here.)
     let _ = std::fs::remove_file(&core);
 }
 
-/// The cores `--dump-on-crash DIR` left for this process's child `pid`.
+/// The files in `dir`, sorted.
 fn cores(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {

@@ -14,6 +14,9 @@ use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
     MultiThreadSingleStepOps,
 };
+use gdbstub::target::ext::base::single_register_access::{
+    SingleRegisterAccess, SingleRegisterAccessOps,
+};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
@@ -29,7 +32,7 @@ use gdbstub::target::ext::target_description_xml_override::{
 use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
-use crate::gdb::arch::{target_xml_part, GdbvisorArch, RegLayout, X86Registers};
+use crate::gdb::arch::{target_xml_part, GdbvisorArch, RegLayout, X86RegId, X86Registers};
 use crate::gdb::conn::{self, GdbConnection, GdbEndpoint, Inbox, LoopInput};
 use crate::gdb::monitor::msr;
 use crate::gdb::monitor::{handle_monitor, Lines, MonitorError, MonitorHost};
@@ -246,8 +249,33 @@ impl MultiThreadBase for SnapshotTarget {
         Some(self)
     }
 
+    /// `p`/`P` packets: without them gdb writes one register as a whole `G`, and gdb 13
+    /// crashes when an i386 `G` is refused.
+    fn support_single_register_access(&mut self) -> Option<SingleRegisterAccessOps<'_, Tid, Self>> {
+        Some(self)
+    }
+
     fn support_thread_extra_info(&mut self) -> Option<ThreadExtraInfoOps<'_, Self>> {
         Some(self)
+    }
+}
+
+impl SingleRegisterAccess<Tid> for SnapshotTarget {
+    fn read_register(
+        &mut self,
+        tid: Tid,
+        reg: X86RegId,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        let regs = X86Registers {
+            layout: self.layout,
+            file: self.cpu(Self::id(tid)).to_file(),
+        };
+        regs.read_register(reg.0, buf).ok_or(TargetError::NonFatal)
+    }
+
+    fn write_register(&mut self, _tid: Tid, _reg: X86RegId, _val: &[u8]) -> TargetResult<(), Self> {
+        read_only("register write")
     }
 }
 
