@@ -184,10 +184,21 @@ struct Kernel {
     mode: &'static str,
     /// The kernel maps a no-execute page.
     nx: bool,
+    /// A flat boot sector that reaches long mode: booted by SeaBIOS from a raw disk under
+    /// qemu-system-x86_64 (QEMU then writes an x86-64 dump), compared without symbols (the ELF
+    /// is i386, the gdbstubs x86-64). Otherwise a multiboot ELF under qemu-system-i386.
+    long_mode: bool,
+    /// The kernel maps a read-only page.
+    read_only: bool,
 }
 
 fn crosscheck(k: Kernel) {
-    if !common::tool_available(k.test, "qemu-system-i386", "qemu-system-x86")
+    let qemu = if k.long_mode {
+        "qemu-system-x86_64"
+    } else {
+        "qemu-system-i386"
+    };
+    if !common::tool_available(k.test, qemu, "qemu-system-x86")
         || !common::tool_available(k.test, "gdb", "gdb")
     {
         return;
@@ -211,9 +222,16 @@ fn crosscheck(k: Kernel) {
     ];
     let mut common_cmds: Vec<String> = reads.iter().map(|a| format!("read {a:x} 4")).collect();
     common_cmds.extend(xs.iter().map(|x| x.to_string()));
-    let gprs = [
-        "eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "eip", "eflags",
-    ];
+    let gprs = if k.long_mode {
+        [
+            "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip", "eflags",
+        ]
+    } else {
+        [
+            "eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp", "eip", "eflags",
+        ]
+    };
+    let symbols = (!k.long_mode).then_some(elf.as_path());
     // QEMU first: it writes the dump at the stop, then answers.
     let mut qemu_cmds = vec![if k.filtered {
         format!("hmp dump-guest-memory {} 0 {RAM:#x}", dump.display())
@@ -225,17 +243,24 @@ fn crosscheck(k: Kernel) {
     qemu_cmds.extend(common_cmds.iter().cloned());
     let qmp = dump.with_extension("qmp");
     let _ = std::fs::remove_file(&qmp);
+    let boot = if k.long_mode {
+        format!(
+            "-drive file='{}',format=raw,if=ide",
+            common::kernel(k.name).display()
+        )
+    } else {
+        format!("-cpu qemu32,+nx -kernel '{}'", elf.display())
+    };
     let qemu_target = format!(
-        "qemu-system-i386 -cpu qemu32,+nx -m {}M -kernel '{}' -display none -vga none \
-         -serial null -monitor none -qmp unix:'{}',server=on,wait=off \
-         -device isa-debug-exit,iobase=0xf4,iosize=4 -no-reboot -S -gdb stdio",
+        "{qemu} {boot} -m {}M -display none -vga none -serial null -monitor none \
+         -qmp unix:'{}',server=on,wait=off -device isa-debug-exit,iobase=0xf4,iosize=4 \
+         -no-reboot -S -gdb stdio",
         RAM >> 20,
-        elf.display(),
         qmp.display()
     );
     let q = session::run(
         &format!("{}-qemu", k.name),
-        Some(&elf),
+        symbols,
         &qemu_target,
         Some(stop),
         Some(&qmp),
@@ -264,7 +289,8 @@ fn crosscheck(k: Kernel) {
     our_cmds.extend(common_cmds.iter().cloned());
     // A snapshot is read-only; refusing an i386 register write must not upset gdb (gdb 13
     // crashes when a whole-file `G` is refused, so gdbvisor answers single-register `P`).
-    our_cmds.push("set $eax = 1".into());
+    let write_reg = format!("set ${} = 1", gprs[0]);
+    our_cmds.push(write_reg.clone());
     let ours_target = format!(
         "{} --snapshot '{}' --gdb stdio",
         env!("CARGO_BIN_EXE_gdbvisor"),
@@ -272,7 +298,7 @@ fn crosscheck(k: Kernel) {
     );
     let g = session::run(
         &format!("{}-gdbvisor", k.name),
-        Some(&elf),
+        symbols,
         &ours_target,
         None,
         None,
@@ -292,10 +318,10 @@ fn crosscheck(k: Kernel) {
         assert!(g.log.contains("PDPTRs inferred"), "{}\n{}", k.name, g.log);
     }
     assert!(
-        g.get("set $eax = 1")
-            .starts_with("ERROR: Could not write register \"eax\""),
+        g.get(&write_reg)
+            .starts_with(&format!("ERROR: Could not write register \"{}\"", gprs[0])),
         "{:?}",
-        g.get("set $eax = 1")
+        g.get(&write_reg)
     );
     let mut mismatches: Vec<String> = Vec::new();
     let mut check = |what: String, ok: bool| {
@@ -315,6 +341,7 @@ fn crosscheck(k: Kernel) {
     let qr = qemu_regs(info);
     for r in gprs {
         let qemu_name = match r {
+            "eflags" if k.long_mode => "RFL".to_string(),
             "eflags" => "EFL".to_string(),
             other => other.to_uppercase(),
         };
@@ -467,7 +494,11 @@ fn crosscheck(k: Kernel) {
         "{}: too few pages",
         k.name
     );
-    assert!(read_only >= 1, "{}: no read-only page", k.name);
+    assert!(
+        !k.read_only || read_only >= 1,
+        "{}: no read-only page",
+        k.name
+    );
     assert!(!k.nx || nx_pages >= 1, "{}: no NX page", k.name);
     assert!(
         mapped_walks > 20 && mapped_walks < walks.len(),
@@ -489,6 +520,8 @@ fn qemu_dump_of_32_bit_paging_matches_qemu() {
         filtered: false,
         mode: "protected mode 32-bit, paging 32-bit",
         nx: false,
+        long_mode: false,
+        read_only: true,
     });
 }
 
@@ -502,5 +535,22 @@ fn qemu_dump_of_pae_paging_matches_qemu() {
         filtered: true,
         mode: "protected mode 32-bit, paging PAE",
         nx: true,
+        long_mode: false,
+        read_only: true,
+    });
+}
+
+#[test]
+fn qemu_dump_of_long_mode_matches_qemu() {
+    crosscheck(Kernel {
+        test: "qemu_dump_of_long_mode_matches_qemu",
+        name: "modes",
+        stop: "modes_done",
+        large: 2 << 20,
+        filtered: false,
+        mode: "long mode 64-bit, paging 4-level",
+        nx: false,
+        long_mode: true,
+        read_only: false,
     });
 }

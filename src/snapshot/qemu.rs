@@ -18,6 +18,8 @@ use super::notes::blank_cpu;
 use super::SnapshotError;
 use crate::gdb::regs::CpuSnapshot;
 use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
+use crate::x86::paging::Rights;
+use crate::x86::tables::{leaves, EnumOptions};
 use crate::x86::PhysMemory;
 
 pub const OWNER: &str = "QEMU";
@@ -125,7 +127,7 @@ fn segment(f: &Fields<'_>, at: usize) -> kvm_segment {
 }
 
 /// Fills in EFER and the PDPTE registers, which QEMU's note lacks, from CR0/CR4, the CS
-/// descriptor, the ELF machine and memory; returns what was inferred, in words.
+/// descriptor, the ELF machine and the page tables; returns what was inferred, in words.
 pub fn infer(cpu: &mut CpuSnapshot, machine: u16, mem: &impl PhysMemory) -> Vec<String> {
     let mut said = Vec::new();
     let cr0 = Cr0Flags::from_bits_truncate(cpu.sregs.cr0);
@@ -134,30 +136,6 @@ pub fn infer(cpu: &mut CpuSnapshot, machine: u16, mem: &impl PhysMemory) -> Vec<
     let pae = paging && cr4.contains(Cr4Flags::PAE);
     // QEMU writes EM_X86_64 exactly when the first CPU had long mode active (HF_LMA).
     let long_mode = pae && (machine == EM_X86_64 || cpu.sregs.cs.l != 0);
-    let mut efer = EferFlags::empty();
-    if long_mode {
-        efer |= EferFlags::LME | EferFlags::LMA;
-    }
-    if pae {
-        // A guest only sets bit 63 (XD) in its entries with NXE on (else it would fault on
-        // every access through them): assume NXE, so XD reads as no-execute, not reserved.
-        efer |= EferFlags::NXE;
-    }
-    cpu.sregs.efer = efer.bits();
-    said.push(format!(
-        "EFER={:#x} inferred: QEMU's notes have no EFER ({}{}; SCE unknown, taken as 0)",
-        efer.bits(),
-        if long_mode {
-            "long mode active: CR0.PG, CR4.PAE and a 64-bit dump or CS.L, so LME and LMA"
-        } else {
-            "long mode not active"
-        },
-        if pae {
-            ", NXE assumed with PAE paging"
-        } else {
-            ""
-        }
-    ));
     if pae && !long_mode {
         let pdpt = cpu.sregs.cr3 & 0xffff_ffe0;
         let mut entries = [0u64; 4];
@@ -181,5 +159,43 @@ pub fn infer(cpu: &mut CpuSnapshot, machine: u16, mem: &impl PhysMemory) -> Vec<
             ));
         }
     }
+    let mut efer = EferFlags::empty();
+    if long_mode {
+        efer |= EferFlags::LME | EferFlags::LMA;
+    }
+    // A guest sets XD (bit 63) in its entries only with NXE on: with NXE off the CPU faults on
+    // them as reserved. So NXE is on when some entry has XD.
+    let xd = pae && {
+        cpu.sregs.efer = (efer | EferFlags::NXE).bits();
+        let probe = cpu.control_regs();
+        let options = EnumOptions {
+            budget: XD_SCAN_BUDGET,
+            ..EnumOptions::default()
+        };
+        leaves(mem, &probe, options)
+            .filter_map(Result::ok)
+            .any(|leaf| leaf.rights.contains(Rights::NO_EXEC))
+    };
+    if xd {
+        efer |= EferFlags::NXE;
+    }
+    cpu.sregs.efer = efer.bits();
+    said.push(format!(
+        "EFER={:#x} inferred: QEMU's notes have no EFER ({}; {}; SCE unknown, taken as 0)",
+        efer.bits(),
+        if long_mode {
+            "long mode active: CR0.PG, CR4.PAE and a 64-bit dump or CS.L, so LME and LMA"
+        } else {
+            "long mode not active"
+        },
+        match (pae, xd) {
+            (false, _) => "no PAE paging, so no NXE",
+            (true, true) => "NXE: page-table entries have XD set",
+            (true, false) => "no NXE: no page-table entry has XD set",
+        }
+    ));
     said
 }
+
+/// Page-table entries examined when looking for XD bits.
+const XD_SCAN_BUDGET: usize = 1 << 20;
