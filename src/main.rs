@@ -52,6 +52,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
                 endpoint,
                 wait: false,
                 arch: args.gdb_arch.layout(),
+                post_mortem: PostMortem::default(),
             });
         return snapshot::open_and_serve(path, gdb).map_err(|e| (e.to_string(), e.status()));
     }
@@ -100,10 +101,15 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         SinkSpec::Stdout if on_stdio => SinkSpec::Stderr,
         other => other,
     };
+    let post_mortem = PostMortem {
+        dump_dir: args.dump_on_crash,
+        expect_exit: args.expect_exit,
+    };
     let gdb = gdb_endpoint.map(|endpoint| GdbOptions {
         endpoint,
         wait: args.wait,
         arch: args.gdb_arch.layout(),
+        post_mortem: post_mortem.clone(),
     });
     let request = RunRequest {
         name,
@@ -119,10 +125,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         serial: off_stdout(args.serial),
         debugcon: off_stdout(args.debugcon),
         gdb,
-        post_mortem: PostMortem {
-            dump_dir: args.dump_on_crash,
-            expect_exit: args.expect_exit,
-        },
+        post_mortem,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

@@ -240,6 +240,22 @@ fn dump_on_crash_saves_triple_faults_and_unexpected_exits() {
         "{shown}"
     );
     std::fs::remove_file(&core).unwrap();
+    // The same with a gdb endpoint that nobody attached to: the run ends as without one.
+    let run = common::run_gdbvisor(&[
+        "--kernel",
+        triple.to_str().unwrap(),
+        "--gdb",
+        "tcp:0",
+        "--dump-on-crash",
+        d,
+    ]);
+    run.assert_status(4);
+    let names = cores(&dir);
+    assert!(
+        names.len() == 1 && names[0].ends_with("-triple-fault.core"),
+        "{names:?}\n{run}"
+    );
+    std::fs::remove_file(dir.join(&names[0])).unwrap();
 
     // isa-debug-exit: status 1 (`tiny` writes 0). Expected: nothing saved.
     let tiny = common::kernel("tiny");

@@ -12,6 +12,7 @@ use crate::gdb::arch::RegLayout;
 use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInput, SharedInbox};
 use crate::gdb::event_loop::{stop_the_rest, VmEventLoop};
 use crate::gdb::target::{TargetFault, VmTarget};
+use crate::snapshot::post_mortem::PostMortem;
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::MemorySlots;
@@ -36,6 +37,8 @@ pub struct GdbOptions {
     pub wait: bool,
     /// Force a register description instead of following the CPU mode at attach time.
     pub arch: Option<RegLayout>,
+    /// What to save when the run ends badly with no gdb attached (`--dump-on-crash`).
+    pub post_mortem: PostMortem,
 }
 
 /// Runs the VM with a gdb endpoint until the guest ends or gdb kills it.
@@ -82,7 +85,10 @@ pub fn serve(
                 }
                 // Without gdb, a run ends as it would without a gdb endpoint.
                 stop_the_rest(&mut target, &inbox)?;
-                return Ok(report_event(&mut target.machine, id, event)?);
+                let end = report_event(&mut target.machine, id, event.clone())?;
+                let ram = target.ram.clone();
+                (options.post_mortem).after(&event, &end, &mut target.machine, &ram);
+                return Ok(end);
             }
             Some(LoopInput::NewClient(client)) => {
                 let end = attach(&mut target, &inbox, client, &options)?;
@@ -149,7 +155,10 @@ fn attach(
             target.forget_debugging()?;
             if let Some((id, event)) = target.pending.pop_front() {
                 target.pending.clear();
-                return Ok(Some(report_event(&mut target.machine, id, event)?));
+                let end = report_event(&mut target.machine, id, event.clone())?;
+                let ram = target.ram.clone();
+                (options.post_mortem).after(&event, &end, &mut target.machine, &ram);
+                return Ok(Some(end));
             }
             if target.hold {
                 eprintln!("gdbvisor: gdb detached; the guest stays stopped for the next gdb (monitor hold)");
