@@ -12,6 +12,8 @@
 //! 4. [`vmm::machine`] moves each vCPU onto a thread. A vCPU handles port I/O itself and returns
 //!    every other exit as a [`vmm::vcpu::VcpuEvent`]; the caller decides whether it runs again.
 //! 5. [`runner`] maps the event that ended the run to an exit status.
+//! 6. [`snapshot`] saves a stopped VM as an ELF core (`monitor dump`, `--dump-on-crash`) and
+//!    opens one, or a QEMU `dump-guest-memory` file, for gdb with no KVM (`--snapshot`).
 //!
 //! [`x86`] is a pure model of segmentation, paging and descriptor tables that reads guest-physical
 //! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::doctor`] probes what the
