@@ -66,6 +66,9 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
         "monitor msr 0xc0000080",
         "monitor vga",
         "monitor arch",
+        "monitor cpu 1 mode",
+        "monitor cpu 1 sregs",
+        "monitor cpu 1 cregs",
         "x/16i $pc",
         "x/8xg $sp",
         "x/1xb 0x100000",
@@ -75,13 +78,17 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
     .map(String::from)
     .to_vec();
     shared.extend(addrs.iter().map(|a| format!("read {a:x} 16")));
-    let mut live_cmds = vec![format!("monitor dump {}", core.display())];
+    let mut live_cmds = vec![
+        format!("monitor dump {}", core.display()),
+        "monitor dump".into(),
+        "monitor dump /nonexistent-dir/x.core".into(),
+    ];
     live_cmds.extend(shared.iter().cloned());
     let vmm = env!("CARGO_BIN_EXE_gdbvisor");
     let live = session::run(
         "elf64-live",
         Some(&elf),
-        &format!("{vmm} --kernel '{}' --gdb stdio -S", elf.display()),
+        &format!("{vmm} --kernel '{}' --cpus 2 --gdb stdio -S", elf.display()),
         Some(stop),
         None,
         &live_cmds,
@@ -89,10 +96,17 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
     );
     let saved = live.get(&live_cmds[0]);
     assert!(
-        saved.starts_with("saved 1 vCPU and 128 MiB of RAM"),
+        saved.starts_with("saved 2 vCPUs and 128 MiB of RAM"),
         "monitor dump said {saved:?}\n{}",
         live.log
     );
+    assert_eq!(
+        live.get("monitor dump"),
+        "usage: dump FILE  (e.g. monitor dump /tmp/guest.core)\n"
+    );
+    assert!(live
+        .get("monitor dump /nonexistent-dir/x.core")
+        .starts_with("error: /nonexistent-dir/x.core: cannot write: No such file or directory"));
     // After the comparison, what a snapshot cannot do: run, or be written.
     let refusals = [
         "continue",
@@ -174,9 +188,12 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
     assert!(snap
         .get("monitor hold")
         .starts_with("error: 'hold' needs a live VM"));
-    assert!(snap
-        .get("info threads")
-        .contains("CPU#0 [Long64, CPL0, stopped in the snapshot]"));
+    let threads = snap.get("info threads");
+    assert!(
+        threads.contains("CPU#0 [Long64, CPL0, stopped in the snapshot]")
+            && threads.contains("CPU#1 [Real, CPL0, waiting for INIT/SIPI in the snapshot]"),
+        "{threads}"
+    );
     // Nothing changed: the refused writes left the saved state as it was.
     assert!(
         snap.get("p/x $rax").ends_with(" = 0xc0ffee\n"),
