@@ -78,6 +78,17 @@ fn dump_of_a_long_mode_guest_serves_what_the_live_vm_does() {
     .map(String::from)
     .to_vec();
     shared.extend(addrs.iter().map(|a| format!("read {a:x} 16")));
+    // Physical addresses for gdb's memory packets: RAM, its last bytes, and past its end.
+    shared.extend(
+        [
+            "monitor phys on",
+            "x/2xg 0x1000",
+            "x/2xg 0x7fffff8",
+            "x/2xg 0x8000000",
+            "monitor phys off",
+        ]
+        .map(String::from),
+    );
     let mut live_cmds = vec![
         format!("monitor dump {}", core.display()),
         "monitor dump".into(),
