@@ -96,7 +96,22 @@ pub fn parse(file: &File) -> Result<CoreFile, SnapshotError> {
     }
     let ident = read_exact_at(file, len, 0, 16.min(len), "ELF identification")?;
     if ident[..4] != *b"\x7fELF" {
-        return Err(SnapshotError::NotElf);
+        // QEMU's other dump-guest-memory formats: say how to get the ELF one instead.
+        let other = match &ident[..] {
+            [b'K', b'D', b'U', b'M', b'P', ..] => {
+                Some("a kdump-compressed dump (dump-guest-memory -z/-l/-s)")
+            }
+            [b'P', b'A', b'G', b'E', b'D', b'U', ..] => {
+                Some("a Windows crash dump (dump-guest-memory -w)")
+            }
+            _ => None,
+        };
+        return Err(match other {
+            Some(what) => SnapshotError::Foreign(format!(
+                "{what}; write it as ELF: dump-guest-memory FILE (without -z/-l/-s/-w)"
+            )),
+            None => SnapshotError::NotElf,
+        });
     }
     if ident.len() < 16 {
         return Err(SnapshotError::Truncated(format!(
@@ -223,7 +238,7 @@ pub fn parse(file: &File) -> Result<CoreFile, SnapshotError> {
     for pair in loads.windows(2) {
         if pair[0].paddr + pair[0].memsz > pair[1].paddr {
             return Err(SnapshotError::Corrupt(format!(
-                "PT_LOAD segments overlap at guest-physical {:#x}",
+                "PT_LOAD segments overlap at guest-physical {:#x} (QEMU's dump-guest-memory -p writes one per virtual mapping: dump without -p)",
                 pair[1].paddr
             )));
         }

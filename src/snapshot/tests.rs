@@ -232,3 +232,34 @@ fn zero_pages_are_found_at_any_alignment() {
     assert!(!write::is_zero(&page[3..]));
     assert!(write::is_zero(&page[..4098]));
 }
+
+#[test]
+fn other_qemu_formats_and_paging_dumps_say_what_to_do() {
+    let path = temp("kdump.core");
+    std::fs::write(&path, b"KDUMP   \x06\x00\x00\x00 and the rest").unwrap();
+    let e = Snapshot::open(&path).err().expect("refused").to_string();
+    assert!(
+        e.contains("kdump-compressed") && e.contains("without -z/-l/-s/-w"),
+        "{e}"
+    );
+    // Two PT_LOADs over the same physical page, as `dump-guest-memory -p` writes for aliases.
+    let mut core = qemu_elf32(&[0u8; 0x2000]);
+    let phdrs = 52 + 32;
+    let second: Vec<u8> = core[phdrs..phdrs + 32].to_vec();
+    core.splice(phdrs + 32..phdrs + 32, second);
+    core[44..46].copy_from_slice(&3u16.to_le_bytes());
+    // The notes moved by 32 bytes: so did their offset.
+    let notes_at = u32::from_le_bytes(core[52 + 4..52 + 8].try_into().unwrap()) + 32;
+    core[52 + 4..52 + 8].copy_from_slice(&notes_at.to_le_bytes());
+    for at in [phdrs + 4, phdrs + 36] {
+        let off = u32::from_le_bytes(core[at..at + 4].try_into().unwrap()) + 32;
+        core[at..at + 4].copy_from_slice(&off.to_le_bytes());
+    }
+    std::fs::write(&path, &core).unwrap();
+    let e = Snapshot::open(&path).err().expect("refused").to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        e.contains("overlap at guest-physical 0x0") && e.contains("without -p"),
+        "{e}"
+    );
+}
