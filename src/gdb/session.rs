@@ -87,7 +87,9 @@ pub fn serve(
                 stop_the_rest(&mut target, &inbox)?;
                 let end = report_event(&mut target.machine, id, event.clone())?;
                 let ram = target.ram.clone();
-                (options.post_mortem).after(&event, &end, &mut target.machine, &ram);
+                options
+                    .post_mortem
+                    .after(&event, &end, &mut target.machine, &ram);
                 return Ok(end);
             }
             Some(LoopInput::NewClient(client)) => {
@@ -157,7 +159,9 @@ fn attach(
                 target.pending.clear();
                 let end = report_event(&mut target.machine, id, event.clone())?;
                 let ram = target.ram.clone();
-                (options.post_mortem).after(&event, &end, &mut target.machine, &ram);
+                options
+                    .post_mortem
+                    .after(&event, &end, &mut target.machine, &ram);
                 return Ok(Some(end));
             }
             if target.hold {
