@@ -8,13 +8,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::vmm::kick::{self, Kicker};
+use crate::vmm::kick::{self, KickTimer, Kicker};
 use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
 
 /// How long the event loop, having just resumed a vCPU, polls for its report before it sleeps:
@@ -60,6 +60,8 @@ pub type BeforeRun = Box<dyn FnOnce(&mut Vcpu) -> Result<(), VcpuError> + Send>;
 pub type AfterRun = Box<dyn FnOnce(&mut Vcpu) + Send>;
 
 struct VcpuThread {
+    /// Locked by the vCPU's thread for each command, or by a caller running it in place.
+    vcpu: Arc<Mutex<Vcpu>>,
     commands: Sender<VcpuCommand>,
     kicker: Kicker,
     control: Arc<VcpuControl>,
@@ -75,6 +77,9 @@ pub struct Machine {
     /// The reports, when [`Machine::start`] made the channel; `None` when the caller consumes
     /// them through its own sink.
     events: Option<Receiver<VcpuReport>>,
+    sink: ReportSink,
+    /// Bounds [`Machine::resume_here`]; made on first use, for the thread that uses it.
+    kick_timer: Option<KickTimer>,
 }
 
 /// Where vCPU threads deliver their reports; `false` means nobody listens any more.
@@ -97,17 +102,20 @@ impl Machine {
     pub fn start_with_sink(vcpus: Vec<Vcpu>, sink: ReportSink) -> Result<Machine, MachineError> {
         kick::install_handler().map_err(MachineError::Signal)?;
         let mut threads = Vec::new();
-        for mut vcpu in vcpus {
+        for vcpu in vcpus {
             let id = vcpu.id;
             let control = vcpu.control();
+            let vcpu = Arc::new(Mutex::new(vcpu));
+            let shared = vcpu.clone();
             let (commands, command_rx) = mpsc::channel::<VcpuCommand>();
             let (kicker_tx, kicker_rx) = mpsc::sync_channel(1);
             let sink = sink.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
-                    let _ = kicker_tx.send(vcpu.bind_to_current_thread());
+                    let _ = kicker_tx.send(lock(&shared).bind_to_current_thread());
                     while let Ok(command) = command_rx.recv() {
+                        let mut vcpu = lock(&shared);
                         match command {
                             VcpuCommand::Run(hooks) => {
                                 let prepared = match hooks.before {
@@ -118,6 +126,7 @@ impl Machine {
                                 if let Some(after) = hooks.after {
                                     after(&mut vcpu);
                                 }
+                                drop(vcpu);
                                 if !sink((id, event)) {
                                     break;
                                 }
@@ -129,6 +138,7 @@ impl Machine {
                 .map_err(MachineError::Thread)?;
             let kicker = kicker_rx.recv().map_err(|_| MachineError::ThreadGone(id))?;
             threads.push(VcpuThread {
+                vcpu,
                 commands,
                 kicker,
                 control,
@@ -139,6 +149,8 @@ impl Machine {
         Ok(Machine {
             threads,
             events: None,
+            sink,
+            kick_timer: None,
         })
     }
 
@@ -180,6 +192,61 @@ impl Machine {
             .send(VcpuCommand::Run(hooks))
             .map_err(|_| MachineError::ThreadGone(id))?;
         thread.running = true;
+        Ok(())
+    }
+
+    /// Lets vCPU `id` run until its next event like [`Machine::resume_with`], but first on the
+    /// calling thread for up to `budget`: a debugger's step or a breakpoint a few instructions
+    /// on then costs no thread hand-off (on a nested host, waking a thread costs more than
+    /// the step). The report goes to the sink either way; if the vCPU is still running when
+    /// the budget is spent, its own thread carries on. Call only while no vCPU runs.
+    pub fn resume_here(
+        &mut self,
+        id: u8,
+        hooks: RunHooks,
+        budget: Duration,
+    ) -> Result<(), MachineError> {
+        if self
+            .kick_timer
+            .as_ref()
+            .is_none_or(|timer| !timer.is_for_current_thread())
+        {
+            self.kick_timer = Some(KickTimer::for_current_thread().map_err(MachineError::Signal)?);
+        }
+        let shared = self.thread(id)?.vcpu.clone();
+        let mut vcpu = lock(&shared);
+        let prepared = match hooks.before {
+            Some(before) => before(&mut vcpu),
+            None => Ok(()),
+        };
+        let event = prepared.and_then(|()| {
+            let timer = self.kick_timer.as_ref().expect("made above");
+            vcpu.borrowed = true;
+            vcpu.bind_to_current_thread();
+            timer.arm(budget);
+            let event = vcpu.run();
+            timer.disarm();
+            // A kick that landed after KVM_RUN returned must not end the next run early.
+            kick::register_current_thread(std::ptr::null_mut());
+            vcpu.clear_kick();
+            vcpu.borrowed = false;
+            event
+        });
+        if matches!(event, Ok(VcpuEvent::Yielded)) {
+            drop(vcpu);
+            return self.resume_with(
+                id,
+                RunHooks {
+                    before: None,
+                    after: hooks.after,
+                },
+            );
+        }
+        if let Some(after) = hooks.after {
+            after(&mut vcpu);
+        }
+        drop(vcpu);
+        (self.sink)((id, event));
         Ok(())
     }
 
@@ -245,6 +312,11 @@ impl Machine {
     pub fn any_running(&self) -> bool {
         self.threads.iter().any(|t| t.running)
     }
+}
+
+/// A vCPU, whether or not a thread panicked while holding it.
+fn lock(vcpu: &Mutex<Vcpu>) -> MutexGuard<'_, Vcpu> {
+    vcpu.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Machine {

@@ -46,6 +46,9 @@ pub enum VcpuEvent {
     Reset,
     /// Stopped on request ([`VcpuControl::request_stop`]).
     Interrupted,
+    /// Still running when a borrowing thread's time budget ran out (see
+    /// `Machine::resume_here`): its own thread carries on; never reported.
+    Yielded,
     /// KVM_EXIT_DEBUG: single step, hardware breakpoint, or (on hardware KVM) a planted int3.
     Debug(DebugInfo),
     /// The guest wrote `len` bytes at guest-physical `phys`, inside a watched range (the
@@ -284,6 +287,9 @@ pub struct Vcpu {
     pub planted_bytes: PlantedBytes,
     /// `catch mode`: report a [`VcpuEvent::ModeChange`] at the first exit in a new mode.
     pub catch_mode: bool,
+    /// Run by a thread other than its own, which gave it a time budget: a kick then means
+    /// the budget is spent ([`VcpuEvent::Yielded`]).
+    pub borrowed: bool,
     debug: DebugConfig,
 }
 
@@ -300,6 +306,7 @@ impl Vcpu {
             watched: Vec::new(),
             planted_bytes: PlantedBytes::default(),
             catch_mode: false,
+            borrowed: false,
             debug: DebugConfig::default(),
         }
     }
@@ -344,6 +351,11 @@ impl Vcpu {
     pub fn bind_to_current_thread(&mut self) -> kick::Kicker {
         kick::register_current_thread(self.fd.get_kvm_run());
         kick::Kicker::for_current_thread()
+    }
+
+    /// Forgets a kick that arrived after KVM_RUN returned, so the next run is not cut short.
+    pub fn clear_kick(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
     }
 
     /// Sets registers for the loader's entry state.
@@ -547,6 +559,9 @@ impl Vcpu {
         self.fd.set_kvm_immediate_exit(0);
         if self.control.stop.swap(false, Ordering::SeqCst) {
             return Ok(Some(VcpuEvent::Interrupted));
+        }
+        if self.borrowed {
+            return Ok(Some(VcpuEvent::Yielded));
         }
         Ok(self.halted_for_good()?.then_some(VcpuEvent::Halted))
     }
