@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gdbstub::common::{Pid, Signal, Tid};
@@ -37,7 +37,7 @@ use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::handler_entry;
 use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::doctor;
-use crate::vmm::machine::{Machine, MachineError, RunHooks};
+use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
@@ -113,8 +113,6 @@ pub struct VmTarget {
     /// the address that ends it.
     step_into: std::collections::HashMap<u8, u64>,
     snapshots: Vec<Option<CpuSnapshot>>,
-    /// Filled by each vCPU's thread as it stops (see [`RunHooks`]), taken by `snapshot`.
-    prefetched: Vec<Arc<Mutex<Option<CpuSnapshot>>>>,
     /// Stops that other vCPUs reported while the first stop was being handled; the next resume
     /// reports them without running anything (all-stop).
     pub pending: VecDeque<(u8, VcpuEvent)>,
@@ -157,7 +155,6 @@ impl VmTarget {
             data_watches: Vec::new(),
             step_into: Default::default(),
             snapshots: vec![None; count],
-            prefetched: (0..count).map(|_| Arc::default()).collect(),
             pending: VecDeque::new(),
             dead: vec![None; count],
             run_end: None,
@@ -190,16 +187,9 @@ impl VmTarget {
         Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
     }
 
-    /// The vCPU's state at this stop, fetched once (by the vCPU's own thread right after it
-    /// stopped, when it ran under gdb).
+    /// The vCPU's state at this stop, fetched once, when first needed.
     pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
-        if self.snapshots[slot].is_none() {
-            self.snapshots[slot] = self.prefetched[slot]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-        }
         if self.snapshots[slot].is_none() {
             let snapshot = self
                 .machine
@@ -309,7 +299,6 @@ impl VmTarget {
         pages.extend(self.breakpoints.planted_pages());
         self.slots.set_read_only(pages)?;
         let planted_bytes = self.breakpoints.planted.clone();
-        let mut hooks = Vec::new();
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
             // Stepping into an interrupt handler runs until its entry instead.
             let stepping =
@@ -328,7 +317,7 @@ impl VmTarget {
             let watched = watched.clone();
             let planted_bytes = planted_bytes.clone();
             let catch_mode = self.catch_mode;
-            let before = move |vcpu: &mut Vcpu| -> Result<(), VcpuError> {
+            let prepare = move |vcpu: &mut Vcpu| -> Result<(), VcpuError> {
                 vcpu.catch_mode = catch_mode;
                 vcpu.planted_breakpoints = planted;
                 vcpu.watched = watched;
@@ -346,30 +335,20 @@ impl VmTarget {
                 }
                 Ok(())
             };
-            let slot = self.prefetched[usize::from(id)].clone();
-            let after = move |vcpu: &mut Vcpu| {
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = CpuSnapshot::fetch(vcpu).ok();
-            };
-            hooks.push((
-                id,
-                RunHooks {
-                    before: Some(Box::new(before)),
-                    after: Some(Box::new(after)),
-                },
-            ));
+            self.machine.with_vcpu(id, prepare)??;
         }
         self.applied = applied;
         self.snapshots.iter_mut().for_each(|s| *s = None);
         // One vCPU to run (a step, or a continue on a uniprocessor guest): run it here first,
         // sparing two thread wake-ups when it stops soon, as steps and nearby breakpoints do.
-        if let ([(id, run_hooks)], false) = (hooks.as_mut_slice(), self.machine.any_running()) {
-            let id = *id;
-            let run_hooks = std::mem::take(run_hooks);
-            self.machine.resume_here(id, run_hooks, RUN_HERE_BUDGET)?;
+        if let ([id], false) = (runners.as_slice(), self.machine.any_running()) {
+            if let Some((id, event)) = self.machine.resume_here(*id, RUN_HERE_BUDGET)? {
+                self.pending.push_back((id, event?));
+            }
             return Ok(());
         }
-        for (id, run_hooks) in hooks {
-            self.machine.resume_with(id, run_hooks)?;
+        for id in runners {
+            self.machine.resume(id)?;
         }
         Ok(())
     }
@@ -576,10 +555,6 @@ impl VmTarget {
     /// Lets every vCPU that can run go on (after a detach); returns how many run.
     pub fn resume_all(&mut self) -> Result<usize, TargetFault> {
         self.snapshots.iter_mut().for_each(|s| *s = None);
-        // These runs fetch nothing when they stop: older prefetched states must not be used.
-        for slot in &self.prefetched {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
         let mut count = 0;
         for id in 0..self.vcpu_count() as u8 {
             if self.dead[usize::from(id)].is_none() {

@@ -50,7 +50,7 @@ pub fn register_current_thread(run: *mut kvm_run) {
 /// borrowed a vCPU (see `Machine::resume_here`) stays inside its KVM_RUN.
 pub struct KickTimer {
     timer: libc::timer_t,
-    thread: libc::pid_t,
+    owner: std::thread::ThreadId,
 }
 
 impl KickTimer {
@@ -69,13 +69,15 @@ impl KickTimer {
         if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(KickTimer { timer, thread })
+        Ok(KickTimer {
+            timer,
+            owner: std::thread::current().id(),
+        })
     }
 
     /// Whether the calling thread is the one this timer kicks.
     pub fn is_for_current_thread(&self) -> bool {
-        // SAFETY: gettid has no preconditions.
-        self.thread == unsafe { libc::gettid() }
+        self.owner == std::thread::current().id()
     }
 
     /// Kicks once after `delay` (zero disarms).

@@ -17,12 +17,6 @@ use thiserror::Error;
 use crate::vmm::kick::{self, KickTimer, Kicker};
 use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
 
-/// How long the event loop, having just resumed a vCPU, polls for its report before it sleeps:
-/// a debugger's step comes back within microseconds, and waking a sleeping thread costs more
-/// than the step itself. Bounded, so an idle VMM still sleeps. (vCPU threads do not poll for
-/// commands: on two cores that starves gdb and halves gdb's own step rate.)
-pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(100);
-
 /// How often a waiting caller checks running vCPUs for a final halt.
 pub const HALT_POLL: Duration = Duration::from_millis(50);
 
@@ -41,23 +35,10 @@ pub enum MachineError {
 /// Work for a vCPU thread.
 pub enum VcpuCommand {
     /// Run until the next event, then report it.
-    Run(RunHooks),
+    Run,
     /// Run a closure on the vCPU (register access, debug state) while it is stopped.
     With(Box<dyn FnOnce(&mut Vcpu) + Send>),
 }
-
-/// Work a debugger wants done on the vCPU's own thread around one run, saving a round trip
-/// each: `before` (debug settings) and `after` (fetching the stopped state before the report).
-#[derive(Default)]
-pub struct RunHooks {
-    pub before: Option<BeforeRun>,
-    pub after: Option<AfterRun>,
-}
-
-/// Runs on the vCPU's thread just before KVM_RUN; an error is reported instead of running.
-pub type BeforeRun = Box<dyn FnOnce(&mut Vcpu) -> Result<(), VcpuError> + Send>;
-/// Runs on the vCPU's thread after it stopped, before its report is sent.
-pub type AfterRun = Box<dyn FnOnce(&mut Vcpu) + Send>;
 
 struct VcpuThread {
     /// Locked by the vCPU's thread for each command, or by a caller running it in place.
@@ -77,7 +58,6 @@ pub struct Machine {
     /// The reports, when [`Machine::start`] made the channel; `None` when the caller consumes
     /// them through its own sink.
     events: Option<Receiver<VcpuReport>>,
-    sink: ReportSink,
     /// Bounds [`Machine::resume_here`]; made on first use, for the thread that uses it.
     kick_timer: Option<KickTimer>,
 }
@@ -117,15 +97,8 @@ impl Machine {
                     while let Ok(command) = command_rx.recv() {
                         let mut vcpu = lock(&shared);
                         match command {
-                            VcpuCommand::Run(hooks) => {
-                                let prepared = match hooks.before {
-                                    Some(before) => before(&mut vcpu),
-                                    None => Ok(()),
-                                };
-                                let event = prepared.and_then(|()| vcpu.run());
-                                if let Some(after) = hooks.after {
-                                    after(&mut vcpu);
-                                }
+                            VcpuCommand::Run => {
+                                let event = vcpu.run();
                                 drop(vcpu);
                                 if !sink((id, event)) {
                                     break;
@@ -149,7 +122,6 @@ impl Machine {
         Ok(Machine {
             threads,
             events: None,
-            sink,
             kick_timer: None,
         })
     }
@@ -181,31 +153,26 @@ impl Machine {
 
     /// Lets vCPU `id` run until its next event.
     pub fn resume(&mut self, id: u8) -> Result<(), MachineError> {
-        self.resume_with(id, RunHooks::default())
-    }
-
-    /// Lets vCPU `id` run until its next event, with work done on its thread before and after.
-    pub fn resume_with(&mut self, id: u8, hooks: RunHooks) -> Result<(), MachineError> {
         let thread = self.thread(id)?;
         thread
             .commands
-            .send(VcpuCommand::Run(hooks))
+            .send(VcpuCommand::Run)
             .map_err(|_| MachineError::ThreadGone(id))?;
         thread.running = true;
         Ok(())
     }
 
-    /// Lets vCPU `id` run until its next event like [`Machine::resume_with`], but first on the
+    /// Lets vCPU `id` run until its next event like [`Machine::resume`], but first on the
     /// calling thread for up to `budget`: a debugger's step or a breakpoint a few instructions
     /// on then costs no thread hand-off (on a nested host, waking a thread costs more than
-    /// the step). The report goes to the sink either way; if the vCPU is still running when
-    /// the budget is spent, its own thread carries on. Call only while no vCPU runs.
+    /// the step). Returns the report when the vCPU stopped within the budget (the sink does
+    /// not see it, and the vCPU is not running); otherwise its own thread carries on and
+    /// reports to the sink. Call only while no vCPU runs.
     pub fn resume_here(
         &mut self,
         id: u8,
-        hooks: RunHooks,
         budget: Duration,
-    ) -> Result<(), MachineError> {
+    ) -> Result<Option<VcpuReport>, MachineError> {
         if self
             .kick_timer
             .as_ref()
@@ -215,47 +182,36 @@ impl Machine {
         }
         let shared = self.thread(id)?.vcpu.clone();
         let mut vcpu = lock(&shared);
-        let prepared = match hooks.before {
-            Some(before) => before(&mut vcpu),
-            None => Ok(()),
-        };
-        let event = prepared.and_then(|()| {
-            let timer = self.kick_timer.as_ref().expect("made above");
-            vcpu.borrowed = true;
-            vcpu.bind_to_current_thread();
-            timer.arm(budget);
-            let event = vcpu.run();
-            timer.disarm();
-            // A kick that landed after KVM_RUN returned must not end the next run early.
-            kick::register_current_thread(std::ptr::null_mut());
-            vcpu.clear_kick();
-            vcpu.borrowed = false;
-            event
-        });
-        if matches!(event, Ok(VcpuEvent::Yielded)) {
-            drop(vcpu);
-            return self.resume_with(
-                id,
-                RunHooks {
-                    before: None,
-                    after: hooks.after,
-                },
-            );
-        }
-        if let Some(after) = hooks.after {
-            after(&mut vcpu);
-        }
+        let timer = self.kick_timer.as_ref().expect("made above");
+        vcpu.borrowed = true;
+        vcpu.bind_to_current_thread();
+        timer.arm(budget);
+        let event = vcpu.run();
+        timer.disarm();
+        // A kick that landed after KVM_RUN returned must not end the next run early.
+        kick::register_current_thread(std::ptr::null_mut());
+        vcpu.clear_kick();
+        vcpu.borrowed = false;
         drop(vcpu);
-        (self.sink)((id, event));
-        Ok(())
+        if matches!(event, Ok(VcpuEvent::Yielded)) {
+            self.resume(id)?;
+            return Ok(None);
+        }
+        Ok(Some((id, event)))
     }
 
-    /// Runs `work` on stopped vCPU `id` and returns its result.
+    /// Runs `work` on stopped vCPU `id` and returns its result: right here while the vCPU is
+    /// stopped (KVM takes a stopped vCPU's ioctls from any thread), else on its own thread
+    /// once it stops.
     pub fn with_vcpu<R: Send + 'static>(
         &mut self,
         id: u8,
         work: impl FnOnce(&mut Vcpu) -> R + Send + 'static,
     ) -> Result<R, MachineError> {
+        let thread = self.thread(id)?;
+        if !thread.running {
+            return Ok(work(&mut lock(&thread.vcpu)));
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let command = VcpuCommand::With(Box::new(move |vcpu| {
             let _ = tx.send(work(vcpu));
