@@ -18,6 +18,7 @@ use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::{is_mov_to_cr0, report_event};
 pub use crate::vmm::outcome::{status, RunEnd};
+use crate::vmm::teardown;
 use crate::vmm::vcpu::VcpuError;
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 
@@ -99,6 +100,10 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         serial: request.serial.open().map_err(RunError::Output)?,
         debugcon: request.debugcon.open().map_err(RunError::Output)?,
     })?;
+    // gdbvisor's exit should not wait for the kernel to tear this VM down (see teardown).
+    if let Err(e) = teardown::hand_off_at_exit() {
+        log::warn!("{e}; the VM is torn down before gdbvisor exits");
+    }
     let kernel =
         boot::load(&vm.ram, &request.image, &request.boot).map_err(|source| RunError::Boot {
             path: request.name.clone(),

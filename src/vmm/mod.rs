@@ -6,5 +6,6 @@ pub mod memory;
 pub mod memslots;
 pub mod outcome;
 pub mod state_text;
+pub mod teardown;
 pub mod vcpu;
 pub mod vm;
