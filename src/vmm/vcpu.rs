@@ -16,6 +16,7 @@ use crate::boot::{BootCpuState, EntryMode};
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
+use crate::vmm::memslots::{MemslotError, RamRegistered};
 use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
 use crate::x86::paging::{LinearMemory, PagedMemory};
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
@@ -24,6 +25,8 @@ use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 pub enum VcpuError {
     #[error("KVM ioctl {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    #[error("guest RAM: {0}")]
+    Memory(#[from] MemslotError),
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -290,6 +293,8 @@ pub struct Vcpu {
     /// Run by a thread other than its own, which gave it a time budget: a kick then means
     /// the budget is spent ([`VcpuEvent::Yielded`]).
     pub borrowed: bool,
+    /// Guest RAM's registration with KVM, waited for before the first run (see memslots).
+    pub ram_registered: Option<Arc<RamRegistered>>,
     debug: DebugConfig,
 }
 
@@ -307,6 +312,7 @@ impl Vcpu {
             planted_bytes: PlantedBytes::default(),
             catch_mode: false,
             borrowed: false,
+            ram_registered: None,
             debug: DebugConfig::default(),
         }
     }
@@ -411,6 +417,9 @@ impl Vcpu {
 
     /// Runs until something the caller must decide on happens.
     pub fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
+        if let Some(registered) = self.ram_registered.take() {
+            registered.wait()?;
+        }
         let mut mode = if self.catch_mode {
             Some(self.mode_key()?)
         } else {

@@ -123,7 +123,9 @@ impl Vm {
             if id == 0 {
                 route_pic_through_lapic(&vcpu_fd)?;
             }
-            vcpus.push(Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone()));
+            let mut vcpu = Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone());
+            vcpu.ram_registered = Some(slots.registered());
+            vcpus.push(vcpu);
         }
         Ok(Vm {
             kvm,
