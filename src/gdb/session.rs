@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::gdb::arch::RegLayout;
 use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInput, SharedInbox};
-use crate::gdb::event_loop::{stop_the_rest, VmEventLoop};
+use crate::gdb::event_loop::{serve_client, stop_the_rest};
 use crate::gdb::target::{TargetFault, VmTarget};
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
@@ -130,7 +130,7 @@ fn attach(
         .with_packet_buffer(&mut packet_buffer)
         .build()
         .expect("a packet buffer is given");
-    let result = stub.run_blocking::<VmEventLoop>(target);
+    let result = serve_client(stub, target);
     if let Some(end) = target.run_end.clone() {
         return Ok(Some(end));
     }

@@ -31,7 +31,9 @@ use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOp
 use gdbstub::target::{Target, TargetError, TargetResult};
 use thiserror::Error;
 
-use crate::gdb::arch::{target_xml, GdbvisorArch, RegLayout, RegisterFile, X86RegId, X86Registers};
+use crate::gdb::arch::{
+    target_xml, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
+};
 use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::handler_entry;
@@ -187,13 +189,26 @@ impl VmTarget {
         Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
     }
 
-    /// The vCPU's state at this stop, fetched once, when first needed.
+    /// The vCPU's whole state at this stop, fetched once, when first needed.
     pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
+        let slot = usize::from(id);
+        if !self.snapshots[slot].as_ref().is_some_and(|s| s.complete) {
+            let snapshot = self
+                .machine
+                .with_vcpu(id, |vcpu| CpuSnapshot::fetch(vcpu))??;
+            self.snapshots[slot] = Some(snapshot);
+        }
+        Ok(self.snapshots[slot].as_ref().expect("just filled"))
+    }
+
+    /// At least the vCPU's general and segment registers at this stop (see
+    /// [`CpuSnapshot::fetch_core`]): enough for its pc, mode and page tables.
+    fn core(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
         if self.snapshots[slot].is_none() {
             let snapshot = self
                 .machine
-                .with_vcpu(id, |vcpu| CpuSnapshot::fetch(vcpu))??;
+                .with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))??;
             self.snapshots[slot] = Some(snapshot);
         }
         Ok(self.snapshots[slot].as_ref().expect("just filled"))
@@ -208,7 +223,7 @@ impl VmTarget {
         len: usize,
         mut each: impl FnMut(&GuestRam, u64, usize, usize) -> bool,
     ) -> Result<usize, TargetFault> {
-        let regs = self.snapshot(id)?.control_regs();
+        let regs = self.core(id)?.control_regs();
         let mut done = 0;
         while done < len {
             let addr = start.wrapping_add(done as u64);
@@ -240,7 +255,7 @@ impl VmTarget {
         let mut views = Vec::new();
         let mut real_mode = false;
         for &id in &runners {
-            let snapshot = self.snapshot(id)?;
+            let snapshot = self.core(id)?;
             views.push((snapshot.control_regs(), snapshot.pc()));
             real_mode |= snapshot.mode() == CpuMode::Real;
         }
@@ -260,7 +275,7 @@ impl VmTarget {
             {
                 continue;
             }
-            let pc = self.snapshot(id)?.pc();
+            let pc = self.core(id)?.pc();
             // `hlt` only ends with an interrupt: let that interrupt's handler run whole and
             // stop after the `hlt`, as a step that never lands in the handler.
             let target = if self.at_hlt(id, pc) {
@@ -393,9 +408,42 @@ impl VmTarget {
         })
     }
 
+    /// The registers gdb reads at every stop (pc, stack and frame pointers, flags) of the
+    /// stopped thread, for the stop reply: gdb then needs no `g` after a step or a hit.
+    pub fn expedited(&mut self, stop: &MultiThreadStopReason<u64>) -> Vec<(X86RegId, Vec<u8>)> {
+        const EXPEDITED: [Reg; 4] = [Reg::Rip, Reg::Rsp, Reg::Rbp, Reg::Eflags];
+        let tid = match *stop {
+            MultiThreadStopReason::SignalWithThread { tid, .. }
+            | MultiThreadStopReason::SwBreak(tid)
+            | MultiThreadStopReason::HwBreak(tid)
+            | MultiThreadStopReason::Watch { tid, .. } => tid,
+            _ => return Vec::new(),
+        };
+        let layout = self.layout;
+        let Ok(core) = self.core(Self::id(tid)) else {
+            return Vec::new();
+        };
+        // Only general registers are read from it, which a core snapshot has.
+        let regs = X86Registers {
+            layout,
+            file: core.to_file(),
+        };
+        let mut value = [0u8; 16];
+        regs.layout
+            .registers()
+            .iter()
+            .enumerate()
+            .filter(|(_, info)| EXPEDITED.contains(&info.reg))
+            .filter_map(|(regnum, _)| {
+                let len = regs.read_register(regnum, &mut value)?;
+                Some((X86RegId(regnum), value[..len].to_vec()))
+            })
+            .collect()
+    }
+
     /// The handler entry of the int3/int1/int n vCPU `id` is about to execute, if it is one.
     fn soft_interrupt_handler(&mut self, id: u8) -> Result<Option<u64>, TargetFault> {
-        let pc = self.snapshot(id)?.pc();
+        let pc = self.core(id)?.pc();
         let mut insn = [0u8; 2];
         let read = self.access_linear(id, pc, 2, |ram, phys, at, n| {
             ram.read(phys, &mut insn[at..at + n]).is_ok()
@@ -404,7 +452,7 @@ impl VmTarget {
             return Ok(None);
         };
         let ram = self.ram.clone();
-        Ok(handler_entry(&ram, self.snapshot(id)?, soft.vector()))
+        Ok(handler_entry(&ram, self.core(id)?, soft.vector()))
     }
 
     /// The DR7 data watchpoint whose slot DR6 reports as hit.
@@ -872,7 +920,7 @@ impl HwWatchpoint for VmTarget {
 
 impl SwBreakpoint for VmTarget {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        let regs = match self.snapshot(0) {
+        let regs = match self.core(0) {
             Ok(s) => s.control_regs(),
             Err(e) => return fault(e),
         };
