@@ -31,11 +31,20 @@ pub struct CpuSnapshot {
 impl CpuSnapshot {
     /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
     /// left at defaults, sparing four ioctls when gdb asks for no more.
-    pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
-        let fd = vcpu.fd();
+    pub fn fetch_core(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
+        let (regs, sregs) = match vcpu.exit_registers() {
+            Some(registers) => registers,
+            None => {
+                let fd = vcpu.fd();
+                (
+                    fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?,
+                    fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?,
+                )
+            }
+        };
         Ok(CpuSnapshot {
-            regs: fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?,
-            sregs: fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?,
+            regs,
+            sregs,
             fpu: kvm_fpu::default(),
             debugregs: kvm_debugregs::default(),
             kernel_gs_base: 0,
@@ -44,7 +53,7 @@ impl CpuSnapshot {
         })
     }
 
-    pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
+    pub fn fetch(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
         let fd = vcpu.fd();
         let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
             index: MSR_KERNEL_GS_BASE,

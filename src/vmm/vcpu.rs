@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{kvm_debug_exit_arch, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED};
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use thiserror::Error;
 
 use crate::boot::layout::{
@@ -295,11 +295,16 @@ pub struct Vcpu {
     pub borrowed: bool,
     /// Guest RAM's registration with KVM, waited for before the first run (see memslots).
     pub ram_registered: Option<Arc<RamRegistered>>,
+    /// The registers KVM copied into the run page at the last exit are still the vCPU's.
+    exit_regs_fresh: bool,
     debug: DebugConfig,
 }
 
 impl Vcpu {
-    pub fn new(id: u8, fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
+    pub fn new(id: u8, mut fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
+        // KVM_CAP_SYNC_REGS: every exit leaves general and segment registers in the run page.
+        fd.set_sync_valid_reg(SyncReg::Register);
+        fd.set_sync_valid_reg(SyncReg::SystemRegister);
         Vcpu {
             id,
             fd,
@@ -313,12 +318,25 @@ impl Vcpu {
             catch_mode: false,
             borrowed: false,
             ram_registered: None,
+            exit_regs_fresh: false,
             debug: DebugConfig::default(),
         }
     }
 
-    pub fn fd(&self) -> &VcpuFd {
+    /// The vCPU's handle, for ioctls a caller makes itself. Registers may be written through
+    /// it, so the copy KVM left at the last exit is not trusted afterwards.
+    pub fn fd(&mut self) -> &VcpuFd {
+        self.exit_regs_fresh = false;
         &self.fd
+    }
+
+    /// General and segment registers as KVM left them in the run page at the last exit, unless
+    /// anything may have written registers since: a stop's state without two ioctls.
+    pub fn exit_registers(&self) -> Option<(kvm_regs, kvm_sregs)> {
+        self.exit_regs_fresh.then(|| {
+            let sync = self.fd.sync_regs();
+            (sync.regs, sync.sregs)
+        })
     }
 
     pub fn control(&self) -> Arc<VcpuControl> {
@@ -458,7 +476,10 @@ impl Vcpu {
     }
 
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
-        let exit = match self.fd.run() {
+        let result = self.fd.run();
+        // KVM refreshed the run page's copy of the registers, whatever the outcome.
+        self.exit_regs_fresh = true;
+        let exit = match result {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 return self.after_kick();
@@ -636,6 +657,7 @@ impl Vcpu {
     ) -> Result<(), VcpuError> {
         log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
         self.soft_interrupts_completed += 1;
+        self.exit_regs_fresh = false;
         regs.rip += soft.insn_len();
         self.fd
             .set_regs(&regs)
