@@ -32,16 +32,7 @@ impl CpuSnapshot {
     /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
     /// left at defaults, sparing four ioctls when gdb asks for no more.
     pub fn fetch_core(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
-        let (regs, sregs) = match vcpu.exit_registers() {
-            Some(registers) => registers,
-            None => {
-                let fd = vcpu.fd();
-                (
-                    fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?,
-                    fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?,
-                )
-            }
-        };
+        let (regs, sregs) = vcpu.regs_and_sregs()?;
         Ok(CpuSnapshot {
             regs,
             sregs,

@@ -332,7 +332,7 @@ impl Vcpu {
 
     /// General and segment registers as KVM left them in the run page at the last exit, unless
     /// anything may have written registers since: a stop's state without two ioctls.
-    pub fn exit_registers(&self) -> Option<(kvm_regs, kvm_sregs)> {
+    fn exit_registers(&self) -> Option<(kvm_regs, kvm_sregs)> {
         self.exit_regs_fresh.then(|| {
             let sync = self.fd.sync_regs();
             (sync.regs, sync.sregs)
@@ -462,8 +462,12 @@ impl Vcpu {
         Ok(ModeKey::of(&regs, &sregs))
     }
 
+    /// General and segment registers: KVM's copy from the last exit when still valid, else
     /// KVM_GET_REGS and KVM_GET_SREGS.
-    fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
+    pub fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
+        if let Some(registers) = self.exit_registers() {
+            return Ok(registers);
+        }
         let regs = self
             .fd
             .get_regs()
