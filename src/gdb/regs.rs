@@ -31,7 +31,7 @@ pub struct CpuSnapshot {
 impl CpuSnapshot {
     /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
     /// left at defaults, sparing four ioctls when gdb asks for no more.
-    pub fn fetch_core(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
+    pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
         let (regs, sregs) = vcpu.regs_and_sregs()?;
         Ok(CpuSnapshot {
             regs,
@@ -44,7 +44,7 @@ impl CpuSnapshot {
         })
     }
 
-    pub fn fetch(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
+    pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
         let fd = vcpu.fd();
         let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
             index: MSR_KERNEL_GS_BASE,

@@ -193,7 +193,9 @@ impl VmTarget {
     pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
         if !self.snapshots[slot].as_ref().is_some_and(|s| s.complete) {
-            let snapshot = self.machine.with_vcpu(id, CpuSnapshot::fetch)??;
+            let snapshot = self
+                .machine
+                .with_vcpu(id, |vcpu| CpuSnapshot::fetch(vcpu))??;
             self.snapshots[slot] = Some(snapshot);
         }
         Ok(self.snapshots[slot].as_ref().expect("just filled"))
@@ -204,7 +206,9 @@ impl VmTarget {
     fn core(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
         if self.snapshots[slot].is_none() {
-            let snapshot = self.machine.with_vcpu(id, CpuSnapshot::fetch_core)??;
+            let snapshot = self
+                .machine
+                .with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))??;
             self.snapshots[slot] = Some(snapshot);
         }
         Ok(self.snapshots[slot].as_ref().expect("just filled"))

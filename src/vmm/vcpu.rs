@@ -1,6 +1,7 @@
 //! One vCPU: its initial state, and a run loop that handles device I/O itself and returns
 //! every other event to the caller, who decides whether to run it again.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -295,8 +296,9 @@ pub struct Vcpu {
     pub borrowed: bool,
     /// Guest RAM's registration with KVM, waited for before the first run (see memslots).
     pub ram_registered: Option<Arc<RamRegistered>>,
-    /// The registers KVM copied into the run page at the last exit are still the vCPU's.
-    exit_regs_fresh: bool,
+    /// The registers KVM copied into the run page at the last exit are still the vCPU's
+    /// (a Cell: `fd()` hands out a shared handle that may write them).
+    exit_regs_fresh: Cell<bool>,
     debug: DebugConfig,
 }
 
@@ -318,22 +320,22 @@ impl Vcpu {
             catch_mode: false,
             borrowed: false,
             ram_registered: None,
-            exit_regs_fresh: false,
+            exit_regs_fresh: Cell::new(false),
             debug: DebugConfig::default(),
         }
     }
 
     /// The vCPU's handle, for ioctls a caller makes itself. Registers may be written through
     /// it, so the copy KVM left at the last exit is not trusted afterwards.
-    pub fn fd(&mut self) -> &VcpuFd {
-        self.exit_regs_fresh = false;
+    pub fn fd(&self) -> &VcpuFd {
+        self.exit_regs_fresh.set(false);
         &self.fd
     }
 
     /// General and segment registers as KVM left them in the run page at the last exit, unless
     /// anything may have written registers since: a stop's state without two ioctls.
     fn exit_registers(&self) -> Option<(kvm_regs, kvm_sregs)> {
-        self.exit_regs_fresh.then(|| {
+        self.exit_regs_fresh.get().then(|| {
             let sync = self.fd.sync_regs();
             (sync.regs, sync.sregs)
         })
@@ -384,6 +386,7 @@ impl Vcpu {
 
     /// Sets registers for the loader's entry state.
     pub fn set_boot_state(&self, boot: &BootCpuState) -> Result<(), VcpuError> {
+        self.exit_regs_fresh.set(false);
         let mut sregs = self
             .fd
             .get_sregs()
@@ -482,7 +485,7 @@ impl Vcpu {
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
         let result = self.fd.run();
         // KVM refreshed the run page's copy of the registers, whatever the outcome.
-        self.exit_regs_fresh = true;
+        self.exit_regs_fresh.set(true);
         let exit = match result {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -661,7 +664,7 @@ impl Vcpu {
     ) -> Result<(), VcpuError> {
         log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
         self.soft_interrupts_completed += 1;
-        self.exit_regs_fresh = false;
+        self.exit_regs_fresh.set(false);
         regs.rip += soft.insn_len();
         self.fd
             .set_regs(&regs)
