@@ -97,6 +97,18 @@ pub struct RunArgs {
     /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub gdb_arch: GdbArch,
+    /// On a triple fault or KVM failure (or an isa-debug-exit status other than --expect-exit),
+    /// save the VM to DIR/gdbvisor-<pid>-<reason>.core before exiting.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub dump_on_crash: Option<PathBuf>,
+    /// The exit status the guest's isa-debug-exit should give; with --dump-on-crash, another
+    /// status saves the VM too. Exit statuses do not change.
+    #[arg(long, value_name = "N", global = true)]
+    pub expect_exit: Option<i32>,
+    /// Open a saved VM (gdbvisor's `monitor dump`/--dump-on-crash, or QEMU dump-guest-memory)
+    /// instead of booting: serve it to gdb with --gdb, or print its registers.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd"], global = true)]
+    pub snapshot: Option<PathBuf>,
 }
 
 /// `--gdb-arch` values.
@@ -199,6 +211,14 @@ mod tests {
             Ok(Some(GdbEndpoint::Stdio))
         );
         assert_eq!(parse(&["g", "-S"]), Err(CliError::WaitWithoutGdb));
+    }
+
+    #[test]
+    fn snapshot_with_kernel_is_a_usage_error() {
+        let err = Cli::try_parse_from(["g", "--snapshot", "s.core", "--kernel", "k"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let cli = Cli::try_parse_from(["g", "--snapshot", "s.core", "--gdb", "stdio"]).unwrap();
+        assert_eq!(cli.run.snapshot, Some(PathBuf::from("s.core")));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod devices;
 pub mod gdb;
 pub mod runner;
+pub mod snapshot;
 pub mod test_kernels;
 pub mod vmm;
 pub mod x86;

@@ -14,6 +14,7 @@ use gdbvisor::devices::sink::SinkSpec;
 use gdbvisor::gdb::conn::GdbEndpoint;
 use gdbvisor::gdb::session::GdbOptions;
 use gdbvisor::runner::{self, status, RunRequest};
+use gdbvisor::snapshot::{self, post_mortem::PostMortem};
 use gdbvisor::vmm::doctor;
 
 fn main() -> ExitCode {
@@ -43,6 +44,17 @@ fn exit(code: i32) -> ExitCode {
 
 fn run(cli: Cli) -> Result<i32, (String, i32)> {
     let args = cli.run;
+    if let Some(path) = &args.snapshot {
+        let gdb = args
+            .gdb_endpoint()
+            .map_err(|e| (e.to_string(), status::BAD_INPUT))?
+            .map(|endpoint| GdbOptions {
+                endpoint,
+                wait: false,
+                arch: args.gdb_arch.layout(),
+            });
+        return snapshot::open_and_serve(path, gdb).map_err(|e| (e.to_string(), e.status()));
+    }
     let (name, image) = match (cli.command, &args.kernel) {
         (Some(Command::Doctor), _) => {
             return match doctor::examine() {
@@ -107,6 +119,10 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         serial: off_stdout(args.serial),
         debugcon: off_stdout(args.debugcon),
         gdb,
+        post_mortem: PostMortem {
+            dump_dir: args.dump_on_crash,
+            expect_exit: args.expect_exit,
+        },
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

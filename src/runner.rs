@@ -13,6 +13,7 @@ use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::session::{self, GdbOptions, SessionError};
+use crate::snapshot::post_mortem::PostMortem;
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
@@ -68,6 +69,8 @@ pub struct RunRequest {
     pub debugcon: SinkSpec,
     /// Serve gdb instead of just running.
     pub gdb: Option<GdbOptions>,
+    /// What to save when the run ends badly (`--dump-on-crash`, `--expect-exit`).
+    pub post_mortem: PostMortem,
 }
 
 impl RunRequest {
@@ -150,7 +153,9 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     let mut machine = Machine::start(vm.vcpus)?;
     machine.resume(0)?;
     let (id, event) = machine.wait_event(&interrupt, None)?;
-    let end = report_event(&mut machine, id, event?)?;
+    let event = event?;
+    let end = report_event(&mut machine, id, event.clone())?;
+    request.post_mortem.after(&event, &end, &mut machine, &ram);
     drop(machine);
     print_vga(&ram);
     Ok(end)

@@ -29,23 +29,6 @@ const RAM: u64 = 8 << 20;
 /// How long one QEMU + gdb run may take before the test kills both and fails.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// True when `program --version` runs. Under CI a missing tool fails loudly.
-fn tool_available(test: &str, program: &str, package: &str) -> bool {
-    let ok = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: {program} is not installed ({package}), and CI=true requires it");
-        }
-        eprintln!("SKIPPED {test}: {package} not installed");
-    }
-    ok
-}
-
 /// The linear addresses compared, all 4-byte aligned (a 4-byte read never crosses a page):
 /// the low 16 MiB page by page (null page, 4 KiB identity pages, the large pages, unmapped RAM
 /// and beyond), 0xC0000000-0xC07FFFFF page by page (the higher-half 4 KiB alias, its unmapped
@@ -304,8 +287,8 @@ fn crosscheck(
     large: PageSize,
     pdpt: Option<PdptAt>,
 ) {
-    if !tool_available(test, "qemu-system-i386", "qemu-system-x86")
-        || !tool_available(test, "gdb", "gdb")
+    if !common::tool_available(test, "qemu-system-i386", "qemu-system-x86")
+        || !common::tool_available(test, "gdb", "gdb")
     {
         return;
     }

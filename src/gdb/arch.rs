@@ -780,6 +780,28 @@ fn build_xml(layout: RegLayout) -> String {
 /// The complete, self-contained target.xml (no `xi:include`) for `layout`.
 ///
 /// Register order is [`RegLayout::registers`] order, which is the `g` packet order.
+/// Copies the part of `target.xml` gdb asked for (`qXfer:features:read`) into `buf`; `None` for
+/// another annex.
+pub fn target_xml_part(
+    layout: RegLayout,
+    annex: &[u8],
+    offset: u64,
+    length: usize,
+    buf: &mut [u8],
+) -> Option<usize> {
+    if annex != b"target.xml" {
+        return None;
+    }
+    let xml = target_xml(layout).as_bytes();
+    let start = (offset as usize).min(xml.len());
+    let end = start
+        .saturating_add(length)
+        .min(xml.len())
+        .min(start + buf.len());
+    buf[..end - start].copy_from_slice(&xml[start..end]);
+    Some(end - start)
+}
+
 pub fn target_xml(layout: RegLayout) -> &'static str {
     static XML: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     XML[layout.index()].get_or_init(|| build_xml(layout))

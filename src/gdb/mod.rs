@@ -6,6 +6,7 @@ pub mod event_loop;
 pub mod monitor;
 pub mod regs;
 pub mod session;
+pub mod snapshot_target;
 pub mod step;
 pub mod target;
 pub mod watchpoints;

@@ -24,6 +24,9 @@ pub struct CpuSnapshot {
     pub kernel_gs_base: u64,
     /// KVM_MP_STATE_*: runnable, halted, or waiting for INIT/SIPI.
     pub mp_state: u32,
+    /// The PAE PDPTE registers when known (a snapshot, or KVM_GET_SREGS2); the walker reads the
+    /// PDPT from memory otherwise.
+    pub pdptrs: Option<[u64; 4]>,
     /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
     pub complete: bool,
 }
@@ -40,6 +43,7 @@ impl CpuSnapshot {
             debugregs: kvm_debugregs::default(),
             kernel_gs_base: 0,
             mp_state: KVM_MP_STATE_RUNNABLE,
+            pdptrs: None,
             complete: false,
         })
     }
@@ -67,17 +71,22 @@ impl CpuSnapshot {
                 .get_mp_state()
                 .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?
                 .mp_state,
+            pdptrs: None,
             complete: true,
         })
     }
 
     pub fn control_regs(&self) -> ControlRegs {
-        ControlRegs::new(
+        let regs = ControlRegs::new(
             self.sregs.cr0,
             self.sregs.cr3,
             self.sregs.cr4,
             self.sregs.efer,
-        )
+        );
+        match self.pdptrs {
+            Some(pdptrs) => regs.with_pdptrs(pdptrs),
+            None => regs,
+        }
     }
 
     /// How the vCPU waits, as `info threads` shows it.

@@ -32,7 +32,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use thiserror::Error;
 
 use crate::gdb::arch::{
-    target_xml, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
+    target_xml_part, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
 };
 use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
@@ -972,17 +972,7 @@ impl TargetDescriptionXmlOverride for VmTarget {
         length: usize,
         buf: &mut [u8],
     ) -> TargetResult<usize, Self> {
-        if annex != b"target.xml" {
-            return Err(TargetError::NonFatal);
-        }
-        let xml = target_xml(self.layout).as_bytes();
-        let start = (offset as usize).min(xml.len());
-        let end = start
-            .saturating_add(length)
-            .min(xml.len())
-            .min(start + buf.len());
-        buf[..end - start].copy_from_slice(&xml[start..end]);
-        Ok(end - start)
+        target_xml_part(self.layout, annex, offset, length, buf).ok_or(TargetError::NonFatal)
     }
 }
 

@@ -36,7 +36,12 @@ impl GuestRam {
         if size < 2 << 20 {
             return Err(MemoryError::TooSmall(size));
         }
-        let ranges = Self::ranges_for(size);
+        Self::from_ranges(&Self::ranges_for(size))
+    }
+
+    /// RAM with exactly these (start, length) ranges (a snapshot's), sorted and disjoint.
+    pub fn from_ranges(ranges: &[(u64, u64)]) -> Result<Self, MemoryError> {
+        let size = ranges.iter().map(|r| r.1).sum();
         let regions: Vec<(GuestAddress, usize)> = ranges
             .iter()
             .map(|&(start, len)| (GuestAddress(start), len as usize))

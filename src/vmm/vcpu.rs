@@ -436,6 +436,21 @@ impl Vcpu {
             .map_err(|e| VcpuError::Kvm("SET_REGS", e))
     }
 
+    /// Completes a port or MMIO exit KVM still holds (RIP past the `out`, an `in`'s register
+    /// written) without running the guest: KVM_RUN with `immediate_exit` set finishes it and
+    /// returns EINTR at once. Done before saving the state after such an exit.
+    pub fn complete_pending_exit(&mut self) -> Result<(), VcpuError> {
+        self.fd.set_kvm_immediate_exit(1);
+        let result = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match result {
+            Err(e) if e.errno() != libc::EINTR && e.errno() != libc::EAGAIN => {
+                Err(VcpuError::Kvm("RUN", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs until something the caller must decide on happens.
     pub fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
         if let Some(registered) = self.ram_registered.take() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gdb;
+pub mod session;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,6 +23,24 @@ pub fn kvm_available(test: &str) -> bool {
         eprintln!("SKIPPED {test}: /dev/kvm is not usable on this machine");
     }
     usable
+}
+
+/// True when `program --version` runs. Under CI a missing tool fails loudly; elsewhere the test
+/// prints why it skips.
+pub fn tool_available(test: &str, program: &str, package: &str) -> bool {
+    let ok = Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: {program} is not installed ({package}), and CI=true requires it");
+        }
+        eprintln!("SKIPPED {test}: {package} not installed");
+    }
+    ok
 }
 
 /// Address of `symbol` in `elf`, from binutils' `nm`.

@@ -62,7 +62,7 @@ pub const COMMANDS: &[Command] = &[
         "msr",
         &[],
         "INDEX",
-        "one MSR through KVM_GET_MSRS",
+        "one MSR through KVM_GET_MSRS (a snapshot: the MSRs it saved)",
         "msr 0xc0000080",
     ),
     cmd(
@@ -149,6 +149,13 @@ pub const COMMANDS: &[Command] = &[
         "",
         "keep the guest stopped when gdb disconnects (for a reconnect)",
         "hold",
+    ),
+    cmd(
+        "dump",
+        &[],
+        "FILE",
+        "save the whole VM (RAM, every vCPU's registers) as an ELF core; open it with gdbvisor --snapshot FILE",
+        "dump /tmp/guest.core",
     ),
     cmd(
         "arch",

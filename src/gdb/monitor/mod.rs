@@ -5,18 +5,25 @@
 //! arguments produce the command's usage line, never a panic.
 
 mod help;
+pub(crate) mod live;
 mod memory;
-mod msr;
+pub(crate) mod msr;
+pub(crate) use live::dump;
 mod pt;
 mod regs;
 mod tables;
 mod view;
 mod walk;
 
+use std::sync::Arc;
+
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 use thiserror::Error;
 
+use crate::gdb::arch::RegLayout;
+use crate::gdb::regs::CpuSnapshot;
 use crate::gdb::target::{TargetFault, VmTarget};
+use crate::vmm::memory::GuestRam;
 use view::View;
 
 /// Why a command printed no result.
@@ -33,142 +40,139 @@ pub enum MonitorError {
     Target(#[from] TargetFault),
 }
 
-type Lines = Result<Vec<String>, MonitorError>;
+pub type Lines = Result<Vec<String>, MonitorError>;
+
+/// What the monitor commands read and act on: a live VM ([`VmTarget`]) or a saved one
+/// ([`crate::gdb::snapshot_target::SnapshotTarget`]). Every view (tables, walks, page tables,
+/// memory) needs only a vCPU's state and guest RAM, so both serve the same commands.
+pub trait MonitorHost {
+    fn vcpu_count(&self) -> usize;
+    /// The vCPU of gdb's current thread (commands act on it without a `cpu N` prefix).
+    fn current_vcpu(&self) -> u8;
+    /// vCPU `id`'s state at this stop.
+    fn cpu_state(&mut self, id: u8) -> Result<CpuSnapshot, TargetFault>;
+    fn guest_ram(&self) -> Arc<GuestRam>;
+    /// The register description this gdb session is served.
+    fn served_layout(&self) -> RegLayout;
+    /// `phys on|off`: gdb's memory addresses are guest-physical (on) or linear.
+    fn set_phys_mode(&mut self, on: bool);
+    /// `threads`: one line per vCPU.
+    fn thread_lines(&mut self) -> Result<Vec<String>, TargetFault>;
+    /// The commands whose answer depends on what is behind the target: `hold`, `catch`, `msr`,
+    /// `dump`.
+    fn host_command(&mut self, vcpu: u8, name: &str, args: &[&str]) -> Lines;
+}
+
+/// Parses `[cpu N] COMMAND ARGS…`, runs it, and prints its lines (or its error) to gdb.
+pub fn handle_monitor<T: MonitorHost>(
+    target: &mut T,
+    cmd: &[u8],
+    mut out: ConsoleOutput<'_>,
+) -> Result<(), TargetFault> {
+    let text = String::from_utf8_lossy(cmd);
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    let count = target.vcpu_count();
+    // `cpu N CMD…` runs CMD on vCPU N instead of gdb's current thread.
+    let vcpu = match words.as_slice() {
+        ["cpu", n, _, ..] => match view::parse_num(n) {
+            Some(n) if n < count as u64 => {
+                words.drain(..2);
+                n as u8
+            }
+            _ => {
+                gdbstub::outputln!(out, "usage: cpu N COMMAND (N from 0 to {})", count - 1);
+                return Ok(());
+            }
+        },
+        ["cpu", ..] => {
+            gdbstub::outputln!(out, "usage: cpu N COMMAND (N from 0 to {})", count - 1);
+            return Ok(());
+        }
+        _ => target.current_vcpu(),
+    };
+    let result = match words.split_first() {
+        None => help::help(&[]),
+        Some((name, args)) => run(target, vcpu, name, args),
+    };
+    match result {
+        Ok(lines) => {
+            for line in lines.iter().flat_map(|l| l.lines()) {
+                gdbstub::outputln!(out, "{line}");
+            }
+        }
+        Err(MonitorError::Target(fault)) => return Err(fault),
+        Err(e) => gdbstub::outputln!(out, "{e}"),
+    }
+    Ok(())
+}
 
 impl MonitorCmd for VmTarget {
     fn handle_monitor_cmd(
         &mut self,
         cmd: &[u8],
-        mut out: ConsoleOutput<'_>,
+        out: ConsoleOutput<'_>,
     ) -> Result<(), TargetFault> {
-        let text = String::from_utf8_lossy(cmd);
-        let mut words: Vec<&str> = text.split_whitespace().collect();
-        // `cpu N CMD…` runs CMD on vCPU N instead of gdb's current thread.
-        let vcpu = match words.as_slice() {
-            ["cpu", n, _, ..] => match view::parse_num(n) {
-                Some(n) if n < self.vcpu_count() as u64 => {
-                    words.drain(..2);
-                    n as u8
-                }
-                _ => {
-                    gdbstub::outputln!(
-                        out,
-                        "usage: cpu N COMMAND (N from 0 to {})",
-                        self.vcpu_count() - 1
-                    );
-                    return Ok(());
-                }
-            },
-            ["cpu", ..] => {
-                gdbstub::outputln!(
-                    out,
-                    "usage: cpu N COMMAND (N from 0 to {})",
-                    self.vcpu_count() - 1
-                );
-                return Ok(());
-            }
-            _ => self.current,
-        };
-        let result = match words.split_first() {
-            None => help::help(&[]),
-            Some((name, args)) => self.run(vcpu, name, args),
-        };
-        match result {
-            Ok(lines) => {
-                for line in lines.iter().flat_map(|l| l.lines()) {
-                    gdbstub::outputln!(out, "{line}");
-                }
-            }
-            Err(MonitorError::Target(fault)) => return Err(fault),
-            Err(e) => gdbstub::outputln!(out, "{e}"),
-        }
-        Ok(())
+        handle_monitor(self, cmd, out)
     }
 }
 
-impl VmTarget {
-    fn run(&mut self, vcpu: u8, name: &str, args: &[&str]) -> Lines {
-        let no_args = |lines: Lines| -> Lines {
-            if args.is_empty() {
-                lines
-            } else {
-                Err(help::usage(name))
+fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> Lines {
+    let no_args = |lines: Lines| -> Lines {
+        if args.is_empty() {
+            lines
+        } else {
+            Err(help::usage(name))
+        }
+    };
+    match name {
+        "help" => help::help(args),
+        "hold" | "catch" | "msr" | "dump" => target.host_command(vcpu, name, args),
+        "arch" => {
+            // What gdb should `set architecture` to for the mode vCPU 0 is in now, and
+            // what this session serves (the helper reconnects when they differ).
+            let now = target.cpu_state(0)?.layout();
+            no_args(Ok(vec![format!(
+                "{} {}",
+                now.architecture(),
+                target.served_layout().architecture()
+            )]))
+        }
+        "phys" => match args {
+            ["on"] => {
+                target.set_phys_mode(true);
+                Ok(vec!["gdb memory addresses are guest-physical now".into()])
             }
-        };
-        match name {
-            "help" => help::help(args),
-            "hold" => {
-                self.hold = true;
-                no_args(Ok(vec![
-                    "the guest stays stopped when this gdb disconnects".into(),
-                ]))
+            ["off"] => {
+                target.set_phys_mode(false);
+                Ok(vec![
+                    "gdb memory addresses are linear (through the page tables) now".into(),
+                ])
             }
-            "arch" => {
-                // What gdb should `set architecture` to for the mode vCPU 0 is in now, and
-                // what this session serves (the helper reconnects when they differ).
-                let now = self.snapshot(0)?.layout();
-                no_args(Ok(vec![format!(
-                    "{} {}",
-                    now.architecture(),
-                    self.layout.architecture()
-                )]))
-            }
-            "phys" => match args {
-                ["on"] => {
-                    self.phys_mode = true;
-                    Ok(vec!["gdb memory addresses are guest-physical now".into()])
-                }
-                ["off"] => {
-                    self.phys_mode = false;
-                    Ok(vec![
-                        "gdb memory addresses are linear (through the page tables) now".into(),
-                    ])
-                }
-                _ => Err(help::usage("phys")),
-            },
-            "catch" => match args {
-                ["mode", "on"] => {
-                    self.catch_mode = true;
-                    Ok(vec![
-                        "stopping when a vCPU's CPU or paging mode changes (seen at the first exit after the switch: KVM does not exit on CR0/EFER writes)".into(),
-                    ])
-                }
-                ["mode", "off"] => {
-                    self.catch_mode = false;
-                    Ok(vec!["no longer stopping on mode changes".into()])
-                }
-                _ => Err(help::usage("catch")),
-            },
-            "threads" | "cpus" => {
-                self.snapshot_all()?;
-                no_args(Ok((0..self.vcpu_count() as u8)
-                    .map(|id| self.describe_thread(id))
-                    .collect()))
-            }
-            "msr" => msr::msr(self, vcpu, args),
-            _ => {
-                let Some(command) = help::find(name) else {
-                    return Err(MonitorError::Failed(format!(
-                        "unknown monitor command '{name}'; try 'monitor help'"
-                    )));
-                };
-                let v = View::new(self, vcpu)?;
-                match command.name {
-                    "mode" => no_args(Ok(vec![regs::mode(&v)])),
-                    "cregs" => no_args(Ok(regs::cregs(&v))),
-                    "sregs" => no_args(Ok(regs::sregs(&v))),
-                    "dregs" => no_args(Ok(regs::dregs(&v))),
-                    "gdt" => tables::gdt(&v, args),
-                    "ldt" => no_args(tables::ldt(&v)),
-                    "idt" => tables::idt(&v, args),
-                    "tss" => no_args(tables::tss(&v)),
-                    "walk" => walk::walk(&v, args),
-                    "pt" => pt::pt(&v, args),
-                    "p2v" => pt::p2v(&v, args),
-                    "xp" => memory::xp(&v, args),
-                    "vga" => no_args(memory::vga(&v)),
-                    other => Err(help::usage(other)),
-                }
+            _ => Err(help::usage("phys")),
+        },
+        "threads" | "cpus" => no_args(Ok(target.thread_lines()?)),
+        _ => {
+            let Some(command) = help::find(name) else {
+                return Err(MonitorError::Failed(format!(
+                    "unknown monitor command '{name}'; try 'monitor help'"
+                )));
+            };
+            let v = View::new(target, vcpu)?;
+            match command.name {
+                "mode" => no_args(Ok(vec![regs::mode(&v)])),
+                "cregs" => no_args(Ok(regs::cregs(&v))),
+                "sregs" => no_args(Ok(regs::sregs(&v))),
+                "dregs" => no_args(Ok(regs::dregs(&v))),
+                "gdt" => tables::gdt(&v, args),
+                "ldt" => no_args(tables::ldt(&v)),
+                "idt" => tables::idt(&v, args),
+                "tss" => no_args(tables::tss(&v)),
+                "walk" => walk::walk(&v, args),
+                "pt" => pt::pt(&v, args),
+                "p2v" => pt::p2v(&v, args),
+                "xp" => memory::xp(&v, args),
+                "vga" => no_args(memory::vga(&v)),
+                other => Err(help::usage(other)),
             }
         }
     }

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use super::MonitorHost;
 use crate::gdb::regs::CpuSnapshot;
-use crate::gdb::target::{TargetFault, VmTarget};
+use crate::gdb::target::TargetFault;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::vcpu::from_kvm_segment;
 use crate::x86::{ControlRegs, CpuMode, PagedMemory, SegmentCache, SegmentRegister, TableRegister};
@@ -19,12 +20,12 @@ pub struct View {
 }
 
 impl View {
-    pub fn new(target: &mut VmTarget, vcpu: u8) -> Result<View, TargetFault> {
-        let snap = target.snapshot(vcpu)?.clone();
+    pub fn new(target: &mut impl MonitorHost, vcpu: u8) -> Result<View, TargetFault> {
+        let snap = target.cpu_state(vcpu)?;
         Ok(View {
             regs: snap.control_regs(),
             mode: snap.mode(),
-            ram: target.ram.clone(),
+            ram: target.guest_ram(),
             snap,
         })
     }

@@ -1,0 +1,169 @@
+//! Post-mortem debugging: a guest's whole state in an ELF core file, and back.
+//!
+//! 1. [`capture`] reads every vCPU of a stopped VM (finishing a pending port exit first) into
+//!    [`CpuSnapshot`]s, with the PAE PDPTE registers from KVM_GET_SREGS2.
+//! 2. [`write`] writes them and guest RAM as an ELF64 core: one PT_LOAD per RAM range (zero
+//!    pages are holes in a sparse file), one PT_NOTE with NT_PRSTATUS and gdbvisor's own notes
+//!    per vCPU ([`notes`]).
+//! 3. [`Snapshot::open`] reads such a file, or a QEMU `dump-guest-memory` file ([`qemu`]), into
+//!    RAM with the same layout and the vCPUs' state; [`crate::gdb::snapshot_target`] serves gdb
+//!    from it with the same walker and monitor commands as a live VM.
+
+pub mod capture;
+pub mod elf;
+pub mod notes;
+pub mod open;
+pub mod post_mortem;
+pub mod qemu;
+#[cfg(test)]
+mod tests;
+pub mod write;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::gdb::regs::CpuSnapshot;
+use crate::vmm::memory::{GuestRam, MemoryError};
+
+pub use open::open_and_serve;
+pub use write::{write_core, WriteStats};
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+    #[error("not an ELF file (no \\x7fELF magic): not a gdbvisor or QEMU snapshot")]
+    NotElf,
+    #[error("truncated file: {0}")]
+    Truncated(String),
+    #[error("corrupt file: {0}")]
+    Corrupt(String),
+    #[error("not a snapshot gdbvisor can open: {0}")]
+    Foreign(String),
+    #[error("no CPU state: the core file has neither gdbvisor's (GDBVISOR) nor QEMU's (QEMU) CPU-state notes (a process core dump?)")]
+    NoCpuState,
+    #[error("no guest memory: the core file has no PT_LOAD segment")]
+    NoMemory,
+    #[error("guest memory of the snapshot: {0}")]
+    Memory(#[from] MemoryError),
+    #[error("cannot read the VM's state: {0}")]
+    Live(String),
+}
+
+/// Who wrote a snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Gdbvisor,
+    /// QEMU's `dump-guest-memory`, from a 32-bit (i386) or 64-bit ELF.
+    Qemu {
+        elf64: bool,
+    },
+}
+
+/// A guest's saved state: what gdb and every monitor command read instead of a live VM.
+pub struct Snapshot {
+    pub path: PathBuf,
+    pub origin: Origin,
+    pub cpus: Vec<CpuSnapshot>,
+    /// Guest RAM: exactly the snapshot's PT_LOAD ranges; anything else reads as an error.
+    pub ram: Arc<GuestRam>,
+    /// State the file lacks and that was inferred, in words (QEMU dumps: EFER, PDPTRs).
+    pub inferred: Vec<String>,
+}
+
+/// Loading copies this much of a PT_LOAD at a time.
+const CHUNK: usize = 1 << 20;
+
+impl Snapshot {
+    /// Opens a gdbvisor or QEMU snapshot file.
+    pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let file = File::open(path).map_err(SnapshotError::Read)?;
+        let core = elf::parse(&file)?;
+        let ours = notes::read_cpus(&core.notes)?;
+        let (origin, mut cpus) = match ours {
+            Some(cpus) => (Origin::Gdbvisor, cpus),
+            None => match qemu::read_cpus(&core.notes)? {
+                Some(cpus) => (
+                    Origin::Qemu {
+                        elf64: core.class64,
+                    },
+                    cpus,
+                ),
+                None => return Err(SnapshotError::NoCpuState),
+            },
+        };
+        if core.loads.is_empty() {
+            return Err(SnapshotError::NoMemory);
+        }
+        let ram = load_ram(&file, &core.loads)?;
+        let mut inferred = Vec::new();
+        if let Origin::Qemu { .. } = origin {
+            for (i, cpu) in cpus.iter_mut().enumerate() {
+                let said = qemu::infer(cpu, core.machine, &ram);
+                inferred.extend(said.into_iter().map(|s| format!("vCPU {i}: {s}")));
+            }
+        }
+        Ok(Snapshot {
+            path: path.to_path_buf(),
+            origin,
+            cpus,
+            ram: Arc::new(ram),
+            inferred,
+        })
+    }
+
+    /// One line: what the file is.
+    pub fn describe(&self) -> String {
+        let origin = match self.origin {
+            Origin::Gdbvisor => "gdbvisor snapshot".to_string(),
+            Origin::Qemu { elf64 } => format!(
+                "QEMU dump-guest-memory ({})",
+                if elf64 { "ELF64" } else { "ELF32" }
+            ),
+        };
+        let ram: u64 = self.ram.ranges().iter().map(|r| r.1).sum();
+        format!(
+            "{}: {origin}, {} vCPU{}, {} KiB of guest RAM in {} range{}",
+            self.path.display(),
+            self.cpus.len(),
+            if self.cpus.len() == 1 { "" } else { "s" },
+            ram >> 10,
+            self.ram.ranges().len(),
+            if self.ram.ranges().len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+        )
+    }
+}
+
+/// Guest RAM with exactly the PT_LOAD ranges, filled from the file. All-zero pages are not
+/// copied: fresh anonymous memory is already zero, and stays unallocated.
+fn load_ram(file: &File, loads: &[elf::Load]) -> Result<GuestRam, SnapshotError> {
+    let ranges: Vec<(u64, u64)> = loads.iter().map(|l| (l.paddr, l.memsz)).collect();
+    let ram = GuestRam::from_ranges(&ranges)?;
+    let mut buf = vec![0u8; CHUNK];
+    for load in loads {
+        let mut done = 0u64;
+        while done < load.filesz {
+            let n = (load.filesz - done).min(CHUNK as u64) as usize;
+            let chunk = &mut buf[..n];
+            file.read_exact_at(chunk, load.offset + done)
+                .map_err(SnapshotError::Read)?;
+            for (i, page) in chunk.chunks(4096).enumerate() {
+                if !write::is_zero(page) {
+                    ram.write(load.paddr + done + (i * 4096) as u64, page)?;
+                }
+            }
+            done += n as u64;
+        }
+    }
+    Ok(ram)
+}
