@@ -107,6 +107,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         serial: off_stdout(args.serial),
         debugcon: off_stdout(args.debugcon),
         gdb,
+        cpuid_hide: args.cpuid_hide,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

@@ -13,6 +13,7 @@ use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::session::{self, GdbOptions, SessionError};
+use crate::vmm::cpuid::{self, CpuidHide};
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
@@ -67,6 +68,8 @@ pub struct RunRequest {
     pub debugcon: SinkSpec,
     /// Serve gdb instead of just running.
     pub gdb: Option<GdbOptions>,
+    /// CPUID features the guest does not see.
+    pub cpuid_hide: CpuidHide,
 }
 
 impl RunRequest {
@@ -104,6 +107,15 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             path: request.name.clone(),
             source,
         })?;
+    let hidden = request.cpuid_hide.resolve();
+    cpuid::apply(&vm, &hidden)?;
+    if request.cpuid_hide == CpuidHide::Auto && !hidden.is_empty() {
+        let names: Vec<&str> = hidden.iter().map(|f| f.name()).collect();
+        eprintln!(
+            "gdbvisor: CPUID hides {} from the guest: this host's KVM cannot execute them (see `gdbvisor doctor`; --cpuid-hide none keeps them)",
+            names.join(",")
+        );
+    }
     if kernel.cpu.mode == EntryMode::Protected32 && writes_cr0(&request.image) {
         warn_if_no_legacy_paging();
     }
