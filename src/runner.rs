@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::boot::{self, BootError, BootParams, EntryMode, Module};
+use crate::boot::{self, BootError, BootFormat, BootParams, EntryMode, Module};
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
@@ -116,7 +116,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             names.join(",")
         );
     }
-    if kernel.cpu.mode == EntryMode::Protected32 && writes_cr0(&request.image) {
+    // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging.
+    if kernel.cpu.mode == EntryMode::Protected32
+        && kernel.format != BootFormat::Pvh
+        && writes_cr0(&request.image)
+    {
         warn_if_no_legacy_paging();
     }
     vm.vcpus[0].set_boot_state(&kernel.cpu)?;

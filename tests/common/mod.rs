@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gdb;
+pub mod linux;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
