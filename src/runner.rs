@@ -102,18 +102,34 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         serial: request.serial.open().map_err(RunError::Output)?,
         debugcon: request.debugcon.open().map_err(RunError::Output)?,
     })?;
-    let kernel =
-        boot::load(&vm.ram, &request.image, &request.boot).map_err(|source| RunError::Boot {
-            path: request.name.clone(),
-            source,
-        })?;
+    let bad_boot = |source| RunError::Boot {
+        path: request.name.clone(),
+        source,
+    };
     let hidden = request.cpuid_hide.resolve();
+    let mut params = request.boot.clone();
+    let format = match params.format {
+        Some(format) => format,
+        None => boot::detect(&request.image).map_err(bad_boot)?,
+    };
+    params.format = Some(format);
+    let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
+    for switch in &switches {
+        params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
+    }
+    let kernel = boot::load(&vm.ram, &request.image, &params).map_err(bad_boot)?;
     cpuid::apply(&vm, &hidden)?;
     if request.cpuid_hide == CpuidHide::Auto && !hidden.is_empty() {
         let names: Vec<&str> = hidden.iter().map(|f| f.name()).collect();
         eprintln!(
             "gdbvisor: CPUID hides {} from the guest: this host's KVM cannot execute them (see `gdbvisor doctor`; --cpuid-hide none keeps them)",
             names.join(",")
+        );
+    }
+    if !switches.is_empty() {
+        eprintln!(
+            "gdbvisor: appended \"{}\" to the kernel command line: this host's KVM shows the guest those features whatever its CPUID says",
+            switches.join(" ")
         );
     }
     // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging.

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use thiserror::Error;
 
+use crate::boot::BootFormat;
 use crate::vmm::vm::{cpuid_for, Vm, VmError};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -246,6 +247,28 @@ pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
     }
 }
 
+/// Linux command-line switches that hide what CPUID cannot: KVM-PVM passes the host's XSAVE
+/// bit through leaf 1 whatever KVM_SET_CPUID2 said, so a Linux guest there needs `noxsave`.
+/// Only for Linux kernels (bzImage or PVH), and only switches not already on `cmdline`.
+pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<&'static str> {
+    if !matches!(format, BootFormat::Linux | BootFormat::Pvh) {
+        return Vec::new();
+    }
+    let present = |switch: &str| cmdline.split_whitespace().any(|word| word == switch);
+    hide.iter()
+        .filter_map(|feature| match feature {
+            CpuFeature::Xsave | CpuFeature::Avx => Some("noxsave"),
+            _ => None,
+        })
+        .filter(|switch| !present(switch))
+        .fold(Vec::new(), |mut list, switch| {
+            if !list.contains(&switch) {
+                list.push(switch);
+            }
+            list
+        })
+}
+
 /// Gives every vCPU of `vm` KVM's supported CPUID (with its own APIC ID) minus `hide`. Must
 /// run before the first KVM_RUN.
 pub fn apply(vm: &Vm, hide: &[CpuFeature]) -> Result<(), VmError> {
@@ -290,6 +313,18 @@ mod tests {
             },
         ];
         CpuId::from_entries(&entries).unwrap()
+    }
+
+    #[test]
+    fn linux_gets_noxsave_once() {
+        let hide = [CpuFeature::Cx16, CpuFeature::Xsave, CpuFeature::Avx];
+        assert_eq!(
+            linux_switches(BootFormat::Linux, &hide, "quiet"),
+            ["noxsave"]
+        );
+        assert_eq!(linux_switches(BootFormat::Pvh, &hide, "a noxsave"), [""; 0]);
+        assert_eq!(linux_switches(BootFormat::Multiboot2, &hide, ""), [""; 0]);
+        assert_eq!(linux_switches(BootFormat::Linux, &hide[..1], ""), [""; 0]);
     }
 
     #[test]

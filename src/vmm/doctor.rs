@@ -31,6 +31,8 @@ pub enum DoctorError {
     Vcpu(#[from] VcpuError),
     #[error("probe setup: {0}")]
     Boot(#[from] crate::boot::BootError),
+    #[error("probe: {0}")]
+    Probe(String),
     #[error("probe memory: {0}")]
     Memory(#[from] crate::vmm::memory::MemoryError),
 }
@@ -165,13 +167,22 @@ fn probe_cpuid_features() -> Result<Vec<(CpuFeature, Option<Outcome>)>, DoctorEr
     xsave.extend([0x0F, 0xAE, 0x23]); //          xsave [rbx]
     xsave.extend([0x0F, 0xAE, 0x2B]); //          xrstor [rbx]
     xsave.extend(mov_al_out(PROBE_OK));
-    let supported = Vm::new(probe_options())?
-        .kvm
-        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
+    // What the guest's CPUID instruction shows, which on KVM-PVM is not only what KVM_SET_CPUID2
+    // was given: leaf 1 ECX there carries some of the host's bits (XSAVE among them).
+    let mut cpuid = vec![0xB8, 1, 0, 0, 0]; // mov eax, 1
+    cpuid.extend([0x0F, 0xA2, 0x89, 0xC8]); //  cpuid; mov eax, ecx
+    cpuid.extend([0xE7, 0xF4]); //              out 0xF4, eax
+    let leaf1_ecx = match run_long_mode_probe(&cpuid)? {
+        VcpuEvent::DebugExit(ecx) => ecx,
+        other => {
+            return Err(DoctorError::Probe(format!(
+                "CPUID probe ended with {other:?}"
+            )))
+        }
+    };
     let mut results = Vec::new();
-    for (feature, code) in [(CpuFeature::Cx16, cx16), (CpuFeature::Xsave, xsave)] {
-        let verdict = if feature.offered_in(&supported) {
+    for (feature, code, bit) in [(CpuFeature::Cx16, cx16, 13), (CpuFeature::Xsave, xsave, 26)] {
+        let verdict = if leaf1_ecx & (1 << bit) != 0 {
             Some(outcome(run_long_mode_probe(&code)?))
         } else {
             None
@@ -429,7 +440,7 @@ impl fmt::Display for HostReport {
         for (feature, outcome) in &self.cpuid_features {
             let verdict = match outcome {
                 Some(outcome) => describe(outcome),
-                None => "not offered in KVM's CPUID".to_string(),
+                None => "not in the guest's CPUID".to_string(),
             };
             writeln!(f, "CPUID {feature} instructions: {verdict}")?;
         }
