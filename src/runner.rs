@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::boot::{self, BootError, BootFormat, BootParams, EntryMode, Module};
+use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, Module};
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
@@ -118,6 +118,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
     }
     let kernel = boot::load(&vm.ram, &request.image, &params).map_err(bad_boot)?;
+    // ACPI tables tell the kernel how many CPUs there are (not for real-mode flat images,
+    // which may live in the BIOS area themselves).
+    if format != BootFormat::Flat {
+        acpi::write_tables(&vm.ram, request.cpus).map_err(bad_boot)?;
+    }
     cpuid::apply(&vm, &hidden)?;
     if request.cpuid_hide == CpuidHide::Auto && !hidden.is_empty() {
         let names: Vec<&str> = hidden.iter().map(|f| f.name()).collect();
@@ -149,7 +154,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         if request.cpus == 1 {
             ""
         } else {
-            "s (only the first runs)"
+            "s (the others wait for INIT/SIPI)"
         }
     );
     let gdb_on_stdio = request
@@ -175,7 +180,10 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         return Ok(end);
     }
     let mut machine = Machine::start(vm.vcpus)?;
-    machine.resume(0)?;
+    // Application processors block inside KVM_RUN until the guest's INIT/SIPI reaches them.
+    for id in 0..request.cpus as u8 {
+        machine.resume(id)?;
+    }
     let (id, event) = machine.wait_event(&interrupt, None)?;
     let end = report_event(&mut machine, id, event?)?;
     drop(machine);

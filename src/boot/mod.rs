@@ -5,6 +5,7 @@
 //! multiboot2 header in the first 32 KiB → ELF64 → multiboot1 header in the first 8 KiB →
 //! flat binary carrying 0x55AA at offset 510.
 
+pub mod acpi;
 pub mod elf;
 pub mod layout;
 pub mod linux;
