@@ -96,8 +96,9 @@ pub struct RunArgs {
     #[arg(short = 'S', long, global = true)]
     pub wait: bool,
     /// CPUID features to hide from the guest: a comma-separated list (cx16, xsave, avx, x2apic,
-    /// tsc-deadline, rdrand, rdseed, pcid, pdpe1gb, la57, hypervisor), `none`, or `auto`: what
-    /// this host's KVM offers but cannot execute (on software-nested KVM: cx16,xsave).
+    /// tsc-deadline, rdrand, rdseed, pcid, pdpe1gb, la57, hypervisor), `none`, or `auto`: for
+    /// Linux and PVH kernels, what this host's KVM offers but cannot execute (on software-nested
+    /// KVM: cx16,xsave; Linux also gets `noxsave`); other kernels keep KVM's CPUID.
     #[arg(long, value_name = "LIST", default_value = "auto", global = true)]
     pub cpuid_hide: CpuidHide,
     /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.

@@ -106,12 +106,12 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         path: request.name.clone(),
         source,
     };
-    let hidden = request.cpuid_hide.resolve();
     let mut params = request.boot.clone();
     let format = match params.format {
         Some(format) => format,
         None => boot::detect(&request.image).map_err(bad_boot)?,
     };
+    let hidden = request.cpuid_hide.resolve(format);
     params.format = Some(format);
     let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
     for switch in &switches {
