@@ -50,6 +50,7 @@ pub const KERNELS: &[&str] = &[
     "mb2info",
     "mb2info-addr",
     "pvhinfo",
+    "smp",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -281,6 +282,15 @@ const SPECS: &[KernelSpec] = &[
         bits: ObjectBits::Bits32,
         defsyms: &[],
         format: BootFormat::Pvh,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "smp",
+        source: "smp.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
 ];
