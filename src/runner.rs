@@ -133,7 +133,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     }
     if !switches.is_empty() {
         eprintln!(
-            "gdbvisor: appended \"{}\" to the kernel command line: this host's KVM shows the guest those features whatever its CPUID says",
+            "gdbvisor: appended \"{}\" to the kernel command line: this host's KVM shows the guest features it cannot execute whatever its CPUID says",
             switches.join(" ")
         );
     }

@@ -74,10 +74,14 @@ pub enum CpuFeature {
     La57,
     /// The "running under a hypervisor" bit and KVM's paravirtual leaves 0x40000000+.
     Hypervisor,
+    /// POPCNT (leaf 1 ECX bit 23).
+    Popcnt,
+    /// MOVBE (leaf 1 ECX bit 22).
+    Movbe,
 }
 
 impl CpuFeature {
-    pub const ALL: [CpuFeature; 11] = [
+    pub const ALL: [CpuFeature; 13] = [
         CpuFeature::Cx16,
         CpuFeature::Xsave,
         CpuFeature::Avx,
@@ -89,6 +93,8 @@ impl CpuFeature {
         CpuFeature::Pdpe1gb,
         CpuFeature::La57,
         CpuFeature::Hypervisor,
+        CpuFeature::Popcnt,
+        CpuFeature::Movbe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +110,8 @@ impl CpuFeature {
             CpuFeature::Pdpe1gb => "pdpe1gb",
             CpuFeature::La57 => "la57",
             CpuFeature::Hypervisor => "hypervisor",
+            CpuFeature::Popcnt => "popcnt",
+            CpuFeature::Movbe => "movbe",
         }
     }
 
@@ -140,6 +148,8 @@ impl CpuFeature {
             CpuFeature::Pdpe1gb => vec![bit(0x8000_0001, Edx, 26)],
             CpuFeature::La57 => vec![bit(7, Ecx, 16)],
             CpuFeature::Hypervisor => vec![bit(1, Ecx, 31)],
+            CpuFeature::Popcnt => vec![bit(1, Ecx, 23)],
+            CpuFeature::Movbe => vec![bit(1, Ecx, 22)],
         }
     }
 
@@ -253,26 +263,39 @@ pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
     }
 }
 
-/// Linux command-line switches that hide what CPUID cannot: KVM-PVM passes the host's XSAVE
-/// bit through leaf 1 whatever KVM_SET_CPUID2 said, so a Linux guest there needs `noxsave`.
-/// Only for Linux kernels (bzImage or PVH), and only switches not already on `cmdline`.
-pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<&'static str> {
+/// Linux command-line switches that hide what CPUID cannot. KVM-PVM shows the guest the host's
+/// leaf 1 ECX bits for features KVM itself does not list (XSAVE, AVX, POPCNT, MOVBE…) whatever
+/// KVM_SET_CPUID2 said, so a Linux guest there gets `noxsave` and `clearcpuid=` with Linux's
+/// feature numbers (word 4 = leaf 1 ECX: bit n is 128 + n). Only for Linux kernels (bzImage or
+/// PVH), and only switches not already on `cmdline`.
+pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<String> {
+    const LEAF1_ECX_WORD: u32 = 4 * 32;
     if !matches!(format, BootFormat::Linux | BootFormat::Pvh) {
         return Vec::new();
     }
-    let present = |switch: &str| cmdline.split_whitespace().any(|word| word == switch);
-    hide.iter()
-        .filter_map(|feature| match feature {
-            CpuFeature::Xsave | CpuFeature::Avx => Some("noxsave"),
+    let present = |prefix: &str| cmdline.split_whitespace().any(|w| w.starts_with(prefix));
+    let mut switches = Vec::new();
+    if hide
+        .iter()
+        .any(|f| matches!(f, CpuFeature::Xsave | CpuFeature::Avx))
+        && !present("noxsave")
+    {
+        switches.push("noxsave".to_string());
+    }
+    let mut numbers: Vec<String> = hide
+        .iter()
+        .filter_map(|f| match f {
+            CpuFeature::Popcnt => Some(23),
+            CpuFeature::Movbe => Some(22),
             _ => None,
         })
-        .filter(|switch| !present(switch))
-        .fold(Vec::new(), |mut list, switch| {
-            if !list.contains(&switch) {
-                list.push(switch);
-            }
-            list
-        })
+        .map(|bit| (LEAF1_ECX_WORD + bit).to_string())
+        .collect();
+    numbers.dedup();
+    if !numbers.is_empty() && !present("clearcpuid=") {
+        switches.push(format!("clearcpuid={}", numbers.join(",")));
+    }
+    switches
 }
 
 /// Gives every vCPU of `vm` KVM's supported CPUID (with its own APIC ID) minus `hide`. Must
@@ -329,6 +352,14 @@ mod tests {
             ["noxsave"]
         );
         assert_eq!(linux_switches(BootFormat::Pvh, &hide, "a noxsave"), [""; 0]);
+        assert_eq!(
+            linux_switches(
+                BootFormat::Pvh,
+                &[CpuFeature::Popcnt, CpuFeature::Movbe],
+                ""
+            ),
+            ["clearcpuid=151,150"]
+        );
         assert_eq!(linux_switches(BootFormat::Multiboot2, &hide, ""), [""; 0]);
         assert_eq!(linux_switches(BootFormat::Linux, &hide[..1], ""), [""; 0]);
     }

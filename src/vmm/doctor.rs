@@ -180,8 +180,14 @@ fn probe_cpuid_features() -> Result<Vec<(CpuFeature, Option<Outcome>)>, DoctorEr
             )))
         }
     };
+    let mut popcnt = vec![0xF3, 0x48, 0x0F, 0xB8, 0xC7]; // popcnt rax, rdi
+    popcnt.extend(mov_al_out(PROBE_OK));
     let mut results = Vec::new();
-    for (feature, code, bit) in [(CpuFeature::Cx16, cx16, 13), (CpuFeature::Xsave, xsave, 26)] {
+    for (feature, code, bit) in [
+        (CpuFeature::Cx16, cx16, 13),
+        (CpuFeature::Xsave, xsave, 26),
+        (CpuFeature::Popcnt, popcnt, 23),
+    ] {
         let verdict = if leaf1_ecx & (1 << bit) != 0 {
             Some(outcome(run_long_mode_probe(&code)?))
         } else {
