@@ -78,8 +78,9 @@ fn rsdp(xsdt: u64) -> [u8; 36] {
     r
 }
 
-/// Writes RSDP, XSDT and MADT for `cpus` CPUs; returns the RSDP's address.
-pub fn write_tables(ram: &GuestRam, cpus: u32) -> Result<u64, BootError> {
+/// Writes RSDP, XSDT and MADT for `cpus` CPUs; returns the RSDP's address, or `None` when the
+/// kernel image itself occupies that memory.
+pub fn write_tables(ram: &GuestRam, cpus: u32) -> Result<Option<u64>, BootError> {
     let cpus = u8::try_from(cpus)
         .ok()
         .filter(|&n| n > 0 && n < 255)
@@ -90,11 +91,19 @@ pub fn write_tables(ram: &GuestRam, cpus: u32) -> Result<u64, BootError> {
             "the MADT for {cpus} CPUs does not fit below 1 MiB"
         )));
     }
+    // RAM starts zeroed: anything there now is the kernel's own (an image linked into the BIOS
+    // area), which the tables must not overwrite.
+    let mut area = vec![0u8; (MADT_ADDR - RSDP_ADDR) as usize + madt.len()];
+    ram.read(RSDP_ADDR, &mut area)?;
+    if area.iter().any(|&b| b != 0) {
+        log::warn!("the kernel occupies {RSDP_ADDR:#x}: no ACPI tables written");
+        return Ok(None);
+    }
     let xsdt = table(b"XSDT", 1, &MADT_ADDR.to_le_bytes());
     ram.write(RSDP_ADDR, &rsdp(XSDT_ADDR))?;
     ram.write(XSDT_ADDR, &xsdt)?;
     ram.write(MADT_ADDR, &madt)?;
-    Ok(RSDP_ADDR)
+    Ok(Some(RSDP_ADDR))
 }
 
 #[cfg(test)]
@@ -108,7 +117,7 @@ mod tests {
     #[test]
     fn tables_checksum_and_link_up() {
         let ram = GuestRam::new(4 << 20).unwrap();
-        assert_eq!(write_tables(&ram, 3).unwrap(), RSDP_ADDR);
+        assert_eq!(write_tables(&ram, 3).unwrap(), Some(RSDP_ADDR));
         let mut r = [0u8; 36];
         ram.read(RSDP_ADDR, &mut r).unwrap();
         assert_eq!(&r[..8], b"RSD PTR ");
@@ -140,5 +149,15 @@ mod tests {
         assert!(write_tables(&ram, 0).is_err());
         assert!(write_tables(&ram, 255).is_err());
         assert!(write_tables(&ram, 254).is_ok());
+    }
+
+    #[test]
+    fn a_kernel_in_the_bios_area_is_left_alone() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        ram.write(RSDP_ADDR + 0x80, &[0x90]).unwrap();
+        assert_eq!(write_tables(&ram, 1).unwrap(), None);
+        let mut byte = [0u8];
+        ram.read(RSDP_ADDR, &mut byte).unwrap();
+        assert_eq!(byte, [0]);
     }
 }
