@@ -123,6 +123,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             dump_dir: args.dump_on_crash,
             expect_exit: args.expect_exit,
         },
+        cpuid_hide: args.cpuid_hide,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();
