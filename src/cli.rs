@@ -9,6 +9,7 @@ use crate::boot::BootFormat;
 use crate::devices::sink::SinkSpec;
 use crate::gdb::arch::RegLayout;
 use crate::gdb::conn::GdbEndpoint;
+use crate::vmm::cpuid::CpuidHide;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CliError {
@@ -94,6 +95,12 @@ pub struct RunArgs {
     /// Hold the guest before its first instruction until gdb attaches (QEMU: -S).
     #[arg(short = 'S', long, global = true)]
     pub wait: bool,
+    /// CPUID features to hide from the guest: a comma-separated list (cx16, xsave, avx, x2apic,
+    /// tsc-deadline, rdrand, rdseed, pcid, pdpe1gb, la57, hypervisor), `none`, or `auto`: for
+    /// Linux and PVH kernels, what this host's KVM offers but cannot execute (on software-nested
+    /// KVM: cx16,xsave; Linux also gets `noxsave`); other kernels keep KVM's CPUID.
+    #[arg(long, value_name = "LIST", default_value = "auto", global = true)]
+    pub cpuid_hide: CpuidHide,
     /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub gdb_arch: GdbArch,

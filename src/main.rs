@@ -126,6 +126,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         debugcon: off_stdout(args.debugcon),
         gdb,
         post_mortem,
+        cpuid_hide: args.cpuid_hide,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

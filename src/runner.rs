@@ -7,18 +7,20 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::boot::{self, BootError, BootParams, EntryMode, Module};
+use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, Module};
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::snapshot::post_mortem::PostMortem;
+use crate::vmm::cpuid::{self, CpuidHide};
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::{is_mov_to_cr0, report_event};
 pub use crate::vmm::outcome::{status, RunEnd};
+use crate::vmm::teardown;
 use crate::vmm::vcpu::VcpuError;
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 
@@ -70,6 +72,8 @@ pub struct RunRequest {
     pub gdb: Option<GdbOptions>,
     /// What to save when the run ends badly (`--dump-on-crash`, `--expect-exit`).
     pub post_mortem: PostMortem,
+    /// CPUID features the guest does not see.
+    pub cpuid_hide: CpuidHide,
 }
 
 impl RunRequest {
@@ -102,12 +106,50 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         serial: request.serial.open().map_err(RunError::Output)?,
         debugcon: request.debugcon.open().map_err(RunError::Output)?,
     })?;
-    let kernel =
-        boot::load(&vm.ram, &request.image, &request.boot).map_err(|source| RunError::Boot {
-            path: request.name.clone(),
-            source,
-        })?;
-    if kernel.cpu.mode == EntryMode::Protected32 && writes_cr0(&request.image) {
+    // gdbvisor's exit should not wait for the kernel to tear this VM down (see teardown).
+    if let Err(e) = teardown::hand_off_at_exit() {
+        log::warn!("{e}; the VM is torn down before gdbvisor exits");
+    }
+    let bad_boot = |source| RunError::Boot {
+        path: request.name.clone(),
+        source,
+    };
+    let mut params = request.boot.clone();
+    let format = match params.format {
+        Some(format) => format,
+        None => boot::detect(&request.image).map_err(bad_boot)?,
+    };
+    let hidden = request.cpuid_hide.resolve(format);
+    params.format = Some(format);
+    let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
+    for switch in &switches {
+        params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
+    }
+    let kernel = boot::load(&vm.ram, &request.image, &params).map_err(bad_boot)?;
+    // ACPI tables tell the kernel how many CPUs there are (not for real-mode flat images,
+    // which may live in the BIOS area themselves).
+    if format != BootFormat::Flat {
+        acpi::write_tables(&vm.ram, request.cpus).map_err(bad_boot)?;
+    }
+    cpuid::apply(&vm, &hidden)?;
+    if request.cpuid_hide == CpuidHide::Auto && !hidden.is_empty() {
+        let names: Vec<&str> = hidden.iter().map(|f| f.name()).collect();
+        eprintln!(
+            "gdbvisor: CPUID hides {} from the guest: this host's KVM cannot execute them (see `gdbvisor doctor`; --cpuid-hide none keeps them)",
+            names.join(",")
+        );
+    }
+    if !switches.is_empty() {
+        eprintln!(
+            "gdbvisor: appended \"{}\" to the kernel command line: this host's KVM shows the guest features it cannot execute whatever its CPUID says",
+            switches.join(" ")
+        );
+    }
+    // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging.
+    if kernel.cpu.mode == EntryMode::Protected32
+        && kernel.format != BootFormat::Pvh
+        && writes_cr0(&request.image)
+    {
         warn_if_no_legacy_paging();
     }
     vm.vcpus[0].set_boot_state(&kernel.cpu)?;
@@ -120,7 +162,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         if request.cpus == 1 {
             ""
         } else {
-            "s (only the first runs)"
+            "s (the others wait for INIT/SIPI)"
         }
     );
     let gdb_on_stdio = request
@@ -146,7 +188,10 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         return Ok(end);
     }
     let mut machine = Machine::start(vm.vcpus)?;
-    machine.resume(0)?;
+    // Application processors block inside KVM_RUN until the guest's INIT/SIPI reaches them.
+    for id in 0..request.cpus as u8 {
+        machine.resume(id)?;
+    }
     let (id, event) = machine.wait_event(&interrupt, None)?;
     let event = event?;
     let end = report_event(&mut machine, id, event.clone())?;

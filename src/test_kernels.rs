@@ -47,6 +47,10 @@ pub const KERNELS: &[&str] = &[
     "copycode",
     "pagetables",
     "pt4g",
+    "mb2info",
+    "mb2info-addr",
+    "pvhinfo",
+    "smp",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -60,6 +64,12 @@ pub enum BootFormat {
     Multiboot1Aout,
     /// ELF64 entered directly in 64-bit long mode.
     Elf64,
+    /// Multiboot2 ELF, loaded by its program headers, EAX=0x36D76289.
+    Multiboot2Elf,
+    /// Multiboot2 flat image placed by the header's address tag and entered at its entry tag.
+    Multiboot2Addr,
+    /// PVH ELF (Xen PHYS32_ENTRY note), entered in 32-bit protected mode with EBX → start info.
+    Pvh,
 }
 
 /// Instruction set the source is assembled for (`as --32`/`--64`, `ld -m elf_i386`/`elf_x86_64`).
@@ -95,7 +105,10 @@ pub struct KernelSpec {
 impl KernelSpec {
     /// Whether a flat image is produced.
     pub fn has_flat(&self) -> bool {
-        matches!(self.format, BootFormat::Flat | BootFormat::Multiboot1Aout)
+        matches!(
+            self.format,
+            BootFormat::Flat | BootFormat::Multiboot1Aout | BootFormat::Multiboot2Addr
+        )
     }
 }
 
@@ -242,6 +255,42 @@ const SPECS: &[KernelSpec] = &[
         bits: ObjectBits::Bits64,
         defsyms: &[],
         format: BootFormat::Elf64,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "mb2info",
+        source: "mb2info.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot2Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "mb2info-addr",
+        source: "mb2info.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("ADDRESS_TAG", "1")],
+        format: BootFormat::Multiboot2Addr,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "pvhinfo",
+        source: "pvhinfo.S",
+        linker_script: "pvh.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Pvh,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "smp",
+        source: "smp.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
 ];

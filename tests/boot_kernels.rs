@@ -288,7 +288,7 @@ fn several_cpus_are_created_and_the_first_runs() {
     }
     run_gdbvisor(&["--smp", "4"])
         .assert_status(0)
-        .assert_stderr_has("4 vCPUs (only the first runs)")
+        .assert_stderr_has("4 vCPUs (the others wait for INIT/SIPI)")
         .assert_stdout_line("modes: long mode 64-bit");
 }
 

@@ -17,7 +17,10 @@ fn doctor_reports_what_this_host_can_do() {
         run.assert_stdout_line("32-bit paging (no long mode): works")
             .assert_stdout_line("PAE paging (no long mode): works")
             .assert_stdout_line("guest int3 / int n: delivered to the guest by KVM")
-            .assert_stdout_line("DR7 data watchpoints: works");
+            .assert_stdout_line("DR7 data watchpoints: works")
+            .assert_stdout_line(
+                "CPUID features hidden from guests by default (--cpuid-hide auto): none",
+            );
     } else {
         assert!(
             run.stdout.contains("virtualization: software-nested"),
@@ -30,7 +33,13 @@ fn doctor_reports_what_this_host_can_do() {
         .assert_stdout_line(
             "guest int3 / int n: KVM emulation failure; gdbvisor completes it by injection",
         )
-        .assert_stdout_line("DR7 data watchpoints: NOT SUPPORTED (never fires)");
+        .assert_stdout_line("DR7 data watchpoints: NOT SUPPORTED (never fires)")
+        // KVM's instruction emulator, which runs guest code here, lacks these.
+        .assert_stdout_line("CPUID cx16 instructions: NOT SUPPORTED (KVM emulation failure)")
+        .assert_stdout_line("CPUID popcnt instructions: NOT SUPPORTED (KVM emulation failure)")
+        .assert_stdout_line(
+            "CPUID features hidden from guests by default (--cpuid-hide auto): cx16,xsave,popcnt",
+        );
     }
     assert!(
         run.stdout.contains("guest debug flags: ENABLE SINGLESTEP"),

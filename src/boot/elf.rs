@@ -35,9 +35,12 @@ pub struct ElfImage {
     pub class: ElfClass,
     pub entry: u64,
     pub segments: Vec<Segment>,
+    /// PT_NOTE segments: (file offset, size), checked to lie inside the file.
+    pub notes: Vec<(u64, u64)>,
 }
 
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
 const EM_386: u16 = 3;
 const EM_X86_64: u16 = 62;
 
@@ -113,12 +116,32 @@ pub fn parse(image: &[u8]) -> Result<ElfImage, ElfError> {
         return Err(ElfError::Unsupported("program header entries too small"));
     }
     let mut segments = Vec::new();
+    let mut notes = Vec::new();
     for i in 0..u64::from(phnum) {
         let ph = phoff
             .checked_add(i * u64::from(phentsize))
             .ok_or(ElfError::Truncated("program headers"))?;
         let what = "program headers";
-        if u32_at(image, ph, what)? != PT_LOAD {
+        let kind = u32_at(image, ph, what)?;
+        if kind == PT_NOTE {
+            let (offset, size) = if wide {
+                (u64_at(image, ph + 8, what)?, u64_at(image, ph + 32, what)?)
+            } else {
+                (
+                    u64::from(u32_at(image, ph + 4, what)?),
+                    u64::from(u32_at(image, ph + 16, what)?),
+                )
+            };
+            if offset
+                .checked_add(size)
+                .is_none_or(|end| end > image.len() as u64)
+            {
+                return Err(ElfError::Truncated("note segment"));
+            }
+            notes.push((offset, size));
+            continue;
+        }
+        if kind != PT_LOAD {
             continue;
         }
         let segment = if wide {
@@ -158,10 +181,50 @@ pub fn parse(image: &[u8]) -> Result<ElfImage, ElfError> {
         class,
         entry,
         segments,
+        notes,
     })
 }
 
+/// One ELF note: its name (without the NUL), type and descriptor bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note<'a> {
+    pub name: &'a [u8],
+    pub kind: u32,
+    pub desc: &'a [u8],
+}
+
 impl ElfImage {
+    /// The notes of every PT_NOTE segment; a malformed note ends its segment's list.
+    pub fn notes<'a>(&self, image: &'a [u8]) -> Vec<Note<'a>> {
+        let mut out = Vec::new();
+        for &(offset, size) in &self.notes {
+            let Some(mut rest) = image.get(offset as usize..(offset + size) as usize) else {
+                continue;
+            };
+            while rest.len() >= 12 {
+                let word = |i: usize| {
+                    u32::from_le_bytes(rest[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]))
+                };
+                let (namesz, descsz, kind) = (word(0) as usize, word(1) as usize, word(2));
+                // Name and descriptor are each padded to 4 bytes.
+                let name_end = 12usize.saturating_add(namesz);
+                let desc_start = name_end.next_multiple_of(4);
+                let desc_end = desc_start.saturating_add(descsz);
+                if desc_end > rest.len() {
+                    break;
+                }
+                let name = &rest[12..name_end];
+                out.push(Note {
+                    name: name.strip_suffix(b"\0").unwrap_or(name),
+                    kind,
+                    desc: &rest[desc_start..desc_end],
+                });
+                rest = &rest[desc_end.next_multiple_of(4).min(rest.len())..];
+            }
+        }
+        out
+    }
+
     /// The entry point as a physical address: kernels linked for a higher half give a virtual
     /// e_entry, which lives in the segment whose vaddr range holds it.
     pub fn physical_entry(&self) -> u64 {

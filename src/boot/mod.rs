@@ -1,12 +1,17 @@
 //! Kernel loaders. Each turns an image into guest memory contents and the CPU state at entry
 //! ([`BootCpuState`]); none of them touches KVM.
 //!
-//! Detection order (unless `--format` forces one): ELF64 → multiboot1 header in the first
-//! 8 KiB → flat binary carrying 0x55AA at offset 510.
+//! Detection order (unless `--format` forces one): Linux bzImage ("HdrS") → PVH ELF note →
+//! multiboot2 header in the first 32 KiB → ELF64 → multiboot1 header in the first 8 KiB →
+//! flat binary carrying 0x55AA at offset 510.
 
+pub mod acpi;
 pub mod elf;
 pub mod layout;
+pub mod linux;
 pub mod multiboot1;
+pub mod multiboot2;
+pub mod pvh;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -37,6 +42,14 @@ pub enum BootFormat {
     Elf64,
     /// Flat binary entered in 16-bit real mode at --load-addr.
     Flat,
+    /// Linux bzImage (boot protocol 2.12+), entered at its 64-bit entry point.
+    Linux,
+    /// ELF with a XEN_ELFNOTE_PHYS32_ENTRY note (Linux vmlinux), entered in 32-bit protected
+    /// mode with EBX → hvm_start_info.
+    Pvh,
+    /// Multiboot2 (ELF32, ELF64 or address tag), entered in 32-bit protected mode with
+    /// EAX=0x36d76289, EBX → boot information.
+    Multiboot2,
 }
 
 impl fmt::Display for BootFormat {
@@ -45,6 +58,9 @@ impl fmt::Display for BootFormat {
             BootFormat::Multiboot1 => "multiboot1",
             BootFormat::Elf64 => "elf64",
             BootFormat::Flat => "flat",
+            BootFormat::Linux => "linux",
+            BootFormat::Pvh => "pvh",
+            BootFormat::Multiboot2 => "multiboot2",
         })
     }
 }
@@ -100,10 +116,23 @@ pub struct LoadedKernel {
 /// The boot-sector signature that lets a flat image be auto-detected.
 const BOOT_SIGNATURE: [u8; 2] = [0x55, 0xAA];
 
-/// Picks the boot format of `image`.
+/// Picks the boot format of `image`, trying in this order: linux (bzImage "HdrS" header),
+/// pvh (ELF with a Xen PHYS32_ENTRY note), multiboot2 (header in the first 32 KiB), elf64,
+/// multiboot1 (header in the first 8 KiB), flat (0x55AA at offset 510). Specific markers come
+/// before generic ones: a bzImage also ends its boot sector with 0x55AA, a vmlinux is also an
+/// ELF64, and a kernel with both multiboot headers is booted the newer way.
 pub fn detect(image: &[u8]) -> Result<BootFormat, BootError> {
     if image.is_empty() {
         return Err(BootError::Format("the image is empty".into()));
+    }
+    if linux::is_bzimage(image) {
+        return Ok(BootFormat::Linux);
+    }
+    if pvh::is_pvh(image) {
+        return Ok(BootFormat::Pvh);
+    }
+    if multiboot2::find_header(image)?.is_some() {
+        return Ok(BootFormat::Multiboot2);
     }
     if elf::class_of(image) == Some(ElfClass::Elf64) {
         return Ok(BootFormat::Elf64);
@@ -120,10 +149,14 @@ pub fn detect(image: &[u8]) -> Result<BootFormat, BootError> {
         "an unknown image"
     };
     Err(BootError::Format(format!(
-        "{what}: tried elf64 (ELF64 header), multiboot1 (header in the first 8 KiB), \
-         flat (0x55AA at offset 510); use --format flat for a raw binary"
+        "{what}: tried {TRIED}; use --format flat for a raw binary"
     )))
 }
+
+/// What [`detect`] looks for, in order (for its error message).
+const TRIED: &str = "linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE_PHYS32_ENTRY), \
+    multiboot2 (header in the first 32 KiB), elf64 (ELF64 header), multiboot1 (header in the \
+    first 8 KiB), flat (0x55AA at offset 510)";
 
 /// Loads `image` into `ram` in the given or detected format.
 pub fn load(ram: &GuestRam, image: &[u8], params: &BootParams) -> Result<LoadedKernel, BootError> {
@@ -133,7 +166,7 @@ pub fn load(ram: &GuestRam, image: &[u8], params: &BootParams) -> Result<LoadedK
     };
     if !params.modules.is_empty() && format == BootFormat::Flat {
         return Err(BootError::Format(
-            "--initrd needs a multiboot1 or elf64 kernel".into(),
+            "--initrd needs a linux, pvh, multiboot1, multiboot2 or elf64 kernel".into(),
         ));
     }
     let cpu = match format {
@@ -145,6 +178,14 @@ pub fn load(ram: &GuestRam, image: &[u8], params: &BootParams) -> Result<LoadedK
         }
         BootFormat::Elf64 => load_elf64(ram, image, params)?,
         BootFormat::Flat => load_flat(ram, image, params.load_addr)?,
+        BootFormat::Linux => linux::load(ram, image, &params.cmdline, &params.modules)?,
+        BootFormat::Pvh => pvh::load(ram, image, &params.cmdline, &params.modules)?,
+        BootFormat::Multiboot2 => {
+            let header = multiboot2::find_header(image)?.ok_or_else(|| {
+                BootError::Format("no multiboot2 header in the first 32 KiB".into())
+            })?;
+            multiboot2::load(ram, image, &header, &params.cmdline, &params.modules)?
+        }
     };
     Ok(LoadedKernel { format, cpu })
 }
@@ -263,7 +304,10 @@ mod tests {
     #[test]
     fn unknown_images_say_what_was_tried() {
         let err = detect(&[0u8; 600]).unwrap_err().to_string();
-        assert!(err.contains("tried elf64"), "{err}");
+        assert!(err.contains("tried linux"), "{err}");
+        for format in ["pvh", "multiboot2", "elf64", "multiboot1", "flat"] {
+            assert!(err.contains(format), "{err}");
+        }
         let err = detect(&tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90]))
             .unwrap_err()
             .to_string();

@@ -125,7 +125,7 @@ pub fn load(
     })
 }
 
-fn load_aout(
+pub(crate) fn load_aout(
     ram: &GuestRam,
     image: &[u8],
     header_offset: usize,
@@ -216,24 +216,17 @@ pub fn write_info(
     if !modules.is_empty() {
         flags |= MODS;
         let list = heap.alloc(modules.len() as u64 * 16, 4)?;
-        let mut next = kernel_end.next_multiple_of(0x1000);
-        for (i, module) in modules.iter().enumerate() {
-            let len = module.data.len() as u64;
-            let what = format!("module {}", module.path.display());
-            layout::check_placement(ram, &what, next, len)?;
-            if next + len > u64::from(u32::MAX) {
-                return Err(BootError::Layout(format!(
-                    "{what} does not fit below 4 GiB"
-                )));
-            }
-            ram.write(next, &module.data)?;
+        for (i, (module, start)) in modules
+            .iter()
+            .zip(place_modules(ram, modules, kernel_end)?)
+            .enumerate()
+        {
             let string = heap.put_str(ram, &module.string)?;
             let entry = list + i as u64 * 16;
-            ram.write_u32(entry, next as u32)?;
-            ram.write_u32(entry + 4, (next + len) as u32)?;
+            ram.write_u32(entry, start as u32)?;
+            ram.write_u32(entry + 4, (start + module.data.len() as u64) as u32)?;
             ram.write_u32(entry + 8, string)?;
             ram.write_u32(entry + 12, 0)?;
-            next = (next + len).next_multiple_of(0x1000);
         }
         info[5] = modules.len() as u32;
         info[6] = list as u32;
@@ -261,13 +254,38 @@ pub fn memory_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
     map
 }
 
+/// Copies each module page-aligned after `kernel_end`, below 4 GiB (32-bit boot information
+/// holds 32-bit addresses); returns their start addresses.
+pub(crate) fn place_modules(
+    ram: &GuestRam,
+    modules: &[Module],
+    kernel_end: u64,
+) -> Result<Vec<u64>, BootError> {
+    let mut next = kernel_end.next_multiple_of(0x1000);
+    let mut starts = Vec::new();
+    for module in modules {
+        let len = module.data.len() as u64;
+        let what = format!("module {}", module.path.display());
+        layout::check_placement(ram, &what, next, len)?;
+        if next + len > u64::from(u32::MAX) {
+            return Err(BootError::Layout(format!(
+                "{what} does not fit below 4 GiB"
+            )));
+        }
+        ram.write(next, &module.data)?;
+        starts.push(next);
+        next = (next + len).next_multiple_of(0x1000);
+    }
+    Ok(starts)
+}
+
 /// A bump allocator for the strings and tables of the info area.
-struct InfoHeap {
-    next: u64,
+pub(crate) struct InfoHeap {
+    pub(crate) next: u64,
 }
 
 impl InfoHeap {
-    fn alloc(&mut self, len: u64, align: u64) -> Result<u64, BootError> {
+    pub(crate) fn alloc(&mut self, len: u64, align: u64) -> Result<u64, BootError> {
         let at = self.next.next_multiple_of(align);
         if at + len > INFO_END {
             return Err(BootError::Layout(format!(
@@ -279,7 +297,7 @@ impl InfoHeap {
         Ok(at)
     }
 
-    fn put_str(&mut self, ram: &GuestRam, text: &str) -> Result<u32, BootError> {
+    pub(crate) fn put_str(&mut self, ram: &GuestRam, text: &str) -> Result<u32, BootError> {
         let at = self.alloc(text.len() as u64 + 1, 1)?;
         ram.write(at, text.as_bytes())?;
         ram.write(at + text.len() as u64, &[0])?;

@@ -3,6 +3,8 @@
 pub mod debug_exit;
 pub mod debugcon;
 pub mod i8042;
+pub mod pci;
+pub mod rtc;
 pub mod serial;
 pub mod sink;
 pub mod vga;

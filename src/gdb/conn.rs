@@ -24,7 +24,7 @@ use gdbstub::conn::{Connection, ConnectionExt};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::vmm::machine::{VcpuReport, SPIN_BEFORE_SLEEP};
+use crate::vmm::machine::VcpuReport;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EndpointError {
@@ -283,9 +283,6 @@ impl Inbox {
     /// The next input, deferred ones first; `None` after `timeout`.
     pub fn next(&mut self, timeout: Option<Duration>) -> Option<LoopInput> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        // Right after a resume a vCPU usually reports within microseconds: poll the channel
-        // briefly before sleeping, as waking a sleeping thread costs more than the step.
-        let spin_until = timeout.map(|t| Instant::now() + t.min(SPIN_BEFORE_SLEEP));
         let mut polled = false;
         loop {
             if let Some(input) = self.deferred.pop_front() {
@@ -302,10 +299,6 @@ impl Inbox {
                 return Some(LoopInput::ClientGone);
             }
             let now = Instant::now();
-            if spin_until.is_some_and(|until| now < until) {
-                std::hint::spin_loop();
-                continue;
-            }
             let wait = match deadline {
                 // Past the deadline: one last look at the socket without sleeping.
                 Some(d) if now >= d && polled => return None,

@@ -1,23 +1,69 @@
-//! gdbstub's blocking event loop over the inbox: it blocks until a vCPU reports or gdb sends a
-//! byte; while vCPUs run it wakes every [`HALT_POLL`] only to kick them for halt detection.
+//! One gdb client's session: gdbstub's state machine driven over the inbox. It blocks until a
+//! vCPU reports or gdb sends a byte; while vCPUs run it wakes every [`HALT_POLL`] only to kick
+//! them for halt detection. Stop replies carry the registers gdb reads at every stop, sparing
+//! it a `g` round trip.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
-use gdbstub::stub::MultiThreadStopReason;
+use gdbstub::conn::ConnectionExt;
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError, MultiThreadStopReason};
+use thiserror::Error;
 
 use crate::gdb::conn::{disconnected, GdbConnection, LoopInput, SharedInbox};
 use crate::gdb::target::{TargetFault, VmTarget};
 use crate::vmm::machine::HALT_POLL;
 use crate::vmm::vcpu::VcpuEvent;
 
-pub enum VmEventLoop {}
+/// Why a gdb session ended other than by gdb's choice.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("gdb protocol: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Target(#[from] TargetFault),
+    #[error("gdb connection: {0}")]
+    Connection(std::io::Error),
+}
 
-type WaitResult = Result<
-    Event<MultiThreadStopReason<u64>>,
-    WaitForStopReasonError<crate::gdb::target::TargetFault, std::io::Error>,
->;
+impl From<GdbStubError<TargetFault, std::io::Error>> for ClientError {
+    fn from(e: GdbStubError<TargetFault, std::io::Error>) -> Self {
+        ClientError::Protocol(e.to_string())
+    }
+}
+
+/// Serves one gdb client until it detaches, disconnects or kills the VM.
+pub fn serve_client(
+    stub: GdbStub<'_, VmTarget, GdbConnection>,
+    target: &mut VmTarget,
+) -> Result<DisconnectReason, ClientError> {
+    let mut gdb = stub.run_state_machine(target)?;
+    loop {
+        gdb = match gdb {
+            GdbStubStateMachine::Idle(mut gdb) => {
+                let byte = gdb.borrow_conn().read().map_err(ClientError::Connection)?;
+                gdb.incoming_data(target, byte)?
+            }
+            GdbStubStateMachine::Disconnected(gdb) => return Ok(gdb.get_reason()),
+            GdbStubStateMachine::CtrlCInterrupt(gdb) => {
+                // The vCPUs' reports of the stop end the Running state that follows.
+                target.machine.stop_all();
+                gdb.interrupt_handled(target, None::<MultiThreadStopReason<u64>>)?
+            }
+            GdbStubStateMachine::Running(mut gdb) => {
+                match wait_for_stop_reason(target, gdb.borrow_conn())? {
+                    Waited::Stopped(stop) => {
+                        let expedited = target.expedited(&stop);
+                        let mut regs = expedited.iter().map(|(id, bytes)| (*id, bytes.as_slice()));
+                        gdb.report_stop_with_regs(target, stop, &mut regs)?
+                    }
+                    Waited::Byte(byte) => gdb.incoming_data(target, byte)?,
+                }
+            }
+        }
+    }
+}
 
 /// Stops every vCPU still running and waits for each to report; reports other than the
 /// requested stop are kept for the next resume (all-stop: gdb hears them one at a time). A vCPU
@@ -53,53 +99,48 @@ pub fn stop_the_rest(target: &mut VmTarget, inbox: &SharedInbox) -> Result<(), T
 /// How long kicks may take to stop a running vCPU before it counts as stuck.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl BlockingEventLoop for VmEventLoop {
-    type Target = VmTarget;
-    type Connection = GdbConnection;
-    type StopReason = MultiThreadStopReason<u64>;
+/// What ended a wait while the guest runs.
+enum Waited {
+    Stopped(MultiThreadStopReason<u64>),
+    /// A byte from gdb (a Ctrl-C, or the start of a packet gdbstub handles while running).
+    Byte(u8),
+}
 
-    fn wait_for_stop_reason(target: &mut VmTarget, conn: &mut GdbConnection) -> WaitResult {
-        let inbox = conn.inbox();
-        if let Some(stop) = target.dead_stop() {
+fn wait_for_stop_reason(
+    target: &mut VmTarget,
+    conn: &mut GdbConnection,
+) -> Result<Waited, ClientError> {
+    let inbox = conn.inbox();
+    if let Some(stop) = target.dead_stop() {
+        target.all_stopped();
+        return Ok(Waited::Stopped(stop));
+    }
+    while let Some((id, event)) = target.pending.pop_front() {
+        if let Some(stop) = target.stop_reason(id, event) {
             target.all_stopped();
-            return Ok(Event::TargetStopped(stop));
-        }
-        while let Some((id, event)) = target.pending.pop_front() {
-            if let Some(stop) = target.stop_reason(id, event) {
-                target.all_stopped();
-                return Ok(Event::TargetStopped(stop));
-            }
-        }
-        loop {
-            if target.interrupt.swap(false, Ordering::SeqCst) {
-                // Ctrl-C in the VMM's terminal breaks into the attached gdb.
-                target.machine.stop_all();
-            }
-            let input = inbox.borrow_mut().next(Some(HALT_POLL));
-            match input {
-                None => target.machine.kick_running(),
-                Some(LoopInput::Byte(byte)) => return Ok(Event::IncomingData(byte)),
-                Some(LoopInput::Vcpu((id, event))) => {
-                    target.machine.mark_stopped(id);
-                    let event = event.map_err(|e| WaitForStopReasonError::Target(e.into()))?;
-                    if let Some(stop) = target.stop_reason(id, event) {
-                        stop_the_rest(target, &inbox).map_err(WaitForStopReasonError::Target)?;
-                        return Ok(Event::TargetStopped(stop));
-                    }
-                }
-                Some(LoopInput::ClientGone) => {
-                    return Err(WaitForStopReasonError::Connection(disconnected()))
-                }
-                // The listener refuses other clients while this one is attached.
-                Some(LoopInput::NewClient(_)) => {}
-            }
+            return Ok(Waited::Stopped(stop));
         }
     }
-
-    fn on_interrupt(
-        target: &mut VmTarget,
-    ) -> Result<Option<MultiThreadStopReason<u64>>, crate::gdb::target::TargetFault> {
-        target.machine.stop_all();
-        Ok(None)
+    loop {
+        if target.interrupt.swap(false, Ordering::SeqCst) {
+            // Ctrl-C in the VMM's terminal breaks into the attached gdb.
+            target.machine.stop_all();
+        }
+        let input = inbox.borrow_mut().next(Some(HALT_POLL));
+        match input {
+            None => target.machine.kick_running(),
+            Some(LoopInput::Byte(byte)) => return Ok(Waited::Byte(byte)),
+            Some(LoopInput::Vcpu((id, event))) => {
+                target.machine.mark_stopped(id);
+                let event = event.map_err(TargetFault::from)?;
+                if let Some(stop) = target.stop_reason(id, event) {
+                    stop_the_rest(target, &inbox)?;
+                    return Ok(Waited::Stopped(stop));
+                }
+            }
+            Some(LoopInput::ClientGone) => return Err(ClientError::Connection(disconnected())),
+            // The listener refuses other clients while this one is attached.
+            Some(LoopInput::NewClient(_)) => {}
+        }
     }
 }

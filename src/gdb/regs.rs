@@ -5,7 +5,7 @@
 
 use kvm_bindings::{
     kvm_debugregs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs, KVM_MP_STATE_HALTED,
-    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 
 use crate::gdb::arch::{RegLayout, RegisterFile};
@@ -27,9 +27,27 @@ pub struct CpuSnapshot {
     /// The PAE PDPTE registers when known (a snapshot, or KVM_GET_SREGS2); the walker reads the
     /// PDPT from memory otherwise.
     pub pdptrs: Option<[u64; 4]>,
+    /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
+    pub complete: bool,
 }
 
 impl CpuSnapshot {
+    /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
+    /// left at defaults, sparing four ioctls when gdb asks for no more.
+    pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
+        let (regs, sregs) = vcpu.regs_and_sregs()?;
+        Ok(CpuSnapshot {
+            regs,
+            sregs,
+            fpu: kvm_fpu::default(),
+            debugregs: kvm_debugregs::default(),
+            kernel_gs_base: 0,
+            mp_state: KVM_MP_STATE_RUNNABLE,
+            pdptrs: None,
+            complete: false,
+        })
+    }
+
     pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
         let fd = vcpu.fd();
         let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
@@ -54,6 +72,7 @@ impl CpuSnapshot {
                 .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?
                 .mp_state,
             pdptrs: None,
+            complete: true,
         })
     }
 

@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use gdbstub::common::{Pid, Signal, Tid};
 use gdbstub::stub::MultiThreadStopReason;
@@ -31,14 +32,14 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use thiserror::Error;
 
 use crate::gdb::arch::{
-    target_xml_part, GdbvisorArch, RegLayout, RegisterFile, X86RegId, X86Registers,
+    target_xml_part, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
 };
 use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::handler_entry;
 use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::doctor;
-use crate::vmm::machine::{Machine, MachineError, RunHooks};
+use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemorySlots, MemslotError};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
@@ -47,6 +48,11 @@ use crate::vmm::vcpu::{
 };
 use crate::x86::cpu::CpuMode;
 use crate::x86::paging::{translate, Access};
+
+/// How long the event loop runs a lone vCPU itself before handing it to its own thread: long
+/// enough for a step or a breakpoint a few thousand instructions on, short enough that gdb's
+/// Ctrl-C is read promptly.
+const RUN_HERE_BUDGET: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Error)]
 pub enum TargetFault {
@@ -109,8 +115,6 @@ pub struct VmTarget {
     /// the address that ends it.
     step_into: std::collections::HashMap<u8, u64>,
     snapshots: Vec<Option<CpuSnapshot>>,
-    /// Filled by each vCPU's thread as it stops (see [`RunHooks`]), taken by `snapshot`.
-    prefetched: Vec<Arc<Mutex<Option<CpuSnapshot>>>>,
     /// Stops that other vCPUs reported while the first stop was being handled; the next resume
     /// reports them without running anything (all-stop).
     pub pending: VecDeque<(u8, VcpuEvent)>,
@@ -153,7 +157,6 @@ impl VmTarget {
             data_watches: Vec::new(),
             step_into: Default::default(),
             snapshots: vec![None; count],
-            prefetched: (0..count).map(|_| Arc::default()).collect(),
             pending: VecDeque::new(),
             dead: vec![None; count],
             run_end: None,
@@ -186,20 +189,26 @@ impl VmTarget {
         Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
     }
 
-    /// The vCPU's state at this stop, fetched once (by the vCPU's own thread right after it
-    /// stopped, when it ran under gdb).
+    /// The vCPU's whole state at this stop, fetched once, when first needed.
     pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
-        if self.snapshots[slot].is_none() {
-            self.snapshots[slot] = self.prefetched[slot]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-        }
-        if self.snapshots[slot].is_none() {
+        if !self.snapshots[slot].as_ref().is_some_and(|s| s.complete) {
             let snapshot = self
                 .machine
                 .with_vcpu(id, |vcpu| CpuSnapshot::fetch(vcpu))??;
+            self.snapshots[slot] = Some(snapshot);
+        }
+        Ok(self.snapshots[slot].as_ref().expect("just filled"))
+    }
+
+    /// At least the vCPU's general and segment registers at this stop (see
+    /// [`CpuSnapshot::fetch_core`]): enough for its pc, mode and page tables.
+    fn core(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
+        let slot = usize::from(id);
+        if self.snapshots[slot].is_none() {
+            let snapshot = self
+                .machine
+                .with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))??;
             self.snapshots[slot] = Some(snapshot);
         }
         Ok(self.snapshots[slot].as_ref().expect("just filled"))
@@ -214,7 +223,7 @@ impl VmTarget {
         len: usize,
         mut each: impl FnMut(&GuestRam, u64, usize, usize) -> bool,
     ) -> Result<usize, TargetFault> {
-        let regs = self.snapshot(id)?.control_regs();
+        let regs = self.core(id)?.control_regs();
         let mut done = 0;
         while done < len {
             let addr = start.wrapping_add(done as u64);
@@ -246,7 +255,7 @@ impl VmTarget {
         let mut views = Vec::new();
         let mut real_mode = false;
         for &id in &runners {
-            let snapshot = self.snapshot(id)?;
+            let snapshot = self.core(id)?;
             views.push((snapshot.control_regs(), snapshot.pc()));
             real_mode |= snapshot.mode() == CpuMode::Real;
         }
@@ -266,7 +275,7 @@ impl VmTarget {
             {
                 continue;
             }
-            let pc = self.snapshot(id)?.pc();
+            let pc = self.core(id)?.pc();
             // `hlt` only ends with an interrupt: let that interrupt's handler run whole and
             // stop after the `hlt`, as a step that never lands in the handler.
             let target = if self.at_hlt(id, pc) {
@@ -305,7 +314,6 @@ impl VmTarget {
         pages.extend(self.breakpoints.planted_pages());
         self.slots.set_read_only(pages)?;
         let planted_bytes = self.breakpoints.planted.clone();
-        let mut hooks = Vec::new();
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
             // Stepping into an interrupt handler runs until its entry instead.
             let stepping =
@@ -324,7 +332,7 @@ impl VmTarget {
             let watched = watched.clone();
             let planted_bytes = planted_bytes.clone();
             let catch_mode = self.catch_mode;
-            let before = move |vcpu: &mut Vcpu| -> Result<(), VcpuError> {
+            let prepare = move |vcpu: &mut Vcpu| -> Result<(), VcpuError> {
                 vcpu.catch_mode = catch_mode;
                 vcpu.planted_breakpoints = planted;
                 vcpu.watched = watched;
@@ -342,22 +350,20 @@ impl VmTarget {
                 }
                 Ok(())
             };
-            let slot = self.prefetched[usize::from(id)].clone();
-            let after = move |vcpu: &mut Vcpu| {
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = CpuSnapshot::fetch(vcpu).ok();
-            };
-            hooks.push((
-                id,
-                RunHooks {
-                    before: Some(Box::new(before)),
-                    after: Some(Box::new(after)),
-                },
-            ));
+            self.machine.with_vcpu(id, prepare)??;
         }
         self.applied = applied;
         self.snapshots.iter_mut().for_each(|s| *s = None);
-        for (id, run_hooks) in hooks {
-            self.machine.resume_with(id, run_hooks)?;
+        // One vCPU to run (a step, or a continue on a uniprocessor guest): run it here first,
+        // sparing two thread wake-ups when it stops soon, as steps and nearby breakpoints do.
+        if let ([id], false) = (runners.as_slice(), self.machine.any_running()) {
+            if let Some((id, event)) = self.machine.resume_here(*id, RUN_HERE_BUDGET)? {
+                self.pending.push_back((id, event?));
+            }
+            return Ok(());
+        }
+        for id in runners {
+            self.machine.resume(id)?;
         }
         Ok(())
     }
@@ -402,9 +408,42 @@ impl VmTarget {
         })
     }
 
+    /// The registers gdb reads at every stop (pc, stack and frame pointers, flags) of the
+    /// stopped thread, for the stop reply: gdb then needs no `g` after a step or a hit.
+    pub fn expedited(&mut self, stop: &MultiThreadStopReason<u64>) -> Vec<(X86RegId, Vec<u8>)> {
+        const EXPEDITED: [Reg; 4] = [Reg::Rip, Reg::Rsp, Reg::Rbp, Reg::Eflags];
+        let tid = match *stop {
+            MultiThreadStopReason::SignalWithThread { tid, .. }
+            | MultiThreadStopReason::SwBreak(tid)
+            | MultiThreadStopReason::HwBreak(tid)
+            | MultiThreadStopReason::Watch { tid, .. } => tid,
+            _ => return Vec::new(),
+        };
+        let layout = self.layout;
+        let Ok(core) = self.core(Self::id(tid)) else {
+            return Vec::new();
+        };
+        // Only general registers are read from it, which a core snapshot has.
+        let regs = X86Registers {
+            layout,
+            file: core.to_file(),
+        };
+        let mut value = [0u8; 16];
+        regs.layout
+            .registers()
+            .iter()
+            .enumerate()
+            .filter(|(_, info)| EXPEDITED.contains(&info.reg))
+            .filter_map(|(regnum, _)| {
+                let len = regs.read_register(regnum, &mut value)?;
+                Some((X86RegId(regnum), value[..len].to_vec()))
+            })
+            .collect()
+    }
+
     /// The handler entry of the int3/int1/int n vCPU `id` is about to execute, if it is one.
     fn soft_interrupt_handler(&mut self, id: u8) -> Result<Option<u64>, TargetFault> {
-        let pc = self.snapshot(id)?.pc();
+        let pc = self.core(id)?.pc();
         let mut insn = [0u8; 2];
         let read = self.access_linear(id, pc, 2, |ram, phys, at, n| {
             ram.read(phys, &mut insn[at..at + n]).is_ok()
@@ -413,7 +452,7 @@ impl VmTarget {
             return Ok(None);
         };
         let ram = self.ram.clone();
-        Ok(handler_entry(&ram, self.snapshot(id)?, soft.vector()))
+        Ok(handler_entry(&ram, self.core(id)?, soft.vector()))
     }
 
     /// The DR7 data watchpoint whose slot DR6 reports as hit.
@@ -488,7 +527,8 @@ impl VmTarget {
                 },
                 None => with_signal(Signal::SIGTRAP),
             },
-            VcpuEvent::Interrupted => with_signal(Signal::SIGINT),
+            // Yielded never leaves the machine; were it to, it is a stop without a cause.
+            VcpuEvent::Interrupted | VcpuEvent::Yielded => with_signal(Signal::SIGINT),
             VcpuEvent::Halted => {
                 eprintln!("gdbvisor: vCPU {id} halted with interrupts disabled (reported to gdb as SIGSTOP)");
                 with_signal(Signal::SIGSTOP)
@@ -563,10 +603,6 @@ impl VmTarget {
     /// Lets every vCPU that can run go on (after a detach); returns how many run.
     pub fn resume_all(&mut self) -> Result<usize, TargetFault> {
         self.snapshots.iter_mut().for_each(|s| *s = None);
-        // These runs fetch nothing when they stop: older prefetched states must not be used.
-        for slot in &self.prefetched {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
         let mut count = 0;
         for id in 0..self.vcpu_count() as u8 {
             if self.dead[usize::from(id)].is_none() {
@@ -884,7 +920,7 @@ impl HwWatchpoint for VmTarget {
 
 impl SwBreakpoint for VmTarget {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        let regs = match self.snapshot(0) {
+        let regs = match self.core(0) {
             Ok(s) => s.control_regs(),
             Err(e) => return fault(e),
         };

@@ -374,6 +374,7 @@ pub fn blank_cpu(mp_state: u32) -> CpuSnapshot {
         kernel_gs_base: 0,
         mp_state,
         pdptrs: None,
+        complete: true,
     }
 }
 

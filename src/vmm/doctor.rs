@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::boot::{layout, BootCpuState, EntryMode};
 use crate::devices::sink::Sink;
+use crate::vmm::cpuid::CpuFeature;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::vcpu::{DebugConfig, DebugSlot, SlotKind, VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
@@ -30,6 +31,8 @@ pub enum DoctorError {
     Vcpu(#[from] VcpuError),
     #[error("probe setup: {0}")]
     Boot(#[from] crate::boot::BootError),
+    #[error("probe: {0}")]
+    Probe(String),
     #[error("probe memory: {0}")]
     Memory(#[from] crate::vmm::memory::MemoryError),
 }
@@ -58,6 +61,9 @@ pub struct HostReport {
     pub la57_offered: bool,
     /// The host CPU itself has LA57.
     pub la57_host: bool,
+    /// Features gdbvisor probes: whether KVM's supported CPUID offers them (`None`: not
+    /// offered) and whether their instructions run.
+    pub cpuid_features: Vec<(CpuFeature, Option<Outcome>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +122,106 @@ pub fn examine() -> Result<HostReport, DoctorError> {
         guest_debug_flags,
         la57_offered,
         la57_host: host_cpu_flags().contains(&"la57".to_string()),
+        cpuid_features: probe_cpuid_features()?,
     })
+}
+
+/// The CPUID features this host's KVM offers but cannot execute; probed once per process.
+/// Hardware KVM runs every instruction it offers, so only a software-nested host is probed.
+pub fn cpuid_gaps() -> Vec<CpuFeature> {
+    static GAPS: OnceLock<Vec<CpuFeature>> = OnceLock::new();
+    GAPS.get_or_init(|| {
+        if virtualization_kind().starts_with("hardware") {
+            return Vec::new();
+        }
+        match probe_cpuid_features() {
+            Ok(results) => results
+                .into_iter()
+                .filter(|(_, outcome)| matches!(outcome, Some(Outcome::Fails(_))))
+                .map(|(feature, _)| feature)
+                .collect(),
+            Err(e) => {
+                // Without a verdict, hide what is known to fail on software-nested KVM.
+                log::warn!("cannot probe CPUID features ({e}); hiding cx16 and xsave");
+                vec![CpuFeature::Cx16, CpuFeature::Xsave]
+            }
+        }
+    })
+    .clone()
+}
+
+/// Runs the instructions behind CX16 and XSAVE in long mode.
+fn probe_cpuid_features() -> Result<Vec<(CpuFeature, Option<Outcome>)>, DoctorError> {
+    const DATA: u32 = 0x30000;
+    let mut cx16 = vec![0xBF];
+    cx16.extend(DATA.to_le_bytes()); //          mov edi, DATA
+    cx16.extend([0x31, 0xC0, 0x31, 0xD2]); //    xor eax, eax; xor edx, edx
+    cx16.extend([0xF0, 0x48, 0x0F, 0xC7, 0x0F]); // lock cmpxchg16b [rdi]
+    cx16.extend(mov_al_out(PROBE_OK));
+    let mut xsave = vec![0x0F, 0x20, 0xE0]; //    mov rax, cr4
+    xsave.extend([0x0D, 0x00, 0x00, 0x04, 0x00]); // or eax, CR4.OSXSAVE
+    xsave.extend([0x0F, 0x22, 0xE0]); //          mov cr4, rax
+    xsave.push(0xBB);
+    xsave.extend(DATA.to_le_bytes()); //          mov ebx, DATA (64-byte aligned)
+    xsave.extend([0x31, 0xD2, 0xB8, 1, 0, 0, 0]); // xor edx, edx; mov eax, 1 (x87 state)
+    xsave.extend([0x0F, 0xAE, 0x23]); //          xsave [rbx]
+    xsave.extend([0x0F, 0xAE, 0x2B]); //          xrstor [rbx]
+    xsave.extend(mov_al_out(PROBE_OK));
+    // What the guest's CPUID instruction shows, which on KVM-PVM is not only what KVM_SET_CPUID2
+    // was given: leaf 1 ECX there carries some of the host's bits (XSAVE among them).
+    let mut cpuid = vec![0xB8, 1, 0, 0, 0]; // mov eax, 1
+    cpuid.extend([0x0F, 0xA2, 0x89, 0xC8]); //  cpuid; mov eax, ecx
+    cpuid.extend([0xE7, 0xF4]); //              out 0xF4, eax
+    let leaf1_ecx = match run_long_mode_probe(&cpuid)? {
+        VcpuEvent::DebugExit(ecx) => ecx,
+        other => {
+            return Err(DoctorError::Probe(format!(
+                "CPUID probe ended with {other:?}"
+            )))
+        }
+    };
+    let mut popcnt = vec![0xF3, 0x48, 0x0F, 0xB8, 0xC7]; // popcnt rax, rdi
+    popcnt.extend(mov_al_out(PROBE_OK));
+    let mut results = Vec::new();
+    for (feature, code, bit) in [
+        (CpuFeature::Cx16, cx16, 13),
+        (CpuFeature::Xsave, xsave, 26),
+        (CpuFeature::Popcnt, popcnt, 23),
+    ] {
+        let verdict = if leaf1_ecx & (1 << bit) != 0 {
+            Some(outcome(run_long_mode_probe(&code)?))
+        } else {
+            None
+        };
+        results.push((feature, verdict));
+    }
+    Ok(results)
+}
+
+/// Boots `code` at 0x20000 in 64-bit mode on an identity map and returns how it ended.
+fn run_long_mode_probe(code: &[u8]) -> Result<VcpuEvent, DoctorError> {
+    const LONG_CODE: u64 = 0x20000;
+    let vm = Vm::new(probe_options())?;
+    layout::write_gdt(&vm.ram)?;
+    let cr3 = layout::write_identity_page_tables(&vm.ram, 1 << 30)?;
+    vm.ram.write(LONG_CODE, code)?;
+    vm.vcpus[0].set_boot_state(&BootCpuState {
+        mode: EntryMode::Long64,
+        rip: LONG_CODE,
+        rsp: 0x7000,
+        rax: 0,
+        rbx: 0,
+        rsi: 0,
+        rdx: 0,
+        cr3,
+    })?;
+    let mut machine = Machine::start(vm.vcpus)?;
+    machine.resume(0)?;
+    let (_, event) = machine.wait_event(
+        &AtomicBool::new(false),
+        Some(Instant::now() + PROBE_TIMEOUT),
+    )?;
+    Ok(event?)
 }
 
 /// The KVM_GUESTDBG_* flags this KVM accepts (KVM_CAP_SET_GUEST_DEBUG2).
@@ -204,6 +309,9 @@ fn outcome(event: VcpuEvent) -> Outcome {
     match event {
         VcpuEvent::DebugExit(PROBE_OK) => Outcome::Works,
         VcpuEvent::Shutdown => Outcome::Fails("the guest triple-faults".into()),
+        VcpuEvent::InternalError(error) if error.suberror == 1 => {
+            Outcome::Fails("KVM emulation failure".into())
+        }
         other => Outcome::Fails(format!("{other:?}")),
     }
 }
@@ -335,6 +443,28 @@ impl fmt::Display for HostReport {
             }
         )?;
         writeln!(f, "guest debug flags: {}", self.guest_debug_flags.join(" "))?;
+        for (feature, outcome) in &self.cpuid_features {
+            let verdict = match outcome {
+                Some(outcome) => describe(outcome),
+                None => "not in the guest's CPUID".to_string(),
+            };
+            writeln!(f, "CPUID {feature} instructions: {verdict}")?;
+        }
+        let gaps: Vec<&str> = self
+            .cpuid_features
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, Some(Outcome::Fails(_))))
+            .map(|(feature, _)| feature.name())
+            .collect();
+        writeln!(
+            f,
+            "CPUID features hidden from guests by default (--cpuid-hide auto): {}",
+            if gaps.is_empty() {
+                "none".to_string()
+            } else {
+                gaps.join(",")
+            }
+        )?;
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         write!(
             f,

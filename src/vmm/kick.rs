@@ -40,10 +40,79 @@ pub fn install_handler() -> std::io::Result<()> {
     result
 }
 
-/// Registers the calling thread as the runner of the vCPU whose kvm_run page is `run`.
+/// Registers the calling thread as the runner of the vCPU whose kvm_run page is `run` (null:
+/// no vCPU, kicks do nothing).
 pub fn register_current_thread(run: *mut kvm_run) {
     KVM_RUN.with(|cell| cell.set(run));
 }
+
+/// A one-shot timer that kicks the thread that created it: bounds how long a thread that
+/// borrowed a vCPU (see `Machine::resume_here`) stays inside its KVM_RUN.
+pub struct KickTimer {
+    timer: libc::timer_t,
+    owner: std::thread::ThreadId,
+}
+
+impl KickTimer {
+    /// A timer whose expiry kicks the calling thread.
+    pub fn for_current_thread() -> std::io::Result<Self> {
+        // SAFETY: gettid has no preconditions.
+        let thread = unsafe { libc::gettid() };
+        // SAFETY: sigevent is plain data; all-zero is a valid starting value.
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = kick_signal();
+        event.sigev_notify_thread_id = thread;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: `event` and `timer` are valid for the call; the signal's handler is installed
+        // (install_handler) before any vCPU runs.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(KickTimer {
+            timer,
+            owner: std::thread::current().id(),
+        })
+    }
+
+    /// Whether the calling thread is the one this timer kicks.
+    pub fn is_for_current_thread(&self) -> bool {
+        self.owner == std::thread::current().id()
+    }
+
+    /// Kicks once after `delay` (zero disarms).
+    pub fn arm(&self, delay: std::time::Duration) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: delay.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(delay.subsec_nanos() as i32),
+            },
+        };
+        // SAFETY: the timer is live (deleted only in Drop) and `spec` is valid for the call.
+        if unsafe { libc::timer_settime(self.timer, 0, &spec, std::ptr::null_mut()) } != 0 {
+            log::debug!("kick timer: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    pub fn disarm(&self) {
+        self.arm(std::time::Duration::ZERO);
+    }
+}
+
+impl Drop for KickTimer {
+    fn drop(&mut self) {
+        // SAFETY: the timer was created by timer_create and is deleted only here.
+        unsafe { libc::timer_delete(self.timer) };
+    }
+}
+
+// SAFETY: timer_t is an opaque kernel timer id; the timer may be armed and deleted from any
+// thread of the process (it always signals the thread recorded at creation).
+unsafe impl Send for KickTimer {}
 
 /// Sends kicks to one vCPU thread.
 #[derive(Clone, Copy)]

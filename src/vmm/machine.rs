@@ -8,20 +8,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::vmm::kick::{self, Kicker};
+use crate::vmm::kick::{self, KickTimer, Kicker};
 use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
-
-/// How long the event loop, having just resumed a vCPU, polls for its report before it sleeps:
-/// a debugger's step comes back within microseconds, and waking a sleeping thread costs more
-/// than the step itself. Bounded, so an idle VMM still sleeps. (vCPU threads do not poll for
-/// commands: on two cores that starves gdb and halves gdb's own step rate.)
-pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(100);
 
 /// How often a waiting caller checks running vCPUs for a final halt.
 pub const HALT_POLL: Duration = Duration::from_millis(50);
@@ -41,25 +35,14 @@ pub enum MachineError {
 /// Work for a vCPU thread.
 pub enum VcpuCommand {
     /// Run until the next event, then report it.
-    Run(RunHooks),
+    Run,
     /// Run a closure on the vCPU (register access, debug state) while it is stopped.
     With(Box<dyn FnOnce(&mut Vcpu) + Send>),
 }
 
-/// Work a debugger wants done on the vCPU's own thread around one run, saving a round trip
-/// each: `before` (debug settings) and `after` (fetching the stopped state before the report).
-#[derive(Default)]
-pub struct RunHooks {
-    pub before: Option<BeforeRun>,
-    pub after: Option<AfterRun>,
-}
-
-/// Runs on the vCPU's thread just before KVM_RUN; an error is reported instead of running.
-pub type BeforeRun = Box<dyn FnOnce(&mut Vcpu) -> Result<(), VcpuError> + Send>;
-/// Runs on the vCPU's thread after it stopped, before its report is sent.
-pub type AfterRun = Box<dyn FnOnce(&mut Vcpu) + Send>;
-
 struct VcpuThread {
+    /// Locked by the vCPU's thread for each command, or by a caller running it in place.
+    vcpu: Arc<Mutex<Vcpu>>,
     commands: Sender<VcpuCommand>,
     kicker: Kicker,
     control: Arc<VcpuControl>,
@@ -75,6 +58,8 @@ pub struct Machine {
     /// The reports, when [`Machine::start`] made the channel; `None` when the caller consumes
     /// them through its own sink.
     events: Option<Receiver<VcpuReport>>,
+    /// Bounds [`Machine::resume_here`]; made on first use, for the thread that uses it.
+    kick_timer: Option<KickTimer>,
 }
 
 /// Where vCPU threads deliver their reports; `false` means nobody listens any more.
@@ -97,27 +82,24 @@ impl Machine {
     pub fn start_with_sink(vcpus: Vec<Vcpu>, sink: ReportSink) -> Result<Machine, MachineError> {
         kick::install_handler().map_err(MachineError::Signal)?;
         let mut threads = Vec::new();
-        for mut vcpu in vcpus {
+        for vcpu in vcpus {
             let id = vcpu.id;
             let control = vcpu.control();
+            let vcpu = Arc::new(Mutex::new(vcpu));
+            let shared = vcpu.clone();
             let (commands, command_rx) = mpsc::channel::<VcpuCommand>();
             let (kicker_tx, kicker_rx) = mpsc::sync_channel(1);
             let sink = sink.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
-                    let _ = kicker_tx.send(vcpu.bind_to_current_thread());
+                    let _ = kicker_tx.send(lock(&shared).bind_to_current_thread());
                     while let Ok(command) = command_rx.recv() {
+                        let mut vcpu = lock(&shared);
                         match command {
-                            VcpuCommand::Run(hooks) => {
-                                let prepared = match hooks.before {
-                                    Some(before) => before(&mut vcpu),
-                                    None => Ok(()),
-                                };
-                                let event = prepared.and_then(|()| vcpu.run());
-                                if let Some(after) = hooks.after {
-                                    after(&mut vcpu);
-                                }
+                            VcpuCommand::Run => {
+                                let event = vcpu.run();
+                                drop(vcpu);
                                 if !sink((id, event)) {
                                     break;
                                 }
@@ -129,6 +111,7 @@ impl Machine {
                 .map_err(MachineError::Thread)?;
             let kicker = kicker_rx.recv().map_err(|_| MachineError::ThreadGone(id))?;
             threads.push(VcpuThread {
+                vcpu,
                 commands,
                 kicker,
                 control,
@@ -139,6 +122,7 @@ impl Machine {
         Ok(Machine {
             threads,
             events: None,
+            kick_timer: None,
         })
     }
 
@@ -169,26 +153,65 @@ impl Machine {
 
     /// Lets vCPU `id` run until its next event.
     pub fn resume(&mut self, id: u8) -> Result<(), MachineError> {
-        self.resume_with(id, RunHooks::default())
-    }
-
-    /// Lets vCPU `id` run until its next event, with work done on its thread before and after.
-    pub fn resume_with(&mut self, id: u8, hooks: RunHooks) -> Result<(), MachineError> {
         let thread = self.thread(id)?;
         thread
             .commands
-            .send(VcpuCommand::Run(hooks))
+            .send(VcpuCommand::Run)
             .map_err(|_| MachineError::ThreadGone(id))?;
         thread.running = true;
         Ok(())
     }
 
-    /// Runs `work` on stopped vCPU `id` and returns its result.
+    /// Lets vCPU `id` run until its next event like [`Machine::resume`], but first on the
+    /// calling thread for up to `budget`: a debugger's step or a breakpoint a few instructions
+    /// on then costs no thread hand-off (on a nested host, waking a thread costs more than
+    /// the step). Returns the report when the vCPU stopped within the budget (the sink does
+    /// not see it, and the vCPU is not running); otherwise its own thread carries on and
+    /// reports to the sink. Call only while no vCPU runs.
+    pub fn resume_here(
+        &mut self,
+        id: u8,
+        budget: Duration,
+    ) -> Result<Option<VcpuReport>, MachineError> {
+        if self
+            .kick_timer
+            .as_ref()
+            .is_none_or(|timer| !timer.is_for_current_thread())
+        {
+            self.kick_timer = Some(KickTimer::for_current_thread().map_err(MachineError::Signal)?);
+        }
+        let shared = self.thread(id)?.vcpu.clone();
+        let mut vcpu = lock(&shared);
+        let timer = self.kick_timer.as_ref().expect("made above");
+        vcpu.borrowed = true;
+        vcpu.bind_to_current_thread();
+        timer.arm(budget);
+        let event = vcpu.run();
+        timer.disarm();
+        // A kick that landed after KVM_RUN returned must not end the next run early.
+        kick::register_current_thread(std::ptr::null_mut());
+        vcpu.clear_kick();
+        vcpu.borrowed = false;
+        drop(vcpu);
+        if matches!(event, Ok(VcpuEvent::Yielded)) {
+            self.resume(id)?;
+            return Ok(None);
+        }
+        Ok(Some((id, event)))
+    }
+
+    /// Runs `work` on stopped vCPU `id` and returns its result: right here while the vCPU is
+    /// stopped (KVM takes a stopped vCPU's ioctls from any thread), else on its own thread
+    /// once it stops.
     pub fn with_vcpu<R: Send + 'static>(
         &mut self,
         id: u8,
         work: impl FnOnce(&mut Vcpu) -> R + Send + 'static,
     ) -> Result<R, MachineError> {
+        let thread = self.thread(id)?;
+        if !thread.running {
+            return Ok(work(&mut lock(&thread.vcpu)));
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let command = VcpuCommand::With(Box::new(move |vcpu| {
             let _ = tx.send(work(vcpu));
@@ -245,6 +268,11 @@ impl Machine {
     pub fn any_running(&self) -> bool {
         self.threads.iter().any(|t| t.running)
     }
+}
+
+/// A vCPU, whether or not a thread panicked while holding it.
+fn lock(vcpu: &Mutex<Vcpu>) -> MutexGuard<'_, Vcpu> {
+    vcpu.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Machine {

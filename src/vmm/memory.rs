@@ -48,6 +48,21 @@ impl GuestRam {
             .collect();
         let mem = GuestMemoryMmap::from_ranges(&regions)
             .map_err(|source| MemoryError::Allocate { size, source })?;
+        for region in mem.iter() {
+            // A fork (vmm::teardown) must neither copy nor write-protect guest RAM.
+            // SAFETY: the range is exactly this region's live mapping; MADV_DONTFORK changes
+            // only what a child process inherits.
+            let rc = unsafe {
+                libc::madvise(
+                    region.as_ptr().cast(),
+                    region.len() as usize,
+                    libc::MADV_DONTFORK,
+                )
+            };
+            if rc != 0 {
+                log::debug!("MADV_DONTFORK: {}", std::io::Error::last_os_error());
+            }
+        }
         Ok(GuestRam { mem, size })
     }
 

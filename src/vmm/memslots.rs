@@ -5,9 +5,14 @@
 //! every host, including those whose KVM never fires DR7 data breakpoints. A slot's flags cannot
 //! change in place, so protecting a page means deleting the slot that holds it and registering
 //! the pieces around it again.
+//!
+//! The first registration runs on a thread of its own: on a nested host it waits ~5 ms for an
+//! SRCU grace period, time better spent setting up the VM and answering gdb's first packets.
+//! Anything that needs the slots ([`RamRegistered::wait`]) waits for it: every vCPU before it
+//! runs, and every later change of the slots.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
 use kvm_ioctls::VmFd;
@@ -18,10 +23,37 @@ use crate::vmm::memory::GuestRam;
 
 const PAGE: u64 = 0x1000;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Copy, Error)]
 pub enum MemslotError {
     #[error("KVM_SET_USER_MEMORY_REGION failed: {0}")]
     Kvm(kvm_ioctls::Error),
+    #[error("cannot start the memory registration thread")]
+    Thread,
+}
+
+/// Set once guest RAM's first registration with KVM has finished (or failed).
+#[derive(Default)]
+pub struct RamRegistered {
+    outcome: Mutex<Option<Result<(), MemslotError>>>,
+    done: Condvar,
+}
+
+impl RamRegistered {
+    /// Blocks until the first registration has finished; its outcome.
+    pub fn wait(&self) -> Result<(), MemslotError> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(result) = *outcome {
+                return result;
+            }
+            outcome = self.done.wait(outcome).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn finish(&self, result: Result<(), MemslotError>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        self.done.notify_all();
+    }
 }
 
 /// One registered slot: guest range, host address, read-only or not.
@@ -38,19 +70,40 @@ pub struct MemorySlots {
     ram: Arc<GuestRam>,
     pieces: Vec<Piece>,
     read_only_pages: BTreeSet<u64>,
+    registered: Arc<RamRegistered>,
 }
 
 impl MemorySlots {
-    /// Registers all of `ram`, writable.
+    /// Starts registering all of `ram`, writable, in the background (see [`RamRegistered`]).
     pub fn new(fd: Arc<VmFd>, ram: Arc<GuestRam>) -> Result<Self, MemslotError> {
-        let mut slots = MemorySlots {
+        let pieces = Self::layout(&ram, &BTreeSet::new());
+        let registered = Arc::new(RamRegistered::default());
+        let (thread_fd, thread_pieces, gate) = (fd.clone(), pieces.clone(), registered.clone());
+        // The thread keeps RAM mapped for as long as it may register it.
+        let thread_ram = ram.clone();
+        std::thread::Builder::new()
+            .name("memslots".into())
+            .spawn(move || {
+                let result = thread_pieces
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(slot, piece)| set(&thread_fd, slot as u32, piece, piece.len));
+                gate.finish(result);
+                drop(thread_ram);
+            })
+            .map_err(|_| MemslotError::Thread)?;
+        Ok(MemorySlots {
             fd,
             ram,
-            pieces: Vec::new(),
+            pieces,
             read_only_pages: BTreeSet::new(),
-        };
-        slots.apply(Self::layout(&slots.ram, &BTreeSet::new()))?;
-        Ok(slots)
+            registered,
+        })
+    }
+
+    /// What a vCPU waits on before its first run.
+    pub fn registered(&self) -> Arc<RamRegistered> {
+        self.registered.clone()
     }
 
     pub fn read_only_pages(&self) -> &BTreeSet<u64> {
@@ -62,6 +115,7 @@ impl MemorySlots {
         if pages == self.read_only_pages {
             return Ok(());
         }
+        self.registered.wait()?;
         let layout = Self::layout(&self.ram, &pages);
         self.apply(layout)?;
         self.read_only_pages = pages;
@@ -129,18 +183,23 @@ impl MemorySlots {
     }
 
     fn set(&self, slot: u32, piece: &Piece, size: u64) -> Result<(), MemslotError> {
-        let region = kvm_userspace_memory_region {
-            slot,
-            flags: if piece.read_only { KVM_MEM_READONLY } else { 0 },
-            guest_phys_addr: piece.guest,
-            memory_size: size,
-            userspace_addr: piece.host,
-        };
-        // SAFETY: the host range lies inside a live mapping owned by `ram`, which this struct
-        // keeps alive (Arc) as long as the VM fd; slots never overlap (they partition RAM), and
-        // a size of 0 deletes the slot.
-        unsafe { self.fd.set_user_memory_region(region) }.map_err(MemslotError::Kvm)
+        set(&self.fd, slot, piece, size)
     }
+}
+
+/// Registers (or with `size` 0 deletes) slot number `slot` as `piece`.
+fn set(fd: &VmFd, slot: u32, piece: &Piece, size: u64) -> Result<(), MemslotError> {
+    let region = kvm_userspace_memory_region {
+        slot,
+        flags: if piece.read_only { KVM_MEM_READONLY } else { 0 },
+        guest_phys_addr: piece.guest,
+        memory_size: size,
+        userspace_addr: piece.host,
+    };
+    // SAFETY: the host range lies inside a live mapping of a GuestRam that the caller keeps
+    // alive (MemorySlots and the registration thread hold an Arc); slots never overlap (they
+    // partition RAM), and a size of 0 deletes the slot.
+    unsafe { fd.set_user_memory_region(region) }.map_err(MemslotError::Kvm)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! The KVM side: the VM, its memory, and its vCPUs.
+pub mod cpuid;
 pub mod doctor;
 pub mod kick;
 pub mod machine;
@@ -6,5 +7,6 @@ pub mod memory;
 pub mod memslots;
 pub mod outcome;
 pub mod state_text;
+pub mod teardown;
 pub mod vcpu;
 pub mod vm;

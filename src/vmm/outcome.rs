@@ -62,7 +62,7 @@ pub fn report_event(
             log::info!("isa-debug-exit {value:#x}");
             RunEnd::DebugExit(value)
         }
-        VcpuEvent::Interrupted => {
+        VcpuEvent::Interrupted | VcpuEvent::Yielded => {
             eprintln!("gdbvisor: interrupted");
             RunEnd::Interrupted
         }

@@ -1,12 +1,13 @@
 //! One vCPU: its initial state, and a run loop that handles device I/O itself and returns
 //! every other event to the caller, who decides whether to run it again.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{kvm_debug_exit_arch, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED};
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use thiserror::Error;
 
 use crate::boot::layout::{
@@ -16,6 +17,7 @@ use crate::boot::{BootCpuState, EntryMode};
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
+use crate::vmm::memslots::{MemslotError, RamRegistered};
 use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
 use crate::x86::paging::{LinearMemory, PagedMemory};
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
@@ -24,6 +26,8 @@ use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 pub enum VcpuError {
     #[error("KVM ioctl {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    #[error("guest RAM: {0}")]
+    Memory(#[from] MemslotError),
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -46,6 +50,9 @@ pub enum VcpuEvent {
     Reset,
     /// Stopped on request ([`VcpuControl::request_stop`]).
     Interrupted,
+    /// Still running when a borrowing thread's time budget ran out (see
+    /// `Machine::resume_here`): its own thread carries on; never reported.
+    Yielded,
     /// KVM_EXIT_DEBUG: single step, hardware breakpoint, or (on hardware KVM) a planted int3.
     Debug(DebugInfo),
     /// The guest wrote `len` bytes at guest-physical `phys`, inside a watched range (the
@@ -284,11 +291,22 @@ pub struct Vcpu {
     pub planted_bytes: PlantedBytes,
     /// `catch mode`: report a [`VcpuEvent::ModeChange`] at the first exit in a new mode.
     pub catch_mode: bool,
+    /// Run by a thread other than its own, which gave it a time budget: a kick then means
+    /// the budget is spent ([`VcpuEvent::Yielded`]).
+    pub borrowed: bool,
+    /// Guest RAM's registration with KVM, waited for before the first run (see memslots).
+    pub ram_registered: Option<Arc<RamRegistered>>,
+    /// The registers KVM copied into the run page at the last exit are still the vCPU's
+    /// (a Cell: `fd()` hands out a shared handle that may write them).
+    exit_regs_fresh: Cell<bool>,
     debug: DebugConfig,
 }
 
 impl Vcpu {
-    pub fn new(id: u8, fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
+    pub fn new(id: u8, mut fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
+        // KVM_CAP_SYNC_REGS: every exit leaves general and segment registers in the run page.
+        fd.set_sync_valid_reg(SyncReg::Register);
+        fd.set_sync_valid_reg(SyncReg::SystemRegister);
         Vcpu {
             id,
             fd,
@@ -300,12 +318,27 @@ impl Vcpu {
             watched: Vec::new(),
             planted_bytes: PlantedBytes::default(),
             catch_mode: false,
+            borrowed: false,
+            ram_registered: None,
+            exit_regs_fresh: Cell::new(false),
             debug: DebugConfig::default(),
         }
     }
 
+    /// The vCPU's handle, for ioctls a caller makes itself. Registers may be written through
+    /// it, so the copy KVM left at the last exit is not trusted afterwards.
     pub fn fd(&self) -> &VcpuFd {
+        self.exit_regs_fresh.set(false);
         &self.fd
+    }
+
+    /// General and segment registers as KVM left them in the run page at the last exit, unless
+    /// anything may have written registers since: a stop's state without two ioctls.
+    fn exit_registers(&self) -> Option<(kvm_regs, kvm_sregs)> {
+        self.exit_regs_fresh.get().then(|| {
+            let sync = self.fd.sync_regs();
+            (sync.regs, sync.sregs)
+        })
     }
 
     pub fn control(&self) -> Arc<VcpuControl> {
@@ -346,8 +379,14 @@ impl Vcpu {
         kick::Kicker::for_current_thread()
     }
 
+    /// Forgets a kick that arrived after KVM_RUN returned, so the next run is not cut short.
+    pub fn clear_kick(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
+    }
+
     /// Sets registers for the loader's entry state.
     pub fn set_boot_state(&self, boot: &BootCpuState) -> Result<(), VcpuError> {
+        self.exit_regs_fresh.set(false);
         let mut sregs = self
             .fd
             .get_sregs()
@@ -414,6 +453,9 @@ impl Vcpu {
 
     /// Runs until something the caller must decide on happens.
     pub fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
+        if let Some(registered) = self.ram_registered.take() {
+            registered.wait()?;
+        }
         let mut mode = if self.catch_mode {
             Some(self.mode_key()?)
         } else {
@@ -438,8 +480,12 @@ impl Vcpu {
         Ok(ModeKey::of(&regs, &sregs))
     }
 
+    /// General and segment registers: KVM's copy from the last exit when still valid, else
     /// KVM_GET_REGS and KVM_GET_SREGS.
-    fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
+    pub fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
+        if let Some(registers) = self.exit_registers() {
+            return Ok(registers);
+        }
         let regs = self
             .fd
             .get_regs()
@@ -452,7 +498,10 @@ impl Vcpu {
     }
 
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
-        let exit = match self.fd.run() {
+        let result = self.fd.run();
+        // KVM refreshed the run page's copy of the registers, whatever the outcome.
+        self.exit_regs_fresh.set(true);
+        let exit = match result {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 return self.after_kick();
@@ -563,6 +612,9 @@ impl Vcpu {
         if self.control.stop.swap(false, Ordering::SeqCst) {
             return Ok(Some(VcpuEvent::Interrupted));
         }
+        if self.borrowed {
+            return Ok(Some(VcpuEvent::Yielded));
+        }
         Ok(self.halted_for_good()?.then_some(VcpuEvent::Halted))
     }
 
@@ -627,6 +679,7 @@ impl Vcpu {
     ) -> Result<(), VcpuError> {
         log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
         self.soft_interrupts_completed += 1;
+        self.exit_regs_fresh.set(false);
         regs.rip += soft.insn_len();
         self.fd
             .set_regs(&regs)

@@ -11,6 +11,8 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::devices::debug_exit::{self, DebugExit};
 use crate::devices::debugcon::{self, Debugcon};
 use crate::devices::i8042::{self, I8042};
+use crate::devices::pci::{self, PciConfig};
+use crate::devices::rtc::{self, Rtc};
 use crate::devices::serial::{Com1, SerialInput, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::sink::Sink;
 use crate::devices::PioBus;
@@ -107,6 +109,8 @@ impl Vm {
         bus.insert(debugcon::PORT, 1, Box::new(Debugcon::new(options.debugcon)));
         bus.insert(debug_exit::PORT, debug_exit::LEN, Box::new(DebugExit));
         bus.insert(i8042::BASE, i8042::LEN, Box::new(I8042));
+        bus.insert(rtc::BASE, rtc::LEN, Box::new(Rtc::default()));
+        bus.insert(pci::BASE, pci::LEN, Box::new(PciConfig::default()));
         let bus = Arc::new(Mutex::new(bus));
 
         let cpuid = kvm
@@ -123,7 +127,9 @@ impl Vm {
             if id == 0 {
                 route_pic_through_lapic(&vcpu_fd)?;
             }
-            vcpus.push(Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone()));
+            let mut vcpu = Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone());
+            vcpu.ram_registered = Some(slots.registered());
+            vcpus.push(vcpu);
         }
         Ok(Vm {
             kvm,
@@ -138,7 +144,7 @@ impl Vm {
 }
 
 /// Each vCPU's CPUID names its own APIC ID, as firmware would see on real hardware.
-fn cpuid_for(supported: &CpuId, id: u8) -> CpuId {
+pub(crate) fn cpuid_for(supported: &CpuId, id: u8) -> CpuId {
     let mut cpuid = supported.clone();
     for entry in cpuid.as_mut_slice() {
         match entry.function {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gdb;
+pub mod linux;
 pub mod session;
 
 use std::path::PathBuf;

@@ -1,0 +1,410 @@
+//! Multiboot2 (the GNU Multiboot2 specification, version 2.0): the header and its tags, ELF32,
+//! ELF64 or address-tag loading, and the boot information (command line, boot loader name,
+//! basic memory sizes, memory map, modules).
+//!
+//! The kernel is entered in 32-bit protected mode with paging off, EAX = 0x36d76289 and EBX →
+//! the information structure, whatever its ELF class: an ELF64 multiboot2 kernel brings its own
+//! switch to long mode.
+
+use super::elf::{self, ElfClass};
+use super::layout::{self, INFO_ADDR, INFO_END};
+use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
+use super::{BootCpuState, BootError, EntryMode, Module};
+use crate::vmm::memory::GuestRam;
+
+pub const HEADER_MAGIC: u32 = 0xE852_50D6;
+pub const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
+/// The header lies in the first 32 KiB, 8-byte aligned.
+const SEARCH_LIMIT: usize = 32768;
+const ARCH_I386: u32 = 0;
+const TAG_OPTIONAL: u16 = 1;
+
+const HEADER_TAG_END: u16 = 0;
+const HEADER_TAG_INFO_REQUEST: u16 = 1;
+const HEADER_TAG_ADDRESS: u16 = 2;
+const HEADER_TAG_ENTRY: u16 = 3;
+const HEADER_TAG_CONSOLE_FLAGS: u16 = 4;
+const HEADER_TAG_FRAMEBUFFER: u16 = 5;
+const HEADER_TAG_MODULE_ALIGN: u16 = 6;
+const HEADER_TAG_RELOCATABLE: u16 = 10;
+
+const INFO_TAG_END: u32 = 0;
+const INFO_TAG_CMDLINE: u32 = 1;
+const INFO_TAG_LOADER_NAME: u32 = 2;
+const INFO_TAG_MODULE: u32 = 3;
+const INFO_TAG_BASIC_MEMINFO: u32 = 4;
+const INFO_TAG_MMAP: u32 = 6;
+/// Information tags gdbvisor always provides, so a request for them can be honoured.
+const PROVIDED: [u32; 5] = [
+    INFO_TAG_CMDLINE,
+    INFO_TAG_LOADER_NAME,
+    INFO_TAG_MODULE,
+    INFO_TAG_BASIC_MEMINFO,
+    INFO_TAG_MMAP,
+];
+
+/// What the header asks of the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Offset of the header in the file.
+    pub offset: usize,
+    /// The address tag: where the file is loaded, as with multiboot1's a.out kludge.
+    pub address: Option<AddressTag>,
+    /// The entry address tag.
+    pub entry: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressTag {
+    pub header_addr: u32,
+    pub load_addr: u32,
+    pub load_end_addr: u32,
+    pub bss_end_addr: u32,
+}
+
+fn u16_at(image: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        image.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+fn u32_at(image: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        image.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// Finds and checks the multiboot2 header; `Ok(None)` when the image has none.
+pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
+    let limit = image.len().min(SEARCH_LIMIT);
+    let Some(offset) = (0..limit.saturating_sub(3))
+        .step_by(8)
+        .find(|&at| u32_at(image, at) == Some(HEADER_MAGIC))
+    else {
+        return Ok(None);
+    };
+    let bad = |why: String| BootError::Format(format!("multiboot2 header at {offset:#x}: {why}"));
+    let field = |i: usize| u32_at(image, offset + 4 * i).ok_or_else(|| bad("truncated".into()));
+    let (arch, length, checksum) = (field(1)?, field(2)?, field(3)?);
+    if HEADER_MAGIC
+        .wrapping_add(arch)
+        .wrapping_add(length)
+        .wrapping_add(checksum)
+        != 0
+    {
+        return Err(bad(format!("bad checksum ({checksum:#010x})")));
+    }
+    if arch != ARCH_I386 {
+        return Err(bad(format!(
+            "architecture {arch} is not i386 (0), the only one gdbvisor boots"
+        )));
+    }
+    let end = offset
+        .checked_add(length as usize)
+        .filter(|&end| end <= image.len() && length >= 16)
+        .ok_or_else(|| bad(format!("header_length {length} runs past the file")))?;
+    let mut header = Header {
+        offset,
+        address: None,
+        entry: None,
+    };
+    let mut at = offset + 16;
+    loop {
+        let (Some(kind), Some(flags), Some(size)) = (
+            u16_at(image, at),
+            u16_at(image, at + 2),
+            u32_at(image, at + 4),
+        ) else {
+            return Err(bad("tags run past the header (no end tag)".into()));
+        };
+        let size = size as usize;
+        if size < 8 || at + size > end {
+            return Err(bad(format!("tag {kind} at {at:#x} has a bad size {size}")));
+        }
+        let optional = flags & TAG_OPTIONAL != 0;
+        let word = |i: usize| {
+            if 8 + 4 * (i + 1) > size {
+                return Err(bad(format!("tag {kind} at {at:#x} is too short")));
+            }
+            u32_at(image, at + 8 + 4 * i).ok_or_else(|| bad("truncated".into()))
+        };
+        match kind {
+            HEADER_TAG_END => break,
+            HEADER_TAG_INFO_REQUEST => {
+                for i in 0..(size - 8) / 4 {
+                    let wanted = word(i)?;
+                    if !optional && !PROVIDED.contains(&wanted) {
+                        return Err(bad(format!(
+                            "requires boot information tag {wanted}, which gdbvisor cannot provide (it gives cmdline, boot loader name, modules, basic meminfo, memory map)"
+                        )));
+                    }
+                }
+            }
+            HEADER_TAG_ADDRESS => {
+                header.address = Some(AddressTag {
+                    header_addr: word(0)?,
+                    load_addr: word(1)?,
+                    load_end_addr: word(2)?,
+                    bss_end_addr: word(3)?,
+                })
+            }
+            HEADER_TAG_ENTRY => header.entry = Some(word(0)?),
+            // No video here: a console or framebuffer preference is noted and ignored, as the
+            // spec allows a loader to; module alignment is always page alignment; a
+            // relocatable kernel is simply loaded at its preferred address.
+            HEADER_TAG_CONSOLE_FLAGS
+            | HEADER_TAG_FRAMEBUFFER
+            | HEADER_TAG_MODULE_ALIGN
+            | HEADER_TAG_RELOCATABLE => {
+                log::debug!("multiboot2 header tag {kind} ignored");
+            }
+            other if optional => log::debug!("optional multiboot2 header tag {other} ignored"),
+            other => {
+                return Err(bad(format!(
+                    "requires tag {other} (EFI boot services or an EFI entry point), which gdbvisor does not support"
+                )))
+            }
+        }
+        at = (at + size).next_multiple_of(8);
+    }
+    Ok(Some(header))
+}
+
+/// Loads a multiboot2 kernel and its modules; the CPU enters 32-bit protected mode.
+pub fn load(
+    ram: &GuestRam,
+    image: &[u8],
+    header: &Header,
+    cmdline: &str,
+    modules: &[Module],
+) -> Result<BootCpuState, BootError> {
+    let (elf_entry, kernel_end) = match header.address {
+        Some(address) => {
+            let entry = header.entry.ok_or_else(|| {
+                BootError::Format(
+                    "multiboot2 header has an address tag but no entry address tag".into(),
+                )
+            })?;
+            let aout = AoutKludge {
+                header_addr: address.header_addr,
+                load_addr: address.load_addr,
+                load_end_addr: address.load_end_addr,
+                bss_end_addr: address.bss_end_addr,
+                entry_addr: entry,
+            };
+            multiboot1::load_aout(ram, image, header.offset, &aout)?
+        }
+        None => {
+            let elf = elf::parse(image).map_err(|e| {
+                BootError::Format(format!(
+                    "multiboot2 kernel without an address tag must be ELF: {e}"
+                ))
+            })?;
+            super::load_segments(ram, image, &elf)?;
+            if elf.class == ElfClass::Elf64 && header.entry.is_none() {
+                log::debug!("ELF64 multiboot2 kernel: entering its e_entry in 32-bit mode");
+            }
+            (elf.physical_entry(), elf.physical_end())
+        }
+    };
+    let entry = header.entry.map_or(elf_entry, u64::from);
+    if entry > u64::from(u32::MAX) {
+        return Err(BootError::Format(format!(
+            "multiboot2 entry {entry:#x} is above 4 GiB, out of reach of 32-bit protected mode"
+        )));
+    }
+    layout::write_gdt(ram)?;
+    let info = write_info(ram, cmdline, modules, kernel_end)?;
+    Ok(BootCpuState {
+        mode: EntryMode::Protected32,
+        rip: entry,
+        rsp: layout::STACK_TOP,
+        rax: u64::from(BOOTLOADER_MAGIC),
+        rbx: info,
+        rsi: 0,
+        rdx: 0,
+        cr3: 0,
+    })
+}
+
+/// Builds the boot information at [`INFO_ADDR`]; modules go page-aligned after `kernel_end`.
+pub fn write_info(
+    ram: &GuestRam,
+    cmdline: &str,
+    modules: &[Module],
+    kernel_end: u64,
+) -> Result<u64, BootError> {
+    let mut info: Vec<u8> = vec![0; 8]; // total_size and reserved, filled in at the end
+    let tag = |info: &mut Vec<u8>, kind: u32, body: &[u8]| {
+        info.extend(kind.to_le_bytes());
+        info.extend((8 + body.len() as u32).to_le_bytes());
+        info.extend_from_slice(body);
+        info.resize(info.len().next_multiple_of(8), 0);
+    };
+    let cstr = |text: &str| {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(0);
+        bytes
+    };
+    tag(&mut info, INFO_TAG_CMDLINE, &cstr(cmdline));
+    tag(&mut info, INFO_TAG_LOADER_NAME, &cstr(BOOT_LOADER_NAME));
+    let mem_upper = u32::try_from((ram.low_end() - 0x10_0000) / 1024).unwrap_or(u32::MAX);
+    let meminfo: Vec<u8> = [639u32, mem_upper]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    tag(&mut info, INFO_TAG_BASIC_MEMINFO, &meminfo);
+    let mut mmap = Vec::new();
+    mmap.extend(24u32.to_le_bytes()); // entry_size
+    mmap.extend(0u32.to_le_bytes()); // entry_version
+    for (base, len, kind) in multiboot1::memory_map(ram) {
+        mmap.extend(base.to_le_bytes());
+        mmap.extend(len.to_le_bytes());
+        mmap.extend(kind.to_le_bytes());
+        mmap.extend(0u32.to_le_bytes());
+    }
+    tag(&mut info, INFO_TAG_MMAP, &mmap);
+    let starts = multiboot1::place_modules(ram, modules, kernel_end)?;
+    for (module, start) in modules.iter().zip(starts) {
+        let mut body = Vec::new();
+        body.extend((start as u32).to_le_bytes());
+        body.extend(((start + module.data.len() as u64) as u32).to_le_bytes());
+        body.extend(cstr(&module.string));
+        tag(&mut info, INFO_TAG_MODULE, &body);
+    }
+    tag(&mut info, INFO_TAG_END, &[]);
+    let total = info.len() as u64;
+    if INFO_ADDR + total > INFO_END {
+        return Err(BootError::Layout(format!(
+            "multiboot2 boot information (command line, module strings) exceeds {} bytes",
+            INFO_END - INFO_ADDR
+        )));
+    }
+    info[..4].copy_from_slice(&(total as u32).to_le_bytes());
+    ram.write(INFO_ADDR, &info)?;
+    Ok(INFO_ADDR)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::boot::elf::tests::tiny_elf;
+    use std::path::PathBuf;
+
+    /// A multiboot2 header with the given tags (each: type, flags, u32 words).
+    pub(crate) fn header(tags: &[(u16, u16, &[u32])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for &(kind, flags, words) in tags.iter().chain([&(0u16, 0u16, &[][..])]) {
+            body.extend(kind.to_le_bytes());
+            body.extend(flags.to_le_bytes());
+            body.extend((8 + 4 * words.len() as u32).to_le_bytes());
+            for w in words {
+                body.extend(w.to_le_bytes());
+            }
+            body.resize(body.len().next_multiple_of(8), 0);
+        }
+        let length = 16 + body.len() as u32;
+        let mut out = Vec::new();
+        for w in [
+            HEADER_MAGIC,
+            ARCH_I386,
+            length,
+            0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(length)),
+        ] {
+            out.extend(w.to_le_bytes());
+        }
+        out.extend(body);
+        out
+    }
+
+    fn read_u32(ram: &GuestRam, addr: u64) -> u32 {
+        let mut b = [0u8; 4];
+        ram.read(addr, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn finds_header_with_address_and_entry_tags() {
+        let mut image = vec![0u8; 64];
+        image.extend(header(&[
+            (HEADER_TAG_ADDRESS, 0, &[0x100040, 0x100000, 0, 0x102000]),
+            (HEADER_TAG_ENTRY, 0, &[0x100100]),
+            (HEADER_TAG_FRAMEBUFFER, TAG_OPTIONAL, &[0, 0, 0]),
+        ]));
+        image.resize(0x200, 0xf4);
+        let found = find_header(&image).unwrap().unwrap();
+        assert_eq!(found.offset, 64);
+        assert_eq!(found.entry, Some(0x100100));
+        assert_eq!(found.address.unwrap().bss_end_addr, 0x102000);
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let cpu = load(&ram, &image, &found, "hello", &[]).unwrap();
+        assert_eq!(cpu.mode, EntryMode::Protected32);
+        assert_eq!(
+            (cpu.rip, cpu.rax, cpu.rbx),
+            (0x100100, 0x36d76289, INFO_ADDR)
+        );
+        // The file is loaded so the header lands at header_addr.
+        assert_eq!(read_u32(&ram, 0x100040), HEADER_MAGIC);
+        assert_eq!(read_u32(&ram, 0x101000), 0, "bss zeroed");
+    }
+
+    #[test]
+    fn info_has_cmdline_name_meminfo_mmap_and_modules() {
+        let ram = GuestRam::new(8 << 20).unwrap();
+        let module = Module {
+            path: PathBuf::from("m"),
+            string: "m arg".into(),
+            data: vec![0xAB; 10],
+        };
+        let at = write_info(&ram, "console=1", &[module], 0x30_0000 - 0x1800).unwrap();
+        let total = read_u32(&ram, at);
+        let mut tags = Vec::new();
+        let mut p = at + 8;
+        while p < at + u64::from(total) {
+            let (kind, size) = (read_u32(&ram, p), read_u32(&ram, p + 4));
+            tags.push((kind, p));
+            p = (p + u64::from(size)).next_multiple_of(8);
+        }
+        let kinds: Vec<u32> = tags.iter().map(|t| t.0).collect();
+        assert_eq!(kinds, [1, 2, 4, 6, 3, 0]);
+        let mut text = [0u8; 10];
+        ram.read(tags[0].1 + 8, &mut text).unwrap();
+        assert_eq!(&text, b"console=1\0");
+        assert_eq!(
+            read_u32(&ram, tags[2].1 + 12),
+            (7 << 20) / 1024,
+            "mem_upper"
+        );
+        assert_eq!(read_u32(&ram, tags[3].1 + 8), 24, "mmap entry size");
+        assert_eq!(read_u32(&ram, tags[4].1 + 8), 0x30_0000 - 0x1000);
+        assert_eq!(read_u32(&ram, 0x30_0000 - 0x1000), 0xABAB_ABAB);
+    }
+
+    #[test]
+    fn required_unknown_tags_and_bad_checksums_are_errors() {
+        let err = |image: &[u8]| find_header(image).unwrap_err().to_string();
+        let efi = header(&[(7, 0, &[])]);
+        assert!(err(&efi).contains("EFI"), "{}", err(&efi));
+        let framebuffer_info = header(&[(HEADER_TAG_INFO_REQUEST, 0, &[8])]);
+        assert!(err(&framebuffer_info).contains("information tag 8"));
+        assert!(find_header(&header(&[(HEADER_TAG_INFO_REQUEST, 1, &[8])])).is_ok());
+        let mut bad = header(&[]);
+        bad[12] ^= 1;
+        assert!(err(&bad).contains("checksum"));
+        let unterminated = &header(&[])[..16];
+        assert!(find_header(unterminated).is_err());
+        assert_eq!(find_header(&[0u8; 100]).unwrap(), None);
+    }
+
+    #[test]
+    fn elf_kernels_load_by_segments() {
+        let mut image = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90; 16]);
+        image.truncate(0x100);
+        image[0x80..0x80 + 24].copy_from_slice(&header(&[])[..24]);
+        image.extend([0x90; 16]);
+        let found = find_header(&image).unwrap().unwrap();
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let cpu = load(&ram, &image, &found, "", &[]).unwrap();
+        assert_eq!(cpu.rip, 0x100000);
+    }
+}

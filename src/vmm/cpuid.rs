@@ -1,0 +1,399 @@
+//! The guest's CPUID: KVM_GET_SUPPORTED_CPUID minus the features a user (or this host's KVM)
+//! cannot have.
+//!
+//! A software-nested KVM such as KVM-PVM offers features in its supported CPUID that it then
+//! cannot execute: `lock cmpxchg16b` and `xsave`/`xrstor` end in emulation failures. Linux uses
+//! both as soon as CPUID names them (SLUB's cmpxchg16b, the FPU's xsave), so they must be hidden.
+//! `--cpuid-hide` takes a list of [`CpuFeature`] names, `none`, or `auto` (the default): for
+//! Linux and PVH kernels, hide what [`crate::vmm::doctor::cpuid_gaps`] found this host cannot
+//! run.
+
+use std::fmt;
+use std::str::FromStr;
+
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use thiserror::Error;
+
+use crate::boot::BootFormat;
+use crate::vmm::vm::{cpuid_for, Vm, VmError};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CpuidError {
+    #[error("unknown CPUID feature '{name}' for --cpuid-hide; known: auto, none, {known}")]
+    UnknownFeature { name: String, known: String },
+}
+
+/// Where a feature bit lives: leaf, subleaf, register, bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FeatureBit {
+    leaf: u32,
+    index: u32,
+    reg: Reg,
+    bit: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reg {
+    Ebx,
+    Ecx,
+    Edx,
+}
+
+const fn bit(leaf: u32, reg: Reg, bit: u8) -> FeatureBit {
+    FeatureBit {
+        leaf,
+        index: 0,
+        reg,
+        bit,
+    }
+}
+
+/// A CPUID feature `--cpuid-hide` can remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CpuFeature {
+    /// CMPXCHG16B (leaf 1 ECX bit 13).
+    Cx16,
+    /// XSAVE/XRSTOR and everything whose state lives in the XSAVE area (OSXSAVE, AVX, AVX2,
+    /// FMA, F16C, AVX-512, leaf 0xD): hiding XSAVE alone would leave an inconsistent CPU.
+    Xsave,
+    /// AVX, AVX2, FMA, F16C and AVX-512 (the XSAVE-managed vector extensions).
+    Avx,
+    /// x2APIC mode (leaf 1 ECX bit 21).
+    X2apic,
+    /// TSC-deadline timer mode (leaf 1 ECX bit 24).
+    TscDeadline,
+    /// RDRAND (leaf 1 ECX bit 30).
+    Rdrand,
+    /// RDSEED (leaf 7 EBX bit 18).
+    Rdseed,
+    /// PCID (leaf 1 ECX bit 17).
+    Pcid,
+    /// 1 GiB pages (leaf 0x80000001 EDX bit 26).
+    Pdpe1gb,
+    /// 5-level paging (leaf 7 ECX bit 16).
+    La57,
+    /// The "running under a hypervisor" bit and KVM's paravirtual leaves 0x40000000+.
+    Hypervisor,
+    /// POPCNT (leaf 1 ECX bit 23).
+    Popcnt,
+    /// MOVBE (leaf 1 ECX bit 22).
+    Movbe,
+}
+
+impl CpuFeature {
+    pub const ALL: [CpuFeature; 13] = [
+        CpuFeature::Cx16,
+        CpuFeature::Xsave,
+        CpuFeature::Avx,
+        CpuFeature::X2apic,
+        CpuFeature::TscDeadline,
+        CpuFeature::Rdrand,
+        CpuFeature::Rdseed,
+        CpuFeature::Pcid,
+        CpuFeature::Pdpe1gb,
+        CpuFeature::La57,
+        CpuFeature::Hypervisor,
+        CpuFeature::Popcnt,
+        CpuFeature::Movbe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuFeature::Cx16 => "cx16",
+            CpuFeature::Xsave => "xsave",
+            CpuFeature::Avx => "avx",
+            CpuFeature::X2apic => "x2apic",
+            CpuFeature::TscDeadline => "tsc-deadline",
+            CpuFeature::Rdrand => "rdrand",
+            CpuFeature::Rdseed => "rdseed",
+            CpuFeature::Pcid => "pcid",
+            CpuFeature::Pdpe1gb => "pdpe1gb",
+            CpuFeature::La57 => "la57",
+            CpuFeature::Hypervisor => "hypervisor",
+            CpuFeature::Popcnt => "popcnt",
+            CpuFeature::Movbe => "movbe",
+        }
+    }
+
+    /// The bits cleared to hide the feature.
+    fn bits(self) -> Vec<FeatureBit> {
+        use Reg::*;
+        const AVX: [FeatureBit; 12] = [
+            bit(1, Ecx, 12), // FMA
+            bit(1, Ecx, 28), // AVX
+            bit(1, Ecx, 29), // F16C
+            bit(7, Ebx, 5),  // AVX2
+            bit(7, Ebx, 16), // AVX512F
+            bit(7, Ebx, 17), // AVX512DQ
+            bit(7, Ebx, 21), // AVX512_IFMA
+            bit(7, Ebx, 26), // AVX512PF
+            bit(7, Ebx, 27), // AVX512ER
+            bit(7, Ebx, 28), // AVX512CD
+            bit(7, Ebx, 30), // AVX512BW
+            bit(7, Ebx, 31), // AVX512VL
+        ];
+        match self {
+            CpuFeature::Cx16 => vec![bit(1, Ecx, 13)],
+            CpuFeature::Xsave => {
+                let mut bits = vec![bit(1, Ecx, 26), bit(1, Ecx, 27)];
+                bits.extend(AVX);
+                bits
+            }
+            CpuFeature::Avx => AVX.to_vec(),
+            CpuFeature::X2apic => vec![bit(1, Ecx, 21)],
+            CpuFeature::TscDeadline => vec![bit(1, Ecx, 24)],
+            CpuFeature::Rdrand => vec![bit(1, Ecx, 30)],
+            CpuFeature::Rdseed => vec![bit(7, Ebx, 18)],
+            CpuFeature::Pcid => vec![bit(1, Ecx, 17)],
+            CpuFeature::Pdpe1gb => vec![bit(0x8000_0001, Edx, 26)],
+            CpuFeature::La57 => vec![bit(7, Ecx, 16)],
+            CpuFeature::Hypervisor => vec![bit(1, Ecx, 31)],
+            CpuFeature::Popcnt => vec![bit(1, Ecx, 23)],
+            CpuFeature::Movbe => vec![bit(1, Ecx, 22)],
+        }
+    }
+
+    /// True when `cpuid` offers the feature (its first bit is set).
+    pub fn offered_in(self, cpuid: &CpuId) -> bool {
+        let first = self.bits()[0];
+        cpuid.as_slice().iter().any(|e| {
+            e.function == first.leaf
+                && e.index == first.index
+                && reg_value(e, first.reg) & (1 << first.bit) != 0
+        })
+    }
+}
+
+impl fmt::Display for CpuFeature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn reg_value(entry: &kvm_bindings::kvm_cpuid_entry2, reg: Reg) -> u32 {
+    match reg {
+        Reg::Ebx => entry.ebx,
+        Reg::Ecx => entry.ecx,
+        Reg::Edx => entry.edx,
+    }
+}
+
+/// What `--cpuid-hide` asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CpuidHide {
+    /// Hide what this host's KVM offers but cannot execute (probed once).
+    #[default]
+    Auto,
+    /// Hide exactly these (empty: KVM's supported CPUID unchanged).
+    List(Vec<CpuFeature>),
+}
+
+impl CpuidHide {
+    /// The features to hide for a kernel of `format`. `auto` probes the host (a few throwaway
+    /// VMs, ~50 ms on KVM-PVM) only for Linux and PVH kernels, which use CMPXCHG16B and XSAVE
+    /// as soon as CPUID offers them; other kernels keep KVM's CPUID and their fast start.
+    pub fn resolve(&self, format: BootFormat) -> Vec<CpuFeature> {
+        match self {
+            CpuidHide::Auto if matches!(format, BootFormat::Linux | BootFormat::Pvh) => {
+                crate::vmm::doctor::cpuid_gaps()
+            }
+            CpuidHide::Auto => Vec::new(),
+            CpuidHide::List(list) => list.clone(),
+        }
+    }
+}
+
+impl FromStr for CpuidHide {
+    type Err = CpuidError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" => return Ok(CpuidHide::Auto),
+            "none" | "" => return Ok(CpuidHide::List(Vec::new())),
+            _ => {}
+        }
+        let mut list = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let feature = CpuFeature::ALL
+                .into_iter()
+                .find(|f| f.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| CpuidError::UnknownFeature {
+                    name: name.to_string(),
+                    known: CpuFeature::ALL.map(CpuFeature::name).join(", "),
+                })?;
+            if !list.contains(&feature) {
+                list.push(feature);
+            }
+        }
+        Ok(CpuidHide::List(list))
+    }
+}
+
+/// Clears the bits of every feature in `hide` from `cpuid`.
+pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
+    let hides_xsave = hide.contains(&CpuFeature::Xsave);
+    let hides_hypervisor = hide.contains(&CpuFeature::Hypervisor);
+    for entry in cpuid.as_mut_slice() {
+        for feature in hide {
+            for b in feature.bits() {
+                if entry.function == b.leaf && entry.index == b.index {
+                    let mask = !(1u32 << b.bit);
+                    match b.reg {
+                        Reg::Ebx => entry.ebx &= mask,
+                        Reg::Ecx => entry.ecx &= mask,
+                        Reg::Edx => entry.edx &= mask,
+                    }
+                }
+            }
+        }
+        // Leaf 0xD describes the XSAVE area; without XSAVE it must read as empty.
+        if hides_xsave && entry.function == 0xd {
+            entry.eax = 0;
+            entry.ebx = 0;
+            entry.ecx = 0;
+            entry.edx = 0;
+        }
+        // KVM's signature leaf: a kernel that finds no "KVMKVMKVM" uses no paravirt features.
+        if hides_hypervisor && entry.function == 0x4000_0000 {
+            entry.eax = 0;
+            entry.ebx = 0;
+            entry.ecx = 0;
+            entry.edx = 0;
+        }
+    }
+}
+
+/// Linux command-line switches that hide what CPUID cannot. KVM-PVM shows the guest the host's
+/// leaf 1 ECX bits for features KVM itself does not list (XSAVE, AVX, POPCNT, MOVBE…) whatever
+/// KVM_SET_CPUID2 said, so a Linux guest there gets `noxsave` and `clearcpuid=` with Linux's
+/// feature numbers (word 4 = leaf 1 ECX: bit n is 128 + n). Only for Linux kernels (bzImage or
+/// PVH), and only switches not already on `cmdline`.
+pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<String> {
+    const LEAF1_ECX_WORD: u32 = 4 * 32;
+    if !matches!(format, BootFormat::Linux | BootFormat::Pvh) {
+        return Vec::new();
+    }
+    let present = |prefix: &str| cmdline.split_whitespace().any(|w| w.starts_with(prefix));
+    let mut switches = Vec::new();
+    if hide
+        .iter()
+        .any(|f| matches!(f, CpuFeature::Xsave | CpuFeature::Avx))
+        && !present("noxsave")
+    {
+        switches.push("noxsave".to_string());
+    }
+    let mut numbers: Vec<String> = hide
+        .iter()
+        .filter_map(|f| match f {
+            CpuFeature::Popcnt => Some(23),
+            CpuFeature::Movbe => Some(22),
+            _ => None,
+        })
+        .map(|bit| (LEAF1_ECX_WORD + bit).to_string())
+        .collect();
+    numbers.dedup();
+    if !numbers.is_empty() && !present("clearcpuid=") {
+        switches.push(format!("clearcpuid={}", numbers.join(",")));
+    }
+    switches
+}
+
+/// Gives every vCPU of `vm` KVM's supported CPUID (with its own APIC ID) minus `hide`. Must
+/// run before the first KVM_RUN.
+pub fn apply(vm: &Vm, hide: &[CpuFeature]) -> Result<(), VmError> {
+    let supported = vm
+        .kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
+    for vcpu in &vm.vcpus {
+        let mut cpuid = cpuid_for(&supported, vcpu.id);
+        hide_features(&mut cpuid, hide);
+        vcpu.fd()
+            .set_cpuid2(&cpuid)
+            .map_err(|e| VmError::Kvm("SET_CPUID2", e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::kvm_cpuid_entry2;
+
+    fn cpuid() -> CpuId {
+        let entries = [
+            kvm_cpuid_entry2 {
+                function: 1,
+                ecx: 0xffff_ffff,
+                edx: 0xffff_ffff,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 7,
+                ebx: 0xffff_ffff,
+                ecx: 0xffff_ffff,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0xd,
+                eax: 7,
+                ebx: 0x240,
+                ..Default::default()
+            },
+        ];
+        CpuId::from_entries(&entries).unwrap()
+    }
+
+    #[test]
+    fn linux_gets_noxsave_once() {
+        let hide = [CpuFeature::Cx16, CpuFeature::Xsave, CpuFeature::Avx];
+        assert_eq!(
+            linux_switches(BootFormat::Linux, &hide, "quiet"),
+            ["noxsave"]
+        );
+        assert_eq!(linux_switches(BootFormat::Pvh, &hide, "a noxsave"), [""; 0]);
+        assert_eq!(
+            linux_switches(
+                BootFormat::Pvh,
+                &[CpuFeature::Popcnt, CpuFeature::Movbe],
+                ""
+            ),
+            ["clearcpuid=151,150"]
+        );
+        assert_eq!(linux_switches(BootFormat::Multiboot2, &hide, ""), [""; 0]);
+        assert_eq!(linux_switches(BootFormat::Linux, &hide[..1], ""), [""; 0]);
+    }
+
+    #[test]
+    fn parses_lists_auto_and_none() {
+        assert_eq!("auto".parse(), Ok(CpuidHide::Auto));
+        assert_eq!("none".parse(), Ok(CpuidHide::List(vec![])));
+        assert_eq!(
+            "cx16, XSAVE,cx16".parse(),
+            Ok(CpuidHide::List(vec![CpuFeature::Cx16, CpuFeature::Xsave]))
+        );
+        let err = "cx16,sse9".parse::<CpuidHide>().unwrap_err().to_string();
+        assert!(
+            err.contains("'sse9'") && err.contains("cx16, xsave"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hiding_clears_the_documented_bits() {
+        let mut ids = cpuid();
+        assert!(CpuFeature::Cx16.offered_in(&ids));
+        hide_features(&mut ids, &[CpuFeature::Cx16, CpuFeature::Xsave]);
+        let leaf1 = ids.as_slice()[0];
+        assert_eq!(leaf1.ecx & (1 << 13), 0, "CX16");
+        assert_eq!(leaf1.ecx & (0xf << 26), 0, "XSAVE, OSXSAVE, AVX, F16C gone");
+        assert_ne!(leaf1.ecx & (1 << 30), 0, "RDRAND stays");
+        assert_eq!(leaf1.edx, 0xffff_ffff, "EDX untouched");
+        assert_eq!(ids.as_slice()[1].ebx & (1 << 5), 0, "AVX2");
+        assert_eq!(ids.as_slice()[1].ebx & (1 << 18), 1 << 18, "RDSEED stays");
+        assert_eq!((ids.as_slice()[2].eax, ids.as_slice()[2].ebx), (0, 0));
+        assert!(!CpuFeature::Cx16.offered_in(&ids));
+        assert!(!CpuFeature::Xsave.offered_in(&ids));
+        assert!(CpuFeature::Rdrand.offered_in(&ids));
+    }
+}
