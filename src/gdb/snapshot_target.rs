@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use gdbstub::common::{Pid, Signal, Tid};
+use gdbstub::common::{Signal, Tid};
 use gdbstub::conn::Connection;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
@@ -22,9 +22,7 @@ use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
     SwBreakpoint, SwBreakpointOps, WatchKind,
 };
-use gdbstub::target::ext::extended_mode::{
-    Args, AttachKind, ExtendedMode, ExtendedModeOps, ShouldTerminate,
-};
+use gdbstub::target::ext::extended_mode::ExtendedModeOps;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::ext::target_description_xml_override::{
     TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
@@ -163,27 +161,7 @@ impl Target for SnapshotTarget {
     }
 }
 
-impl ExtendedMode for SnapshotTarget {
-    fn run(&mut self, _filename: Option<&[u8]>, _args: Args<'_, '_>) -> TargetResult<Pid, Self> {
-        Err(TargetError::NonFatal)
-    }
-
-    fn attach(&mut self, _pid: Pid) -> TargetResult<(), Self> {
-        Err(TargetError::NonFatal)
-    }
-
-    fn query_if_attached(&mut self, _pid: Pid) -> TargetResult<AttachKind, Self> {
-        Ok(AttachKind::Attach)
-    }
-
-    fn kill(&mut self, _pid: Option<Pid>) -> TargetResult<ShouldTerminate, Self> {
-        Ok(ShouldTerminate::Yes)
-    }
-
-    fn restart(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
+crate::gdb::kill_only_extended_mode!(SnapshotTarget);
 
 /// A refused write: gdb only says "cannot access", so the reason goes to gdbvisor's stderr.
 fn read_only<T>(what: &str) -> TargetResult<T, SnapshotTarget> {

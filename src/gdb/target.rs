@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gdbstub::common::{Pid, Signal, Tid};
+use gdbstub::common::{Signal, Tid};
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
@@ -20,9 +20,7 @@ use gdbstub::target::ext::breakpoints::{
     Breakpoints as BreakpointsExt, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint,
     HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind,
 };
-use gdbstub::target::ext::extended_mode::{
-    Args, AttachKind, ExtendedMode, ExtendedModeOps, ShouldTerminate,
-};
+use gdbstub::target::ext::extended_mode::ExtendedModeOps;
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::ext::target_description_xml_override::{
     TargetDescriptionXmlOverride, TargetDescriptionXmlOverrideOps,
@@ -672,27 +670,7 @@ impl Target for VmTarget {
     }
 }
 
-impl ExtendedMode for VmTarget {
-    fn run(&mut self, _filename: Option<&[u8]>, _args: Args<'_, '_>) -> TargetResult<Pid, Self> {
-        Err(TargetError::NonFatal)
-    }
-
-    fn attach(&mut self, _pid: Pid) -> TargetResult<(), Self> {
-        Err(TargetError::NonFatal)
-    }
-
-    fn query_if_attached(&mut self, _pid: Pid) -> TargetResult<AttachKind, Self> {
-        Ok(AttachKind::Attach)
-    }
-
-    fn kill(&mut self, _pid: Option<Pid>) -> TargetResult<ShouldTerminate, Self> {
-        Ok(ShouldTerminate::Yes)
-    }
-
-    fn restart(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
+crate::gdb::kill_only_extended_mode!(VmTarget);
 
 fn fault<T>(e: TargetFault) -> TargetResult<T, VmTarget> {
     Err(TargetError::Fatal(e))
