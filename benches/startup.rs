@@ -3,8 +3,9 @@
 //! not guest speed.
 //!
 //! Two figures: until gdbvisor has seen the guest's exit (its `isa-debug-exit` log line on
-//! stderr), and until the process has ended — the difference is the host kernel tearing the VM
-//! down, which on a software-nested (PVM) host takes ~14 ms.
+//! stderr), and until the process has ended. The host kernel's VM teardown (~15 ms on a
+//! software-nested PVM host) happens in a child process after gdbvisor has gone (vmm::teardown),
+//! so the second figure is only gdbvisor's own exit.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
