@@ -26,6 +26,13 @@
 #                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round
 # Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
 #
+# Run E (2026-11-22, after in-place runs, expedited stop replies, run-page registers, background
+# memslot and teardown hand-off; 3 rounds, another build alongside): stepi 3572 vs 1606 (2.26x),
+# hbreak 2661 vs 878 (3.07x), break 1874 vs fails, dump 90.0 vs 21.3 MiB/s (4.23x), raw 17960 vs
+# 4275 (4.18x), whole test +15.8 vs +158.0 ms (gdb alone 50.2 ms). Run D (quiet, before the
+# run-page registers): stepi 2.05x, hbreak 2.64x, dump 4.16x, raw 20946 vs 8786 (2.45x), whole
+# test +10.2 ms (gdb alone 41.1 ms). Older runs below, before those changes:
+#
 # Measured 2026-11-22 on host "vm" (AMD EPYC, 2 vCPUs, Linux 6.18.44, KVM-PVM software nested),
 # gdb 13.1, QEMU 7.2.22 + qboot, release build after the run-hooks change (debug settings and
 # the stopped state handled on the vCPU thread), 2 rounds:
