@@ -25,7 +25,6 @@ CACHE=${CACHE:-$TARGET/debian-kernel}
 KERNEL=${KERNEL:-vmlinux}
 MEMORY=${MEMORY:-256M}
 TIMEOUT=${TIMEOUT:-1800}
-PORT=${PORT:-12346}
 GDBVISOR=${GDBVISOR:-$TARGET/release/gdbvisor}
 LOGS=$CACHE/e2e-logs
 mkdir -p "$CACHE" "$LOGS"
@@ -166,8 +165,9 @@ SUMMARY+=("2 /init and poweroff: ${SECS}s (status $STATUS)")
 # ------------------------------------------------------------------ scenarios 3, 4 --- #
 say "3+4. --cpus 2 under gdb: two threads, kernel page tables, a kallsyms address walked"
 start=$SECONDS
+rm -f "$LOGS/gdb.sock"   # a unix socket: no port another process could connect to
 "$GDBVISOR" --kernel "$IMAGE" -m "$MEMORY" --cpus 2 --initrd "$INITRD" \
-    --cmdline "console=ttyS0 panic=-1 gdbvisor_hold=1" --gdb "tcp:127.0.0.1:$PORT" \
+    --cmdline "console=ttyS0 panic=-1 gdbvisor_hold=1" --gdb "unix:$LOGS/gdb.sock" \
     --serial "file:$LOGS/smp.serial" 2> "$LOGS/smp.stderr" &
 VMM=$!
 trap 'kill $VMM 2>/dev/null || true' EXIT
@@ -178,7 +178,7 @@ grep -E "smp: Brought up|^init: " "$LOGS/smp.serial" || true
 grep -q "init: cpus online 0-1" "$LOGS/smp.serial" || fail "the second CPU is not online"
 ADDR=$(sed -n 's/.*init: kallsyms \(ffffffff[0-9a-f]*\) [Tt] start_kernel.*/0x\1/p' "$LOGS/smp.serial")
 [ -n "$ADDR" ] || fail "no start_kernel address from /proc/kallsyms"
-gdb -batch -nx -ex "target remote 127.0.0.1:$PORT" -ex "info threads" \
+gdb -batch -nx -ex "target remote $LOGS/gdb.sock" -ex "info threads" \
     -ex "monitor pt" -ex "monitor walk $ADDR" -ex "kill" > "$LOGS/gdb.out" 2>&1 || true
 cat "$LOGS/gdb.out"
 wait $VMM 2>/dev/null || true
