@@ -147,7 +147,7 @@ SUMMARY=()
 
 # ---------------------------------------------------------------------- scenario 1 --- #
 say "1. no initrd: expect the root-fs panic"
-run panic --cmdline "console=ttyS0 panic=-1"
+run panic --cmdline "console=ttyS0 panic=-1 nosoftlockup"
 grep -q "VFS: Unable to mount root fs" "$LOGS/panic.serial" || {
     tail -20 "$LOGS/panic.serial"; cat "$LOGS/panic.stderr"; fail "no root-fs panic"; }
 grep "VFS: Unable to mount root fs" "$LOGS/panic.serial" | head -1
@@ -155,7 +155,7 @@ SUMMARY+=("1 root-fs panic: ${SECS}s (gdbvisor status $STATUS)")
 
 # ---------------------------------------------------------------------- scenario 2 --- #
 say "2. initramfs: /init runs and powers off"
-run init --initrd "$INITRD" --cmdline "console=ttyS0 panic=-1"
+run init --initrd "$INITRD" --cmdline "console=ttyS0 panic=-1 nosoftlockup"
 grep "^init: " "$LOGS/init.serial" || true
 grep -q "init: hello from /init" "$LOGS/init.serial" || {
     tail -20 "$LOGS/init.serial"; cat "$LOGS/init.stderr"; fail "/init did not run"; }
@@ -167,7 +167,7 @@ say "3+4. --cpus 2 under gdb: two threads, kernel page tables, a kallsyms addres
 start=$SECONDS
 rm -f "$LOGS/gdb.sock"   # a unix socket: no port another process could connect to
 "$GDBVISOR" --kernel "$IMAGE" -m "$MEMORY" --cpus 2 --initrd "$INITRD" \
-    --cmdline "console=ttyS0 panic=-1 gdbvisor_hold=1" --gdb "unix:$LOGS/gdb.sock" \
+    --cmdline "console=ttyS0 panic=-1 nosoftlockup gdbvisor_hold=1" --gdb "unix:$LOGS/gdb.sock" \
     --serial "file:$LOGS/smp.serial" 2> "$LOGS/smp.stderr" &
 VMM=$!
 trap 'kill $VMM 2>/dev/null || true' EXIT
