@@ -251,28 +251,7 @@ fn probe_cpuid_features() -> Result<Vec<(CpuFeature, Option<Outcome>)>, DoctorEr
 
 /// Boots `code` at 0x20000 in 64-bit mode on an identity map and returns how it ended.
 fn run_long_mode_probe(code: &[u8]) -> Result<VcpuEvent, DoctorError> {
-    const LONG_CODE: u64 = 0x20000;
-    let vm = Vm::new(probe_options())?;
-    layout::write_gdt(&vm.ram)?;
-    let cr3 = layout::write_identity_page_tables(&vm.ram, 1 << 30)?;
-    vm.ram.write(LONG_CODE, code)?;
-    vm.vcpus[0].set_boot_state(&BootCpuState {
-        mode: EntryMode::Long64,
-        rip: LONG_CODE,
-        rsp: 0x7000,
-        rax: 0,
-        rbx: 0,
-        rsi: 0,
-        rdx: 0,
-        cr3,
-    })?;
-    let mut machine = Machine::start(vm.vcpus)?;
-    machine.resume(0)?;
-    let (_, event) = machine.wait_event(
-        &AtomicBool::new(false),
-        Some(Instant::now() + PROBE_TIMEOUT),
-    )?;
-    Ok(event?)
+    run_probe_in(EntryMode::Long64, 0x20000, code, |_| Ok(())).map(|(event, _)| event)
 }
 
 /// The KVM_GUESTDBG_* flags this KVM accepts (KVM_CAP_SET_GUEST_DEBUG2).
@@ -332,18 +311,33 @@ fn run_probe(
     code: &[u8],
     prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
 ) -> Result<(VcpuEvent, u64), DoctorError> {
+    run_probe_in(EntryMode::Protected32, CODE, code, prepare)
+}
+
+/// Boots `code` at `at` in `mode` (long mode: on an identity map of the first GiB), lets
+/// `prepare` adjust the VM, runs until the first event or [`PROBE_TIMEOUT`].
+fn run_probe_in(
+    mode: EntryMode,
+    at: u64,
+    code: &[u8],
+    prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
+) -> Result<(VcpuEvent, u64), DoctorError> {
     let mut vm = Vm::new(probe_options())?;
     layout::write_gdt(&vm.ram)?;
-    vm.ram.write(CODE, code)?;
+    let cr3 = match mode {
+        EntryMode::Long64 => layout::write_identity_page_tables(&vm.ram, 1 << 30)?,
+        _ => 0,
+    };
+    vm.ram.write(at, code)?;
     vm.vcpus[0].set_boot_state(&BootCpuState {
-        mode: EntryMode::Protected32,
-        rip: CODE,
+        mode,
+        rip: at,
         rsp: 0x7000,
         rax: 0,
         rbx: 0,
         rsi: 0,
         rdx: 0,
-        cr3: 0,
+        cr3,
     })?;
     prepare(&mut vm)?;
     let mut machine = Machine::start(vm.vcpus)?;
