@@ -25,7 +25,6 @@ CACHE=${CACHE:-$TARGET/debian-kernel}
 KERNEL=${KERNEL:-vmlinux}
 MEMORY=${MEMORY:-256M}
 TIMEOUT=${TIMEOUT:-1800}
-PORT=${PORT:-12346}
 GDBVISOR=${GDBVISOR:-$TARGET/release/gdbvisor}
 LOGS=$CACHE/e2e-logs
 mkdir -p "$CACHE" "$LOGS"
@@ -148,7 +147,7 @@ SUMMARY=()
 
 # ---------------------------------------------------------------------- scenario 1 --- #
 say "1. no initrd: expect the root-fs panic"
-run panic --cmdline "console=ttyS0 panic=-1"
+run panic --cmdline "console=ttyS0 panic=-1 nosoftlockup"
 grep -q "VFS: Unable to mount root fs" "$LOGS/panic.serial" || {
     tail -20 "$LOGS/panic.serial"; cat "$LOGS/panic.stderr"; fail "no root-fs panic"; }
 grep "VFS: Unable to mount root fs" "$LOGS/panic.serial" | head -1
@@ -156,7 +155,7 @@ SUMMARY+=("1 root-fs panic: ${SECS}s (gdbvisor status $STATUS)")
 
 # ---------------------------------------------------------------------- scenario 2 --- #
 say "2. initramfs: /init runs and powers off"
-run init --initrd "$INITRD" --cmdline "console=ttyS0 panic=-1"
+run init --initrd "$INITRD" --cmdline "console=ttyS0 panic=-1 nosoftlockup"
 grep "^init: " "$LOGS/init.serial" || true
 grep -q "init: hello from /init" "$LOGS/init.serial" || {
     tail -20 "$LOGS/init.serial"; cat "$LOGS/init.stderr"; fail "/init did not run"; }
@@ -166,8 +165,9 @@ SUMMARY+=("2 /init and poweroff: ${SECS}s (status $STATUS)")
 # ------------------------------------------------------------------ scenarios 3, 4 --- #
 say "3+4. --cpus 2 under gdb: two threads, kernel page tables, a kallsyms address walked"
 start=$SECONDS
+rm -f "$LOGS/gdb.sock"   # a unix socket: no port another process could connect to
 "$GDBVISOR" --kernel "$IMAGE" -m "$MEMORY" --cpus 2 --initrd "$INITRD" \
-    --cmdline "console=ttyS0 panic=-1 gdbvisor_hold=1" --gdb "tcp:127.0.0.1:$PORT" \
+    --cmdline "console=ttyS0 panic=-1 nosoftlockup gdbvisor_hold=1" --gdb "unix:$LOGS/gdb.sock" \
     --serial "file:$LOGS/smp.serial" 2> "$LOGS/smp.stderr" &
 VMM=$!
 trap 'kill $VMM 2>/dev/null || true' EXIT
@@ -178,7 +178,7 @@ grep -E "smp: Brought up|^init: " "$LOGS/smp.serial" || true
 grep -q "init: cpus online 0-1" "$LOGS/smp.serial" || fail "the second CPU is not online"
 ADDR=$(sed -n 's/.*init: kallsyms \(ffffffff[0-9a-f]*\) [Tt] start_kernel.*/0x\1/p' "$LOGS/smp.serial")
 [ -n "$ADDR" ] || fail "no start_kernel address from /proc/kallsyms"
-gdb -batch -nx -ex "target remote 127.0.0.1:$PORT" -ex "info threads" \
+gdb -batch -nx -ex "target remote $LOGS/gdb.sock" -ex "info threads" \
     -ex "monitor pt" -ex "monitor walk $ADDR" -ex "kill" > "$LOGS/gdb.out" 2>&1 || true
 cat "$LOGS/gdb.out"
 wait $VMM 2>/dev/null || true

@@ -45,3 +45,14 @@ fn gdb_sees_the_failure_as_sigill() {
         .assert_stdout_has("$1 = 0x7c00")
         .assert_stderr_has("InternalError");
 }
+
+#[test]
+fn fwait_is_completed_by_the_vmm() {
+    if !kvm_available("fwait") {
+        return;
+    }
+    // cli; fwait; mov al, 0; out 0xF4, al — KVM-PVM cannot emulate FWAIT; gdbvisor steps over
+    // it (no x87 exception is pending), hardware just runs it.
+    let image = temp_file("fwait", &boot_sector(&[0xFA, 0x9B, 0xB0, 0x00, 0xE6, 0xF4]));
+    run_gdbvisor(&["--kernel", image.to_str().unwrap()]).assert_status(1);
+}

@@ -113,16 +113,22 @@ pub fn load(
     };
     layout::write_gdt(ram)?;
     let info = write_info(ram, cmdline, modules, kernel_end)?;
-    Ok(BootCpuState {
+    Ok(protected_entry(entry, BOOTLOADER_MAGIC, info))
+}
+
+/// The multiboot entry state: 32-bit protected mode on the boot GDT, paging off, the loader's
+/// magic in EAX and the information structure in EBX.
+pub(crate) fn protected_entry(entry: u64, magic: u32, info: u64) -> BootCpuState {
+    BootCpuState {
         mode: EntryMode::Protected32,
         rip: entry,
         rsp: layout::STACK_TOP,
-        rax: u64::from(BOOTLOADER_MAGIC),
+        rax: u64::from(magic),
         rbx: info,
         rsi: 0,
         rdx: 0,
         cr3: 0,
-    })
+    }
 }
 
 pub(crate) fn load_aout(

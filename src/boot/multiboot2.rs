@@ -9,7 +9,7 @@
 use super::elf::{self, ElfClass};
 use super::layout::{self, INFO_ADDR, INFO_END};
 use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
-use super::{BootCpuState, BootError, EntryMode, Module};
+use super::{BootCpuState, BootError, Module};
 use crate::vmm::memory::GuestRam;
 
 pub const HEADER_MAGIC: u32 = 0xE852_50D6;
@@ -215,16 +215,7 @@ pub fn load(
     }
     layout::write_gdt(ram)?;
     let info = write_info(ram, cmdline, modules, kernel_end)?;
-    Ok(BootCpuState {
-        mode: EntryMode::Protected32,
-        rip: entry,
-        rsp: layout::STACK_TOP,
-        rax: u64::from(BOOTLOADER_MAGIC),
-        rbx: info,
-        rsi: 0,
-        rdx: 0,
-        cr3: 0,
-    })
+    Ok(multiboot1::protected_entry(entry, BOOTLOADER_MAGIC, info))
 }
 
 /// Builds the boot information at [`INFO_ADDR`]; modules go page-aligned after `kernel_end`.
@@ -289,6 +280,7 @@ pub fn write_info(
 pub(crate) mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
+    use crate::boot::EntryMode;
     use std::path::PathBuf;
 
     /// A multiboot2 header with the given tags (each: type, flags, u32 words).

@@ -78,10 +78,32 @@ pub enum CpuFeature {
     Popcnt,
     /// MOVBE (leaf 1 ECX bit 22).
     Movbe,
+    /// SSSE3 (leaf 1 ECX bit 9): PSHUFB and friends.
+    Ssse3,
+    /// SSE4.1 (leaf 1 ECX bit 19).
+    Sse41,
+    /// SSE4.2 (leaf 1 ECX bit 20): CRC32, PCMPxSTRx.
+    Sse42,
+    /// AES-NI (leaf 1 ECX bit 25).
+    Aes,
+    /// PCLMULQDQ (leaf 1 ECX bit 1).
+    Pclmul,
+    /// SMAP (leaf 7 EBX bit 20): CLAC/STAC.
+    Smap,
+    /// RDFSBASE/WRFSBASE… (leaf 7 EBX bit 0).
+    Fsgsbase,
+    /// INVPCID (leaf 7 EBX bit 10).
+    Invpcid,
+    /// Protection keys (leaf 7 ECX bit 3): RDPKRU/WRPKRU.
+    Pku,
+    /// RDTSCP (leaf 0x80000001 EDX bit 27).
+    Rdtscp,
+    /// RDPID (leaf 7 ECX bit 22).
+    Rdpid,
 }
 
 impl CpuFeature {
-    pub const ALL: [CpuFeature; 13] = [
+    pub const ALL: [CpuFeature; 24] = [
         CpuFeature::Cx16,
         CpuFeature::Xsave,
         CpuFeature::Avx,
@@ -95,6 +117,17 @@ impl CpuFeature {
         CpuFeature::Hypervisor,
         CpuFeature::Popcnt,
         CpuFeature::Movbe,
+        CpuFeature::Ssse3,
+        CpuFeature::Sse41,
+        CpuFeature::Sse42,
+        CpuFeature::Aes,
+        CpuFeature::Pclmul,
+        CpuFeature::Smap,
+        CpuFeature::Fsgsbase,
+        CpuFeature::Invpcid,
+        CpuFeature::Pku,
+        CpuFeature::Rdtscp,
+        CpuFeature::Rdpid,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +145,17 @@ impl CpuFeature {
             CpuFeature::Hypervisor => "hypervisor",
             CpuFeature::Popcnt => "popcnt",
             CpuFeature::Movbe => "movbe",
+            CpuFeature::Ssse3 => "ssse3",
+            CpuFeature::Sse41 => "sse4.1",
+            CpuFeature::Sse42 => "sse4.2",
+            CpuFeature::Aes => "aes",
+            CpuFeature::Pclmul => "pclmulqdq",
+            CpuFeature::Smap => "smap",
+            CpuFeature::Fsgsbase => "fsgsbase",
+            CpuFeature::Invpcid => "invpcid",
+            CpuFeature::Pku => "pku",
+            CpuFeature::Rdtscp => "rdtscp",
+            CpuFeature::Rdpid => "rdpid",
         }
     }
 
@@ -150,6 +194,54 @@ impl CpuFeature {
             CpuFeature::Hypervisor => vec![bit(1, Ecx, 31)],
             CpuFeature::Popcnt => vec![bit(1, Ecx, 23)],
             CpuFeature::Movbe => vec![bit(1, Ecx, 22)],
+            CpuFeature::Ssse3 => vec![bit(1, Ecx, 9)],
+            CpuFeature::Sse41 => vec![bit(1, Ecx, 19)],
+            CpuFeature::Sse42 => vec![bit(1, Ecx, 20)],
+            CpuFeature::Aes => vec![bit(1, Ecx, 25)],
+            CpuFeature::Pclmul => vec![bit(1, Ecx, 1)],
+            CpuFeature::Smap => vec![bit(7, Ebx, 20)],
+            CpuFeature::Fsgsbase => vec![bit(7, Ebx, 0)],
+            CpuFeature::Invpcid => vec![bit(7, Ebx, 10)],
+            CpuFeature::Pku => vec![bit(7, Ecx, 3), bit(7, Ecx, 4)],
+            CpuFeature::Rdtscp => vec![bit(0x8000_0001, Edx, 27)],
+            CpuFeature::Rdpid => vec![bit(7, Ecx, 22)],
+        }
+    }
+
+    /// Where the feature's (first) bit lives: leaf, register (1 EBX, 2 ECX, 3 EDX), bit.
+    pub fn cpuid_bit(self) -> (u32, u8, u8) {
+        let b = self.bits()[0];
+        let reg = match b.reg {
+            Reg::Ebx => 1,
+            Reg::Ecx => 2,
+            Reg::Edx => 3,
+        };
+        (b.leaf, reg, b.bit)
+    }
+
+    /// Linux's X86_FEATURE number for `clearcpuid=` (word × 32 + bit; words 1 = 0x80000001
+    /// EDX, 4 = leaf 1 ECX, 9 = leaf 7 EBX, 16 = leaf 7 ECX), for features a Linux guest uses by
+    /// itself once CPUID shows them.
+    pub fn linux_number(self) -> Option<u32> {
+        let (leaf, reg, bit) = self.cpuid_bit();
+        let word = match (leaf, reg) {
+            (0x8000_0001, 3) => 1,
+            (1, 2) => 4,
+            (7, 1) => 9,
+            (7, 2) => 16,
+            _ => return None,
+        };
+        match self {
+            // CPUID hides these here; x2APIC and friends are not instructions.
+            CpuFeature::Xsave
+            | CpuFeature::Avx
+            | CpuFeature::X2apic
+            | CpuFeature::TscDeadline
+            | CpuFeature::Pcid
+            | CpuFeature::Pdpe1gb
+            | CpuFeature::La57
+            | CpuFeature::Hypervisor => None,
+            _ => Some(word * 32 + u32::from(bit)),
         }
     }
 
@@ -269,7 +361,6 @@ pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
 /// feature numbers (word 4 = leaf 1 ECX: bit n is 128 + n). Only for Linux kernels (bzImage or
 /// PVH), and only switches not already on `cmdline`.
 pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<String> {
-    const LEAF1_ECX_WORD: u32 = 4 * 32;
     if !matches!(format, BootFormat::Linux | BootFormat::Pvh) {
         return Vec::new();
     }
@@ -284,12 +375,8 @@ pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) ->
     }
     let mut numbers: Vec<String> = hide
         .iter()
-        .filter_map(|f| match f {
-            CpuFeature::Popcnt => Some(23),
-            CpuFeature::Movbe => Some(22),
-            _ => None,
-        })
-        .map(|bit| (LEAF1_ECX_WORD + bit).to_string())
+        .filter_map(|f| f.linux_number())
+        .map(|n| n.to_string())
         .collect();
     numbers.dedup();
     if !numbers.is_empty() && !present("clearcpuid=") {
@@ -349,19 +436,21 @@ mod tests {
         let hide = [CpuFeature::Cx16, CpuFeature::Xsave, CpuFeature::Avx];
         assert_eq!(
             linux_switches(BootFormat::Linux, &hide, "quiet"),
-            ["noxsave"]
+            ["noxsave", "clearcpuid=141"]
         );
-        assert_eq!(linux_switches(BootFormat::Pvh, &hide, "a noxsave"), [""; 0]);
+        assert_eq!(
+            linux_switches(BootFormat::Pvh, &hide, "a noxsave clearcpuid=1"),
+            [""; 0]
+        );
         assert_eq!(
             linux_switches(
                 BootFormat::Pvh,
-                &[CpuFeature::Popcnt, CpuFeature::Movbe],
+                &[CpuFeature::Popcnt, CpuFeature::Smap, CpuFeature::X2apic],
                 ""
             ),
-            ["clearcpuid=151,150"]
+            ["clearcpuid=151,308"]
         );
         assert_eq!(linux_switches(BootFormat::Multiboot2, &hide, ""), [""; 0]);
-        assert_eq!(linux_switches(BootFormat::Linux, &hide[..1], ""), [""; 0]);
     }
 
     #[test]

@@ -150,78 +150,108 @@ pub fn cpuid_gaps() -> Vec<CpuFeature> {
     .clone()
 }
 
-/// Runs the instructions behind CX16 and XSAVE in long mode.
+/// CR4 bits a probe turns on before its instruction.
+const CR4_OSFXSR: u32 = (1 << 9) | (1 << 10);
+const CR4_FSGSBASE: u32 = 1 << 16;
+const CR4_OSXSAVE: u32 = 1 << 18;
+const CR4_PKE: u32 = 1 << 22;
+
+/// One instruction per feature a Linux guest uses as soon as CPUID shows it, with the CR4 bits
+/// it needs. RDI points at 64 zeroed, 64-byte aligned bytes; RAX = 2 (INVPCID's "all contexts").
+fn feature_probes() -> Vec<(CpuFeature, u32, Vec<u8>)> {
+    use CpuFeature::*;
+    vec![
+        (Cx16, 0, vec![0xF0, 0x48, 0x0F, 0xC7, 0x0F]), //  lock cmpxchg16b [rdi]
+        // xor edx, edx; mov eax, 1 (x87 state); xsave [rdi]; xrstor [rdi]
+        (
+            Xsave,
+            CR4_OSXSAVE,
+            vec![
+                0x31, 0xD2, 0xB8, 1, 0, 0, 0, 0x0F, 0xAE, 0x27, 0x0F, 0xAE, 0x2F,
+            ],
+        ),
+        (Popcnt, 0, vec![0xF3, 0x48, 0x0F, 0xB8, 0xC7]), // popcnt rax, rdi
+        (Movbe, 0, vec![0x0F, 0x38, 0xF0, 0x07]),        // movbe eax, [rdi]
+        (Ssse3, CR4_OSFXSR, vec![0x66, 0x0F, 0x38, 0x00, 0xC1]), // pshufb xmm0, xmm1
+        (Sse41, CR4_OSFXSR, vec![0x66, 0x0F, 0x3A, 0x0E, 0xC1, 0]), // pblendw xmm0, xmm1, 0
+        (Sse42, 0, vec![0xF2, 0x0F, 0x38, 0xF1, 0xC1]),  // crc32 eax, ecx
+        (Aes, CR4_OSFXSR, vec![0x66, 0x0F, 0x38, 0xDC, 0xC1]), // aesenc xmm0, xmm1
+        (Pclmul, CR4_OSFXSR, vec![0x66, 0x0F, 0x3A, 0x44, 0xC1, 0]), // pclmulqdq xmm0, xmm1, 0
+        (Smap, 0, vec![0x0F, 0x01, 0xCA]),               // clac
+        (Fsgsbase, CR4_FSGSBASE, vec![0xF3, 0x48, 0x0F, 0xAE, 0xC0]), // rdfsbase rax
+        (Invpcid, 0, vec![0x66, 0x0F, 0x38, 0x82, 0x07]), // invpcid rax, [rdi]
+        // xor ecx, ecx; xor edx, edx; xor eax, eax; wrpkru
+        (
+            Pku,
+            CR4_PKE,
+            vec![0x31, 0xC9, 0x31, 0xD2, 0x31, 0xC0, 0x0F, 0x01, 0xEF],
+        ),
+        (Rdrand, 0, vec![0x48, 0x0F, 0xC7, 0xF0]), //       rdrand rax
+        (Rdseed, 0, vec![0x48, 0x0F, 0xC7, 0xF8]), //       rdseed rax
+        (Rdtscp, 0, vec![0x0F, 0x01, 0xF9]),       //       rdtscp
+        (Rdpid, 0, vec![0xF3, 0x0F, 0xC7, 0xF8]),  //       rdpid rax
+    ]
+}
+
+/// The guest-visible CPUID register `reg` (1 EBX, 2 ECX, 3 EDX) of `leaf`, subleaf 0: on
+/// KVM-PVM not only what KVM_SET_CPUID2 was given, since some of the host's bits show through.
+fn guest_cpuid(leaf: u32, reg: u8) -> Result<u32, DoctorError> {
+    let mut code = vec![0xB8];
+    code.extend(leaf.to_le_bytes()); //                  mov eax, leaf
+    code.extend([0x31, 0xC9, 0x0F, 0xA2]); //            xor ecx, ecx; cpuid
+    code.extend(match reg {
+        1 => [0x89, 0xD8], //                            mov eax, ebx
+        2 => [0x89, 0xC8], //                            mov eax, ecx
+        _ => [0x89, 0xD0], //                            mov eax, edx
+    });
+    code.extend([0xE7, 0xF4]); //                        out 0xF4, eax
+    match run_long_mode_probe(&code)? {
+        VcpuEvent::DebugExit(value) => Ok(value),
+        other => Err(DoctorError::Probe(format!(
+            "CPUID probe ended with {other:?}"
+        ))),
+    }
+}
+
+/// For each feature of [`feature_probes`] the guest's CPUID shows, runs its instruction in long
+/// mode; `None` for features the guest does not see.
 fn probe_cpuid_features() -> Result<Vec<(CpuFeature, Option<Outcome>)>, DoctorError> {
     const DATA: u32 = 0x30000;
-    let mut cx16 = vec![0xBF];
-    cx16.extend(DATA.to_le_bytes()); //          mov edi, DATA
-    cx16.extend([0x31, 0xC0, 0x31, 0xD2]); //    xor eax, eax; xor edx, edx
-    cx16.extend([0xF0, 0x48, 0x0F, 0xC7, 0x0F]); // lock cmpxchg16b [rdi]
-    cx16.extend(mov_al_out(PROBE_OK));
-    let mut xsave = vec![0x0F, 0x20, 0xE0]; //    mov rax, cr4
-    xsave.extend([0x0D, 0x00, 0x00, 0x04, 0x00]); // or eax, CR4.OSXSAVE
-    xsave.extend([0x0F, 0x22, 0xE0]); //          mov cr4, rax
-    xsave.push(0xBB);
-    xsave.extend(DATA.to_le_bytes()); //          mov ebx, DATA (64-byte aligned)
-    xsave.extend([0x31, 0xD2, 0xB8, 1, 0, 0, 0]); // xor edx, edx; mov eax, 1 (x87 state)
-    xsave.extend([0x0F, 0xAE, 0x23]); //          xsave [rbx]
-    xsave.extend([0x0F, 0xAE, 0x2B]); //          xrstor [rbx]
-    xsave.extend(mov_al_out(PROBE_OK));
-    // What the guest's CPUID instruction shows, which on KVM-PVM is not only what KVM_SET_CPUID2
-    // was given: leaf 1 ECX there carries some of the host's bits (XSAVE among them).
-    let mut cpuid = vec![0xB8, 1, 0, 0, 0]; // mov eax, 1
-    cpuid.extend([0x0F, 0xA2, 0x89, 0xC8]); //  cpuid; mov eax, ecx
-    cpuid.extend([0xE7, 0xF4]); //              out 0xF4, eax
-    let leaf1_ecx = match run_long_mode_probe(&cpuid)? {
-        VcpuEvent::DebugExit(ecx) => ecx,
-        other => {
-            return Err(DoctorError::Probe(format!(
-                "CPUID probe ended with {other:?}"
-            )))
-        }
-    };
-    let mut popcnt = vec![0xF3, 0x48, 0x0F, 0xB8, 0xC7]; // popcnt rax, rdi
-    popcnt.extend(mov_al_out(PROBE_OK));
+    let mut visible = std::collections::HashMap::new();
     let mut results = Vec::new();
-    for (feature, code, bit) in [
-        (CpuFeature::Cx16, cx16, 13),
-        (CpuFeature::Xsave, xsave, 26),
-        (CpuFeature::Popcnt, popcnt, 23),
-    ] {
-        let verdict = if leaf1_ecx & (1 << bit) != 0 {
-            Some(outcome(run_long_mode_probe(&code)?))
-        } else {
-            None
+    for (feature, cr4, instruction) in feature_probes() {
+        let (leaf, reg, bit) = feature.cpuid_bit();
+        let value = match visible.get(&(leaf, reg)) {
+            Some(&value) => value,
+            None => {
+                let value = guest_cpuid(leaf, reg)?;
+                visible.insert((leaf, reg), value);
+                value
+            }
         };
-        results.push((feature, verdict));
+        if value & (1 << bit) == 0 {
+            results.push((feature, None));
+            continue;
+        }
+        let mut code = Vec::new();
+        if cr4 != 0 {
+            code.extend([0x0F, 0x20, 0xE0, 0x0D]); //    mov rax, cr4; or eax, …
+            code.extend(cr4.to_le_bytes());
+            code.extend([0x0F, 0x22, 0xE0]); //          mov cr4, rax
+        }
+        code.push(0xBF);
+        code.extend(DATA.to_le_bytes()); //              mov edi, DATA
+        code.extend([0xB8, 2, 0, 0, 0]); //              mov eax, 2
+        code.extend(instruction);
+        code.extend(mov_al_out(PROBE_OK));
+        results.push((feature, Some(outcome(run_long_mode_probe(&code)?))));
     }
     Ok(results)
 }
 
 /// Boots `code` at 0x20000 in 64-bit mode on an identity map and returns how it ended.
 fn run_long_mode_probe(code: &[u8]) -> Result<VcpuEvent, DoctorError> {
-    const LONG_CODE: u64 = 0x20000;
-    let vm = Vm::new(probe_options())?;
-    layout::write_gdt(&vm.ram)?;
-    let cr3 = layout::write_identity_page_tables(&vm.ram, 1 << 30)?;
-    vm.ram.write(LONG_CODE, code)?;
-    vm.vcpus[0].set_boot_state(&BootCpuState {
-        mode: EntryMode::Long64,
-        rip: LONG_CODE,
-        rsp: 0x7000,
-        rax: 0,
-        rbx: 0,
-        rsi: 0,
-        rdx: 0,
-        cr3,
-    })?;
-    let mut machine = Machine::start(vm.vcpus)?;
-    machine.resume(0)?;
-    let (_, event) = machine.wait_event(
-        &AtomicBool::new(false),
-        Some(Instant::now() + PROBE_TIMEOUT),
-    )?;
-    Ok(event?)
+    run_probe_in(EntryMode::Long64, 0x20000, code, |_| Ok(())).map(|(event, _)| event)
 }
 
 /// The KVM_GUESTDBG_* flags this KVM accepts (KVM_CAP_SET_GUEST_DEBUG2).
@@ -281,18 +311,33 @@ fn run_probe(
     code: &[u8],
     prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
 ) -> Result<(VcpuEvent, u64), DoctorError> {
+    run_probe_in(EntryMode::Protected32, CODE, code, prepare)
+}
+
+/// Boots `code` at `at` in `mode` (long mode: on an identity map of the first GiB), lets
+/// `prepare` adjust the VM, runs until the first event or [`PROBE_TIMEOUT`].
+fn run_probe_in(
+    mode: EntryMode,
+    at: u64,
+    code: &[u8],
+    prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
+) -> Result<(VcpuEvent, u64), DoctorError> {
     let mut vm = Vm::new(probe_options())?;
     layout::write_gdt(&vm.ram)?;
-    vm.ram.write(CODE, code)?;
+    let cr3 = match mode {
+        EntryMode::Long64 => layout::write_identity_page_tables(&vm.ram, 1 << 30)?,
+        _ => 0,
+    };
+    vm.ram.write(at, code)?;
     vm.vcpus[0].set_boot_state(&BootCpuState {
-        mode: EntryMode::Protected32,
-        rip: CODE,
+        mode,
+        rip: at,
         rsp: 0x7000,
         rax: 0,
         rbx: 0,
         rsi: 0,
         rdx: 0,
-        cr3: 0,
+        cr3,
     })?;
     prepare(&mut vm)?;
     let mut machine = Machine::start(vm.vcpus)?;

@@ -36,6 +36,7 @@ const RFLAGS_RESERVED: u64 = 1 << 1;
 const SUBERROR_EMULATION: u32 = 1;
 const MAX_INSN_LEN: usize = 15;
 const HLT: u8 = 0xF4;
+const FWAIT: u8 = 0x9B;
 
 /// Why a vCPU stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -651,6 +652,10 @@ impl Vcpu {
         let (regs, sregs) = self.regs_and_sregs()?;
         let linear_rip = linear_pc(&regs, &sregs);
         let insn = self.read_linear(&sregs, linear_rip, MAX_INSN_LEN);
+        if internal.suberror == SUBERROR_EMULATION && insn.first() == Some(&FWAIT) {
+            self.complete_fwait(regs)?;
+            return Ok(None);
+        }
         if internal.suberror == SUBERROR_EMULATION {
             if let Some(soft) = SoftInterrupt::decode(&insn) {
                 if soft == SoftInterrupt::Int3 && self.planted_breakpoints.contains(&linear_rip) {
@@ -703,6 +708,35 @@ impl Vcpu {
         self.fd
             .set_vcpu_events(&events)
             .map_err(|e| VcpuError::Kvm("SET_VCPU_EVENTS", e))
+    }
+
+    /// FWAIT (Linux's FPU code has one) is another emulation failure on KVM-PVM. All it does is
+    /// raise #MF if an unmasked x87 exception is pending (FSW.ES), so the VMM does that or
+    /// steps over it.
+    fn complete_fwait(&mut self, mut regs: kvm_regs) -> Result<(), VcpuError> {
+        const FSW_ERROR_SUMMARY: u16 = 1 << 7;
+        const MF_VECTOR: u8 = 16;
+        let fpu = self
+            .fd
+            .get_fpu()
+            .map_err(|e| VcpuError::Kvm("GET_FPU", e))?;
+        if fpu.fsw & FSW_ERROR_SUMMARY != 0 {
+            let mut events = self
+                .fd
+                .get_vcpu_events()
+                .map_err(|e| VcpuError::Kvm("GET_VCPU_EVENTS", e))?;
+            events.exception.injected = 1;
+            events.exception.nr = MF_VECTOR;
+            events.exception.has_error_code = 0;
+            return self
+                .fd
+                .set_vcpu_events(&events)
+                .map_err(|e| VcpuError::Kvm("SET_VCPU_EVENTS", e));
+        }
+        regs.rip += 1;
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| VcpuError::Kvm("SET_REGS", e))
     }
 
     /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
