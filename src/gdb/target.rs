@@ -189,24 +189,29 @@ impl VmTarget {
 
     /// The vCPU's whole state at this stop, fetched once, when first needed.
     pub fn snapshot(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
-        let slot = usize::from(id);
-        if !self.snapshots[slot].as_ref().is_some_and(|s| s.complete) {
-            let snapshot = self
-                .machine
-                .with_vcpu(id, |vcpu| CpuSnapshot::fetch(vcpu))??;
-            self.snapshots[slot] = Some(snapshot);
-        }
-        Ok(self.snapshots[slot].as_ref().expect("just filled"))
+        self.state(id, true)
     }
 
     /// At least the vCPU's general and segment registers at this stop (see
     /// [`CpuSnapshot::fetch_core`]): enough for its pc, mode and page tables.
     fn core(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
+        self.state(id, false)
+    }
+
+    /// The state at this stop, fetched (whole, or only the core) unless already at hand.
+    fn state(&mut self, id: u8, whole: bool) -> Result<&CpuSnapshot, TargetFault> {
         let slot = usize::from(id);
-        if self.snapshots[slot].is_none() {
-            let snapshot = self
-                .machine
-                .with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))??;
+        let at_hand = self.snapshots[slot]
+            .as_ref()
+            .is_some_and(|s| s.complete || !whole);
+        if !at_hand {
+            let snapshot = self.machine.with_vcpu(id, move |vcpu| {
+                if whole {
+                    CpuSnapshot::fetch(vcpu)
+                } else {
+                    CpuSnapshot::fetch_core(vcpu)
+                }
+            })??;
             self.snapshots[slot] = Some(snapshot);
         }
         Ok(self.snapshots[slot].as_ref().expect("just filled"))
@@ -324,8 +329,13 @@ impl VmTarget {
                 sw_breakpoints: !self.breakpoints.software.is_empty(),
                 hw_breakpoints: hw,
             };
-            // Leaving an instruction that carries a debug-register breakpoint must not re-hit it.
-            let resume_flag = applied.debug_registers.contains(&pc);
+            // Leaving an instruction that carries a debug-register breakpoint must not re-hit it:
+            // the registers of this stop, with RF set.
+            let resume_flag_regs = if applied.debug_registers.contains(&pc) {
+                Some(self.core(id)?.regs)
+            } else {
+                None
+            };
             let planted = planted.clone();
             let watched = watched.clone();
             let planted_bytes = planted_bytes.clone();
@@ -336,11 +346,7 @@ impl VmTarget {
                 vcpu.watched = watched;
                 vcpu.planted_bytes = planted_bytes;
                 vcpu.set_debug(config)?;
-                if resume_flag {
-                    let mut regs = vcpu
-                        .fd()
-                        .get_regs()
-                        .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+                if let Some(mut regs) = resume_flag_regs {
                     regs.rflags |= 1 << 16;
                     vcpu.fd()
                         .set_regs(&regs)
