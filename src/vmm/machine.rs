@@ -1,6 +1,7 @@
 //! vCPU threads and the loop that waits for their events.
 //!
-//! Each vCPU runs on its own thread and obeys [`VcpuCommand`]s; every event it returns comes back
+//! Each vCPU has its own thread and obeys [`VcpuCommand`]s (a caller may also run a stopped vCPU
+//! in place for a while: [`Machine::resume_here`]); every event a thread returns comes back
 //! on one channel, so a caller (the plain run loop here, the gdb stub later) blocks on "a vCPU
 //! stopped" and decides what runs next. Halt detection: a halted vCPU never leaves KVM_RUN with
 //! the in-kernel irqchip, so while waiting the caller kicks running vCPUs every
