@@ -9,6 +9,7 @@ use crate::boot::BootFormat;
 use crate::devices::sink::SinkSpec;
 use crate::gdb::arch::RegLayout;
 use crate::gdb::conn::GdbEndpoint;
+use crate::vmm::clock_dilation::ClockDilation;
 use crate::vmm::cpuid::CpuidHide;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -57,7 +58,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Kernel image: multiboot1 (ELF32 or a.out kludge), ELF64, or a flat binary.
+    /// Kernel image: Linux bzImage, PVH ELF (Linux vmlinux), multiboot1 or multiboot2 (ELF or
+    /// address tags), ELF64, or a flat binary; see --format for how it is detected.
     #[arg(short = 'k', long, value_name = "FILE", global = true)]
     pub kernel: Option<PathBuf>,
     /// Force the boot format instead of detecting it.
@@ -66,8 +68,9 @@ pub struct RunArgs {
     /// Kernel command line (QEMU: -append).
     #[arg(long, visible_alias = "append", default_value = "", global = true)]
     pub cmdline: String,
-    /// Multiboot modules, comma-separated; each item is "FILE [ARGS]" and the whole item is
-    /// the module's string (QEMU: -initrd).
+    /// Initial ramdisk (Linux, PVH) or multiboot modules, comma-separated; each item is
+    /// "FILE [ARGS]" and the whole item is a module's string. Linux gets the files concatenated
+    /// as one initrd (QEMU: -initrd).
     #[arg(long, value_name = "LIST", global = true)]
     pub initrd: Option<String>,
     /// Guest RAM: a bare number is MiB, or use K/M/G (QEMU: -m).
@@ -101,6 +104,12 @@ pub struct RunArgs {
     /// KVM: cx16,xsave; Linux also gets `noxsave`); other kernels keep KVM's CPUID.
     #[arg(long, value_name = "LIST", default_value = "auto", global = true)]
     pub cpuid_hide: CpuidHide,
+    /// Linux and PVH kernels: tell the guest its TSC runs N times faster than it does
+    /// (`tsc_early_khz=`), so its timer ticks come N times less often in real time; its wall
+    /// clock stays right. `auto`: 10 on a software-nested host, where each tick costs about a
+    /// tick period of emulated instructions; 1 (off) elsewhere.
+    #[arg(long, value_name = "N", default_value = "auto", global = true)]
+    pub clock_dilation: ClockDilation,
     /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub gdb_arch: GdbArch,

@@ -127,6 +127,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         gdb,
         post_mortem,
         cpuid_hide: args.cpuid_hide,
+        clock_dilation: args.clock_dilation,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

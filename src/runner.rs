@@ -14,6 +14,7 @@ use crate::devices::vga;
 use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::snapshot::post_mortem::PostMortem;
+use crate::vmm::clock_dilation::{self, ClockDilation};
 use crate::vmm::cpuid::{self, CpuidHide};
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
@@ -74,6 +75,8 @@ pub struct RunRequest {
     pub post_mortem: PostMortem,
     /// CPUID features the guest does not see.
     pub cpuid_hide: CpuidHide,
+    /// How much slower a Linux guest's timer ticks come.
+    pub clock_dilation: ClockDilation,
 }
 
 impl RunRequest {
@@ -122,7 +125,12 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     let hidden = request.cpuid_hide.resolve(format);
     params.format = Some(format);
     let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
-    for switch in &switches {
+    let dilation = request
+        .clock_dilation
+        .resolve(format, doctor::software_nested);
+    let tsc_khz = vm.vcpus[0].fd().get_tsc_khz().ok();
+    let clock_switch = clock_dilation::linux_switch(dilation, tsc_khz, &params.cmdline);
+    for switch in switches.iter().chain(&clock_switch) {
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
     }
     let kernel = boot::load(&vm.ram, &request.image, &params).map_err(bad_boot)?;
@@ -143,6 +151,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         eprintln!(
             "gdbvisor: appended \"{}\" to the kernel command line: this host's KVM shows the guest features it cannot execute whatever its CPUID says",
             switches.join(" ")
+        );
+    }
+    if let Some(switch) = &clock_switch {
+        eprintln!(
+            "gdbvisor: appended \"{switch}\" to the kernel command line: the guest's timer ticks come {dilation} times less often (--clock-dilation; its wall clock stays right)"
         );
     }
     // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging.

@@ -131,7 +131,7 @@ pub fn examine() -> Result<HostReport, DoctorError> {
 pub fn cpuid_gaps() -> Vec<CpuFeature> {
     static GAPS: OnceLock<Vec<CpuFeature>> = OnceLock::new();
     GAPS.get_or_init(|| {
-        if virtualization_kind().starts_with("hardware") {
+        if !software_nested() {
             return Vec::new();
         }
         match probe_cpuid_features() {
@@ -280,6 +280,11 @@ fn host_cpu_flags() -> Vec<String> {
         .find(|l| l.starts_with("flags"))
         .map(|l| l.split_whitespace().skip(2).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// True when this host's KVM runs without VT-x/AMD-V (KVM-PVM): it emulates guest kernels.
+pub fn software_nested() -> bool {
+    !virtualization_kind().starts_with("hardware")
 }
 
 fn virtualization_kind() -> String {

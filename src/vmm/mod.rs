@@ -1,4 +1,5 @@
 //! The KVM side: the VM, its memory, and its vCPUs.
+pub mod clock_dilation;
 pub mod cpuid;
 pub mod doctor;
 pub mod kick;
