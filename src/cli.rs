@@ -105,9 +105,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "LIST", default_value = "auto", global = true)]
     pub cpuid_hide: CpuidHide,
     /// Linux and PVH kernels: tell the guest its TSC runs N times faster than it does
-    /// (`tsc_early_khz=`), so its timer ticks come N times less often in real time; its wall
-    /// clock stays right. `auto`: 10 on a software-nested host, where each tick costs about a
-    /// tick period of emulated instructions; 1 (off) elsewhere.
+    /// (`tsc_early_khz=`): its clock and timer ticks run N times slower than real time.
+    /// `auto`: 10 on a software-nested host, where each tick costs about a tick period of
+    /// emulated instructions; 1 (off) elsewhere.
     #[arg(long, value_name = "N", default_value = "auto", global = true)]
     pub clock_dilation: ClockDilation,
     /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.

@@ -155,7 +155,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     }
     if let Some(switch) = &clock_switch {
         eprintln!(
-            "gdbvisor: appended \"{switch}\" to the kernel command line: the guest's timer ticks come {dilation} times less often (--clock-dilation; its wall clock stays right)"
+            "gdbvisor: appended \"{switch}\" to the kernel command line: the guest's clock and timer ticks run {dilation} times slower than real time, so ticks do not eat its CPU (--clock-dilation)"
         );
     }
     // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging.

@@ -6,8 +6,10 @@
 //! kernel warns "hrtimer: interrupt took 13 ms". Linux takes its TSC frequency from
 //! `tsc_early_khz=` when given one; told N× the real frequency it calibrates its LAPIC timer
 //! against the TSC and computes TSC deadlines from it, so its ticks come N× less often in real
-//! time. The wall clock stays right (kvm-clock reads the host's time); timers fire N× later
-//! than asked and `udelay()` lasts N× longer, which on such a host is lost in the noise.
+//! time. Its clock (the TSC clocksource, which Linux prefers to kvm-clock on a host with an
+//! invariant TSC) runs N× slower than real time: to the guest the CPU looks N× faster, its
+//! timeouts (RCU stall and soft-lockup detectors included) get N× more instructions, and
+//! `udelay()` lasts N× longer in real time.
 
 use std::fmt;
 use std::str::FromStr;
