@@ -153,6 +153,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             switches.join(" ")
         );
     }
+    if matches!(format, BootFormat::Linux | BootFormat::Pvh) && !doctor::user_syscall_works() {
+        eprintln!(
+            "gdbvisor: warning: this host's KVM runs a guest's `syscall` handler in ring 3 (see `gdbvisor doctor`): Linux boots, but its user space dies at the first system call (\"Attempted to kill init\")"
+        );
+    }
     if let Some(switch) = &clock_switch {
         eprintln!(
             "gdbvisor: appended \"{switch}\" to the kernel command line: the guest's clock and timer ticks run {dilation} times slower than real time, so ticks do not eat its CPU (--clock-dilation)"

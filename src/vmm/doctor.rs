@@ -54,6 +54,8 @@ pub struct HostReport {
     pub legacy_paging: Outcome,
     pub pae_paging: Outcome,
     pub int3: Int3Behaviour,
+    /// Whether `syscall` from ring 3 reaches its handler in ring 0.
+    pub user_syscall: Outcome,
     pub dr_write_watchpoint: Outcome,
     pub readonly_memslots: bool,
     pub guest_debug_flags: Vec<&'static str>,
@@ -117,6 +119,7 @@ pub fn examine() -> Result<HostReport, DoctorError> {
         legacy_paging: probe_paging(false)?,
         pae_paging: probe_paging(true)?,
         int3: probe_int3()?,
+        user_syscall: probe_user_syscall()?,
         dr_write_watchpoint: probe_dr_watchpoint()?,
         readonly_memslots,
         guest_debug_flags,
@@ -427,6 +430,97 @@ fn probe_int3() -> Result<Int3Behaviour, DoctorError> {
     })
 }
 
+/// User-mode probe layout: ring-3 code, the ring-0 handler, and the GDT slots after the boot
+/// GDT's four: user data (0x20) and 64-bit user code (0x28).
+const USER_CODE: u64 = 0x21000;
+const USER_STACK: u32 = 0x8000;
+const SYSCALL_HANDLER: u64 = 0x22000;
+const USER_DATA_SELECTOR: u8 = 0x20 | 3;
+const USER_CODE_SELECTOR: u8 = 0x28 | 3;
+
+/// True when `syscall` from ring 3 reaches ring 0 here; probed once per process, and only on a
+/// software-nested host (hardware runs it natively).
+pub fn user_syscall_works() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        !software_nested() || matches!(probe_user_syscall(), Ok(Outcome::Works) | Err(_))
+    })
+}
+
+/// Enters ring 3 with `iretq` and runs `syscall` with STAR/LSTAR/SFMASK/EFER.SCE set as Linux
+/// sets them; the handler reports only if it runs in ring 0. KVM-PVM, which emulates a non-PVM
+/// guest's kernel, starts the handler at LSTAR still in ring 3 (its own `jmp $` runs there), so
+/// Linux's first system call from user space faults and init dies.
+fn probe_user_syscall() -> Result<Outcome, DoctorError> {
+    let handler = (SYSCALL_HANDLER as u32).to_le_bytes();
+    let mut code = Vec::new();
+    let wrmsr = |code: &mut Vec<u8>, msr: u32, eax: u32, edx: u32| {
+        code.push(0xB9);
+        code.extend(msr.to_le_bytes()); //                mov ecx, msr
+        code.push(0xB8);
+        code.extend(eax.to_le_bytes()); //                mov eax, low
+        code.push(0xBA);
+        code.extend(edx.to_le_bytes()); //                mov edx, high
+        code.extend([0x0F, 0x30]); //                     wrmsr
+    };
+    // STAR: kernel CS 0x08 (SS 0x10); LSTAR: the handler; SFMASK: IF.
+    wrmsr(
+        &mut code,
+        0xC000_0081,
+        0,
+        u32::from(layout::CODE64_SELECTOR),
+    );
+    wrmsr(&mut code, 0xC000_0082, u32::from_le_bytes(handler), 0);
+    wrmsr(&mut code, 0xC000_0084, 0x200, 0);
+    // EFER.SCE on top of LME/LMA.
+    code.extend([
+        0xB9, 0x80, 0x00, 0x00, 0xC0, 0x0F, 0x32, 0x83, 0xC8, 0x01, 0x0F, 0x30,
+    ]);
+    code.extend([0x6A, USER_DATA_SELECTOR, 0x68]); //     push ss; push rsp
+    code.extend(USER_STACK.to_le_bytes());
+    code.extend([0x6A, 0x02, 0x6A, USER_CODE_SELECTOR, 0x68]); // push rflags; push cs; push rip
+    code.extend((USER_CODE as u32).to_le_bytes());
+    code.extend([0x48, 0xCF]); //                         iretq
+    let user = [0x0F, 0x05, 0x0F, 0x0B]; // syscall; ud2
+                                         // mov eax, cs; test al, 3; jnz bad; mov al, OK; out 0xF4, al; bad: ud2 (in ring 3: #UD,
+                                         // no IDT, a triple fault)
+    let mut check = vec![0x8C, 0xC8, 0xA8, 0x03, 0x75, 0x04];
+    check.extend(mov_al_out(PROBE_OK));
+    check.extend([0x0F, 0x0B]);
+    let (event, _) = run_probe_in(EntryMode::Long64, 0x20000, &code, |vm| {
+        vm.ram.write(USER_CODE, &user)?;
+        vm.ram.write(SYSCALL_HANDLER, &check)?;
+        // User bit on the identity map's first 2 MiB (PML4, PDPT and PD entries).
+        for table in [layout::PML4_ADDR, layout::PDPT_ADDR, layout::PD_ADDR] {
+            let mut entry = [0u8; 8];
+            vm.ram.read(table, &mut entry)?;
+            vm.ram.write_u64(table, u64::from_le_bytes(entry) | 0x4)?;
+        }
+        // User data (DPL3, writable) and 64-bit user code (DPL3, L).
+        vm.ram
+            .write_u64(layout::GDT_ADDR + 0x20, 0x00cf_f300_0000_ffff)?;
+        vm.ram
+            .write_u64(layout::GDT_ADDR + 0x28, 0x00af_fb00_0000_ffff)?;
+        let vcpu = &vm.vcpus[0];
+        let mut sregs = vcpu
+            .fd()
+            .get_sregs()
+            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        sregs.gdt.limit = 0x2f;
+        vcpu.fd()
+            .set_sregs(&sregs)
+            .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+        Ok(())
+    })?;
+    Ok(match event {
+        VcpuEvent::DebugExit(PROBE_OK) => Outcome::Works,
+        VcpuEvent::Shutdown => Outcome::Fails(
+            "the handler runs in ring 3: Linux user space dies at its first system call".into(),
+        ),
+        other => outcome(other),
+    })
+}
+
 /// Arms DR0 as a 4-byte write watchpoint and writes there.
 fn probe_dr_watchpoint() -> Result<Outcome, DoctorError> {
     let mut code = vec![0xA3];
@@ -478,6 +572,12 @@ impl fmt::Display for HostReport {
             Int3Behaviour::Other(what) => format!("unexpected: {what}"),
         };
         writeln!(f, "guest int3 / int n: {int3}")?;
+        writeln!(
+            f,
+            "syscall from ring 3 (64-bit user space): {}",
+            describe(&self.user_syscall)
+        )?;
+
         writeln!(
             f,
             "DR7 data watchpoints: {}",
