@@ -17,6 +17,7 @@ fn doctor_reports_what_this_host_can_do() {
         run.assert_stdout_line("32-bit paging (no long mode): works")
             .assert_stdout_line("PAE paging (no long mode): works")
             .assert_stdout_line("guest int3 / int n: delivered to the guest by KVM")
+            .assert_stdout_line("syscall from ring 3 (64-bit user space): works")
             .assert_stdout_line("DR7 data watchpoints: works")
             .assert_stdout_line(
                 "CPUID features hidden from guests by default (--cpuid-hide auto): none",
@@ -33,18 +34,19 @@ fn doctor_reports_what_this_host_can_do() {
         .assert_stdout_line(
             "guest int3 / int n: KVM emulation failure; gdbvisor completes it by injection",
         )
+        .assert_stdout_line(
+            "syscall from ring 3 (64-bit user space): NOT SUPPORTED (the handler runs in ring 3: Linux user space dies at its first system call)",
+        )
         .assert_stdout_line("DR7 data watchpoints: NOT SUPPORTED (never fires)")
         // KVM's instruction emulator, which runs guest code here, lacks these.
         .assert_stdout_line("CPUID cx16 instructions: NOT SUPPORTED (KVM emulation failure)")
         .assert_stdout_line("CPUID popcnt instructions: NOT SUPPORTED (KVM emulation failure)");
-        if !hardware {
-            assert!(
+        assert!(
             run.stdout.lines().any(|l| l.starts_with(
                 "CPUID features hidden from guests by default (--cpuid-hide auto): cx16,xsave,popcnt,"
             )),
             "{run}"
         );
-        }
     }
     assert!(
         run.stdout.contains("guest debug flags: ENABLE SINGLESTEP"),
