@@ -47,12 +47,13 @@ fn pvh_vmlinux_prints_the_banner_and_first_console_lines() {
         }
     });
     // The lines that show the kernel got our boot data: its banner, our command line, our
-    // memory map, and that it found KVM.
+    // memory map, that it found KVM, and the TSC frequency it settled on.
     let mut wanted = vec![
         "Linux version 6.",
         "Command line: console=ttyS0 earlyprintk=serial,ttyS0 panic=-1",
         "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable",
         "Hypervisor detected: KVM",
+        "tsc: Detected ",
     ];
     let started = Instant::now();
     let mut seen = Vec::new();
@@ -79,6 +80,26 @@ fn pvh_vmlinux_prints_the_banner_and_first_console_lines() {
         stderr.contains("gdbvisor: pvh kernel, entry 0x"),
         "{stderr}"
     );
+    // --clock-dilation auto: on a software-nested host Linux must take the TSC frequency we
+    // appended (10x the vCPU's), on hardware it measures its own.
+    let dilated_khz = stderr
+        .split("appended \"tsc_early_khz=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|khz| khz.parse::<u64>().expect("a kHz figure"));
+    assert_eq!(
+        dilated_khz.is_some(),
+        gdbvisor::vmm::doctor::software_nested(),
+        "{stderr}"
+    );
+    if let Some(khz) = dilated_khz {
+        let detected = format!("tsc: Detected {}.{:03} MHz processor", khz / 1000, khz % 1000);
+        assert!(
+            seen.iter().any(|line| line.ends_with(&detected)),
+            "no {detected:?}\n--- serial\n{}",
+            seen.join("\n")
+        );
+    }
     eprintln!(
         "{}: first console lines after {elapsed:.1?}",
         kernel.package
