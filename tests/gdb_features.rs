@@ -103,16 +103,15 @@ fn watch_stops_on_each_write_with_old_and_new_value() {
         return;
     }
     let elf = elf("elf64");
-    let run = gdb(
-        Some(&elf),
-        &cmds(&[
-            &stdio_target(&elf, ""),
+    let run = gdb_on(
+        &elf,
+        &[
             "watch *(long *)&ticks",
             "continue",
             "continue",
             "delete",
             "continue",
-        ]),
+        ],
     );
     run.assert_ok()
         .assert_stdout_has("Hardware watchpoint 1: *(long *)&ticks")
@@ -129,16 +128,15 @@ fn watch_on_a_quiet_variable_ignores_writes_to_its_busy_page() {
     }
     // `boot_info` shares its page with `ticks`, which every timer interrupt increments.
     let elf = elf("elf64");
-    let run = gdb(
-        Some(&elf),
-        &cmds(&[
-            &stdio_target(&elf, ""),
+    let run = gdb_on(
+        &elf,
+        &[
             "break timer_wait",
             "continue",
             "delete",
             "watch *(long *)&boot_info",
             "continue",
-        ]),
+        ],
     );
     run.assert_ok()
         .assert_stdout_has("[Inferior 1 (process 1) exited with code 0103]");
@@ -155,10 +153,9 @@ fn breakpoint_survives_the_guest_copying_code_over_it() {
         return;
     }
     let elf = elf("copycode");
-    let run = gdb(
-        Some(&elf),
-        &cmds(&[
-            &stdio_target(&elf, ""),
+    let run = gdb_on(
+        &elf,
+        &[
             "break *0x300000",
             "continue",
             "echo MARK-1\\n",
@@ -167,7 +164,7 @@ fn breakpoint_survives_the_guest_copying_code_over_it() {
             "echo MARK-2\\n",
             "x/i $pc",
             "continue",
-        ]),
+        ],
     );
     run.assert_ok()
         .assert_stdout_has("[Inferior 1 (process 1) exited with code 01]");
@@ -213,16 +210,15 @@ fn register_writes_reach_the_vcpu() {
     assert!(run.line_starting("cs").contains("0x0"), "{run}");
     // Long mode: a general register written before a `int $0x80` is what the guest prints.
     let elf = elf("elf64");
-    let run = gdb(
-        Some(&elf),
-        &cmds(&[
-            &stdio_target(&elf, ""),
+    let run = gdb_on(
+        &elf,
+        &[
             "break int80_here",
             "continue",
             "set $rax = 0x1234abcd",
             "delete",
             "continue",
-        ]),
+        ],
     );
     run.assert_ok();
     assert!(
@@ -266,17 +262,16 @@ fn stepi_over_int_n_stops_at_the_handlers_first_instruction() {
         return;
     }
     let elf = elf("elf64");
-    let run = gdb(
-        Some(&elf),
-        &cmds(&[
-            &stdio_target(&elf, ""),
+    let run = gdb_on(
+        &elf,
+        &[
             "break int80_here",
             "continue",
             "stepi",
             "echo MARK\\n",
             "x/i $pc",
             "kill",
-        ]),
+        ],
     );
     run.assert_ok();
     assert!(
@@ -313,10 +308,7 @@ fn qemu_stub_fails_on_an_elf32_kernel_where_gdbvisor_works() {
     if !common::kvm_available("gdbvisor side of the qemu comparison") {
         return;
     }
-    let ours = gdb(
-        Some(&elf),
-        &cmds(&[&stdio_target(&elf, ""), "info registers eip", "kill"]),
-    );
+    let ours = gdb_on(&elf, &["info registers eip", "kill"]);
     ours.assert_ok();
     assert!(!ours.stderr.contains("reply is too long"), "{ours}");
     assert!(ours.line_starting("eip").contains("<_start>"), "{ours}");
@@ -378,15 +370,7 @@ fn access_watchpoints_use_debug_registers_where_the_host_fires_them() {
         return;
     }
     let elf = elf("elf64");
-    let run = gdb(
-        Some(&elf),
-        &cmds(&[
-            &stdio_target(&elf, ""),
-            "awatch *(long *)&ticks",
-            "continue",
-            "kill",
-        ]),
-    );
+    let run = gdb_on(&elf, &["awatch *(long *)&ticks", "continue", "kill"]);
     if gdbvisor::vmm::doctor::data_breakpoints_fire() {
         run.assert_ok()
             .assert_stdout_has("Hardware access (read/write) watchpoint 1: *(long *)&ticks")

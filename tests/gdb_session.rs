@@ -18,21 +18,20 @@ fn elf32_multiboot_segments_break_registers_step() {
         return;
     }
     let elf = elf("segments");
-    let run = gdb(
-        Some(&elf),
+    let run = gdb_on(
+        &elf,
         &[
-            stdio_target(&elf, ""),
-            "break segments_loaded".into(),
-            "continue".into(),
-            "x/i $pc".into(),
-            "p/x $cr0".into(),
-            "p $efer".into(),
-            "p/x $gdtr_base".into(),
-            "info registers cs".into(),
-            "echo STEP\\n".into(),
-            "stepi".into(),
-            "x/i $pc".into(),
-            "continue".into(),
+            "break segments_loaded",
+            "continue",
+            "x/i $pc",
+            "p/x $cr0",
+            "p $efer",
+            "p/x $gdtr_base",
+            "info registers cs",
+            "echo STEP\\n",
+            "stepi",
+            "x/i $pc",
+            "continue",
         ],
     );
     run.assert_ok()

@@ -93,7 +93,11 @@ fn pvh_vmlinux_prints_the_banner_and_first_console_lines() {
         "{stderr}"
     );
     if let Some(khz) = dilated_khz {
-        let detected = format!("tsc: Detected {}.{:03} MHz processor", khz / 1000, khz % 1000);
+        let detected = format!(
+            "tsc: Detected {}.{:03} MHz processor",
+            khz / 1000,
+            khz % 1000
+        );
         assert!(
             seen.iter().any(|line| line.ends_with(&detected)),
             "no {detected:?}\n--- serial\n{}",

@@ -34,6 +34,14 @@ pub fn stdio_target(image: &Path, extra: &str) -> String {
     )
 }
 
+/// gdb with `elf`'s symbols on a VMM it starts itself, held at the entry (`stdio_target`),
+/// then `commands`.
+pub fn gdb_on(elf: &Path, commands: &[&str]) -> GdbRun {
+    let mut all = vec![stdio_target(elf, "")];
+    all.extend(commands.iter().map(|c| c.to_string()));
+    gdb(Some(elf), &all)
+}
+
 // ------------------------------------------------------------------ child processes --- //
 
 /// Reads a pipe to its end on a thread; the text arrives on the returned channel.
