@@ -36,7 +36,9 @@ time_to_init() {
     "$@" > "$log" 2>&1 &
     local pid=$!
     until grep -aq "Run /init as init process" "$log"; do
-        if ! kill -0 $pid 2>/dev/null || [ $((SECONDS - start)) -ge "$TIMEOUT" ]; then
+        # QEMU stops the VM but stays up after a KVM internal error: that is the end too.
+        if ! kill -0 $pid 2>/dev/null || [ $((SECONDS - start)) -ge "$TIMEOUT" ] \
+            || grep -aq "KVM internal error" "$log"; then
             kill $pid 2>/dev/null; wait $pid 2>/dev/null
             echo "$name: no /init after $((SECONDS - start)) s ($(grep -aE 'Kernel panic|internal error|emulation' "$log" | head -1))"
             return
