@@ -105,7 +105,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "LIST", default_value = "auto", global = true)]
     pub cpuid_hide: CpuidHide,
     /// Linux and PVH kernels: tell the guest its TSC runs N times faster than it does
-    /// (`tsc_early_khz=`): its clock and timer ticks run N times slower than real time.
+    /// (`tsc_early_khz=`, and `no-kvmclock` so that every guest clock follows the TSC): its
+    /// clock and timer ticks run N times slower than real time.
     /// `auto`: 10 on a software-nested host, where each tick costs about a tick period of
     /// emulated instructions; 1 (off) elsewhere.
     #[arg(long, value_name = "N", default_value = "auto", global = true)]

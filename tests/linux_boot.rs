@@ -85,7 +85,7 @@ fn pvh_vmlinux_prints_the_banner_and_first_console_lines() {
     let dilated_khz = stderr
         .split("appended \"tsc_early_khz=")
         .nth(1)
-        .and_then(|rest| rest.split('"').next())
+        .and_then(|rest| rest.split(['"', ' ']).next())
         .map(|khz| khz.parse::<u64>().expect("a kHz figure"));
     assert_eq!(
         dilated_khz.is_some(),

@@ -6,10 +6,13 @@
 //! kernel warns "hrtimer: interrupt took 13 ms". Linux takes its TSC frequency from
 //! `tsc_early_khz=` when given one; told N× the real frequency it calibrates its LAPIC timer
 //! against the TSC and computes TSC deadlines from it, so its ticks come N× less often in real
-//! time. Its clock (the TSC clocksource, which Linux prefers to kvm-clock on a host with an
-//! invariant TSC) runs N× slower than real time: to the guest the CPU looks N× faster, its
-//! timeouts (RCU stall and soft-lockup detectors included) get N× more instructions, and
-//! `udelay()` lasts N× longer in real time.
+//! time. Its clocks must slow down with it, so `no-kvmclock` goes along: with kvm-clock (real
+//! time) as its clocksource, a kernel still in periodic tick mode catches up on late ticks one
+//! `tick_periodic()` at a time, and when one tick costs more than a period it never catches up
+//! (seen with two vCPUs: both stuck in one timer interrupt while jiffies ran at 190/s). With the
+//! TSC (or jiffies) as clocksource and sched_clock, the guest's time runs N× slower than real
+//! time: to the guest the CPU looks N× faster, its timeouts (RCU stall and soft-lockup detectors
+//! included) get N× more instructions, and `udelay()` lasts N× longer in real time.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,8 +25,9 @@ use crate::boot::BootFormat;
 /// over half of a boot to a few percent.
 pub const SOFTWARE_NESTED_FACTOR: u32 = 10;
 
-/// The Linux switch this module appends.
+/// The Linux switches this module appends: the TSC frequency, and no kvm-clock.
 const SWITCH: &str = "tsc_early_khz=";
+const NO_KVMCLOCK: &str = "no-kvmclock";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ClockDilationError {
@@ -79,15 +83,21 @@ impl fmt::Display for ClockDilation {
     }
 }
 
-/// The switch that slows the guest's ticks by `factor`, given the vCPU's TSC frequency; none
-/// for a factor of 1, an unknown frequency, a command line that sets the frequency itself, or a
-/// product Linux cannot parse (it reads the switch as a 32-bit number).
+/// The switches that slow the guest's clock and ticks by `factor`, given the vCPU's TSC
+/// frequency; none for a factor of 1, an unknown frequency, a command line that sets the
+/// frequency itself, or a product Linux cannot parse (it reads the switch as a 32-bit number).
 pub fn linux_switch(factor: u32, tsc_khz: Option<u32>, cmdline: &str) -> Option<String> {
     let tsc_khz = tsc_khz.filter(|&khz| khz > 0)?;
-    if factor <= 1 || cmdline.split_whitespace().any(|w| w.starts_with(SWITCH)) {
+    let has = |switch: &str| cmdline.split_whitespace().any(|w| w.starts_with(switch));
+    if factor <= 1 || has(SWITCH) {
         return None;
     }
-    Some(format!("{SWITCH}{}", tsc_khz.checked_mul(factor)?))
+    let frequency = format!("{SWITCH}{}", tsc_khz.checked_mul(factor)?);
+    Some(if has(NO_KVMCLOCK) {
+        frequency
+    } else {
+        format!("{frequency} {NO_KVMCLOCK}")
+    })
 }
 
 #[cfg(test)]
@@ -128,7 +138,7 @@ mod tests {
     fn switch_scales_the_tsc_unless_the_command_line_sets_it() {
         assert_eq!(
             linux_switch(10, Some(2_599_996), "console=ttyS0").as_deref(),
-            Some("tsc_early_khz=25999960")
+            Some("tsc_early_khz=25999960 no-kvmclock")
         );
         assert_eq!(linux_switch(1, Some(2_599_996), ""), None);
         assert_eq!(linux_switch(10, None, ""), None);
@@ -139,8 +149,12 @@ mod tests {
         );
         assert_eq!(
             linux_switch(1000, Some(4_000_000), "").as_deref(),
-            Some("tsc_early_khz=4000000000")
+            Some("tsc_early_khz=4000000000 no-kvmclock")
         );
         assert_eq!(linux_switch(1000, Some(5_000_000), ""), None);
+        assert_eq!(
+            linux_switch(2, Some(1_000), "no-kvmclock").as_deref(),
+            Some("tsc_early_khz=2000")
+        );
     }
 }
