@@ -651,7 +651,12 @@ impl Vcpu {
         let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
         let (regs, sregs) = self.regs_and_sregs()?;
         let linear_rip = linear_pc(&regs, &sregs);
-        let insn = self.read_linear(&sregs, linear_rip, MAX_INSN_LEN);
+        let ndata = (internal.ndata as usize).min(internal.data.len());
+        // What the emulator fetched, not what memory holds now: another vCPU may have rewritten
+        // the instruction since (Linux's text_poke_bp plants an int3, patches, then restores
+        // the first byte, and waits for every CPU to have seen it).
+        let insn = emulated_insn_bytes(&internal.data[..ndata])
+            .unwrap_or_else(|| self.read_linear(&sregs, linear_rip, MAX_INSN_LEN));
         if internal.suberror == SUBERROR_EMULATION && insn.first() == Some(&FWAIT) {
             self.complete_fwait(regs)?;
             return Ok(None);
@@ -665,7 +670,6 @@ impl Vcpu {
                 return Ok(None);
             }
         }
-        let ndata = (internal.ndata as usize).min(internal.data.len());
         Ok(Some(VcpuEvent::InternalError(InternalError {
             suberror: internal.suberror,
             data: internal.data[..ndata].to_vec(),
@@ -827,9 +831,43 @@ pub fn to_kvm_segment(cache: &SegmentCache) -> kvm_segment {
     }
 }
 
+/// The instruction bytes KVM's emulator fetched, from an emulation failure's data: `flags`
+/// with KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, then a size byte and up to 15
+/// bytes packed into the next two words.
+fn emulated_insn_bytes(data: &[u64]) -> Option<Vec<u8>> {
+    const FLAG_INSTRUCTION_BYTES: u64 = 1;
+    let [flags, low, high, ..] = *data else {
+        return None;
+    };
+    if flags & FLAG_INSTRUCTION_BYTES == 0 {
+        return None;
+    }
+    let mut packed = [0u8; 16];
+    packed[..8].copy_from_slice(&low.to_le_bytes());
+    packed[8..].copy_from_slice(&high.to_le_bytes());
+    let size = usize::from(packed[0]);
+    (1..=MAX_INSN_LEN)
+        .contains(&size)
+        .then(|| packed[1..=size].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_bytes_the_emulator_fetched() {
+        // Seen on KVM-PVM: an int3 another vCPU had planted, fetched before it was patched away.
+        let data = [0x1, 0xfff4_2dc7_e890_cc0f, 0x4801_b415_9805_0348, 0x1000];
+        let bytes = emulated_insn_bytes(&data).unwrap();
+        assert_eq!(bytes.len(), 15);
+        assert_eq!(bytes[..4], [0xcc, 0x90, 0xe8, 0xc7]);
+        assert_eq!(SoftInterrupt::decode(&bytes), Some(SoftInterrupt::Int3));
+        assert_eq!(emulated_insn_bytes(&[0, data[1], data[2]]), None);
+        assert_eq!(emulated_insn_bytes(&data[..2]), None);
+        assert_eq!(emulated_insn_bytes(&[1, 0, 0]), None);
+        assert_eq!(emulated_insn_bytes(&[1, 0x10, 0]), None);
+    }
 
     #[test]
     fn decodes_soft_interrupts() {
