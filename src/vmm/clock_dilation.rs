@@ -14,7 +14,6 @@
 //! time: to the guest the CPU looks N× faster, its timeouts (RCU stall and soft-lockup detectors
 //! included) get N× more instructions, and `udelay()` lasts N× longer in real time.
 
-use std::fmt;
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -70,15 +69,6 @@ impl FromStr for ClockDilation {
         match text.parse::<u32>() {
             Ok(factor @ 1..=1000) => Ok(ClockDilation::Factor(factor)),
             _ => Err(ClockDilationError::Invalid(text.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for ClockDilation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClockDilation::Auto => f.write_str("auto"),
-            ClockDilation::Factor(factor) => write!(f, "{factor}"),
         }
     }
 }

@@ -481,9 +481,10 @@ fn probe_user_syscall() -> Result<Outcome, DoctorError> {
     code.extend([0x6A, 0x02, 0x6A, USER_CODE_SELECTOR, 0x68]); // push rflags; push cs; push rip
     code.extend((USER_CODE as u32).to_le_bytes());
     code.extend([0x48, 0xCF]); //                         iretq
-    let user = [0x0F, 0x05, 0x0F, 0x0B]; // syscall; ud2
-                                         // mov eax, cs; test al, 3; jnz bad; mov al, OK; out 0xF4, al; bad: ud2 (in ring 3: #UD,
-                                         // no IDT, a triple fault)
+                               // syscall; ud2
+    let user = [0x0F, 0x05, 0x0F, 0x0B];
+    // mov eax, cs; test al, 3; jnz bad; mov al, OK; out 0xF4, al; bad: ud2 (in ring 3: #UD,
+    // no IDT, a triple fault)
     let mut check = vec![0x8C, 0xC8, 0xA8, 0x03, 0x75, 0x04];
     check.extend(mov_al_out(PROBE_OK));
     check.extend([0x0F, 0x0B]);

@@ -655,8 +655,10 @@ impl Vcpu {
         // What the emulator fetched, not what memory holds now: another vCPU may have rewritten
         // the instruction since (Linux's text_poke_bp plants an int3, patches, then restores
         // the first byte, and waits for every CPU to have seen it).
-        let insn = emulated_insn_bytes(&internal.data[..ndata])
-            .unwrap_or_else(|| self.read_linear(&sregs, linear_rip, MAX_INSN_LEN));
+        let fetched = (internal.suberror == SUBERROR_EMULATION)
+            .then(|| emulated_insn_bytes(&internal.data[..ndata]))
+            .flatten();
+        let insn = fetched.unwrap_or_else(|| self.read_linear(&sregs, linear_rip, MAX_INSN_LEN));
         if internal.suberror == SUBERROR_EMULATION && insn.first() == Some(&FWAIT) {
             self.complete_fwait(regs)?;
             return Ok(None);
