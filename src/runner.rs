@@ -128,7 +128,10 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     let dilation = request
         .clock_dilation
         .resolve(format, doctor::software_nested);
-    let tsc_khz = vm.vcpus[0].fd().get_tsc_khz().ok();
+    // KVM_GET_TSC_KHZ only when there is something to dilate: it is one more ioctl at start-up.
+    let tsc_khz = (dilation > 1)
+        .then(|| vm.vcpus[0].fd().get_tsc_khz().ok())
+        .flatten();
     let clock_switch = clock_dilation::linux_switch(dilation, tsc_khz, &params.cmdline);
     for switch in switches.iter().chain(&clock_switch) {
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
@@ -153,7 +156,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             switches.join(" ")
         );
     }
-    if matches!(format, BootFormat::Linux | BootFormat::Pvh) && !doctor::user_syscall_works() {
+    if format.is_linux() && !doctor::user_syscall_works() {
         eprintln!(
             "gdbvisor: warning: this host's KVM runs a guest's `syscall` handler in ring 3 (see `gdbvisor doctor`): Linux boots, but its user space dies at the first system call (\"Attempted to kill init\")"
         );

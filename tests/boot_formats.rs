@@ -102,13 +102,11 @@ fn pvh_kernel_gets_start_info_with_cmdline_memmap_and_modules() {
     match line.strip_prefix("pvhinfo: cmdline=hello pvh") {
         Some("") => {}
         Some(extra) => {
-            let announced: Vec<&str> = run
-                .stderr
-                .split("appended \"")
-                .skip(1)
-                .filter_map(|rest| rest.split('"').next())
-                .collect();
-            assert_eq!(announced.join(" "), extra.trim(), "{run}");
+            assert_eq!(
+                appended_switches(&run.stderr).join(" "),
+                extra.trim(),
+                "{run}"
+            );
         }
         None => panic!("{line}\n{run}"),
     };

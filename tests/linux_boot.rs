@@ -82,10 +82,10 @@ fn pvh_vmlinux_prints_the_banner_and_first_console_lines() {
     );
     // --clock-dilation auto: on a software-nested host Linux must take the TSC frequency we
     // appended (10x the vCPU's), on hardware it measures its own.
-    let dilated_khz = stderr
-        .split("appended \"tsc_early_khz=")
-        .nth(1)
-        .and_then(|rest| rest.split(['"', ' ']).next())
+    let dilated_khz = common::appended_switches(&stderr)
+        .iter()
+        .flat_map(|switches| switches.split_whitespace())
+        .find_map(|switch| switch.strip_prefix("tsc_early_khz="))
         .map(|khz| khz.parse::<u64>().expect("a kHz figure"));
     assert_eq!(
         dilated_khz.is_some(),

@@ -52,6 +52,14 @@ pub enum BootFormat {
     Multiboot2,
 }
 
+impl BootFormat {
+    /// The formats a Linux kernel boots through (bzImage or PVH vmlinux): those get Linux
+    /// command-line switches for this host's KVM.
+    pub fn is_linux(self) -> bool {
+        matches!(self, BootFormat::Linux | BootFormat::Pvh)
+    }
+}
+
 impl fmt::Display for BootFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

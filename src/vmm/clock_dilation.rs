@@ -47,7 +47,7 @@ pub enum ClockDilation {
 impl ClockDilation {
     /// The factor for a kernel of `format`; `software_nested` is asked only for `auto`.
     pub fn resolve(self, format: BootFormat, software_nested: impl FnOnce() -> bool) -> u32 {
-        if !matches!(format, BootFormat::Linux | BootFormat::Pvh) {
+        if !format.is_linux() {
             return 1;
         }
         match self {

@@ -286,9 +286,7 @@ impl CpuidHide {
     /// as soon as CPUID offers them; other kernels keep KVM's CPUID and their fast start.
     pub fn resolve(&self, format: BootFormat) -> Vec<CpuFeature> {
         match self {
-            CpuidHide::Auto if matches!(format, BootFormat::Linux | BootFormat::Pvh) => {
-                crate::vmm::doctor::cpuid_gaps()
-            }
+            CpuidHide::Auto if format.is_linux() => crate::vmm::doctor::cpuid_gaps(),
             CpuidHide::Auto => Vec::new(),
             CpuidHide::List(list) => list.clone(),
         }
@@ -361,7 +359,7 @@ pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
 /// feature numbers (word 4 = leaf 1 ECX: bit n is 128 + n). Only for Linux kernels (bzImage or
 /// PVH), and only switches not already on `cmdline`.
 pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<String> {
-    if !matches!(format, BootFormat::Linux | BootFormat::Pvh) {
+    if !format.is_linux() {
         return Vec::new();
     }
     let present = |prefix: &str| cmdline.split_whitespace().any(|w| w.starts_with(prefix));

@@ -286,8 +286,10 @@ fn host_cpu_flags() -> Vec<String> {
 }
 
 /// True when this host's KVM runs without VT-x/AMD-V (KVM-PVM): it emulates guest kernels.
+/// Read from /proc/cpuinfo once per process (a Linux boot asks up to three times).
 pub fn software_nested() -> bool {
-    !virtualization_kind().starts_with("hardware")
+    static NESTED: OnceLock<bool> = OnceLock::new();
+    *NESTED.get_or_init(|| !virtualization_kind().starts_with("hardware"))
 }
 
 fn virtualization_kind() -> String {

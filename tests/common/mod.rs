@@ -58,6 +58,16 @@ pub fn symbol(elf: &std::path::Path, symbol: &str) -> u64 {
         .unwrap_or_else(|| panic!("{symbol} not in {}", elf.display()))
 }
 
+/// The switches gdbvisor says it appended to a kernel command line (its `appended "…"`
+/// messages on stderr), each message's text in order.
+pub fn appended_switches(stderr: &str) -> Vec<&str> {
+    stderr
+        .split("appended \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
 /// Path to a built test kernel's bootable image.
 pub fn kernel(name: &str) -> PathBuf {
     gdbvisor::test_kernels::build(name)
