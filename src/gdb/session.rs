@@ -15,7 +15,7 @@ use crate::gdb::target::{TargetFault, VmTarget};
 use crate::snapshot::post_mortem::PostMortem;
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
-use crate::vmm::memslots::MemorySlots;
+use crate::vmm::memslots::Protection;
 use crate::vmm::outcome::{report_event, RunEnd};
 use crate::vmm::vcpu::{Vcpu, VcpuEvent};
 
@@ -45,7 +45,7 @@ pub struct GdbOptions {
 pub fn serve(
     vcpus: Vec<Vcpu>,
     ram: Arc<GuestRam>,
-    slots: MemorySlots,
+    slots: Protection,
     options: GdbOptions,
     interrupt: Arc<AtomicBool>,
     block_irq: bool,

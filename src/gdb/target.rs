@@ -39,7 +39,7 @@ use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
-use crate::vmm::memslots::{MemorySlots, MemslotError};
+use crate::vmm::memslots::{MemslotError, Protection};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
 use crate::vmm::vcpu::{
     DebugConfig, DebugSlot, SlotKind, SoftInterrupt, Vcpu, VcpuError, VcpuEvent,
@@ -99,7 +99,7 @@ struct Dead {
 pub struct VmTarget {
     pub machine: Machine,
     pub ram: Arc<GuestRam>,
-    slots: MemorySlots,
+    slots: Protection,
     pub watchpoints: Watchpoints,
     pub layout: RegLayout,
     pub breakpoints: Breakpoints,
@@ -137,7 +137,7 @@ impl VmTarget {
     pub fn new(
         machine: Machine,
         ram: Arc<GuestRam>,
-        slots: MemorySlots,
+        slots: Protection,
         block_irq: bool,
         interrupt: Arc<AtomicBool>,
     ) -> Self {

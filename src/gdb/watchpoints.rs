@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use crate::vmm::memory::GuestRam;
 use crate::x86::cpu::ControlRegs;
-use crate::x86::paging::{translate, Access};
+use crate::x86::paging::physical_pieces;
 
 const PAGE: u64 = 0x1000;
 
@@ -47,16 +47,10 @@ impl Watchpoints {
     ) -> (BTreeSet<u64>, Vec<(u64, u64)>) {
         self.resolved.clear();
         for (index, &(linear, len)) in self.watches.iter().enumerate() {
-            let mut done = 0;
-            while done < len {
-                let addr = linear.wrapping_add(done);
-                let chunk = (len - done).min(PAGE - (addr & (PAGE - 1)));
-                if let Ok(t) = translate(ram, regs, addr, Access::DEBUGGER) {
-                    if ram.contains(t.phys, chunk) {
-                        self.resolved.push((t.phys, chunk, index));
-                    }
+            for (phys, chunk) in physical_pieces(ram, regs, linear, len) {
+                if ram.contains(phys, chunk) {
+                    self.resolved.push((phys, chunk, index));
                 }
-                done += chunk;
             }
         }
         let pages = self

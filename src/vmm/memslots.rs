@@ -56,6 +56,57 @@ impl RamRegistered {
     }
 }
 
+/// The read-only pages, shared by whoever sets them (the debugger, at each resume) and the vCPUs,
+/// which lift them for one instruction the CPU cannot finish on a protected page (see
+/// `vmm::vcpu`, the progress guarantee).
+#[derive(Clone)]
+pub struct Protection {
+    slots: Arc<Mutex<MemorySlots>>,
+}
+
+impl Protection {
+    pub fn new(slots: MemorySlots) -> Self {
+        Protection {
+            slots: Arc::new(Mutex::new(slots)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemorySlots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes exactly `pages` read-only (see [`MemorySlots::set_read_only`]).
+    pub fn set_read_only(&self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
+        self.lock().set_read_only(pages)
+    }
+
+    /// True while any page is read-only.
+    pub fn is_active(&self) -> bool {
+        !self.lock().read_only_pages.is_empty()
+    }
+
+    /// The page holding `phys` is read-only now.
+    pub fn protects(&self, phys: u64) -> bool {
+        self.lock().read_only_pages.contains(&(phys & !(PAGE - 1)))
+    }
+
+    /// What a vCPU waits on before its first run.
+    pub fn registered(&self) -> Arc<RamRegistered> {
+        self.lock().registered()
+    }
+
+    /// Runs `work` with every page writable, then protects the same pages again. Holds the
+    /// slots meanwhile, so nobody changes them under it.
+    pub fn lifted<R>(&self, work: impl FnOnce() -> R) -> Result<R, MemslotError> {
+        let mut slots = self.lock();
+        let pages = slots.read_only_pages.clone();
+        slots.set_read_only(BTreeSet::new())?;
+        let result = work();
+        slots.set_read_only(pages)?;
+        Ok(result)
+    }
+}
+
 /// One registered slot: guest range, host address, read-only or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Piece {
@@ -104,10 +155,6 @@ impl MemorySlots {
     /// What a vCPU waits on before its first run.
     pub fn registered(&self) -> Arc<RamRegistered> {
         self.registered.clone()
-    }
-
-    pub fn read_only_pages(&self) -> &BTreeSet<u64> {
-        &self.read_only_pages
     }
 
     /// Makes exactly `pages` (page-aligned guest-physical addresses inside RAM) read-only.

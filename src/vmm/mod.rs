@@ -7,6 +7,7 @@ pub mod machine;
 pub mod memory;
 pub mod memslots;
 pub mod outcome;
+pub mod progress;
 pub mod state_text;
 pub mod teardown;
 pub mod vcpu;

@@ -17,8 +17,10 @@ use crate::boot::{BootCpuState, EntryMode};
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
-use crate::vmm::memslots::{MemslotError, RamRegistered};
+use crate::vmm::memslots::{MemslotError, Protection, RamRegistered};
+use crate::vmm::progress::{self, ProgressSampler};
 use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
+use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::{LinearMemory, PagedMemory};
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
@@ -297,6 +299,20 @@ pub struct Vcpu {
     pub borrowed: bool,
     /// Guest RAM's registration with KVM, waited for before the first run (see memslots).
     pub ram_registered: Option<Arc<RamRegistered>>,
+    /// The read-only pages a debugger set, which this vCPU lifts for one instruction the CPU
+    /// cannot finish on a protected page (see [`crate::vmm::progress`]).
+    pub protection: Option<Protection>,
+    /// Instructions completed with protection lifted (stalls, frames, steps that did not move).
+    pub unprotected_completions: u64,
+    /// Samples this vCPU's registers at each kick, to see it make no progress.
+    sampler: ProgressSampler,
+    /// Exits handled so far: a vCPU that exits is not stuck.
+    exits: u64,
+    /// The registers a single step started from, while pages are protected: a step that ends
+    /// where it began did not run its instruction.
+    step_origin: Option<kvm_regs>,
+    /// Inside [`Vcpu::complete_unprotected`]: its own exits are not stalls.
+    in_window: bool,
     /// The registers KVM copied into the run page at the last exit are still the vCPU's
     /// (a Cell: `fd()` hands out a shared handle that may write them).
     exit_regs_fresh: Cell<bool>,
@@ -321,6 +337,12 @@ impl Vcpu {
             catch_mode: false,
             borrowed: false,
             ram_registered: None,
+            protection: None,
+            unprotected_completions: 0,
+            sampler: ProgressSampler::default(),
+            exits: 0,
+            step_origin: None,
+            in_window: false,
             exit_regs_fresh: Cell::new(false),
             debug: DebugConfig::default(),
         }
@@ -462,6 +484,11 @@ impl Vcpu {
         } else {
             None
         };
+        self.step_origin = if self.debug.single_step && self.is_protected() {
+            Some(self.regs_and_sregs()?.0)
+        } else {
+            None
+        };
         loop {
             if let Some(event) = self.run_once()? {
                 return Ok(event);
@@ -510,6 +537,9 @@ impl Vcpu {
             Err(e) => return Err(VcpuError::Kvm("RUN", e)),
         };
         log::trace!("vCPU {} exit {exit:?}", self.id);
+        if !matches!(exit, VcpuExit::Intr) {
+            self.exits += 1;
+        }
         let action = match exit {
             VcpuExit::IoIn(port, data) => {
                 self.bus
@@ -536,7 +566,7 @@ impl Vcpu {
                     .halted_for_good()
                     .map(|h| h.then_some(VcpuEvent::Halted))
             }
-            VcpuExit::Shutdown => return Ok(Some(VcpuEvent::Shutdown)),
+            VcpuExit::Shutdown => return self.after_shutdown(),
             VcpuExit::Debug(arch) => {
                 let info = DebugInfo::from(arch);
                 return self.debug_exit(info);
@@ -563,6 +593,7 @@ impl Vcpu {
             log::debug!("unhandled MMIO write {addr:#x} <- {bytes:02x?}");
             return None;
         }
+        let old = self.ram_bytes((addr, len));
         if let Err(e) = self.ram.write(addr, bytes) {
             log::warn!("applying a guest write to a protected page: {e}");
         }
@@ -573,13 +604,41 @@ impl Vcpu {
             let _ = self.ram.write(*phys, &[0xCC]);
         }
         drop(planted);
-        self.watched
+        let touches_watch = self
+            .watched
             .iter()
-            .any(|&(start, size)| addr < start + size && start < addr + len)
-            .then_some(VcpuEvent::WatchWrite {
+            .any(|&(start, size)| addr < start + size && start < addr + len);
+        (touches_watch && !self.write_is_cpu_made(addr, &old, bytes)).then_some(
+            VcpuEvent::WatchWrite {
                 phys: addr,
                 len: bytes.len(),
-            })
+            },
+        )
+    }
+
+    /// See [`progress::is_cpu_made`]: a descriptor's Accessed bit or a PTE's A/D bits that
+    /// hardware KVM reports as MMIO do not stop the guest at a watchpoint.
+    fn write_is_cpu_made(&self, phys: u64, old: &[u8], new: &[u8]) -> bool {
+        let Ok((regs, sregs)) = self.regs_and_sregs() else {
+            return false;
+        };
+        let mode = ModeKey::of(&regs, &sregs).cpu;
+        let bytes = self.read_linear(&sregs, linear_pc(&regs, &sregs), MAX_INSN_LEN);
+        let insn = DecodedInsn::decode(&bytes, regs.rip, mode);
+        let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let to_phys =
+            |linear, len| progress::physical_pieces(self.ram.as_ref(), &control, linear, len);
+        let tables = self.descriptor_tables(&sregs);
+        progress::is_cpu_made(
+            insn.as_ref(),
+            &regs,
+            &sregs,
+            to_phys,
+            phys,
+            old,
+            new,
+            &tables,
+        )
     }
 
     /// `out`/`outs`: KVM packs `count` accesses of `size` bytes; each goes to the device.
@@ -600,6 +659,16 @@ impl Vcpu {
     /// back to the guest (hardware KVM with USE_SW_BP).
     fn debug_exit(&mut self, info: DebugInfo) -> Result<Option<VcpuEvent>, VcpuError> {
         const BP_VECTOR: u32 = 3;
+        if let Some(origin) = self.step_origin.take() {
+            if !self.in_window && self.regs_and_sregs()?.0 == origin {
+                log::debug!(
+                    "vCPU {}: a step at {:#x} did not move; running it with protection lifted",
+                    self.id,
+                    origin.rip
+                );
+                return self.complete_unprotected();
+            }
+        }
         if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
             self.apply_debug(self.debug, kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;
             self.soft_interrupts_completed += 1;
@@ -616,7 +685,156 @@ impl Vcpu {
         if self.borrowed {
             return Ok(Some(VcpuEvent::Yielded));
         }
-        Ok(self.halted_for_good()?.then_some(VcpuEvent::Halted))
+        if self.halted_for_good()? {
+            return Ok(Some(VcpuEvent::Halted));
+        }
+        self.check_progress()
+    }
+
+    fn is_protected(&self) -> bool {
+        self.protection.as_ref().is_some_and(Protection::is_active)
+    }
+
+    /// At a kick: a vCPU whose registers have not moved since the last kick, with no exit in
+    /// between, on an instruction that makes the CPU write by itself (a segment load sets a
+    /// descriptor's Accessed bit), is stuck on a protected page — this host's KVM retries such
+    /// a write for ever. So is one that has not moved for [`progress::STALL_SAMPLES`] kicks
+    /// on any instruction but a wait. Either runs its instruction with protection lifted.
+    fn check_progress(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        if self.in_window || !self.is_protected() {
+            self.sampler = ProgressSampler::default();
+            return Ok(None);
+        }
+        let (regs, sregs) = self.regs_and_sregs()?;
+        let unchanged = self.sampler.sample(&regs, self.exits);
+        if unchanged == 0 {
+            return Ok(None);
+        }
+        let mp = self
+            .fd
+            .get_mp_state()
+            .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?;
+        if mp.mp_state == KVM_MP_STATE_HALTED {
+            return Ok(None);
+        }
+        let mode = ModeKey::of(&regs, &sregs).cpu;
+        let bytes = self.read_linear(&sregs, linear_pc(&regs, &sregs), MAX_INSN_LEN);
+        if !progress::is_stalled(&bytes, regs.rip, mode, unchanged) {
+            return Ok(None);
+        }
+        log::debug!(
+            "vCPU {}: no progress at {:#x} on a protected page; running it with protection lifted",
+            self.id,
+            regs.rip
+        );
+        self.sampler = ProgressSampler::default();
+        self.complete_unprotected()
+    }
+
+    /// A triple fault while pages are protected may be ours: on this host's KVM an exception
+    /// or interrupt frame pushed onto a protected stack page ends in one. Run the instruction
+    /// again with protection lifted; a second triple fault is the guest's own.
+    fn after_shutdown(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        if self.in_window || !self.is_protected() {
+            return Ok(Some(VcpuEvent::Shutdown));
+        }
+        log::debug!(
+            "vCPU {}: triple fault with pages protected; retrying with protection lifted",
+            self.id
+        );
+        self.complete_unprotected()
+    }
+
+    /// Runs one instruction (or the delivery of one event) with every page writable and
+    /// breakpoints left as they are, then protects the pages again. The guest's writes land
+    /// in RAM directly: a write over a planted 0xCC becomes the byte under it, and a change
+    /// to a watched range is reported as the write it is — unless it is only the CPU setting
+    /// a descriptor's Accessed or busy bit, which no watchpoint sees.
+    fn complete_unprotected(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        let Some(protection) = self.protection.clone() else {
+            return Ok(None);
+        };
+        self.unprotected_completions += 1;
+        let (_, sregs) = self.regs_and_sregs()?;
+        let before: Vec<Vec<u8>> = self.watched.iter().map(|&r| self.ram_bytes(r)).collect();
+        let user_step = self.debug.single_step;
+        let step = DebugConfig {
+            single_step: true,
+            block_irq: true,
+            ..self.debug
+        };
+        if self.apply_debug(step, 0).is_err() {
+            // A KVM without BLOCKIRQ: an interrupt may be delivered first; the stall then
+            // comes back and is completed at a later kick.
+            self.apply_debug(
+                DebugConfig {
+                    block_irq: false,
+                    ..step
+                },
+                0,
+            )?;
+        }
+        self.in_window = true;
+        let outcome = protection.lifted(|| loop {
+            match self.run_once() {
+                Ok(None) => continue,
+                other => break other,
+            }
+        });
+        self.in_window = false;
+        self.apply_debug(self.debug, 0)?;
+        let event = outcome??;
+        self.keep_breakpoints_planted();
+        let changed = self
+            .watched
+            .iter()
+            .zip(&before)
+            .find_map(|(&(start, len), old)| {
+                let new = self.ram_bytes((start, len));
+                progress::guest_change(start, old, &new, &self.descriptor_tables(&sregs))
+            });
+        if let Some((phys, len)) = changed {
+            return Ok(Some(VcpuEvent::WatchWrite { phys, len }));
+        }
+        Ok(match event {
+            // The completing step itself, unless the debugger asked for a step or a debug
+            // register hit with it.
+            Some(VcpuEvent::Debug(info)) if !user_step && info.dr6 & 0xf == 0 => None,
+            other => other,
+        })
+    }
+
+    /// Guest-physical ranges of this vCPU's GDT and LDT, where an Accessed or busy bit the
+    /// CPU sets is its own write.
+    fn descriptor_tables(&self, sregs: &kvm_sregs) -> Vec<(u64, u64)> {
+        let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        [
+            (sregs.gdt.base, u64::from(sregs.gdt.limit) + 1),
+            (sregs.ldt.base, u64::from(sregs.ldt.limit) + 1),
+        ]
+        .into_iter()
+        .filter(|&(_, len)| len > 1)
+        .flat_map(|(base, len)| progress::physical_pieces(self.ram.as_ref(), &regs, base, len))
+        .collect()
+    }
+
+    fn ram_bytes(&self, (start, len): (u64, u64)) -> Vec<u8> {
+        let mut bytes = vec![0; len as usize];
+        let _ = self.ram.read(start, &mut bytes);
+        bytes
+    }
+
+    /// After the guest wrote RAM directly: a planted byte it overwrote becomes the byte under
+    /// the breakpoint, and the 0xCC goes back.
+    fn keep_breakpoints_planted(&self) {
+        let mut planted = self.planted_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        for (&phys, original) in planted.iter_mut() {
+            let mut byte = [0u8];
+            if self.ram.read(phys, &mut byte).is_ok() && byte[0] != 0xCC {
+                *original = byte[0];
+                let _ = self.ram.write(phys, &[0xCC]);
+            }
+        }
     }
 
     /// Halted with IF=0: only an NMI or INIT could wake it, and nothing here sends those.

@@ -17,7 +17,7 @@ use crate::devices::serial::{Com1, SerialInput, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::sink::Sink;
 use crate::devices::PioBus;
 use crate::vmm::memory::{GuestRam, MemoryError};
-use crate::vmm::memslots::{MemorySlots, MemslotError};
+use crate::vmm::memslots::{MemorySlots, MemslotError, Protection};
 use crate::vmm::vcpu::Vcpu;
 
 #[derive(Debug, Error)]
@@ -58,7 +58,7 @@ pub struct Vm {
     pub kvm: Kvm,
     pub fd: Arc<VmFd>,
     pub ram: Arc<GuestRam>,
-    pub slots: MemorySlots,
+    pub slots: Protection,
     pub bus: Arc<Mutex<PioBus>>,
     pub vcpus: Vec<Vcpu>,
     pub serial_input: SerialInput,
@@ -97,7 +97,7 @@ impl Vm {
         fd.create_pit2(pit)
             .map_err(|e| VmError::Kvm("CREATE_PIT2", e))?;
         let fd = Arc::new(fd);
-        let slots = MemorySlots::new(fd.clone(), ram.clone())?;
+        let slots = Protection::new(MemorySlots::new(fd.clone(), ram.clone())?);
 
         let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
         fd.register_irqfd(&serial_irq, COM1_IRQ)
@@ -129,6 +129,7 @@ impl Vm {
             }
             let mut vcpu = Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone());
             vcpu.ram_registered = Some(slots.registered());
+            vcpu.protection = Some(slots.clone());
             vcpus.push(vcpu);
         }
         Ok(Vm {

@@ -20,6 +20,7 @@ use thiserror::Error;
 
 pub mod addr;
 pub mod cpu;
+pub mod insn;
 pub mod paging;
 pub mod segment;
 pub mod tables;

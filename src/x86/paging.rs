@@ -989,6 +989,28 @@ pub fn translate<M: PhysMemory + ?Sized>(
     }
 }
 
+/// The guest-physical pieces `(phys, len)` of the linear range `linear..linear+len`, in order,
+/// split at page ends; pages that do not translate (debugger rights) are left out.
+pub fn physical_pieces<M: PhysMemory + ?Sized>(
+    mem: &M,
+    regs: &ControlRegs,
+    linear: u64,
+    len: u64,
+) -> Vec<(u64, u64)> {
+    const PAGE: u64 = 0x1000;
+    let mut pieces = Vec::new();
+    let mut done = 0;
+    while done < len {
+        let addr = linear.wrapping_add(done);
+        let chunk = (len - done).min(PAGE - (addr & (PAGE - 1)));
+        if let Ok(t) = translate(mem, regs, addr, Access::DEBUGGER) {
+            pieces.push((t.phys, chunk));
+        }
+        done += chunk;
+    }
+    pieces
+}
+
 /// Reading guest memory by linear address (descriptor tables live at linear addresses).
 pub trait LinearMemory {
     /// Fills `buf` from linear `addr`; pages may map anywhere, so reads are split at page ends.
