@@ -19,11 +19,16 @@
 //! own — an Accessed or busy bit in a descriptor table, a page-table A/D bit — never stop the
 //! guest at a watchpoint, as a debug register would not fire on them either.
 
+use std::time::Duration;
+
 use iced_x86::Register;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
-use crate::x86::cpu::CpuMode;
+use crate::vmm::memory::GuestRam;
+use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, EferFlags};
 use crate::x86::insn::DecodedInsn;
+use crate::x86::paging::PagedMemory;
+use crate::x86::tables::{Tss32, Tss64};
 
 pub use crate::x86::paging::physical_pieces;
 
@@ -31,6 +36,50 @@ pub use crate::x86::paging::physical_pieces;
 /// kick, 200 ms: a loop that reads memory and re-samples on the same instruction four times in
 /// a row is rare enough, and a wrong guess costs only one instruction run unprotected).
 pub const STALL_SAMPLES: u32 = 4;
+
+/// How often a vCPU whose interrupt frames could land on a protected page opens an interrupt
+/// window (a lifted step that lets a pending interrupt in): a 100 Hz timer's tick waits at
+/// most this long.
+pub const IRQ_WINDOW_PERIOD: Duration = Duration::from_millis(2);
+
+/// The stack bytes an interrupt or exception frame may take below a stack top: SS, RSP,
+/// RFLAGS, CS, RIP and an error code, after long mode aligns RSP down to 16.
+pub const FRAME_BYTES: u64 = 64;
+
+/// Linear stack tops an interrupt frame may be pushed below: the current stack, and the
+/// stacks the TSS switches to (RSP0-2 and IST1-7 in long mode, ESP0-2 in a 32-bit TSS).
+pub fn frame_stacks(ram: &GuestRam, regs: &kvm_regs, sregs: &kvm_sregs) -> Vec<u64> {
+    let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+    let long_mode = control.efer.contains(EferFlags::LMA);
+    let current = if long_mode {
+        regs.rsp
+    } else {
+        let sp = if sregs.ss.db != 0 {
+            regs.rsp & 0xffff_ffff
+        } else {
+            regs.rsp & 0xffff
+        };
+        sregs.ss.base.wrapping_add(sp) & 0xffff_ffff
+    };
+    let mut tops = vec![current];
+    let tss_loaded = sregs.tr.present != 0 && sregs.tr.unusable == 0;
+    if tss_loaded && control.cr0.contains(Cr0Flags::PE) {
+        let mem = PagedMemory::new(ram, control);
+        if long_mode {
+            if let Ok(tss) = Tss64::read(&mem, sregs.tr.base) {
+                tops.extend(tss.rsp.iter().chain(&tss.ist).filter(|&&sp| sp != 0));
+            }
+        } else if let Ok(tss) = Tss32::read(&mem, sregs.tr.base) {
+            tops.extend(
+                tss.stacks
+                    .iter()
+                    .map(|&(sp, _)| u64::from(sp))
+                    .filter(|&sp| sp != 0),
+            );
+        }
+    }
+    tops
+}
 
 /// The registers at the last kick and how many kicks in a row saw them unchanged.
 #[derive(Debug, Default)]
@@ -250,7 +299,10 @@ mod tests {
         assert_eq!(guest_change(0x1008, &new, &old, &tables), Some((0x100d, 4)));
         // A watched page-table page: the walk's Accessed bit is the CPU's, a new frame is not.
         let pte = 0x20_0003u64.to_le_bytes();
-        assert_eq!(guest_change(0x3008, &pte, &0x20_0023u64.to_le_bytes(), &[]), None);
+        assert_eq!(
+            guest_change(0x3008, &pte, &0x20_0023u64.to_le_bytes(), &[]),
+            None
+        );
         assert_eq!(
             guest_change(0x3008, &pte, &0x30_0003u64.to_le_bytes(), &[]),
             Some((0x300a, 1))

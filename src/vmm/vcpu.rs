@@ -313,6 +313,12 @@ pub struct Vcpu {
     step_origin: Option<kvm_regs>,
     /// Inside [`Vcpu::complete_unprotected`]: its own exits are not stalls.
     in_window: bool,
+    /// An interrupt frame could land on a protected page (a watched stack): interrupts wait
+    /// (BLOCKIRQ) and are taken in windows with protection lifted, every
+    /// [`progress::IRQ_WINDOW_PERIOD`] while interrupts are enabled.
+    irq_windows: bool,
+    /// Kicks this vCPU's own thread for the next interrupt window.
+    window_timer: Option<kick::KickTimer>,
     /// The registers KVM copied into the run page at the last exit are still the vCPU's
     /// (a Cell: `fd()` hands out a shared handle that may write them).
     exit_regs_fresh: Cell<bool>,
@@ -343,6 +349,8 @@ impl Vcpu {
             exits: 0,
             step_origin: None,
             in_window: false,
+            irq_windows: false,
+            window_timer: None,
             exit_regs_fresh: Cell::new(false),
             debug: DebugConfig::default(),
         }
@@ -373,9 +381,17 @@ impl Vcpu {
         if config == self.debug {
             return Ok(());
         }
-        self.apply_debug(config, 0)?;
         self.debug = config;
-        Ok(())
+        self.apply_debug(self.kvm_debug(), 0)
+    }
+
+    /// What KVM is asked for: the debugger's wishes, with interrupts held back while they
+    /// could push a frame onto a protected page.
+    fn kvm_debug(&self) -> DebugConfig {
+        DebugConfig {
+            block_irq: self.debug.block_irq || self.irq_windows,
+            ..self.debug
+        }
     }
 
     pub fn debug(&self) -> DebugConfig {
@@ -489,6 +505,7 @@ impl Vcpu {
         } else {
             None
         };
+        self.plan_irq_windows()?;
         loop {
             if let Some(event) = self.run_once()? {
                 return Ok(event);
@@ -526,6 +543,9 @@ impl Vcpu {
     }
 
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        if let (true, false, Some(timer)) = (self.irq_windows, self.in_window, &self.window_timer) {
+            timer.arm(progress::IRQ_WINDOW_PERIOD);
+        }
         let result = self.fd.run();
         // KVM refreshed the run page's copy of the registers, whatever the outcome.
         self.exit_regs_fresh.set(true);
@@ -666,11 +686,11 @@ impl Vcpu {
                     self.id,
                     origin.rip
                 );
-                return self.complete_unprotected();
+                return self.complete_unprotected(false);
             }
         }
         if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
-            self.apply_debug(self.debug, kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;
+            self.apply_debug(self.kvm_debug(), kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;
             self.soft_interrupts_completed += 1;
             return Ok(None);
         }
@@ -688,7 +708,65 @@ impl Vcpu {
         if self.halted_for_good()? {
             return Ok(Some(VcpuEvent::Halted));
         }
-        self.check_progress()
+        if let Some(event) = self.check_progress()? {
+            return Ok(Some(event));
+        }
+        if self.irq_windows && !self.in_window {
+            let (regs, _) = self.regs_and_sregs()?;
+            if regs.rflags & RFLAGS_IF != 0 {
+                return self.complete_unprotected(true);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether an interrupt frame could land on a protected page — the current stack, or a
+    /// stack the TSS switches to — decided at each run: then interrupts are taken only in
+    /// windows with protection lifted (this host's KVM triple-faults on such a frame and the
+    /// interrupt is lost). Exceptions need no window: their instruction runs again after a
+    /// triple fault ([`Vcpu::after_shutdown`]).
+    fn plan_irq_windows(&mut self) -> Result<(), VcpuError> {
+        let wanted = match &self.protection {
+            Some(protection) if protection.is_active() && !self.borrowed => {
+                let (regs, sregs) = self.regs_and_sregs()?;
+                let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+                progress::frame_stacks(self.ram.as_ref(), &regs, &sregs)
+                    .into_iter()
+                    .flat_map(|top| {
+                        let bottom = top.wrapping_sub(progress::FRAME_BYTES);
+                        progress::physical_pieces(
+                            self.ram.as_ref(),
+                            &control,
+                            bottom,
+                            progress::FRAME_BYTES,
+                        )
+                    })
+                    .any(|(phys, _)| protection.protects(phys))
+            }
+            _ => false,
+        };
+        if wanted && self.window_timer.is_none() {
+            match kick::KickTimer::for_current_thread() {
+                Ok(timer) => self.window_timer = Some(timer),
+                Err(e) => log::warn!("no interrupt windows: {e}"),
+            }
+        }
+        let wanted = wanted && self.window_timer.is_some();
+        if wanted != self.irq_windows {
+            log::debug!(
+                "vCPU {}: interrupt windows {}",
+                self.id,
+                if wanted { "on" } else { "off" }
+            );
+            self.irq_windows = wanted;
+            if !wanted {
+                if let Some(timer) = &self.window_timer {
+                    timer.disarm();
+                }
+            }
+            self.apply_debug(self.kvm_debug(), 0)?;
+        }
+        Ok(())
     }
 
     fn is_protected(&self) -> bool {
@@ -728,7 +806,7 @@ impl Vcpu {
             regs.rip
         );
         self.sampler = ProgressSampler::default();
-        self.complete_unprotected()
+        self.complete_unprotected(false)
     }
 
     /// A triple fault while pages are protected may be ours: on this host's KVM an exception
@@ -742,7 +820,7 @@ impl Vcpu {
             "vCPU {}: triple fault with pages protected; retrying with protection lifted",
             self.id
         );
-        self.complete_unprotected()
+        self.complete_unprotected(false)
     }
 
     /// Runs one instruction (or the delivery of one event) with every page writable and
@@ -750,7 +828,12 @@ impl Vcpu {
     /// in RAM directly: a write over a planted 0xCC becomes the byte under it, and a change
     /// to a watched range is reported as the write it is — unless it is only the CPU setting
     /// a descriptor's Accessed or busy bit, which no watchpoint sees.
-    fn complete_unprotected(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+    ///
+    /// With `deliver_interrupts`, a pending interrupt is delivered first (an interrupt window).
+    fn complete_unprotected(
+        &mut self,
+        deliver_interrupts: bool,
+    ) -> Result<Option<VcpuEvent>, VcpuError> {
         let Some(protection) = self.protection.clone() else {
             return Ok(None);
         };
@@ -760,7 +843,7 @@ impl Vcpu {
         let user_step = self.debug.single_step;
         let step = DebugConfig {
             single_step: true,
-            block_irq: true,
+            block_irq: !deliver_interrupts,
             ..self.debug
         };
         if self.apply_debug(step, 0).is_err() {
@@ -782,7 +865,7 @@ impl Vcpu {
             }
         });
         self.in_window = false;
-        self.apply_debug(self.debug, 0)?;
+        self.apply_debug(self.kvm_debug(), 0)?;
         let event = outcome??;
         self.keep_breakpoints_planted();
         let changed = self
@@ -887,7 +970,7 @@ impl Vcpu {
                     return Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }));
                 }
                 self.complete_soft_interrupt(soft, regs)?;
-                return Ok(None);
+                return self.deliver_injected();
             }
         }
         Ok(Some(VcpuEvent::InternalError(InternalError {
@@ -932,6 +1015,23 @@ impl Vcpu {
         self.fd
             .set_vcpu_events(&events)
             .map_err(|e| VcpuError::Kvm("SET_VCPU_EVENTS", e))
+    }
+
+    /// An event the loop injected pushes its frame at the next entry: onto a protected stack
+    /// page that would be a triple fault on this host, and the event lost. So with pages
+    /// protected the delivery runs in a lifted step.
+    fn deliver_injected(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
+        if self.in_window || !self.is_protected() {
+            return Ok(None);
+        }
+        let event = self.complete_unprotected(true)?;
+        let (regs, _) = self.regs_and_sregs()?;
+        log::debug!(
+            "vCPU {}: injected event delivered unprotected, now at {:#x}",
+            self.id,
+            regs.rip
+        );
+        Ok(event)
     }
 
     /// FWAIT (Linux's FPU code has one) is another emulation failure on KVM-PVM. All it does is
