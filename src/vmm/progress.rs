@@ -81,6 +81,27 @@ pub fn frame_stacks(ram: &GuestRam, regs: &kvm_regs, sregs: &kvm_sregs) -> Vec<u
     tops
 }
 
+/// Where the saved RFLAGS sits in an interrupt frame at the top of `frame` (the stack at
+/// the handler's entry, `width`-byte slots): two slots above the saved return address, which
+/// is `return_ip` (the instruction the event interrupted), with or without an error code below
+/// it. `None` when neither slot holds it.
+pub fn saved_flags_offset(frame: &[u8], width: usize, return_ip: u64) -> Option<usize> {
+    let slot = |i: usize| -> Option<u64> {
+        let bytes = frame.get(i * width..(i + 1) * width)?;
+        let mut raw = [0u8; 8];
+        raw[..width].copy_from_slice(bytes);
+        Some(u64::from_le_bytes(raw))
+    };
+    let mask = if width == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * width)) - 1
+    };
+    (0..2)
+        .find(|&i| slot(i) == Some(return_ip & mask) && slot(i + 2).is_some())
+        .map(|i| (i + 2) * width)
+}
+
 /// The registers at the last kick and how many kicks in a row saw them unchanged.
 #[derive(Debug, Default)]
 pub struct ProgressSampler {
@@ -254,6 +275,25 @@ fn register_value(regs: &kvm_regs, sregs: &kvm_sregs, reg: Register) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_flags_are_found_above_the_return_address() {
+        let frame =
+            |slots: &[u64]| -> Vec<u8> { slots.iter().flat_map(|s| s.to_le_bytes()).collect() };
+        // 64-bit: RIP, CS, RFLAGS, RSP, SS.
+        let plain = frame(&[0x1234, 0x08, 0x346, 0x7000, 0x10]);
+        assert_eq!(saved_flags_offset(&plain, 8, 0x1234), Some(16));
+        // With an error code below RIP.
+        let with_code = frame(&[0x2, 0x1234, 0x08, 0x346, 0x7000, 0x10]);
+        assert_eq!(saved_flags_offset(&with_code, 8, 0x1234), Some(24));
+        assert_eq!(saved_flags_offset(&plain, 8, 0x9999), None);
+        // 32-bit slots.
+        let frame32: Vec<u8> = [0x1234u32, 0x08, 0x346]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert_eq!(saved_flags_offset(&frame32, 4, 0x1234), Some(8));
+    }
 
     #[test]
     fn sampler_counts_kicks_without_progress() {

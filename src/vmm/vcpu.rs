@@ -857,6 +857,7 @@ impl Vcpu {
                 0,
             )?;
         }
+        let (start_regs, _) = self.regs_and_sregs()?;
         self.in_window = true;
         let outcome = protection.lifted(|| loop {
             match self.run_once() {
@@ -867,6 +868,7 @@ impl Vcpu {
         self.in_window = false;
         self.apply_debug(self.kvm_debug(), 0)?;
         let event = outcome??;
+        self.clear_leaked_trap_flag(&start_regs)?;
         self.keep_breakpoints_planted();
         let changed = self
             .watched
@@ -885,6 +887,44 @@ impl Vcpu {
             Some(VcpuEvent::Debug(info)) if !user_step && info.dr6 & 0xf == 0 => None,
             other => other,
         })
+    }
+
+    /// A single step across an event's delivery pushes the step's TF into the frame, and the
+    /// handler's `iret` would then raise #DB in the guest: when the step ended in a handler,
+    /// the saved flags get the guest's own TF back.
+    fn clear_leaked_trap_flag(&mut self, before: &kvm_regs) -> Result<(), VcpuError> {
+        const TF: u64 = 1 << 8;
+        let (regs, sregs) = self.regs_and_sregs()?;
+        if before.rflags & TF != 0 || regs.rsp == before.rsp {
+            return Ok(());
+        }
+        let long_mode = sregs.efer & EferFlags::LMA.bits() != 0;
+        let width = match (long_mode, sregs.cs.db != 0) {
+            (true, _) => 8,
+            (false, true) => 4,
+            (false, false) => 2,
+        };
+        let top = if long_mode {
+            regs.rsp
+        } else {
+            sregs.ss.base.wrapping_add(regs.rsp & 0xffff_ffff) & 0xffff_ffff
+        };
+        let frame = self.read_linear(&sregs, top, 6 * width);
+        let Some(offset) = progress::saved_flags_offset(&frame, width, before.rip) else {
+            return Ok(());
+        };
+        let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let flags_at = top.wrapping_add(offset as u64 + 1);
+        if let Some(&(phys, _)) =
+            progress::physical_pieces(self.ram.as_ref(), &control, flags_at, 1).first()
+        {
+            let byte = frame[offset + 1] & !((TF >> 8) as u8);
+            if byte != frame[offset + 1] {
+                log::debug!("vCPU {}: TF cleared in the frame at {top:#x}", self.id);
+                let _ = self.ram.write(phys, &[byte]);
+            }
+        }
+        Ok(())
     }
 
     /// Guest-physical ranges of this vCPU's GDT and LDT, where an Accessed or busy bit the
