@@ -88,6 +88,17 @@ after_int80:
 
         call pic_pit_setup
         sti
+.ifdef BUSY_LOOPS
+        /* elf64-busy: work on the stack while the 100 Hz timer interrupts it (the cost of a
+         * watch on a stack variable: benches/progress.sh). */
+        movq $BUSY_LOOPS, %rcx
+        .globl busy_loop
+busy_loop:
+        pushq %rcx
+        popq %rcx
+        decq %rcx
+        jnz busy_loop
+.endif
         .globl timer_wait
 timer_wait:
         hlt                                /* sleep until the next interrupt (no busy wait) */
