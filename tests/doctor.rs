@@ -38,6 +38,18 @@ fn doctor_reports_what_this_host_can_do() {
             "syscall from ring 3 (64-bit user space): NOT SUPPORTED (the handler runs in ring 3: Linux user space dies at its first system call)",
         )
         .assert_stdout_line("DR7 data watchpoints: NOT SUPPORTED (never fires)")
+        // What the progress guarantee is built on (README: the progress guarantee).
+        .assert_stdout_line("  an instruction's store: MMIO exit")
+        .assert_stdout_line(
+            "  a descriptor's Accessed bit (segment load): NO EXIT: retried for ever (gdbvisor runs it with protection lifted)",
+        )
+        .assert_stdout_line("  the TSS busy bit (ltr): MMIO exit")
+        .assert_stdout_line(
+            "  a page-table entry's Accessed bit: dropped (the access completes, the bit stays clear)",
+        )
+        .assert_stdout_line(
+            "  an exception frame on the stack: triple fault (gdbvisor retries it, and takes interrupts in windows, with protection lifted)",
+        )
         // KVM's instruction emulator, which runs guest code here, lacks these.
         .assert_stdout_line("CPUID cx16 instructions: NOT SUPPORTED (KVM emulation failure)")
         .assert_stdout_line("CPUID popcnt instructions: NOT SUPPORTED (KVM emulation failure)");
@@ -58,4 +70,9 @@ fn doctor_reports_what_this_host_can_do() {
             .any(|l| l.starts_with("read-only memslots: ")),
         "{run}"
     );
+    run.assert_stdout_line(
+        "writes into a read-only page (gdbvisor protects breakpoint and watched pages):",
+    );
+    // Every host: an instruction's own store leaves KVM as MMIO.
+    run.assert_stdout_line("  an instruction's store: MMIO exit");
 }

@@ -58,6 +58,8 @@ pub struct HostReport {
     pub user_syscall: Outcome,
     pub dr_write_watchpoint: Outcome,
     pub readonly_memslots: bool,
+    /// What KVM does with each kind of write into a read-only slot.
+    pub protected_writes: Vec<(ProtectedWriteCase, ProtectedWrite)>,
     pub guest_debug_flags: Vec<&'static str>,
     /// KVM offers LA57 in its supported CPUID.
     pub la57_offered: bool,
@@ -81,6 +83,205 @@ pub enum Int3Behaviour {
     /// KVM reported an emulation failure; gdbvisor completed it by injection.
     EmulationFailure,
     Other(String),
+}
+
+/// A kind of write into a page that is a read-only memory slot (a page gdbvisor protects for a
+/// breakpoint or a watchpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtectedWriteCase {
+    /// `mov [page], eax`.
+    InstructionStore,
+    /// `retfq` through a GDT on the page whose code descriptor has Accessed clear.
+    DescriptorAccessed,
+    /// `ltr` of a TSS descriptor on the page.
+    TssBusy,
+    /// A load through a page-table entry on the page with Accessed clear.
+    PageTableAccessed,
+    /// `ud2` with RSP on the page: the #UD frame.
+    ExceptionFrame,
+}
+
+impl ProtectedWriteCase {
+    pub const ALL: [ProtectedWriteCase; 5] = [
+        ProtectedWriteCase::InstructionStore,
+        ProtectedWriteCase::DescriptorAccessed,
+        ProtectedWriteCase::TssBusy,
+        ProtectedWriteCase::PageTableAccessed,
+        ProtectedWriteCase::ExceptionFrame,
+    ];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProtectedWriteCase::InstructionStore => "an instruction's store",
+            ProtectedWriteCase::DescriptorAccessed => "a descriptor's Accessed bit (segment load)",
+            ProtectedWriteCase::TssBusy => "the TSS busy bit (ltr)",
+            ProtectedWriteCase::PageTableAccessed => "a page-table entry's Accessed bit",
+            ProtectedWriteCase::ExceptionFrame => "an exception frame on the stack",
+        }
+    }
+}
+
+/// How KVM treated one [`ProtectedWriteCase`] (with gdbvisor's progress guarantee off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtectedWrite {
+    /// Left KVM_RUN as an MMIO write and the instruction went on.
+    MmioExit,
+    /// KVM_RUN never returned: the vCPU retries the instruction.
+    NoExit,
+    /// The instruction went on without an exit and the bit stayed clear.
+    Dropped,
+    /// KVM_EXIT_SHUTDOWN.
+    TripleFault,
+    Other(String),
+}
+
+impl fmt::Display for ProtectedWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtectedWrite::MmioExit => write!(f, "MMIO exit"),
+            ProtectedWrite::NoExit => write!(
+                f,
+                "NO EXIT: retried for ever (gdbvisor runs it with protection lifted)"
+            ),
+            ProtectedWrite::Dropped => write!(f, "dropped (the access completes, the bit stays clear)"),
+            ProtectedWrite::TripleFault => write!(
+                f,
+                "triple fault (gdbvisor retries it, and takes interrupts in windows, with protection lifted)"
+            ),
+            ProtectedWrite::Other(what) => write!(f, "unexpected: {what}"),
+        }
+    }
+}
+
+/// The protected-write probe layout: a read-only page, a read-only page table, an IDT and a
+/// GDTR image in ordinary RAM.
+const PROTECTED: u64 = 0x30000;
+const PROTECTED_PT: u64 = 0x31000;
+const PROBE_IDT: u64 = 0x32000;
+const PROBE_GDTR: u64 = 0x21000;
+const PROBE_HANDLER: u64 = 0x20800;
+/// Mapped through the protected page table (PD entry 1).
+const THROUGH_PT: u32 = 0x20_0000;
+/// A retried instruction is given this long to prove it never ends.
+const NO_EXIT_WAIT: Duration = Duration::from_millis(300);
+
+/// Runs one [`ProtectedWriteCase`] in long mode with the probe pages read-only and the vCPU's
+/// progress guarantee off, so that KVM's own behaviour shows.
+fn probe_protected_write(case: ProtectedWriteCase) -> Result<ProtectedWrite, DoctorError> {
+    const CODE64_ACCESSED_CLEAR: u64 = 0x00af_9a00_0000_ffff;
+    const CODE64: u64 = 0x00af_9b00_0000_ffff;
+    let lgdt = [0x0F, 0x01, 0x14, 0x25]; //              lgdt [PROBE_GDTR]
+    let mut code: Vec<u8> = Vec::new();
+    let mut rsp = 0x7000;
+    match case {
+        ProtectedWriteCase::InstructionStore => {
+            code.extend([0x89, 0x04, 0x25]); //          mov [PROTECTED + 0x400], eax
+            code.extend((PROTECTED as u32 + 0x400).to_le_bytes());
+        }
+        ProtectedWriteCase::DescriptorAccessed => {
+            code.extend(lgdt);
+            code.extend((PROBE_GDTR as u32).to_le_bytes());
+            code.extend([0x6A, 0x08, 0x68]); //           push 0x08; push target
+            let target = 0x20000 + code.len() as u32 + 4 + 2;
+            code.extend(target.to_le_bytes());
+            code.extend([0x48, 0xCB]); //                 retfq
+        }
+        ProtectedWriteCase::TssBusy => {
+            code.extend(lgdt);
+            code.extend((PROBE_GDTR as u32).to_le_bytes());
+            code.extend([0x66, 0xB8, 0x10, 0x00, 0x0F, 0x00, 0xD8]); // mov ax, 0x10; ltr ax
+        }
+        ProtectedWriteCase::PageTableAccessed => {
+            code.extend([0x8B, 0x04, 0x25]); //           mov eax, [THROUGH_PT]
+            code.extend(THROUGH_PT.to_le_bytes());
+        }
+        ProtectedWriteCase::ExceptionFrame => {
+            code.extend([0x0F, 0x0B]); //                 ud2 (its handler reports)
+            rsp = PROTECTED + 0x800;
+        }
+    }
+    code.extend(mov_al_out(PROBE_OK));
+    let tss = PROTECTED + 0x100;
+    let tss_low = 0x67 | ((tss & 0xff_ffff) << 16) | (0x89 << 40) | ((tss >> 24) << 56);
+    let mut vm = Vm::new(probe_options())?;
+    layout::write_gdt(&vm.ram)?;
+    let cr3 = layout::write_identity_page_tables(&vm.ram, 1 << 30)?;
+    vm.ram.write(0x20000, &code)?;
+    vm.ram.write(PROBE_HANDLER, &mov_al_out(PROBE_OK))?;
+    let code_descriptor = if case == ProtectedWriteCase::DescriptorAccessed {
+        CODE64_ACCESSED_CLEAR
+    } else {
+        CODE64
+    };
+    for (i, entry) in [0, code_descriptor, tss_low, tss >> 32]
+        .into_iter()
+        .enumerate()
+    {
+        vm.ram.write_u64(PROTECTED + 8 * i as u64, entry)?;
+    }
+    vm.ram.write(PROBE_GDTR, &0x1fu16.to_le_bytes())?;
+    vm.ram.write_u64(PROBE_GDTR + 2, PROTECTED)?;
+    // One 4 KiB page through the protected table, Accessed clear.
+    vm.ram
+        .write_u64(PROTECTED_PT, u64::from(THROUGH_PT) | 0x3)?;
+    vm.ram.write_u64(layout::PD_ADDR + 8, PROTECTED_PT | 0x3)?;
+    // #UD gate (64-bit interrupt gate, selector 0x08).
+    let gate = (PROBE_HANDLER & 0xffff)
+        | (u64::from(layout::CODE64_SELECTOR) << 16)
+        | (0x8E00 << 32)
+        | ((PROBE_HANDLER >> 16 & 0xffff) << 48);
+    vm.ram.write_u64(PROBE_IDT + 6 * 16, gate)?;
+    vm.vcpus[0].set_boot_state(&BootCpuState {
+        mode: EntryMode::Long64,
+        rip: 0x20000,
+        rsp,
+        rax: 0,
+        rbx: 0,
+        rsi: 0,
+        rdx: 0,
+        cr3,
+    })?;
+    let vcpu = &mut vm.vcpus[0];
+    let mut sregs = vcpu
+        .fd()
+        .get_sregs()
+        .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+    sregs.idt.base = PROBE_IDT;
+    sregs.idt.limit = 0xfff;
+    vcpu.fd()
+        .set_sregs(&sregs)
+        .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+    vcpu.protection = None;
+    vcpu.watched = vec![(PROTECTED, 0x2000)];
+    vm.slots
+        .set_read_only([PROTECTED, PROTECTED_PT].into_iter().collect())
+        .map_err(|e| DoctorError::Probe(e.to_string()))?;
+    let ram = vm.ram.clone();
+    let mut machine = Machine::start(vm.vcpus)?;
+    machine.resume(0)?;
+    let deadline = Instant::now() + NO_EXIT_WAIT;
+    let end = loop {
+        let (_, event) = machine.wait_event(&AtomicBool::new(false), Some(deadline))?;
+        match event? {
+            VcpuEvent::WatchWrite { .. } => machine.resume(0)?,
+            other => break other,
+        }
+    };
+    let mmio_writes = machine.with_vcpu(0, |vcpu| vcpu.protected_writes_applied)?;
+    let mut pte = [0u8; 8];
+    ram.read(PROTECTED_PT, &mut pte)?;
+    let accessed = u64::from_le_bytes(pte) & 0x20 != 0;
+    Ok(match (end, mmio_writes) {
+        (VcpuEvent::DebugExit(PROBE_OK), 0)
+            if case == ProtectedWriteCase::PageTableAccessed && !accessed =>
+        {
+            ProtectedWrite::Dropped
+        }
+        (VcpuEvent::DebugExit(PROBE_OK), n) if n > 0 => ProtectedWrite::MmioExit,
+        (VcpuEvent::Interrupted, 0) => ProtectedWrite::NoExit,
+        (VcpuEvent::Shutdown, _) => ProtectedWrite::TripleFault,
+        (other, n) => ProtectedWrite::Other(format!("{other:?} after {n} MMIO writes")),
+    })
 }
 
 /// Runs every probe.
@@ -122,6 +323,10 @@ pub fn examine() -> Result<HostReport, DoctorError> {
         user_syscall: probe_user_syscall()?,
         dr_write_watchpoint: probe_dr_watchpoint()?,
         readonly_memslots,
+        protected_writes: ProtectedWriteCase::ALL
+            .iter()
+            .map(|&case| Ok((case, probe_protected_write(case)?)))
+            .collect::<Result<_, DoctorError>>()?,
         guest_debug_flags,
         la57_offered,
         la57_host: host_cpu_flags().contains(&"la57".to_string()),
@@ -595,6 +800,13 @@ impl fmt::Display for HostReport {
                 "NOT SUPPORTED"
             }
         )?;
+        writeln!(
+            f,
+            "writes into a read-only page (gdbvisor protects breakpoint and watched pages):"
+        )?;
+        for (case, outcome) in &self.protected_writes {
+            writeln!(f, "  {}: {outcome}", case.describe())?;
+        }
         writeln!(f, "guest debug flags: {}", self.guest_debug_flags.join(" "))?;
         for (feature, outcome) in &self.cpuid_features {
             let verdict = match outcome {

@@ -304,6 +304,8 @@ pub struct Vcpu {
     pub protection: Option<Protection>,
     /// Instructions completed with protection lifted (stalls, frames, steps that did not move).
     pub unprotected_completions: u64,
+    /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
+    pub protected_writes_applied: u64,
     /// Samples this vCPU's registers at each kick, to see it make no progress.
     sampler: ProgressSampler,
     /// Exits handled so far: a vCPU that exits is not stuck.
@@ -345,6 +347,7 @@ impl Vcpu {
             ram_registered: None,
             protection: None,
             unprotected_completions: 0,
+            protected_writes_applied: 0,
             sampler: ProgressSampler::default(),
             exits: 0,
             step_origin: None,
@@ -614,6 +617,7 @@ impl Vcpu {
             return None;
         }
         let old = self.ram_bytes((addr, len));
+        self.protected_writes_applied += 1;
         if let Err(e) = self.ram.write(addr, bytes) {
             log::warn!("applying a guest write to a protected page: {e}");
         }
