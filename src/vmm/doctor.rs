@@ -203,75 +203,42 @@ fn probe_protected_write(case: ProtectedWriteCase) -> Result<ProtectedWrite, Doc
     code.extend(mov_al_out(PROBE_OK));
     let tss = PROTECTED + 0x100;
     let tss_low = 0x67 | ((tss & 0xff_ffff) << 16) | (0x89 << 40) | ((tss >> 24) << 56);
-    let mut vm = Vm::new(probe_options())?;
-    layout::write_gdt(&vm.ram)?;
-    let cr3 = layout::write_identity_page_tables(&vm.ram, 1 << 30)?;
-    vm.ram.write(0x20000, &code)?;
-    vm.ram.write(PROBE_HANDLER, &mov_al_out(PROBE_OK))?;
     let code_descriptor = if case == ProtectedWriteCase::DescriptorAccessed {
         CODE64_ACCESSED_CLEAR
     } else {
         CODE64
     };
-    for (i, entry) in [0, code_descriptor, tss_low, tss >> 32]
-        .into_iter()
-        .enumerate()
-    {
-        vm.ram.write_u64(PROTECTED + 8 * i as u64, entry)?;
-    }
-    vm.ram.write(PROBE_GDTR, &0x1fu16.to_le_bytes())?;
-    vm.ram.write_u64(PROBE_GDTR + 2, PROTECTED)?;
-    // One 4 KiB page through the protected table, Accessed clear.
-    vm.ram
-        .write_u64(PROTECTED_PT, u64::from(THROUGH_PT) | 0x3)?;
-    vm.ram.write_u64(layout::PD_ADDR + 8, PROTECTED_PT | 0x3)?;
-    // #UD gate (64-bit interrupt gate, selector 0x08).
-    let gate = (PROBE_HANDLER & 0xffff)
-        | (u64::from(layout::CODE64_SELECTOR) << 16)
-        | (0x8E00 << 32)
-        | ((PROBE_HANDLER >> 16 & 0xffff) << 48);
-    vm.ram.write_u64(PROBE_IDT + 6 * 16, gate)?;
-    vm.vcpus[0].set_boot_state(&BootCpuState {
-        mode: EntryMode::Long64,
-        rip: 0x20000,
-        rsp,
-        rax: 0,
-        rbx: 0,
-        rsi: 0,
-        rdx: 0,
-        cr3,
-    })?;
-    let vcpu = &mut vm.vcpus[0];
-    let mut sregs = vcpu
-        .fd()
-        .get_sregs()
-        .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
-    sregs.idt.base = PROBE_IDT;
-    sregs.idt.limit = 0xfff;
-    vcpu.fd()
-        .set_sregs(&sregs)
-        .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
-    vcpu.protection = None;
-    vcpu.watched = vec![(PROTECTED, 0x2000)];
-    vm.slots
-        .set_read_only([PROTECTED, PROTECTED_PT].into_iter().collect())
-        .map_err(|e| DoctorError::Probe(e.to_string()))?;
-    let ram = vm.ram.clone();
-    let mut machine = Machine::start(vm.vcpus)?;
-    machine.resume(0)?;
-    let deadline = Instant::now() + NO_EXIT_WAIT;
-    let end = loop {
-        let (_, event) = machine.wait_event(&AtomicBool::new(false), Some(deadline))?;
-        match event? {
-            VcpuEvent::WatchWrite { .. } => machine.resume(0)?,
-            other => break other,
+    let run = run_probe_with(EntryMode::Long64, 0x20000, &code, rsp, NO_EXIT_WAIT, |vm| {
+        vm.ram.write(PROBE_HANDLER, &mov_al_out(PROBE_OK))?;
+        for (i, entry) in [0, code_descriptor, tss_low, tss >> 32]
+            .into_iter()
+            .enumerate()
+        {
+            vm.ram.write_u64(PROTECTED + 8 * i as u64, entry)?;
         }
-    };
-    let mmio_writes = machine.with_vcpu(0, |vcpu| vcpu.protected_writes_applied)?;
+        vm.ram.write(PROBE_GDTR, &0x1fu16.to_le_bytes())?;
+        vm.ram.write_u64(PROBE_GDTR + 2, PROTECTED)?;
+        // One 4 KiB page through the protected table, Accessed clear.
+        vm.ram
+            .write_u64(PROTECTED_PT, u64::from(THROUGH_PT) | 0x3)?;
+        vm.ram.write_u64(layout::PD_ADDR + 8, PROTECTED_PT | 0x3)?;
+        install_idt(
+            vm,
+            PROBE_IDT,
+            true,
+            &[(6, layout::CODE64_SELECTOR, PROBE_HANDLER)],
+        )?;
+        let vcpu = &mut vm.vcpus[0];
+        vcpu.protection = None;
+        vcpu.watched = vec![(PROTECTED, 0x2000)];
+        vm.slots
+            .set_read_only([PROTECTED, PROTECTED_PT].into_iter().collect())
+            .map_err(|e| DoctorError::Probe(e.to_string()))
+    })?;
     let mut pte = [0u8; 8];
-    ram.read(PROTECTED_PT, &mut pte)?;
+    run.ram.read(PROTECTED_PT, &mut pte)?;
     let accessed = u64::from_le_bytes(pte) & 0x20 != 0;
-    Ok(match (end, mmio_writes) {
+    Ok(match (run.event, run.protected_writes_applied) {
         (VcpuEvent::DebugExit(PROBE_OK), 0)
             if case == ProtectedWriteCase::PageTableAccessed && !accessed =>
         {
@@ -282,6 +249,39 @@ fn probe_protected_write(case: ProtectedWriteCase) -> Result<ProtectedWrite, Doc
         (VcpuEvent::Shutdown, _) => ProtectedWrite::TripleFault,
         (other, n) => ProtectedWrite::Other(format!("{other:?} after {n} MMIO writes")),
     })
+}
+
+/// Writes interrupt gates (vector, selector, handler) into an IDT at `base` — 16-byte gates
+/// for long mode, 8-byte ones otherwise — and points the vCPU's IDTR at all 256 entries.
+fn install_idt(
+    vm: &mut Vm,
+    base: u64,
+    long_mode: bool,
+    gates: &[(u64, u16, u64)],
+) -> Result<(), DoctorError> {
+    let size: u64 = if long_mode { 16 } else { 8 };
+    for &(vector, selector, handler) in gates {
+        // Present, DPL 0, interrupt gate (the low 8 bytes are the same in both formats).
+        let low = (handler & 0xffff)
+            | (u64::from(selector) << 16)
+            | (0x8E00 << 32)
+            | (((handler >> 16) & 0xffff) << 48);
+        vm.ram.write_u64(base + vector * size, low)?;
+        if long_mode {
+            vm.ram.write_u64(base + vector * size + 8, handler >> 32)?;
+        }
+    }
+    let vcpu = &vm.vcpus[0];
+    let mut sregs = vcpu
+        .fd()
+        .get_sregs()
+        .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+    sregs.idt.base = base;
+    sregs.idt.limit = (256 * size - 1) as u16;
+    vcpu.fd()
+        .set_sregs(&sregs)
+        .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+    Ok(())
 }
 
 /// Runs every probe.
@@ -537,6 +537,28 @@ fn run_probe_in(
     code: &[u8],
     prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
 ) -> Result<(VcpuEvent, u64), DoctorError> {
+    let run = run_probe_with(mode, at, code, 0x7000, PROBE_TIMEOUT, prepare)?;
+    Ok((run.event, run.soft_interrupts_completed))
+}
+
+/// How a probe guest ended, and what its run loop did on the way.
+struct ProbeRun {
+    event: VcpuEvent,
+    soft_interrupts_completed: u64,
+    protected_writes_applied: u64,
+    ram: std::sync::Arc<crate::vmm::memory::GuestRam>,
+}
+
+/// [`run_probe_in`] with the stack pointer and the time limit chosen; writes to watched
+/// ranges are applied and the guest goes on.
+fn run_probe_with(
+    mode: EntryMode,
+    at: u64,
+    code: &[u8],
+    rsp: u64,
+    timeout: Duration,
+    prepare: impl FnOnce(&mut Vm) -> Result<(), DoctorError>,
+) -> Result<ProbeRun, DoctorError> {
     let mut vm = Vm::new(probe_options())?;
     layout::write_gdt(&vm.ram)?;
     let cr3 = match mode {
@@ -547,7 +569,7 @@ fn run_probe_in(
     vm.vcpus[0].set_boot_state(&BootCpuState {
         mode,
         rip: at,
-        rsp: 0x7000,
+        rsp,
         rax: 0,
         rbx: 0,
         rsi: 0,
@@ -555,14 +577,29 @@ fn run_probe_in(
         cr3,
     })?;
     prepare(&mut vm)?;
+    let ram = vm.ram.clone();
     let mut machine = Machine::start(vm.vcpus)?;
     machine.resume(0)?;
-    let (_, event) = machine.wait_event(
-        &AtomicBool::new(false),
-        Some(Instant::now() + PROBE_TIMEOUT),
-    )?;
-    let completed = machine.with_vcpu(0, |vcpu| vcpu.soft_interrupts_completed)?;
-    Ok((event?, completed))
+    let deadline = Instant::now() + timeout;
+    let event = loop {
+        let (_, event) = machine.wait_event(&AtomicBool::new(false), Some(deadline))?;
+        match event? {
+            VcpuEvent::WatchWrite { .. } => machine.resume(0)?,
+            other => break other,
+        }
+    };
+    let (soft_interrupts_completed, protected_writes_applied) = machine.with_vcpu(0, |vcpu| {
+        (
+            vcpu.soft_interrupts_completed,
+            vcpu.protected_writes_applied,
+        )
+    })?;
+    Ok(ProbeRun {
+        event,
+        soft_interrupts_completed,
+        protected_writes_applied,
+        ram,
+    })
 }
 
 fn outcome(event: VcpuEvent) -> Outcome {
@@ -612,23 +649,7 @@ fn probe_int3() -> Result<Int3Behaviour, DoctorError> {
     let code = [0xCC, 0xF4]; // int3; hlt (not reached when the handler runs)
     let (event, completed) = run_probe(&code, |vm| {
         vm.ram.write(HANDLER, &mov_al_out(PROBE_OK))?;
-        // 32-bit interrupt gate: selector 0x18, present, DPL0, type 0xE.
-        let gate = (HANDLER & 0xffff)
-            | (u64::from(layout::CODE32_SELECTOR) << 16)
-            | (0x8E00 << 32)
-            | ((HANDLER >> 16) << 48);
-        vm.ram.write_u64(IDT + 3 * 8, gate)?;
-        let mut sregs = vm.vcpus[0]
-            .fd()
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
-        sregs.idt.base = IDT;
-        sregs.idt.limit = 0xff;
-        vm.vcpus[0]
-            .fd()
-            .set_sregs(&sregs)
-            .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
-        Ok(())
+        install_idt(vm, IDT, false, &[(3, layout::CODE32_SELECTOR, HANDLER)])
     })?;
     Ok(match (event, completed) {
         (VcpuEvent::DebugExit(PROBE_OK), 0) => Int3Behaviour::Native,
