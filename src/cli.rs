@@ -121,6 +121,11 @@ pub struct RunArgs {
     /// save the VM to DIR/gdbvisor-<pid>-<reason>.core before exiting.
     #[arg(long, value_name = "DIR", global = true)]
     pub dump_on_crash: Option<PathBuf>,
+    /// When the run ends, whatever ended it (the guest's isa-debug-exit, i8042 reset, halt or
+    /// triple fault, a KVM failure, gdb's `kill`, Ctrl-C), save the VM to FILE as `monitor dump`
+    /// does, with or without gdb attached.
+    #[arg(long, value_name = "FILE", conflicts_with = "snapshot", global = true)]
+    pub dump_at_exit: Option<PathBuf>,
     /// The exit status the guest's isa-debug-exit should give; with --dump-on-crash, another
     /// status saves the VM too. Exit statuses do not change.
     #[arg(long, value_name = "N", global = true)]

@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
     let post_mortem = PostMortem {
         dump_dir: args.dump_on_crash,
         expect_exit: args.expect_exit,
-        at_exit: None,
+        at_exit: args.dump_at_exit,
     };
     let gdb = gdb_endpoint.map(|endpoint| GdbOptions {
         endpoint,

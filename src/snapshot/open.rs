@@ -62,7 +62,7 @@ pub fn open_and_serve(path: &Path, gdb: Option<GdbOptions>) -> Result<i32, OpenE
     if options.arch == ArchChoice::Kernel {
         // No kernel file here: the CPU's mode is the best guess at what gdb loads.
         eprintln!(
-            "gdbvisor: gdb register description of vCPU 0's mode as gdb attaches, {} now (a snapshot has no kernel file; --gdb-arch to change)",
+            "gdbvisor: gdb register description {}, that of vCPU 0's mode (a snapshot has no kernel file; --gdb-arch to change)",
             snapshot.cpus[0].layout().name()
         );
     }
