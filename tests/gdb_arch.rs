@@ -138,14 +138,7 @@ fn reconnecting_with_monitor_arch_switches_the_disassembly() {
         return;
     }
     let elf = elf("mb2-long");
-    let vmm = Vmm::start(&[
-        "--kernel",
-        elf.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
+    let (_vmm, port) = Vmm::held_on_tcp(&elf, &[]);
     let remote = format!("target remote 127.0.0.1:{port}");
     let reconnect = |arch: &str, gdb_arch: &str| {
         vec![
@@ -200,14 +193,7 @@ fn gdbvisor_connect_follows_the_mode_of_an_elf64_kernel_entered_in_32_bit_mode()
         return;
     }
     let elf = elf("mb2-long");
-    let vmm = Vmm::start(&[
-        "--kernel",
-        elf.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
+    let (_vmm, port) = Vmm::held_on_tcp(&elf, &[]);
     let run = gdb(
         Some(&elf),
         &[

@@ -11,16 +11,7 @@ use common::gdb::*;
 
 /// A VMM holding an idle guest (`sti; hlt; jmp`) for gdb on a free TCP port.
 fn idle_vmm_on_tcp(name: &str) -> (Vmm, u16) {
-    let image = common::idle_image(name);
-    let vmm = Vmm::start(&[
-        "--kernel",
-        image.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
-    (vmm, port)
+    Vmm::held_on_tcp(&common::idle_image(name), &[])
 }
 
 fn helper_script() -> PathBuf {
@@ -49,17 +40,7 @@ fn mode_following_overrides_a_fixed_gdb_arch() {
 
 /// The `modes` kernel under `gdbvisor-connect`, stopped in 16-, 32- and 64-bit code.
 fn modes_kernel_followed_through_every_mode(vmm_args: &[&str]) {
-    let image = kernel("modes");
-    let mut args = vec![
-        "--kernel",
-        image.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ];
-    args.extend(vmm_args);
-    let vmm = Vmm::start(&args);
-    let port = vmm.tcp_port();
+    let (_vmm, port) = Vmm::held_on_tcp(&kernel("modes"), vmm_args);
     let run = gdb(
         Some(&elf("modes")),
         &[

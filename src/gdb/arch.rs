@@ -64,7 +64,7 @@ impl RegLayout {
     }
 
     /// The name `--gdb-arch` and `monitor arch` know this layout by.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             RegLayout::I8086 => "i8086",
             RegLayout::I386 => "i386",
@@ -73,7 +73,7 @@ impl RegLayout {
     }
 
     /// The layout [`RegLayout::name`] gives `name`.
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         [RegLayout::I8086, RegLayout::I386, RegLayout::X86_64]
             .into_iter()
             .find(|layout| layout.name() == name)
@@ -128,7 +128,7 @@ pub enum ArchChoice {
 
 impl ArchChoice {
     /// The layout, unless it is that of the CPU's mode at attach time.
-    pub fn fixed(self) -> Option<RegLayout> {
+    pub(crate) fn fixed(self) -> Option<RegLayout> {
         match self {
             ArchChoice::Fixed(layout) => Some(layout),
             ArchChoice::Kernel | ArchChoice::Mode => None,

@@ -53,7 +53,7 @@ pub struct SnapshotTarget {
     /// The description this connection is served.
     pub layout: RegLayout,
     /// The description connections get when they attach (`--gdb-arch`, `monitor arch`).
-    pub arch: ArchChoice,
+    pub(crate) arch: ArchChoice,
     /// The vCPU gdb last read: monitor commands act on it.
     pub current: u8,
     /// `monitor phys on`: gdb's memory addresses are guest-physical.

@@ -104,7 +104,7 @@ pub struct VmTarget {
     /// The description this connection is served.
     pub layout: RegLayout,
     /// The description connections get when they attach (`--gdb-arch`, `monitor arch`).
-    pub arch: ArchChoice,
+    pub(crate) arch: ArchChoice,
     pub breakpoints: Breakpoints,
     applied: Applied,
     actions: Vec<Action>,

@@ -234,7 +234,7 @@ impl Machine {
 
     /// Stops every running vCPU and drops the reports of their stops (the run is over). Only
     /// for a machine with its own event channel ([`Machine::start`]).
-    pub fn stop_every_vcpu(&mut self) -> Result<(), MachineError> {
+    pub(crate) fn stop_every_vcpu(&mut self) -> Result<(), MachineError> {
         let no_interrupt = AtomicBool::new(false);
         self.stop_all();
         while self.any_running() {
