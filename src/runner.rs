@@ -76,7 +76,8 @@ pub struct RunRequest {
     /// The ELF gdb loads when it is not the kernel image (the demo's): `--gdb-arch auto` serves
     /// its description.
     pub gdb_elf: Option<&'static [u8]>,
-    /// What to save when the run ends badly (`--dump-on-crash`, `--expect-exit`).
+    /// What to save when the run ends (`--dump-at-exit`) or ends badly (`--dump-on-crash`,
+    /// `--expect-exit`).
     pub post_mortem: PostMortem,
     /// CPUID features the guest does not see.
     pub cpuid_hide: CpuidHide,
