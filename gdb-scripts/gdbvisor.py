@@ -9,10 +9,12 @@ description while an x86-64 ELF is loaded unless told the architecture first. A 
 moves from 16-bit real mode to 32-bit protected mode to 64-bit long mode.
 
 `gdbvisor-connect HOST:PORT` (or a unix socket path) asks gdbvisor which mode the CPU is in (over
-a short raw connection, keeping the guest stopped), sets gdb's architecture to match, and
-connects. After every stop it checks again: when the mode changed, it asks gdbvisor to hold the
-guest (`monitor hold`), disconnects, switches the architecture and reconnects. gdb keeps its
-breakpoints and inserts them again at the next resume. `gdbvisor-follow off` stops following.
+a short raw connection, keeping the guest stopped), tells it to serve later connections the
+description of the CPU's mode (`monitor arch mode`: by default gdbvisor serves that of the kernel
+file), sets gdb's architecture to match, and connects. After every stop it checks again: when
+the mode changed, it asks gdbvisor to hold the guest (`monitor hold`), disconnects, switches the
+architecture and reconnects. gdb keeps its breakpoints and inserts them again at the next
+resume. `gdbvisor-follow off` stops following.
 """
 
 import socket
@@ -63,6 +65,7 @@ def _wanted_arch_raw(remote):
     with _open(remote) as sock:
         sock.sendall(b"+")
         _packet(sock, "qRcmd," + b"hold".hex())
+        _packet(sock, "qRcmd," + b"arch mode".hex())
         _, text = _packet(sock, "qRcmd," + b"arch".hex())
         sock.sendall(b"$D#44")
     return text.split()[0]
@@ -88,6 +91,7 @@ def _follow_mode():
         return
     gdb.write("gdbvisor: CPU mode changed: reconnecting as %s (was %s)\n" % (wanted, served))
     gdb.execute("monitor hold", to_string=True)
+    gdb.execute("monitor arch mode", to_string=True)
     gdb.execute("disconnect", to_string=True)
     _connect(_remote, wanted)
 

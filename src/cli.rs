@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::boot::BootFormat;
 use crate::devices::sink::SinkSpec;
-use crate::gdb::arch::RegLayout;
+use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
 use crate::vmm::clock_dilation::ClockDilation;
 use crate::vmm::cpuid::CpuidHide;
@@ -111,13 +111,21 @@ pub struct RunArgs {
     /// emulated instructions; 1 (off) elsewhere.
     #[arg(long, value_name = "N", default_value = "auto", global = true)]
     pub clock_dilation: ClockDilation,
-    /// Register description served to gdb; `auto` follows the CPU mode when gdb attaches.
+    /// Register description served to gdb. `auto`: that of the file gdb loads, i.e. the
+    /// kernel's ELF class (ELF64: x86-64, ELF32: i386), a bzImage's vmlinux (x86-64), or the
+    /// entry mode of an image without ELF header (flat: i8086). `mode`: that of the CPU's mode
+    /// when gdb attaches.
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub gdb_arch: GdbArch,
     /// On a triple fault or KVM failure (or an isa-debug-exit status other than --expect-exit),
     /// save the VM to DIR/gdbvisor-<pid>-<reason>.core before exiting.
     #[arg(long, value_name = "DIR", global = true)]
     pub dump_on_crash: Option<PathBuf>,
+    /// When the run ends, whatever ended it (the guest's isa-debug-exit, i8042 reset, halt or
+    /// triple fault, a KVM failure, gdb's `kill`, Ctrl-C), save the VM to FILE as `monitor dump`
+    /// does, with or without gdb attached.
+    #[arg(long, value_name = "FILE", conflicts_with = "snapshot", global = true)]
+    pub dump_at_exit: Option<PathBuf>,
     /// The exit status the guest's isa-debug-exit should give; with --dump-on-crash, another
     /// status saves the VM too. Exit statuses do not change.
     #[arg(long, value_name = "N", global = true)]
@@ -132,6 +140,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GdbArch {
     Auto,
+    Mode,
     I8086,
     I386,
     #[value(name = "x86-64")]
@@ -139,12 +148,13 @@ pub enum GdbArch {
 }
 
 impl GdbArch {
-    pub fn layout(self) -> Option<RegLayout> {
+    pub fn choice(self) -> ArchChoice {
         match self {
-            GdbArch::Auto => None,
-            GdbArch::I8086 => Some(RegLayout::I8086),
-            GdbArch::I386 => Some(RegLayout::I386),
-            GdbArch::X86_64 => Some(RegLayout::X86_64),
+            GdbArch::Auto => ArchChoice::Kernel,
+            GdbArch::Mode => ArchChoice::Mode,
+            GdbArch::I8086 => ArchChoice::Fixed(RegLayout::I8086),
+            GdbArch::I386 => ArchChoice::Fixed(RegLayout::I386),
+            GdbArch::X86_64 => ArchChoice::Fixed(RegLayout::X86_64),
         }
     }
 }

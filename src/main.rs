@@ -51,12 +51,12 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             .map(|endpoint| GdbOptions {
                 endpoint,
                 wait: false,
-                arch: args.gdb_arch.layout(),
+                arch: args.gdb_arch.choice(),
                 post_mortem: PostMortem::default(),
             });
         return snapshot::open_and_serve(path, gdb).map_err(|e| (e.to_string(), e.status()));
     }
-    let (name, image) = match (cli.command, &args.kernel) {
+    let (name, image, gdb_elf) = match (cli.command, &args.kernel) {
         (Some(Command::Doctor), _) => {
             return match doctor::examine() {
                 Ok(report) => {
@@ -84,9 +84,9 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         }
         (_, Some(path)) => {
             let image = RunRequest::read_image(path).map_err(|e| (e.to_string(), e.status()))?;
-            (path.clone(), image)
+            (path.clone(), image, None)
         }
-        (_, None) => (PathBuf::from("demo"), demo::FLAT.to_vec()),
+        (_, None) => (PathBuf::from("demo"), demo::FLAT.to_vec(), Some(demo::ELF)),
     };
     let modules = match &args.initrd {
         Some(list) => RunRequest::read_modules(list).map_err(|e| (e.to_string(), e.status()))?,
@@ -104,11 +104,12 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
     let post_mortem = PostMortem {
         dump_dir: args.dump_on_crash,
         expect_exit: args.expect_exit,
+        at_exit: args.dump_at_exit,
     };
     let gdb = gdb_endpoint.map(|endpoint| GdbOptions {
         endpoint,
         wait: args.wait,
-        arch: args.gdb_arch.layout(),
+        arch: args.gdb_arch.choice(),
         post_mortem: post_mortem.clone(),
     });
     let request = RunRequest {
@@ -125,6 +126,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         serial: off_stdout(args.serial),
         debugcon: off_stdout(args.debugcon),
         gdb,
+        gdb_elf,
         post_mortem,
         cpuid_hide: args.cpuid_hide,
         clock_dilation: args.clock_dilation,

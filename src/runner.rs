@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, Module};
+use crate::boot::elf::{self, ElfClass};
+use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
+use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::snapshot::post_mortem::PostMortem;
@@ -71,7 +73,11 @@ pub struct RunRequest {
     pub debugcon: SinkSpec,
     /// Serve gdb instead of just running.
     pub gdb: Option<GdbOptions>,
-    /// What to save when the run ends badly (`--dump-on-crash`, `--expect-exit`).
+    /// The ELF gdb loads when it is not the kernel image (the demo's): `--gdb-arch auto` serves
+    /// its description.
+    pub gdb_elf: Option<&'static [u8]>,
+    /// What to save when the run ends (`--dump-at-exit`) or ends badly (`--dump-on-crash`,
+    /// `--expect-exit`).
     pub post_mortem: PostMortem,
     /// CPUID features the guest does not see.
     pub cpuid_hide: CpuidHide,
@@ -194,7 +200,21 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         forward_stdin(vm.serial_input.clone());
     }
     let ram = vm.ram.clone();
-    if let Some(options) = request.gdb {
+    if let Some(mut options) = request.gdb {
+        if options.arch == ArchChoice::Kernel {
+            let (layout, why) = match request.gdb_elf {
+                Some(elf) => (
+                    elf_layout(elf),
+                    "the demo's ELF, which `gdbvisor demo --write-elf` writes".to_string(),
+                ),
+                None => kernel_layout(&request.image, &kernel),
+            };
+            eprintln!(
+                "gdbvisor: gdb register description {} (from {why}; --gdb-arch to change)",
+                layout.name()
+            );
+            options.arch = ArchChoice::Fixed(layout);
+        }
         let block_irq =
             doctor::guest_debug_flags(&vm.kvm) & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0;
         let end = session::serve(
@@ -215,11 +235,46 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     }
     let (id, event) = machine.wait_event(&interrupt, None)?;
     let event = event?;
+    // The others stop too: the run is over, and a snapshot reads every vCPU.
+    machine.stop_every_vcpu()?;
     let end = report_event(&mut machine, id, event.clone())?;
-    request.post_mortem.after(&event, &end, &mut machine, &ram);
+    request
+        .post_mortem
+        .after(Some(&event), &end, &mut machine, &ram);
     drop(machine);
     print_vga(&ram);
     Ok(end)
+}
+
+/// The description of the file gdb loads for `image` (see `--gdb-arch auto`), and what it
+/// comes from: the ELF class; a bzImage's vmlinux is an ELF64; an image without an ELF header
+/// (flat, a.out kludge, multiboot2 address tag) is debugged in its entry mode.
+fn kernel_layout(image: &[u8], kernel: &LoadedKernel) -> (RegLayout, String) {
+    match (elf::class_of(image), kernel.format) {
+        (Some(ElfClass::Elf64), _) => (RegLayout::X86_64, "the ELF64 kernel".into()),
+        (Some(ElfClass::Elf32), _) => (RegLayout::I386, "the ELF32 kernel".into()),
+        (None, BootFormat::Linux) => (RegLayout::X86_64, "the bzImage's vmlinux, an ELF64".into()),
+        (None, format) => {
+            let (layout, mode) = match kernel.cpu.mode {
+                EntryMode::Real { .. } => (RegLayout::I8086, "real mode"),
+                EntryMode::Protected32 => (RegLayout::I386, "32-bit mode"),
+                EntryMode::Long64 => (RegLayout::X86_64, "64-bit mode"),
+            };
+            (
+                layout,
+                format!("the {format} kernel's entry in {mode}: it has no ELF header"),
+            )
+        }
+    }
+}
+
+/// x86-64 for an ELF64, i386 for an ELF32.
+fn elf_layout(elf: &[u8]) -> RegLayout {
+    if elf::class_of(elf) == Some(ElfClass::Elf64) {
+        RegLayout::X86_64
+    } else {
+        RegLayout::I386
+    }
 }
 
 /// Prints the VGA text screen if the guest wrote to it.
@@ -266,5 +321,62 @@ fn forward_stdin(input: SerialInput) {
         });
     if let Err(e) = spawned {
         log::warn!("serial input disabled: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::elf::tests::tiny_elf;
+    use crate::boot::BootCpuState;
+
+    fn loaded(format: BootFormat, mode: EntryMode) -> LoadedKernel {
+        let cpu = BootCpuState {
+            mode,
+            rip: 0x100000,
+            rsp: 0,
+            rax: 0,
+            rbx: 0,
+            rsi: 0,
+            rdx: 0,
+            cr3: 0,
+        };
+        LoadedKernel { format, cpu }
+    }
+
+    #[test]
+    fn gdb_gets_the_description_of_the_file_it_loads() {
+        let elf64 = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0xf4]);
+        let elf32 = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0xf4]);
+        let layout = |image: &[u8], format, mode| kernel_layout(image, &loaded(format, mode)).0;
+        // An ELF64 entered in 32-bit mode (multiboot2, PVH) is still what gdb loads as x86-64.
+        let protected = EntryMode::Protected32;
+        assert_eq!(
+            layout(&elf64, BootFormat::Multiboot2, protected),
+            RegLayout::X86_64
+        );
+        assert_eq!(
+            layout(&elf64, BootFormat::Pvh, protected),
+            RegLayout::X86_64
+        );
+        assert_eq!(layout(&elf32, BootFormat::Pvh, protected), RegLayout::I386);
+        assert_eq!(
+            layout(&elf32, BootFormat::Multiboot1, protected),
+            RegLayout::I386
+        );
+        // No ELF header: a bzImage stands for its vmlinux; the others for their entry mode.
+        let (bzimage, why) = kernel_layout(b"MZ", &loaded(BootFormat::Linux, EntryMode::Long64));
+        assert_eq!(
+            (bzimage, why.as_str()),
+            (RegLayout::X86_64, "the bzImage's vmlinux, an ELF64")
+        );
+        let real = EntryMode::Real { cs: 0 };
+        assert_eq!(layout(b"\xfa", BootFormat::Flat, real), RegLayout::I8086);
+        assert_eq!(
+            layout(b"\x02\xb0\xad\x1b", BootFormat::Multiboot1, protected),
+            RegLayout::I386
+        );
+        assert_eq!(elf_layout(&elf64), RegLayout::X86_64);
+        assert_eq!(elf_layout(&elf32), RegLayout::I386);
     }
 }

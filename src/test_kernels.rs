@@ -52,6 +52,7 @@ pub const KERNELS: &[&str] = &[
     "mb2info-addr",
     "pvhinfo",
     "smp",
+    "mb2-long",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -301,6 +302,15 @@ const SPECS: &[KernelSpec] = &[
         bits: ObjectBits::Bits32,
         defsyms: &[],
         format: BootFormat::Multiboot1Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "mb2-long",
+        source: "mb2-long.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Multiboot2Elf,
         exit_status: Some(1),
     },
 ];

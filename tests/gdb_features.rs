@@ -11,16 +11,7 @@ use common::gdb::*;
 
 /// A VMM holding an idle guest (`sti; hlt; jmp`) for gdb on a free TCP port.
 fn idle_vmm_on_tcp(name: &str) -> (Vmm, u16) {
-    let image = common::idle_image(name);
-    let vmm = Vmm::start(&[
-        "--kernel",
-        image.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
-    (vmm, port)
+    Vmm::held_on_tcp(&common::idle_image(name), &[])
 }
 
 fn helper_script() -> PathBuf {
@@ -32,15 +23,24 @@ fn modes_kernel_one_run_stops_in_16_32_and_64_bit_code() {
     if !common::kvm_available("modes run") {
         return;
     }
-    let image = kernel("modes");
-    let vmm = Vmm::start(&[
-        "--kernel",
-        image.to_str().unwrap(),
-        "--gdb",
-        "tcp:127.0.0.1:0",
-        "-S",
-    ]);
-    let port = vmm.tcp_port();
+    // `auto` serves the flat image's entry mode (i8086) at first; each reconnect then asks for
+    // the mode's description.
+    modes_kernel_followed_through_every_mode(&[]);
+}
+
+/// `gdbvisor-connect` asks for the description of the CPU's mode: a fixed one given to the
+/// VMM does not stick to the connections it makes.
+#[test]
+fn mode_following_overrides_a_fixed_gdb_arch() {
+    if !common::kvm_available("modes run, x86-64") {
+        return;
+    }
+    modes_kernel_followed_through_every_mode(&["--gdb-arch", "x86-64"]);
+}
+
+/// The `modes` kernel under `gdbvisor-connect`, stopped in 16-, 32- and 64-bit code.
+fn modes_kernel_followed_through_every_mode(vmm_args: &[&str]) {
+    let (_vmm, port) = Vmm::held_on_tcp(&kernel("modes"), vmm_args);
     let run = gdb(
         Some(&elf("modes")),
         &[
@@ -66,7 +66,9 @@ fn modes_kernel_one_run_stops_in_16_32_and_64_bit_code() {
         ],
     );
     run.assert_ok()
-        .assert_stdout_has("gdbvisor: connected to 127.0.0.1:")
+        .assert_stdout_has(&format!(
+            "gdbvisor: connected to 127.0.0.1:{port} as i8086\n"
+        ))
         .assert_stdout_has("gdbvisor: CPU mode changed: reconnecting as i386 (was i8086)")
         .assert_stdout_has("gdbvisor: CPU mode changed: reconnecting as i386:x86-64 (was i386)")
         .assert_stdout_has("[Inferior 1 (process 1) exited with code 01]");

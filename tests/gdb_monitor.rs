@@ -75,9 +75,29 @@ fn elf64_registers_tables_paging_memory_and_errors() {
             "frob",
             "help walk",
             "help",
+            "arch",
+            "arch i386",
+            "arch mode",
+            "arch i386 now",
         ],
     );
     run.assert_ok();
+    assert_section(&run, "arch", &["i386:x86-64 i386:x86-64"]);
+    assert_section(
+        &run,
+        "arch i386",
+        &["gdb connections from now on get the i386 description; this one keeps x86-64"],
+    );
+    assert_section(
+        &run,
+        "arch mode",
+        &["gdb connections from now on get the description of vCPU 0's mode as they attach (x86-64 now); this one keeps x86-64"],
+    );
+    assert_section(
+        &run,
+        "arch i386 now",
+        &["usage: arch [mode|i8086|i386|x86-64]  (e.g. monitor arch mode)"],
+    );
     assert_section(
         &run,
         "mode",

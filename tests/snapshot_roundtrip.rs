@@ -3,7 +3,7 @@
 //! no KVM, and gdb must get the same answers from both: every register (`info all-registers`:
 //! general, segment, control, debug, descriptor-table, x87/SSE), every monitor view, `x/`, and
 //! thousands of memory reads — RAM, unmapped pages, and mapped addresses past the end of RAM
-//! (refused by both: never zeros). Also `--dump-on-crash` and `--expect-exit`.
+//! (refused by both: never zeros). Also `--dump-on-crash`, `--expect-exit` and `--dump-at-exit`.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::session;
+use gdbvisor::snapshot::Snapshot;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -306,5 +307,167 @@ fn dump_on_crash_saves_triple_faults_and_unexpected_exits() {
         shown.stdout.contains("vCPU 0: Real") && shown.stdout.contains("rip=0000000000007c04"),
         "{shown}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first guest-physical address where two snapshots' RAM differs, or where their RAM
+/// ranges do.
+fn first_ram_difference(a: &Snapshot, b: &Snapshot) -> Option<String> {
+    if a.ram.ranges() != b.ram.ranges() {
+        return Some(format!(
+            "ranges {:x?} vs {:x?}",
+            a.ram.ranges(),
+            b.ram.ranges()
+        ));
+    }
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    for (start, len) in a.ram.ranges() {
+        for at in (start..start + len).step_by(x.len()) {
+            let n = (start + len - at).min(x.len() as u64) as usize;
+            a.ram.read(at, &mut x[..n]).unwrap();
+            b.ram.read(at, &mut y[..n]).unwrap();
+            if let Some(i) = (0..n).find(|&i| x[i] != y[i]) {
+                let addr = at + i as u64;
+                return Some(format!("{addr:#x}: {:#04x} vs {:#04x}", x[i], y[i]));
+            }
+        }
+    }
+    None
+}
+
+/// `--dump-at-exit`: the guest's final state, saved whatever ended the run, with or without
+/// gdb. `mb2-long` depends on nothing but its own code, so its final state alone and under gdb
+/// (breakpoints planted in the 32- and 64-bit code it runs) must be the same, memory byte for
+/// byte: no debugger 0xCC left behind.
+#[test]
+fn dump_at_exit_saves_the_same_final_state_alone_and_under_gdb() {
+    if !common::kvm_available("dump at exit") {
+        return;
+    }
+    let elf = common::kernel_elf("mb2-long");
+    let kernel = elf.to_str().unwrap();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let alone = tmp.join(format!("{}-mb2-long-alone.core", std::process::id()));
+    let under_gdb = tmp.join(format!("{}-mb2-long-gdb.core", std::process::id()));
+    let _ = std::fs::remove_file(&under_gdb);
+    let run = common::run_gdbvisor(&[
+        "--kernel",
+        kernel,
+        "-m",
+        "16M",
+        "--dump-at-exit",
+        alone.to_str().unwrap(),
+    ]);
+    run.assert_status(1)
+        .assert_stdout_line("mb2-long: done")
+        .assert_stderr_has(&format!("gdbvisor: state saved to {} (", alone.display()));
+    // Without gdb the file prints its registers: long mode, RIP past the `out` that ended it.
+    let shown = common::run_gdbvisor(&["--snapshot", alone.to_str().unwrap()]);
+    shown.assert_status(0);
+    let rip = common::symbol(&elf, "debug_exit64") + 2;
+    assert!(
+        shown.stdout.contains("vCPU 0: Long64")
+            && shown.stdout.contains(&format!("rip={rip:016x}")),
+        "{shown}"
+    );
+    // gdb on the file sees what the kernel computed, and its code.
+    let vmm = env!("CARGO_BIN_EXE_gdbvisor");
+    let on_file = common::gdb::gdb(
+        Some(&elf),
+        &common::gdb::cmds(&[
+            &format!(
+                "target remote | {vmm} --snapshot {} --gdb stdio",
+                alone.display()
+            ),
+            "p/x *(long *)&result",
+            "x/i sum_to",
+            "kill",
+        ]),
+    );
+    on_file
+        .assert_ok()
+        .assert_stdout_has("$1 = 0x37")
+        .assert_stdout_has("<sum_to>:\txor    %eax,%eax");
+
+    let under = common::gdb::gdb(
+        Some(&elf),
+        &common::gdb::cmds(&[
+            &common::gdb::stdio_target(
+                &elf,
+                &format!("-m 16M --dump-at-exit {}", under_gdb.display()),
+            ),
+            "break enter_long_mode",
+            "break kmain",
+            "break sum_to",
+            "continue",
+            "continue",
+            "continue",
+            "continue",
+        ]),
+    );
+    under
+        .assert_ok()
+        .assert_stdout_has("Breakpoint 3, sum_to ()")
+        .assert_stdout_has("[Inferior 1 (process 1) exited with code 01]");
+    // gdb waits for the VMM it started to end (the file is complete), but drops what the VMM
+    // writes on stderr once the connection is closed: the file itself is the proof.
+    let a = Snapshot::open(&alone).expect("the run alone saved a snapshot");
+    let b = Snapshot::open(&under_gdb).expect("the run under gdb saved a snapshot");
+    assert_eq!(
+        first_ram_difference(&a, &b),
+        None,
+        "final memory alone vs under gdb"
+    );
+    let shown_b = common::run_gdbvisor(&["--snapshot", under_gdb.to_str().unwrap()]);
+    assert_eq!(
+        shown.stdout, shown_b.stdout,
+        "final registers alone vs under gdb"
+    );
+    std::fs::remove_file(&alone).unwrap();
+    std::fs::remove_file(&under_gdb).unwrap();
+}
+
+/// `--dump-at-exit` for the other ends: a halt (the demo) and a triple fault, where
+/// `--dump-on-crash` saves the same state too.
+#[test]
+fn dump_at_exit_after_a_halt_and_beside_dump_on_crash() {
+    if !common::kvm_available("dump at exit, halt and triple fault") {
+        return;
+    }
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.join(format!("{}-at-exit-dumps", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let at_exit = dir.join("end.core");
+    let end = at_exit.to_str().unwrap();
+
+    let run = common::run_gdbvisor(&["demo", "-m", "16M", "--dump-at-exit", end]);
+    run.assert_status(0)
+        .assert_stderr_has(&format!("gdbvisor: state saved to {end} ("));
+    let halt = common::symbol(&common::kernel_elf("modes-halt"), "halt_forever");
+    let shown = common::run_gdbvisor(&["--snapshot", end]);
+    assert!(
+        shown.stdout.contains("vCPU 0: Long64, halted")
+            && shown.stdout.contains(&format!("rip={:016x}", halt + 1)),
+        "{shown}"
+    );
+    std::fs::remove_file(&at_exit).unwrap();
+
+    let triple = common::kernel("triple");
+    let args = ["--kernel", triple.to_str().unwrap(), "-m", "16M"];
+    let d = dir.to_str().unwrap();
+    let run =
+        common::run_gdbvisor(&[&args[..], &["--dump-on-crash", d, "--dump-at-exit", end]].concat());
+    run.assert_status(4);
+    let names = cores(&dir);
+    assert_eq!(names.len(), 2, "{names:?}\n{run}");
+    let crash = names
+        .iter()
+        .find(|n| n.ends_with("-triple-fault.core"))
+        .unwrap();
+    let a = Snapshot::open(&dir.join(crash)).unwrap();
+    let b = Snapshot::open(&at_exit).unwrap();
+    assert_eq!(first_ram_difference(&a, &b), None);
+    assert_eq!(a.cpus[0].regs.rip, b.cpus[0].regs.rip);
     let _ = std::fs::remove_dir_all(&dir);
 }

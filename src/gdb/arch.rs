@@ -63,6 +63,22 @@ impl RegLayout {
         }
     }
 
+    /// The name `--gdb-arch` and `monitor arch` know this layout by.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RegLayout::I8086 => "i8086",
+            RegLayout::I386 => "i386",
+            RegLayout::X86_64 => "x86-64",
+        }
+    }
+
+    /// The layout [`RegLayout::name`] gives `name`.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        [RegLayout::I8086, RegLayout::I386, RegLayout::X86_64]
+            .into_iter()
+            .find(|layout| layout.name() == name)
+    }
+
     /// The `<architecture>` name gdb knows this layout by.
     pub fn architecture(self) -> &'static str {
         match self {
@@ -94,6 +110,29 @@ impl RegLayout {
 
     fn is_64(self) -> bool {
         self == RegLayout::X86_64
+    }
+}
+
+/// Which description a gdb connection is served when it attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchChoice {
+    /// `--gdb-arch auto`: that of the file gdb loads (the kernel's ELF class). The runner turns
+    /// it into [`ArchChoice::Fixed`] once it knows the kernel; with no kernel file (a snapshot)
+    /// it acts as [`ArchChoice::Mode`].
+    Kernel,
+    /// That of vCPU 0's CPU mode at attach time (what `gdbvisor-connect` asks for).
+    Mode,
+    /// This one, whatever the mode.
+    Fixed(RegLayout),
+}
+
+impl ArchChoice {
+    /// The layout, unless it is that of the CPU's mode at attach time.
+    pub(crate) fn fixed(self) -> Option<RegLayout> {
+        match self {
+            ArchChoice::Fixed(layout) => Some(layout),
+            ArchChoice::Kernel | ArchChoice::Mode => None,
+        }
     }
 }
 

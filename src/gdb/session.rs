@@ -8,7 +8,7 @@ use std::sync::Arc;
 use gdbstub::stub::{DisconnectReason, GdbStub};
 use thiserror::Error;
 
-use crate::gdb::arch::RegLayout;
+use crate::gdb::arch::ArchChoice;
 use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInput, SharedInbox};
 use crate::gdb::event_loop::{serve_client, stop_the_rest};
 use crate::gdb::target::{TargetFault, VmTarget};
@@ -35,11 +35,15 @@ pub struct GdbOptions {
     pub endpoint: GdbEndpoint,
     /// Hold the guest before its first instruction until gdb attaches.
     pub wait: bool,
-    /// Force a register description instead of following the CPU mode at attach time.
-    pub arch: Option<RegLayout>,
-    /// What to save when the run ends badly with no gdb attached (`--dump-on-crash`).
+    /// The register description a connection gets (`monitor arch` changes it for later ones).
+    pub arch: ArchChoice,
+    /// What to save when the run ends (`--dump-on-crash` only with no gdb attached).
     pub post_mortem: PostMortem,
 }
+
+/// How the run ended, and the event that ended it while no gdb was attached (what
+/// `--dump-on-crash` judges).
+type Ended = (RunEnd, Option<VcpuEvent>);
 
 /// Runs the VM with a gdb endpoint until the guest ends or gdb kills it.
 pub fn serve(
@@ -63,17 +67,35 @@ pub fn serve(
     conn::listen(&options.endpoint, notifier, session.clone(), note)
         .map_err(SessionError::Listen)?;
     let mut target = VmTarget::new(machine, ram, slots, block_irq, interrupt.clone());
+    target.arch = options.arch;
     if !options.wait {
         target.resume_all()?;
     }
+    let (end, event) = run_to_end(&mut target, &inbox, &session, &options)?;
+    // Every vCPU is stopped (and our 0xCC bytes are out of memory) before the VM is saved.
+    stop_the_rest(&mut target, &inbox)?;
+    let ram = target.ram.clone();
+    options
+        .post_mortem
+        .after(event.as_ref(), &end, &mut target.machine, &ram);
+    Ok(end)
+}
+
+/// Serves the VM and each gdb that attaches until the run ends.
+fn run_to_end(
+    target: &mut VmTarget,
+    inbox: &SharedInbox,
+    session: &AtomicBool,
+    options: &GdbOptions,
+) -> Result<Ended, SessionError> {
     loop {
         let input = inbox.borrow_mut().next(Some(HALT_POLL));
-        if interrupt.swap(false, Ordering::SeqCst) {
+        if target.interrupt.swap(false, Ordering::SeqCst) {
             // Ctrl-C with no gdb attached: stop cleanly, as without gdb.
-            stop_the_rest(&mut target, &inbox)?;
+            stop_the_rest(target, inbox)?;
             target.pending.clear();
             eprintln!("gdbvisor: interrupted");
-            return Ok(RunEnd::Interrupted);
+            return Ok((RunEnd::Interrupted, None));
         }
         match input {
             None => target.machine.kick_running(),
@@ -84,24 +106,15 @@ pub fn serve(
                     continue;
                 }
                 // Without gdb, a run ends as it would without a gdb endpoint.
-                stop_the_rest(&mut target, &inbox)?;
+                stop_the_rest(target, inbox)?;
                 let end = report_event(&mut target.machine, id, event.clone())?;
-                let ram = target.ram.clone();
-                options
-                    .post_mortem
-                    .after(&event, &end, &mut target.machine, &ram);
-                return Ok(end);
+                return Ok((end, Some(event)));
             }
             Some(LoopInput::NewClient(client)) => {
-                let end = attach(&mut target, &inbox, client, &options)?;
+                let ended = attach(target, inbox, client, options)?;
                 session.store(false, Ordering::SeqCst);
-                if let Some(end) = end {
-                    return Ok(end);
-                }
-                if options.endpoint == GdbEndpoint::Stdio {
-                    // Nobody can attach again through stdin.
-                    eprintln!("gdbvisor: gdb went away from stdio; ending the VM");
-                    return Ok(RunEnd::Killed);
+                if let Some(ended) = ended {
+                    return Ok(ended);
                 }
             }
             // Left over from a gdb that has gone.
@@ -110,20 +123,20 @@ pub fn serve(
     }
 }
 
-/// One gdb session. `Some(end)` when the VM is over; `None` when gdb left and the guest runs
-/// (or is held) without it.
+/// One gdb session. `Some` when the VM is over; `None` when gdb left and the guest runs (or is
+/// held) without it.
 fn attach(
     target: &mut VmTarget,
     inbox: &SharedInbox,
     client: Client,
     options: &GdbOptions,
-) -> Result<Option<RunEnd>, SessionError> {
+) -> Result<Option<Ended>, SessionError> {
     log::info!("gdb attached from {}", client.peer);
     stop_the_rest(target, inbox)?;
     inbox
         .borrow_mut()
         .attach_reader(client.reader, client.reader_fd);
-    target.layout = match options.arch {
+    target.layout = match target.arch.fixed() {
         Some(layout) => layout,
         None => target.snapshot(0)?.layout(),
     };
@@ -140,15 +153,15 @@ fn attach(
         .expect("a packet buffer is given");
     let result = serve_client(stub, target);
     if let Some(end) = target.run_end.clone() {
-        return Ok(Some(end));
+        return Ok(Some((end, None)));
     }
     match result {
         Ok(DisconnectReason::Kill) => {
             eprintln!("gdbvisor: gdb killed the VM");
-            Ok(Some(RunEnd::Killed))
+            Ok(Some((RunEnd::Killed, None)))
         }
         Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
-            Ok(Some(RunEnd::Killed))
+            Ok(Some((RunEnd::Killed, None)))
         }
         Ok(DisconnectReason::Disconnect) | Err(_) => {
             if let Err(e) = &result {
@@ -161,11 +174,12 @@ fn attach(
             if let Some((id, event)) = target.pending.pop_front() {
                 target.pending.clear();
                 let end = report_event(&mut target.machine, id, event.clone())?;
-                let ram = target.ram.clone();
-                options
-                    .post_mortem
-                    .after(&event, &end, &mut target.machine, &ram);
-                return Ok(Some(end));
+                return Ok(Some((end, Some(event))));
+            }
+            if options.endpoint == GdbEndpoint::Stdio {
+                // Nobody can attach again through stdin.
+                eprintln!("gdbvisor: gdb went away from stdio; ending the VM");
+                return Ok(Some((RunEnd::Killed, None)));
             }
             if target.hold {
                 eprintln!("gdbvisor: gdb detached; the guest stays stopped for the next gdb (monitor hold)");

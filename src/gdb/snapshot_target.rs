@@ -30,7 +30,9 @@ use gdbstub::target::ext::target_description_xml_override::{
 use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
-use crate::gdb::arch::{target_xml_part, GdbvisorArch, RegLayout, X86RegId, X86Registers};
+use crate::gdb::arch::{
+    target_xml_part, ArchChoice, GdbvisorArch, RegLayout, X86RegId, X86Registers,
+};
 use crate::gdb::conn::{self, GdbConnection, GdbEndpoint, Inbox, LoopInput};
 use crate::gdb::monitor::msr;
 use crate::gdb::monitor::{handle_monitor, Lines, MonitorError, MonitorHost};
@@ -48,7 +50,10 @@ const CANNOT_RUN: &str = "gdbvisor: this is a snapshot: the guest cannot run (co
 
 pub struct SnapshotTarget {
     pub snapshot: Snapshot,
+    /// The description this connection is served.
     pub layout: RegLayout,
+    /// The description connections get when they attach (`--gdb-arch`, `monitor arch`).
+    pub(crate) arch: ArchChoice,
     /// The vCPU gdb last read: monitor commands act on it.
     pub current: u8,
     /// `monitor phys on`: gdb's memory addresses are guest-physical.
@@ -60,6 +65,7 @@ impl SnapshotTarget {
         SnapshotTarget {
             snapshot,
             layout: RegLayout::X86_64,
+            arch: ArchChoice::Mode,
             current: 0,
             phys_mode: false,
         }
@@ -108,6 +114,10 @@ impl MonitorHost for SnapshotTarget {
 
     fn served_layout(&self) -> RegLayout {
         self.layout
+    }
+
+    fn set_arch(&mut self, choice: ArchChoice) {
+        self.arch = choice;
     }
 
     fn set_phys_mode(&mut self, on: bool) {
@@ -436,6 +446,7 @@ pub fn serve(
     )
     .map_err(SessionError::Listen)?;
     let mut target = SnapshotTarget::new(snapshot);
+    target.arch = options.arch;
     loop {
         let input = inbox.borrow_mut().next(Some(HALT_POLL));
         if interrupt.swap(false, Ordering::SeqCst) {
@@ -449,7 +460,10 @@ pub fn serve(
         inbox
             .borrow_mut()
             .attach_reader(client.reader, client.reader_fd);
-        target.layout = options.arch.unwrap_or_else(|| target.cpu(0).layout());
+        target.layout = target
+            .arch
+            .fixed()
+            .unwrap_or_else(|| target.cpu(0).layout());
         let connection = GdbConnection::new(client.writer, inbox.clone());
         let mut packet_buffer = vec![0u8; 0x10000];
         let stub = GdbStub::builder(connection)

@@ -30,7 +30,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use thiserror::Error;
 
 use crate::gdb::arch::{
-    target_xml_part, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
+    target_xml_part, ArchChoice, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
 };
 use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
@@ -101,7 +101,10 @@ pub struct VmTarget {
     pub ram: Arc<GuestRam>,
     slots: Protection,
     pub watchpoints: Watchpoints,
+    /// The description this connection is served.
     pub layout: RegLayout,
+    /// The description connections get when they attach (`--gdb-arch`, `monitor arch`).
+    pub(crate) arch: ArchChoice,
     pub breakpoints: Breakpoints,
     applied: Applied,
     actions: Vec<Action>,
@@ -148,6 +151,7 @@ impl VmTarget {
             slots,
             watchpoints: Watchpoints::default(),
             layout: RegLayout::X86_64,
+            arch: ArchChoice::Mode,
             breakpoints: Breakpoints::default(),
             applied: Applied::default(),
             actions: vec![Action::Stay; count],

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::{Snapshot, SnapshotError};
+use crate::gdb::arch::ArchChoice;
 use crate::gdb::session::{GdbOptions, SessionError};
 use crate::gdb::snapshot_target;
 use crate::vmm::outcome::status;
@@ -58,6 +59,13 @@ pub fn open_and_serve(path: &Path, gdb: Option<GdbOptions>) -> Result<i32, OpenE
         }
         return Ok(status::HALTED);
     };
+    if options.arch == ArchChoice::Kernel {
+        // No kernel file here: the CPU's mode is the best guess at what gdb loads.
+        eprintln!(
+            "gdbvisor: gdb register description {}, that of vCPU 0's mode (a snapshot has no kernel file; --gdb-arch to change)",
+            snapshot.cpus[0].layout().name()
+        );
+    }
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(OpenError::Signal)?;

@@ -1,6 +1,7 @@
-//! `--dump-on-crash DIR`: when a run ends badly, its state is saved before the VM goes away.
+//! What is saved when a run ends: `--dump-on-crash DIR` when it ends badly, `--dump-at-exit
+//! FILE` whatever ended it. Both are snapshots of the stopped VM, taken once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::capture::capture;
 use super::write_core;
@@ -16,6 +17,8 @@ pub struct PostMortem {
     pub dump_dir: Option<PathBuf>,
     /// The exit status the guest's isa-debug-exit should give; another one is a failure.
     pub expect_exit: Option<i32>,
+    /// Saved at every end of the run (`--dump-at-exit`).
+    pub at_exit: Option<PathBuf>,
 }
 
 impl PostMortem {
@@ -36,29 +39,45 @@ impl PostMortem {
         }
     }
 
-    /// Saves the VM if `event` calls for it and prints the file's path (or why it failed); the
-    /// run's exit status does not change either way.
-    pub fn after(&self, event: &VcpuEvent, end: &RunEnd, machine: &mut Machine, ram: &GuestRam) {
-        let (Some(dir), Some(reason)) = (&self.dump_dir, self.reason(event, end)) else {
-            return;
+    /// Saves the stopped VM to every file the run's end calls for and says where (or why it
+    /// could not); the run's exit status does not change either way. `event` is what ended a
+    /// run with no gdb attached; `None` when gdb was attached, where a crash stops in gdb instead
+    /// and only `--dump-at-exit` applies.
+    pub fn after(
+        &self,
+        event: Option<&VcpuEvent>,
+        end: &RunEnd,
+        machine: &mut Machine,
+        ram: &GuestRam,
+    ) {
+        let crash = match (&self.dump_dir, event.and_then(|e| self.reason(e, end))) {
+            (Some(dir), Some(reason)) => {
+                Some(dir.join(format!("gdbvisor-{}-{reason}.core", std::process::id())))
+            }
+            _ => None,
         };
-        let path = dir.join(format!("gdbvisor-{}-{reason}.core", std::process::id()));
-        match save(&path, machine, ram) {
-            Ok(stats) => eprintln!(
-                "gdbvisor: state saved to {} ({stats}); open it with: gdbvisor --snapshot {} --gdb …",
-                path.display(),
-                path.display()
-            ),
-            Err(e) => eprintln!("gdbvisor: cannot save the state to {}: {e}", path.display()),
+        let paths: Vec<PathBuf> = crash.into_iter().chain(self.at_exit.clone()).collect();
+        if paths.is_empty() {
+            return;
+        }
+        let cpus = match capture(machine) {
+            Ok(cpus) => cpus,
+            Err(e) => {
+                for path in &paths {
+                    eprintln!("gdbvisor: cannot save the state to {}: {e}", path.display());
+                }
+                return;
+            }
+        };
+        for path in &paths {
+            match write_core(path, &cpus, ram) {
+                Ok(stats) => eprintln!(
+                    "gdbvisor: state saved to {} ({stats}); open it with: gdbvisor --snapshot {} --gdb …",
+                    path.display(),
+                    path.display()
+                ),
+                Err(e) => eprintln!("gdbvisor: cannot save the state to {}: {e}", path.display()),
+            }
         }
     }
-}
-
-fn save(
-    path: &Path,
-    machine: &mut Machine,
-    ram: &GuestRam,
-) -> Result<super::WriteStats, super::SnapshotError> {
-    let cpus = capture(machine)?;
-    write_core(path, &cpus, ram)
 }

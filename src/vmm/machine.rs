@@ -232,6 +232,19 @@ impl Machine {
         }
     }
 
+    /// Stops every running vCPU and drops the reports of their stops (the run is over). Only
+    /// for a machine with its own event channel ([`Machine::start`]).
+    pub(crate) fn stop_every_vcpu(&mut self) -> Result<(), MachineError> {
+        let no_interrupt = AtomicBool::new(false);
+        self.stop_all();
+        while self.any_running() {
+            if let (id, Err(e)) = self.wait_event(&no_interrupt, None)? {
+                log::warn!("vCPU {id}: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// Waits for the next vCPU event, kicking running vCPUs every [`HALT_POLL`] so halts are
     /// seen; `interrupt` set by another thread (Ctrl-C) or a passed `deadline` stops every vCPU.
     pub fn wait_event(

@@ -214,6 +214,22 @@ impl Vmm {
         }
     }
 
+    /// A VMM holding `kernel` before its first instruction (`-S`) for gdb on a free TCP port,
+    /// with `extra` flags; the port is the one its readiness line names.
+    pub fn held_on_tcp(kernel: &Path, extra: &[&str]) -> (Vmm, u16) {
+        let mut args = vec![
+            "--kernel",
+            kernel.to_str().expect("a UTF-8 path"),
+            "--gdb",
+            "tcp:127.0.0.1:0",
+            "-S",
+        ];
+        args.extend(extra);
+        let vmm = Vmm::start(&args);
+        let port = vmm.tcp_port();
+        (vmm, port)
+    }
+
     pub fn transcript(&self) -> String {
         format!(
             "--- VMM stdout\n{}--- VMM stderr\n{}",

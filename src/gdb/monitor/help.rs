@@ -160,9 +160,9 @@ pub const COMMANDS: &[Command] = &[
     cmd(
         "arch",
         &[],
-        "",
-        "gdb architecture of vCPU 0's mode now, and of this session",
-        "arch",
+        "[mode|i8086|i386|x86-64]",
+        "gdb architecture of vCPU 0's mode now, and of this session; with an argument, the description later gdb connections get (mode: that of the CPU's mode as they attach)",
+        "arch mode",
     ),
 ];
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::help::usage;
 use super::{msr, Lines, MonitorError, MonitorHost};
-use crate::gdb::arch::RegLayout;
+use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::regs::CpuSnapshot;
 use crate::gdb::target::{TargetFault, VmTarget};
 use crate::snapshot::capture::read_pdptrs;
@@ -31,6 +31,10 @@ impl MonitorHost for VmTarget {
 
     fn served_layout(&self) -> RegLayout {
         self.layout
+    }
+
+    fn set_arch(&mut self, choice: ArchChoice) {
+        self.arch = choice;
     }
 
     fn set_phys_mode(&mut self, on: bool) {

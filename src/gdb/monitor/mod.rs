@@ -20,7 +20,7 @@ use std::sync::Arc;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 use thiserror::Error;
 
-use crate::gdb::arch::RegLayout;
+use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::regs::CpuSnapshot;
 use crate::gdb::target::{TargetFault, VmTarget};
 use crate::vmm::memory::GuestRam;
@@ -54,6 +54,8 @@ pub trait MonitorHost {
     fn guest_ram(&self) -> Arc<GuestRam>;
     /// The register description this gdb session is served.
     fn served_layout(&self) -> RegLayout;
+    /// `arch mode|LAYOUT`: the description gdb connections get from now on.
+    fn set_arch(&mut self, choice: ArchChoice);
     /// `phys on|off`: gdb's memory addresses are guest-physical (on) or linear.
     fn set_phys_mode(&mut self, on: bool);
     /// `threads`: one line per vCPU.
@@ -127,16 +129,7 @@ fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> L
     match name {
         "help" => help::help(args),
         "hold" | "catch" | "msr" | "dump" => target.host_command(vcpu, name, args),
-        "arch" => {
-            // What gdb should `set architecture` to for the mode vCPU 0 is in now, and
-            // what this session serves (the helper reconnects when they differ).
-            let now = target.cpu_state(0)?.layout();
-            no_args(Ok(vec![format!(
-                "{} {}",
-                now.architecture(),
-                target.served_layout().architecture()
-            )]))
-        }
+        "arch" => arch(target, args),
         "phys" => match args {
             ["on"] => {
                 target.set_phys_mode(true);
@@ -176,4 +169,37 @@ fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> L
             }
         }
     }
+}
+
+/// `arch`: the gdb architecture of vCPU 0's mode now and the one this session serves (the
+/// helper reconnects when they differ); `arch mode|LAYOUT` sets what later connections get.
+fn arch<T: MonitorHost>(target: &mut T, args: &[&str]) -> Lines {
+    let now = target.cpu_state(0)?.layout();
+    let served = target.served_layout();
+    let (choice, what) = match args {
+        [] => {
+            return Ok(vec![format!(
+                "{} {}",
+                now.architecture(),
+                served.architecture()
+            )])
+        }
+        ["mode"] => (
+            ArchChoice::Mode,
+            format!(
+                "the description of vCPU 0's mode as they attach ({} now)",
+                now.name()
+            ),
+        ),
+        [name] => match RegLayout::from_name(name) {
+            Some(layout) => (ArchChoice::Fixed(layout), format!("the {name} description")),
+            None => return Err(help::usage("arch")),
+        },
+        _ => return Err(help::usage("arch")),
+    };
+    target.set_arch(choice);
+    Ok(vec![format!(
+        "gdb connections from now on get {what}; this one keeps {}",
+        served.name()
+    )])
 }
