@@ -53,8 +53,8 @@ extern const u64 isr_stub_table[32];
 extern u8 ist1_stack[], ist1_top[];
 
 /*
- * Progress marker, written at each stage (the sequence is in test-kernels/README.md). It is
- * the first C data after the GDT: both sit on one 4 KiB page (transparency.ld checks it).
+ * Progress marker, written at each stage (the sequence is in test-kernels/README.md). It comes
+ * after the GDT, the TSS and the IDT, on the GDT's 4 KiB page (transparency.ld checks it).
  */
 volatile u32 boot_stage = 0xffffffffu;
 
