@@ -589,6 +589,29 @@ fn snapshot_bytes(path: &Path, addr: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// `len` bytes at address `addr` of `section` in the ELF file (readelf gives its address and
+/// file offset).
+fn elf_bytes(elf: &Path, section: &str, addr: u64, len: usize) -> Vec<u8> {
+    let out = Command::new("readelf")
+        .arg("-SW")
+        .arg(elf)
+        .output()
+        .expect("readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == section))
+        .unwrap_or_else(|| panic!("no {section} in {}", elf.display()))
+        .split_whitespace()
+        .collect();
+    let at = fields.iter().position(|w| *w == section).unwrap();
+    let base = u64::from_str_radix(fields[at + 2], 16).unwrap();
+    let offset = u64::from_str_radix(fields[at + 3], 16).unwrap();
+    let file = std::fs::read(elf).expect("read ELF");
+    let start = (offset + addr - base) as usize;
+    file[start..start + len].to_vec()
+}
+
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
@@ -678,6 +701,7 @@ fn transparency_alone() {
     assert_eq!(base.status, 1, "{}", base.log);
     assert_eq!(base.serial, transparency_output(1), "{}", base.log);
     let dump = base.dump.as_ref().expect("a snapshot at the exit");
+    let image = elf_bytes(&k.elf, ".rodata", k.sym("gdt"), 0x30);
     let gdt = snapshot_bytes(dump, k.sym("gdt"), 0x30);
     for (selector, source) in [
         (0x08, 0x00cf9a000000ffffu64),
@@ -685,11 +709,17 @@ fn transparency_alone() {
         (0x18, 0x00af9a000000ffff),
     ] {
         assert_eq!(
+            u64_at(&image, selector),
+            source,
+            "GDT {selector:#x} in the ELF"
+        );
+        assert_eq!(
             u64_at(&gdt, selector),
             source | 1 << 40,
             "GDT {selector:#x}: the CPU set the Accessed bit"
         );
     }
+    assert_eq!(image[0x25], 0x89, "TSS descriptor in the ELF: available");
     assert_eq!(gdt[0x25], 0x8b, "TSS descriptor: busy after ltr");
     let stage = snapshot_bytes(dump, k.sym("boot_stage"), 4);
     assert_eq!(u32::from_le_bytes(stage.try_into().unwrap()), 7);
