@@ -1,7 +1,8 @@
-//! Builds the test kernels in `test-kernels/` with GNU binutils.
+//! Builds the test kernels in `test-kernels/` with GNU binutils (and gcc for C parts).
 //!
-//! The kernels are GNU `as` sources plus linker scripts; no binary is committed. This module
-//! assembles one with `as`, links it with `ld` and, for flat images, extracts the raw bytes with
+//! The kernels are GNU `as` sources plus linker scripts, some with C files as well; no binary is
+//! committed. This module assembles one with `as`, compiles its C files with `gcc`
+//! ([`GCC_FLAGS`]), links the objects with `ld` and, for flat images, extracts the raw bytes with
 //! `objcopy -O binary`. It uses only `std`, so `build.rs` includes the same file with
 //! `#[path = "src/test_kernels.rs"] mod test_kernels;` to embed the demo kernel.
 //!
@@ -53,6 +54,30 @@ pub const KERNELS: &[&str] = &[
     "pvhinfo",
     "smp",
     "mb2-long",
+    "transparency",
+];
+
+/// How C sources of a test kernel are compiled (`gcc FLAGS -c`): freestanding kernel code as
+/// hobby kernels build it. No red zone (interrupts push onto the interrupted stack), general
+/// registers only (no SSE: the nested KVM here emulates kernel code and lacks most of SSE), no
+/// PIC, no stack protector or CET `endbr64` (neither exists without a runtime), DWARF for gdb.
+pub const GCC_FLAGS: &[&str] = &[
+    "-m64",
+    "-std=gnu11",
+    "-ffreestanding",
+    "-fno-builtin",
+    "-nostdlib",
+    "-mno-red-zone",
+    "-mgeneral-regs-only",
+    "-fno-pic",
+    "-fno-pie",
+    "-fno-stack-protector",
+    "-fcf-protection=none",
+    "-fno-asynchronous-unwind-tables",
+    "-O1",
+    "-g",
+    "-Wall",
+    "-Wextra",
 ];
 
 /// How the VMM boots a kernel (what `--format` would say for it).
@@ -96,6 +121,9 @@ pub struct KernelSpec {
     pub bits: ObjectBits,
     /// `--defsym NAME=VALUE` pairs passed to `as`.
     pub defsyms: &'static [(&'static str, &'static str)],
+    /// C files in `test-kernels/`, compiled with `gcc` ([`GCC_FLAGS`]) and linked after the
+    /// assembly source's object, in this order. Only for [`ObjectBits::Bits64`] kernels.
+    pub c_sources: &'static [&'static str],
     /// How the VMM boots it; [`BootFormat::Flat`] and [`BootFormat::Multiboot1Aout`] get a
     /// flat image from `objcopy -O binary`.
     pub format: BootFormat,
@@ -121,6 +149,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "flat.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Flat,
         exit_status: Some(1),
     },
@@ -130,6 +159,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "flat.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[("HALT_AT_END", "1")],
+        c_sources: &[],
         format: BootFormat::Flat,
         exit_status: None,
     },
@@ -139,6 +169,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
@@ -148,6 +179,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
@@ -157,6 +189,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
@@ -166,6 +199,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &[],
         format: BootFormat::Multiboot1Aout,
         exit_status: Some(1),
     },
@@ -175,6 +209,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Elf64,
         exit_status: Some(67),
     },
@@ -184,6 +219,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[("BUSY_LOOPS", "300000")],
+        c_sources: &[],
         format: BootFormat::Elf64,
         exit_status: Some(67),
     },
@@ -193,6 +229,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
@@ -202,6 +239,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Elf64,
         exit_status: Some(1),
     },
@@ -211,6 +249,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "flat.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Flat,
         exit_status: Some(1),
     },
@@ -220,6 +259,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "flat.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Flat,
         exit_status: None,
     },
@@ -229,6 +269,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "shim.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: None,
     },
@@ -238,6 +279,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Elf64,
         exit_status: Some(1),
     },
@@ -247,6 +289,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: None,
     },
@@ -256,6 +299,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Elf64,
         exit_status: Some(1),
     },
@@ -265,6 +309,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Elf64,
         exit_status: Some(1),
     },
@@ -274,6 +319,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot2Elf,
         exit_status: Some(1),
     },
@@ -283,6 +329,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[("ADDRESS_TAG", "1")],
+        c_sources: &[],
         format: BootFormat::Multiboot2Addr,
         exit_status: Some(1),
     },
@@ -292,6 +339,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "pvh.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Pvh,
         exit_status: Some(1),
     },
@@ -301,6 +349,7 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits32,
         defsyms: &[],
+        c_sources: &[],
         format: BootFormat::Multiboot1Elf,
         exit_status: Some(1),
     },
@@ -310,6 +359,17 @@ const SPECS: &[KernelSpec] = &[
         linker_script: "multiboot.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
+        c_sources: &[],
+        format: BootFormat::Multiboot2Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "transparency",
+        source: "transparency.S",
+        linker_script: "transparency.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        c_sources: &["transparency.c"],
         format: BootFormat::Multiboot2Elf,
         exit_status: Some(1),
     },
@@ -354,14 +414,14 @@ pub enum KernelBuildError {
     },
     /// A tool could not be started (not installed?).
     ToolMissing {
-        /// `as`, `ld` or `objcopy`.
+        /// `as`, `gcc`, `ld` or `objcopy`.
         tool: String,
         /// The underlying error.
         source: io::Error,
     },
     /// A tool ran and failed.
     ToolFailed {
-        /// `as`, `ld` or `objcopy`.
+        /// `as`, `gcc`, `ld` or `objcopy`.
         tool: String,
         /// The command line, for copying into a shell.
         command: String,
@@ -385,7 +445,7 @@ impl fmt::Display for KernelBuildError {
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Self::ToolMissing { tool, source } => write!(
                 f,
-                "cannot run `{tool}` ({source}); install GNU binutils to build the test kernels"
+                "cannot run `{tool}` ({source}); install GNU binutils (and gcc, for kernels with C sources) to build the test kernels"
             ),
             Self::ToolFailed {
                 tool,
@@ -518,7 +578,25 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
         as_args.push(format!("{sym}={value}"));
     }
     as_args.extend(["-o".to_string(), p(obj.clone()), p(src.join(spec.source))]);
-    let ld_args = vec![
+    let mut cmds = vec![("as", as_args)];
+    let mut objects = vec![p(obj)];
+    for c in spec.c_sources {
+        let stem = Path::new(c)
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let c_obj = tmp.join(format!("{}-{stem}.c.o", spec.name));
+        let mut gcc_args: Vec<String> = GCC_FLAGS.iter().map(|f| f.to_string()).collect();
+        gcc_args.extend([
+            "-c".to_string(),
+            "-o".to_string(),
+            p(c_obj.clone()),
+            p(src.join(c)),
+        ]);
+        cmds.push(("gcc", gcc_args));
+        objects.push(p(c_obj));
+    }
+    let mut ld_args = vec![
         "-m".to_string(),
         emulation.to_string(),
         "-z".to_string(),
@@ -527,9 +605,9 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
         p(src.join(spec.linker_script)),
         "-o".to_string(),
         p(elf.clone()),
-        p(obj),
     ];
-    let mut cmds = vec![("as", as_args), ("ld", ld_args)];
+    ld_args.extend(objects);
+    cmds.push(("ld", ld_args));
     if spec.has_flat() {
         let bin = tmp.join(format!("{}.bin", spec.name));
         cmds.push((
@@ -614,6 +692,14 @@ mod tests {
             let s = spec(name).expect("spec");
             assert!(source_dir().join(s.source).is_file(), "{name}: source");
             assert!(source_dir().join(s.linker_script).is_file(), "{name}: ld");
+            for c in s.c_sources {
+                assert!(source_dir().join(c).is_file(), "{name}: {c}");
+                assert_eq!(
+                    s.bits,
+                    ObjectBits::Bits64,
+                    "{name}: gcc builds 64-bit objects"
+                );
+            }
         }
         assert!(spec("nope").is_none());
     }
