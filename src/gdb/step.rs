@@ -1,14 +1,20 @@
-//! Stepping an `int3`, `int1` or `int n`: the step ends at the handler's first instruction, as
-//! on a CPU with TF set. The handler's entry is found in the IVT/IDT by our own decoders and
-//! caught with a debug register, because the instruction itself may be completed by the VMM
-//! (a software-nested KVM cannot) and KVM's single step would then report a later instruction.
+//! Steps a single step gets wrong, run to a debug register instead:
+//! - `int3`, `int1` or `int n`: the step ends at the handler's first instruction, as on a CPU
+//!   with TF set. The handler's entry is found in the IVT/IDT by our own decoders, because the
+//!   instruction itself may be completed by the VMM (a software-nested KVM cannot) and KVM's
+//!   single step would then report a later instruction.
+//! - `iret`: the step ends where it returns to. A software-nested KVM's single step over an
+//!   `iret` that pops TF clear runs one instruction further.
 
 use crate::gdb::regs::CpuSnapshot;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::vcpu::from_kvm_segment;
 use crate::x86::cpu::CpuMode;
+use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::{LinearMemory, PagedMemory};
-use crate::x86::segment::{cache_from_tables, Descriptor, SystemType, TableRegister};
+use crate::x86::segment::{
+    cache_from_tables, Descriptor, SegmentSelector, SystemType, TableRegister,
+};
 
 /// Linear address of the first instruction of the handler for `vector`, if the tables name one.
 pub fn handler_entry(ram: &GuestRam, snapshot: &CpuSnapshot, vector: u8) -> Option<u64> {
@@ -51,4 +57,41 @@ pub fn handler_entry(ram: &GuestRam, snapshot: &CpuSnapshot, vector: u8) -> Opti
     let ldtr = from_kvm_segment(&snapshot.sregs.ldt);
     let code = cache_from_tables(&mem, gdtr, &ldtr, gate.selector, false).ok()??;
     Some(code.base.wrapping_add(gate.offset) & 0xffff_ffff)
+}
+
+/// Linear address an `iret` (the instruction `bytes` at the vCPU's pc) returns to: the IP and
+/// CS it pops from the stack, CS resolved through the GDT/LDT outside real mode.
+pub fn iret_return(ram: &GuestRam, snapshot: &CpuSnapshot, bytes: &[u8]) -> Option<u64> {
+    let mode = snapshot.mode();
+    let width = DecodedInsn::decode(bytes, snapshot.regs.rip, mode)?.iret_slot_bytes()?;
+    let mem = PagedMemory::new(ram, snapshot.control_regs());
+    let ss = &snapshot.sregs.ss;
+    let top = match mode {
+        CpuMode::Long64 => snapshot.regs.rsp,
+        _ if ss.db != 0 => ss.base.wrapping_add(snapshot.regs.rsp & 0xffff_ffff) & 0xffff_ffff,
+        _ => ss.base.wrapping_add(snapshot.regs.rsp & 0xffff) & 0xffff_ffff,
+    };
+    let mut frame = [0u8; 16];
+    let frame = &mut frame[..2 * width as usize];
+    mem.read_linear(top, frame).ok()?;
+    let slot = |i: usize| {
+        let mut raw = [0u8; 8];
+        raw[..width as usize].copy_from_slice(&frame[i * width as usize..(i + 1) * width as usize]);
+        u64::from_le_bytes(raw)
+    };
+    let (ip, selector) = (slot(0), slot(1) as u16);
+    if matches!(mode, CpuMode::Real | CpuMode::Virtual8086) {
+        return Some((u64::from(selector) << 4) + ip);
+    }
+    let gdtr = TableRegister {
+        base: snapshot.sregs.gdt.base,
+        limit: snapshot.sregs.gdt.limit,
+    };
+    let ldtr = from_kvm_segment(&snapshot.sregs.ldt);
+    let code = cache_from_tables(&mem, gdtr, &ldtr, SegmentSelector(selector), false).ok()??;
+    Some(if code.l {
+        ip
+    } else {
+        code.base.wrapping_add(ip) & 0xffff_ffff
+    })
 }

@@ -34,7 +34,7 @@ use crate::gdb::arch::{
 };
 use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
-use crate::gdb::step::handler_entry;
+use crate::gdb::step::{handler_entry, iret_return};
 use crate::gdb::watchpoints::Watchpoints;
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
@@ -287,8 +287,10 @@ impl VmTarget {
             // stop after the `hlt`, as a step that never lands in the handler.
             let target = if self.at_hlt(id, pc) {
                 Some(pc + 1)
+            } else if let Some(handler) = self.soft_interrupt_handler(id)? {
+                Some(handler)
             } else {
-                self.soft_interrupt_handler(id)?
+                self.iret_target(id)?
             };
             if let Some(target) = target {
                 applied.debug_registers.push(target);
@@ -461,6 +463,17 @@ impl VmTarget {
         };
         let ram = self.ram.clone();
         Ok(handler_entry(&ram, self.core(id)?, soft.vector()))
+    }
+
+    /// Where the `iret` vCPU `id` is about to execute returns to, if it is one.
+    fn iret_target(&mut self, id: u8) -> Result<Option<u64>, TargetFault> {
+        let pc = self.core(id)?.pc();
+        let mut insn = [0u8; 2];
+        let read = self.access_linear(id, pc, 2, |ram, phys, at, n| {
+            ram.read(phys, &mut insn[at..at + n]).is_ok()
+        })?;
+        let ram = self.ram.clone();
+        Ok(iret_return(&ram, self.core(id)?, &insn[..read]))
     }
 
     /// The DR7 data watchpoint whose slot DR6 reports as hit.

@@ -42,6 +42,10 @@ pub const STALL_SAMPLES: u32 = 4;
 /// most this long.
 pub const IRQ_WINDOW_PERIOD: Duration = Duration::from_millis(2);
 
+/// How many stack slots above RSP may lie below a frame's return address: an error code and
+/// what a handler's first instructions pushed.
+pub const FRAME_SEARCH_SLOTS: usize = 4;
+
 /// The stack bytes an interrupt or exception frame may take below a stack top: SS, RSP,
 /// RFLAGS, CS, RIP and an error code, after long mode aligns RSP down to 16.
 pub const FRAME_BYTES: u64 = 64;
@@ -81,10 +85,11 @@ pub fn frame_stacks(ram: &GuestRam, regs: &kvm_regs, sregs: &kvm_sregs) -> Vec<u
     tops
 }
 
-/// Where the saved RFLAGS sits in an interrupt frame at the top of `frame` (the stack at
-/// the handler's entry, `width`-byte slots): two slots above the saved return address, which
-/// is `return_ip` (the instruction the event interrupted), with or without an error code below
-/// it. `None` when neither slot holds it.
+/// Where the saved RFLAGS sits in an interrupt frame near the top of `frame` (the stack in
+/// the handler, `width`-byte slots): two slots above the saved return address, which is
+/// `return_ip` (the instruction the event interrupted) followed by a selector-sized CS. Below
+/// it may lie an error code and what the handler's first instruction pushed (a single step
+/// across an exception ends after that instruction). `None` when no slot fits.
 pub fn saved_flags_offset(frame: &[u8], width: usize, return_ip: u64) -> Option<usize> {
     let slot = |i: usize| -> Option<u64> {
         let bytes = frame.get(i * width..(i + 1) * width)?;
@@ -97,8 +102,12 @@ pub fn saved_flags_offset(frame: &[u8], width: usize, return_ip: u64) -> Option<
     } else {
         (1u64 << (8 * width)) - 1
     };
-    (0..2)
-        .find(|&i| slot(i) == Some(return_ip & mask) && slot(i + 2).is_some())
+    (0..FRAME_SEARCH_SLOTS)
+        .find(|&i| {
+            slot(i) == Some(return_ip & mask)
+                && slot(i + 1).is_some_and(|cs| cs <= 0xffff)
+                && slot(i + 2).is_some()
+        })
         .map(|i| (i + 2) * width)
 }
 
@@ -287,6 +296,9 @@ mod tests {
         let with_code = frame(&[0x2, 0x1234, 0x08, 0x346, 0x7000, 0x10]);
         assert_eq!(saved_flags_offset(&with_code, 8, 0x1234), Some(24));
         assert_eq!(saved_flags_offset(&plain, 8, 0x9999), None);
+        // After the handler's first instruction pushed a register.
+        let pushed = frame(&[0xabcd, 0x2, 0x1234, 0x08, 0x346, 0x7000, 0x10]);
+        assert_eq!(saved_flags_offset(&pushed, 8, 0x1234), Some(32));
         // 32-bit slots.
         let frame32: Vec<u8> = [0x1234u32, 0x08, 0x346]
             .iter()

@@ -310,8 +310,9 @@ pub struct Vcpu {
     sampler: ProgressSampler,
     /// Exits handled so far: a vCPU that exits is not stuck.
     exits: u64,
-    /// The registers a single step started from, while pages are protected: a step that ends
-    /// where it began did not run its instruction.
+    /// The registers a debugger's single step started from: a step that ends where it began
+    /// on a protected page did not run its instruction, and one that ends in a handler pushed
+    /// the step's TF into the frame.
     step_origin: Option<kvm_regs>,
     /// Inside [`Vcpu::complete_unprotected`]: its own exits are not stalls.
     in_window: bool,
@@ -503,8 +504,8 @@ impl Vcpu {
         } else {
             None
         };
-        self.step_origin = if self.debug.single_step && self.is_protected() {
-            Some(self.regs_and_sregs()?.0)
+        self.step_origin = if self.debug.single_step {
+            Some(self.regs()?)
         } else {
             None
         };
@@ -526,6 +527,17 @@ impl Vcpu {
     fn mode_key(&self) -> Result<ModeKey, VcpuError> {
         let (regs, sregs) = self.regs_and_sregs()?;
         Ok(ModeKey::of(&regs, &sregs))
+    }
+
+    /// General registers: KVM's copy from the last exit when still valid, else KVM_GET_REGS.
+    fn regs(&self) -> Result<kvm_regs, VcpuError> {
+        match self.exit_registers() {
+            Some((regs, _)) => Ok(regs),
+            None => self
+                .fd
+                .get_regs()
+                .map_err(|e| VcpuError::Kvm("GET_REGS", e)),
+        }
     }
 
     /// General and segment registers: KVM's copy from the last exit when still valid, else
@@ -684,7 +696,7 @@ impl Vcpu {
     fn debug_exit(&mut self, info: DebugInfo) -> Result<Option<VcpuEvent>, VcpuError> {
         const BP_VECTOR: u32 = 3;
         if let Some(origin) = self.step_origin.take() {
-            if !self.in_window && self.regs_and_sregs()?.0 == origin {
+            if !self.in_window && self.is_protected() && self.regs()? == origin {
                 log::debug!(
                     "vCPU {}: a step at {:#x} did not move; running it with protection lifted",
                     self.id,
@@ -692,6 +704,7 @@ impl Vcpu {
                 );
                 return self.complete_unprotected(false);
             }
+            self.clear_leaked_trap_flag(&origin)?;
         }
         if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
             self.apply_debug(self.kvm_debug(), kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;
@@ -913,7 +926,7 @@ impl Vcpu {
         } else {
             sregs.ss.base.wrapping_add(regs.rsp & 0xffff_ffff) & 0xffff_ffff
         };
-        let frame = self.read_linear(&sregs, top, 6 * width);
+        let frame = self.read_linear(&sregs, top, (progress::FRAME_SEARCH_SLOTS + 3) * width);
         let Some(offset) = progress::saved_flags_offset(&frame, width, before.rip) else {
             return Ok(());
         };

@@ -77,6 +77,16 @@ impl DecodedInsn {
             && self.insn.near_branch_target() == self.insn.ip()
     }
 
+    /// `iret`/`iretd`/`iretq`: the bytes of one slot of the frame it pops (2, 4 or 8).
+    pub fn iret_slot_bytes(&self) -> Option<u64> {
+        match self.insn.mnemonic() {
+            Mnemonic::Iret => Some(2),
+            Mnemonic::Iretd => Some(4),
+            Mnemonic::Iretq => Some(8),
+            _ => None,
+        }
+    }
+
     /// `pause`, `hlt` and the like: waiting is what it is for.
     pub fn waits(&self) -> bool {
         matches!(self.insn.code(), Code::Pause | Code::Hlt)
@@ -162,6 +172,11 @@ mod tests {
         assert!(!long(&[0xEB, 0x00]).jumps_to_itself());
         assert!(long(&[0xF3, 0x90]).waits()); //                     pause
         assert!(long(&[0xF4]).waits()); //                           hlt
+        assert_eq!(long(&[0x48, 0xCF]).iret_slot_bytes(), Some(8)); // iretq
+        assert_eq!(long(&[0xCF]).iret_slot_bytes(), Some(4)); //       iretd
+        let real = DecodedInsn::decode(&[0xCF], 0, CpuMode::Real).unwrap();
+        assert_eq!(real.iret_slot_bytes(), Some(2));
+        assert_eq!(long(&[0xC3]).iret_slot_bytes(), None);
     }
 
     #[test]
