@@ -26,6 +26,7 @@ pub use crate::vmm::outcome::{status, RunEnd};
 use crate::vmm::teardown;
 use crate::vmm::vcpu::VcpuError;
 use crate::vmm::vm::{Vm, VmError, VmOptions};
+use crate::x86::insn::code_sets_efer_lme;
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -172,10 +173,13 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             "gdbvisor: appended \"{switch}\" to the kernel command line: the guest's clock and timer ticks run {dilation} times slower than real time, so ticks do not eat its CPU (--clock-dilation)"
         );
     }
-    // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging.
+    // A PVH kernel (Linux) goes from 32-bit mode straight to long mode, never to legacy paging;
+    // so does an ELF64 or any kernel that sets EFER.LME (the common multiboot layout).
     if kernel.cpu.mode == EntryMode::Protected32
         && kernel.format != BootFormat::Pvh
+        && elf::class_of(&request.image) != Some(ElfClass::Elf64)
         && writes_cr0(&request.image)
+        && !code_sets_efer_lme(&request.image)
     {
         warn_if_no_legacy_paging();
     }

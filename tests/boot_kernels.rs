@@ -323,3 +323,25 @@ fn ctrl_c_stops_cleanly_with_130() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("gdbvisor: interrupted"), "{rest}");
 }
+
+/// Kernels that enter in 32-bit mode and switch to long mode themselves get no legacy-paging
+/// warning: an ELF64 multiboot2 kernel (`mb2-long`), and an ELF32 one that sets EFER.LME
+/// (`elf64-shim`, which runs the `elf64` kernel as its module).
+#[test]
+fn no_paging_warning_for_kernels_that_enter_long_mode() {
+    if !kvm_available("no_paging_warning_for_kernels_that_enter_long_mode") {
+        return;
+    }
+    let warning = "this kernel starts in 32-bit mode and writes CR0";
+    let mb2_long = run_gdbvisor(&["--kernel", kernel("mb2-long").to_str().unwrap()]);
+    mb2_long.assert_status(1);
+    assert!(!mb2_long.stderr.contains(warning), "{mb2_long}");
+    let shim = run_gdbvisor(&[
+        "--kernel",
+        kernel("elf64-shim").to_str().unwrap(),
+        "--initrd",
+        kernel_elf("elf64").to_str().unwrap(),
+    ]);
+    shim.assert_status(67).assert_stdout_line("elf64: done");
+    assert!(!shim.stderr.contains(warning), "{shim}");
+}

@@ -141,6 +141,44 @@ impl DecodedInsn {
     }
 }
 
+/// Whether 32-bit code anywhere in `image` turns on EFER.LME: `mov ecx, 0xC0000080` (IA32_EFER)
+/// followed, within a few instructions before its `wrmsr`, by an `or`/`bts` that sets bit 8 of
+/// EAX (`or eax, 0x100`, `or ah, 1`, `bts eax, 8`). How a kernel that switches to long mode by
+/// itself is told from one that turns on legacy paging.
+pub fn code_sets_efer_lme(image: &[u8]) -> bool {
+    const MOV_ECX_EFER: [u8; 5] = [0xB9, 0x80, 0x00, 0x00, 0xC0];
+    const LOOKAHEAD: usize = 8;
+    image
+        .windows(MOV_ECX_EFER.len())
+        .enumerate()
+        .filter(|(_, w)| *w == MOV_ECX_EFER)
+        .any(|(at, _)| {
+            let mut decoder = Decoder::with_ip(32, &image[at..], at as u64, DecoderOptions::NONE);
+            let mut lme = false;
+            for insn in decoder.iter().take(LOOKAHEAD) {
+                if insn.is_invalid() {
+                    return false;
+                }
+                lme |= sets_lme_bit(&insn);
+                if insn.code() == Code::Wrmsr {
+                    return lme;
+                }
+            }
+            false
+        })
+}
+
+/// `or eax, imm` with bit 8, `or ah, imm` with bit 0, or `bts eax, 8`.
+fn sets_lme_bit(insn: &Instruction) -> bool {
+    let imm = || insn.try_immediate(1).unwrap_or(0);
+    match (insn.mnemonic(), insn.op0_register()) {
+        (Mnemonic::Or, Register::EAX) => imm() & 0x100 != 0,
+        (Mnemonic::Or, Register::AH) => imm() & 1 != 0,
+        (Mnemonic::Bts, Register::EAX) => imm() == 8,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +201,18 @@ mod tests {
         assert!(!long(&[0x8C, 0xD8]).loads_segment()); //           mov ax, ds (a store)
         assert!(!long(&[0x89, 0x07]).loads_segment()); //           mov [rdi], eax
         assert!(!long(&[0xC3]).loads_segment()); //                 ret
+    }
+
+    #[test]
+    fn efer_lme_writes_are_found() {
+        let efer = [0xB9, 0x80, 0x00, 0x00, 0xC0, 0x0F, 0x32]; // mov ecx, EFER; rdmsr
+        let with = |set: &[u8]| [&[0x90][..], &efer, set, &[0x0F, 0x30]].concat();
+        assert!(code_sets_efer_lme(&with(&[0x0D, 0x00, 0x01, 0, 0]))); // or eax, 0x100
+        assert!(code_sets_efer_lme(&with(&[0x80, 0xCC, 0x01]))); //      or ah, 1
+        assert!(code_sets_efer_lme(&with(&[0x0F, 0xBA, 0xE8, 0x08]))); // bts eax, 8
+                                                                       // EFER.NXE only (bit 11), as the `pae` test kernel writes it.
+        assert!(!code_sets_efer_lme(&with(&[0x0D, 0x00, 0x08, 0, 0])));
+        assert!(!code_sets_efer_lme(&[0x0F, 0x22, 0xC0]));
     }
 
     #[test]
