@@ -6,6 +6,7 @@
  * address tags (kernel `mb2info-addr`, --defsym ADDRESS_TAG=1: the loader must place the file
  * by the address tag and enter at `_start_tagged`, not `_start`). Entered in 32-bit protected
  * mode, flat segments, no paging, EAX=0x36D76289, EBX=boot information. Syntax: AT&T.
+ * `mb2info-short-end` (--defsym SHORT_END_TAG=1): the end tag as Limine's test kernel writes it.
  *
  * Output (COM1), every line prefixed "mb2info: ":
  *   eax=0x36d76289
@@ -58,9 +59,18 @@ mb2_header:
         .long 20
         .long 0, 0, 0
         .balign 8
+.ifdef SHORT_END_TAG
+        /* As the Limine bootloader's own multiboot2 test kernel writes it: the size is a 16-bit
+         * word, so the tag's 32-bit size field runs 2 bytes past header_length and reads as
+         * 8 plus whatever follows. GRUB and Limine stop at the end tag whatever it says. */
+        .word 0, 0, 8              /* end tag */
+mb2_header_end:
+        .word 0xffff
+.else
         .word 0, 0                 /* end tag */
         .long 8
 mb2_header_end:
+.endif
 
         .section .text
         .globl _start

@@ -69,6 +69,15 @@ fn multiboot2_address_and_entry_tags_are_honoured() {
     }
 }
 
+/// The end tag as the Limine bootloader's multiboot2 test kernel writes it (a 16-bit size,
+/// running past header_length): GRUB and Limine boot it, so gdbvisor does.
+#[test]
+fn multiboot2_end_tag_with_a_short_size_is_accepted() {
+    if kvm_available("multiboot2 short end tag") {
+        assert_mb2info("mb2info-short-end", "mb2info: entry=elf");
+    }
+}
+
 #[test]
 fn pvh_kernel_gets_start_info_with_cmdline_memmap_and_modules() {
     if !kvm_available("pvh") {

@@ -109,17 +109,36 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
         entry: None,
     };
     let mut at = offset + 16;
+    // GRUB and Limine walk the tags until the end tag, reading neither its size nor
+    // header_length: the Limine test kernel's end tag has a 16-bit size and runs past
+    // header_length. gdbvisor accepts what they accept and says what is off.
+    let mut past_header_noted = false;
     loop {
-        let (Some(kind), Some(flags), Some(size)) = (
-            u16_at(image, at),
-            u16_at(image, at + 2),
-            u32_at(image, at + 4),
-        ) else {
-            return Err(bad("tags run past the header (no end tag)".into()));
+        let (Some(kind), Some(flags)) = (u16_at(image, at), u16_at(image, at + 2)) else {
+            return Err(bad("tags run past the file (no end tag)".into()));
+        };
+        if kind == HEADER_TAG_END {
+            let size = u32_at(image, at + 4);
+            if size != Some(8) || at + 8 > end {
+                log::warn!(
+                    "multiboot2 header at {offset:#x}: the end tag at {at:#x} (size {size:?}) does not end the header's {length} bytes; ended there, as GRUB and Limine do"
+                );
+            }
+            break;
+        }
+        let Some(size) = u32_at(image, at + 4) else {
+            return Err(bad("tags run past the file (no end tag)".into()));
         };
         let size = size as usize;
-        if size < 8 || at + size > end {
+        // A size below 8 would never reach the end tag (GRUB loops for ever on size 0).
+        if size < 8 || at + size > image.len() {
             return Err(bad(format!("tag {kind} at {at:#x} has a bad size {size}")));
+        }
+        if at + size > end && !past_header_noted {
+            past_header_noted = true;
+            log::warn!(
+                "multiboot2 header at {offset:#x}: tag {kind} at {at:#x} runs past header_length {length}; read on, as GRUB and Limine do"
+            );
         }
         let optional = flags & TAG_OPTIONAL != 0;
         let word = |i: usize| {
@@ -129,7 +148,6 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
             u32_at(image, at + 8 + 4 * i).ok_or_else(|| bad("truncated".into()))
         };
         match kind {
-            HEADER_TAG_END => break,
             HEADER_TAG_INFO_REQUEST => {
                 for i in 0..(size - 8) / 4 {
                     let wanted = word(i)?;
@@ -386,6 +404,31 @@ pub(crate) mod tests {
         let unterminated = &header(&[])[..16];
         assert!(find_header(unterminated).is_err());
         assert_eq!(find_header(&[0u8; 100]).unwrap(), None);
+    }
+
+    /// Limine's multiboot2 test kernel: a 16-bit size in the end tag, which therefore runs past
+    /// header_length. GRUB and Limine accept it; so does gdbvisor.
+    #[test]
+    fn an_end_tag_ends_the_header_whatever_its_size() {
+        let mut image = header(&[(HEADER_TAG_ENTRY, 0, &[0x100100])]);
+        // End tag as `.word 0, 0, 8`: header_length stops 2 bytes into its size field.
+        let end_tag = image.len() - 8;
+        image.truncate(end_tag);
+        image.extend([0, 0, 0, 0, 8, 0, 0xff, 0xff]);
+        let length = (end_tag + 6) as u32;
+        image[8..12].copy_from_slice(&length.to_le_bytes());
+        let checksum = 0u32.wrapping_sub(HEADER_MAGIC.wrapping_add(length));
+        image[12..16].copy_from_slice(&checksum.to_le_bytes());
+        image.resize(0x100, 0);
+        let found = find_header(&image).unwrap().unwrap();
+        assert_eq!(found.entry, Some(0x100100));
+        // A tag whose size could never reach the end tag stays an error.
+        let mut looping = header(&[(HEADER_TAG_ENTRY, 0, &[0x100100])]);
+        looping[20..24].copy_from_slice(&0u32.to_le_bytes());
+        assert!(find_header(&looping)
+            .unwrap_err()
+            .to_string()
+            .contains("bad size 0"));
     }
 
     #[test]
