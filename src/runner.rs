@@ -1,5 +1,6 @@
 //! One run of a kernel, from image file to exit status.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -21,10 +22,10 @@ use crate::vmm::cpuid::{self, CpuidHide};
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
-use crate::vmm::outcome::{is_mov_to_cr0, report_event};
+use crate::vmm::outcome::{is_mov_to_cr0, note_never_started, report_event};
 pub use crate::vmm::outcome::{status, RunEnd};
 use crate::vmm::teardown;
-use crate::vmm::vcpu::VcpuError;
+use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 use crate::x86::insn::code_sets_efer_lme;
 
@@ -237,8 +238,35 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     for id in 0..request.cpus as u8 {
         machine.resume(id)?;
     }
-    let (id, event) = machine.wait_event(&interrupt, None)?;
-    let event = event?;
+    let mut halted = BTreeSet::new();
+    let (id, event) = loop {
+        let (id, event) = machine.wait_event(&interrupt, None)?;
+        let event = event?;
+        if event != VcpuEvent::Halted {
+            break (id, event);
+        }
+        // One vCPU halted for good: the run is over once every vCPU that started has.
+        halted.insert(id);
+        let (halts, others): (Vec<_>, Vec<_>) = machine
+            .stop_collecting()?
+            .into_iter()
+            .partition(|(_, event)| *event == VcpuEvent::Halted);
+        halted.extend(halts.into_iter().map(|(id, _)| id));
+        if let Some(raced) = others.into_iter().next() {
+            break raced;
+        }
+        match machine.never_started(&halted)? {
+            Some(waiting) => {
+                note_never_started(&waiting);
+                break (id, VcpuEvent::Halted);
+            }
+            None => {
+                for other in (0..request.cpus as u8).filter(|id| !halted.contains(id)) {
+                    machine.resume(other)?;
+                }
+            }
+        }
+    };
     // The others stop too: the run is over, and a snapshot reads every vCPU.
     machine.stop_every_vcpu()?;
     let end = report_event(&mut machine, id, event.clone())?;

@@ -16,6 +16,8 @@
  *   smp: AP up, APIC ID 0x1
  * then isa-debug-exit value 0 (status 1). No AP within the wait: "smp: FAIL no AP" and value
  * 0x10 (status 33). Symbols: _start, smp_ap_up (the BSP once the flag is seen).
+ * `smp-bsp-works` (--defsym BSP_WORKS_ON=3): after "AP up" the BSP prints
+ * "smp: bsp still working" three times, ~0.2 s apart, while the AP stays halted, then exits.
  */
         .include "multiboot.inc"
         .include "lib32.inc"
@@ -62,6 +64,18 @@ smp_ap_up:
         movl AP_ID, %eax
         call put_hex32
         call newline32
+.ifdef BSP_WORKS_ON
+        /* smp-bsp-works: the AP has halted for good (cli; hlt); the BSP works on, printing a
+         * line after each stretch (~0.2 s here), then exits: the run must not end at the AP's
+         * halt. */
+        movl $BSP_WORKS_ON, %ebx
+4:      movl $200000, %ecx
+5:      loop 5b
+        movl $msg_working, %esi
+        call puts32
+        decl %ebx
+        jnz 4b
+.endif
         movb $0, %al
         call debug_exit32
 
@@ -96,6 +110,7 @@ trampoline_end:
 msg_send:       .asciz "smp: bsp sends INIT/SIPI\n"
 msg_up:         .asciz "smp: AP up, APIC ID "
 msg_fail:       .asciz "smp: FAIL no AP\n"
+msg_working:    .asciz "smp: bsp still working\n"
 
         .section .bss
         .balign 16

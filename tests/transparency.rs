@@ -25,16 +25,12 @@
 //!   gdbvisor only while the guest runs and removed at every stop (the guest's exit is a stop),
 //!   watchpoints and `hbreak` use no guest memory. So breakpoint bytes are NOT excluded.
 //!
-//! Final memory comes from a snapshot written at the guest's exit, read with
-//! `gdbvisor::snapshot::Snapshot`. With `--dump-at-exit FILE` (when `gdbvisor --help` lists it)
-//! every run is dumped. Without it, `--dump-on-crash DIR --expect-exit 254` stands in: an
-//! isa-debug-exit status is always odd, so every exit is "unexpected" and saved — but only
-//! when no gdb is attached at the end (runs alone, attach/detach runs); runs that end with gdb
-//! attached then say on stderr that their memory was not compared.
+//! Final memory comes from a snapshot every run writes at the guest's exit (`--dump-at-exit
+//! FILE`), read with `gdbvisor::snapshot::Snapshot`.
 //!
-//! Runs that hang (today: the CPU's Accessed-bit write into the GDT on a read-only page, which
-//! KVM-PVM retries for ever) fail after `STALL` without progress, and their processes are
-//! killed.
+//! Runs that hang (before the progress guarantee: the CPU's Accessed-bit write into the GDT on
+//! a read-only page, which KVM-PVM retries for ever) fail after `STALL` without progress, and
+//! their processes are killed.
 
 mod common;
 
@@ -43,7 +39,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::gdb::{drain, wait_until, Vmm};
@@ -72,8 +67,6 @@ struct Kernel {
     /// Extra gdbvisor arguments (command line, vCPUs).
     args: Vec<String>,
     symbols: Symbols,
-    /// Why its final memory is not compared, if it is not.
-    no_memory: Option<&'static str>,
 }
 
 impl Kernel {
@@ -86,7 +79,6 @@ impl Kernel {
             symbols: Symbols::read(&built.elf),
             elf: built.elf,
             args: args.iter().map(|a| a.to_string()).collect(),
-            no_memory: None,
         }
     }
 
@@ -197,33 +189,11 @@ impl Drop for Scratch {
     }
 }
 
-/// Whether this gdbvisor has `--dump-at-exit FILE`.
-fn dump_at_exit() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        let help = Command::new(env!("CARGO_BIN_EXE_gdbvisor"))
-            .arg("--help")
-            .output()
-            .expect("gdbvisor --help");
-        String::from_utf8_lossy(&help.stdout).contains("--dump-at-exit")
-    })
-}
-
 fn dump_args(dir: &Path) -> Vec<String> {
-    if dump_at_exit() {
-        vec![
-            "--dump-at-exit".into(),
-            dir.join("exit.core").display().to_string(),
-        ]
-    } else {
-        // Every isa-debug-exit status is odd: 254 is never the one seen, so the VM is saved.
-        vec![
-            "--dump-on-crash".into(),
-            dir.display().to_string(),
-            "--expect-exit".into(),
-            "254".into(),
-        ]
-    }
+    vec![
+        "--dump-at-exit".into(),
+        dir.join("exit.core").display().to_string(),
+    ]
 }
 
 fn find_dump(dir: &Path) -> Option<PathBuf> {
@@ -243,9 +213,7 @@ fn base_args(k: &Kernel, dir: &Path) -> Vec<String> {
         format!("file:{}", dir.join("serial.txt").display()),
     ];
     args.extend(k.args.iter().cloned());
-    if k.no_memory.is_none() {
-        args.extend(dump_args(dir));
-    }
+    args.extend(dump_args(dir));
     args
 }
 
@@ -553,10 +521,6 @@ fn assert_transparent(
             assert_eq!(code, base.status, "{what}: the exit code gdb saw");
         }
     }
-    if let Some(why) = k.no_memory {
-        eprintln!("{what}: final memory NOT compared: {why}");
-        return;
-    }
     let base_dump = base
         .dump
         .as_ref()
@@ -571,10 +535,6 @@ fn assert_transparent(
                 context()
             );
         }
-        None if run.gdb_at_end && !dump_at_exit() => eprintln!(
-            "{what}: final memory NOT compared: this gdbvisor has no --dump-at-exit, and \
-             --dump-on-crash saves nothing when the guest ends with gdb attached"
-        ),
         None => panic!("{what}: no snapshot at the guest's exit\n{}", run.log),
     }
 }
@@ -1326,19 +1286,9 @@ fn transparency_attach_detach_50_cycles() {
 
 // ------------------------------------------------------- (d) the other kernels --- //
 
-fn other_kernel(name: &'static str, args: &[&str]) -> Kernel {
-    let mut k = Kernel::new(name, args);
-    if name == "smp" {
-        // Found by this test: saving a VM whose AP halted with interrupts off (--dump-on-crash
-        // with --expect-exit) never finishes: gdbvisor hangs at the guest's exit.
-        k.no_memory = Some("saving the state of smp's 2 vCPUs at exit hangs gdbvisor today");
-    }
-    k
-}
-
 /// `break` on every function of another test kernel.
 fn other_break(name: &'static str, args: &[&str]) {
-    let k = other_kernel(name, args);
+    let k = Kernel::new(name, args);
     let (s1, s2) = (
         Scratch::new(&format!("{name}-break-alone")),
         Scratch::new(&format!("{name}-break")),
@@ -1379,7 +1329,7 @@ fn other_break(name: &'static str, args: &[&str]) {
 /// the first gdb (-S) and the cycles go on, with pauses under 3 ms, until it ends: fewer than
 /// 50 (the count is printed).
 fn other_attach(name: &'static str, args: &[&str]) {
-    let k = other_kernel(name, args);
+    let k = Kernel::new(name, args);
     let tag = format!("{name}-attach");
     let (base, run, report, seed, _scratch) = attach_detach(&k, &tag, true, CYCLES, 0.003, 0.001);
     report.assert_clean(&format!("{name}: attach/detach"));

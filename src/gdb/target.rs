@@ -1,7 +1,7 @@
 //! The gdbstub target: the VM's vCPUs as gdb threads 1…N, all-stop. Thin: registers and memory
 //! come from [`super::regs`] and the x86 walker; breakpoints from [`super::breakpoints`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -623,9 +623,14 @@ impl VmTarget {
 
     /// Lets every vCPU that can run go on (after a detach); returns how many run.
     pub fn resume_all(&mut self) -> Result<usize, TargetFault> {
+        self.resume_all_but(&BTreeSet::new())
+    }
+
+    /// [`VmTarget::resume_all`] but for the vCPUs in `skip` (halted for good).
+    pub fn resume_all_but(&mut self, skip: &BTreeSet<u8>) -> Result<usize, TargetFault> {
         self.snapshots.iter_mut().for_each(|s| *s = None);
         let mut count = 0;
-        for id in 0..self.vcpu_count() as u8 {
+        for id in (0..self.vcpu_count() as u8).filter(|id| !skip.contains(id)) {
             if self.dead[usize::from(id)].is_none() {
                 self.machine.resume(id)?;
                 count += 1;

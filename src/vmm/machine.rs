@@ -7,6 +7,7 @@
 //! the in-kernel irqchip, so while waiting the caller kicks running vCPUs every
 //! [`HALT_POLL`]; a kicked vCPU that is halted with IF=0 reports [`VcpuEvent::Halted`].
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -235,14 +236,43 @@ impl Machine {
     /// Stops every running vCPU and drops the reports of their stops (the run is over). Only
     /// for a machine with its own event channel ([`Machine::start`]).
     pub(crate) fn stop_every_vcpu(&mut self) -> Result<(), MachineError> {
-        let no_interrupt = AtomicBool::new(false);
-        self.stop_all();
-        while self.any_running() {
-            if let (id, Err(e)) = self.wait_event(&no_interrupt, None)? {
-                log::warn!("vCPU {id}: {e}");
-            }
+        for (id, event) in self.stop_collecting()? {
+            log::debug!("vCPU {id} reported {event:?} while the run ended");
         }
         Ok(())
+    }
+
+    /// Stops every running vCPU; returns the reports other than the stops asked for (events
+    /// that raced the request). Only for a machine with its own event channel.
+    pub(crate) fn stop_collecting(&mut self) -> Result<Vec<(u8, VcpuEvent)>, MachineError> {
+        let no_interrupt = AtomicBool::new(false);
+        self.stop_all();
+        let mut raced = Vec::new();
+        while self.any_running() {
+            match self.wait_event(&no_interrupt, None)? {
+                (_, Ok(VcpuEvent::Interrupted)) => {}
+                (id, Ok(event)) => raced.push((id, event)),
+                (id, Err(e)) => log::warn!("vCPU {id}: {e}"),
+            }
+        }
+        Ok(raced)
+    }
+
+    /// With every vCPU stopped: the vCPUs outside `halted` that still wait for INIT/SIPI (never
+    /// started), or `None` when one of them has started (runnable, or halted waiting for an
+    /// interrupt) and the run goes on.
+    pub fn never_started(
+        &mut self,
+        halted: &BTreeSet<u8>,
+    ) -> Result<Option<Vec<u8>>, MachineError> {
+        let mut waiting = Vec::new();
+        for id in (0..self.threads.len() as u8).filter(|id| !halted.contains(id)) {
+            if !self.with_vcpu(id, |vcpu| vcpu.waits_for_startup())? {
+                return Ok(None);
+            }
+            waiting.push(id);
+        }
+        Ok(Some(waiting))
     }
 
     /// Waits for the next vCPU event, kicking running vCPUs every [`HALT_POLL`] so halts are

@@ -41,6 +41,17 @@ impl RunEnd {
     }
 }
 
+/// Says which vCPUs a run ended without: application processors the guest never started.
+pub fn note_never_started(waiting: &[u8]) {
+    if !waiting.is_empty() {
+        let ids: Vec<String> = waiting.iter().map(u8::to_string).collect();
+        eprintln!(
+            "gdbvisor: vCPU {} never started (still waiting for INIT/SIPI)",
+            ids.join(", ")
+        );
+    }
+}
+
 /// Prints what ended the run and maps it to a [`RunEnd`].
 pub fn report_event(
     machine: &mut Machine,
@@ -49,7 +60,9 @@ pub fn report_event(
 ) -> Result<RunEnd, MachineError> {
     Ok(match event {
         VcpuEvent::Halted => {
-            eprintln!("gdbvisor: guest halted (every vCPU halted with interrupts disabled)");
+            eprintln!(
+                "gdbvisor: guest halted (every vCPU that started halted with interrupts disabled)"
+            );
             RunEnd::Halted
         }
         VcpuEvent::Reset => {

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kvm_bindings::{kvm_debug_exit_arch, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED};
+use kvm_bindings::{
+    kvm_debug_exit_arch, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use thiserror::Error;
 
@@ -975,6 +978,16 @@ impl Vcpu {
                 let _ = self.ram.write(phys, &[0xCC]);
             }
         }
+    }
+
+    /// Still waiting for the INIT/SIPI that starts an application processor.
+    pub fn waits_for_startup(&self) -> bool {
+        self.fd.get_mp_state().is_ok_and(|mp| {
+            matches!(
+                mp.mp_state,
+                KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED
+            )
+        })
     }
 
     /// Halted with IF=0: only an NMI or INIT could wake it, and nothing here sends those.
