@@ -56,7 +56,9 @@ fn vcpus_never_started_do_not_keep_the_run_alive() {
     run_gdbvisor(&["--cpus", "3", "--dump-at-exit", dump.to_str().unwrap()])
         .assert_status(0)
         .assert_stderr_has("gdbvisor: vCPU 1, 2 never started (still waiting for INIT/SIPI)")
-        .assert_stderr_has("guest halted (every vCPU that started halted with interrupts disabled)");
+        .assert_stderr_has(
+            "guest halted (every vCPU that started halted with interrupts disabled)",
+        );
     assert!(dump.metadata().is_ok_and(|m| m.len() > 0), "no dump");
     let _ = std::fs::remove_file(dump);
 }
