@@ -48,6 +48,7 @@ pub const KERNELS: &[&str] = &[
     "copycode",
     "pagetables",
     "pt4g",
+    "maxphyaddr",
     "mb2info",
     "mb2info-addr",
     "pvhinfo",
@@ -262,6 +263,15 @@ const SPECS: &[KernelSpec] = &[
     KernelSpec {
         name: "pt4g",
         source: "pt4g.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "maxphyaddr",
+        source: "maxphyaddr.S",
         linker_script: "elf64.ld",
         bits: ObjectBits::Bits64,
         defsyms: &[],
