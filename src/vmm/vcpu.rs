@@ -757,7 +757,7 @@ impl Vcpu {
             Some(protection) if protection.is_active() && !self.borrowed => {
                 let (regs, sregs) = self.regs_and_sregs()?;
                 let control = self.control_regs(&sregs);
-                progress::frame_stacks(self.ram.as_ref(), &regs, &sregs)
+                progress::frame_stacks(self.ram.as_ref(), &regs, &sregs, control)
                     .into_iter()
                     .flat_map(|top| {
                         let bottom = top.wrapping_sub(progress::FRAME_BYTES);
