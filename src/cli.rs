@@ -20,6 +20,8 @@ pub enum CliError {
     Address(String),
     #[error("-S/--wait holds the guest for gdb: give a gdb endpoint too (-s or --gdb ENDPOINT)")]
     WaitWithoutGdb,
+    #[error("'{0}' is not a MAXPHYADDR: give the guest's physical-address width in bits, 32 to 52 (QEMU's phys-bits)")]
+    MaxPhyAddr(String),
 }
 
 const EXAMPLES: &str = "\
@@ -134,6 +136,12 @@ pub struct RunArgs {
     /// instead of booting: serve it to gdb with --gdb, or print its registers.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd"], global = true)]
     pub snapshot: Option<PathBuf>,
+    /// With --snapshot: the guest's MAXPHYADDR (physical-address width, 32 to 52; QEMU:
+    /// phys-bits), which decides the reserved bits of page-table entries. Replaces what the
+    /// file records; files that record none (QEMU dumps, older snapshots) get 40.
+    // `requires` alone lets `--kernel` through: clap waives a requirement that conflicts.
+    #[arg(long, value_name = "N", value_parser = parse_maxphyaddr, requires = "snapshot", conflicts_with = "kernel", global = true)]
+    pub maxphyaddr: Option<u8>,
 }
 
 /// `--gdb-arch` values.
@@ -191,6 +199,15 @@ pub fn parse_size(text: &str) -> Result<u64, CliError> {
     value.checked_mul(1 << shift).ok_or_else(bad)
 }
 
+/// Parses a MAXPHYADDR: decimal bits, 32 to 52 (what x86 CPUs report).
+pub fn parse_maxphyaddr(text: &str) -> Result<u8, CliError> {
+    text.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|bits| (32..=52).contains(bits))
+        .ok_or_else(|| CliError::MaxPhyAddr(text.to_string()))
+}
+
 /// Parses `0x7c00` or `31744`.
 pub fn parse_address(text: &str) -> Result<u64, CliError> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -246,6 +263,33 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
         let cli = Cli::try_parse_from(["g", "--snapshot", "s.core", "--gdb", "stdio"]).unwrap();
         assert_eq!(cli.run.snapshot, Some(PathBuf::from("s.core")));
+    }
+
+    #[test]
+    fn maxphyaddr_is_32_to_52_and_needs_a_snapshot() {
+        assert_eq!(parse_maxphyaddr("40"), Ok(40));
+        assert_eq!(parse_maxphyaddr("52"), Ok(52));
+        assert_eq!(parse_maxphyaddr("32"), Ok(32));
+        for bad in ["31", "53", "0x30", "-1", "", "999", "forty"] {
+            assert_eq!(
+                parse_maxphyaddr(bad),
+                Err(CliError::MaxPhyAddr(bad.into())),
+                "{bad:?}"
+            );
+        }
+        let cli = Cli::try_parse_from(["g", "--snapshot", "s.core", "--maxphyaddr", "36"]).unwrap();
+        assert_eq!(cli.run.maxphyaddr, Some(36));
+        let err = Cli::try_parse_from(["g", "--snapshot", "s.core", "--maxphyaddr", "60"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'60' is not a MAXPHYADDR") && err.contains("32 to 52"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["g", "--maxphyaddr", "40"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = Cli::try_parse_from(["g", "--kernel", "k", "--maxphyaddr", "40"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

@@ -54,7 +54,8 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
                 arch: args.gdb_arch.choice(),
                 post_mortem: PostMortem::default(),
             });
-        return snapshot::open_and_serve(path, gdb).map_err(|e| (e.to_string(), e.status()));
+        return snapshot::open_and_serve(path, gdb, args.maxphyaddr)
+            .map_err(|e| (e.to_string(), e.status()));
     }
     let (name, image, gdb_elf) = match (cli.command, &args.kernel) {
         (Some(Command::Doctor), _) => {

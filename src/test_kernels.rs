@@ -49,6 +49,7 @@ pub const KERNELS: &[&str] = &[
     "copycode",
     "pagetables",
     "pt4g",
+    "maxphyaddr",
     "mb2info",
     "mb2info-addr",
     "mb2info-short-end",
@@ -312,6 +313,15 @@ const SPECS: &[KernelSpec] = &[
         bits: ObjectBits::Bits64,
         defsyms: &[],
         c_sources: &[],
+        format: BootFormat::Elf64,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "maxphyaddr",
+        source: "maxphyaddr.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
         format: BootFormat::Elf64,
         exit_status: Some(1),
     },
@@ -999,5 +1009,22 @@ mod tests {
         assert_eq!(out.matches(" ok\n").count(), 5, "{out}");
         assert!(out.contains("recursive: pte(0xb8000) via self-map = 0xb8063 direct = 0xb8063 ok"));
         assert!(out.contains("recursive: done\n"), "{out}");
+
+        // QEMU's own walk raises the reserved-bit #PF at its phys-bits (40 by default).
+        let k = build("maxphyaddr").unwrap();
+        let args = ["-kernel", shim, "-initrd", k.image().to_str().unwrap()];
+        let (out, status) = qemu(&args, None).unwrap();
+        assert_lines(
+            &out,
+            &[
+                "maxphyaddr: long mode entry",
+                "maxphyaddr: cpuid 0x80000008 maxphyaddr=*",
+                "maxphyaddr: tables loaded",
+                "maxphyaddr: #PF error code=0x9 cr2=0xc0000000 ok",
+                "maxphyaddr: #PF error code=0x9 cr2=0xc0200000 ok",
+                "maxphyaddr: done",
+            ],
+        );
+        assert_eq!(status, 1, "{out}");
     }
 }

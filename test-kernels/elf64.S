@@ -26,6 +26,7 @@
  * int80_handler, timer_handler, exc_stubs; data: ticks, idt.
  */
         .include "lib64.inc"
+        .include "idt64.inc"
 
         .set MB_BOOT_MAGIC, 0x2badb002
         .set DEBUGCON, 0xe9
@@ -38,8 +39,6 @@
         .set PIT_CMD, 0x43
         .set PIT_DIVISOR, 11932            /* 1193182 Hz / 100 Hz */
         .set SYSCALL_VALUE, 0xc0ffee
-        .set GATE_INT, 0x8e                /* present, DPL 0, 64-bit interrupt gate */
-        .set GATE_INT_USER, 0xee           /* present, DPL 3 (conventional for int3/int 0x80) */
 
         .section .text
         .globl _start
@@ -153,27 +152,6 @@ fail:
 
 /* ------------------------------------------------------------------------------ IDT --- */
 
-/* set_gate: IDT entry EDI <- handler RSI, type/attributes DL, selector = current CS. */
-set_gate:
-        pushq %rax
-        pushq %rdi
-        shlq $4, %rdi
-        leaq idt(%rip), %rax
-        addq %rax, %rdi
-        movq %rsi, %rax
-        movw %ax, (%rdi)                   /* offset 15:0 */
-        movw %cs, 2(%rdi)                  /* selector */
-        movb $0, 4(%rdi)                   /* IST 0 */
-        movb %dl, 5(%rdi)                  /* type and attributes */
-        shrq $16, %rax
-        movw %ax, 6(%rdi)                  /* offset 31:16 */
-        shrq $16, %rax
-        movl %eax, 8(%rdi)                 /* offset 63:32 */
-        movl $0, 12(%rdi)
-        popq %rdi
-        popq %rax
-        ret
-
 /* idt_setup: exceptions 0-31 -> exc_stubs (fatal), 32-255 -> unexpected_irq, then the
  * handlers this kernel expects; lidt. */
 idt_setup:
@@ -209,27 +187,6 @@ idt_setup:
         call set_gate
         lidt idt_desc(%rip)
         ret
-
-/* Exception stubs, 16 bytes apart: push the vector and report it (they never return). */
-        .balign 16
-        .globl exc_stubs
-exc_stubs:
-        .set vector, 0
-        .rept 32
-        .balign 16
-        pushq $vector
-        jmp exc_common
-        .set vector, vector + 1
-        .endr
-
-exc_common:
-        leaq msg_exception(%rip), %rsi
-        call puts64
-        popq %rax
-        call put_dec64
-        call newline64
-        movb $0x10, %al
-        call debug_exit64
 
 unexpected_irq:
         leaq msg_fail_irq(%rip), %rsi

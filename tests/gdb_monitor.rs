@@ -109,7 +109,12 @@ fn elf64_registers_tables_paging_memory_and_errors() {
         assert_line(&run, command, cr0);
         assert_line(&run, command, efer);
         assert_line(&run, command, "CR3=0x0000000000001000: PCD=0 PWT=0");
-        assert_eq!(section(&run, command).len(), 5, "{run}");
+        let maxphyaddr = section(&run, command)[5];
+        assert!(
+            maxphyaddr.starts_with("MAXPHYADDR=") && maxphyaddr.contains("physical addresses have"),
+            "{run}"
+        );
+        assert_eq!(section(&run, command).len(), 6, "{run}");
     }
     assert_line(
         &run,

@@ -1,6 +1,7 @@
 //! Our page walker against the hardware's: boot the long-mode test kernels on KVM, stop them at
 //! several symbols with a hardware breakpoint, and translate thousands of addresses both with
-//! `gdbvisor::x86::paging::translate` and with KVM_TRANSLATE on the same vCPU. 0 mismatches.
+//! `gdbvisor::x86::paging::translate` and with KVM_TRANSLATE on the same vCPU. 0 mismatches,
+//! also for entries whose address bit at MAXPHYADDR makes them reserved.
 
 mod common;
 
@@ -29,6 +30,8 @@ fn addresses() -> Vec<u64> {
     out.extend((0..2048u64).map(|i| 0xffff_ff80_0000_0000 + i * 0x1000));
     out.extend((0..512u64).map(|i| 0xffff_ffff_ffe0_0000 + i * 0x1000));
     out.extend((0..512u64).map(|i| 0xffff_ffff_c000_0000 + i * 0x1000));
+    // The maxphyaddr kernel's entries with the bit at MAXPHYADDR: a PTE, a PDE.
+    out.extend([0xc000_0000, 0xc000_0ff8, 0xc020_0000, 0xc03f_f000]);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..4000 {
         seed ^= seed << 13;
@@ -47,7 +50,9 @@ fn addresses() -> Vec<u64> {
 /// Compares every address; returns (compared, mapped, mismatches as text).
 fn compare(vcpu: &mut Vcpu, ram: &GuestRam) -> (usize, usize, Vec<String>) {
     let sregs = vcpu.fd().get_sregs().unwrap();
-    let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+    // The guest's MAXPHYADDR: KVM's walk faults on entry bits at or above it.
+    let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer)
+        .with_maxphyaddr(vcpu.maxphyaddr());
     let mut mapped = 0;
     let mut mismatches = Vec::new();
     let all = addresses();
@@ -144,4 +149,9 @@ fn elf64_boot_identity_map_matches_kvm() {
 #[test]
 fn recursive_self_map_matches_kvm() {
     crosscheck("recursive", &["recursive_loaded", "recursive_done"]);
+}
+
+#[test]
+fn maxphyaddr_reserved_entries_match_kvm() {
+    crosscheck("maxphyaddr", &["tables_loaded", "maxphyaddr_done"]);
 }

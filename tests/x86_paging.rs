@@ -203,6 +203,87 @@ fn level4_faults() {
     ));
 }
 
+/// MAXPHYADDR M decides which address bits of an entry are reserved, at every level of 4-level
+/// paging and for every page size: bit M-1 is an address bit (a table or page out there), bit M
+/// and up to 51 are reserved, and the CPU raises #PF with P and RSVD for any access; with
+/// M = 52 no address bit is reserved.
+#[test]
+fn maxphyaddr_36_40_46_52_reserve_the_address_bits_at_and_above_it() {
+    let mut m = mem();
+    let wide = build4(&mut m);
+    // (level, entry address, linear that goes through it, leaf?)
+    let cases = [
+        (Level::Pml4, 0x1000, 0x40_0000u64, false),
+        (Level::Pdpte, 0x2000, 0x40_0000, false),
+        (Level::Pdpte, 0x2008, 0x4000_0000, true),
+        (Level::Pde, 0x3010, 0x40_0000, false),
+        (Level::Pde, 0x3018, 0x60_0000, true),
+        (Level::Pte, 0x4000, 0x40_0000, true),
+    ];
+    for bits in [36u8, 40, 46, 52] {
+        let regs = wide.with_maxphyaddr(bits);
+        assert_eq!(regs.maxphyaddr, bits);
+        for (level, at, linear, leaf) in cases {
+            let saved = m.read_u64(at).unwrap();
+            let what = format!("MAXPHYADDR {bits}, {level} @{at:#x}");
+            // The highest address bit: the entry points past RAM, nothing is reserved.
+            let top = 1u64 << (bits - 1);
+            m.write_u64(at, saved | top);
+            match walk(&m, &regs, linear) {
+                Ok(w) if leaf => assert_eq!(w.translation.phys & top, top, "{what}"),
+                Err(WalkError::TableOutsideRam { addr, .. }) if !leaf => {
+                    assert_eq!(addr & top, top, "{what}")
+                }
+                other => panic!("{what}: bit {} is an address bit: {other:?}", bits - 1),
+            }
+            for bit in u32::from(bits)..52 {
+                m.write_u64(at, saved | 1 << bit);
+                let e = walk(&m, &regs, linear).unwrap_err();
+                assert!(
+                    matches!(e, WalkError::ReservedBits { level: l, bits: b, .. } if l == level && b == 1 << bit),
+                    "{what}, bit {bit}: {e:?}"
+                );
+                for (access, code) in [
+                    (Access::read(false), 0x9),
+                    (Access::write(false), 0xb),
+                    (Access::read(true), 0xd),
+                    (Access::fetch(false), 0x19),
+                ] {
+                    let pf = e.page_fault(access, &regs).unwrap();
+                    assert_eq!((pf.linear, pf.code.bits()), (linear, code), "{what}");
+                }
+                let report = e.explain(Access::read(false), &regs);
+                assert!(
+                    report.contains(&format!(
+                        "MAXPHYADDR is {bits}: physical addresses have {bits} bits, so entry bits 51:{bits} are reserved\n"
+                    )) && report.ends_with(
+                        "#PF would be raised: error code 0x0009 (protection, read, supervisor, reserved-bit)\n"
+                    ),
+                    "{what}:\n{report}"
+                );
+            }
+            m.write_u64(at, saved);
+        }
+        // Reserved bits the format reserves whatever MAXPHYADDR is get no MAXPHYADDR line.
+        m.write_u64(0x1008, 0x2000 | P | PS);
+        let e = walk(&m, &regs, 0x80_0000_0000).unwrap_err();
+        assert!(!e.explain(Access::read(false), &regs).contains("MAXPHYADDR"));
+        m.write_u64(0x1008, 0);
+    }
+    // PAE: bits 62:M are reserved, the same line names the ones MAXPHYADDR reserves.
+    m.write_u64(0x8000, 0x9000 | P);
+    m.write_u64(0x9000, 0x20_0000 | 1 << 40 | P | W | PS);
+    let pae = ControlRegs::new(CR0_PG, 0x8000, CR4_PAE, EFER_NXE).with_maxphyaddr(40);
+    let e = walk(&m, &pae, 0x1234).unwrap_err();
+    assert!(
+        matches!(e, WalkError::ReservedBits { level: Level::Pde, bits, .. } if bits == 1 << 40)
+    );
+    assert!(e.explain(Access::read(false), &pae).contains(
+        "MAXPHYADDR is 40: physical addresses have 40 bits, so entry bits 51:40 are reserved"
+    ));
+    assert!(walk(&m, &pae.with_maxphyaddr(41), 0x1234).is_ok());
+}
+
 #[test]
 fn protection_checks_and_error_codes() {
     let mut m = mem();
@@ -283,13 +364,20 @@ fn bits32_4k_and_4m() {
     assert_eq!(t.phys, 0x3_0080_0001);
     // with MAXPHYADDR 32 the PSE-36 bits are reserved
     let narrow = pse.with_maxphyaddr(32);
+    let e = walk(&m, &narrow, 0x0080_0001).unwrap_err();
     assert!(matches!(
-        walk(&m, &narrow, 0x0080_0001),
-        Err(WalkError::ReservedBits {
+        e,
+        WalkError::ReservedBits {
             level: Level::Pde,
             ..
-        })
+        }
     ));
+    assert!(e.explain(Access::read(false), &narrow).contains(
+        "MAXPHYADDR is 32: PDE bits 20:13 (physical-address bits 39:32) of a 4 MiB page are reserved\n"
+    ));
+    // with 36, physical-address bits 35:32 (PDE bits 16:13) remain
+    let e = walk(&m, &pse.with_maxphyaddr(36), 0x0080_0001);
+    assert!(e.is_ok(), "{e:?}");
     // bit 21 is always reserved in a 4 MiB PDE
     m.write_u32(pd + 3 * 4, (0x80_0000 | 1 << 21 | P | PS) as u32);
     assert!(matches!(

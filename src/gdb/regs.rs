@@ -29,6 +29,9 @@ pub struct CpuSnapshot {
     pub pdptrs: Option<[u64; 4]>,
     /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
     pub complete: bool,
+    /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0]): entry bits from it up to 51 are
+    /// reserved, so the walker faults on them as the CPU does.
+    pub maxphyaddr: u8,
 }
 
 impl CpuSnapshot {
@@ -45,6 +48,7 @@ impl CpuSnapshot {
             mp_state: KVM_MP_STATE_RUNNABLE,
             pdptrs: None,
             complete: false,
+            maxphyaddr: vcpu.maxphyaddr(),
         })
     }
 
@@ -73,6 +77,7 @@ impl CpuSnapshot {
                 .mp_state,
             pdptrs: None,
             complete: true,
+            maxphyaddr: vcpu.maxphyaddr(),
         })
     }
 
@@ -82,7 +87,8 @@ impl CpuSnapshot {
             self.sregs.cr3,
             self.sregs.cr4,
             self.sregs.efer,
-        );
+        )
+        .with_maxphyaddr(self.maxphyaddr);
         match self.pdptrs {
             Some(pdptrs) => regs.with_pdptrs(pdptrs),
             None => regs,

@@ -80,9 +80,19 @@ pub struct Snapshot {
 /// Loading copies this much of a PT_LOAD at a time.
 const CHUNK: usize = 1 << 20;
 
+/// MAXPHYADDR taken for a file that does not record it (QEMU dumps, older gdbvisor snapshots):
+/// QEMU's default `phys-bits`, so that a QEMU dump is walked as QEMU's CPU walked it.
+pub const ASSUMED_MAXPHYADDR: u8 = 40;
+
 impl Snapshot {
     /// Opens a gdbvisor or QEMU snapshot file.
     pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens a snapshot; `maxphyaddr` (32..=52, `--maxphyaddr`), when given, replaces the
+    /// guest's MAXPHYADDR the file records or [`ASSUMED_MAXPHYADDR`].
+    pub fn open_with(path: &Path, maxphyaddr: Option<u8>) -> Result<Snapshot, SnapshotError> {
         let file = File::open(path).map_err(SnapshotError::Read)?;
         let core = elf::parse(&file)?;
         let ours = notes::read_cpus(&core.notes)?;
@@ -103,6 +113,15 @@ impl Snapshot {
         }
         let ram = load_ram(&file, &core.loads)?;
         let mut inferred = Vec::new();
+        match maxphyaddr {
+            Some(bits) => cpus.iter_mut().for_each(|cpu| cpu.maxphyaddr = bits),
+            None if origin != Origin::Gdbvisor || !notes::records_maxphyaddr(&core.notes) => {
+                inferred.push(format!(
+                    "MAXPHYADDR={ASSUMED_MAXPHYADDR} assumed (QEMU's default phys-bits): the file does not record the guest's physical-address width, which decides the reserved bits of page-table entries; --maxphyaddr N sets it"
+                ));
+            }
+            None => {}
+        }
         if let Origin::Qemu { .. } = origin {
             for (i, cpu) in cpus.iter_mut().enumerate() {
                 let said = qemu::infer(cpu, core.machine, &ram);

@@ -24,6 +24,8 @@ pub const NT_GV_DTABLES: u32 = 0x106;
 pub const NT_GV_PDPTRS: u32 = 0x107;
 pub const NT_GV_FPU: u32 = 0x108;
 pub const NT_GV_MSRS: u32 = 0x109;
+/// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0]); files without it predate it.
+pub const NT_GV_MAXPHYADDR: u32 = 0x10a;
 
 pub const FORMAT_VERSION: u32 = 1;
 const SEGMENT_SIZE: usize = 24;
@@ -140,6 +142,12 @@ pub fn push_cpu(buf: &mut Vec<u8>, id: u32, cpu: &CpuSnapshot) {
         OWNER,
         NT_GV_MSRS,
         &Out::default().u64s(&[cpu.kernel_gs_base]).0,
+    );
+    push_note(
+        buf,
+        OWNER,
+        NT_GV_MAXPHYADDR,
+        &Out::default().u32(u32::from(cpu.maxphyaddr)).0,
     );
 }
 
@@ -326,6 +334,17 @@ pub fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotErr
                 }
             }
             NT_GV_MSRS => b.cpu.kernel_gs_base = sized(note, id, "MSR", 8)?.u64(0),
+            NT_GV_MAXPHYADDR => {
+                let bits = sized(note, id, "MAXPHYADDR", 4)?.u32(0);
+                b.cpu.maxphyaddr = u8::try_from(bits)
+                    .ok()
+                    .filter(|b| (32..=52).contains(b))
+                    .ok_or_else(|| {
+                        SnapshotError::Corrupt(format!(
+                            "vCPU {id}'s MAXPHYADDR note says {bits}; x86 has 32 to 52"
+                        ))
+                    })?;
+            }
             // A newer writer's note this reader does not know: skipped.
             _ => continue,
         }
@@ -364,6 +383,14 @@ pub fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotErr
     Ok(Some(cpus.into_iter().map(|b| b.cpu).collect()))
 }
 
+/// Whether the GDBVISOR notes record the guest's MAXPHYADDR (files written before they did
+/// not: their vCPUs keep [`super::ASSUMED_MAXPHYADDR`]).
+pub fn records_maxphyaddr(notes: &[Note]) -> bool {
+    notes
+        .iter()
+        .any(|n| n.name == OWNER && n.kind == NT_GV_MAXPHYADDR)
+}
+
 /// A vCPU with every register zero, before its notes fill it in.
 pub fn blank_cpu(mp_state: u32) -> CpuSnapshot {
     CpuSnapshot {
@@ -375,6 +402,7 @@ pub fn blank_cpu(mp_state: u32) -> CpuSnapshot {
         mp_state,
         pdptrs: None,
         complete: true,
+        maxphyaddr: super::ASSUMED_MAXPHYADDR,
     }
 }
 

@@ -36,9 +36,14 @@ impl OpenError {
     }
 }
 
-/// Opens `path`; with `gdb`, serves it until gdb is done, else prints every vCPU's registers.
-pub fn open_and_serve(path: &Path, gdb: Option<GdbOptions>) -> Result<i32, OpenError> {
-    let snapshot = Snapshot::open(path).map_err(|source| OpenError::Open {
+/// Opens `path` (with `maxphyaddr` for the guest's MAXPHYADDR, when given); with `gdb`, serves
+/// it until gdb is done, else prints every vCPU's registers.
+pub fn open_and_serve(
+    path: &Path,
+    gdb: Option<GdbOptions>,
+    maxphyaddr: Option<u8>,
+) -> Result<i32, OpenError> {
+    let snapshot = Snapshot::open_with(path, maxphyaddr).map_err(|source| OpenError::Open {
         path: path.to_path_buf(),
         source,
     })?;

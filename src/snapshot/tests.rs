@@ -5,7 +5,7 @@
 use kvm_bindings::kvm_segment;
 
 use super::elf::{push_note, EM_386, ET_CORE, NT_PRSTATUS, PT_LOAD, PT_NOTE};
-use super::notes::{blank_cpu, push_cpu, push_info, read_cpus};
+use super::notes::{blank_cpu, push_cpu, push_info, read_cpus, records_maxphyaddr};
 use super::{elf, write, Origin, Snapshot};
 use crate::x86::paging::{translate, Access};
 use crate::x86::PhysMemory;
@@ -76,6 +76,7 @@ fn our_notes_round_trip_every_field() {
     (cpu.debugregs.dr6, cpu.debugregs.dr7) = (next(), next());
     cpu.pdptrs = Some([next(), next(), next(), next()]);
     cpu.kernel_gs_base = next();
+    cpu.maxphyaddr = 46;
     let f = &mut cpu.fpu;
     (
         f.fcw,
@@ -110,6 +111,8 @@ fn our_notes_round_trip_every_field() {
     );
     assert_eq!(b.pdptrs, cpu.pdptrs);
     assert_eq!(b.kernel_gs_base, cpu.kernel_gs_base);
+    assert_eq!(b.maxphyaddr, 46);
+    assert!(records_maxphyaddr(&notes));
     assert_eq!(b.mp_state, 3);
     // NT_PRSTATUS carries the general registers where other tools look: rip at 112 + 16 * 8.
     let prstatus = notes.iter().find(|n| n.kind == NT_PRSTATUS).unwrap();
@@ -222,6 +225,61 @@ fn qemu_elf32_dump_opens_with_inferred_efer_and_pdptrs() {
     s.ram.read_phys(t.phys, &mut b).unwrap();
     assert_eq!(b[0], 0xab);
     assert!(s.ram.read_phys(2 << 20, &mut b).is_err(), "past the dump");
+}
+
+#[test]
+fn maxphyaddr_note_outside_32_to_52_is_corrupt_and_missing_means_40() {
+    for (bits, ok) in [
+        (32u32, true),
+        (52, true),
+        (31, false),
+        (53, false),
+        (0x130, false),
+    ] {
+        let mut cpu = blank_cpu(0);
+        cpu.maxphyaddr = 40;
+        let mut bytes = Vec::new();
+        push_info(&mut bytes, 1);
+        push_cpu(&mut bytes, 0, &cpu);
+        // The MAXPHYADDR note ends the group: its descriptor is the last 4 bytes.
+        let at = bytes.len() - 4;
+        bytes[at..].copy_from_slice(&bits.to_le_bytes());
+        let mut notes = Vec::new();
+        elf::tests_parse_notes(&bytes, &mut notes).unwrap();
+        match read_cpus(&notes) {
+            Ok(Some(cpus)) if ok => assert_eq!(u32::from(cpus[0].maxphyaddr), bits),
+            Err(e) if !ok => assert!(
+                e.to_string()
+                    .contains(&format!("MAXPHYADDR note says {bits}; x86 has 32 to 52")),
+                "{e}"
+            ),
+            other => panic!("{bits}: {:?}", other.map(|c| c.map(|c| c.len()))),
+        }
+    }
+    assert_eq!(blank_cpu(0).maxphyaddr, super::ASSUMED_MAXPHYADDR);
+    assert_eq!(super::ASSUMED_MAXPHYADDR, 40);
+}
+
+#[test]
+fn qemu_dump_gets_maxphyaddr_40_and_says_so_unless_given() {
+    let mut ram = vec![0u8; 2 << 20];
+    ram[0x1000..0x1008].copy_from_slice(&0x2001u64.to_le_bytes());
+    let path = temp("qemu32-maxphy.core");
+    std::fs::write(&path, qemu_elf32(&ram)).unwrap();
+    let s = Snapshot::open(&path).unwrap();
+    assert_eq!(s.cpus[0].maxphyaddr, 40);
+    assert_eq!(s.cpus[0].control_regs().maxphyaddr, 40);
+    let said: Vec<&String> = s
+        .inferred
+        .iter()
+        .filter(|l| l.contains("MAXPHYADDR"))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", s.inferred);
+    assert!(said[0].starts_with("MAXPHYADDR=40 assumed (QEMU's default phys-bits)"));
+    let s = Snapshot::open_with(&path, Some(36)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(s.cpus[0].control_regs().maxphyaddr, 36);
+    assert!(!s.inferred.iter().any(|l| l.contains("MAXPHYADDR")));
 }
 
 #[test]

@@ -51,9 +51,14 @@ pub const FRAME_SEARCH_SLOTS: usize = 4;
 pub const FRAME_BYTES: u64 = 64;
 
 /// Linear stack tops an interrupt frame may be pushed below: the current stack, and the
-/// stacks the TSS switches to (RSP0-2 and IST1-7 in long mode, ESP0-2 in a 32-bit TSS).
-pub fn frame_stacks(ram: &GuestRam, regs: &kvm_regs, sregs: &kvm_sregs) -> Vec<u64> {
-    let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+/// stacks the TSS switches to (RSP0-2 and IST1-7 in long mode, ESP0-2 in a 32-bit TSS), read
+/// through the vCPU's `control` registers.
+pub fn frame_stacks(
+    ram: &GuestRam,
+    regs: &kvm_regs,
+    sregs: &kvm_sregs,
+    control: ControlRegs,
+) -> Vec<u64> {
     let long_mode = control.efer.contains(EferFlags::LMA);
     let current = if long_mode {
         regs.rsp

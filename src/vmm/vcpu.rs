@@ -22,7 +22,9 @@ use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemslotError, Protection, RamRegistered};
 use crate::vmm::progress::{self, ProgressSampler};
-use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
+use crate::x86::cpu::{
+    ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, DEFAULT_MAXPHYADDR,
+};
 use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::{LinearMemory, PagedMemory};
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
@@ -309,6 +311,9 @@ pub struct Vcpu {
     pub unprotected_completions: u64,
     /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
     pub protected_writes_applied: u64,
+    /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0] as this vCPU's CPUID says): which
+    /// page-table entry bits the CPU treats as reserved.
+    maxphyaddr: u8,
     /// Samples this vCPU's registers at each kick, to see it make no progress.
     sampler: ProgressSampler,
     /// Exits handled so far: a vCPU that exits is not stuck.
@@ -352,6 +357,7 @@ impl Vcpu {
             protection: None,
             unprotected_completions: 0,
             protected_writes_applied: 0,
+            maxphyaddr: DEFAULT_MAXPHYADDR,
             sampler: ProgressSampler::default(),
             exits: 0,
             step_origin: None,
@@ -361,6 +367,23 @@ impl Vcpu {
             exit_regs_fresh: Cell::new(false),
             debug: DebugConfig::default(),
         }
+    }
+
+    /// The guest's MAXPHYADDR, as its CPUID reports it.
+    pub fn maxphyaddr(&self) -> u8 {
+        self.maxphyaddr
+    }
+
+    /// Records the MAXPHYADDR the CPUID given to KVM reports (see [`crate::vmm::vm`]).
+    pub(crate) fn set_maxphyaddr(&mut self, bits: u8) {
+        self.maxphyaddr = bits;
+    }
+
+    /// The registers translation depends on, with this guest's MAXPHYADDR: how this vCPU's
+    /// CPU walks its page tables.
+    pub(crate) fn control_regs(&self, sregs: &kvm_sregs) -> ControlRegs {
+        ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer)
+            .with_maxphyaddr(self.maxphyaddr)
     }
 
     /// The vCPU's handle, for ioctls a caller makes itself. Registers may be written through
@@ -664,7 +687,7 @@ impl Vcpu {
         let mode = ModeKey::of(&regs, &sregs).cpu;
         let bytes = self.read_linear(&sregs, linear_pc(&regs, &sregs), MAX_INSN_LEN);
         let insn = DecodedInsn::decode(&bytes, regs.rip, mode);
-        let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let control = self.control_regs(&sregs);
         let to_phys =
             |linear, len| progress::physical_pieces(self.ram.as_ref(), &control, linear, len);
         let tables = self.descriptor_tables(&sregs);
@@ -749,8 +772,8 @@ impl Vcpu {
         let wanted = match &self.protection {
             Some(protection) if protection.is_active() && !self.borrowed => {
                 let (regs, sregs) = self.regs_and_sregs()?;
-                let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
-                progress::frame_stacks(self.ram.as_ref(), &regs, &sregs)
+                let control = self.control_regs(&sregs);
+                progress::frame_stacks(self.ram.as_ref(), &regs, &sregs, control)
                     .into_iter()
                     .flat_map(|top| {
                         let bottom = top.wrapping_sub(progress::FRAME_BYTES);
@@ -933,7 +956,7 @@ impl Vcpu {
         let Some(offset) = progress::saved_flags_offset(&frame, width, before.rip) else {
             return Ok(());
         };
-        let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let control = self.control_regs(&sregs);
         let flags_at = top.wrapping_add(offset as u64 + 1);
         if let Some(&(phys, _)) =
             progress::physical_pieces(self.ram.as_ref(), &control, flags_at, 1).first()
@@ -950,7 +973,7 @@ impl Vcpu {
     /// Guest-physical ranges of this vCPU's GDT and LDT, where an Accessed or busy bit the
     /// CPU sets is its own write.
     fn descriptor_tables(&self, sregs: &kvm_sregs) -> Vec<(u64, u64)> {
-        let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let regs = self.control_regs(sregs);
         [
             (sregs.gdt.base, u64::from(sregs.gdt.limit) + 1),
             (sregs.ldt.base, u64::from(sregs.ldt.limit) + 1),
@@ -1136,7 +1159,7 @@ impl Vcpu {
     /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
     pub fn read_linear(&self, sregs: &kvm_sregs, linear: u64, len: usize) -> Vec<u8> {
         // Through our own walker with this vCPU's control registers (no KVM_TRANSLATE per byte).
-        let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
+        let regs = self.control_regs(sregs);
         let mem = PagedMemory::new(self.ram.as_ref(), regs);
         let mut out = Vec::with_capacity(len);
         for i in 0..len as u64 {

@@ -19,6 +19,7 @@ use crate::devices::PioBus;
 use crate::vmm::memory::{GuestRam, MemoryError};
 use crate::vmm::memslots::{MemorySlots, MemslotError, Protection};
 use crate::vmm::vcpu::Vcpu;
+use crate::x86::cpu::maxphyaddr_from_cpuid;
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -116,6 +117,8 @@ impl Vm {
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
+        // `--cpuid-hide` never touches leaves 0x80000000/0x80000008: this stays the guest's.
+        let maxphyaddr = guest_maxphyaddr(&cpuid);
         let mut vcpus = Vec::new();
         for id in 0..options.cpus as u8 {
             let vcpu_fd = fd
@@ -128,6 +131,7 @@ impl Vm {
                 route_pic_through_lapic(&vcpu_fd)?;
             }
             let mut vcpu = Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone());
+            vcpu.set_maxphyaddr(maxphyaddr);
             vcpu.ram_registered = Some(slots.registered());
             vcpu.protection = Some(slots.clone());
             vcpus.push(vcpu);
@@ -157,6 +161,14 @@ pub(crate) fn cpuid_for(supported: &CpuId, id: u8) -> CpuId {
     cpuid
 }
 
+/// The MAXPHYADDR a guest given `cpuid` has, as KVM computes it for its MMU: leaf 0x80000008
+/// EAX[7:0] when the highest extended leaf reaches it, else 36.
+pub(crate) fn guest_maxphyaddr(cpuid: &CpuId) -> u8 {
+    let leaf = |function| cpuid.as_slice().iter().find(|e| e.function == function);
+    let has_leaf = leaf(0x8000_0000).is_some_and(|e| e.eax >= 0x8000_0008);
+    maxphyaddr_from_cpuid(leaf(0x8000_0008).filter(|_| has_leaf).map(|e| e.eax))
+}
+
 /// Sets LINT0 to ExtINT and LINT1 to NMI on the boot CPU, as a PC BIOS leaves them, so the
 /// 8259's interrupts (PIT timer, serial) reach the guest.
 fn route_pic_through_lapic(vcpu: &kvm_ioctls::VcpuFd) -> Result<(), VmError> {
@@ -180,4 +192,32 @@ fn route_pic_through_lapic(vcpu: &kvm_ioctls::VcpuFd) -> Result<(), VmError> {
     }
     vcpu.set_lapic(&lapic)
         .map_err(|e| VmError::Kvm("SET_LAPIC", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::kvm_cpuid_entry2;
+
+    fn cpuid(entries: &[(u32, u32)]) -> CpuId {
+        let entries: Vec<kvm_cpuid_entry2> = entries
+            .iter()
+            .map(|&(function, eax)| kvm_cpuid_entry2 {
+                function,
+                eax,
+                ..Default::default()
+            })
+            .collect();
+        CpuId::from_entries(&entries).unwrap()
+    }
+
+    #[test]
+    fn guest_maxphyaddr_is_what_kvm_computes() {
+        let full = cpuid(&[(0x8000_0000, 0x8000_0008), (0x8000_0008, 0x3030)]);
+        assert_eq!(guest_maxphyaddr(&full), 48);
+        // The leaf exists but the highest extended leaf does not reach it: KVM says 36.
+        let short = cpuid(&[(0x8000_0000, 0x8000_0004), (0x8000_0008, 0x3030)]);
+        assert_eq!(guest_maxphyaddr(&short), 36);
+        assert_eq!(guest_maxphyaddr(&cpuid(&[(1, 0)])), 36);
+    }
 }

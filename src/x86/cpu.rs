@@ -161,6 +161,16 @@ pub const RFLAGS_AC: u64 = 1 << 18;
 /// MAXPHYADDR assumed when the caller does not know better: the architectural maximum.
 pub const DEFAULT_MAXPHYADDR: u8 = 52;
 
+/// MAXPHYADDR as a CPU reports it: CPUID.80000008H:EAX bits 7:0 (`leaf_80000008_eax`, `None`
+/// when the highest extended leaf is below 0x80000008), clamped to 32..=52. Without the leaf
+/// the SDM (vol. 3, 4.1.4) and KVM both say 36.
+pub fn maxphyaddr_from_cpuid(leaf_80000008_eax: Option<u32>) -> u8 {
+    match leaf_80000008_eax {
+        Some(eax) => (eax & 0xff).clamp(32, 52) as u8,
+        None => 36,
+    }
+}
+
 /// The registers address translation depends on, as the VMM read them after the vCPU stopped.
 ///
 /// `maxphyaddr` is not a register but CPUID.80000008H:EAX bits 7:0; it decides which entry bits are
@@ -378,6 +388,15 @@ mod tests {
         let cr0 = Cr0Flags::from_bits_retain(0x8000_0011);
         assert_eq!(cr0.bochs(), "PG cd nw am wp ne ET ts em mp PE");
         assert!(EferFlags::from_bits_retain(0x500).bochs().contains("LMA"));
+    }
+
+    #[test]
+    fn maxphyaddr_comes_from_leaf_80000008() {
+        assert_eq!(maxphyaddr_from_cpuid(Some(0x3028)), 40, "QEMU's qemu64");
+        assert_eq!(maxphyaddr_from_cpuid(Some(0x3030)), 48);
+        assert_eq!(maxphyaddr_from_cpuid(None), 36);
+        assert_eq!(maxphyaddr_from_cpuid(Some(0)), 32, "nonsense is clamped");
+        assert_eq!(maxphyaddr_from_cpuid(Some(0xff)), 52);
     }
 
     #[test]

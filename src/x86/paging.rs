@@ -653,6 +653,12 @@ impl WalkError {
             "physical address not available for linear {:#x}: {self}\n",
             self.linear()
         ));
+        if let WalkError::ReservedBits { bits, .. } = self {
+            if let Some(why) = PagingCtx::new(regs).width_note(*bits) {
+                out.push_str(&why);
+                out.push('\n');
+            }
+        }
         match self.page_fault(access, regs) {
             Some(pf) => out.push_str(&format!("{pf}\n")),
             None if matches!(self, WalkError::NonCanonical { .. }) => {
@@ -676,6 +682,8 @@ pub(crate) struct PagingCtx {
     high_rsvd: u64,
     /// Reserved bits of a 32-bit 4 MiB PDE (PSE-36 width depends on MAXPHYADDR).
     pse_rsvd: u64,
+    /// MAXPHYADDR, clamped to 32..=52.
+    maxphyaddr: u32,
     pdptrs: Option<[u64; 4]>,
     pub root: u64,
 }
@@ -718,12 +726,37 @@ impl PagingCtx {
             addr_mask,
             high_rsvd,
             pse_rsvd,
+            maxphyaddr: m,
             pdptrs: if mode == PagingMode::Pae {
                 regs.pdptrs
             } else {
                 None
             },
             root,
+        }
+    }
+
+    /// Why some of the reserved `bits` of an entry are reserved, when it is MAXPHYADDR (address
+    /// bits the CPU does not have) rather than the format: one line, or `None`.
+    pub(crate) fn width_note(&self, reserved: u64) -> Option<String> {
+        let m = self.maxphyaddr;
+        match self.mode {
+            PagingMode::Bits32 if reserved & self.pse_rsvd & bits(13, 20) != 0 => {
+                // PDE bits 20:13 hold physical-address bits 39:32 of a 4 MiB page (PSE-36).
+                let first = 13 + (m.min(40) - 32);
+                Some(format!(
+                    "MAXPHYADDR is {m}: PDE bits 20:{first} (physical-address bits 39:{}) of a 4 MiB page are reserved",
+                    m.min(40)
+                ))
+            }
+            PagingMode::Pae | PagingMode::Level4 | PagingMode::Level5
+                if reserved & bits(m, 51) != 0 =>
+            {
+                Some(format!(
+                    "MAXPHYADDR is {m}: physical addresses have {m} bits, so entry bits 51:{m} are reserved"
+                ))
+            }
+            _ => None,
         }
     }
 

@@ -47,7 +47,7 @@ pub const COMMANDS: &[Command] = &[
         "cregs",
         &["creg"],
         "",
-        "CR0, CR2, CR3, CR4, EFER decoded (uppercase = set)",
+        "CR0, CR2, CR3, CR4, EFER decoded (uppercase = set); the MAXPHYADDR the walk uses",
         "cregs",
     ),
     cmd(

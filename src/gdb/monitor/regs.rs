@@ -61,7 +61,18 @@ pub fn cregs(v: &View) -> Vec<String> {
             s.efer,
             EferFlags::from_bits_retain(s.efer).bochs()
         ),
+        maxphyaddr_line(v.regs.maxphyaddr),
     ]
+}
+
+/// Not a register, but it decides which entry bits the walk faults on (CPUID 0x80000008).
+fn maxphyaddr_line(bits: u8) -> String {
+    if bits >= 52 {
+        return format!(
+            "MAXPHYADDR={bits}: physical addresses have {bits} bits; no address bit of a page-table entry is reserved"
+        );
+    }
+    format!("MAXPHYADDR={bits}: physical addresses have {bits} bits; page-table entry bits 51:{bits} are reserved")
 }
 
 /// Where a selector's descriptor lives, as the table views name it: `GDT[0x0010]`, `LDT[1]`.
