@@ -35,7 +35,8 @@ Examples:
   gdbvisor doctor                            show what this host's KVM can do
 
 Exit status: 0 guest halted (or reset), 2 bad input, 4 triple fault, 6 KVM failure,
-130 Ctrl-C; an isa-debug-exit write of v gives (v << 1) | 1.";
+8 real-mode interrupt through an empty IVT vector (no BIOS), 130 Ctrl-C; an isa-debug-exit
+write of v gives (v << 1) | 1.";
 
 #[derive(Debug, Parser)]
 #[command(name = "gdbvisor", version, about = "A KVM hypervisor for kernel developers, built around a gdb stub", after_help = EXAMPLES)]
@@ -119,8 +120,8 @@ pub struct RunArgs {
     /// when gdb attaches.
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub gdb_arch: GdbArch,
-    /// On a triple fault or KVM failure (or an isa-debug-exit status other than --expect-exit),
-    /// save the VM to DIR/gdbvisor-<pid>-<reason>.core before exiting.
+    /// On a triple fault, KVM failure or no-BIOS stop (or an isa-debug-exit status other than
+    /// --expect-exit), save the VM to DIR/gdbvisor-<pid>-<reason>.core before exiting.
     #[arg(long, value_name = "DIR", global = true)]
     pub dump_on_crash: Option<PathBuf>,
     /// When the run ends, whatever ended it (the guest's isa-debug-exit, i8042 reset, halt or

@@ -7,7 +7,8 @@
 //!    vm-memory ([`vmm::memory`]), the in-kernel irqchip and PIT, the legacy port devices
 //!    ([`devices`]) and the vCPUs.
 //! 3. [`boot`] detects the image format and writes the kernel, gdbvisor's GDT, page tables and
-//!    multiboot information into RAM, returning the CPU state at entry, which
+//!    multiboot information into RAM, and points empty real-mode IVT vectors at gdbvisor's
+//!    no-BIOS stubs ([`vmm::no_bios`] stops there), returning the CPU state at entry, which
 //!    [`vmm::vcpu::Vcpu::set_boot_state`] applies.
 //! 4. [`vmm::machine`] moves each vCPU onto a thread. A vCPU handles port I/O itself and returns
 //!    every other exit as a [`vmm::vcpu::VcpuEvent`]; the caller decides whether it runs again.

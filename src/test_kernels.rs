@@ -58,6 +58,10 @@ pub const KERNELS: &[&str] = &[
     "smp-bsp-works",
     "mb2-long",
     "transparency",
+    "nobios-int10",
+    "nobios-irq",
+    "nobios-de",
+    "nobios-own-ivt",
 ];
 
 /// How C sources of a test kernel are compiled (`gcc FLAGS -c`): freestanding kernel code as
@@ -131,7 +135,7 @@ pub struct KernelSpec {
     /// flat image from `objcopy -O binary`.
     pub format: BootFormat,
     /// debug-exit status the kernel ends with when everything went right (`(v << 1) | 1`), or
-    /// `None` when it ends otherwise (halt: status 0; triple fault: status 4).
+    /// `None` when it ends otherwise (halt: status 0; triple fault: status 4; no-BIOS stop: 8).
     pub exit_status: Option<i32>,
 }
 
@@ -404,6 +408,46 @@ const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &["transparency.c"],
         format: BootFormat::Multiboot2Elf,
+        exit_status: Some(1),
+    },
+    KernelSpec {
+        name: "nobios-int10",
+        source: "nobios.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        c_sources: &[],
+        format: BootFormat::Flat,
+        exit_status: None,
+    },
+    KernelSpec {
+        name: "nobios-irq",
+        source: "nobios.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("IRQ", "1")],
+        c_sources: &[],
+        format: BootFormat::Flat,
+        exit_status: None,
+    },
+    KernelSpec {
+        name: "nobios-de",
+        source: "nobios.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("DIVIDE", "1")],
+        c_sources: &[],
+        format: BootFormat::Flat,
+        exit_status: None,
+    },
+    KernelSpec {
+        name: "nobios-own-ivt",
+        source: "nobios.S",
+        linker_script: "flat.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("OWN_IVT", "1")],
+        c_sources: &[],
+        format: BootFormat::Flat,
         exit_status: Some(1),
     },
 ];
@@ -874,6 +918,30 @@ mod tests {
         let (out, status) = qemu(&["-drive", &floppy(&triple), "-boot", "a"], None).unwrap();
         assert!(out.contains("triple: about to fault\n"), "{out}");
         assert_eq!(status, 0);
+    }
+
+    /// With a BIOS (SeaBIOS) the teletype `int 0x10` returns, and a kernel's own IVT entry
+    /// serves it the same as under gdbvisor.
+    #[test]
+    fn nobios_kernels_under_qemu_with_a_bios() {
+        let floppy = |k: &BuiltKernel| format!("format=raw,if=floppy,file={}", k.image().display());
+        let int10 = build("nobios-int10").unwrap();
+        let Some((out, status)) = qemu(&["-drive", &floppy(&int10), "-boot", "a"], None) else {
+            return;
+        };
+        assert_lines(&out, &["nobios: real mode", "nobios: done"]);
+        assert_eq!(status, 1);
+        let own = build("nobios-own-ivt").unwrap();
+        let (out, status) = qemu(&["-drive", &floppy(&own), "-boot", "a"], None).unwrap();
+        assert_lines(
+            &out,
+            &[
+                "nobios: real mode",
+                "nobios: own int 0x10 handler",
+                "nobios: done",
+            ],
+        );
+        assert_eq!(status, 1);
     }
 
     #[test]

@@ -667,7 +667,7 @@ fn modes_real_mode_start_and_the_waiting_ap() {
         "idt 0x10",
         &[
             "Interrupt Vector Table (base=0x00000000, limit=0xffff):",
-            "IVT[0x10]=0x0000:0x0000",
+            "IVT[0x10]=0xf000:0xf040 (empty: gdbvisor's no-BIOS stub)",
         ],
     );
     assert_section(

@@ -3,10 +3,12 @@
 //!
 //! Detection order (unless `--format` forces one): Linux bzImage ("HdrS") → PVH ELF note →
 //! multiboot2 header in the first 32 KiB → ELF64 → multiboot1 header in the first 8 KiB →
-//! flat binary carrying 0x55AA at offset 510.
+//! flat binary carrying 0x55AA at offset 510. Every format then gets the no-BIOS IVT
+//! (`ivt`).
 
 pub mod acpi;
 pub mod elf;
+pub(crate) mod ivt;
 pub mod layout;
 pub mod linux;
 pub mod multiboot1;
@@ -195,6 +197,9 @@ pub fn load(ram: &GuestRam, image: &[u8], params: &BootParams) -> Result<LoadedK
             multiboot2::load(ram, image, &header, &params.cmdline, &params.modules)?
         }
     };
+    // Whatever the entry mode, the guest may run real-mode code (a boot sector, a kernel that
+    // drops back to call the BIOS, an AP trampoline): empty vectors must not lead into zeros.
+    ivt::install(ram)?;
     Ok(LoadedKernel { format, cpu })
 }
 

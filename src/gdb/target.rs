@@ -567,6 +567,12 @@ impl VmTarget {
                 self.run_end = Some(RunEnd::Reset);
                 MultiThreadStopReason::Exited(0)
             }
+            // Not dead: the vCPU is back on the instruction, which a continue runs again (or
+            // the user first fills the vector, or moves $pc past it).
+            VcpuEvent::NoBios(stop) => {
+                eprintln!("gdbvisor: {stop} (reported to gdb as SIGILL)");
+                with_signal(Signal::SIGILL)
+            }
             VcpuEvent::Shutdown => {
                 eprintln!("gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); stopped in gdb as SIGSEGV, memory intact; registers as KVM reports them:");
                 if let Ok(state) = vcpu_state(&mut self.machine, id) {

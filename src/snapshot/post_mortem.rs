@@ -29,6 +29,7 @@ impl PostMortem {
             (VcpuEvent::Shutdown, _) => Some("triple-fault".into()),
             (VcpuEvent::InternalError(_), _) => Some("kvm-internal-error".into()),
             (VcpuEvent::FailEntry { .. }, _) => Some("kvm-entry-failure".into()),
+            (VcpuEvent::NoBios(_), _) => Some("no-bios".into()),
             (_, RunEnd::KvmFailure) => Some("kvm-failure".into()),
             (VcpuEvent::DebugExit(_), end) => {
                 let status = end.status();

@@ -6,6 +6,7 @@ pub mod kick;
 pub mod machine;
 pub mod memory;
 pub mod memslots;
+pub mod no_bios;
 pub mod outcome;
 pub mod progress;
 pub mod state_text;

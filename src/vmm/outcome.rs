@@ -13,6 +13,7 @@ pub mod status {
     pub const BAD_INPUT: i32 = 2;
     pub const TRIPLE_FAULT: i32 = 4;
     pub const KVM_FAILURE: i32 = 6;
+    pub const NO_BIOS: i32 = 8;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -24,6 +25,8 @@ pub enum RunEnd {
     DebugExit(u32),
     TripleFault,
     KvmFailure,
+    /// A real-mode interrupt through an empty IVT vector (gdbvisor has no BIOS).
+    NoBios,
     Interrupted,
     /// gdb killed the VM.
     Killed,
@@ -36,6 +39,7 @@ impl RunEnd {
             RunEnd::DebugExit(value) => debug_exit::exit_status(*value),
             RunEnd::TripleFault => status::TRIPLE_FAULT,
             RunEnd::KvmFailure => status::KVM_FAILURE,
+            RunEnd::NoBios => status::NO_BIOS,
             RunEnd::Interrupted => status::INTERRUPTED,
         }
     }
@@ -91,6 +95,10 @@ pub fn report_event(
                 );
             }
             RunEnd::TripleFault
+        }
+        VcpuEvent::NoBios(stop) => {
+            eprintln!("gdbvisor: {stop}");
+            RunEnd::NoBios
         }
         VcpuEvent::InternalError(error) => {
             eprintln!(

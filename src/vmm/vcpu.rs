@@ -21,6 +21,7 @@ use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemslotError, Protection, RamRegistered};
+use crate::vmm::no_bios::{self, NoBiosStop};
 use crate::vmm::progress::{self, ProgressSampler};
 use crate::x86::cpu::{
     ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, DEFAULT_MAXPHYADDR,
@@ -72,6 +73,9 @@ pub enum VcpuEvent {
     /// Execution reached an int3 the debugger planted (this host reports it as an emulation
     /// failure, which the loop recognises).
     SoftwareBreakpoint { rip: u64 },
+    /// A real-mode interrupt reached an empty IVT vector (gdbvisor's stub there); the vCPU is
+    /// back on the instruction that raised it, or the one it interrupted.
+    NoBios(NoBiosStop),
     /// KVM could not handle an exit: its data and the bytes at RIP.
     InternalError(InternalError),
     /// VM entry failed (invalid guest state).
@@ -611,6 +615,11 @@ impl Vcpu {
             }
             VcpuExit::IoOut(port, data) => {
                 let bytes = data.to_vec();
+                if port == crate::boot::ivt::PORT {
+                    if let Some(event) = no_bios::check(self, no_bios::Seen::PortWrite)? {
+                        return Ok(Some(event));
+                    }
+                }
                 self.port_write(port, &bytes)
             }
             VcpuExit::MmioRead(addr, data) => {
@@ -731,6 +740,12 @@ impl Vcpu {
                 return self.complete_unprotected(false);
             }
             self.clear_leaked_trap_flag(&origin)?;
+        }
+        // A step or breakpoint that ends in a no-BIOS stub (stepping `int 0x10`) stops where
+        // the interrupt came from instead.
+        let stepped = self.in_window || self.debug.single_step;
+        if let Some(event) = no_bios::check(self, no_bios::Seen::DebugExit { stepped })? {
+            return Ok(Some(event));
         }
         if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
             self.apply_debug(self.kvm_debug(), kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;

@@ -91,6 +91,7 @@ impl Vm {
             .map_err(|e| VmError::Kvm("SET_TSS_ADDR", e))?;
         fd.create_irq_chip()
             .map_err(|e| VmError::Kvm("CREATE_IRQCHIP", e))?;
+        pic_bases_as_a_bios_leaves_them(&fd)?;
         let pit = kvm_pit_config {
             flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
@@ -167,6 +168,29 @@ pub(crate) fn guest_maxphyaddr(cpuid: &CpuId) -> u8 {
     let leaf = |function| cpuid.as_slice().iter().find(|e| e.function == function);
     let has_leaf = leaf(0x8000_0000).is_some_and(|e| e.eax >= 0x8000_0008);
     maxphyaddr_from_cpuid(leaf(0x8000_0008).filter(|_| has_leaf).map(|e| e.eax))
+}
+
+/// Sets the 8259s' vector bases as a PC BIOS programs them: IRQ 0-7 at 0x08, IRQ 8-15 at 0x70.
+/// KVM creates them at vector 0, where real-mode code's first timer interrupt would arrive as
+/// #DE; a kernel that remaps them (every protected-mode one) is unaffected.
+fn pic_bases_as_a_bios_leaves_them(vm: &VmFd) -> Result<(), VmError> {
+    use kvm_bindings::{kvm_irqchip, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE};
+    for (chip_id, base) in [
+        (KVM_IRQCHIP_PIC_MASTER, 0x08),
+        (KVM_IRQCHIP_PIC_SLAVE, 0x70),
+    ] {
+        let mut chip = kvm_irqchip {
+            chip_id,
+            ..Default::default()
+        };
+        vm.get_irqchip(&mut chip)
+            .map_err(|e| VmError::Kvm("GET_IRQCHIP", e))?;
+        // For a PIC chip_id KVM filled the union's `pic` member.
+        chip.chip.pic.irq_base = base;
+        vm.set_irqchip(&chip)
+            .map_err(|e| VmError::Kvm("SET_IRQCHIP", e))?;
+    }
+    Ok(())
 }
 
 /// Sets LINT0 to ExtINT and LINT1 to NMI on the boot CPU, as a PC BIOS leaves them, so the

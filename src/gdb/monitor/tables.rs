@@ -4,6 +4,7 @@
 use super::help::usage;
 use super::view::{addr, parse_num, View};
 use super::{Lines, MonitorError};
+use crate::boot::ivt;
 use crate::x86::segment::SystemType;
 use crate::x86::tables::{self, TableEntry, TableError, Tss32, Tss64};
 use crate::x86::{CpuMode, SegmentCache};
@@ -127,7 +128,13 @@ pub fn idt(v: &View, args: &[&str]) -> Lines {
         for item in tables::ivt(&mem, idtr) {
             match item {
                 Ok((i, seg, off)) if wanted(usize::from(i)) => {
-                    lines.push(format!("IVT[{i:#04x}]={seg:#06x}:{off:#06x}"))
+                    let linear = (u64::from(seg) << 4) + u64::from(off);
+                    let stub = if ivt::stub_vector(linear) == Some(i) {
+                        " (empty: gdbvisor's no-BIOS stub)"
+                    } else {
+                        ""
+                    };
+                    lines.push(format!("IVT[{i:#04x}]={seg:#06x}:{off:#06x}{stub}"))
                 }
                 Ok(_) => {}
                 Err(e) => lines.push(format!("error: {e}")),
