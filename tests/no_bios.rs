@@ -255,3 +255,35 @@ fn planted_real_mode_breakpoint_stops_through_the_stub() {
     assert!(!run.stderr.contains("no BIOS"), "{run}");
     assert_eq!(eips(&run), [done], "{run}");
 }
+
+/// A watch on the real-mode stack's page: a real-mode `int n` runs without an exit here, and
+/// its frame on a read-only page would lose FLAGS and CS (the kernel's own `int 0x10` handler
+/// then returns into the weeds: "nonn" on serial). The stack page a real-mode vCPU has when it
+/// resumes is never protected: the watch says it is inactive there, and the kernel's line
+/// comes out whole.
+#[test]
+fn real_mode_int_frames_never_meet_a_protected_stack_page() {
+    if !common::kvm_available("real_mode_int_frames_never_meet_a_protected_stack_page") {
+        return;
+    }
+    let name = "nobios-own-ivt";
+    let own_int = symbol(&elf(name), "own_int_here");
+    let run = gdb(
+        None,
+        &[
+            stdio_target(&kernel(name), ""),
+            // Past the stack's set-up (SP = 0x7000: the page below).
+            format!("hbreak *{own_int:#x}"),
+            "continue".into(),
+            "delete 1".into(),
+            "watch *(short *)0x6f00".into(),
+            "continue".into(),
+        ],
+    );
+    run.assert_ok()
+        .assert_stderr_has(
+            "gdbvisor: a watchpoint on page 0x6000 is inactive while a real-mode vCPU's stack is there",
+        )
+        .assert_stderr_has("nobios: own int 0x10 handler\nnobios: done\n")
+        .assert_stdout_has("[Inferior 1 (process 1) exited with code 01]");
+}

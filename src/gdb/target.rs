@@ -41,6 +41,7 @@ use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemslotError, Protection};
 use crate::vmm::outcome::{vcpu_state, RunEnd};
+use crate::vmm::progress::FRAME_BYTES;
 use crate::vmm::vcpu::{
     DebugConfig, DebugSlot, SlotKind, SoftInterrupt, Vcpu, VcpuError, VcpuEvent,
 };
@@ -321,6 +322,14 @@ impl VmTarget {
             None => Default::default(),
         };
         pages.extend(self.breakpoints.planted_pages());
+        let watched_pages: BTreeSet<u64> = watched.iter().map(|&(phys, _)| phys & !0xfff).collect();
+        for page in self.real_mode_stack_pages(&runners)? {
+            if pages.remove(&page) && watched_pages.contains(&page) {
+                eprintln!(
+                    "gdbvisor: a watchpoint on page {page:#x} is inactive while a real-mode vCPU's stack is there (its `int n` frames cannot land on a read-only page)"
+                );
+            }
+        }
         self.slots.set_read_only(pages)?;
         let planted_bytes = self.breakpoints.planted.clone();
         for (&id, &(_, pc)) in runners.iter().zip(&views) {
@@ -463,6 +472,26 @@ impl VmTarget {
         };
         let ram = self.ram.clone();
         Ok(handler_entry(&ram, self.core(id)?, soft.vector()))
+    }
+
+    /// The pages real-mode vCPUs about to run have their stack on: never made read-only. A
+    /// real-mode `int n` runs without an exit on a software-nested KVM, and its frame pushed
+    /// onto a read-only page loses FLAGS and CS; no window can catch it.
+    fn real_mode_stack_pages(&mut self, runners: &[u8]) -> Result<BTreeSet<u64>, TargetFault> {
+        let mut pages = BTreeSet::new();
+        for &id in runners {
+            let snapshot = self.core(id)?;
+            if snapshot.mode() != CpuMode::Real {
+                continue;
+            }
+            let ss = &snapshot.sregs.ss;
+            let sp = snapshot.regs.rsp & 0xffff;
+            for offset in [1, FRAME_BYTES] {
+                let linear = ss.base.wrapping_add(sp.wrapping_sub(offset) & 0xffff);
+                pages.insert(linear & !0xfff);
+            }
+        }
+        Ok(pages)
     }
 
     /// Where the `iret` vCPU `id` is about to execute returns to, if it is one.
