@@ -432,9 +432,14 @@ impl Registers for X86Registers {
     }
 
     fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
-        // Checked up front so that a bad packet leaves the registers untouched.
+        // gdbstub builds the registers with the default layout before the target sees them,
+        // so the layout is the one whose `g` length this is (the target then checks it is the
+        // session's). Checked up front so that a bad packet leaves the registers untouched.
         if bytes.len() != self.layout.g_packet_len() {
-            return Err(());
+            self.layout = [RegLayout::X86_64, RegLayout::I386, RegLayout::I8086]
+                .into_iter()
+                .find(|layout| layout.g_packet_len() == bytes.len())
+                .ok_or(())?;
         }
         let mut rest = bytes;
         for info in self.layout.registers() {

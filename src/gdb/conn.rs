@@ -280,6 +280,22 @@ impl Inbox {
             .retain(|input| !matches!(input, LoopInput::Byte(_) | LoopInput::ClientGone));
     }
 
+    /// Ends the attached client's connection: shut down (so the client sees it closed, not a
+    /// silent socket) and dropped; bytes it still had in flight are dropped with it.
+    pub fn detach_reader(&mut self) {
+        if let Some((reader, fd)) = self.reader.take() {
+            // SAFETY: `fd` is the descriptor `reader` owns and keeps open until it is dropped
+            // below; shutdown(2) changes no memory. On a pipe (stdio) it fails with ENOTSOCK,
+            // which is fine: the pipe closes when gdbvisor ends.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            drop(reader);
+        }
+        self.bytes.clear();
+        self.gone = false;
+        self.deferred
+            .retain(|input| !matches!(input, LoopInput::Byte(_) | LoopInput::ClientGone));
+    }
+
     /// The next input, deferred ones first; `None` after `timeout`.
     pub fn next(&mut self, timeout: Option<Duration>) -> Option<LoopInput> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -368,6 +384,10 @@ pub struct GdbConnection {
     writer: BufWriter<Box<dyn Write + Send>>,
     inbox: SharedInbox,
     peeked: Option<u8>,
+    /// What was written since the last flush, and the last whole packet flushed: sent again
+    /// when the client NAKs it.
+    unflushed: Vec<u8>,
+    last_packet: Vec<u8>,
 }
 
 impl GdbConnection {
@@ -376,6 +396,8 @@ impl GdbConnection {
             writer: BufWriter::new(writer),
             inbox,
             peeked: None,
+            unflushed: Vec::new(),
+            last_packet: Vec::new(),
         }
     }
 
@@ -413,14 +435,32 @@ impl Connection for GdbConnection {
     type Error = io::Error;
 
     fn write(&mut self, byte: u8) -> io::Result<()> {
+        self.unflushed.push(byte);
         self.writer.write_all(&[byte])
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.unflushed.extend_from_slice(buf);
         self.writer.write_all(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // A reply is written whole, then flushed: the packet is what follows the last '$'
+        // (acks come before it; packet data never holds a bare '$').
+        if let Some(start) = self.unflushed.iter().rposition(|&b| b == b'$') {
+            self.last_packet.clear();
+            self.last_packet.extend_from_slice(&self.unflushed[start..]);
+        }
+        self.unflushed.clear();
+        self.writer.flush()
+    }
+
+    /// The client's NAK: the last packet again, as gdbserver does.
+    fn on_nack(&mut self) -> io::Result<()> {
+        if self.last_packet.is_empty() {
+            return Ok(());
+        }
+        self.writer.write_all(&self.last_packet)?;
         self.writer.flush()
     }
 }

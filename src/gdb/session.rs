@@ -181,6 +181,8 @@ fn attach(
         .build()
         .expect("a packet buffer is given");
     let result = serve_client(stub, target);
+    // However the session ended, the client sees its connection close.
+    inbox.borrow_mut().detach_reader();
     if let Some(end) = target.run_end.clone() {
         return Ok(Some((end, None)));
     }
@@ -200,8 +202,10 @@ fn attach(
             // the vCPUs, and let an end it reached meanwhile end the run.
             stop_the_rest(target, inbox)?;
             target.forget_debugging()?;
-            if let Some((id, event)) = target.pending.pop_front() {
-                target.pending.clear();
+            // Only an event that ends a run ends it now; what was reported for gdb (a step's
+            // debug exit, a breakpoint or watch hit) means nothing without it.
+            let ending = target.pending.drain(..).find(|(_, event)| event.ends_run());
+            if let Some((id, event)) = ending {
                 let end = report_event(&mut target.machine, id, event.clone())?;
                 return Ok(Some((end, Some(event))));
             }

@@ -39,6 +39,7 @@ use crate::gdb::monitor::{handle_monitor, Lines, MonitorError, MonitorHost};
 use crate::gdb::regs::CpuSnapshot;
 use crate::gdb::session::{GdbOptions, SessionError};
 use crate::gdb::target::TargetFault;
+use crate::gdb::NO_SUCH_THREAD;
 use crate::snapshot::Snapshot;
 use crate::vmm::machine::HALT_POLL;
 use crate::vmm::memory::GuestRam;
@@ -71,12 +72,13 @@ impl SnapshotTarget {
         }
     }
 
-    fn id(tid: Tid) -> u8 {
-        (tid.get() - 1) as u8
+    /// The vCPU thread `tid` names, if the snapshot has it.
+    fn vcpu(&self, tid: Tid) -> Option<u8> {
+        crate::gdb::vcpu_of(tid, self.snapshot.cpus.len())
     }
 
+    /// vCPU `id`'s saved state; `id` comes from [`SnapshotTarget::vcpu`] or `current`.
     fn cpu(&self, id: u8) -> &CpuSnapshot {
-        // gdb only names threads this target listed; anything else is vCPU 0.
         self.snapshot
             .cpus
             .get(usize::from(id))
@@ -181,9 +183,10 @@ fn read_only<T>(what: &str) -> TargetResult<T, SnapshotTarget> {
 
 impl MultiThreadBase for SnapshotTarget {
     fn read_registers(&mut self, regs: &mut X86Registers, tid: Tid) -> TargetResult<(), Self> {
-        self.current = Self::id(tid);
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        self.current = id;
         regs.layout = self.layout;
-        regs.file = self.cpu(Self::id(tid)).to_file();
+        regs.file = self.cpu(id).to_file();
         Ok(())
     }
 
@@ -192,8 +195,9 @@ impl MultiThreadBase for SnapshotTarget {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
-        self.current = Self::id(tid);
-        let regs = self.cpu(Self::id(tid)).control_regs();
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        self.current = id;
+        let regs = self.cpu(id).control_regs();
         let ram = self.snapshot.ram.clone();
         let linear = PagedMemory::new(&*ram, regs);
         // Page by page, so a read that runs into an unmapped page or past the snapshot's RAM
@@ -221,6 +225,10 @@ impl MultiThreadBase for SnapshotTarget {
 
     fn write_addrs(&mut self, _start: u64, _data: &[u8], _tid: Tid) -> TargetResult<(), Self> {
         read_only("memory write")
+    }
+
+    fn is_thread_alive(&mut self, tid: Tid) -> Result<bool, Self::Error> {
+        Ok(self.vcpu(tid).is_some())
     }
 
     fn list_active_threads(
@@ -255,9 +263,10 @@ impl SingleRegisterAccess<Tid> for SnapshotTarget {
         reg: X86RegId,
         buf: &mut [u8],
     ) -> TargetResult<usize, Self> {
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
         let regs = X86Registers {
             layout: self.layout,
-            file: self.cpu(Self::id(tid)).to_file(),
+            file: self.cpu(id).to_file(),
         };
         regs.read_register(reg.0, buf).ok_or(TargetError::NonFatal)
     }
@@ -380,7 +389,10 @@ impl TargetDescriptionXmlOverride for SnapshotTarget {
 
 impl ThreadExtraInfo for SnapshotTarget {
     fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let text = self.describe(Self::id(tid));
+        let Some(id) = self.vcpu(tid) else {
+            return Ok(0);
+        };
+        let text = self.describe(id);
         let n = text.len().min(buf.len());
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
         Ok(n)

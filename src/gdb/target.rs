@@ -36,6 +36,7 @@ use crate::gdb::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::{handler_entry, iret_return};
 use crate::gdb::watchpoints::Watchpoints;
+use crate::gdb::NO_SUCH_THREAD;
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
@@ -113,6 +114,8 @@ pub struct VmTarget {
     data_watches: Vec<DataWatch>,
     /// Whether gdb named each thread's action in the current resume request.
     explicit: Vec<bool>,
+    /// The current resume request named a thread that does not exist.
+    named_missing_thread: bool,
     /// vCPUs whose step runs to a debug register (over `hlt` or an interrupt instruction), and
     /// the address that ends it.
     step_into: std::collections::HashMap<u8, u64>,
@@ -157,6 +160,7 @@ impl VmTarget {
             applied: Applied::default(),
             actions: vec![Action::Stay; count],
             explicit: vec![false; count],
+            named_missing_thread: false,
             data_watches: Vec::new(),
             step_into: Default::default(),
             snapshots: vec![None; count],
@@ -176,16 +180,21 @@ impl VmTarget {
         self.actions.len()
     }
 
+    /// Records gdb's action for thread `tid`; one that names no vCPU is remembered, so a
+    /// resume that runs nothing reports a stop at once instead of waiting for ever.
     fn set_action(&mut self, tid: Tid, action: Action) {
-        let id = usize::from(Self::id(tid));
-        if id < self.actions.len() {
-            self.actions[id] = action;
-            self.explicit[id] = true;
+        match self.vcpu(tid) {
+            Some(id) => {
+                self.actions[usize::from(id)] = action;
+                self.explicit[usize::from(id)] = true;
+            }
+            None => self.named_missing_thread = true,
         }
     }
 
-    fn id(tid: Tid) -> u8 {
-        (tid.get() - 1) as u8
+    /// The vCPU thread `tid` names, if it exists.
+    fn vcpu(&self, tid: Tid) -> Option<u8> {
+        crate::gdb::vcpu_of(tid, self.vcpu_count())
     }
 
     pub fn tid(id: u8) -> Tid {
@@ -439,7 +448,7 @@ impl VmTarget {
             _ => return Vec::new(),
         };
         let layout = self.layout;
-        let Ok(core) = self.core(Self::id(tid)) else {
+        let Some(Ok(core)) = self.vcpu(tid).map(|id| self.core(id)) else {
             return Vec::new();
         };
         // Only general registers are read from it, which a core snapshot has.
@@ -741,9 +750,10 @@ fn fault<T>(e: TargetFault) -> TargetResult<T, VmTarget> {
 
 impl MultiThreadBase for VmTarget {
     fn read_registers(&mut self, regs: &mut X86Registers, tid: Tid) -> TargetResult<(), Self> {
-        self.current = Self::id(tid);
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        self.current = id;
         let layout = self.layout;
-        match self.snapshot(Self::id(tid)) {
+        match self.snapshot(id) {
             Ok(snapshot) => {
                 regs.layout = layout;
                 regs.file = snapshot.to_file();
@@ -754,7 +764,17 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn write_registers(&mut self, regs: &X86Registers, tid: Tid) -> TargetResult<(), Self> {
-        self.push_registers(Self::id(tid), &regs.file)
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        if regs.layout.g_packet_len() != self.layout.g_packet_len() {
+            eprintln!(
+                "gdbvisor: register write refused: {} bytes of registers, the {} description has {}",
+                regs.layout.g_packet_len(),
+                self.layout.name(),
+                self.layout.g_packet_len()
+            );
+            return Err(TargetError::NonFatal);
+        }
+        self.push_registers(id, &regs.file)
     }
 
     fn support_single_register_access(&mut self) -> Option<SingleRegisterAccessOps<'_, Tid, Self>> {
@@ -762,9 +782,10 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
-        self.current = Self::id(tid);
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        self.current = id;
         let len = data.len();
-        let done = self.access_linear(Self::id(tid), start, len, |ram, phys, at, n| {
+        let done = self.access_linear(id, start, len, |ram, phys, at, n| {
             ram.read(phys, &mut data[at..at + n]).is_ok()
         });
         match done {
@@ -775,7 +796,8 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
-        let done = self.access_linear(Self::id(tid), start, data.len(), |ram, phys, at, n| {
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        let done = self.access_linear(id, start, data.len(), |ram, phys, at, n| {
             ram.write(phys, &data[at..at + n]).is_ok()
         });
         match done {
@@ -797,6 +819,10 @@ impl MultiThreadBase for VmTarget {
         Ok(())
     }
 
+    fn is_thread_alive(&mut self, tid: Tid) -> Result<bool, Self::Error> {
+        Ok(self.vcpu(tid).is_some())
+    }
+
     fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
         Some(self)
     }
@@ -813,7 +839,8 @@ impl SingleRegisterAccess<Tid> for VmTarget {
         reg: X86RegId,
         buf: &mut [u8],
     ) -> TargetResult<usize, Self> {
-        let regs = match self.registers(Self::id(tid)) {
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
+        let regs = match self.registers(id) {
             Ok(regs) => regs,
             Err(e) => return fault(e),
         };
@@ -821,7 +848,7 @@ impl SingleRegisterAccess<Tid> for VmTarget {
     }
 
     fn write_register(&mut self, tid: Tid, reg: X86RegId, val: &[u8]) -> TargetResult<(), Self> {
-        let id = Self::id(tid);
+        let id = self.vcpu(tid).ok_or(TargetError::Errno(NO_SUCH_THREAD))?;
         let mut regs = match self.registers(id) {
             Ok(regs) => regs,
             Err(e) => return fault(e),
@@ -839,6 +866,21 @@ impl MultiThreadResume for VmTarget {
             // Reported by the event loop without running anything.
             return Ok(());
         }
+        let runs = self
+            .actions
+            .iter()
+            .zip(&self.dead)
+            .any(|(action, dead)| *action != Action::Stay && dead.is_none());
+        if !runs {
+            // Nothing to run (a resume that named only threads that do not exist): report a
+            // stop at once, as a resume must end in one, instead of waiting for ever.
+            if self.named_missing_thread {
+                eprintln!("gdbvisor: gdb resumed only threads that do not exist; stopped at once");
+            }
+            self.pending
+                .push_back((self.current, VcpuEvent::Interrupted));
+            return Ok(());
+        }
         self.start_vcpus()
     }
 
@@ -847,6 +889,7 @@ impl MultiThreadResume for VmTarget {
     fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
         self.actions.iter_mut().for_each(|a| *a = Action::Continue);
         self.explicit.iter_mut().for_each(|e| *e = false);
+        self.named_missing_thread = false;
         Ok(())
     }
 
@@ -914,6 +957,17 @@ impl HwWatchpoint for VmTarget {
     ) -> TargetResult<bool, Self> {
         match kind {
             WatchKind::Write => {
+                // Bounded before anything walks it: each watched page becomes a read-only
+                // memory slot, and KVM has only so many (`Z2,…,ffffffffffffffff` used to walk
+                // 2^52 pages on the event loop's thread).
+                let limit = self.slots.max_read_only_pages();
+                let wanted = self.watchpoints.pages_with(addr, len);
+                if len == 0 || wanted > limit as u64 {
+                    eprintln!(
+                        "gdbvisor: cannot insert a watchpoint of {len:#x} bytes at {addr:#x}: watches would span {wanted} pages, and KVM's memory slots allow {limit} read-only pages"
+                    );
+                    return Ok(false);
+                }
                 self.watchpoints.add(addr, len);
                 Ok(true)
             }
@@ -1019,7 +1073,10 @@ impl TargetDescriptionXmlOverride for VmTarget {
 
 impl ThreadExtraInfo for VmTarget {
     fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let text = self.describe_thread(Self::id(tid));
+        let Some(id) = self.vcpu(tid) else {
+            return Ok(0);
+        };
+        let text = self.describe_thread(id);
         let n = text.len().min(buf.len());
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
         Ok(n)

@@ -27,6 +27,16 @@ impl Watchpoints {
         }
     }
 
+    /// Pages the watches would span with one more of `len` bytes at `linear` (saturating).
+    pub fn pages_with(&self, linear: u64, len: u64) -> u64 {
+        let pages =
+            |(linear, len): (u64, u64)| ((linear & (PAGE - 1)).saturating_add(len)).div_ceil(PAGE);
+        self.watches
+            .iter()
+            .map(|&w| pages(w))
+            .fold(pages((linear, len)), u64::saturating_add)
+    }
+
     pub fn remove(&mut self, linear: u64, len: u64) -> bool {
         let before = self.watches.len();
         self.watches.retain(|&w| w != (linear, len));
@@ -90,6 +100,11 @@ mod tests {
         assert_eq!(ranges, vec![(0x1ffe, 2), (0x2000, 2)]);
         assert_eq!(watches.hit(0x2001, 1), Some(0x1ffe));
         assert_eq!(watches.hit(0x2002, 4), None);
+        assert_eq!(watches.pages_with(0x5000, 0x1000), 3);
+        assert!(
+            watches.pages_with(0, u64::MAX) > 1 << 51,
+            "no overflow, no walk"
+        );
         assert!(watches.remove(0x1ffe, 4));
     }
 }

@@ -85,6 +85,11 @@ impl Protection {
         !self.lock().read_only_pages.is_empty()
     }
 
+    /// See [`MemorySlots::max_read_only_pages`].
+    pub fn max_read_only_pages(&self) -> usize {
+        self.lock().max_read_only_pages()
+    }
+
     /// The page holding `phys` is read-only now.
     pub fn protects(&self, phys: u64) -> bool {
         self.lock().read_only_pages.contains(&(phys & !(PAGE - 1)))
@@ -118,6 +123,8 @@ struct Piece {
 
 pub struct MemorySlots {
     fd: Arc<VmFd>,
+    /// KVM_CAP_NR_MEMSLOTS: every read-only page may cut a slot in two.
+    nr_slots: usize,
     ram: Arc<GuestRam>,
     pieces: Vec<Piece>,
     read_only_pages: BTreeSet<u64>,
@@ -143,8 +150,14 @@ impl MemorySlots {
                 drop(thread_ram);
             })
             .map_err(|_| MemslotError::Thread)?;
+        // KVM documents 32 slots at the least when the capability is absent.
+        let nr_slots = usize::try_from(fd.check_extension_int(kvm_ioctls::Cap::NrMemslots))
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or(32);
         Ok(MemorySlots {
             fd,
+            nr_slots,
             ram,
             pieces,
             read_only_pages: BTreeSet::new(),
@@ -155,6 +168,13 @@ impl MemorySlots {
     /// What a vCPU waits on before its first run.
     pub fn registered(&self) -> Arc<RamRegistered> {
         self.registered.clone()
+    }
+
+    /// How many scattered pages can be read-only at once: each may split a RAM slot in two,
+    /// within KVM's slot count.
+    pub fn max_read_only_pages(&self) -> usize {
+        let ram_regions = self.ram.mmap().iter().count();
+        self.nr_slots.saturating_sub(ram_regions + 1) / 2
     }
 
     /// Makes exactly `pages` (page-aligned guest-physical addresses inside RAM) read-only.

@@ -84,6 +84,24 @@ pub enum VcpuEvent {
     Unhandled(String),
 }
 
+impl VcpuEvent {
+    /// Whether the event ends the guest's run by itself (an exit, a reset, a fault it cannot
+    /// go on from), as opposed to one that only means something to a debugger or to the loop
+    /// that waits for a halt.
+    pub fn ends_run(&self) -> bool {
+        matches!(
+            self,
+            VcpuEvent::DebugExit(_)
+                | VcpuEvent::Reset
+                | VcpuEvent::Shutdown
+                | VcpuEvent::InternalError(_)
+                | VcpuEvent::FailEntry { .. }
+                | VcpuEvent::Unhandled(_)
+                | VcpuEvent::NoBios(_)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DebugInfo {
     pub exception: u32,
@@ -515,6 +533,8 @@ impl Vcpu {
     pub fn complete_pending_exit(&mut self) -> Result<(), VcpuError> {
         self.fd.set_kvm_immediate_exit(1);
         let result = self.fd.run().map(|_| ());
+        // KVM refreshed the run page's registers on its way out.
+        self.exit_regs_fresh.set(true);
         self.fd.set_kvm_immediate_exit(0);
         match result {
             Err(e) if e.errno() != libc::EINTR && e.errno() != libc::EAGAIN => {

@@ -35,6 +35,15 @@ pub trait Connection {
     /// simply return `Ok(())`.
     fn flush(&mut self) -> Result<(), Self::Error>;
 
+    /// Called when the client sends a NAK (`-`): the last packet written did not arrive
+    /// intact and should be written again. gdbstub keeps no copy of its replies, so a
+    /// connection that wants to honour NAKs records the last packet it wrote.
+    ///
+    /// This method's default implementation ignores the NAK.
+    fn on_nack(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Called at the start of a debugging session _before_ any GDB packets have
     /// been sent/received.
     ///

@@ -9,6 +9,7 @@ pub mod prelude {
     pub use crate::protocol::commands::ParseCommand;
     pub use crate::protocol::common::hex::decode_hex;
     pub use crate::protocol::common::hex::decode_hex_buf;
+    pub use crate::protocol::common::hex::decode_hex_data;
     pub use crate::protocol::packet::PacketBuf;
     pub use core::convert::TryFrom;
     pub use core::convert::TryInto;

@@ -15,6 +15,10 @@ enum State {
 pub struct RecvPacketStateMachine {
     state: State,
     idx: usize,
+    /// gdbvisor patch: the packet being received did not fit the buffer; it is read to its
+    /// end and dropped, and only then reported (it used to fail at every byte after the
+    /// overflow, for ever).
+    overflowed: bool,
 }
 
 impl RecvPacketStateMachine {
@@ -22,6 +26,7 @@ impl RecvPacketStateMachine {
         RecvPacketStateMachine {
             state: State::Ready,
             idx: 0,
+            overflowed: false,
         }
     }
 
@@ -30,10 +35,16 @@ impl RecvPacketStateMachine {
         packet_buffer: &'b mut ManagedSlice<'_, u8>,
         byte: u8,
     ) -> Result<Option<&'b mut [u8]>, CapacityError<u8>> {
-        let mut buf = ManagedVec::new_with_idx(packet_buffer, self.idx);
-        buf.push(byte)?;
-        self.idx += 1;
+        if !self.overflowed {
+            let mut buf = ManagedVec::new_with_idx(packet_buffer, self.idx);
+            match buf.push(byte) {
+                Ok(()) => self.idx += 1,
+                Err(_) => self.overflowed = true,
+            }
+        }
 
+        #[cfg(feature = "trace-pkt")]
+        let received = self.idx;
         match self.state {
             State::Ready => {
                 if byte == b'$' {
@@ -55,8 +66,14 @@ impl RecvPacketStateMachine {
         }
 
         if matches!(self.state, State::Ready) {
+            if core::mem::take(&mut self.overflowed) {
+                return Err(CapacityError(byte));
+            }
             #[cfg(feature = "trace-pkt")]
-            trace!("<-- {}", String::from_utf8_lossy(buf.as_slice()));
+            trace!(
+                "<-- {}",
+                String::from_utf8_lossy(packet_buffer.get(..received).unwrap_or(&[]))
+            );
 
             Ok(Some(packet_buffer))
         } else {

@@ -118,6 +118,11 @@ pub enum HandlerStatus {
 }
 
 impl<T: Target, C: Connection> GdbStubImpl<T, C> {
+    /// Whether the client turned acknowledgements off (`QStartNoAckMode`).
+    pub(crate) fn no_ack_mode(&self) -> bool {
+        self.features.no_ack_mode()
+    }
+
     pub fn new() -> GdbStubImpl<T, C> {
         GdbStubImpl {
             _target: PhantomData,
@@ -145,7 +150,12 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
     ) -> Result<State, InternalError<T::Error, C::Error>> {
         match packet {
             Packet::Ack => Ok(State::Pump),
-            Packet::Nack => Err(InternalError::ClientSentNack),
+            // gdbvisor patch: the client asks for the last reply again; the connection may
+            // keep it (`Connection::on_nack`). A NAK used to end the session.
+            Packet::Nack => {
+                conn.on_nack().map_err(InternalError::conn_write)?;
+                Ok(State::Pump)
+            }
             Packet::Interrupt => {
                 debug!("<-- interrupt packet");
                 Ok(State::CtrlCInterrupt)
@@ -170,6 +180,13 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                     Err(InternalError::NonFatalError(code)) => {
                         res.write_str("E")?;
                         res.write_num(code)?;
+                        None
+                    }
+                    // gdbvisor patch: a command whose arguments a handler cannot make sense of
+                    // (`vCont;junk`, `Hg-1`) is answered E01, as gdbserver does, instead of
+                    // ending the session.
+                    Err(InternalError::PacketParse(_) | InternalError::PacketUnexpected) => {
+                        res.write_str("E01")?;
                         None
                     }
                     Err(e) => return Err(e),

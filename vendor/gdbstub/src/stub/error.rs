@@ -28,7 +28,6 @@ pub(crate) enum InternalError<T, C> {
     /// Target encountered a fatal error.
     TargetError(T),
 
-    ClientSentNack,
     PacketBufferOverflow,
     PacketParse(PacketParseError),
     PacketUnexpected,
@@ -136,7 +135,6 @@ where
             Connection(e, ConnectionErrorKind::Init) => write!(f, "Connection Error while initializing the session: {}", e),
             Connection(e, ConnectionErrorKind::Read) => write!(f, "Connection Error while reading request: {}", e),
             Connection(e, ConnectionErrorKind::Write) => write!(f, "Connection Error while writing response: {}", e),
-            ClientSentNack => write!(f, "Client nack'd the last packet, but `gdbstub` doesn't implement re-transmission."),
             PacketBufferOverflow => write!(f, "Received an oversized packet (did not fit in provided packet buffer)"),
             PacketParse(e) => write!(f, "Failed to parse packet into a valid command: {:?}", e),
             PacketUnexpected => write!(f, "Client sent an unexpected packet. This should never happen! Please re-run with `log` trace-level logging enabled and file an issue at https://github.com/daniel5151/gdbstub/issues"),

@@ -41,6 +41,7 @@ use crate::arch::RegId;
 use crate::conn::Connection;
 use crate::protocol::recv_packet::RecvPacketStateMachine;
 use crate::protocol::Packet;
+use crate::protocol::PacketParseError;
 use crate::protocol::ResponseWriter;
 use crate::stub::error::GdbStubError;
 use crate::stub::error::InternalError;
@@ -173,6 +174,70 @@ struct GdbStubStateMachineReallyInner<'a, T: Target, C: Connection> {
     inner: GdbStubImpl<T, C>,
 }
 
+impl<T: Target, C: Connection> GdbStubStateMachineReallyInner<'_, T, C> {
+    /// Feeds one byte to the packet receiver and handles a packet it completes; `None` until
+    /// then.
+    ///
+    /// gdbvisor patch: input that is not a valid packet is answered as gdbserver answers it
+    /// instead of ending the session (which left the client waiting on an open socket): a
+    /// bad or missing checksum gets a NAK (`-`) so the client sends the packet again; a
+    /// packet too long for the buffer, or a command that does not parse (`m,`, `Hgzz`), is
+    /// acknowledged and answered `E01`; bytes outside a packet are ignored.
+    fn receive(
+        &mut self,
+        target: &mut T,
+        byte: u8,
+    ) -> Result<Option<State>, InternalError<T::Error, C::Error>> {
+        let packet_buffer = match self.recv_packet.pump(&mut self.packet_buffer, byte) {
+            Ok(Some(buf)) => buf,
+            Ok(None) => return Ok(None),
+            Err(_) => {
+                warn!("packet longer than the buffer: answered E01");
+                self.reply_malformed(target)?;
+                return Ok(Some(State::Pump));
+            }
+        };
+        match Packet::from_buf(target, packet_buffer) {
+            Ok(packet) => self
+                .inner
+                .handle_packet(target, &mut self.conn, packet)
+                .map(Some),
+            Err(
+                e @ (PacketParseError::ChecksumMismatched { .. }
+                | PacketParseError::MissingChecksum
+                | PacketParseError::MalformedChecksum),
+            ) => {
+                warn!("bad packet ({:?}): NAK", e);
+                if !self.inner.no_ack_mode() {
+                    self.conn.write(b'-').map_err(InternalError::conn_write)?;
+                    self.conn.flush().map_err(InternalError::conn_write)?;
+                }
+                Ok(Some(State::Pump))
+            }
+            Err(PacketParseError::MalformedCommand) => {
+                warn!("malformed command: answered E01");
+                self.reply_malformed(target)?;
+                Ok(Some(State::Pump))
+            }
+            Err(e @ (PacketParseError::UnexpectedHeader(_) | PacketParseError::EmptyBuf)) => {
+                debug!("ignored input outside a packet ({:?})", e);
+                Ok(Some(State::Pump))
+            }
+        }
+    }
+
+    /// Acknowledges a packet and answers `E01`.
+    fn reply_malformed(&mut self, target: &mut T) -> Result<(), InternalError<T::Error, C::Error>> {
+        if !self.inner.no_ack_mode() {
+            self.conn.write(b'+').map_err(InternalError::conn_write)?;
+        }
+        let mut res = ResponseWriter::new(&mut self.conn, target.use_rle());
+        res.write_str("E01")?;
+        res.flush()?;
+        Ok(())
+    }
+}
+
 /// Core state machine implementation that is parameterized by various
 /// [states](state). Can be converted back into the appropriate
 /// [`GdbStubStateMachine`] variant via [`Into::into`].
@@ -215,16 +280,10 @@ impl<'a, T: Target, C: Connection> GdbStubStateMachineInner<'a, state::Idle<T>, 
         target: &mut T,
         byte: u8,
     ) -> Result<GdbStubStateMachine<'a, T, C>, GdbStubError<T::Error, C::Error>> {
-        let packet_buffer = match self.i.recv_packet.pump(&mut self.i.packet_buffer, byte)? {
-            Some(buf) => buf,
+        let state = match self.i.receive(target, byte)? {
+            Some(state) => state,
             None => return Ok(self.into()),
         };
-
-        let packet = Packet::from_buf(target, packet_buffer).map_err(InternalError::PacketParse)?;
-        let state = self
-            .i
-            .inner
-            .handle_packet(target, &mut self.i.conn, packet)?;
         Ok(match state {
             State::Pump => self.into(),
             State::Disconnect(reason) => self.transition(state::Disconnected { reason }).into(),
@@ -334,16 +393,10 @@ impl<'a, T: Target, C: Connection> GdbStubStateMachineInner<'a, state::Running, 
         target: &mut T,
         byte: u8,
     ) -> Result<GdbStubStateMachine<'a, T, C>, GdbStubError<T::Error, C::Error>> {
-        let packet_buffer = match self.i.recv_packet.pump(&mut self.i.packet_buffer, byte)? {
-            Some(buf) => buf,
+        let state = match self.i.receive(target, byte)? {
+            Some(state) => state,
             None => return Ok(self.into()),
         };
-
-        let packet = Packet::from_buf(target, packet_buffer).map_err(InternalError::PacketParse)?;
-        let state = self
-            .i
-            .inner
-            .handle_packet(target, &mut self.i.conn, packet)?;
         Ok(match state {
             State::Pump => self.transition(state::Running {}).into(),
             State::Disconnect(reason) => self.transition(state::Disconnected { reason }).into(),

@@ -31,9 +31,4 @@ impl<'a, 'b, T> ManagedVec<'a, 'b, T> {
             }
         }
     }
-
-    #[cfg(feature = "trace-pkt")]
-    pub fn as_slice<'c: 'b>(&'c self) -> &'b [T] {
-        &self.buf[..self.len]
-    }
 }

@@ -9,7 +9,7 @@ impl<'a> ParseCommand<'a> for G<'a> {
     #[inline(always)]
     fn from_packet(buf: PacketBuf<'a>) -> Option<Self> {
         Some(G {
-            vals: decode_hex_buf(buf.into_body()).ok()?,
+            vals: decode_hex_data(buf.into_body())?,
         })
     }
 }

@@ -12,7 +12,7 @@ impl<'a> ParseCommand<'a> for P<'a> {
         let body = buf.into_body();
         let mut body = body.split_mut(|&b| b == b'=');
         let reg_id = decode_hex(body.next()?).ok()?;
-        let val = decode_hex_buf(body.next()?).ok()?;
+        let val = decode_hex_data(body.next()?)?;
         Some(P { reg_id, val })
     }
 }

@@ -14,7 +14,7 @@ impl<'a> ParseCommand<'a> for qRcmd<'a> {
         match body {
             [] => Some(qRcmd { hex_cmd: &[] }),
             [b',', hex_cmd @ ..] => Some(qRcmd {
-                hex_cmd: decode_hex_buf(hex_cmd).ok()?,
+                hex_cmd: decode_hex_data(hex_cmd)?,
             }),
             _ => None,
         }

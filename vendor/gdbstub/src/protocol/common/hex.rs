@@ -12,9 +12,6 @@ pub enum DecodeHexError {
 }
 
 /// Decode a GDB hex string into the specified integer.
-///
-/// GDB hex strings may include "xx", which represent "missing" data. This
-/// method simply treats "xx" as 0x00.
 pub fn decode_hex<I>(buf: &[u8]) -> Result<I, DecodeHexError>
 where
     I: FromPrimitive + Zero + CheckedAdd + CheckedMul,
@@ -63,9 +60,22 @@ fn ascii2byte(c: u8) -> Option<u8> {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
-        b'x' | b'X' => Some(0),
+        // gdbvisor patch: "xx" marks unavailable bytes only in what a stub *sends* (`g`
+        // replies); a client's numbers and data never contain it, so it is refused rather
+        // than read as 0 (`P8=x0001000` used to write 0x0001000).
         _ => None,
     }
+}
+
+/// Decode the hex-encoded *data* of a packet (`G`, `P`, `M`, `qRcmd`) in place: two digits a
+/// byte, so an odd number of digits is malformed (gdbvisor patch: `decode_hex_buf` reads a
+/// leading odd digit as a byte of its own, which suits addresses but shifted a `G` one digit
+/// short by a nibble).
+pub fn decode_hex_data(buf: &mut [u8]) -> Option<&mut [u8]> {
+    if buf.len() % 2 != 0 {
+        return None;
+    }
+    decode_hex_buf(buf).ok()
 }
 
 /// Check if the byte `c` is a valid GDB hex digit `[0-9a-fA-FxX]`

@@ -52,6 +52,24 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
         }
     }
 
+    /// gdbvisor patch: `H` naming a thread the target does not have answers `E01`, as
+    /// gdbserver does; it used to be accepted, and every later `g`/`m`/`p` then named it.
+    pub(crate) fn check_thread_alive(
+        &mut self,
+        target: &mut T,
+        tid: Tid,
+    ) -> Result<(), Error<T::Error, C::Error>> {
+        let alive = match target.base_ops() {
+            BaseOps::SingleThread(_) => tid == SINGLE_THREAD_TID,
+            BaseOps::MultiThread(ops) => ops.is_thread_alive(tid).map_err(Error::TargetError)?,
+        };
+        if alive {
+            Ok(())
+        } else {
+            Err(Error::NonFatalError(1))
+        }
+    }
+
     // Used by `?` and `vAttach` to return a "reasonable" stop reason.
     //
     // This is a bit of an implementation wart, since this is really something
@@ -288,8 +306,10 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
             }
             Base::G(cmd) => {
                 let mut regs: <T::Arch as Arch>::Registers = Default::default();
+                // gdbvisor patch: register data of the wrong size is an error reply (E01), as
+                // gdbserver answers it, not the end of the session.
                 regs.gdb_deserialize(cmd.vals)
-                    .map_err(|_| Error::TargetMismatch)?;
+                    .map_err(|_| Error::NonFatalError(1))?;
 
                 match target.base_ops() {
                     BaseOps::SingleThread(ops) => ops.write_registers(&regs),
@@ -304,8 +324,11 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                 let addr = <T::Arch as Arch>::Usize::from_be_bytes(cmd.addr)
                     .ok_or(Error::TargetMismatch)?;
 
+                // gdbvisor patch: a reply holds at most what fits the advertised PacketSize
+                // (the packet buffer), as gdbserver caps it; `m0,ffffffffffffffff` used to
+                // stream up to all of RAM in one reply.
                 let mut i = 0;
-                let mut n = cmd.len;
+                let mut n = cmd.len.min(buf.len() / 2);
                 while n != 0 {
                     let chunk_size = n.min(buf.len());
 
@@ -327,6 +350,11 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                     // TODO: add more specific error variant?
                     let data = data.get(..data_len).ok_or(Error::PacketBufferOverflow)?;
                     res.write_hex_buf(data)?;
+                    // gdbvisor patch: a short read ends the reply (the rest is unreadable);
+                    // reading on used to append an error to the data already sent.
+                    if data_len < chunk_size {
+                        break;
+                    }
                 }
                 HandlerStatus::Handled
             }
@@ -388,7 +416,10 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                         },
                         // "All" threads doesn't make sense for memory accesses
                         IdKind::All => return Err(Error::PacketUnexpected),
-                        IdKind::WithId(tid) => self.current_mem_tid = tid,
+                        IdKind::WithId(tid) => {
+                            self.check_thread_alive(target, tid)?;
+                            self.current_mem_tid = tid
+                        }
                     },
                     // technically, this variant is deprecated in favor of vCont...
                     Op::StepContinue => match cmd.thread.tid {
@@ -400,6 +431,7 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                         },
                         IdKind::All => self.current_resume_tid = SpecificIdKind::All,
                         IdKind::WithId(tid) => {
+                            self.check_thread_alive(target, tid)?;
                             self.current_resume_tid = SpecificIdKind::WithId(tid)
                         }
                     },

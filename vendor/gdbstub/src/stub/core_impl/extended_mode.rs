@@ -29,11 +29,12 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                 HandlerStatus::Handled
             }
             ExtendedMode::vAttach(cmd) => {
+                // gdbvisor patch: the target's refusal comes first (`vAttach;1` to a target that
+                // attaches to nothing is an error reply, not the end of the session).
+                ops.attach(cmd.pid).handle_error()?;
                 if ops.support_current_active_pid().is_none() {
                     return Err(Error::MissingCurrentActivePidImpl);
                 }
-
-                ops.attach(cmd.pid).handle_error()?;
                 self.report_reasonable_stop_reason(res, target)?
             }
             ExtendedMode::qC(_cmd) if ops.support_current_active_pid().is_some() => {

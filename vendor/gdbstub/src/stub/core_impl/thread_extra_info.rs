@@ -9,6 +9,9 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
         target: &mut T,
         command: ThreadExtraInfo<'_>,
     ) -> Result<HandlerStatus, Error<T::Error, C::Error>> {
+        // gdbvisor patch: no description of a thread that does not exist.
+        let ThreadExtraInfo::qThreadExtraInfo(info) = &command;
+        self.check_thread_alive(target, info.id.tid)?;
         let ops = match target.base_ops() {
             BaseOps::SingleThread(_) => return Ok(HandlerStatus::Handled),
             BaseOps::MultiThread(ops) => match ops.support_thread_extra_info() {
