@@ -53,7 +53,7 @@ pub enum ImageError {
 #[derive(Debug, Clone)]
 pub struct Image {
     len: u64,
-    /// The file's first bytes (up to [`HEAD_LEN`]), or all of an in-memory image.
+    /// The file's first bytes (up to `HEAD_LEN`), or all of an in-memory image.
     known: Arc<[u8]>,
     file: Option<Arc<File>>,
 }
@@ -97,7 +97,7 @@ impl Image {
         self.len == 0
     }
 
-    /// The first bytes, up to [`HEAD_LEN`], whatever the source: detection sees the same bytes
+    /// The first bytes, up to 32 KiB, whatever the source: detection sees the same bytes
     /// for a file and for the same bytes in memory.
     pub fn head(&self) -> &[u8] {
         &self.known[..self.known.len().min(HEAD_LEN)]
@@ -258,6 +258,14 @@ mod tests {
         let err = image.read(HEAD_LEN as u64, 50, "tail").unwrap_err();
         assert!(err.to_string().contains("shorter than when"), "{err}");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_device_or_pipe_is_read_up_to_the_limit() {
+        let empty = Image::open(Path::new("/dev/null"), 1 << 20).unwrap();
+        assert!(empty.is_empty());
+        let err = Image::open(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("longer than guest RAM"), "{err}");
     }
 
     #[test]

@@ -169,10 +169,12 @@ pub fn load(
     let setup_size = header.setup_size() as u64;
     let kernel_size = image.len() - setup_size;
     super::check_fits(
-        kernel_size,
-        ram.low_end().saturating_sub(KERNEL_ADDR),
+        image.len(),
+        ram.low_end()
+            .saturating_sub(KERNEL_ADDR)
+            .saturating_add(setup_size),
         &format!(
-            "a bzImage's kernel (the file after its {setup_size:#x} bytes of setup code) goes at 1 MiB, below the end of guest RAM at {:#x}",
+            "a bzImage goes at 1 MiB but for its {setup_size:#x} bytes of setup code, below the end of guest RAM at {:#x}",
             ram.low_end()
         ),
         true,

@@ -401,6 +401,28 @@ mod tests {
         assert!(detect_bytes(&[]).unwrap_err().to_string().contains("empty"));
     }
 
+    /// A valid ELF identification and header in 100 bytes: the program headers (ELF64) or the
+    /// segment (ELF32) they announce are cut off, and that is what the error says.
+    #[test]
+    fn a_truncated_elf_is_called_truncated() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        for (class, what) in [
+            (ElfClass::Elf32, "segment data"),
+            (ElfClass::Elf64, "program headers"),
+        ] {
+            let image = tiny_elf(class, 0x100000, 0x100000, &[0x90; 16]);
+            let err = load(&ram, &image[..100].into(), &BootParams::default())
+                .unwrap_err()
+                .to_string();
+            let expected = format!("ELF file is truncated ({what}): ");
+            assert!(err.starts_with(&expected), "{err}");
+            assert!(
+                err.contains("past the end of the file (0x64 bytes)"),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn flat_image_enters_at_0000_7c00() {
         let ram = GuestRam::new(2 << 20).unwrap();

@@ -154,8 +154,10 @@ pub(crate) fn load_aout(
     let rest = image.len().saturating_sub(file_start);
     let load_len = if aout.load_end_addr == 0 {
         super::check_fits(
-            rest,
-            ram.low_end().saturating_sub(load_addr),
+            image.len(),
+            ram.low_end()
+                .saturating_sub(load_addr)
+                .saturating_add(file_start),
             &format!(
                 "with load_end_addr 0 the file from offset {file_start:#x} goes whole at {load_addr:#x}, below the end of guest RAM at {:#x}",
                 ram.low_end()
