@@ -421,6 +421,26 @@ mod tests {
         }
     }
 
+    /// Matches are found across the 1 MiB chunks the code is read in, and only in the code.
+    #[test]
+    fn code_scans_see_across_chunks() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let code = [(0x10_0000, 2 << 20)];
+        assert!(!code_has(&ram, &code, writes_cr0));
+        // `mov cr0, eax` split by the first chunk's end.
+        ram.write(0x10_0000 + (1 << 20) - 2, &[0x0F, 0x22, 0xC0])
+            .unwrap();
+        assert!(code_has(&ram, &code, writes_cr0));
+        assert!(!code_has(&ram, &[(0x10_0000, (1 << 20) - 2)], writes_cr0));
+        // mov ecx, 0xC0000080; rdmsr; or eax, 0x100; wrmsr — across the same boundary.
+        let lme = [
+            0xB9, 0x80, 0x00, 0x00, 0xC0, 0x0F, 0x32, 0x0D, 0x00, 0x01, 0x00, 0x00, 0x0F, 0x30,
+        ];
+        ram.write(0x10_0000 + (1 << 20) - 7, &lme).unwrap();
+        assert!(code_has(&ram, &code, code_sets_efer_lme));
+        assert!(!code_has(&ram, &[], code_sets_efer_lme));
+    }
+
     #[test]
     fn gdb_gets_the_description_of_the_file_it_loads() {
         let elf64 = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0xf4]);

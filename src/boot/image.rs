@@ -50,7 +50,7 @@ pub enum ImageError {
 
 /// An image: a file read on demand, or bytes already in memory (the demo kernel, tests, or a
 /// pipe).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Image {
     len: u64,
     /// The file's first bytes (up to `HEAD_LEN`), or all of an in-memory image.
@@ -180,6 +180,16 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64, what: &str) -> Result
             }
         }
     })
+}
+
+// Its size and source, not 32 KiB of bytes.
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("len", &self.len)
+            .field("file", &self.file.is_some())
+            .finish()
+    }
 }
 
 impl From<Vec<u8>> for Image {
