@@ -3,7 +3,8 @@
 //! How a run goes, module by module:
 //!
 //! 1. [`cli`] parses the command line (flags named for QEMU users).
-//! 2. [`runner`] reads the kernel and modules and creates the VM ([`vmm::vm`]): guest RAM from
+//! 2. [`runner`] opens the kernel and modules ([`boot::image`]: sizes and first bytes, the rest
+//!    read only as it is loaded) and creates the VM ([`vmm::vm`]): guest RAM from
 //!    vm-memory ([`vmm::memory`]), the in-kernel irqchip and PIT, the legacy port devices
 //!    ([`devices`]) and the vCPUs.
 //! 3. [`boot`] detects the image format and writes the kernel, gdbvisor's GDT, page tables and

@@ -84,13 +84,16 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             ))
         }
         (_, Some(path)) => {
-            let image = RunRequest::read_image(path).map_err(|e| (e.to_string(), e.status()))?;
+            let image = RunRequest::read_image(path, args.memory)
+                .map_err(|e| (e.to_string(), e.status()))?;
             (path.clone(), image, None)
         }
-        (_, None) => (PathBuf::from("demo"), demo::FLAT.to_vec(), Some(demo::ELF)),
+        (_, None) => (PathBuf::from("demo"), demo::FLAT.into(), Some(demo::ELF)),
     };
     let modules = match &args.initrd {
-        Some(list) => RunRequest::read_modules(list).map_err(|e| (e.to_string(), e.status()))?,
+        Some(list) => {
+            RunRequest::read_modules(list, args.memory).map_err(|e| (e.to_string(), e.status()))?
+        }
         None => Vec::new(),
     };
     let gdb_endpoint = args

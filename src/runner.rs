@@ -9,6 +9,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::boot::elf::{self, ElfClass};
+use crate::boot::image::{Image, ImageError};
 use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
@@ -32,10 +33,7 @@ use crate::x86::insn::code_sets_efer_lme;
 #[derive(Debug, Error)]
 pub enum RunError {
     #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: ImageError },
     #[error("{path}: {source}")]
     Boot { path: PathBuf, source: BootError },
     #[error("{0}")]
@@ -67,7 +65,7 @@ impl RunError {
 pub struct RunRequest {
     /// The kernel's name in messages (its path, or "demo").
     pub name: PathBuf,
-    pub image: Vec<u8>,
+    pub image: Image,
     pub boot: BootParams,
     pub memory: u64,
     pub cpus: u32,
@@ -88,22 +86,39 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    /// Reads the kernel and the modules named in an `--initrd` list ("file args,file2").
-    pub fn read_image(path: &Path) -> Result<Vec<u8>, RunError> {
-        std::fs::read(path).map_err(|source| RunError::Read {
+    /// Opens the kernel: its size and first 32 KiB; the rest is read as it is loaded. A pipe
+    /// is read whole, up to `memory` bytes (guest RAM could hold no more).
+    pub fn read_image(path: &Path, memory: u64) -> Result<Image, RunError> {
+        Image::open(path, memory).map_err(|source| RunError::Read {
             path: path.to_path_buf(),
             source,
         })
     }
 
-    pub fn read_modules(list: &str) -> Result<Vec<Module>, RunError> {
+    /// Opens the modules named in an `--initrd` list ("file args,file2"); each goes whole into
+    /// guest RAM, so one larger than `memory` is refused before it is read.
+    pub fn read_modules(list: &str, memory: u64) -> Result<Vec<Module>, RunError> {
         list.split(',')
             .filter(|item| !item.trim().is_empty())
             .map(|item| {
                 let string = item.trim().to_string();
                 let path = PathBuf::from(string.split(' ').next().unwrap_or_default());
-                let data = Self::read_image(&path)?;
-                Ok(Module { path, string, data })
+                let image = Self::read_image(&path, memory)?;
+                boot::check_fits(
+                    image.len(),
+                    memory,
+                    "a module or initrd goes whole into guest RAM",
+                    true,
+                )
+                .map_err(|source| RunError::Boot {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(Module {
+                    path,
+                    string,
+                    image,
+                })
             })
             .collect()
     }
@@ -178,9 +193,9 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     // so does an ELF64 or any kernel that sets EFER.LME (the common multiboot layout).
     if kernel.cpu.mode == EntryMode::Protected32
         && kernel.format != BootFormat::Pvh
-        && elf::class_of(&request.image) != Some(ElfClass::Elf64)
-        && writes_cr0(&request.image)
-        && !code_sets_efer_lme(&request.image)
+        && elf::class_of(request.image.head()) != Some(ElfClass::Elf64)
+        && code_has(&vm.ram, &kernel.code, writes_cr0)
+        && !code_has(&vm.ram, &kernel.code, code_sets_efer_lme)
     {
         warn_if_no_legacy_paging();
     }
@@ -212,7 +227,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
                     elf_layout(elf),
                     "the demo's ELF, which `gdbvisor demo --write-elf` writes".to_string(),
                 ),
-                None => kernel_layout(&request.image, &kernel),
+                None => kernel_layout(request.image.head(), &kernel),
             };
             eprintln!(
                 "gdbvisor: gdb register description {} (from {why}; --gdb-arch to change)",
@@ -316,7 +331,33 @@ fn print_vga(ram: &GuestRam) {
     }
 }
 
-/// `mov cr0, r32` anywhere in the image: the kernel may turn on paging.
+/// True when `found` holds for some stretch of the kernel's code in RAM (`code`: start,
+/// length). Read a chunk at a time, each overlapping the next by more than any pattern and
+/// decoding look-ahead searched for, so no match is cut in two.
+fn code_has(ram: &GuestRam, code: &[(u64, u64)], found: impl Fn(&[u8]) -> bool) -> bool {
+    const CHUNK: u64 = 1 << 20;
+    const OVERLAP: u64 = 256;
+    let mut buf = vec![0u8; CHUNK as usize];
+    code.iter().any(|&(start, len)| {
+        let mut at = 0;
+        loop {
+            let n = (len - at).min(CHUNK);
+            let chunk = &mut buf[..n as usize];
+            if ram.read(start + at, chunk).is_err() {
+                return false;
+            }
+            if found(chunk) {
+                return true;
+            }
+            if at + n >= len {
+                return false;
+            }
+            at += n - OVERLAP;
+        }
+    })
+}
+
+/// `mov cr0, r32` anywhere in `code`: the kernel may turn on paging.
 fn writes_cr0(image: &[u8]) -> bool {
     (0..image.len()).any(|i| is_mov_to_cr0(&image[i..]))
 }
@@ -373,7 +414,31 @@ mod tests {
             rdx: 0,
             cr3: 0,
         };
-        LoadedKernel { format, cpu }
+        LoadedKernel {
+            format,
+            cpu,
+            code: Vec::new(),
+        }
+    }
+
+    /// Matches are found across the 1 MiB chunks the code is read in, and only in the code.
+    #[test]
+    fn code_scans_see_across_chunks() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let code = [(0x10_0000, 2 << 20)];
+        assert!(!code_has(&ram, &code, writes_cr0));
+        // `mov cr0, eax` split by the first chunk's end.
+        ram.write(0x10_0000 + (1 << 20) - 2, &[0x0F, 0x22, 0xC0])
+            .unwrap();
+        assert!(code_has(&ram, &code, writes_cr0));
+        assert!(!code_has(&ram, &[(0x10_0000, (1 << 20) - 2)], writes_cr0));
+        // mov ecx, 0xC0000080; rdmsr; or eax, 0x100; wrmsr — across the same boundary.
+        let lme = [
+            0xB9, 0x80, 0x00, 0x00, 0xC0, 0x0F, 0x32, 0x0D, 0x00, 0x01, 0x00, 0x00, 0x0F, 0x30,
+        ];
+        ram.write(0x10_0000 + (1 << 20) - 7, &lme).unwrap();
+        assert!(code_has(&ram, &code, code_sets_efer_lme));
+        assert!(!code_has(&ram, &[], code_sets_efer_lme));
     }
 
     #[test]

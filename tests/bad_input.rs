@@ -19,25 +19,6 @@ fn assert_refused(name: &str, image: &[u8], extra: &[&str], reason: &str) {
     assert!(!run.stderr.contains("panicked"), "{run}");
 }
 
-fn elf64_header(paddr: u64, filesz: u64) -> Vec<u8> {
-    let mut image = vec![0u8; 0x78];
-    image[..4].copy_from_slice(b"\x7fELF");
-    image[4] = 2; // 64-bit
-    image[5] = 1; // little-endian
-    image[0x12] = 62; // x86-64
-    image[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
-    image[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
-    image[0x36] = 56;
-    image[0x38] = 1;
-    image[0x40] = 1; // PT_LOAD
-    image[0x48..0x50].copy_from_slice(&0x78u64.to_le_bytes());
-    image[0x50..0x58].copy_from_slice(&paddr.to_le_bytes());
-    image[0x58..0x60].copy_from_slice(&paddr.to_le_bytes());
-    image[0x60..0x68].copy_from_slice(&filesz.to_le_bytes());
-    image[0x68..0x70].copy_from_slice(&filesz.to_le_bytes());
-    image
-}
-
 #[test]
 fn empty_image() {
     if kvm_available("empty image") {

@@ -76,7 +76,7 @@ fn crosscheck(kernel_name: &str, stops: &[&str]) {
         return;
     }
     let built = gdbvisor::test_kernels::build(kernel_name).unwrap();
-    let image = std::fs::read(built.image()).unwrap();
+    let image = boot::image::Image::open(built.image(), 64 << 20).unwrap();
     let vm = Vm::new(VmOptions {
         memory: 64 << 20,
         cpus: 1,

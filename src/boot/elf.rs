@@ -1,17 +1,26 @@
 //! Just enough ELF to find loadable segments and the entry point of 32- and 64-bit kernels.
+//! Only the ELF header, the program headers and notes are read, where they point in the file:
+//! a kernel's debug information, however large, is never read.
+
+use std::borrow::Cow;
 
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+use super::image::{Image, ImageError};
+
+#[derive(Debug, Error)]
 pub enum ElfError {
     #[error("not an ELF file")]
     NotElf,
-    #[error("ELF file is truncated ({0})")]
-    Truncated(&'static str),
+    /// `what` names the part that is cut off; `detail` where it lies and where the file ends.
+    #[error("ELF file is truncated ({what}): {detail}")]
+    Truncated { what: &'static str, detail: String },
     #[error("unsupported ELF: {0}")]
     Unsupported(&'static str),
     #[error("ELF has no loadable segments")]
     NoSegments,
+    #[error("{0}")]
+    Image(ImageError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +52,8 @@ const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const EM_386: u16 = 3;
 const EM_X86_64: u16 = 62;
+/// Notes are small (Linux's take well under 4 KiB): a larger PT_NOTE is read only this far.
+const NOTES_MAX: u64 = 64 * 1024;
 
 /// True when `image` starts with the ELF magic.
 pub fn is_elf(image: &[u8]) -> bool {
@@ -61,83 +72,131 @@ pub fn class_of(image: &[u8]) -> Option<ElfClass> {
     }
 }
 
-fn bytes<const N: usize>(image: &[u8], at: u64, what: &'static str) -> Result<[u8; N], ElfError> {
-    let start = usize::try_from(at).map_err(|_| ElfError::Truncated(what))?;
-    image
-        .get(start..start.checked_add(N).ok_or(ElfError::Truncated(what))?)
-        .map(|s| s.try_into().expect("slice has N bytes"))
-        .ok_or(ElfError::Truncated(what))
+/// Reads `len` bytes at `offset`: where the file ends first, the ELF is truncated (`what`).
+fn read<'a>(
+    image: &'a Image,
+    offset: u64,
+    len: usize,
+    what: &'static str,
+    name: &str,
+) -> Result<Cow<'a, [u8]>, ElfError> {
+    image.read(offset, len, name).map_err(|e| match e {
+        ImageError::PastEnd { .. } => ElfError::Truncated {
+            what,
+            detail: e.to_string(),
+        },
+        other => ElfError::Image(other),
+    })
 }
 
-fn u16_at(image: &[u8], at: u64, what: &'static str) -> Result<u16, ElfError> {
-    bytes::<2>(image, at, what).map(u16::from_le_bytes)
-}
-
-fn u32_at(image: &[u8], at: u64, what: &'static str) -> Result<u32, ElfError> {
-    bytes::<4>(image, at, what).map(u32::from_le_bytes)
-}
-
-fn u64_at(image: &[u8], at: u64, what: &'static str) -> Result<u64, ElfError> {
-    bytes::<8>(image, at, what).map(u64::from_le_bytes)
-}
-
-/// Parses the header and program headers of a little-endian x86 ELF executable.
-pub fn parse(image: &[u8]) -> Result<ElfImage, ElfError> {
-    let class = class_of(image).ok_or(ElfError::NotElf)?;
-    if image.len() < 0x34 {
-        return Err(ElfError::Truncated("ELF header"));
+/// The little-endian field of `N` bytes at `at` in a structure read whole (`at + N` is within
+/// it by construction; a short slice reads as zeros rather than panicking).
+fn le<const N: usize>(bytes: &[u8], at: usize) -> u64 {
+    let mut field = [0u8; 8];
+    if let Some(src) = bytes.get(at..at + N) {
+        field[..N].copy_from_slice(src);
     }
-    if image[5] != 1 {
+    u64::from_le_bytes(field)
+}
+
+/// Fails when `offset..offset+size` (a segment's bytes) runs past the end of the file.
+fn check_in_file(
+    image: &Image,
+    what: &'static str,
+    name: &str,
+    offset: u64,
+    size: u64,
+) -> Result<(), ElfError> {
+    match offset.checked_add(size) {
+        Some(end) if end <= image.len() => Ok(()),
+        end => Err(ElfError::Truncated {
+            what,
+            detail: format!(
+                "{name} takes {size:#x} bytes at offset {offset:#x}..{}, past the end of the file ({:#x} bytes)",
+                end.map_or("2^64".into(), |end| format!("{end:#x}")),
+                image.len()
+            ),
+        }),
+    }
+}
+
+/// Parses the header and program headers of a little-endian x86 ELF executable, and checks
+/// that every segment's bytes are in the file.
+pub fn parse(image: &Image) -> Result<ElfImage, ElfError> {
+    let head = image.head();
+    if !is_elf(head) {
+        return Err(ElfError::NotElf);
+    }
+    let class = match head.get(4) {
+        Some(1) => ElfClass::Elf32,
+        Some(2) => ElfClass::Elf64,
+        _ => {
+            return Err(ElfError::Unsupported(
+                "class is neither 32-bit (1) nor 64-bit (2)",
+            ))
+        }
+    };
+    let wide = class == ElfClass::Elf64;
+    let header = read(
+        image,
+        0,
+        if wide { 0x40 } else { 0x34 },
+        "ELF header",
+        "the ELF header",
+    )?;
+    if header.get(5) != Some(&1) {
         return Err(ElfError::Unsupported("not little-endian"));
     }
-    let machine = u16_at(image, 0x12, "ELF header")?;
-    let wide = class == ElfClass::Elf64;
-    match (class, machine) {
+    match (class, le::<2>(&header, 0x12) as u16) {
         (ElfClass::Elf32, EM_386) | (ElfClass::Elf64, EM_X86_64) => {}
         _ => return Err(ElfError::Unsupported("machine is not i386 or x86-64")),
     }
     let (entry, phoff, phentsize, phnum) = if wide {
         (
-            u64_at(image, 0x18, "ELF header")?,
-            u64_at(image, 0x20, "ELF header")?,
-            u16_at(image, 0x36, "ELF header")?,
-            u16_at(image, 0x38, "ELF header")?,
+            le::<8>(&header, 0x18),
+            le::<8>(&header, 0x20),
+            le::<2>(&header, 0x36),
+            le::<2>(&header, 0x38),
         )
     } else {
         (
-            u64::from(u32_at(image, 0x18, "ELF header")?),
-            u64::from(u32_at(image, 0x1c, "ELF header")?),
-            u16_at(image, 0x2a, "ELF header")?,
-            u16_at(image, 0x2c, "ELF header")?,
+            le::<4>(&header, 0x18),
+            le::<4>(&header, 0x1c),
+            le::<2>(&header, 0x2a),
+            le::<2>(&header, 0x2c),
         )
     };
     let min_phentsize = if wide { 56 } else { 32 };
     if phnum > 0 && phentsize < min_phentsize {
         return Err(ElfError::Unsupported("program header entries too small"));
     }
+    // phnum and phentsize are 16-bit: their product cannot overflow.
+    check_in_file(
+        image,
+        "program headers",
+        &format!("the program header table ({phnum} × {phentsize} bytes)"),
+        phoff,
+        phnum * phentsize,
+    )?;
     let mut segments = Vec::new();
     let mut notes = Vec::new();
-    for i in 0..u64::from(phnum) {
-        let ph = phoff
-            .checked_add(i * u64::from(phentsize))
-            .ok_or(ElfError::Truncated("program headers"))?;
-        let what = "program headers";
-        let kind = u32_at(image, ph, what)?;
+    for i in 0..phnum {
+        let ph = read(
+            image,
+            phoff + i * phentsize,
+            min_phentsize as usize,
+            "program headers",
+            "a program header",
+        )?;
+        let kind = le::<4>(&ph, 0) as u32;
         if kind == PT_NOTE {
             let (offset, size) = if wide {
-                (u64_at(image, ph + 8, what)?, u64_at(image, ph + 32, what)?)
+                (le::<8>(&ph, 8), le::<8>(&ph, 32))
             } else {
-                (
-                    u64::from(u32_at(image, ph + 4, what)?),
-                    u64::from(u32_at(image, ph + 16, what)?),
-                )
+                (le::<4>(&ph, 4), le::<4>(&ph, 16))
             };
-            if offset
-                .checked_add(size)
-                .is_none_or(|end| end > image.len() as u64)
-            {
-                return Err(ElfError::Truncated("note segment"));
-            }
+            let name = format!("note segment (program header {i})");
+            check_in_file(image, "note segment", &name, offset, size)?;
             notes.push((offset, size));
             continue;
         }
@@ -146,25 +205,29 @@ pub fn parse(image: &[u8]) -> Result<ElfImage, ElfError> {
         }
         let segment = if wide {
             Segment {
-                offset: u64_at(image, ph + 8, what)?,
-                vaddr: u64_at(image, ph + 16, what)?,
-                paddr: u64_at(image, ph + 24, what)?,
-                file_size: u64_at(image, ph + 32, what)?,
-                mem_size: u64_at(image, ph + 40, what)?,
+                offset: le::<8>(&ph, 8),
+                vaddr: le::<8>(&ph, 16),
+                paddr: le::<8>(&ph, 24),
+                file_size: le::<8>(&ph, 32),
+                mem_size: le::<8>(&ph, 40),
             }
         } else {
             Segment {
-                offset: u64::from(u32_at(image, ph + 4, what)?),
-                vaddr: u64::from(u32_at(image, ph + 8, what)?),
-                paddr: u64::from(u32_at(image, ph + 12, what)?),
-                file_size: u64::from(u32_at(image, ph + 16, what)?),
-                mem_size: u64::from(u32_at(image, ph + 20, what)?),
+                offset: le::<4>(&ph, 4),
+                vaddr: le::<4>(&ph, 8),
+                paddr: le::<4>(&ph, 12),
+                file_size: le::<4>(&ph, 16),
+                mem_size: le::<4>(&ph, 20),
             }
         };
-        let file_end = segment.offset.checked_add(segment.file_size);
-        if file_end.is_none_or(|end| end > image.len() as u64) {
-            return Err(ElfError::Truncated("segment data"));
-        }
+        let name = format!("segment {} (program header {i})", segments.len());
+        check_in_file(
+            image,
+            "segment data",
+            &name,
+            segment.offset,
+            segment.file_size,
+        )?;
         if segment.file_size > segment.mem_size {
             return Err(ElfError::Unsupported(
                 "segment file size exceeds memory size",
@@ -187,24 +250,28 @@ pub fn parse(image: &[u8]) -> Result<ElfImage, ElfError> {
 
 /// One ELF note: its name (without the NUL), type and descriptor bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note<'a> {
-    pub name: &'a [u8],
+pub struct Note {
+    pub name: Vec<u8>,
     pub kind: u32,
-    pub desc: &'a [u8],
+    pub desc: Vec<u8>,
 }
 
 impl ElfImage {
-    /// The notes of every PT_NOTE segment; a malformed note ends its segment's list.
-    pub fn notes<'a>(&self, image: &'a [u8]) -> Vec<Note<'a>> {
+    /// The notes of every PT_NOTE segment (its first 64 KiB); a malformed note ends its
+    /// segment's list.
+    pub fn notes(&self, image: &Image) -> Result<Vec<Note>, ElfError> {
         let mut out = Vec::new();
         for &(offset, size) in &self.notes {
-            let Some(mut rest) = image.get(offset as usize..(offset + size) as usize) else {
-                continue;
-            };
+            let bytes = read(
+                image,
+                offset,
+                size.min(NOTES_MAX) as usize,
+                "note segment",
+                "a note segment",
+            )?;
+            let mut rest = &bytes[..];
             while rest.len() >= 12 {
-                let word = |i: usize| {
-                    u32::from_le_bytes(rest[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]))
-                };
+                let word = |i: usize| le::<4>(rest, 4 * i) as u32;
                 let (namesz, descsz, kind) = (word(0) as usize, word(1) as usize, word(2));
                 // Name and descriptor are each padded to 4 bytes.
                 let name_end = 12usize.saturating_add(namesz);
@@ -215,14 +282,14 @@ impl ElfImage {
                 }
                 let name = &rest[12..name_end];
                 out.push(Note {
-                    name: name.strip_suffix(b"\0").unwrap_or(name),
+                    name: name.strip_suffix(b"\0").unwrap_or(name).to_vec(),
                     kind,
-                    desc: &rest[desc_start..desc_end],
+                    desc: rest[desc_start..desc_end].to_vec(),
                 });
                 rest = &rest[desc_end.next_multiple_of(4).min(rest.len())..];
             }
         }
-        out
+        Ok(out)
     }
 
     /// The entry point as a physical address: kernels linked for a higher half give a virtual
@@ -292,10 +359,21 @@ pub(crate) mod tests {
         image
     }
 
+    fn parse_bytes(bytes: &[u8]) -> Result<ElfImage, ElfError> {
+        parse(&Image::from(bytes))
+    }
+
+    fn truncated(bytes: &[u8]) -> (&'static str, String) {
+        match parse_bytes(bytes) {
+            Err(ElfError::Truncated { what, detail }) => (what, detail),
+            other => panic!("not truncated: {other:?}"),
+        }
+    }
+
     #[test]
     fn parses_both_classes() {
         for class in [ElfClass::Elf32, ElfClass::Elf64] {
-            let elf = parse(&tiny_elf(class, 0x100000, 0x100000, &[0xf4; 16])).unwrap();
+            let elf = parse_bytes(&tiny_elf(class, 0x100000, 0x100000, &[0xf4; 16])).unwrap();
             assert_eq!(elf.class, class);
             assert_eq!(elf.entry, 0x100000);
             assert_eq!(elf.segments.len(), 1);
@@ -308,22 +386,48 @@ pub(crate) mod tests {
     fn truncated_segment_data_is_an_error() {
         let mut image = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90; 64]);
         image.truncate(0x120);
-        assert_eq!(parse(&image), Err(ElfError::Truncated("segment data")));
+        let (what, detail) = truncated(&image);
+        assert_eq!(what, "segment data");
+        assert_eq!(
+            detail,
+            "segment 0 (program header 0) takes 0x40 bytes at offset 0x100..0x140, past the end of the file (0x120 bytes)"
+        );
     }
 
     #[test]
     fn truncated_header_is_an_error() {
         let image = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90]);
-        assert_eq!(
-            parse(&image[..0x20]),
-            Err(ElfError::Truncated("ELF header"))
-        );
-        assert_eq!(parse(b"MZ\x90\x00"), Err(ElfError::NotElf));
+        let (what, detail) = truncated(&image[..0x20]);
+        assert_eq!(what, "ELF header");
+        assert!(detail.contains("0x0..0x34 is past the end of the file (0x20 bytes)"));
+        assert!(matches!(parse_bytes(b"MZ\x90\x00"), Err(ElfError::NotElf)));
+    }
+
+    /// 100 bytes of a valid header: the 64-bit program headers end past them; the 32-bit one
+    /// fits, but its segment's bytes do not.
+    #[test]
+    fn a_100_byte_elf_is_truncated_in_either_class() {
+        let elf64 = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90; 16]);
+        let (what, detail) = truncated(&elf64[..100]);
+        assert_eq!(what, "program headers");
+        assert!(detail.contains("(1 × 56 bytes) takes 0x38 bytes at offset 0x40..0x78"));
+        let elf32 = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90; 16]);
+        assert_eq!(truncated(&elf32[..100]).0, "segment data");
+    }
+
+    #[test]
+    fn notes_past_the_file_are_truncated() {
+        let mut image = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90; 16]);
+        // Turn the only program header into a PT_NOTE of 0x1000 bytes at 0x100.
+        image[0x40..0x44].copy_from_slice(&PT_NOTE.to_le_bytes());
+        image[0x60..0x68].copy_from_slice(&0x1000u64.to_le_bytes());
+        assert_eq!(truncated(&image).0, "note segment");
     }
 
     #[test]
     fn higher_half_entry_is_made_physical() {
-        let mut elf = parse(&tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90; 32])).unwrap();
+        let mut elf =
+            parse_bytes(&tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90; 32])).unwrap();
         elf.segments[0].vaddr = 0xffff_ffff_8000_0000;
         elf.entry = 0xffff_ffff_8000_0010;
         assert_eq!(elf.physical_entry(), 0x100010);

@@ -1,7 +1,8 @@
 //! The Linux x86 boot protocol (Documentation/arch/x86/boot.rst) for bzImage kernels, entered
 //! through their 64-bit entry point: no real-mode setup code and no BIOS run.
 //!
-//! linux-loader copies the protected-mode kernel to 1 MiB; we build the "zero page"
+//! The protected-mode kernel (the file after its setup code) is copied to 1 MiB as read, a
+//! chunk at a time; we build the "zero page"
 //! (`struct boot_params`: the image's setup header, an e820 map, command line and initrd
 //! pointers) and enter at `load address + 0x200` in long mode with RSI pointing at it, on an
 //! identity map of all RAM (the protocol asks for the kernel, zero page and command line to be
@@ -14,15 +15,12 @@
 //! top of low RAM (below initrd_addr_max)  initrd, page-aligned
 //! ```
 
-use std::io::Cursor;
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
+use vm_memory::ByteValued;
 
-use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
-use linux_loader::loader::bzimage::BzImage;
-use linux_loader::loader::KernelLoader;
-use vm_memory::{ByteValued, GuestAddress};
-
+use super::image::Image;
 use super::layout::{self, STACK_TOP};
-use super::{multiboot1, BootCpuState, BootError, EntryMode, Module};
+use super::{multiboot1, BootCpuState, BootError, BootFormat, EntryMode, LoadedKernel, Module};
 use crate::vmm::memory::GuestRam;
 
 pub const ZERO_PAGE_ADDR: u64 = 0x7000;
@@ -33,6 +31,8 @@ pub const KERNEL_ADDR: u64 = 0x10_0000;
 /// The 64-bit entry point's offset from the load address.
 const ENTRY64_OFFSET: u64 = 0x200;
 
+/// Where the setup header starts (`struct setup_header` in boot_params).
+const SETUP_HEADER_OFFSET: u64 = 0x1F1;
 const BOOT_FLAG_OFFSET: usize = 0x1FE;
 const HEADER_OFFSET: usize = 0x202;
 const HDRS_MAGIC: u32 = 0x5372_6448; // "HdrS"
@@ -79,7 +79,8 @@ pub fn is_bzimage(image: &[u8]) -> bool {
 }
 
 /// Reads and checks the setup header: a bzImage with a 64-bit entry point.
-pub fn parse_header(image: &[u8]) -> Result<SetupHeader, BootError> {
+pub fn parse_header(file: &Image) -> Result<SetupHeader, BootError> {
+    let image = file.head();
     if !is_bzimage(image) {
         return Err(BootError::Format(
             "not a Linux bzImage (no \"HdrS\" at offset 0x202 with 0xAA55 at 0x1FE)".into(),
@@ -114,10 +115,10 @@ pub fn parse_header(image: &[u8]) -> Result<SetupHeader, BootError> {
             "this bzImage has no 64-bit entry point (xloadflags bit 0): a 32-bit kernel cannot boot here".into(),
         ));
     }
-    if header.setup_size() >= image.len() {
+    if header.setup_size() as u64 >= file.len() {
         return Err(BootError::Format(format!(
             "bzImage is truncated: {} bytes, but its setup code alone takes {}",
-            image.len(),
+            file.len(),
             header.setup_size()
         )));
     }
@@ -160,12 +161,24 @@ pub struct Initrd {
 /// sequence of cpio archives) and returns the 64-bit entry state.
 pub fn load(
     ram: &GuestRam,
-    image: &[u8],
+    image: &Image,
     cmdline: &str,
     initrd: &[Module],
-) -> Result<BootCpuState, BootError> {
+) -> Result<LoadedKernel, BootError> {
     let header = parse_header(image)?;
-    let kernel_size = (image.len() - header.setup_size()) as u64;
+    let setup_size = header.setup_size() as u64;
+    let kernel_size = image.len() - setup_size;
+    super::check_fits(
+        image.len(),
+        ram.low_end()
+            .saturating_sub(KERNEL_ADDR)
+            .saturating_add(setup_size),
+        &format!(
+            "a bzImage goes at 1 MiB but for its {setup_size:#x} bytes of setup code, below the end of guest RAM at {:#x}",
+            ram.low_end()
+        ),
+        true,
+    )?;
     layout::check_placement(ram, "bzImage kernel", KERNEL_ADDR, kernel_size)?;
     let needed = header.runtime_end();
     if needed > ram.low_end() {
@@ -175,16 +188,22 @@ pub fn load(
             ram.low_end()
         )));
     }
-    let loaded = BzImage::load(
-        ram.mmap(),
-        Some(GuestAddress(KERNEL_ADDR)),
-        &mut Cursor::new(image),
-        None,
-    )
-    .map_err(|e| BootError::Format(format!("bzImage: {e}")))?;
-    let setup_header = loaded.setup_header.ok_or_else(|| {
-        BootError::Format("bzImage: linux-loader returned no setup header".into())
-    })?;
+    image.copy_to_ram(
+        ram,
+        KERNEL_ADDR,
+        setup_size,
+        kernel_size,
+        "the bzImage's kernel",
+    )?;
+    // The zero page starts as the image's own setup header, as the boot protocol asks.
+    let mut setup_header = setup_header::default();
+    let bytes = image.read(
+        SETUP_HEADER_OFFSET,
+        std::mem::size_of::<setup_header>(),
+        "the setup header",
+    )?;
+    setup_header.as_mut_slice().copy_from_slice(&bytes);
+    setup_header.code32_start = KERNEL_ADDR as u32;
 
     let mut params = boot_params {
         hdr: setup_header,
@@ -213,7 +232,7 @@ pub fn load(
 
     layout::write_gdt(ram)?;
     let cr3 = layout::write_identity_page_tables(ram, ram.top().max(1 << 32))?;
-    Ok(BootCpuState {
+    let cpu = BootCpuState {
         mode: EntryMode::Long64,
         rip: KERNEL_ADDR + ENTRY64_OFFSET,
         rsp: STACK_TOP,
@@ -222,6 +241,11 @@ pub fn load(
         rsi: ZERO_PAGE_ADDR,
         rdx: 0,
         cr3,
+    };
+    Ok(LoadedKernel {
+        format: BootFormat::Linux,
+        cpu,
+        code: vec![(KERNEL_ADDR, kernel_size)],
     })
 }
 
@@ -261,19 +285,24 @@ fn place_initrd(
     if modules.is_empty() {
         return Ok(None);
     }
-    let mut data = Vec::new();
+    // cpio archives in an initramfs are 4-byte aligned: each piece starts so.
+    let mut offsets = Vec::new();
+    let mut size = 0u64;
     for module in modules {
-        data.extend_from_slice(&module.data);
-        // cpio archives in an initramfs are 4-byte aligned.
-        data.resize(data.len().next_multiple_of(4), 0);
+        offsets.push(size);
+        size = (size + module.image.len()).next_multiple_of(4);
     }
-    let size = data.len() as u64;
     let max = u64::from(header.initrd_addr_max).min(ram.low_end() - 1);
     let lowest = header.runtime_end().next_multiple_of(0x1000);
     let addr = (max + 1).checked_sub(size).map(|a| a & !0xfff);
     match addr {
         Some(addr) if addr >= lowest => {
-            ram.write(addr, &data)?;
+            for (module, &at) in modules.iter().zip(&offsets) {
+                let len = module.image.len();
+                let what = format!("initrd piece {}", module.path.display());
+                module.image.copy_to_ram(ram, addr + at, 0, len, &what)?;
+                ram.zero(addr + at + len, len.next_multiple_of(4) - len)?;
+            }
             Ok(Some(Initrd { addr, size }))
         }
         _ => Err(BootError::Layout(format!(
@@ -321,9 +350,11 @@ mod tests {
         let module = Module {
             path: PathBuf::from("rd"),
             string: "rd".into(),
-            data: vec![7; 5000],
+            image: vec![7; 5000].into(),
         };
-        let cpu = load(&ram, &image, "console=ttyS0", &[module]).unwrap();
+        let cpu = load(&ram, &image.into(), "console=ttyS0", &[module])
+            .unwrap()
+            .cpu;
         assert_eq!(cpu.mode, EntryMode::Long64);
         assert_eq!((cpu.rip, cpu.rsi), (0x10_0200, ZERO_PAGE_ADDR));
         let mut byte = [0u8];
@@ -353,7 +384,7 @@ mod tests {
 
     #[test]
     fn bad_images_get_clear_errors() {
-        let err = |image: &[u8]| parse_header(image).unwrap_err().to_string();
+        let err = |image: &[u8]| parse_header(&image.into()).unwrap_err().to_string();
         assert!(err(&[0u8; 100]).contains("not a Linux bzImage"));
         let mut old = tiny_bzimage(&[]);
         old[0x206..0x208].copy_from_slice(&0x0204u16.to_le_bytes());
@@ -368,7 +399,7 @@ mod tests {
 
     #[test]
     fn too_little_ram_or_long_cmdline_is_an_error() {
-        let image = tiny_bzimage(&[0x90; 16]);
+        let image = Image::from(tiny_bzimage(&[0x90; 16]));
         let small = GuestRam::new(8 << 20).unwrap();
         let e = load(&small, &image, "", &[]).unwrap_err().to_string();
         assert!(e.contains("try a larger --memory"), "{e}");
@@ -380,7 +411,7 @@ mod tests {
         let huge = Module {
             path: PathBuf::from("rd"),
             string: "rd".into(),
-            data: vec![0; 60 << 20],
+            image: vec![0; 60 << 20].into(),
         };
         let e = load(&ram, &image, "", &[huge]).unwrap_err().to_string();
         assert!(e.contains("initrd"), "{e}");

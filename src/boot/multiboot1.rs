@@ -2,8 +2,9 @@
 //! structure (memory sizes and map, command line, boot loader name, modules).
 
 use super::elf::{self, ElfClass};
+use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
-use super::{BootCpuState, BootError, EntryMode, Module};
+use super::{BootCpuState, BootError, BootFormat, EntryMode, LoadedKernel, Module, Placement};
 use crate::vmm::memory::GuestRam;
 
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
@@ -97,23 +98,27 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 /// Loads a multiboot1 kernel and its modules; the CPU enters 32-bit protected mode.
 pub fn load(
     ram: &GuestRam,
-    image: &[u8],
+    image: &Image,
     header: &Header,
     cmdline: &str,
     modules: &[Module],
-) -> Result<BootCpuState, BootError> {
+) -> Result<LoadedKernel, BootError> {
     if header.flags & FLAG_VIDEO_MODE != 0 {
         log::warn!(
             "multiboot header asks for a video mode; gdbvisor has no framebuffer and ignores it"
         );
     }
-    let (entry, kernel_end) = match header.aout {
+    let placed = match header.aout {
         Some(aout) => load_aout(ram, image, header.offset, &aout)?,
         None => load_elf32(ram, image)?,
     };
     layout::write_gdt(ram)?;
-    let info = write_info(ram, cmdline, modules, kernel_end)?;
-    Ok(protected_entry(entry, BOOTLOADER_MAGIC, info))
+    let info = write_info(ram, cmdline, modules, placed.end)?;
+    Ok(LoadedKernel {
+        format: BootFormat::Multiboot1,
+        cpu: protected_entry(placed.entry, BOOTLOADER_MAGIC, info),
+        code: placed.code,
+    })
 }
 
 /// The multiboot entry state: 32-bit protected mode on the boot GDT, paging off, the loader's
@@ -133,10 +138,10 @@ pub(crate) fn protected_entry(entry: u64, magic: u32, info: u64) -> BootCpuState
 
 pub(crate) fn load_aout(
     ram: &GuestRam,
-    image: &[u8],
+    image: &Image,
     header_offset: usize,
     aout: &AoutKludge,
-) -> Result<(u64, u64), BootError> {
+) -> Result<Placement, BootError> {
     let bad = |why: &str| BootError::Format(format!("multiboot a.out kludge: {why}"));
     if aout.load_addr > aout.header_addr {
         return Err(bad("load_addr is above header_addr"));
@@ -144,42 +149,61 @@ pub(crate) fn load_aout(
     let file_start = (header_offset as u64)
         .checked_sub(u64::from(aout.header_addr - aout.load_addr))
         .ok_or_else(|| bad("load_addr lies before the start of the file"))?;
+    let load_addr = u64::from(aout.load_addr);
+    // The header lies in the file, so file_start does too.
+    let rest = image.len().saturating_sub(file_start);
     let load_len = if aout.load_end_addr == 0 {
-        image.len() as u64 - file_start
+        super::check_fits(
+            image.len(),
+            ram.low_end()
+                .saturating_sub(load_addr)
+                .saturating_add(file_start),
+            &format!(
+                "with load_end_addr 0 the file from offset {file_start:#x} goes whole at {load_addr:#x}, below the end of guest RAM at {:#x}",
+                ram.low_end()
+            ),
+            true,
+        )?;
+        rest
     } else {
         u64::from(aout.load_end_addr)
-            .checked_sub(u64::from(aout.load_addr))
+            .checked_sub(load_addr)
             .ok_or_else(|| bad("load_end_addr is below load_addr"))?
     };
-    let data = image
-        .get(file_start as usize..(file_start + load_len) as usize)
-        .ok_or_else(|| bad("the image is shorter than load_end_addr - load_addr"))?;
-    let load_addr = u64::from(aout.load_addr);
+    if load_len > rest {
+        return Err(bad(&format!(
+            "the image is shorter than load_end_addr - load_addr: {load_len:#x} bytes from offset {file_start:#x}, the file ends at {:#x}",
+            image.len()
+        )));
+    }
     let load_end = load_addr + load_len;
     let bss_end = if aout.bss_end_addr == 0 {
         load_end
     } else {
         u64::from(aout.bss_end_addr).max(load_end)
     };
-    layout::check_placement(ram, "kernel image", load_addr, bss_end - load_addr)?;
-    ram.write(load_addr, data)?;
-    ram.zero(load_end, bss_end - load_end)?;
     let entry = u64::from(aout.entry_addr);
     if !(load_addr..load_end).contains(&entry) {
         return Err(bad("entry_addr is outside the loaded image"));
     }
-    Ok((entry, bss_end))
+    layout::check_placement(ram, "kernel image", load_addr, bss_end - load_addr)?;
+    image.copy_to_ram(ram, load_addr, file_start, load_len, "the kernel image")?;
+    ram.zero(load_end, bss_end - load_end)?;
+    Ok(Placement {
+        entry,
+        end: bss_end,
+        code: vec![(load_addr, load_len)],
+    })
 }
 
-fn load_elf32(ram: &GuestRam, image: &[u8]) -> Result<(u64, u64), BootError> {
+fn load_elf32(ram: &GuestRam, image: &Image) -> Result<Placement, BootError> {
     let elf = elf::parse(image)?;
     if elf.class != ElfClass::Elf32 {
         return Err(BootError::Format(
             "multiboot1 without the a.out kludge needs an ELF32 image".into(),
         ));
     }
-    super::load_segments(ram, image, &elf)?;
-    Ok((elf.physical_entry(), elf.physical_end()))
+    super::load_segments(ram, image, &elf)
 }
 
 /// Builds the multiboot information structure at `INFO_ADDR`; modules go page-aligned after
@@ -230,7 +254,7 @@ pub fn write_info(
             let string = heap.put_str(ram, &module.string)?;
             let entry = list + i as u64 * 16;
             ram.write_u32(entry, start as u32)?;
-            ram.write_u32(entry + 4, (start + module.data.len() as u64) as u32)?;
+            ram.write_u32(entry + 4, (start + module.image.len()) as u32)?;
             ram.write_u32(entry + 8, string)?;
             ram.write_u32(entry + 12, 0)?;
         }
@@ -261,7 +285,8 @@ pub fn memory_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
 }
 
 /// Copies each module page-aligned after `kernel_end`, below 4 GiB (32-bit boot information
-/// holds 32-bit addresses); returns their start addresses.
+/// holds 32-bit addresses); returns their start addresses. Every place is checked before any
+/// module is read.
 pub(crate) fn place_modules(
     ram: &GuestRam,
     modules: &[Module],
@@ -270,7 +295,7 @@ pub(crate) fn place_modules(
     let mut next = kernel_end.next_multiple_of(0x1000);
     let mut starts = Vec::new();
     for module in modules {
-        let len = module.data.len() as u64;
+        let len = module.image.len();
         let what = format!("module {}", module.path.display());
         layout::check_placement(ram, &what, next, len)?;
         if next + len > u64::from(u32::MAX) {
@@ -278,9 +303,14 @@ pub(crate) fn place_modules(
                 "{what} does not fit below 4 GiB"
             )));
         }
-        ram.write(next, &module.data)?;
         starts.push(next);
         next = (next + len).next_multiple_of(0x1000);
+    }
+    for (module, &start) in modules.iter().zip(&starts) {
+        let what = format!("module {}", module.path.display());
+        module
+            .image
+            .copy_to_ram(ram, start, 0, module.image.len(), &what)?;
     }
     Ok(starts)
 }
@@ -387,7 +417,7 @@ mod tests {
         let ram = GuestRam::new(4 << 20).unwrap();
         ram.write(0x10_1000, &[0xaa; 4]).unwrap();
         let found = find_header(&image).unwrap().unwrap();
-        let cpu = load(&ram, &image, &found, "", &[]).unwrap();
+        let cpu = load(&ram, &image.into(), &found, "", &[]).unwrap().cpu;
         assert_eq!(cpu.rip, 0x10_0020);
         assert_eq!(read_u32(&ram, 0x10_0000), HEADER_MAGIC);
         assert_eq!(read_u32(&ram, 0x10_1000), 0, "bss cleared");
@@ -401,7 +431,9 @@ mod tests {
         );
         let found = find_header(&image).unwrap().unwrap();
         let ram = GuestRam::new(4 << 20).unwrap();
-        let err = load(&ram, &image, &found, "", &[]).unwrap_err().to_string();
+        let err = load(&ram, &image.into(), &found, "", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shorter"), "{err}");
     }
 
@@ -411,7 +443,9 @@ mod tests {
         image.extend(header(3, &[]));
         let found = find_header(&image).unwrap().unwrap();
         let ram = GuestRam::new(4 << 20).unwrap();
-        let err = load(&ram, &image, &found, "", &[]).unwrap_err().to_string();
+        let err = load(&ram, &image.into(), &found, "", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ELF32"), "{err}");
     }
 
@@ -422,12 +456,12 @@ mod tests {
             Module {
                 path: "a.bin".into(),
                 string: "a.bin arg=1".into(),
-                data: vec![1, 2, 3],
+                image: vec![1, 2, 3].into(),
             },
             Module {
                 path: "b.bin".into(),
                 string: "b.bin".into(),
-                data: vec![4; 5000],
+                image: vec![4; 5000].into(),
             },
         ];
         let info = write_info(&ram, "console=ttyS0", &modules, 0x10_0123).unwrap();
@@ -478,7 +512,7 @@ mod tests {
         let modules = [Module {
             path: "big".into(),
             string: "big".into(),
-            data: vec![0; 2 << 20],
+            image: vec![0; 2 << 20].into(),
         }];
         let err = write_info(&ram, "", &modules, 0x10_0000)
             .unwrap_err()

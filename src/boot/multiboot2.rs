@@ -7,15 +7,18 @@
 //! switch to long mode.
 
 use super::elf::{self, ElfClass};
+use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
 use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
-use super::{BootCpuState, BootError, Module};
+use super::{BootError, BootFormat, LoadedKernel, Module};
 use crate::vmm::memory::GuestRam;
 
 pub const HEADER_MAGIC: u32 = 0xE852_50D6;
 pub const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 /// The header lies in the first 32 KiB, 8-byte aligned.
 const SEARCH_LIMIT: usize = 32768;
+/// Where a header that does not end in time runs to.
+const PAST: &str = "the end of the file or of its first 32 KiB";
 const ARCH_I386: u32 = 0;
 const TAG_OPTIONAL: u16 = 1;
 
@@ -76,8 +79,9 @@ fn u32_at(image: &[u8], at: usize) -> Option<u32> {
 
 /// Finds and checks the multiboot2 header; `Ok(None)` when the image has none.
 pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
-    let limit = image.len().min(SEARCH_LIMIT);
-    let Some(offset) = (0..limit.saturating_sub(3))
+    // The whole header lies in the first 32 KiB, all gdbvisor reads before choosing a format.
+    let image = &image[..image.len().min(SEARCH_LIMIT)];
+    let Some(offset) = (0..image.len().saturating_sub(3))
         .step_by(8)
         .find(|&at| u32_at(image, at) == Some(HEADER_MAGIC))
     else {
@@ -102,7 +106,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
     let end = offset
         .checked_add(length as usize)
         .filter(|&end| end <= image.len() && length >= 16)
-        .ok_or_else(|| bad(format!("header_length {length} runs past the file")))?;
+        .ok_or_else(|| bad(format!("header_length {length} runs past {PAST}")))?;
     let mut header = Header {
         offset,
         address: None,
@@ -115,7 +119,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
     let mut past_header_noted = false;
     loop {
         let (Some(kind), Some(flags)) = (u16_at(image, at), u16_at(image, at + 2)) else {
-            return Err(bad("tags run past the file (no end tag)".into()));
+            return Err(bad(format!("tags run past {PAST} (no end tag)")));
         };
         if kind == HEADER_TAG_END {
             let size = u32_at(image, at + 4);
@@ -127,7 +131,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
             break;
         }
         let Some(size) = u32_at(image, at + 4) else {
-            return Err(bad("tags run past the file (no end tag)".into()));
+            return Err(bad(format!("tags run past {PAST} (no end tag)")));
         };
         let size = size as usize;
         // A size below 8 would never reach the end tag (GRUB loops for ever on size 0).
@@ -191,12 +195,12 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 /// Loads a multiboot2 kernel and its modules; the CPU enters 32-bit protected mode.
 pub fn load(
     ram: &GuestRam,
-    image: &[u8],
+    image: &Image,
     header: &Header,
     cmdline: &str,
     modules: &[Module],
-) -> Result<BootCpuState, BootError> {
-    let (elf_entry, kernel_end) = match header.address {
+) -> Result<LoadedKernel, BootError> {
+    let placed = match header.address {
         Some(address) => {
             let entry = header.entry.ok_or_else(|| {
                 BootError::Format(
@@ -218,22 +222,25 @@ pub fn load(
                     "multiboot2 kernel without an address tag must be ELF: {e}"
                 ))
             })?;
-            super::load_segments(ram, image, &elf)?;
             if elf.class == ElfClass::Elf64 && header.entry.is_none() {
                 log::debug!("ELF64 multiboot2 kernel: entering its e_entry in 32-bit mode");
             }
-            (elf.physical_entry(), elf.physical_end())
+            super::load_segments(ram, image, &elf)?
         }
     };
-    let entry = header.entry.map_or(elf_entry, u64::from);
+    let entry = header.entry.map_or(placed.entry, u64::from);
     if entry > u64::from(u32::MAX) {
         return Err(BootError::Format(format!(
             "multiboot2 entry {entry:#x} is above 4 GiB, out of reach of 32-bit protected mode"
         )));
     }
     layout::write_gdt(ram)?;
-    let info = write_info(ram, cmdline, modules, kernel_end)?;
-    Ok(multiboot1::protected_entry(entry, BOOTLOADER_MAGIC, info))
+    let info = write_info(ram, cmdline, modules, placed.end)?;
+    Ok(LoadedKernel {
+        format: BootFormat::Multiboot2,
+        cpu: multiboot1::protected_entry(entry, BOOTLOADER_MAGIC, info),
+        code: placed.code,
+    })
 }
 
 /// Builds the boot information at [`INFO_ADDR`]; modules go page-aligned after `kernel_end`.
@@ -277,7 +284,7 @@ pub fn write_info(
     for (module, start) in modules.iter().zip(starts) {
         let mut body = Vec::new();
         body.extend((start as u32).to_le_bytes());
-        body.extend(((start + module.data.len() as u64) as u32).to_le_bytes());
+        body.extend(((start + module.image.len()) as u32).to_le_bytes());
         body.extend(cstr(&module.string));
         tag(&mut info, INFO_TAG_MODULE, &body);
     }
@@ -347,7 +354,7 @@ pub(crate) mod tests {
         assert_eq!(found.entry, Some(0x100100));
         assert_eq!(found.address.unwrap().bss_end_addr, 0x102000);
         let ram = GuestRam::new(4 << 20).unwrap();
-        let cpu = load(&ram, &image, &found, "hello", &[]).unwrap();
+        let cpu = load(&ram, &image.into(), &found, "hello", &[]).unwrap().cpu;
         assert_eq!(cpu.mode, EntryMode::Protected32);
         assert_eq!(
             (cpu.rip, cpu.rax, cpu.rbx),
@@ -364,7 +371,7 @@ pub(crate) mod tests {
         let module = Module {
             path: PathBuf::from("m"),
             string: "m arg".into(),
-            data: vec![0xAB; 10],
+            image: vec![0xAB; 10].into(),
         };
         let at = write_info(&ram, "console=1", &[module], 0x30_0000 - 0x1800).unwrap();
         let total = read_u32(&ram, at);
@@ -439,7 +446,7 @@ pub(crate) mod tests {
         image.extend([0x90; 16]);
         let found = find_header(&image).unwrap().unwrap();
         let ram = GuestRam::new(4 << 20).unwrap();
-        let cpu = load(&ram, &image, &found, "", &[]).unwrap();
+        let cpu = load(&ram, &image.into(), &found, "", &[]).unwrap().cpu;
         assert_eq!(cpu.rip, 0x100000);
     }
 }

@@ -5,10 +5,11 @@
 //! Entry: 32-bit protected mode, paging off, flat CS/DS/ES/SS, EBX → `hvm_start_info`
 //! (version 1: command line, modules, memory map), interrupts off.
 
-use super::elf::{self, ElfImage};
+use super::elf::{self, ElfError, ElfImage};
+use super::image::Image;
 use super::layout::{self, INFO_ADDR};
 use super::multiboot1::InfoHeap;
-use super::{multiboot1, BootCpuState, BootError, EntryMode, Module};
+use super::{multiboot1, BootCpuState, BootError, BootFormat, EntryMode, LoadedKernel, Module};
 use crate::vmm::memory::GuestRam;
 
 /// XEN_ELFNOTE_PHYS32_ENTRY.
@@ -23,32 +24,28 @@ const MEMMAP_ENTRY_SIZE: u64 = 24;
 const MODLIST_ENTRY_SIZE: u64 = 32;
 
 /// The PVH entry point of an ELF image, if it has the note.
-pub fn entry_point(image: &[u8], elf: &ElfImage) -> Option<u64> {
-    elf.notes(image)
+pub fn entry_point(image: &Image, elf: &ElfImage) -> Result<Option<u64>, ElfError> {
+    Ok(elf
+        .notes(image)?
         .into_iter()
         .find(|note| note.name == b"Xen" && note.kind == XEN_ELFNOTE_PHYS32_ENTRY)
         .and_then(|note| match note.desc.len() {
             4 => Some(u64::from(u32::from_le_bytes(note.desc.try_into().ok()?))),
             8 => Some(u64::from_le_bytes(note.desc.try_into().ok()?)),
             _ => None,
-        })
-}
-
-/// True for an ELF with a PVH entry note.
-pub fn is_pvh(image: &[u8]) -> bool {
-    elf::parse(image).is_ok_and(|elf| entry_point(image, &elf).is_some())
+        }))
 }
 
 /// Loads a PVH kernel: its segments at their physical addresses, modules after it, and the
 /// start info at [`INFO_ADDR`].
 pub fn load(
     ram: &GuestRam,
-    image: &[u8],
+    image: &Image,
     cmdline: &str,
     modules: &[Module],
-) -> Result<BootCpuState, BootError> {
+) -> Result<LoadedKernel, BootError> {
     let elf = elf::parse(image)?;
-    let entry = entry_point(image, &elf).ok_or_else(|| {
+    let entry = entry_point(image, &elf)?.ok_or_else(|| {
         BootError::Format(
             "no PVH entry: the ELF has no Xen note of type XEN_ELFNOTE_PHYS32_ENTRY (18)".into(),
         )
@@ -58,10 +55,10 @@ pub fn load(
             "PVH entry {entry:#x} is above 4 GiB"
         )));
     }
-    super::load_segments(ram, image, &elf)?;
+    let placed = super::load_segments(ram, image, &elf)?;
     layout::write_gdt(ram)?;
-    let info = write_start_info(ram, cmdline, modules, elf.physical_end())?;
-    Ok(BootCpuState {
+    let info = write_start_info(ram, cmdline, modules, placed.end)?;
+    let cpu = BootCpuState {
         mode: EntryMode::Protected32,
         rip: entry,
         rsp: 0,
@@ -70,6 +67,11 @@ pub fn load(
         rsi: 0,
         rdx: 0,
         cr3: 0,
+    };
+    Ok(LoadedKernel {
+        format: BootFormat::Pvh,
+        cpu,
+        code: placed.code,
     })
 }
 
@@ -108,7 +110,7 @@ pub fn write_start_info(
         for (i, (module, start)) in modules.iter().zip(starts).enumerate() {
             let at = list + i as u64 * MODLIST_ENTRY_SIZE;
             ram.write_u64(at, start)?;
-            ram.write_u64(at + 8, module.data.len() as u64)?;
+            ram.write_u64(at + 8, module.image.len())?;
             ram.write_u64(at + 16, u64::from(area.put_str(ram, &module.string)?))?;
             ram.write_u64(at + 24, 0)?;
         }
@@ -151,21 +153,22 @@ mod tests {
 
     #[test]
     fn finds_the_note_and_writes_start_info() {
-        let image = pvh_elf(0x100008);
+        let is_pvh = |image: &Image| {
+            let elf = elf::parse(image).unwrap();
+            entry_point(image, &elf).unwrap().is_some()
+        };
+        let image = Image::from(pvh_elf(0x100008));
         assert!(is_pvh(&image));
-        assert!(!is_pvh(&tiny_elf(
-            ElfClass::Elf64,
-            0x100000,
-            0x100000,
-            &[0x90]
-        )));
+        assert!(!is_pvh(
+            &tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90]).into()
+        ));
         let ram = GuestRam::new(8 << 20).unwrap();
         let module = Module {
             path: PathBuf::from("m"),
             string: "m x".into(),
-            data: vec![1; 3],
+            image: vec![1; 3].into(),
         };
-        let cpu = load(&ram, &image, "root=none", &[module]).unwrap();
+        let cpu = load(&ram, &image, "root=none", &[module]).unwrap().cpu;
         assert_eq!(
             (cpu.mode, cpu.rip, cpu.rbx),
             (EntryMode::Protected32, 0x100008, INFO_ADDR)
@@ -190,10 +193,11 @@ mod tests {
     fn missing_note_or_truncated_note_is_an_error() {
         let ram = GuestRam::new(8 << 20).unwrap();
         let plain = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90]);
-        let e = load(&ram, &plain, "", &[]).unwrap_err().to_string();
+        let e = load(&ram, &plain.into(), "", &[]).unwrap_err().to_string();
         assert!(e.contains("no PVH entry"), "{e}");
         let mut cut = pvh_elf(0x100000);
         cut.truncate(cut.len() - 2);
-        assert!(load(&ram, &cut, "", &[]).is_err());
+        let e = load(&ram, &cut.into(), "", &[]).unwrap_err().to_string();
+        assert!(e.contains("truncated (note segment)"), "{e}");
     }
 }

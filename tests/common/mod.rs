@@ -141,6 +141,27 @@ pub fn boot_sector(code: &[u8]) -> Vec<u8> {
     image
 }
 
+/// An ELF64 header with one PT_LOAD program header: `filesz` bytes from file offset 0x78 (where
+/// the header ends) go to `paddr`, which is also the entry point.
+pub fn elf64_header(paddr: u64, filesz: u64) -> Vec<u8> {
+    let mut image = vec![0u8; 0x78];
+    image[..4].copy_from_slice(b"\x7fELF");
+    image[4] = 2; // 64-bit
+    image[5] = 1; // little-endian
+    image[0x12] = 62; // x86-64
+    image[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
+    image[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+    image[0x36] = 56;
+    image[0x38] = 1;
+    image[0x40] = 1; // PT_LOAD
+    image[0x48..0x50].copy_from_slice(&0x78u64.to_le_bytes());
+    image[0x50..0x58].copy_from_slice(&paddr.to_le_bytes());
+    image[0x58..0x60].copy_from_slice(&paddr.to_le_bytes());
+    image[0x60..0x68].copy_from_slice(&filesz.to_le_bytes());
+    image[0x68..0x70].copy_from_slice(&filesz.to_le_bytes());
+    image
+}
+
 /// A boot sector that idles forever with interrupts on (`sti; hlt; jmp` back), written to a
 /// fresh file named after `name`.
 pub fn idle_image(name: &str) -> PathBuf {
