@@ -500,6 +500,9 @@ pub struct Selfcheck {
     pub counter: u64,
     pub last_sum: u64,
     pub sums_done: u64,
+    /// Every code label in the checksummed range: instruction starts, where a breakpoint may
+    /// go (a 0xCC inside an instruction would change what the guest computes).
+    pub labels: Vec<u64>,
     /// The checksummed code bytes, from the ELF.
     pub code: Vec<u8>,
     /// Their FNV-1a sum: what the guest must print and store while no breakpoint is planted.
@@ -512,6 +515,22 @@ impl Selfcheck {
         let sym = |name| super::symbol(&elf, name);
         let (code_start, code_end) = (sym("code_start"), sym("code_end"));
         let code = elf32_bytes(&elf, code_start, (code_end - code_start) as usize);
+        let nm = std::process::Command::new("nm")
+            .arg(&elf)
+            .output()
+            .expect("nm runs");
+        let mut labels: Vec<u64> = String::from_utf8_lossy(&nm.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
+                let kind = parts.next()?;
+                (matches!(kind, "t" | "T") && (code_start..code_end).contains(&addr))
+                    .then_some(addr)
+            })
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
         Selfcheck {
             code_start,
             code_end,
@@ -524,25 +543,15 @@ impl Selfcheck {
             last_sum: sym("last_sum"),
             sums_done: sym("sums_done"),
             sum: fnv1a(&code),
+            labels,
             code,
             elf,
         }
     }
-
-    /// Addresses of code in the checksummed range, for breakpoints.
-    pub fn code_addrs(&self) -> [u64; 5] {
-        [
-            self.start,
-            self.loop_top,
-            self.sum_code,
-            self.cold_code,
-            self.main_loop,
-        ]
-    }
 }
 
 /// A gdbvisor running `selfcheck` held at its entry (`-S`) with a TCP gdb endpoint on a port
-/// the kernel picked, COM1 into a file.
+/// the host picked (port 0), COM1 into a file.
 pub struct StubVm {
     pub vmm: Vmm,
     pub port: u16,
@@ -587,13 +596,18 @@ impl StubVm {
         };
         // Let the stderr reader catch up.
         std::thread::sleep(Duration::from_millis(50));
-        let stderr = self.vmm.stderr.lock().unwrap().clone();
-        let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
         Some(format!(
-            "the VMM exited ({status}); its stderr ends:\n    {}",
-            tail.join("\n    ")
+            "the VMM exited ({status}); its stderr ends:\n{}",
+            self.stderr_tail(6)
         ))
+    }
+
+    /// The last `lines` lines of the VMM's stderr, indented.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        let stderr = self.vmm.stderr.lock().unwrap().clone();
+        let tail: Vec<&str> = stderr.lines().rev().take(lines).collect();
+        let tail: Vec<String> = tail.into_iter().rev().map(|l| format!("    {l}")).collect();
+        tail.join("\n")
     }
 
     /// A new connection, served at once: `?` answers with a stop reply.
@@ -607,13 +621,15 @@ impl StubVm {
         if got.is_stop() {
             return Ok(rsp);
         }
-        if let Some(why) = self.exited() {
-            return Err(why);
+        if let Some(why) = self.exited_within(Duration::from_millis(500)) {
+            return Err(format!("a new connection got {}: {why}", got.describe()));
         }
+        std::thread::sleep(Duration::from_millis(50));
         Err(format!(
-            "a new connection was not served: `?` got {} after {:?}",
+            "a new connection was not served: `?` got {} after {:.1?}; the VMM's stderr ends:\n{}",
             got.describe(),
-            started.elapsed()
+            started.elapsed(),
+            self.stderr_tail(4)
         ))
     }
 
