@@ -4,6 +4,7 @@
 
 pub mod gdb;
 pub mod linux;
+pub mod rsp;
 pub mod session;
 
 use std::path::PathBuf;
