@@ -109,6 +109,13 @@ fn run_to_end(
                 if event == VcpuEvent::Interrupted {
                     continue;
                 }
+                if event != VcpuEvent::Halted && !event.ends_run() {
+                    // A report meant for a gdb that has gone (a step or a hit that raced its
+                    // disconnect): nothing to do with it but let the vCPU go on.
+                    log::debug!("vCPU {id}: {event:?} after gdb left; resumed");
+                    target.machine.resume(id)?;
+                    continue;
+                }
                 // Without gdb, a run ends as it would without a gdb endpoint.
                 stop_the_rest(target, inbox)?;
                 let (id, event) = if event == VcpuEvent::Halted {

@@ -659,7 +659,7 @@ impl VmTarget {
                 vcpu.catch_mode = false;
                 vcpu.planted_breakpoints.clear();
                 vcpu.watched.clear();
-                vcpu.set_debug(DebugConfig::default())
+                vcpu.clear_debug()
             })??;
         }
         Ok(())

@@ -156,6 +156,7 @@ impl Machine {
     /// Lets vCPU `id` run until its next event.
     pub fn resume(&mut self, id: u8) -> Result<(), MachineError> {
         let thread = self.thread(id)?;
+        thread.control.withdraw_stop();
         thread
             .commands
             .send(VcpuCommand::Run)
@@ -182,7 +183,9 @@ impl Machine {
         {
             self.kick_timer = Some(KickTimer::for_current_thread().map_err(MachineError::Signal)?);
         }
-        let shared = self.thread(id)?.vcpu.clone();
+        let thread = self.thread(id)?;
+        thread.control.withdraw_stop();
+        let shared = thread.vcpu.clone();
         let mut vcpu = lock(&shared);
         let timer = self.kick_timer.as_ref().expect("made above");
         vcpu.borrowed = true;

@@ -265,6 +265,13 @@ impl VcpuControl {
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+
+    /// Drops a stop request the vCPU never saw (it stopped for another reason first): a
+    /// request is for the run in progress, and a stale one would end the next run at its
+    /// first kick.
+    pub fn withdraw_stop(&self) {
+        self.stop.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A guest `int3`, `int1` or `int n` this host's KVM could not emulate.
@@ -434,6 +441,14 @@ impl Vcpu {
             return Ok(());
         }
         self.debug = config;
+        self.apply_debug(self.kvm_debug(), 0)
+    }
+
+    /// Forgets every debugger wish and tells KVM so, whatever it was last told: what a
+    /// detaching debugger leaves behind.
+    pub fn clear_debug(&mut self) -> Result<(), VcpuError> {
+        self.debug = DebugConfig::default();
+        self.step_origin = None;
         self.apply_debug(self.kvm_debug(), 0)
     }
 

@@ -25,7 +25,10 @@ impl<'a> ParseCommand<'a> for vCont<'a> {
         let body = buf.into_body();
         match body as &[u8] {
             b"?" => Some(vCont::Query),
-            _ => Some(vCont::Actions(Actions::new_from_buf(body))),
+            // gdbvisor patch: actions start with ';'; a bare `vCont` is malformed (it used to
+            // resume with no action at all).
+            [b';', ..] => Some(vCont::Actions(Actions::new_from_buf(body))),
+            _ => None,
         }
     }
 }

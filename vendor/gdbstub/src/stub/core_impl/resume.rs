@@ -163,6 +163,7 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
             Error = T::Error,
         >,
         actions: &Actions<'_>,
+        current_tid: Tid,
     ) -> Result<(), Error<T::Error, C::Error>> {
         ops.clear_resume_actions().map_err(Error::TargetError)?;
 
@@ -210,10 +211,11 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                     };
 
                     match action.thread.map(|thread| thread.tid) {
-                        // An action with no thread-id matches all threads
+                        // gdbvisor patch: a step for any thread (`Hc-1` then `s`) steps the
+                        // current one, as gdbserver does; it used to be an error.
                         None | Some(SpecificIdKind::All) => {
-                            error!("GDB client sent 'step' as default resume action");
-                            return Err(Error::PacketUnexpected);
+                            ops.set_resume_action_step(current_tid, signal)
+                                .map_err(Error::TargetError)?;
                         }
                         Some(SpecificIdKind::WithId(tid)) => {
                             ops.set_resume_action_step(tid, signal)
@@ -278,7 +280,9 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
     ) -> Result<HandlerStatus, Error<T::Error, C::Error>> {
         match ops {
             ResumeOps::SingleThread(ops) => Self::do_vcont_single_thread(ops, &actions)?,
-            ResumeOps::MultiThread(ops) => Self::do_vcont_multi_thread(ops, &actions)?,
+            ResumeOps::MultiThread(ops) => {
+                Self::do_vcont_multi_thread(ops, &actions, self.current_mem_tid)?
+            }
         };
 
         Ok(HandlerStatus::DeferredStopReason)
