@@ -19,9 +19,10 @@
  *   selfcheck: sum=0xXXXXXXXX          (8 hex digits; repeated only when the sum changes)
  * (a wrong boot magic exits with value 0x10, status 33, before printing).
  * Symbols: code_start, code_end (the checksummed range), _start, main_loop, loop_top (the
- * counting loop), sum_code (the checksum), cold_code (code that never runs, for breakpoints that
- * are never hit); data (each on the page `vars`, apart from the code and the stack): counter
- * (64-bit, +1 per iteration), last_sum, sums_done, printed_sum (32-bit).
+ * counting loop; loop_adc, its second instruction), sum_code (the checksum), cold_code (code
+ * that never runs, for breakpoints that are never hit); data (each on the page `vars`, apart
+ * from the code and the stack): counter (64-bit, +1 per iteration), last_sum, sums_done,
+ * printed_sum (32-bit).
  */
         .include "multiboot.inc"
 
@@ -53,6 +54,8 @@ main_loop:
         .globl loop_top
 loop_top:
         addl $1, counter
+        .globl loop_adc
+loop_adc:
         adcl $0, counter+4
         decl %ecx
         jnz loop_top

@@ -1,7 +1,7 @@
 //! The gdb stub against hostile remote-protocol input (issue 14): a raw client, no gdb, on a
 //! real KVM guest (`selfcheck`: counts for ever and checksums its own code).
 //!
-//! 1. Every reproduction the issue lists, one case each, on a fresh VMM: the answer must be the
+//! 1. Every reproduction the issue lists (items 1-6), one case each, on a fresh VMM: the answer must be the
 //!    one written beside the case (what gdbserver does, or what the issue asks where gdbserver
 //!    is no guide), never a panic, a hang or a session that ends with its socket left open.
 //!    After each case the VMM must still be running and serve a connection: `?` gets a stop
@@ -709,6 +709,53 @@ fn wrong_answers_are_right() {
         },
     ));
     run_cases("wrong_answers_are_right", cases);
+}
+
+/// Item 6: a step over an instruction that writes into a page holding a write watch: on the
+/// watched bytes (`counter`) or beside them (`last_sum` watched, `counter` written).
+#[test]
+fn a_step_under_a_write_watch_runs_one_instruction() {
+    let mut cases = Vec::new();
+    for (watched, len) in [("counter", 8), ("last_sum", 4)] {
+        cases.push(case(
+            format!("Z2 on {watched}, then vCont;s at loop_top (which writes counter)"),
+            "a stop at loop_adc, the next instruction, with counter one higher (a single step runs one instruction, as on hardware and under gdbserver)",
+            &[],
+            move |_, k, mut rsp| {
+                let addr = if watched == "counter" { k.counter } else { k.last_sum };
+                let to_loop = format!("Z0,{:x},1", k.loop_top);
+                if !rsp.ask(to_loop.as_bytes()).is_ok() {
+                    return Err(format!("`{to_loop}` refused"));
+                }
+                match resume(&mut rsp, b"vCont;c", Duration::from_millis(500))? {
+                    Resumed::StoppedAtOnce(stop) if stop_pc(&stop) == Some(k.loop_top) => {}
+                    other => return Err(format!("`vCont;c` to loop_top: {other:?}")),
+                }
+                rsp.ask(format!("z0,{:x},1", k.loop_top).as_bytes());
+                let before = read_u64(&mut rsp, k.counter)?;
+                let watch = format!("Z2,{addr:x},{len:x}");
+                if !rsp.ask(watch.as_bytes()).is_ok() {
+                    return Err(format!("`{watch}` refused"));
+                }
+                let stop = match resume(&mut rsp, b"vCont;s:1", Duration::from_millis(500))? {
+                    Resumed::StoppedAtOnce(stop) => stop,
+                    other => return Err(format!("`vCont;s:1`: {other:?}")),
+                };
+                rsp.ask(format!("z2,{addr:x},{len:x}").as_bytes());
+                let after = read_u64(&mut rsp, k.counter)?;
+                let pc = stop_pc(&stop);
+                if pc != Some(k.loop_adc) || after != before + 1 {
+                    return Err(format!(
+                        "the step stopped at {pc:x?} (loop_adc is {:#x}) with counter {before} -> {after}: {:?}",
+                        k.loop_adc,
+                        show(&stop, 60)
+                    ));
+                }
+                Ok(Some(rsp))
+            },
+        ));
+    }
+    run_cases("a_step_under_a_write_watch_runs_one_instruction", cases);
 }
 
 // -------------------------------------------------------------- random mutations --- //

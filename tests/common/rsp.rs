@@ -495,6 +495,8 @@ pub struct Selfcheck {
     pub start: u64,
     pub main_loop: u64,
     pub loop_top: u64,
+    /// The instruction after `loop_top`'s.
+    pub loop_adc: u64,
     pub sum_code: u64,
     pub cold_code: u64,
     pub counter: u64,
@@ -537,6 +539,7 @@ impl Selfcheck {
             start: sym("_start"),
             main_loop: sym("main_loop"),
             loop_top: sym("loop_top"),
+            loop_adc: sym("loop_adc"),
             sum_code: sym("sum_code"),
             cold_code: sym("cold_code"),
             counter: sym("counter"),
