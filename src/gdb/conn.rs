@@ -223,10 +223,9 @@ fn spawn_acceptor(
 }
 
 /// Takes the one client slot. A client that connects right after the previous one detached
-/// (a reconnect) may arrive before the loop has noticed, or while it still stops the vCPUs
-/// (up to `event_loop::STOP_TIMEOUT`); it waits that long before it is refused.
+/// (a reconnect) may arrive before the loop has noticed; it gets a short grace period.
 fn claim_session(session: &SessionFlag) -> bool {
-    const GRACE: Duration = crate::gdb::event_loop::STOP_TIMEOUT;
+    const GRACE: Duration = Duration::from_millis(1000);
     const STEP: Duration = Duration::from_millis(10);
     let mut waited = Duration::ZERO;
     while session.swap(true, Ordering::SeqCst) {

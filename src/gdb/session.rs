@@ -147,8 +147,7 @@ fn run_to_end(
                 return Ok((end, Some(event)));
             }
             Some(LoopInput::NewClient(client)) => {
-                let ended = attach(target, inbox, client, options)?;
-                session.store(false, Ordering::SeqCst);
+                let ended = attach(target, inbox, client, options, session)?;
                 if let Some(ended) = ended {
                     return Ok(ended);
                 }
@@ -166,6 +165,7 @@ fn attach(
     inbox: &SharedInbox,
     client: Client,
     options: &GdbOptions,
+    session: &AtomicBool,
 ) -> Result<Option<Ended>, SessionError> {
     log::info!("gdb attached from {}", client.peer);
     stop_the_rest(target, inbox)?;
@@ -188,8 +188,10 @@ fn attach(
         .build()
         .expect("a packet buffer is given");
     let result = serve_client(stub, target);
-    // However the session ended, the client sees its connection close.
+    // However the session ended, the client sees its connection close; the next may connect
+    // at once (it waits in the inbox while this one's end is handled).
     inbox.borrow_mut().detach_reader();
+    session.store(false, Ordering::SeqCst);
     if let Some(end) = target.run_end.clone() {
         return Ok(Some((end, None)));
     }
