@@ -295,7 +295,7 @@ impl VmTarget {
             let pc = self.core(id)?.pc();
             // `hlt` only ends with an interrupt: let that interrupt's handler run whole and
             // stop after the `hlt`, as a step that never lands in the handler.
-            let target = if self.at_hlt(id, pc) {
+            let target = if self.at_hlt(id) {
                 Some(pc + 1)
             } else if let Some(handler) = self.soft_interrupt_handler(id)? {
                 Some(handler)
@@ -471,11 +471,8 @@ impl VmTarget {
 
     /// The handler entry of the int3/int1/int n vCPU `id` is about to execute, if it is one.
     fn soft_interrupt_handler(&mut self, id: u8) -> Result<Option<u64>, TargetFault> {
-        let pc = self.core(id)?.pc();
         let mut insn = [0u8; 2];
-        let read = self.access_linear(id, pc, 2, |ram, phys, at, n| {
-            ram.read(phys, &mut insn[at..at + n]).is_ok()
-        })?;
+        let read = self.bytes_at_pc(id, &mut insn)?;
         let Some(soft) = SoftInterrupt::decode(&insn[..read]) else {
             return Ok(None);
         };
@@ -503,13 +500,18 @@ impl VmTarget {
         Ok(pages)
     }
 
+    /// Fills `buf` with the bytes at vCPU `id`'s pc; how many were readable.
+    fn bytes_at_pc(&mut self, id: u8, buf: &mut [u8]) -> Result<usize, TargetFault> {
+        let pc = self.core(id)?.pc();
+        self.access_linear(id, pc, buf.len(), |ram, phys, at, n| {
+            ram.read(phys, &mut buf[at..at + n]).is_ok()
+        })
+    }
+
     /// Where the `iret` vCPU `id` is about to execute returns to, if it is one.
     fn iret_target(&mut self, id: u8) -> Result<Option<u64>, TargetFault> {
-        let pc = self.core(id)?.pc();
         let mut insn = [0u8; 2];
-        let read = self.access_linear(id, pc, 2, |ram, phys, at, n| {
-            ram.read(phys, &mut insn[at..at + n]).is_ok()
-        })?;
+        let read = self.bytes_at_pc(id, &mut insn)?;
         let ram = self.ram.clone();
         Ok(iret_return(&ram, self.core(id)?, &insn[..read]))
     }
@@ -527,15 +529,10 @@ impl VmTarget {
     }
 
     /// Whether vCPU `id`'s next instruction, at linear `pc`, is `hlt`.
-    fn at_hlt(&mut self, id: u8, pc: u64) -> bool {
+    fn at_hlt(&mut self, id: u8) -> bool {
         const HLT: u8 = 0xF4;
         let mut byte = [0u8];
-        matches!(
-            self.access_linear(id, pc, 1, |ram, phys, _, _| ram
-                .read(phys, &mut byte)
-                .is_ok()),
-            Ok(1)
-        ) && byte[0] == HLT
+        matches!(self.bytes_at_pc(id, &mut byte), Ok(1)) && byte[0] == HLT
     }
 
     /// Called once every vCPU has stopped: take our 0xCC bytes out of guest memory.
