@@ -15,9 +15,12 @@
 //! registers are compared with the last kick's ([`ProgressSampler`]); one that has not moved
 //! and is on a segment load, or has not moved for [`STALL_SAMPLES`] kicks on anything but a
 //! wait, runs that one instruction with protection lifted; so does a triple fault while pages
-//! are protected, and a single step that did not move. Writes that turn out to be the CPU's
-//! own — an Accessed or busy bit in a descriptor table, a page-table A/D bit — never stop the
-//! guest at a watchpoint, as a debug register would not fire on them either.
+//! are protected, and a single step that did not move. An interrupt's frame cannot be retried
+//! (its delivery is lost with the triple fault), so while one could land on a protected page
+//! ([`frame_stacks`]) interrupts wait and are taken in lifted windows every
+//! [`IRQ_WINDOW_PERIOD`]. Writes that turn out to be the CPU's own — an Accessed or busy bit in
+//! a descriptor table, a page-table A/D bit — never stop the guest at a watchpoint, as a debug
+//! register would not fire on them either.
 
 use std::time::Duration;
 
