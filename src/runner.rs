@@ -23,7 +23,7 @@ use crate::vmm::cpuid::{self, CpuidHide};
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
-use crate::vmm::outcome::{is_mov_to_cr0, note_never_started, report_event};
+use crate::vmm::outcome::{is_mov_to_cr0, report_event, settle_halt, AfterHalt};
 pub use crate::vmm::outcome::{status, RunEnd};
 use crate::vmm::teardown;
 use crate::vmm::vcpu::{VcpuError, VcpuEvent};
@@ -261,21 +261,10 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             break (id, event);
         }
         // One vCPU halted for good: the run is over once every vCPU that started has.
-        halted.insert(id);
-        let (halts, others): (Vec<_>, Vec<_>) = machine
-            .stop_collecting()?
-            .into_iter()
-            .partition(|(_, event)| *event == VcpuEvent::Halted);
-        halted.extend(halts.into_iter().map(|(id, _)| id));
-        if let Some(raced) = others.into_iter().next() {
-            break raced;
-        }
-        match machine.never_started(&halted)? {
-            Some(waiting) => {
-                note_never_started(&waiting);
-                break (id, VcpuEvent::Halted);
-            }
-            None => {
+        let raced = machine.stop_collecting()?;
+        match settle_halt(&mut machine, &mut halted, id, raced)? {
+            AfterHalt::End(id, event) => break (id, event),
+            AfterHalt::GoOn => {
                 for other in (0..request.cpus as u8).filter(|id| !halted.contains(id)) {
                     machine.resume(other)?;
                 }

@@ -2,7 +2,7 @@
 //! attaches; a session lasts until gdb detaches, disconnects, kills the VM or the guest ends; a
 //! new gdb may attach afterwards.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::snapshot::post_mortem::PostMortem;
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::Protection;
-use crate::vmm::outcome::{note_never_started, report_event, RunEnd};
+use crate::vmm::outcome::{report_event, settle_halt, AfterHalt, RunEnd};
 use crate::vmm::vcpu::{Vcpu, VcpuEvent};
 
 #[derive(Debug, Error)]
@@ -119,23 +119,10 @@ fn run_to_end(
                 // Without gdb, a run ends as it would without a gdb endpoint.
                 stop_the_rest(target, inbox)?;
                 let (id, event) = if event == VcpuEvent::Halted {
-                    halted.insert(id);
-                    let (halts, others): (VecDeque<_>, VecDeque<_>) = target
-                        .pending
-                        .drain(..)
-                        .partition(|(_, event)| *event == VcpuEvent::Halted);
-                    halted.extend(halts.into_iter().map(|(id, _)| id));
-                    target.pending = others;
-                    match (
-                        target.pending.pop_front(),
-                        target.machine.never_started(&halted)?,
-                    ) {
-                        (Some(raced), _) => raced,
-                        (None, Some(waiting)) => {
-                            note_never_started(&waiting);
-                            (id, VcpuEvent::Halted)
-                        }
-                        (None, None) => {
+                    let raced: Vec<_> = target.pending.drain(..).collect();
+                    match settle_halt(&mut target.machine, &mut halted, id, raced)? {
+                        AfterHalt::End(id, event) => (id, event),
+                        AfterHalt::GoOn => {
                             target.resume_all_but(&halted)?;
                             continue;
                         }

@@ -1,5 +1,7 @@
 //! How a run ends: the events that end it, the message each prints, and the exit status.
 
+use std::collections::BTreeSet;
+
 use crate::devices::debug_exit;
 use crate::vmm::doctor;
 use crate::vmm::machine::{Machine, MachineError};
@@ -45,8 +47,46 @@ impl RunEnd {
     }
 }
 
+/// What a run without gdb does after a vCPU halted for good.
+pub enum AfterHalt {
+    /// The run ends with this vCPU's event.
+    End(u8, VcpuEvent),
+    /// Other vCPUs that started still run: resume every vCPU outside the halted set.
+    GoOn,
+}
+
+/// Decides on vCPU `id`'s halt for good, with every vCPU stopped and `raced` the reports their
+/// stop turned up: other halts join `halted`; any other report ends the run; else the run ends
+/// once every vCPU that started has halted (those still waiting for INIT/SIPI are named).
+pub fn settle_halt(
+    machine: &mut Machine,
+    halted: &mut BTreeSet<u8>,
+    id: u8,
+    raced: impl IntoIterator<Item = (u8, VcpuEvent)>,
+) -> Result<AfterHalt, MachineError> {
+    halted.insert(id);
+    let mut ending = None;
+    for (other, event) in raced {
+        if event == VcpuEvent::Halted {
+            halted.insert(other);
+        } else if ending.is_none() {
+            ending = Some((other, event));
+        }
+    }
+    if let Some((other, event)) = ending {
+        return Ok(AfterHalt::End(other, event));
+    }
+    Ok(match machine.never_started(halted)? {
+        Some(waiting) => {
+            note_never_started(&waiting);
+            AfterHalt::End(id, VcpuEvent::Halted)
+        }
+        None => AfterHalt::GoOn,
+    })
+}
+
 /// Says which vCPUs a run ended without: application processors the guest never started.
-pub fn note_never_started(waiting: &[u8]) {
+fn note_never_started(waiting: &[u8]) {
     if !waiting.is_empty() {
         let ids: Vec<String> = waiting.iter().map(u8::to_string).collect();
         eprintln!(
