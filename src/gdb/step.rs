@@ -8,6 +8,7 @@
 
 use crate::gdb::regs::CpuSnapshot;
 use crate::vmm::memory::GuestRam;
+use crate::vmm::progress::stack_top;
 use crate::vmm::vcpu::from_kvm_segment;
 use crate::x86::cpu::CpuMode;
 use crate::x86::insn::DecodedInsn;
@@ -65,12 +66,7 @@ pub fn iret_return(ram: &GuestRam, snapshot: &CpuSnapshot, bytes: &[u8]) -> Opti
     let mode = snapshot.mode();
     let width = DecodedInsn::decode(bytes, snapshot.regs.rip, mode)?.iret_slot_bytes()?;
     let mem = PagedMemory::new(ram, snapshot.control_regs());
-    let ss = &snapshot.sregs.ss;
-    let top = match mode {
-        CpuMode::Long64 => snapshot.regs.rsp,
-        _ if ss.db != 0 => ss.base.wrapping_add(snapshot.regs.rsp & 0xffff_ffff) & 0xffff_ffff,
-        _ => ss.base.wrapping_add(snapshot.regs.rsp & 0xffff) & 0xffff_ffff,
-    };
+    let top = stack_top(&snapshot.regs, &snapshot.sregs);
     let mut frame = [0u8; 16];
     let frame = &mut frame[..2 * width as usize];
     mem.read_linear(top, frame).ok()?;

@@ -28,7 +28,7 @@ use iced_x86::Register;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use crate::vmm::memory::GuestRam;
-use crate::x86::cpu::{ControlRegs, CpuMode, Cr0Flags, EferFlags};
+use crate::x86::cpu::{ControlRegs, Cr0Flags, EferFlags};
 use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::PagedMemory;
 use crate::x86::tables::{Tss32, Tss64};
@@ -53,6 +53,21 @@ pub const FRAME_SEARCH_SLOTS: usize = 4;
 /// RFLAGS, CS, RIP and an error code, after long mode aligns RSP down to 16.
 pub const FRAME_BYTES: u64 = 64;
 
+/// The linear address SS:RSP names for the code running now: RSP in 64-bit code, else SS's
+/// base plus ESP or SP (by SS's B bit), within 4 GiB.
+pub fn stack_top(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
+    let long_mode = sregs.efer & EferFlags::LMA.bits() != 0;
+    if long_mode && sregs.cs.l != 0 {
+        return regs.rsp;
+    }
+    let sp = if sregs.ss.db != 0 {
+        regs.rsp & 0xffff_ffff
+    } else {
+        regs.rsp & 0xffff
+    };
+    sregs.ss.base.wrapping_add(sp) & 0xffff_ffff
+}
+
 /// Linear stack tops an interrupt frame may be pushed below: the current stack, and the
 /// stacks the TSS switches to (RSP0-2 and IST1-7 in long mode, ESP0-2 in a 32-bit TSS), read
 /// through the vCPU's `control` registers.
@@ -62,16 +77,12 @@ pub fn frame_stacks(
     sregs: &kvm_sregs,
     control: ControlRegs,
 ) -> Vec<u64> {
+    // In long mode an event is delivered on RSP whatever the interrupted code's mode.
     let long_mode = control.efer.contains(EferFlags::LMA);
     let current = if long_mode {
         regs.rsp
     } else {
-        let sp = if sregs.ss.db != 0 {
-            regs.rsp & 0xffff_ffff
-        } else {
-            regs.rsp & 0xffff
-        };
-        sregs.ss.base.wrapping_add(sp) & 0xffff_ffff
+        stack_top(regs, sregs)
     };
     let mut tops = vec![current];
     let tss_loaded = sregs.tr.present != 0 && sregs.tr.unusable == 0;
@@ -140,10 +151,10 @@ impl ProgressSampler {
     }
 }
 
-/// Whether a vCPU that sat on the instruction `bytes` (at `rip`, in `mode`) for `unchanged`
-/// kicks is stuck rather than waiting on purpose.
-pub fn is_stalled(bytes: &[u8], rip: u64, mode: CpuMode, unchanged: u32) -> bool {
-    match DecodedInsn::decode(bytes, rip, mode) {
+/// Whether a vCPU that sat on `insn` (`None`: not decodable) for `unchanged` kicks is stuck
+/// rather than waiting on purpose.
+pub fn is_stalled(insn: Option<&DecodedInsn>, unchanged: u32) -> bool {
+    match insn {
         Some(insn) if insn.jumps_to_itself() || insn.waits() => false,
         Some(insn) if insn.loads_segment() => true,
         _ => unchanged >= STALL_SAMPLES,
@@ -292,6 +303,7 @@ fn register_value(regs: &kvm_regs, sregs: &kvm_sregs, reg: Register) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::x86::cpu::CpuMode;
 
     #[test]
     fn saved_flags_are_found_above_the_return_address() {
@@ -335,12 +347,21 @@ mod tests {
 
     #[test]
     fn stalls_are_told_from_waits() {
-        let long = CpuMode::Long64;
-        assert!(is_stalled(&[0x48, 0xCB], 0x1000, long, 1), "lretq");
-        assert!(!is_stalled(&[0xEB, 0xFE], 0x1000, long, 99), "jmp $");
-        assert!(!is_stalled(&[0xF3, 0x90], 0x1000, long, 99), "pause");
-        assert!(!is_stalled(&[0x8B, 0x07], 0x1000, long, 1));
-        assert!(is_stalled(&[0x8B, 0x07], 0x1000, long, STALL_SAMPLES));
+        let stalled = |bytes: &[u8], unchanged| {
+            is_stalled(
+                DecodedInsn::decode(bytes, 0x1000, CpuMode::Long64).as_ref(),
+                unchanged,
+            )
+        };
+        assert!(stalled(&[0x48, 0xCB], 1), "lretq");
+        assert!(!stalled(&[0xEB, 0xFE], 99), "jmp $");
+        assert!(!stalled(&[0xF3, 0x90], 99), "pause");
+        assert!(!stalled(&[0x8B, 0x07], 1));
+        assert!(stalled(&[0x8B, 0x07], STALL_SAMPLES));
+        assert!(
+            stalled(&[0x0F, 0xFF], STALL_SAMPLES),
+            "undecodable: after enough kicks"
+        );
     }
 
     #[test]

@@ -336,8 +336,6 @@ pub struct Vcpu {
     /// The read-only pages a debugger set, which this vCPU lifts for one instruction the CPU
     /// cannot finish on a protected page (see [`crate::vmm::progress`]).
     pub protection: Option<Protection>,
-    /// Instructions completed with protection lifted (stalls, frames, steps that did not move).
-    pub unprotected_completions: u64,
     /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
     pub protected_writes_applied: u64,
     /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0] as this vCPU's CPUID says): which
@@ -384,7 +382,6 @@ impl Vcpu {
             borrowed: false,
             ram_registered: None,
             protection: None,
-            unprotected_completions: 0,
             protected_writes_applied: 0,
             maxphyaddr: DEFAULT_MAXPHYADDR,
             sampler: ProgressSampler::default(),
@@ -728,9 +725,7 @@ impl Vcpu {
         let Ok((regs, sregs)) = self.regs_and_sregs() else {
             return false;
         };
-        let mode = ModeKey::of(&regs, &sregs).cpu;
-        let bytes = self.read_linear(&sregs, linear_pc(&regs, &sregs), MAX_INSN_LEN);
-        let insn = DecodedInsn::decode(&bytes, regs.rip, mode);
+        let insn = self.insn_at_pc(&regs, &sregs);
         let control = self.control_regs(&sregs);
         let to_phys =
             |linear, len| progress::physical_pieces(self.ram.as_ref(), &control, linear, len);
@@ -888,9 +883,7 @@ impl Vcpu {
         if mp.mp_state == KVM_MP_STATE_HALTED {
             return Ok(None);
         }
-        let mode = ModeKey::of(&regs, &sregs).cpu;
-        let bytes = self.read_linear(&sregs, linear_pc(&regs, &sregs), MAX_INSN_LEN);
-        if !progress::is_stalled(&bytes, regs.rip, mode, unchanged) {
+        if !progress::is_stalled(self.insn_at_pc(&regs, &sregs).as_ref(), unchanged) {
             return Ok(None);
         }
         log::debug!(
@@ -930,7 +923,6 @@ impl Vcpu {
         let Some(protection) = self.protection.clone() else {
             return Ok(None);
         };
-        self.unprotected_completions += 1;
         let (_, sregs) = self.regs_and_sregs()?;
         let before: Vec<Vec<u8>> = self.watched.iter().map(|&r| self.ram_bytes(r)).collect();
         let user_step = self.debug.single_step;
@@ -997,11 +989,7 @@ impl Vcpu {
             (false, true) => 4,
             (false, false) => 2,
         };
-        let top = if long_mode {
-            regs.rsp
-        } else {
-            sregs.ss.base.wrapping_add(regs.rsp & 0xffff_ffff) & 0xffff_ffff
-        };
+        let top = progress::stack_top(&regs, &sregs);
         let frame = self.read_linear(&sregs, top, (progress::FRAME_SEARCH_SLOTS + 3) * width);
         let Some(offset) = progress::saved_flags_offset(&frame, width, before.rip) else {
             return Ok(());
@@ -1204,6 +1192,12 @@ impl Vcpu {
         self.fd
             .set_regs(&regs)
             .map_err(|e| VcpuError::Kvm("SET_REGS", e))
+    }
+
+    /// The instruction at this vCPU's pc, decoded in its mode, if it decodes.
+    fn insn_at_pc(&self, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<DecodedInsn> {
+        let bytes = self.read_linear(sregs, linear_pc(regs, sregs), MAX_INSN_LEN);
+        DecodedInsn::decode(&bytes, regs.rip, ModeKey::of(regs, sregs).cpu)
     }
 
     /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
