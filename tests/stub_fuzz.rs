@@ -714,9 +714,6 @@ fn wrong_answers_are_right() {
 /// Item 6: a step over an instruction that writes into a page holding a write watch: on the
 /// watched bytes (`counter`) or beside them (`last_sum` watched, `counter` written).
 #[test]
-#[ignore = "issue 14 item 6, open: on KVM-PVM a step over a store into a protected page stops \
-            after the next instruction (the MMIO exit's RIP is already past the store); \
-            stopping at the exit leaks the step's TF into later frames"]
 fn a_step_under_a_write_watch_runs_one_instruction() {
     let mut cases = Vec::new();
     for (watched, len) in [("counter", 8), ("last_sum", 4)] {
