@@ -731,7 +731,8 @@ impl Vcpu {
         const TF: u64 = 1 << 8;
         const DR6_SINGLE_STEP: u64 = 0xffff_4ff0;
         const DB_VECTOR: u32 = 1;
-        let Some((origin_rip, guest_tf)) = self.step_origin.as_ref().map(|o| (o.rip, o.rflags & TF))
+        let Some((origin_rip, guest_tf)) =
+            self.step_origin.as_ref().map(|o| (o.rip, o.rflags & TF))
         else {
             return Ok(None);
         };
