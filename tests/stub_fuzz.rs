@@ -377,6 +377,30 @@ fn resumes_naming_missing_threads_stop() {
             },
         ));
     }
+    for during in ["g", "vCont;c", "m100000,10", "Z0,100000,1"] {
+        cases.push(case(
+            format!("`{during}` while the guest runs (found by the disconnect torture)"),
+            "no reply while running (all-stop: gdbserver reads only a Ctrl-C then and discards the rest), then Ctrl-C stops the guest and the VMM is not wedged (a packet handled while vCPUs run waited for ever on a running vCPU; a resume in it started the vCPU twice)",
+            &[],
+            move |_, _, mut rsp| {
+                rsp.send(b"vCont;c")
+                    .map_err(|e| format!("`vCont;c`: {e}"))?;
+                if let Got::Packet(p) = rsp.reply(Duration::from_millis(100)) {
+                    return Err(format!("`vCont;c` answered {:?} before any Ctrl-C", show(&p, 40)));
+                }
+                rsp.send(during.as_bytes())
+                    .map_err(|e| format!("`{during}`: {e}"))?;
+                if let Got::Packet(p) = rsp.reply(Duration::from_millis(200)) {
+                    return Err(format!("`{during}` answered {:?} while the guest runs", show(&p, 40)));
+                }
+                rsp.send_raw(&[0x03]).map_err(|e| format!("Ctrl-C: {e}"))?;
+                match rsp.reply(STOP_TIMEOUT) {
+                    Got::Packet(p) if is_stop_body(&p) => Ok(Some(rsp)),
+                    other => Err(format!("Ctrl-C after `{during}`: {}", other.describe())),
+                }
+            },
+        ));
+    }
     run_cases("resumes_naming_missing_threads_stop", cases);
 }
 

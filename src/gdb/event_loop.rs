@@ -99,10 +99,13 @@ pub fn stop_the_rest(target: &mut VmTarget, inbox: &SharedInbox) -> Result<(), T
 /// How long kicks may take to stop a running vCPU before it counts as stuck.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// gdb's interrupt request, the one byte read while the guest runs.
+const CTRL_C: u8 = 0x03;
+
 /// What ended a wait while the guest runs.
 enum Waited {
     Stopped(MultiThreadStopReason<u64>),
-    /// A byte from gdb (a Ctrl-C, or the start of a packet gdbstub handles while running).
+    /// A Ctrl-C from gdb.
     Byte(u8),
 }
 
@@ -129,7 +132,13 @@ fn wait_for_stop_reason(
         let input = inbox.borrow_mut().next(Some(HALT_POLL));
         match input {
             None => target.machine.kick_running(),
-            Some(LoopInput::Byte(byte)) => return Ok(Waited::Byte(byte)),
+            Some(LoopInput::Byte(CTRL_C)) => return Ok(Waited::Byte(CTRL_C)),
+            // All-stop: while the guest runs only an interrupt is read, as gdbserver does
+            // (it discards anything else). A packet handled now would touch vCPUs that are
+            // running, and a resume in it would start a vCPU twice.
+            Some(LoopInput::Byte(byte)) => {
+                log::debug!("byte {byte:#04x} from gdb while the guest runs: ignored");
+            }
             Some(LoopInput::Vcpu((id, event))) => {
                 target.machine.mark_stopped(id);
                 let event = event.map_err(TargetFault::from)?;

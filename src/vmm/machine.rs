@@ -156,6 +156,12 @@ impl Machine {
     /// Lets vCPU `id` run until its next event.
     pub fn resume(&mut self, id: u8) -> Result<(), MachineError> {
         let thread = self.thread(id)?;
+        if thread.running {
+            // Its report is still on the way: a second Run would start it again behind the
+            // caller's back, and a caller that then takes it for stopped waits for ever.
+            log::warn!("vCPU {id} resumed while it runs; ignored");
+            return Ok(());
+        }
         thread.control.withdraw_stop();
         thread
             .commands
