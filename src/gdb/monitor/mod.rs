@@ -42,6 +42,12 @@ pub enum MonitorError {
 
 pub type Lines = Result<Vec<String>, MonitorError>;
 
+/// Every command `monitor help` lists (the `cpu N` prefix among them), each with its aliases:
+/// the docs test checks the monitor reference against it.
+pub fn command_names() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    help::COMMANDS.iter().map(|c| (c.name, c.aliases))
+}
+
 /// What the monitor commands read and act on: a live VM ([`VmTarget`]) or a saved one
 /// ([`crate::gdb::snapshot_target::SnapshotTarget`]). Every view (tables, walks, page tables,
 /// memory) needs only a vCPU's state and guest RAM, so both serve the same commands.
