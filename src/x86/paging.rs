@@ -8,6 +8,7 @@ use super::cpu::{ControlRegs, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
 use super::{PhysMemory, PhysMemoryError};
 use bitflags::bitflags;
 use std::fmt;
+use std::ops::Range;
 use thiserror::Error;
 
 bitflags! {
@@ -1030,18 +1031,11 @@ pub fn physical_pieces<M: PhysMemory + ?Sized>(
     linear: u64,
     len: u64,
 ) -> Vec<(u64, u64)> {
-    const PAGE: u64 = 0x1000;
-    let mut pieces = Vec::new();
-    let mut done = 0;
-    while done < len {
-        let addr = linear.wrapping_add(done);
-        let chunk = (len - done).min(PAGE - (addr & (PAGE - 1)));
-        if let Ok(t) = translate(mem, regs, addr, Access::DEBUGGER) {
-            pieces.push((t.phys, chunk));
-        }
-        done += chunk;
-    }
-    pieces
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    PagedMemory::new(mem, *regs)
+        .pieces(linear, len)
+        .filter_map(|(range, phys)| Some((phys.ok()?, range.len() as u64)))
+        .collect()
 }
 
 /// Reading guest memory by linear address (descriptor tables live at linear addresses).
@@ -1059,31 +1053,92 @@ pub enum LinearReadError {
     Phys(#[from] PhysMemoryError),
 }
 
-/// Guest memory seen through the page tables the registers select (debugger rights).
+/// Guest memory as a debugger addresses it: by linear address through the page tables the
+/// registers select (debugger rights), or, [`PagedMemory::physical`], guest-physically as is.
+///
+/// Every access goes one 4 KiB piece at a time: a page maps anywhere, and an access that meets a
+/// page that does not translate, or lies outside RAM, still has the pieces before it.
 #[derive(Debug, Clone, Copy)]
 pub struct PagedMemory<'a, M: ?Sized> {
-    pub mem: &'a M,
-    pub regs: ControlRegs,
+    mem: &'a M,
+    /// `None`: addresses are guest-physical.
+    regs: Option<ControlRegs>,
 }
+
+/// The bytes of the smallest page: no access piece crosses its boundary.
+const PIECE: u64 = 0x1000;
 
 impl<'a, M: PhysMemory + ?Sized> PagedMemory<'a, M> {
     /// Views `mem` through the translation that `regs` select.
     pub fn new(mem: &'a M, regs: ControlRegs) -> Self {
-        PagedMemory { mem, regs }
+        PagedMemory {
+            mem,
+            regs: Some(regs),
+        }
+    }
+
+    /// Views `mem` with guest-physical addresses (a debugger's `monitor phys on`).
+    pub fn physical(mem: &'a M) -> Self {
+        PagedMemory { mem, regs: None }
+    }
+
+    /// `addr..addr + len` cut at every 4 KiB boundary, in order: each piece's place in `0..len`,
+    /// and the guest-physical address it starts at or why its page does not translate.
+    pub fn pieces(
+        &self,
+        addr: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (Range<usize>, Result<u64, WalkError>)> + '_ {
+        let ctx = self.regs.as_ref().map(PagingCtx::new);
+        let mut done = 0usize;
+        std::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let at = addr.wrapping_add(done as u64);
+            let to_boundary = (PIECE - (at & (PIECE - 1))) as usize;
+            let range = done..done + to_boundary.min(len - done);
+            done = range.end;
+            let phys = match &ctx {
+                Some(ctx) => ctx.walk(self.mem, at).map(|walk| walk.translation.phys),
+                None => Ok(at),
+            };
+            Some((range, phys))
+        })
+    }
+
+    /// Hands `addr..addr + len` to `each` piece by piece (see [`PagedMemory::pieces`]) until a
+    /// page does not translate or `each` fails: the bytes done before it, and why it stopped
+    /// short (`Ok` when it did not).
+    pub fn for_each_piece(
+        &self,
+        addr: u64,
+        len: usize,
+        mut each: impl FnMut(u64, Range<usize>) -> Result<(), PhysMemoryError>,
+    ) -> (usize, Result<(), LinearReadError>) {
+        for (range, phys) in self.pieces(addr, len) {
+            let start = range.start;
+            if let Err(e) = phys
+                .map_err(LinearReadError::from)
+                .and_then(|phys| Ok(each(phys, range)?))
+            {
+                return (start, Err(e));
+            }
+        }
+        (len, Ok(()))
+    }
+
+    /// Reads from `addr` into `buf` up to the first page that does not translate or is outside
+    /// RAM: the bytes read, and why it stopped short.
+    pub fn read_prefix(&self, addr: u64, buf: &mut [u8]) -> (usize, Result<(), LinearReadError>) {
+        self.for_each_piece(addr, buf.len(), |phys, range| {
+            self.mem.read_phys(phys, &mut buf[range])
+        })
     }
 }
 
 impl<M: PhysMemory + ?Sized> LinearMemory for PagedMemory<'_, M> {
     fn read_linear(&self, addr: u64, buf: &mut [u8]) -> Result<(), LinearReadError> {
-        let ctx = PagingCtx::new(&self.regs);
-        let mut done = 0usize;
-        while done < buf.len() {
-            let lin = addr.wrapping_add(done as u64);
-            let t = ctx.walk(self.mem, lin)?.translation;
-            let n = (t.bytes_to_page_end() as usize).min(buf.len() - done);
-            self.mem.read_phys(t.phys, &mut buf[done..done + n])?;
-            done += n;
-        }
-        Ok(())
+        self.read_prefix(addr, buf).1
     }
 }
