@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use gdbstub::common::Tid;
 use gdbstub::stub::{DisconnectReason, MultiThreadStopReason};
 use gdbstub::target::ext::breakpoints::WatchKind;
 use gdbstub::target::TargetError;
@@ -24,6 +25,11 @@ pub type Ended = (RunEnd, Option<VcpuEvent>);
 
 /// A reply that refuses what gdb asked (the reason is on gdbvisor's stderr), or a fault.
 pub type Refusal = TargetError<TargetFault>;
+
+/// gdb's thread id of vCPU `id` (threads are numbered from 1).
+pub fn tid_of(id: u8) -> Tid {
+    Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
+}
 
 /// What ended a wait while the guest runs.
 pub enum Waited {

@@ -5,15 +5,16 @@
 //! time through [`event_loop`]; [`monitor`] holds the `monitor` commands, [`regs`] and [`arch`]
 //! gdb's view of the registers.
 //!
-//! Files depend on each other in one direction: `session` → `live`, `snapshot_target` →
-//! `event_loop` → `target` → `backend` → `monitor` → `fault`, `regs` → `arch`, `conn`.
+//! Files depend on each other in one direction: `session` → `event_loop` → `target`; `session`
+//! → `live`, `snapshot_target`; `target`, `live`, `snapshot_target` → `backend` → `monitor` →
+//! `fault`; `target`, `live` → `regs` → `arch`. `conn` and `arch` depend on no other file here.
 
 pub mod arch;
 pub mod backend;
 pub mod conn;
 pub mod event_loop;
 pub mod fault;
-pub mod live;
+pub(crate) mod live;
 pub mod monitor;
 pub mod regs;
 pub mod session;

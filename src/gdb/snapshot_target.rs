@@ -11,11 +11,10 @@ use gdbstub::stub::{DisconnectReason, MultiThreadStopReason};
 use gdbstub::target::TargetError;
 
 use crate::gdb::arch::{RegLayout, RegisterFile};
-use crate::gdb::backend::{Backend, Ended, Refusal, RunControl, Waited};
+use crate::gdb::backend::{tid_of, Backend, Ended, Refusal, RunControl, Waited};
 use crate::gdb::conn::{GdbConnection, SharedInbox};
 use crate::gdb::fault::TargetFault;
 use crate::gdb::monitor::{dump, msr, Lines, MonitorError};
-use crate::gdb::target::tid_of;
 use crate::snapshot::{CpuSnapshot, Snapshot};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::RunEnd;
@@ -143,4 +142,129 @@ fn console_packet(text: &str) -> Vec<u8> {
     let body = format!("O{hex}");
     let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
     format!("${body}#{sum:02x}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use gdbstub::common::Tid;
+    use gdbstub::target::ext::base::multithread::{
+        MultiThreadBase, MultiThreadResume, MultiThreadSingleStep,
+    };
+    use gdbstub::target::ext::breakpoints::{HwWatchpoint, SwBreakpoint, WatchKind};
+
+    use super::*;
+    use crate::gdb::arch::{ArchChoice, X86Registers};
+    use crate::gdb::conn::Inbox;
+    use crate::gdb::target::GdbTarget;
+    use crate::snapshot::notes::blank_cpu;
+    use crate::snapshot::Origin;
+
+    /// Two vCPUs in real mode (no paging: linear is physical) over 2 MiB of RAM with a marker.
+    fn target() -> GdbTarget<SnapshotBackend> {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        ram.write(0x1000, b"saved").unwrap();
+        let snapshot = Snapshot {
+            path: PathBuf::from("unit.core"),
+            origin: Origin::Gdbvisor,
+            cpus: vec![blank_cpu(0), blank_cpu(0)],
+            ram: Arc::new(ram),
+            inferred: Vec::new(),
+        };
+        GdbTarget::new(SnapshotBackend::new(snapshot), ArchChoice::Mode)
+    }
+
+    fn tid(n: usize) -> Tid {
+        Tid::new(n).unwrap()
+    }
+
+    #[test]
+    fn reads_work_and_writes_are_refused_as_read_only() {
+        let mut t = target();
+        let mut buf = [0u8; 5];
+        assert_eq!(t.read_addrs(0x1000, &mut buf, tid(2)).ok(), Some(5));
+        assert_eq!(&buf, b"saved");
+        assert_eq!(t.current_vcpu(), 1);
+        assert!(matches!(
+            t.write_addrs(0x1000, b"x", tid(1)),
+            Err(TargetError::Errno(READ_ONLY))
+        ));
+        let mut regs = X86Registers::default();
+        assert!(t.read_registers(&mut regs, tid(1)).is_ok());
+        assert!(matches!(
+            t.write_registers(&regs, tid(1)),
+            Err(TargetError::Errno(READ_ONLY))
+        ));
+        assert!(matches!(
+            t.read_addrs(0x1000, &mut buf, tid(3)),
+            Err(TargetError::Errno(1))
+        ));
+        assert!(t.read_addrs(0x1000, &mut buf, tid(1)).is_ok());
+        assert_eq!(
+            &buf, b"saved",
+            "the refused write left the snapshot as it was"
+        );
+    }
+
+    #[test]
+    fn run_control_is_accepted_and_does_nothing() {
+        let mut t = target();
+        assert!(matches!(t.add_sw_breakpoint(0x1000, 1), Ok(true)));
+        assert!(matches!(
+            t.add_hw_watchpoint(0x1000, 4, WatchKind::Write),
+            Ok(true)
+        ));
+        t.clear_resume_actions().unwrap();
+        t.set_resume_action_step(tid(1), None).unwrap();
+        t.resume().unwrap();
+        let mut buf = [0u8; 5];
+        assert!(t.read_addrs(0x1000, &mut buf, tid(1)).is_ok());
+        assert_eq!(&buf, b"saved", "no 0xCC planted");
+    }
+
+    /// What the stub writes to gdb, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_resume_stops_at_once_and_says_why_on_gdbs_console() {
+        let mut t = target();
+        let mut buf = [0u8; 1];
+        assert!(t.read_addrs(0x1000, &mut buf, tid(2)).is_ok());
+        let (inbox, _notifier) = Inbox::new().unwrap();
+        let written = Written::default();
+        let mut conn = GdbConnection::new(Box::new(written.clone()), inbox);
+        let Ok(Waited::Stopped(stop)) = t.wait_for_stop(&mut conn) else {
+            panic!("no stop");
+        };
+        assert_eq!(
+            stop,
+            MultiThreadStopReason::SignalWithThread {
+                tid: tid(2),
+                signal: Signal::SIGZERO
+            }
+        );
+        let sent = written.0.lock().unwrap().clone();
+        assert_eq!(sent, console_packet(&format!("{CANNOT_RUN}\n")));
+        assert!(sent.starts_with(b"$O"));
+    }
+
+    #[test]
+    fn console_packets_are_hex_with_their_checksum() {
+        assert_eq!(console_packet("hi"), b"$O6869#2c".to_vec());
+    }
 }

@@ -34,7 +34,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use crate::gdb::arch::{
     target_xml_part, ArchChoice, GdbvisorArch, Reg, RegLayout, RegisterFile, X86RegId, X86Registers,
 };
-use crate::gdb::backend::{Action, Backend, RunControl, Waited};
+use crate::gdb::backend::{tid_of, Action, Backend, RunControl, Waited};
 use crate::gdb::conn::GdbConnection;
 use crate::gdb::fault::TargetFault;
 use crate::gdb::monitor::{handle_monitor, Lines, MonitorHost};
@@ -54,11 +54,6 @@ const BAD_ADDRESS: u8 = 14;
 fn vcpu_of(tid: Tid, count: usize) -> Option<u8> {
     let id = tid.get() - 1;
     (id < count).then(|| u8::try_from(id).ok()).flatten()
-}
-
-/// gdb's thread id of vCPU `id`.
-pub fn tid_of(id: u8) -> Tid {
-    Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
 }
 
 /// The one gdb target, over a live VM or a snapshot.

@@ -1142,3 +1142,103 @@ impl<M: PhysMemory + ?Sized> LinearMemory for PagedMemory<'_, M> {
         self.read_prefix(addr, buf).1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x86::VecMemory;
+
+    /// 4-level paging: linear 0 -> 0x5000, 0x1000 -> 0x7000, nothing from 0x2000; RAM ends at
+    /// 0x8000.
+    fn two_pages() -> (VecMemory, ControlRegs) {
+        let mut m = VecMemory::new(0x8000);
+        for (entry, value) in [
+            (0x1000, 0x2003),
+            (0x2000, 0x3003),
+            (0x3000, 0x4003),
+            (0x4000, 0x5003),
+            (0x4008, 0x7003),
+        ] {
+            m.write_u64(entry, value);
+        }
+        for (i, b) in m.as_bytes_mut()[0x5000..0x8000].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let regs = ControlRegs::new(0x8000_0001, 0x1000, 0x20, 0x500);
+        (m, regs)
+    }
+
+    #[test]
+    fn pieces_end_at_every_4k_boundary_in_order() {
+        let (m, regs) = two_pages();
+        let pieces: Vec<_> = PagedMemory::new(&m, regs).pieces(0xff0, 0x1020).collect();
+        assert_eq!(
+            pieces,
+            vec![
+                (0..0x10, Ok(0x5ff0)),
+                (0x10..0x1010, Ok(0x7000)),
+                (
+                    0x1010..0x1020,
+                    Err(PagingCtx::new(&regs).walk(&m, 0x2000).unwrap_err())
+                ),
+            ]
+        );
+        assert_eq!(PagedMemory::new(&m, regs).pieces(0x10, 0).count(), 0);
+    }
+
+    #[test]
+    fn a_read_keeps_what_came_before_an_unmapped_page() {
+        let (m, regs) = two_pages();
+        let linear = PagedMemory::new(&m, regs);
+        let mut buf = [0u8; 16];
+        let (read, why) = linear.read_prefix(0x1ff8, &mut buf);
+        assert_eq!(read, 8);
+        assert!(matches!(why, Err(LinearReadError::Walk(_))));
+        assert_eq!(buf[..8], m.as_bytes()[0x7ff8..0x8000]);
+        assert!(linear.read_linear(0x1ff8, &mut buf).is_err());
+        let mut whole = [0u8; 0x20];
+        assert_eq!(linear.read_linear(0xff0, &mut whole), Ok(()));
+        assert_eq!(whole[..0x10], m.as_bytes()[0x5ff0..0x6000]);
+        assert_eq!(whole[0x10..], m.as_bytes()[0x7000..0x7010]);
+    }
+
+    #[test]
+    fn physical_addressing_stops_at_the_end_of_ram() {
+        let (m, _) = two_pages();
+        let mut buf = [0u8; 16];
+        let (read, why) = PagedMemory::physical(&m).read_prefix(0x7ff8, &mut buf);
+        assert_eq!(read, 8);
+        assert!(matches!(why, Err(LinearReadError::Phys(_))));
+        assert_eq!(buf[..8], m.as_bytes()[0x7ff8..0x8000]);
+    }
+
+    #[test]
+    fn a_failing_piece_ends_the_visit_with_its_error() {
+        let (m, regs) = two_pages();
+        let refused = PhysMemoryError {
+            addr: 0x7000,
+            len: 4,
+        };
+        let mut seen = Vec::new();
+        let (done, why) = PagedMemory::new(&m, regs).for_each_piece(0xffc, 8, |phys, range| {
+            seen.push((phys, range));
+            if phys == 0x7000 {
+                Err(refused)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(done, 4);
+        assert_eq!(why, Err(LinearReadError::Phys(refused)));
+        assert_eq!(seen, vec![(0x5ffc, 0..4), (0x7000, 4..8)]);
+    }
+
+    #[test]
+    fn physical_pieces_skip_pages_that_do_not_translate() {
+        let (m, regs) = two_pages();
+        assert_eq!(
+            physical_pieces(&m, &regs, 0x1ff0, 0x1020),
+            vec![(0x7ff0, 0x10)]
+        );
+    }
+}

@@ -126,3 +126,89 @@ impl DebugState {
         self.catch_mode = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn debug_exit(pc: u64, dr6: u64, exception: u32) -> DebugInfo {
+        DebugInfo {
+            exception,
+            pc,
+            dr6,
+            dr7: 0,
+        }
+    }
+
+    /// `hbreak 0x1000`, a software breakpoint at 0x2000 served by DR1, a step of vCPU 0 run to
+    /// 0x3000 in DR2, and an `awatch` on 0x4000 in DR3.
+    fn applied() -> DebugState {
+        let mut debug = DebugState::default();
+        debug.breakpoints.add_hardware(0x1000).unwrap();
+        debug.breakpoints.add_software(0x2000, true).unwrap();
+        debug.applied.debug_registers = vec![0x1000, 0x2000, 0x3000];
+        debug.step_into.insert(0, 0x3000);
+        debug.data_watches.push(DataWatch {
+            addr: 0x4000,
+            len: 4,
+            kind: WatchKind::ReadWrite,
+        });
+        debug
+    }
+
+    #[test]
+    fn a_debug_exit_is_read_back_against_the_registers_the_resume_set() {
+        let debug = applied();
+        let tid = Tid::new(1).unwrap();
+        let trap = MultiThreadStopReason::SignalWithThread {
+            tid,
+            signal: Signal::SIGTRAP,
+        };
+        assert_eq!(
+            debug.debug_stop(0, tid, &debug_exit(0x3000, 1 << 2, 1)),
+            trap
+        );
+        assert_eq!(
+            debug.debug_stop(0, tid, &debug_exit(0x1000, 1 << 0, 1)),
+            MultiThreadStopReason::HwBreak(tid)
+        );
+        assert_eq!(
+            debug.debug_stop(0, tid, &debug_exit(0x2000, 1 << 1, 1)),
+            MultiThreadStopReason::SwBreak(tid)
+        );
+        assert_eq!(
+            debug.debug_stop(0, tid, &debug_exit(0x5000, 1 << 3, 1)),
+            MultiThreadStopReason::Watch {
+                tid,
+                kind: WatchKind::ReadWrite,
+                addr: 0x4000
+            }
+        );
+        assert_eq!(
+            debug.debug_stop(1, tid, &debug_exit(0x6000, 0, 3)),
+            MultiThreadStopReason::SwBreak(tid),
+            "an int3 exit with no slot hit is a planted breakpoint"
+        );
+        assert_eq!(
+            debug.debug_stop(1, tid, &debug_exit(0x6000, 1 << 14, 1)),
+            trap,
+            "a single step"
+        );
+    }
+
+    #[test]
+    fn data_watches_take_the_registers_after_the_execution_slots() {
+        let debug = applied();
+        assert_eq!(debug.exec_registers(), DEBUG_REGISTERS - 1);
+        assert!(!debug.registers_full());
+        let slots = debug.slots(&debug.applied);
+        assert_eq!(slots[0], Some(DebugSlot::execute(0x1000)));
+        assert_eq!(
+            slots[3],
+            Some(DebugSlot {
+                addr: 0x4000,
+                kind: SlotKind::Access(4)
+            })
+        );
+    }
+}

@@ -11,10 +11,9 @@ use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::breakpoints::WatchKind;
 
 use super::vm::LiveVm;
-use crate::gdb::backend::Waited;
+use crate::gdb::backend::{tid_of, Waited};
 use crate::gdb::conn::{disconnected, GdbConnection, LoopInput, SharedInbox};
 use crate::gdb::fault::TargetFault;
-use crate::gdb::target::tid_of;
 use crate::vmm::machine::HALT_POLL;
 use crate::vmm::outcome::{vcpu_state, RunEnd};
 use crate::vmm::vcpu::VcpuEvent;

@@ -168,3 +168,47 @@ impl VcpuRuns {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_runs_every_vcpu_unless_the_scheduler_is_locked() {
+        let mut runs = VcpuRuns::new(3);
+        assert!(runs.runners().is_empty(), "nothing runs before gdb resumes");
+        runs.clear_actions();
+        runs.set_action(Some(1), Action::Step);
+        assert_eq!(runs.runners(), vec![0, 1, 2]);
+        assert_eq!(runs.action(1), Action::Step);
+        runs.lock_scheduler();
+        assert_eq!(runs.runners(), vec![1]);
+        runs.all_stay();
+        assert!(runs.runners().is_empty());
+    }
+
+    #[test]
+    fn a_resume_of_missing_threads_runs_nothing_and_is_remembered() {
+        let mut runs = VcpuRuns::new(2);
+        runs.clear_actions();
+        runs.set_action(None, Action::Continue);
+        runs.lock_scheduler();
+        assert!(runs.runners().is_empty());
+        assert!(runs.named_missing_thread());
+        runs.clear_actions();
+        assert!(!runs.named_missing_thread());
+    }
+
+    #[test]
+    fn a_dead_vcpu_never_runs_and_reports_its_signal_when_asked_to() {
+        let mut runs = VcpuRuns::new(2);
+        runs.set_dead(0, Signal::SIGSEGV);
+        runs.clear_actions();
+        assert_eq!(runs.runners(), vec![1]);
+        assert_eq!(runs.dead_runner(), Some((0, Signal::SIGSEGV)));
+        runs.set_action(Some(1), Action::Continue);
+        runs.lock_scheduler();
+        assert_eq!(runs.dead_runner(), None);
+        assert_eq!(runs.describe(0), "CPU#0", "no state fetched at this stop");
+    }
+}
