@@ -30,7 +30,7 @@ impl From<GdbStubError<TargetFault, std::io::Error>> for ClientError {
 }
 
 /// Serves one gdb client until it detaches, disconnects or kills the VM.
-pub fn serve_client<B: Backend>(
+pub(crate) fn serve_client<B: Backend>(
     stub: GdbStub<'_, GdbTarget<B>, GdbConnection>,
     target: &mut GdbTarget<B>,
 ) -> Result<DisconnectReason, ClientError> {

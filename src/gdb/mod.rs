@@ -1,7 +1,7 @@
 //! The gdb stub: the only place that knows both the VMM and the x86 model.
 //!
 //! One gdbstub target ([`target::GdbTarget`]) serves a [`backend::Backend`]: a live VM
-//! ([`live`]) or a snapshot ([`snapshot_target`]). [`session`] listens and serves one client at a
+//! (`live`) or a snapshot ([`snapshot_target`]). [`session`] listens and serves one client at a
 //! time through [`event_loop`]; [`monitor`] holds the `monitor` commands, [`regs`] and [`arch`]
 //! gdb's view of the registers.
 //!

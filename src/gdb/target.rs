@@ -144,7 +144,10 @@ impl<B: Backend> GdbTarget<B> {
 
     /// The registers gdb reads at every stop (pc, stack and frame pointers, flags) of the
     /// stopped thread, for the stop reply: gdb then needs no `g` after a step or a hit.
-    pub fn expedited(&mut self, stop: &MultiThreadStopReason<u64>) -> Vec<(X86RegId, Vec<u8>)> {
+    pub(crate) fn expedited(
+        &mut self,
+        stop: &MultiThreadStopReason<u64>,
+    ) -> Vec<(X86RegId, Vec<u8>)> {
         const EXPEDITED: [Reg; 4] = [Reg::Rip, Reg::Rsp, Reg::Rbp, Reg::Eflags];
         let tid = match *stop {
             MultiThreadStopReason::SignalWithThread { tid, .. }

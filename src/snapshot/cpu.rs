@@ -25,7 +25,7 @@ pub struct CpuSnapshot {
     pub pdptrs: Option<[u64; 4]>,
     /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
     pub complete: bool,
-    /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0]): entry bits from it up to 51 are
+    /// The guest's MAXPHYADDR (`CPUID.80000008H:EAX[7:0]`): entry bits from it up to 51 are
     /// reserved, so the walker faults on them as the CPU does.
     pub maxphyaddr: u8,
 }

@@ -1,5 +1,5 @@
 //! `monitor` commands: the x86 views gdb lacks, on the vCPU of gdb's current thread (or the one
-//! a `cpu N` prefix names). One file per family; [`dispatch`] parses and dispatches, [`host`]
+//! a `cpu N` prefix names). One file per family; `dispatch` parses and dispatches, `host`
 //! says what the commands read.
 //!
 //! Every command produces whole lines (one item per line, stable for scripts); bad or missing
