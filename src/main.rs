@@ -14,7 +14,7 @@ use gdbvisor::devices::sink::SinkSpec;
 use gdbvisor::gdb::conn::GdbEndpoint;
 use gdbvisor::gdb::session::GdbOptions;
 use gdbvisor::runner::{self, status, RunRequest};
-use gdbvisor::snapshot::{self, post_mortem::PostMortem};
+use gdbvisor::snapshot::post_mortem::PostMortem;
 use gdbvisor::vmm::doctor;
 
 fn main() -> ExitCode {
@@ -54,7 +54,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
                 arch: args.gdb_arch.choice(),
                 post_mortem: PostMortem::default(),
             });
-        return snapshot::open_and_serve(path, gdb, args.maxphyaddr)
+        return runner::open_snapshot(path, gdb, args.maxphyaddr)
             .map_err(|e| (e.to_string(), e.status()));
     }
     let (name, image, gdb_elf) = match (cli.command, &args.kernel) {

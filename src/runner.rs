@@ -46,15 +46,23 @@ pub enum RunError {
     Output(std::io::Error),
     #[error("{0}")]
     Gdb(#[from] SessionError),
+    #[error("{path}: {source}")]
+    Snapshot {
+        path: PathBuf,
+        source: crate::snapshot::SnapshotError,
+    },
+    #[error("cannot install the Ctrl-C handler: {0}")]
+    Signal(ctrlc::Error),
 }
 
 impl RunError {
     /// The exit status this error ends gdbvisor with.
     pub fn status(&self) -> i32 {
         match self {
-            RunError::Read { .. } | RunError::Boot { .. } | RunError::Output(_) => {
-                status::BAD_INPUT
-            }
+            RunError::Read { .. }
+            | RunError::Boot { .. }
+            | RunError::Output(_)
+            | RunError::Snapshot { .. } => status::BAD_INPUT,
             RunError::Vm(VmError::Memory(_) | VmError::Cpus { .. }) => status::BAD_INPUT,
             _ => status::KVM_FAILURE,
         }
@@ -384,6 +392,53 @@ fn forward_stdin(input: SerialInput) {
     if let Err(e) = spawned {
         log::warn!("serial input disabled: {e}");
     }
+}
+
+/// `gdbvisor --snapshot FILE [--gdb ENDPOINT]`: opens `path` (with `maxphyaddr` for the guest's
+/// MAXPHYADDR, when given); with `gdb`, serves it until gdb is done, else prints every vCPU's
+/// registers.
+pub fn open_snapshot(
+    path: &Path,
+    gdb: Option<GdbOptions>,
+    maxphyaddr: Option<u8>,
+) -> Result<i32, RunError> {
+    use crate::snapshot::Snapshot;
+    use crate::vmm::state_text::CpuStateText;
+    use std::sync::atomic::Ordering;
+
+    let snapshot = Snapshot::open_with(path, maxphyaddr).map_err(|source| RunError::Snapshot {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    eprintln!("gdbvisor: {}", snapshot.describe());
+    for note in &snapshot.inferred {
+        eprintln!("gdbvisor: {note}");
+    }
+    let Some(options) = gdb else {
+        for (id, cpu) in snapshot.cpus.iter().enumerate() {
+            println!("vCPU {id}: {:?}, {}", cpu.mode(), cpu.run_state());
+            println!(
+                "{}",
+                CpuStateText {
+                    regs: &cpu.regs,
+                    sregs: &cpu.sregs,
+                }
+            );
+        }
+        return Ok(status::HALTED);
+    };
+    if options.arch == ArchChoice::Kernel {
+        // No kernel file here: the CPU's mode is the best guess at what gdb loads.
+        eprintln!(
+            "gdbvisor: gdb register description {}, that of vCPU 0's mode (a snapshot has no kernel file; --gdb-arch to change)",
+            RegLayout::from_mode(snapshot.cpus[0].mode()).name()
+        );
+    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(RunError::Signal)?;
+    session::serve_snapshot(snapshot, &options, interrupt)?;
+    Ok(status::HALTED)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The harness behind the fuzz targets: gdbstub's packet handling driving gdbvisor's snapshot
-//! target (the same gdbstub Target, walker and monitor commands a live VM has, with no KVM).
+//! The harness behind the fuzz targets: gdbstub's packet handling driving gdbvisor's gdb target
+//! over a snapshot (the same gdbstub Target, walker and monitor commands a live VM has, with no
+//! KVM).
 //!
 //! 1. [`machine`] builds, once, a small saved machine in memory: 16 MiB of RAM with a GDT, an
 //!    IDT, 4-level page tables (identity 16 MiB in 2 MiB pages, a recursive slot, a 4 KiB page
@@ -21,10 +22,11 @@ use gdbstub::common::{Signal, Tid};
 use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{GdbStub, MultiThreadStopReason};
-use gdbvisor::gdb::regs::CpuSnapshot;
-use gdbvisor::gdb::snapshot_target::SnapshotTarget;
+use gdbvisor::gdb::arch::ArchChoice;
+use gdbvisor::gdb::snapshot_target::SnapshotBackend;
+use gdbvisor::gdb::target::GdbTarget;
 use gdbvisor::snapshot::notes::blank_cpu;
-use gdbvisor::snapshot::{Origin, Snapshot};
+use gdbvisor::snapshot::{CpuSnapshot, Origin, Snapshot};
 use gdbvisor::vmm::memory::GuestRam;
 use kvm_bindings::kvm_segment;
 
@@ -217,7 +219,7 @@ pub fn serve(data: &[u8]) {
         ram: ram.clone(),
         inferred: Vec::new(),
     };
-    let mut target = SnapshotTarget::new(snapshot);
+    let mut target = GdbTarget::new(SnapshotBackend::new(snapshot), ArchChoice::Mode);
     let sink = Sink {
         strict: std::env::var_os("GDBVISOR_FUZZ_STRICT").is_some(),
         ..Default::default()
@@ -239,7 +241,7 @@ pub fn serve(data: &[u8]) {
             },
             GdbStubStateMachine::Running(gdb) => {
                 let stop = MultiThreadStopReason::SignalWithThread {
-                    tid: Tid::new(usize::from(target.current) + 1).expect("tids start at 1"),
+                    tid: Tid::new(usize::from(target.current_vcpu()) + 1).expect("tids start at 1"),
                     signal: Signal::SIGZERO,
                 };
                 gdb.report_stop(&mut target, stop)

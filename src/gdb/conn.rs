@@ -116,6 +116,9 @@ pub enum LoopInput {
 /// Whether a client is attached; the listener refuses others while it is set.
 pub type SessionFlag = Arc<AtomicBool>;
 
+/// gdb's interrupt request (Ctrl-C), sent outside any packet.
+pub(crate) const CTRL_C: u8 = 0x03;
+
 /// Binds the endpoint, prints the readiness line, and admits clients from a background thread.
 /// For `stdio` the one client is sent at once.
 pub fn listen(

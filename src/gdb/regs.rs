@@ -1,128 +1,18 @@
-//! A stopped vCPU's state as KVM reports it, and its conversion to and from gdb's register file.
+//! A vCPU's state as gdb's register file, and a register write from gdb back to KVM's.
 //!
 //! gdb addresses are linear in every mode: `$pc` is CS.base + EIP outside 64-bit mode (so in real
 //! mode it is CS·16 + IP), and writing `$pc` keeps CS and sets the offset.
 
-use kvm_bindings::{
-    kvm_debugregs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs, KVM_MP_STATE_HALTED,
-    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
-};
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 
 use crate::gdb::arch::{RegLayout, RegisterFile};
-use crate::vmm::vcpu::{linear_pc, ModeKey, Vcpu, VcpuError};
-use crate::x86::cpu::{ControlRegs, CpuMode};
+use crate::snapshot::cpu::CpuSnapshot;
 
-const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
-
-/// Everything gdb can see of one vCPU, fetched once per stop.
-#[derive(Clone)]
-pub struct CpuSnapshot {
-    pub regs: kvm_regs,
-    pub sregs: kvm_sregs,
-    pub fpu: kvm_fpu,
-    pub debugregs: kvm_debugregs,
-    pub kernel_gs_base: u64,
-    /// KVM_MP_STATE_*: runnable, halted, or waiting for INIT/SIPI.
-    pub mp_state: u32,
-    /// The PAE PDPTE registers when known (a snapshot, or KVM_GET_SREGS2); the walker reads the
-    /// PDPT from memory otherwise.
-    pub pdptrs: Option<[u64; 4]>,
-    /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
-    pub complete: bool,
-    /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0]): entry bits from it up to 51 are
-    /// reserved, so the walker faults on them as the CPU does.
-    pub maxphyaddr: u8,
-}
-
-impl CpuSnapshot {
-    /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
-    /// left at defaults, sparing four ioctls when gdb asks for no more.
-    pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
-        let (regs, sregs) = vcpu.regs_and_sregs()?;
-        Ok(CpuSnapshot {
-            regs,
-            sregs,
-            fpu: kvm_fpu::default(),
-            debugregs: kvm_debugregs::default(),
-            kernel_gs_base: 0,
-            mp_state: KVM_MP_STATE_RUNNABLE,
-            pdptrs: None,
-            complete: false,
-            maxphyaddr: vcpu.maxphyaddr(),
-        })
-    }
-
-    pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
-        let fd = vcpu.fd();
-        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
-            index: MSR_KERNEL_GS_BASE,
-            ..Default::default()
-        }])
-        .expect("one MSR entry fits");
-        let kernel_gs_base = match fd.get_msrs(&mut msrs) {
-            Ok(1) => msrs.as_slice()[0].data,
-            _ => 0,
-        };
-        Ok(CpuSnapshot {
-            regs: fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?,
-            sregs: fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?,
-            fpu: fd.get_fpu().map_err(|e| VcpuError::Kvm("GET_FPU", e))?,
-            debugregs: fd
-                .get_debug_regs()
-                .map_err(|e| VcpuError::Kvm("GET_DEBUGREGS", e))?,
-            kernel_gs_base,
-            mp_state: fd
-                .get_mp_state()
-                .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?
-                .mp_state,
-            pdptrs: None,
-            complete: true,
-            maxphyaddr: vcpu.maxphyaddr(),
-        })
-    }
-
-    pub fn control_regs(&self) -> ControlRegs {
-        let regs = ControlRegs::new(
-            self.sregs.cr0,
-            self.sregs.cr3,
-            self.sregs.cr4,
-            self.sregs.efer,
-        )
-        .with_maxphyaddr(self.maxphyaddr);
-        match self.pdptrs {
-            Some(pdptrs) => regs.with_pdptrs(pdptrs),
-            None => regs,
-        }
-    }
-
-    /// How the vCPU waits, as `info threads` shows it.
-    pub fn run_state(&self) -> &'static str {
-        match self.mp_state {
-            KVM_MP_STATE_HALTED => "halted",
-            KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => "waiting for INIT/SIPI",
-            _ => "stopped",
-        }
-    }
-
-    /// The instruction pointer as a linear address.
-    pub fn pc(&self) -> u64 {
-        linear_pc(&self.regs, &self.sregs)
-    }
-
-    /// The CPU mode, from CR0, EFER, RFLAGS.VM and the CS descriptor cache.
-    pub fn mode(&self) -> CpuMode {
-        ModeKey::of(&self.regs, &self.sregs).cpu
-    }
-
-    /// The register description that matches the CPU mode.
-    pub fn layout(&self) -> RegLayout {
-        RegLayout::from_mode(self.mode())
-    }
-
-    pub fn to_file(&self) -> RegisterFile {
-        let r = &self.regs;
-        let s = &self.sregs;
-        let f = &self.fpu;
+impl From<&CpuSnapshot> for RegisterFile {
+    fn from(cpu: &CpuSnapshot) -> RegisterFile {
+        let r = &cpu.regs;
+        let s = &cpu.sregs;
+        let f = &cpu.fpu;
         let mut st = [[0u8; 10]; 8];
         for (dst, src) in st.iter_mut().zip(f.fpr.iter()) {
             dst.copy_from_slice(&src[..10]);
@@ -148,7 +38,7 @@ impl CpuSnapshot {
             r13: r.r13,
             r14: r.r14,
             r15: r.r15,
-            rip: self.pc(),
+            rip: cpu.pc(),
             eflags: r.rflags,
             cs: u64::from(s.cs.selector),
             ss: u64::from(s.ss.selector),
@@ -158,7 +48,7 @@ impl CpuSnapshot {
             gs: u64::from(s.gs.selector),
             fs_base: s.fs.base,
             gs_base: s.gs.base,
-            k_gs_base: self.kernel_gs_base,
+            k_gs_base: cpu.kernel_gs_base,
             cr0: s.cr0,
             cr2: s.cr2,
             cr3: s.cr3,
@@ -182,12 +72,12 @@ impl CpuSnapshot {
             idtr_limit: u64::from(s.idt.limit),
             ldtr: u64::from(s.ldt.selector),
             tr: u64::from(s.tr.selector),
-            dr0: self.debugregs.db[0],
-            dr1: self.debugregs.db[1],
-            dr2: self.debugregs.db[2],
-            dr3: self.debugregs.db[3],
-            dr6: self.debugregs.dr6,
-            dr7: self.debugregs.dr7,
+            dr0: cpu.debugregs.db[0],
+            dr1: cpu.debugregs.db[1],
+            dr2: cpu.debugregs.db[2],
+            dr3: cpu.debugregs.db[3],
+            dr6: cpu.debugregs.dr6,
+            dr7: cpu.debugregs.dr7,
         }
     }
 }

@@ -4,8 +4,8 @@ use kvm_bindings::{kvm_sregs2, KVMIO};
 use kvm_ioctls::VcpuFd;
 use vmm_sys_util::ioctl::ioctl_with_mut_ref;
 
+use super::cpu::CpuSnapshot;
 use super::SnapshotError;
-use crate::gdb::regs::CpuSnapshot;
 use crate::vmm::machine::Machine;
 use crate::vmm::vcpu::{Vcpu, VcpuError};
 

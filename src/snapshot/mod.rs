@@ -6,13 +6,13 @@
 //!    pages are holes in a sparse file), one PT_NOTE with NT_PRSTATUS and gdbvisor's own notes
 //!    per vCPU ([`notes`]).
 //! 3. [`Snapshot::open`] reads such a file, or a QEMU `dump-guest-memory` file ([`qemu`]), into
-//!    RAM with the same layout and the vCPUs' state; [`crate::gdb::snapshot_target`] serves gdb
-//!    from it with the same walker and monitor commands as a live VM.
+//!    RAM with the same layout and the vCPUs' state, which the gdb stub serves as it serves a
+//!    live VM (same walker, same monitor commands).
 
 pub mod capture;
+pub mod cpu;
 pub mod elf;
 pub mod notes;
-pub mod open;
 pub mod post_mortem;
 pub mod qemu;
 #[cfg(test)]
@@ -26,10 +26,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::gdb::regs::CpuSnapshot;
 use crate::vmm::memory::{GuestRam, MemoryError};
 
-pub use open::open_and_serve;
+pub use cpu::CpuSnapshot;
 pub use write::{write_core, WriteStats};
 
 #[derive(Debug, Error)]

@@ -7,9 +7,9 @@
 
 use kvm_bindings::{kvm_debugregs, kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
+use super::cpu::CpuSnapshot;
 use super::elf::{push_note, Fields, Note, NT_PRSTATUS};
 use super::SnapshotError;
-use crate::gdb::regs::CpuSnapshot;
 
 pub const OWNER: &str = "GDBVISOR";
 /// The file's first note: format version, vCPU count.

@@ -5,10 +5,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::cpu::CpuSnapshot;
 use super::elf::{ehdr64, phdr64, EHDR64_SIZE, PHDR64_SIZE, PT_LOAD, PT_NOTE};
 use super::notes;
 use super::SnapshotError;
-use crate::gdb::regs::CpuSnapshot;
 use crate::vmm::memory::GuestRam;
 
 const PAGE: usize = 4096;

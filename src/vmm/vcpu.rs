@@ -27,7 +27,7 @@ use crate::x86::cpu::{
     ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, DEFAULT_MAXPHYADDR,
 };
 use crate::x86::insn::DecodedInsn;
-use crate::x86::paging::{LinearMemory, PagedMemory};
+use crate::x86::paging::PagedMemory;
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
 #[derive(Debug, Error)]
@@ -1249,16 +1249,10 @@ impl Vcpu {
     /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
     pub fn read_linear(&self, sregs: &kvm_sregs, linear: u64, len: usize) -> Vec<u8> {
         // Through our own walker with this vCPU's control registers (no KVM_TRANSLATE per byte).
-        let regs = self.control_regs(sregs);
-        let mem = PagedMemory::new(self.ram.as_ref(), regs);
-        let mut out = Vec::with_capacity(len);
-        for i in 0..len as u64 {
-            let mut byte = [0u8];
-            if mem.read_linear(linear.wrapping_add(i), &mut byte).is_err() {
-                break;
-            }
-            out.push(byte[0]);
-        }
+        let mem = PagedMemory::new(self.ram.as_ref(), self.control_regs(sregs));
+        let mut out = vec![0; len];
+        let (read, _) = mem.read_prefix(linear, &mut out);
+        out.truncate(read);
         out
     }
 }

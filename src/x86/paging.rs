@@ -8,6 +8,7 @@ use super::cpu::{ControlRegs, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
 use super::{PhysMemory, PhysMemoryError};
 use bitflags::bitflags;
 use std::fmt;
+use std::ops::Range;
 use thiserror::Error;
 
 bitflags! {
@@ -1030,18 +1031,11 @@ pub fn physical_pieces<M: PhysMemory + ?Sized>(
     linear: u64,
     len: u64,
 ) -> Vec<(u64, u64)> {
-    const PAGE: u64 = 0x1000;
-    let mut pieces = Vec::new();
-    let mut done = 0;
-    while done < len {
-        let addr = linear.wrapping_add(done);
-        let chunk = (len - done).min(PAGE - (addr & (PAGE - 1)));
-        if let Ok(t) = translate(mem, regs, addr, Access::DEBUGGER) {
-            pieces.push((t.phys, chunk));
-        }
-        done += chunk;
-    }
-    pieces
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    PagedMemory::new(mem, *regs)
+        .pieces(linear, len)
+        .filter_map(|(range, phys)| Some((phys.ok()?, range.len() as u64)))
+        .collect()
 }
 
 /// Reading guest memory by linear address (descriptor tables live at linear addresses).
@@ -1059,31 +1053,192 @@ pub enum LinearReadError {
     Phys(#[from] PhysMemoryError),
 }
 
-/// Guest memory seen through the page tables the registers select (debugger rights).
+/// Guest memory as a debugger addresses it: by linear address through the page tables the
+/// registers select (debugger rights), or, [`PagedMemory::physical`], guest-physically as is.
+///
+/// Every access goes one 4 KiB piece at a time: a page maps anywhere, and an access that meets a
+/// page that does not translate, or lies outside RAM, still has the pieces before it.
 #[derive(Debug, Clone, Copy)]
 pub struct PagedMemory<'a, M: ?Sized> {
-    pub mem: &'a M,
-    pub regs: ControlRegs,
+    mem: &'a M,
+    /// `None`: addresses are guest-physical.
+    regs: Option<ControlRegs>,
 }
+
+/// The bytes of the smallest page: no access piece crosses its boundary.
+const PIECE: u64 = 0x1000;
 
 impl<'a, M: PhysMemory + ?Sized> PagedMemory<'a, M> {
     /// Views `mem` through the translation that `regs` select.
     pub fn new(mem: &'a M, regs: ControlRegs) -> Self {
-        PagedMemory { mem, regs }
+        PagedMemory {
+            mem,
+            regs: Some(regs),
+        }
+    }
+
+    /// Views `mem` with guest-physical addresses (a debugger's `monitor phys on`).
+    pub fn physical(mem: &'a M) -> Self {
+        PagedMemory { mem, regs: None }
+    }
+
+    /// `addr..addr + len` cut at every 4 KiB boundary, in order: each piece's place in `0..len`,
+    /// and the guest-physical address it starts at or why its page does not translate.
+    pub fn pieces(
+        &self,
+        addr: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (Range<usize>, Result<u64, WalkError>)> + '_ {
+        let ctx = self.regs.as_ref().map(PagingCtx::new);
+        let mut done = 0usize;
+        std::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let at = addr.wrapping_add(done as u64);
+            let to_boundary = (PIECE - (at & (PIECE - 1))) as usize;
+            let range = done..done + to_boundary.min(len - done);
+            done = range.end;
+            let phys = match &ctx {
+                Some(ctx) => ctx.walk(self.mem, at).map(|walk| walk.translation.phys),
+                None => Ok(at),
+            };
+            Some((range, phys))
+        })
+    }
+
+    /// Hands `addr..addr + len` to `each` piece by piece (see [`PagedMemory::pieces`]) until a
+    /// page does not translate or `each` fails: the bytes done before it, and why it stopped
+    /// short (`Ok` when it did not).
+    pub fn for_each_piece(
+        &self,
+        addr: u64,
+        len: usize,
+        mut each: impl FnMut(u64, Range<usize>) -> Result<(), PhysMemoryError>,
+    ) -> (usize, Result<(), LinearReadError>) {
+        for (range, phys) in self.pieces(addr, len) {
+            let start = range.start;
+            if let Err(e) = phys
+                .map_err(LinearReadError::from)
+                .and_then(|phys| Ok(each(phys, range)?))
+            {
+                return (start, Err(e));
+            }
+        }
+        (len, Ok(()))
+    }
+
+    /// Reads from `addr` into `buf` up to the first page that does not translate or is outside
+    /// RAM: the bytes read, and why it stopped short.
+    pub fn read_prefix(&self, addr: u64, buf: &mut [u8]) -> (usize, Result<(), LinearReadError>) {
+        self.for_each_piece(addr, buf.len(), |phys, range| {
+            self.mem.read_phys(phys, &mut buf[range])
+        })
     }
 }
 
 impl<M: PhysMemory + ?Sized> LinearMemory for PagedMemory<'_, M> {
     fn read_linear(&self, addr: u64, buf: &mut [u8]) -> Result<(), LinearReadError> {
-        let ctx = PagingCtx::new(&self.regs);
-        let mut done = 0usize;
-        while done < buf.len() {
-            let lin = addr.wrapping_add(done as u64);
-            let t = ctx.walk(self.mem, lin)?.translation;
-            let n = (t.bytes_to_page_end() as usize).min(buf.len() - done);
-            self.mem.read_phys(t.phys, &mut buf[done..done + n])?;
-            done += n;
+        self.read_prefix(addr, buf).1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x86::VecMemory;
+
+    /// 4-level paging: linear 0 -> 0x5000, 0x1000 -> 0x7000, nothing from 0x2000; RAM ends at
+    /// 0x8000.
+    fn two_pages() -> (VecMemory, ControlRegs) {
+        let mut m = VecMemory::new(0x8000);
+        for (entry, value) in [
+            (0x1000, 0x2003),
+            (0x2000, 0x3003),
+            (0x3000, 0x4003),
+            (0x4000, 0x5003),
+            (0x4008, 0x7003),
+        ] {
+            m.write_u64(entry, value);
         }
-        Ok(())
+        for (i, b) in m.as_bytes_mut()[0x5000..0x8000].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let regs = ControlRegs::new(0x8000_0001, 0x1000, 0x20, 0x500);
+        (m, regs)
+    }
+
+    #[test]
+    fn pieces_end_at_every_4k_boundary_in_order() {
+        let (m, regs) = two_pages();
+        let pieces: Vec<_> = PagedMemory::new(&m, regs).pieces(0xff0, 0x1020).collect();
+        assert_eq!(
+            pieces,
+            vec![
+                (0..0x10, Ok(0x5ff0)),
+                (0x10..0x1010, Ok(0x7000)),
+                (
+                    0x1010..0x1020,
+                    Err(PagingCtx::new(&regs).walk(&m, 0x2000).unwrap_err())
+                ),
+            ]
+        );
+        assert_eq!(PagedMemory::new(&m, regs).pieces(0x10, 0).count(), 0);
+    }
+
+    #[test]
+    fn a_read_keeps_what_came_before_an_unmapped_page() {
+        let (m, regs) = two_pages();
+        let linear = PagedMemory::new(&m, regs);
+        let mut buf = [0u8; 16];
+        let (read, why) = linear.read_prefix(0x1ff8, &mut buf);
+        assert_eq!(read, 8);
+        assert!(matches!(why, Err(LinearReadError::Walk(_))));
+        assert_eq!(buf[..8], m.as_bytes()[0x7ff8..0x8000]);
+        assert!(linear.read_linear(0x1ff8, &mut buf).is_err());
+        let mut whole = [0u8; 0x20];
+        assert_eq!(linear.read_linear(0xff0, &mut whole), Ok(()));
+        assert_eq!(whole[..0x10], m.as_bytes()[0x5ff0..0x6000]);
+        assert_eq!(whole[0x10..], m.as_bytes()[0x7000..0x7010]);
+    }
+
+    #[test]
+    fn physical_addressing_stops_at_the_end_of_ram() {
+        let (m, _) = two_pages();
+        let mut buf = [0u8; 16];
+        let (read, why) = PagedMemory::physical(&m).read_prefix(0x7ff8, &mut buf);
+        assert_eq!(read, 8);
+        assert!(matches!(why, Err(LinearReadError::Phys(_))));
+        assert_eq!(buf[..8], m.as_bytes()[0x7ff8..0x8000]);
+    }
+
+    #[test]
+    fn a_failing_piece_ends_the_visit_with_its_error() {
+        let (m, regs) = two_pages();
+        let refused = PhysMemoryError {
+            addr: 0x7000,
+            len: 4,
+        };
+        let mut seen = Vec::new();
+        let (done, why) = PagedMemory::new(&m, regs).for_each_piece(0xffc, 8, |phys, range| {
+            seen.push((phys, range));
+            if phys == 0x7000 {
+                Err(refused)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(done, 4);
+        assert_eq!(why, Err(LinearReadError::Phys(refused)));
+        assert_eq!(seen, vec![(0x5ffc, 0..4), (0x7000, 4..8)]);
+    }
+
+    #[test]
+    fn physical_pieces_skip_pages_that_do_not_translate() {
+        let (m, regs) = two_pages();
+        assert_eq!(
+            physical_pieces(&m, &regs, 0x1ff0, 0x1020),
+            vec![(0x7ff0, 0x10)]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The command table: names, arguments and one example each, for `help` and usage lines.
 
-use super::MonitorError;
+use super::host::MonitorError;
 
 pub struct Command {
     pub name: &'static str,

@@ -1,8 +1,8 @@
 //! Guest-physical memory views: `xp` (hexdump) and `vga` (the text screen).
 
 use super::help::usage;
+use super::host::{Lines, MonitorError};
 use super::view::{parse_num, View};
-use super::{Lines, MonitorError};
 use crate::devices::vga::{self, TEXT_BUFFER};
 use crate::x86::PhysMemory;
 

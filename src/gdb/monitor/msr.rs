@@ -4,10 +4,10 @@
 use kvm_bindings::{kvm_msr_entry, Msrs};
 
 use super::help::usage;
+use super::host::{Lines, MonitorError};
 use super::view::parse_num;
-use super::{Lines, MonitorError};
-use crate::gdb::regs::CpuSnapshot;
-use crate::gdb::target::VmTarget;
+use crate::snapshot::CpuSnapshot;
+use crate::vmm::machine::Machine;
 
 /// Where an MSR's value comes from: `Ok(Err(why))` when it cannot be read.
 pub type MsrSource<'a> = Box<dyn FnOnce(u32) -> Result<Result<u64, String>, MonitorError> + 'a>;
@@ -28,10 +28,9 @@ pub fn msr(args: &[&str], read: MsrSource<'_>) -> Lines {
 }
 
 /// Reads through KVM_GET_MSRS on vCPU `vcpu`'s thread.
-pub fn from_kvm(target: &mut VmTarget, vcpu: u8) -> MsrSource<'_> {
+pub fn from_kvm(machine: &mut Machine, vcpu: u8) -> MsrSource<'_> {
     Box::new(move |index| {
-        target
-            .machine
+        machine
             .with_vcpu(vcpu, move |v| {
                 let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
                     index,

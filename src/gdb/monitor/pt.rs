@@ -3,8 +3,8 @@
 //! recursive tables), the output by a line cap (gdb shows monitor output through O packets).
 
 use super::help::usage;
+use super::host::Lines;
 use super::view::{addr, parse_num, View};
-use super::Lines;
 use crate::x86::tables::{leaves, ranges, EnumOptions, Leaf, TableError};
 use crate::x86::{ControlRegs, PageTableFlags, PagingMode, PhysMemory};
 

@@ -2,8 +2,8 @@
 //! from the decoders in `x86::tables`).
 
 use super::help::usage;
+use super::host::{Lines, MonitorError};
 use super::view::{addr, parse_num, View};
-use super::{Lines, MonitorError};
 use crate::boot::ivt;
 use crate::x86::segment::SystemType;
 use crate::x86::tables::{self, TableEntry, TableError, Tss32, Tss64};

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use super::MonitorHost;
-use crate::gdb::regs::CpuSnapshot;
-use crate::gdb::target::TargetFault;
+use super::host::MonitorHost;
+use crate::gdb::fault::TargetFault;
+use crate::snapshot::CpuSnapshot;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::vcpu::from_kvm_segment;
 use crate::x86::{ControlRegs, CpuMode, PagedMemory, SegmentCache, SegmentRegister, TableRegister};

@@ -4,8 +4,8 @@
 //! (`Trace` Display, `WalkError::explain`).
 
 use super::help::usage;
+use super::host::Lines;
 use super::view::{addr, parse_num, View};
-use super::Lines;
 use crate::x86::cpu::RFLAGS_AC;
 use crate::x86::paging::{check_access, walk as walk_tables};
 use crate::x86::segment::{cache_from_tables, descriptor_for};

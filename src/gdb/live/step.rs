@@ -6,7 +6,7 @@
 //! - `iret`: the step ends where it returns to. A software-nested KVM's single step over an
 //!   `iret` that pops TF clear runs one instruction further.
 
-use crate::gdb::regs::CpuSnapshot;
+use crate::snapshot::CpuSnapshot;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::progress::stack_top;
 use crate::vmm::vcpu::from_kvm_segment;

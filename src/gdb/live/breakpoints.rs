@@ -87,10 +87,6 @@ impl Breakpoints {
         self.software.remove(&addr)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.software.is_empty() && self.hardware.is_empty()
-    }
-
     pub fn clear(&mut self) {
         self.software.clear();
         self.hardware.clear();
@@ -173,8 +169,6 @@ impl Breakpoints {
 fn lock(planted: &PlantedBytes) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, u8>> {
     planted.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-impl Breakpoints {}
 
 #[cfg(test)]
 mod tests {

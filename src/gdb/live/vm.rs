@@ -1,0 +1,115 @@
+//! A live VM under gdb, in parts: the machine handle, each vCPU's run state, the breakpoint and
+//! watch bookkeeping, and what the event loop keeps between gdb's requests.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use gdbstub::target::TargetError;
+
+use super::debug::DebugState;
+use super::vcpus::VcpuRuns;
+use crate::gdb::arch::{RegLayout, RegisterFile};
+use crate::gdb::backend::Refusal;
+use crate::gdb::fault::TargetFault;
+use crate::gdb::regs::apply_file;
+use crate::snapshot::CpuSnapshot;
+use crate::vmm::machine::Machine;
+use crate::vmm::memory::GuestRam;
+use crate::vmm::memslots::Protection;
+use crate::vmm::outcome::RunEnd;
+use crate::vmm::vcpu::VcpuEvent;
+
+/// The machine: its vCPU threads, guest RAM, and the memory slots that make pages read-only.
+pub(crate) struct VmHandle {
+    pub(crate) machine: Machine,
+    pub(crate) ram: Arc<GuestRam>,
+    pub(crate) slots: Protection,
+    /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
+    pub(crate) block_irq: bool,
+}
+
+/// A live VM as gdb's backend: vCPUs are threads 1…N, all-stop.
+pub struct LiveVm {
+    pub(crate) vm: VmHandle,
+    pub(crate) vcpus: VcpuRuns,
+    pub(crate) debug: DebugState,
+    /// Stops that other vCPUs reported while the first stop was being handled; the next resume
+    /// reports them without running anything (all-stop).
+    pub(crate) pending: VecDeque<(u8, VcpuEvent)>,
+    /// Set when the guest ended (debug-exit, reset): how the process ends.
+    pub(crate) run_end: Option<RunEnd>,
+    /// `monitor hold`: the next disconnect keeps the guest stopped.
+    pub(crate) hold: bool,
+    /// Set by the Ctrl-C handler of the VMM's terminal.
+    pub(crate) interrupt: Arc<AtomicBool>,
+}
+
+impl LiveVm {
+    pub fn new(
+        machine: Machine,
+        ram: Arc<GuestRam>,
+        slots: Protection,
+        block_irq: bool,
+        interrupt: Arc<AtomicBool>,
+    ) -> Self {
+        let count = machine.vcpu_count();
+        LiveVm {
+            vm: VmHandle {
+                machine,
+                ram,
+                slots,
+                block_irq,
+            },
+            vcpus: VcpuRuns::new(count),
+            debug: DebugState::default(),
+            pending: VecDeque::new(),
+            run_end: None,
+            hold: false,
+            interrupt,
+        }
+    }
+
+    /// vCPU `id`'s whole state at this stop.
+    pub(crate) fn state_at_stop(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
+        self.vcpus.state(&mut self.vm.machine, id, true)
+    }
+
+    /// At least vCPU `id`'s general and segment registers at this stop (see
+    /// [`CpuSnapshot::fetch_core`]): enough for its pc, mode and page tables.
+    pub(crate) fn core_at_stop(&mut self, id: u8) -> Result<&CpuSnapshot, TargetFault> {
+        self.vcpus.state(&mut self.vm.machine, id, false)
+    }
+
+    /// Writes a whole register file to vCPU `id` (what gdb's `G` and `P` packets end in).
+    pub(crate) fn write_file(
+        &mut self,
+        id: u8,
+        file: &RegisterFile,
+        layout: RegLayout,
+    ) -> Result<(), Refusal> {
+        let state = self.state_at_stop(id).map_err(TargetError::Fatal)?;
+        let (kregs, ksregs, kfpu) = match apply_file(state, file, layout) {
+            Ok(values) => values,
+            Err(why) => {
+                eprintln!("gdbvisor: register write refused: {why}");
+                return Err(TargetError::NonFatal);
+            }
+        };
+        let result = self.vm.machine.with_vcpu(id, move |vcpu| {
+            let fd = vcpu.fd();
+            fd.set_regs(&kregs)
+                .and_then(|_| fd.set_sregs(&ksregs))
+                .and_then(|_| fd.set_fpu(&kfpu))
+        });
+        self.vcpus.forget_state(id);
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                eprintln!("gdbvisor: KVM refused the register write: {e}");
+                Err(TargetError::NonFatal)
+            }
+            Err(e) => Err(TargetError::Fatal(e.into())),
+        }
+    }
+}

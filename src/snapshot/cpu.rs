@@ -1,0 +1,112 @@
+//! A stopped vCPU's state as KVM reports it: what a gdb stop reads, and what a snapshot saves.
+
+use kvm_bindings::{
+    kvm_debugregs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+};
+
+use crate::vmm::vcpu::{linear_pc, ModeKey, Vcpu, VcpuError};
+use crate::x86::cpu::{ControlRegs, CpuMode};
+
+const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
+
+/// Everything gdb can see of one vCPU: fetched once per stop of a live VM, or saved in a snapshot.
+#[derive(Clone)]
+pub struct CpuSnapshot {
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+    pub fpu: kvm_fpu,
+    pub debugregs: kvm_debugregs,
+    pub kernel_gs_base: u64,
+    /// KVM_MP_STATE_*: runnable, halted, or waiting for INIT/SIPI.
+    pub mp_state: u32,
+    /// The PAE PDPTE registers when known (a snapshot, or KVM_GET_SREGS2); the walker reads the
+    /// PDPT from memory otherwise.
+    pub pdptrs: Option<[u64; 4]>,
+    /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
+    pub complete: bool,
+    /// The guest's MAXPHYADDR (`CPUID.80000008H:EAX[7:0]`): entry bits from it up to 51 are
+    /// reserved, so the walker faults on them as the CPU does.
+    pub maxphyaddr: u8,
+}
+
+impl CpuSnapshot {
+    /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
+    /// left at defaults, sparing four ioctls when gdb asks for no more.
+    pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
+        let (regs, sregs) = vcpu.regs_and_sregs()?;
+        Ok(CpuSnapshot {
+            regs,
+            sregs,
+            fpu: kvm_fpu::default(),
+            debugregs: kvm_debugregs::default(),
+            kernel_gs_base: 0,
+            mp_state: KVM_MP_STATE_RUNNABLE,
+            pdptrs: None,
+            complete: false,
+            maxphyaddr: vcpu.maxphyaddr(),
+        })
+    }
+
+    pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
+        let fd = vcpu.fd();
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_KERNEL_GS_BASE,
+            ..Default::default()
+        }])
+        .expect("one MSR entry fits");
+        let kernel_gs_base = match fd.get_msrs(&mut msrs) {
+            Ok(1) => msrs.as_slice()[0].data,
+            _ => 0,
+        };
+        Ok(CpuSnapshot {
+            regs: fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?,
+            sregs: fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?,
+            fpu: fd.get_fpu().map_err(|e| VcpuError::Kvm("GET_FPU", e))?,
+            debugregs: fd
+                .get_debug_regs()
+                .map_err(|e| VcpuError::Kvm("GET_DEBUGREGS", e))?,
+            kernel_gs_base,
+            mp_state: fd
+                .get_mp_state()
+                .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?
+                .mp_state,
+            pdptrs: None,
+            complete: true,
+            maxphyaddr: vcpu.maxphyaddr(),
+        })
+    }
+
+    pub fn control_regs(&self) -> ControlRegs {
+        let regs = ControlRegs::new(
+            self.sregs.cr0,
+            self.sregs.cr3,
+            self.sregs.cr4,
+            self.sregs.efer,
+        )
+        .with_maxphyaddr(self.maxphyaddr);
+        match self.pdptrs {
+            Some(pdptrs) => regs.with_pdptrs(pdptrs),
+            None => regs,
+        }
+    }
+
+    /// How the vCPU waits, as `info threads` shows it.
+    pub fn run_state(&self) -> &'static str {
+        match self.mp_state {
+            KVM_MP_STATE_HALTED => "halted",
+            KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => "waiting for INIT/SIPI",
+            _ => "stopped",
+        }
+    }
+
+    /// The instruction pointer as a linear address.
+    pub fn pc(&self) -> u64 {
+        linear_pc(&self.regs, &self.sregs)
+    }
+
+    /// The CPU mode, from CR0, EFER, RFLAGS.VM and the CS descriptor cache.
+    pub fn mode(&self) -> CpuMode {
+        ModeKey::of(&self.regs, &self.sregs).cpu
+    }
+}
