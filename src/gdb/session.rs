@@ -14,6 +14,7 @@ use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInpu
 use crate::gdb::event_loop::{serve_client, stop_the_rest};
 use crate::gdb::target::{TargetFault, VmTarget};
 use crate::snapshot::post_mortem::PostMortem;
+use crate::vmm::host_caps::HostCaps;
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::Protection;
@@ -53,7 +54,7 @@ pub fn serve(
     slots: Protection,
     options: GdbOptions,
     interrupt: Arc<AtomicBool>,
-    block_irq: bool,
+    caps: HostCaps,
 ) -> Result<RunEnd, SessionError> {
     let (inbox, notifier) = Inbox::new().map_err(SessionError::Listen)?;
     let vcpu_notifier = notifier.clone();
@@ -67,7 +68,7 @@ pub fn serve(
     };
     conn::listen(&options.endpoint, notifier, session.clone(), note)
         .map_err(SessionError::Listen)?;
-    let mut target = VmTarget::new(machine, ram, slots, block_irq, interrupt.clone());
+    let mut target = VmTarget::new(machine, ram, slots, caps, interrupt.clone());
     target.arch = options.arch;
     if !options.wait {
         target.resume_all()?;
@@ -130,7 +131,7 @@ fn run_to_end(
                 } else {
                     (id, event)
                 };
-                let end = report_event(&mut target.machine, id, event.clone())?;
+                let end = report_event(&mut target.machine, id, event.clone(), target.caps)?;
                 return Ok((end, Some(event)));
             }
             Some(LoopInput::NewClient(client)) => {
@@ -202,7 +203,7 @@ fn attach(
             // debug exit, a breakpoint or watch hit) means nothing without it.
             let ending = target.pending.drain(..).find(|(_, event)| event.ends_run());
             if let Some((id, event)) = ending {
-                let end = report_event(&mut target.machine, id, event.clone())?;
+                let end = report_event(&mut target.machine, id, event.clone(), target.caps)?;
                 return Ok(Some((end, Some(event))));
             }
             if options.endpoint == GdbEndpoint::Stdio {

@@ -37,7 +37,7 @@ use crate::gdb::regs::{apply_file, CpuSnapshot};
 use crate::gdb::step::{handler_entry, iret_return};
 use crate::gdb::watchpoints::Watchpoints;
 use crate::gdb::NO_SUCH_THREAD;
-use crate::vmm::doctor;
+use crate::vmm::host_caps::{Capability, HostCaps};
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemslotError, Protection};
@@ -136,6 +136,8 @@ pub struct VmTarget {
     pub catch_mode: bool,
     /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
     pub block_irq: bool,
+    /// What the host can do, as learned before the vCPUs started: never probed from here.
+    pub(crate) caps: HostCaps,
     /// Set by the Ctrl-C handler of the VMM's terminal.
     pub interrupt: Arc<AtomicBool>,
 }
@@ -145,7 +147,7 @@ impl VmTarget {
         machine: Machine,
         ram: Arc<GuestRam>,
         slots: Protection,
-        block_irq: bool,
+        caps: HostCaps,
         interrupt: Arc<AtomicBool>,
     ) -> Self {
         let count = machine.vcpu_count();
@@ -171,7 +173,8 @@ impl VmTarget {
             current: 0,
             phys_mode: false,
             catch_mode: false,
-            block_irq,
+            block_irq: caps.block_irq(),
+            caps,
             interrupt,
         }
     }
@@ -975,7 +978,7 @@ impl HwWatchpoint for VmTarget {
                     );
                     Ok(false)
                 };
-                if !doctor::data_breakpoints_fire() {
+                if self.caps.known(Capability::DataBreakpoints) != Some(true) {
                     return refuse("this host's KVM never fires DR7 data breakpoints (see `gdbvisor doctor`); write watchpoints work");
                 }
                 if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) {
