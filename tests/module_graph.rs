@@ -36,9 +36,10 @@ const LAYERS: &[&[&str]] = &[
 /// Edges being removed on branch `target` (issue 15: one gdb target over a live or snapshot
 /// backend, the snapshot format free of gdb types). DELETE both lists once it has merged.
 const ALLOWED_MODULE_EDGES: &[(&str, &str)] = &[("snapshot", "gdb")];
-/// File-level cycles whose files all lie under one of these (the gdb stub's files import each
-/// other while they are restructured) are tolerated.
-const ALLOWED_CYCLES_UNDER: &[&str] = &["src/gdb/"];
+/// File-level cycles whose files all lie under one of these are tolerated: gdb/monitor's
+/// commands and its mod.rs import each other, and so do snapshot/mod.rs (`Snapshot`,
+/// `SnapshotError`) and the format's files, while branch `target` restructures both.
+const ALLOWED_CYCLES_UNDER: &[&str] = &["src/gdb/", "src/snapshot/"];
 
 type ModPath = Vec<String>;
 
@@ -169,8 +170,9 @@ fn blank_comments_and_literals(src: &str) -> String {
             out.push(' ');
             i += 1;
             if c[i] == '\\' {
-                out.push(' ');
-                i += 1;
+                // The backslash and the character it escapes (which may be a quote).
+                out.push_str("  ");
+                i += 2;
             }
             while i < c.len() && c[i] != '\'' {
                 blank(&mut out, c[i]);
@@ -567,7 +569,7 @@ fn dependencies_point_down_only() {
 
 #[test]
 fn no_file_depends_on_itself() {
-    let graph = Graph::read();
+    let mut graph = Graph::read();
     if std::env::var_os("MODULE_GRAPH").is_some() {
         println!("file edges:");
         for (from, targets) in &graph.edges {
@@ -575,6 +577,17 @@ fn no_file_depends_on_itself() {
                 println!("  {from}:{} → {to}", site.line);
             }
         }
+    }
+    // An allowed module edge is judged by the layer check alone.
+    let tops: BTreeMap<String, String> = graph
+        .files
+        .values()
+        .map(|f| (f.clone(), graph.top(f)))
+        .collect();
+    for (from, targets) in graph.edges.iter_mut() {
+        targets.retain(|to, _| {
+            !ALLOWED_MODULE_EDGES.contains(&(tops[from].as_str(), tops[to].as_str()))
+        });
     }
     let mut errors = Vec::new();
     for component in graph.cycles() {
@@ -613,7 +626,7 @@ fn the_reader_finds_what_a_file_names() {
         use crate::{b::{self, Thing as Other}, c::*};
         // crate::d::Commented
         const S: &str = "crate::d::InAString"; const R: &str = r#"crate::d::Raw"#;
-        fn f<'a>(x: &'a u8) -> char { kid::go(); 'x' }
+        fn f<'a>(x: &'a u8) -> [char; 2] { kid::go(); ['\'', 'x'] }
         mod tests { use super::*; }
     "##;
     graph.read_file(&vec!["a".into()], "src/a/mod.rs", text);

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use kvm_bindings::{KVM_CAP_SET_GUEST_DEBUG2, KVM_GUESTDBG_BLOCKIRQ};
 
 use crate::vmm::cpuid::CpuFeature;
-use crate::vmm::probe::{self, Outcome};
+use crate::vmm::probe::{self, FeatureOutcomes, Outcome};
 
 /// A capability learned by running a probe guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ struct Learned {
     legacy_paging: OnceLock<Probed<Outcome>>,
     user_syscall: OnceLock<Probed<Outcome>>,
     data_breakpoints: OnceLock<Probed<Outcome>>,
-    cpuid_features: OnceLock<Probed<Vec<(CpuFeature, Option<Outcome>)>>>,
+    cpuid_features: OnceLock<Probed<FeatureOutcomes>>,
 }
 
 static THIS_HOST: Learned = Learned {
@@ -195,7 +195,7 @@ impl HostCaps {
     /// For each CPUID feature gdbvisor probes: `None` when the guest's CPUID does not show it,
     /// else whether its instructions run. Probes (throwaway VMs, ~50 ms on KVM-PVM) the first
     /// time.
-    pub fn cpuid_features(self) -> &'static Probed<Vec<(CpuFeature, Option<Outcome>)>> {
+    pub fn cpuid_features(self) -> &'static Probed<FeatureOutcomes> {
         self.learned
             .cpuid_features
             .get_or_init(|| probe::cpuid_features().map_err(|e| e.to_string()))

@@ -47,6 +47,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The value every probe writes to isa-debug-exit when it got through.
 const PROBE_OK: u32 = 0x55;
 
+/// Each CPUID feature probed: `None` when the guest's CPUID does not show it, else whether its
+/// instructions run.
+pub type FeatureOutcomes = Vec<(CpuFeature, Option<Outcome>)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Works,
@@ -326,7 +330,7 @@ fn guest_cpuid(leaf: u32, reg: u8) -> Result<u32, ProbeError> {
 
 /// For each feature of [`feature_probes`] the guest's CPUID shows, runs its instruction in long
 /// mode; `None` for features the guest does not see.
-pub(crate) fn cpuid_features() -> Result<Vec<(CpuFeature, Option<Outcome>)>, ProbeError> {
+pub(crate) fn cpuid_features() -> Result<FeatureOutcomes, ProbeError> {
     const DATA: u32 = 0x30000;
     let mut visible = std::collections::HashMap::new();
     let mut results = Vec::new();

@@ -5,7 +5,7 @@
 //! the debugger does not change it. Protection keys and the PAT memory types are not modelled.
 
 use super::cpu::{ControlRegs, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
-use super::{PhysMemory, PhysMemoryError};
+use super::phys::{PhysMemory, PhysMemoryError};
 use bitflags::bitflags;
 use std::fmt;
 use thiserror::Error;
