@@ -294,6 +294,68 @@ mod tests {
         );
     }
 
+    fn read_u64(ram: &impl GuestMemoryBackend, addr: u64) -> u64 {
+        let mut bytes = [0u8; 8];
+        ram.read_at(addr, &mut bytes).unwrap();
+        u64::from_le_bytes(bytes)
+    }
+
+    /// What a multiboot1 ELF32 and an ELF64 leave in plain anonymous guest memory (no KVM):
+    /// their code at its physical address, the boot GDT, the boot information, page tables for
+    /// the ELF64, and the no-BIOS IVT.
+    #[test]
+    fn kernels_land_in_plain_guest_memory() {
+        let code = [0xFA, 0xF4, 0xEB, 0xFD]; // cli; hlt; jmp $-1
+        let mut mb = tiny_elf(ElfClass::Elf32, 0x10_0000, 0x10_0000, &code);
+        let magic = multiboot1::HEADER_MAGIC;
+        for word in [magic, 0, 0u32.wrapping_sub(magic)] {
+            mb.extend(word.to_le_bytes());
+        }
+        let elf64 = tiny_elf(ElfClass::Elf64, 0x20_0000, 0x20_0002, &code);
+        let params = BootParams {
+            cmdline: "console=ttyS0".into(),
+            ..Default::default()
+        };
+        for (image, at) in [(mb, 0x10_0000), (elf64, 0x20_0000)] {
+            let ram = plain_ram(8 << 20);
+            let kernel = load(&ram, &image.into(), &params).unwrap();
+            assert_eq!(kernel.code, [(at, code.len() as u64)]);
+            let mut landed = [0u8; 4];
+            ram.read_at(at, &mut landed).unwrap();
+            assert_eq!(landed, code);
+            for (i, descriptor) in layout::GDT_ENTRIES.iter().enumerate() {
+                assert_eq!(read_u64(&ram, layout::GDT_ADDR + 8 * i as u64), *descriptor);
+            }
+            assert_eq!(kernel.cpu.rax, u64::from(multiboot1::BOOTLOADER_MAGIC));
+            assert_eq!(kernel.cpu.rbx, layout::INFO_ADDR);
+            let flags = read_u64(&ram, layout::INFO_ADDR) as u32;
+            assert_ne!(flags & 4, 0, "a command line");
+            let cmdline = read_u64(&ram, layout::INFO_ADDR + 16) as u32;
+            let mut text = [0u8; 14];
+            ram.read_at(u64::from(cmdline), &mut text).unwrap();
+            assert_eq!(&text, b"console=ttyS0\0");
+            // IVT[0x10] → F000:F040, where the stub's `out 0xE5, al` is.
+            assert_eq!(read_u64(&ram, 0x10 * 4) as u32, 0xF000_F040);
+            ram.read_at(0xF_F040, &mut landed).unwrap();
+            assert_eq!(landed[..2], [0xE6, 0xE5]);
+            match kernel.format {
+                BootFormat::Multiboot1 => {
+                    assert_eq!(kernel.cpu.mode, EntryMode::Protected32);
+                    assert_eq!(kernel.cpu.rip, 0x10_0000);
+                }
+                BootFormat::Elf64 => {
+                    assert_eq!(kernel.cpu.mode, EntryMode::Long64);
+                    assert_eq!(kernel.cpu.rip, 0x20_0002);
+                    // The identity map's first 2 MiB page: PML4 → PDPT → PD.
+                    let pml4e = read_u64(&ram, kernel.cpu.cr3);
+                    let pdpte = read_u64(&ram, pml4e & !0xFFF);
+                    assert_eq!(read_u64(&ram, pdpte & !0xFFF), 0x83);
+                }
+                other => panic!("loaded as {other}"),
+            }
+        }
+    }
+
     #[test]
     fn elf64_enters_long_mode_with_info() {
         let ram = plain_ram(8 << 20);

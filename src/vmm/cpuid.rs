@@ -434,6 +434,22 @@ mod tests {
         CpuId::from_entries(&entries).unwrap()
     }
 
+    /// `auto` asks for the host's gaps only for a Linux kernel; a list is taken as it is.
+    #[test]
+    fn auto_asks_the_host_only_for_linux() {
+        let gaps = || vec![CpuFeature::Cx16];
+        assert_eq!(
+            CpuidHide::Auto.resolve(BootFormat::Pvh, gaps),
+            [CpuFeature::Cx16]
+        );
+        let never = || -> Vec<CpuFeature> { panic!("not asked") };
+        assert!(CpuidHide::Auto
+            .resolve(BootFormat::Multiboot2, never)
+            .is_empty());
+        let list = CpuidHide::List(vec![CpuFeature::Rdrand]);
+        assert_eq!(list.resolve(BootFormat::Linux, never), [CpuFeature::Rdrand]);
+    }
+
     #[test]
     fn linux_gets_noxsave_once() {
         let hide = [CpuFeature::Cx16, CpuFeature::Xsave, CpuFeature::Avx];

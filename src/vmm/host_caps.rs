@@ -42,15 +42,22 @@ struct Learned {
     cpuid_features: OnceLock<Probed<FeatureOutcomes>>,
 }
 
-static THIS_HOST: Learned = Learned {
-    cpu_flags: OnceLock::new(),
-    virtualization: OnceLock::new(),
-    guest_debug_flags: OnceLock::new(),
-    legacy_paging: OnceLock::new(),
-    user_syscall: OnceLock::new(),
-    data_breakpoints: OnceLock::new(),
-    cpuid_features: OnceLock::new(),
-};
+impl Learned {
+    /// Nothing learned yet (a `const fn`, so the process-wide one can be a `static`).
+    const fn nothing() -> Learned {
+        Learned {
+            cpu_flags: OnceLock::new(),
+            virtualization: OnceLock::new(),
+            guest_debug_flags: OnceLock::new(),
+            legacy_paging: OnceLock::new(),
+            user_syscall: OnceLock::new(),
+            data_breakpoints: OnceLock::new(),
+            cpuid_features: OnceLock::new(),
+        }
+    }
+}
+
+static THIS_HOST: Learned = Learned::nothing();
 
 /// The handle: cheap to copy, every copy sharing what this process has learned.
 #[derive(Clone, Copy)]
@@ -219,5 +226,70 @@ impl HostCaps {
                 vec![CpuFeature::Cx16, CpuFeature::Xsave]
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle on a host of which only `virtualization` is known: nothing is probed unless a
+    /// test asks for what it has not set.
+    fn host(virtualization: &str) -> HostCaps {
+        let learned: &'static Learned = Box::leak(Box::new(Learned::nothing()));
+        learned.virtualization.set(virtualization.into()).unwrap();
+        HostCaps { learned }
+    }
+
+    #[test]
+    fn what_is_known_is_read_without_probing() {
+        let caps = host("software-nested (KVM-PVM: no VT-x/AMD-V in this CPU)");
+        assert_eq!(caps.known(Capability::LegacyPaging), None);
+        let fails = Ok(Outcome::Fails("the guest triple-faults".into()));
+        caps.learned.legacy_paging.set(fails).unwrap();
+        assert_eq!(caps.known(Capability::LegacyPaging), Some(false));
+        assert!(!caps.has(Capability::LegacyPaging));
+        // A syscall probe that could not run does not make Linux's user space look broken.
+        caps.learned
+            .user_syscall
+            .set(Err("no /dev/kvm".into()))
+            .unwrap();
+        assert_eq!(caps.known(Capability::UserSyscall), Some(true));
+        caps.learned
+            .data_breakpoints
+            .set(Ok(Outcome::Works))
+            .unwrap();
+        caps.probe(&[Capability::DataBreakpoints]);
+        assert_eq!(caps.known(Capability::DataBreakpoints), Some(true));
+    }
+
+    #[test]
+    fn hardware_settles_syscall_and_cpuid_without_probes() {
+        let caps = host("hardware (Intel VT-x)");
+        assert!(!caps.software_nested());
+        assert_eq!(caps.known(Capability::UserSyscall), Some(true));
+        assert!(caps.cpuid_gaps().is_empty());
+        assert!(caps.learned.cpuid_features.get().is_none(), "not probed");
+    }
+
+    #[test]
+    fn cpuid_gaps_are_the_features_that_fail() {
+        let caps = host("software-nested (no VT-x/AMD-V in this CPU)");
+        let fails = Some(Outcome::Fails("KVM emulation failure".into()));
+        let features = vec![
+            (CpuFeature::Cx16, fails.clone()),
+            (CpuFeature::Rdrand, Some(Outcome::Works)),
+            (CpuFeature::Pku, None),
+            (CpuFeature::Popcnt, fails),
+        ];
+        caps.learned.cpuid_features.set(Ok(features)).unwrap();
+        assert_eq!(caps.cpuid_gaps(), [CpuFeature::Cx16, CpuFeature::Popcnt]);
+        let unprobed = host("software-nested (no VT-x/AMD-V in this CPU)");
+        unprobed
+            .learned
+            .cpuid_features
+            .set(Err("no /dev/kvm".into()))
+            .unwrap();
+        assert_eq!(unprobed.cpuid_gaps(), [CpuFeature::Cx16, CpuFeature::Xsave]);
     }
 }
