@@ -323,7 +323,7 @@ fn place_initrd(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::memory::tests::plain_ram;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
     use std::path::PathBuf;
 
     /// A minimal bzImage: boot sector with the setup header, one setup sector, a kernel body.
@@ -343,12 +343,6 @@ mod tests {
         image[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes()); // init_size 1 MiB
         image.extend_from_slice(body);
         image
-    }
-
-    fn read_u32(ram: &impl GuestMemoryBackend, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read_at(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
     }
 
     #[test]

@@ -116,6 +116,18 @@ pub(crate) mod tests {
         ram(&[(0, size)])
     }
 
+    pub(crate) fn read_u32(ram: &impl GuestMemoryBackend, addr: u64) -> u32 {
+        let mut bytes = [0u8; 4];
+        ram.read_at(addr, &mut bytes).unwrap();
+        u32::from_le_bytes(bytes)
+    }
+
+    pub(crate) fn read_u64(ram: &impl GuestMemoryBackend, addr: u64) -> u64 {
+        let mut bytes = [0u8; 8];
+        ram.read_at(addr, &mut bytes).unwrap();
+        u64::from_le_bytes(bytes)
+    }
+
     #[test]
     fn ranges_bound_every_access() {
         let mem = ram(&[(0, 0x2000), (0x1_0000, 0x1000)]);
@@ -135,9 +147,7 @@ pub(crate) mod tests {
             }
         );
         mem.write_u32(0x1_0000, 0x1234_5678).unwrap();
-        let mut back = [0u8; 4];
-        mem.read_at(0x1_0000, &mut back).unwrap();
-        assert_eq!(u32::from_le_bytes(back), 0x1234_5678);
+        assert_eq!(read_u32(&mem, 0x1_0000), 0x1234_5678);
         mem.write_at(0x100, &[0xff; 0x100]).unwrap();
         mem.zero(0x180, 0x80).unwrap();
         let mut buf = [0u8; 0x100];

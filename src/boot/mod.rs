@@ -204,7 +204,7 @@ fn load_flat(
 mod tests {
     use super::*;
     use elf::tests::tiny_elf;
-    use memory::tests::plain_ram;
+    use memory::tests::{plain_ram, read_u64};
 
     fn detect_bytes(bytes: &[u8]) -> Result<BootFormat, BootError> {
         detect(&Image::from(bytes))
@@ -292,12 +292,6 @@ mod tests {
             err.to_string(),
             "16 bytes is too large: a flat image at 0xffff8 must end below 1 MiB (past it is beyond real mode's reach); room for 8 bytes"
         );
-    }
-
-    fn read_u64(ram: &impl GuestMemoryBackend, addr: u64) -> u64 {
-        let mut bytes = [0u8; 8];
-        ram.read_at(addr, &mut bytes).unwrap();
-        u64::from_le_bytes(bytes)
     }
 
     /// What a multiboot1 ELF32 and an ELF64 leave in plain anonymous guest memory (no KVM):

@@ -353,7 +353,7 @@ impl InfoHeap {
 mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
-    use crate::boot::memory::tests::plain_ram;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
 
     fn header(flags: u32, extra: &[u32]) -> Vec<u8> {
         let mut words = vec![
@@ -363,12 +363,6 @@ mod tests {
         ];
         words.extend_from_slice(extra);
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
-    }
-
-    fn read_u32(ram: &impl GuestMemoryBackend, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read_at(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
     }
 
     fn read_str(ram: &impl GuestMemoryBackend, addr: u64) -> String {

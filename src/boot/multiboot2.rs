@@ -309,7 +309,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
     use crate::boot::entry::EntryMode;
-    use crate::boot::memory::tests::plain_ram;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
     use std::path::PathBuf;
 
     /// A multiboot2 header with the given tags (each: type, flags, u32 words).
@@ -336,12 +336,6 @@ pub(crate) mod tests {
         }
         out.extend(body);
         out
-    }
-
-    fn read_u32(ram: &impl GuestMemoryBackend, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read_at(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
     }
 
     #[test]

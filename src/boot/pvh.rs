@@ -129,7 +129,7 @@ mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
     use crate::boot::elf::ElfClass;
-    use crate::boot::memory::tests::plain_ram;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
     use std::path::PathBuf;
 
     /// `tiny_elf` plus a PT_NOTE program header (the second) with a Xen PHYS32_ENTRY note.
@@ -148,12 +148,6 @@ mod tests {
         image[ph + 8..ph + 16].copy_from_slice(&note_offset.to_le_bytes());
         image[ph + 32..ph + 40].copy_from_slice(&20u64.to_le_bytes());
         image
-    }
-
-    fn read_u32(ram: &impl GuestMemoryBackend, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read_at(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
     }
 
     #[test]

@@ -1254,24 +1254,18 @@ impl Vcpu {
             // completes.
             self.complete_pending_exit()?;
         }
-        let mut regs = self
-            .fd
-            .get_regs()
-            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-        let stub_sregs = self
-            .fd
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        // Registers are written below: fd() stops trusting the copy KVM left at the exit, so
+        // these come from KVM itself.
+        let fd = self.fd();
+        let (mut regs, stub_sregs) = self.regs_and_sregs()?;
         let mut sregs = stub_sregs;
         let stop = no_bios::unwind(vector, seen, &mut regs, &mut sregs, |at, len| {
             self.read_linear(&stub_sregs, at, len)
         });
         if stop.at.is_some() {
-            self.fd
-                .set_sregs(&sregs)
+            fd.set_sregs(&sregs)
                 .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
-            self.fd
-                .set_regs(&regs)
+            fd.set_regs(&regs)
                 .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
             let at = linear_pc(&regs, &sregs);
             if stop.cause == Cause::Int3 && self.planted_breakpoints.contains(&at) {
