@@ -56,8 +56,12 @@ struct Graph {
     edges: BTreeMap<String, BTreeMap<String, Site>>,
 }
 
+/// `src/` of the checkout being tested: cargo says at run time (a test binary reused from
+/// another worktree's build would otherwise read that worktree).
 fn src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    root.join("src")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

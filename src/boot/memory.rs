@@ -8,7 +8,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use crate::x86::PhysMemoryError;
 
 /// Byte access and layout queries on guest-physical memory, for every [`GuestMemoryBackend`].
-pub trait GuestMemoryExt {
+pub(crate) trait GuestMemoryExt {
     /// Writes `bytes` at `addr`; every byte must be RAM.
     fn write_at(&self, addr: u64, bytes: &[u8]) -> Result<(), PhysMemoryError>;
 

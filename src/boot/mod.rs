@@ -8,13 +8,13 @@
 
 pub mod acpi;
 pub mod elf;
-pub mod entry;
+mod entry;
 pub mod image;
 pub(crate) mod ivt;
 pub mod layout;
 pub mod linux;
-pub mod loader;
-pub mod memory;
+mod loader;
+pub(crate) mod memory;
 pub mod multiboot1;
 pub mod multiboot2;
 pub(crate) mod place;

@@ -27,8 +27,8 @@ pub enum MemoryError {
     OutOfRange(#[from] PhysMemoryError),
 }
 
-/// Guest RAM and its PC layout. It is a vm-memory [`GuestMemoryBackend`], which the loaders
-/// write kernels through ([`GuestMemoryExt`]).
+/// Guest RAM and its PC layout. It is a vm-memory [`GuestMemoryBackend`], the memory the
+/// loaders ([`crate::boot`]) write kernels into.
 pub struct GuestRam {
     mem: GuestMemoryMmap,
     size: u64,
