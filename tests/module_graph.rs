@@ -20,9 +20,10 @@ const LAYERS: &[&[&str]] = &[
     // One run from image file to exit status; the command line's definition, which names the
     // types of the layers below that its flags parse into.
     &["runner", "cli"],
-    // The gdb stub over a live VM or a snapshot: it saves snapshots (`monitor dump`).
+    // The gdb stub over a live VM or a snapshot: it opens and saves snapshots (`--snapshot`,
+    // `monitor dump`), so it sits above them.
     &["gdb"],
-    // The ELF-core format of a stopped VM, written and read.
+    // The ELF-core format of a stopped VM, written and read: no gdb types in it.
     &["snapshot"],
     // KVM: the VM, its vCPUs and their threads, host capabilities.
     &["vmm"],
