@@ -18,8 +18,9 @@
 //!    opens one, or a QEMU `dump-guest-memory` file, for gdb with no KVM (`--snapshot`).
 //!
 //! [`x86`] is a pure model of segmentation, paging and descriptor tables that reads guest-physical
-//! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::doctor`] probes what the
-//! host's KVM can do. [`test_kernels`] assembles the kernels in `test-kernels/` for the tests.
+//! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::host_caps`] learns what
+//! the host's KVM can do, and [`vmm::doctor`] reports it. [`test_kernels`] assembles the kernels
+//! in `test-kernels/` for the tests.
 pub mod boot;
 pub mod cli;
 pub mod demo;

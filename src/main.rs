@@ -16,6 +16,7 @@ use gdbvisor::gdb::session::GdbOptions;
 use gdbvisor::runner::{self, status, RunRequest};
 use gdbvisor::snapshot::post_mortem::PostMortem;
 use gdbvisor::vmm::doctor;
+use gdbvisor::vmm::host_caps::HostCaps;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -59,7 +60,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
     }
     let (name, image, gdb_elf) = match (cli.command, &args.kernel) {
         (Some(Command::Doctor), _) => {
-            return match doctor::examine() {
+            return match doctor::examine(HostCaps::of_this_host()) {
                 Ok(report) => {
                     println!("{report}");
                     Ok(0)
@@ -151,7 +152,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             status::KVM_FAILURE,
         )
     })?;
-    match runner::run(request, interrupt) {
+    match runner::run(request, interrupt, HostCaps::of_this_host()) {
         Ok(end) => Ok(end.status()),
         Err(e) => Err((e.to_string(), e.status())),
     }

@@ -20,7 +20,7 @@ use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::snapshot::post_mortem::PostMortem;
 use crate::vmm::clock_dilation::{self, ClockDilation};
 use crate::vmm::cpuid::{self, CpuidHide};
-use crate::vmm::doctor;
+use crate::vmm::host_caps::{Capability, HostCaps};
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::{is_mov_to_cr0, report_event, settle_halt, AfterHalt};
@@ -132,8 +132,13 @@ impl RunRequest {
     }
 }
 
-/// Boots the kernel and runs it to its end; messages go to stderr.
-pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, RunError> {
+/// Boots the kernel and runs it to its end; messages go to stderr. What the run needs to know
+/// of the host is learned through `caps` before any vCPU starts.
+pub fn run(
+    request: RunRequest,
+    interrupt: Arc<AtomicBool>,
+    caps: HostCaps,
+) -> Result<RunEnd, RunError> {
     let vm = Vm::new(VmOptions {
         memory: request.memory,
         cpus: request.cpus,
@@ -153,12 +158,12 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         Some(format) => format,
         None => boot::detect(&request.image).map_err(bad_boot)?,
     };
-    let hidden = request.cpuid_hide.resolve(format);
+    let hidden = request.cpuid_hide.resolve(format, || caps.cpuid_gaps());
     params.format = Some(format);
     let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
     let dilation = request
         .clock_dilation
-        .resolve(format, doctor::software_nested);
+        .resolve(format, || caps.software_nested());
     // KVM_GET_TSC_KHZ only when there is something to dilate: it is one more ioctl at start-up.
     let tsc_khz = (dilation > 1)
         .then(|| vm.vcpus[0].fd().get_tsc_khz().ok())
@@ -167,11 +172,11 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     for switch in switches.iter().chain(&clock_switch) {
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
     }
-    let kernel = boot::load(&vm.ram, &request.image, &params).map_err(bad_boot)?;
+    let kernel = boot::load(&*vm.ram, &request.image, &params).map_err(bad_boot)?;
     // ACPI tables tell the kernel how many CPUs there are (not for real-mode flat images,
     // which may live in the BIOS area themselves).
     if format != BootFormat::Flat {
-        acpi::write_tables(&vm.ram, request.cpus).map_err(bad_boot)?;
+        acpi::write_tables(&*vm.ram, request.cpus).map_err(bad_boot)?;
     }
     cpuid::apply(&vm, &hidden)?;
     if request.cpuid_hide == CpuidHide::Auto && !hidden.is_empty() {
@@ -187,7 +192,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             switches.join(" ")
         );
     }
-    if format.is_linux() && !doctor::user_syscall_works() {
+    if format.is_linux() && !caps.has(Capability::UserSyscall) {
         eprintln!(
             "gdbvisor: warning: this host's KVM runs a guest's `syscall` handler in ring 3 (see `gdbvisor doctor`): Linux boots, but its user space dies at the first system call (\"Attempted to kill init\")"
         );
@@ -205,7 +210,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
         && code_has(&vm.ram, &kernel.code, writes_cr0)
         && !code_has(&vm.ram, &kernel.code, code_sets_efer_lme)
     {
-        warn_if_no_legacy_paging();
+        warn_if_no_legacy_paging(caps);
     }
     vm.vcpus[0].set_boot_state(&kernel.cpu)?;
     eprintln!(
@@ -243,16 +248,10 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
             );
             options.arch = ArchChoice::Fixed(layout);
         }
-        let block_irq =
-            doctor::guest_debug_flags(&vm.kvm) & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0;
-        let end = session::serve(
-            vm.vcpus,
-            ram.clone(),
-            vm.slots,
-            options,
-            interrupt,
-            block_irq,
-        )?;
+        // gdb may ask for access watchpoints, which need DR7 data breakpoints: learn whether
+        // they fire here now, not on the event loop.
+        caps.probe(&[Capability::DataBreakpoints]);
+        let end = session::serve(vm.vcpus, ram.clone(), vm.slots, options, interrupt, caps)?;
         print_vga(&ram);
         return Ok(end);
     }
@@ -281,7 +280,7 @@ pub fn run(request: RunRequest, interrupt: Arc<AtomicBool>) -> Result<RunEnd, Ru
     };
     // The others stop too: the run is over, and a snapshot reads every vCPU.
     machine.stop_every_vcpu()?;
-    let end = report_event(&mut machine, id, event.clone())?;
+    let end = report_event(&mut machine, id, event.clone(), caps)?;
     request
         .post_mortem
         .after(Some(&event), &end, &mut machine, &ram);
@@ -359,8 +358,8 @@ fn writes_cr0(image: &[u8]) -> bool {
     (0..image.len()).any(|i| is_mov_to_cr0(&image[i..]))
 }
 
-fn warn_if_no_legacy_paging() {
-    if !doctor::legacy_paging_works() {
+fn warn_if_no_legacy_paging(caps: HostCaps) {
+    if !caps.has(Capability::LegacyPaging) {
         eprintln!(
             "gdbvisor: warning: this kernel starts in 32-bit mode and writes CR0; this host's KVM cannot run 32-bit paging or PAE without long mode, so enabling them will triple-fault (see `gdbvisor doctor`)"
         );

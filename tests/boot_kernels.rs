@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use gdbvisor::vmm::host_caps::{Capability, HostCaps};
 
 #[test]
 fn demo_walks_through_every_mode_and_halts() {
@@ -212,7 +213,7 @@ fn legacy_paging_kernel(name: &str, done_line: &str) {
         return;
     }
     let run = run_gdbvisor(&["--kernel", kernel(name).to_str().unwrap()]);
-    if gdbvisor::vmm::doctor::legacy_paging_works() {
+    if HostCaps::of_this_host().has(Capability::LegacyPaging) {
         run.assert_status(1).assert_stdout_line(done_line);
     } else {
         eprintln!("SKIPPED running {name} to the end: this host's KVM cannot run 32-bit paging/PAE (checking the warnings instead)");

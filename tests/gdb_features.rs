@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::gdb::*;
+use gdbvisor::vmm::host_caps::{Capability, HostCaps};
 
 /// A VMM holding an idle guest (`sti; hlt; jmp`) for gdb on a free TCP port.
 fn idle_vmm_on_tcp(name: &str) -> (Vmm, u16) {
@@ -373,7 +374,7 @@ fn access_watchpoints_use_debug_registers_where_the_host_fires_them() {
     }
     let elf = elf("elf64");
     let run = gdb_on(&elf, &["awatch *(long *)&ticks", "continue", "kill"]);
-    if gdbvisor::vmm::doctor::data_breakpoints_fire() {
+    if HostCaps::of_this_host().has(Capability::DataBreakpoints) {
         run.assert_ok()
             .assert_stdout_has("Hardware access (read/write) watchpoint 1: *(long *)&ticks")
             .assert_stdout_has("timer_handler ()");

@@ -89,7 +89,7 @@ fn pvh_vmlinux_prints_the_banner_and_first_console_lines() {
         .map(|khz| khz.parse::<u64>().expect("a kHz figure"));
     assert_eq!(
         dilated_khz.is_some(),
-        gdbvisor::vmm::doctor::software_nested(),
+        gdbvisor::vmm::host_caps::HostCaps::of_this_host().software_nested(),
         "{stderr}"
     );
     if let Some(khz) = dilated_khz {

@@ -85,7 +85,7 @@ fn crosscheck(kernel_name: &str, stops: &[&str]) {
     })
     .unwrap();
     let loaded = boot::load(
-        &vm.ram,
+        &*vm.ram,
         &image,
         &BootParams {
             load_addr: 0x7c00,

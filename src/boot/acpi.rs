@@ -7,8 +7,10 @@
 //! where kernels scan for "RSD PTR " when no pointer is handed over. No FADT or DSDT: the kernel
 //! reads the MADT early, then finds no namespace to load and runs without ACPI's other services.
 
-use super::BootError;
-use crate::vmm::memory::GuestRam;
+use vm_memory::GuestMemoryBackend;
+
+use super::loader::BootError;
+use super::memory::GuestMemoryExt;
 
 pub const RSDP_ADDR: u64 = 0xF_0000;
 const XSDT_ADDR: u64 = RSDP_ADDR + 0x40;
@@ -80,7 +82,7 @@ fn rsdp(xsdt: u64) -> [u8; 36] {
 
 /// Writes RSDP, XSDT and MADT for `cpus` CPUs; returns the RSDP's address, or `None` when the
 /// kernel image itself occupies that memory.
-pub fn write_tables(ram: &GuestRam, cpus: u32) -> Result<Option<u64>, BootError> {
+pub fn write_tables(ram: &impl GuestMemoryBackend, cpus: u32) -> Result<Option<u64>, BootError> {
     let cpus = u8::try_from(cpus)
         .ok()
         .filter(|&n| n > 0 && n < 255)
@@ -94,21 +96,22 @@ pub fn write_tables(ram: &GuestRam, cpus: u32) -> Result<Option<u64>, BootError>
     // RAM starts zeroed: anything there now is the kernel's own (an image linked into the BIOS
     // area), which the tables must not overwrite.
     let mut area = vec![0u8; (MADT_ADDR - RSDP_ADDR) as usize + madt.len()];
-    ram.read(RSDP_ADDR, &mut area)?;
+    ram.read_at(RSDP_ADDR, &mut area)?;
     if area.iter().any(|&b| b != 0) {
         log::warn!("the kernel occupies {RSDP_ADDR:#x}: no ACPI tables written");
         return Ok(None);
     }
     let xsdt = table(b"XSDT", 1, &MADT_ADDR.to_le_bytes());
-    ram.write(RSDP_ADDR, &rsdp(XSDT_ADDR))?;
-    ram.write(XSDT_ADDR, &xsdt)?;
-    ram.write(MADT_ADDR, &madt)?;
+    ram.write_at(RSDP_ADDR, &rsdp(XSDT_ADDR))?;
+    ram.write_at(XSDT_ADDR, &xsdt)?;
+    ram.write_at(MADT_ADDR, &madt)?;
     Ok(Some(RSDP_ADDR))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::memory::tests::plain_ram;
 
     fn sum(bytes: &[u8]) -> u8 {
         bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b))
@@ -116,21 +119,21 @@ mod tests {
 
     #[test]
     fn tables_checksum_and_link_up() {
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         assert_eq!(write_tables(&ram, 3).unwrap(), Some(RSDP_ADDR));
         let mut r = [0u8; 36];
-        ram.read(RSDP_ADDR, &mut r).unwrap();
+        ram.read_at(RSDP_ADDR, &mut r).unwrap();
         assert_eq!(&r[..8], b"RSD PTR ");
         assert_eq!(sum(&r[..20]), 0);
         assert_eq!(sum(&r), 0);
         let xsdt = u64::from_le_bytes(r[24..32].try_into().unwrap());
         let mut x = [0u8; 44];
-        ram.read(xsdt, &mut x).unwrap();
+        ram.read_at(xsdt, &mut x).unwrap();
         assert_eq!((&x[..4], sum(&x)), (&b"XSDT"[..], 0));
         let madt_addr = u64::from_le_bytes(x[36..44].try_into().unwrap());
         let len = 36 + 8 + 3 * 8 + 12 + 6;
         let mut m = vec![0u8; len];
-        ram.read(madt_addr, &mut m).unwrap();
+        ram.read_at(madt_addr, &mut m).unwrap();
         assert_eq!(&m[..4], b"APIC");
         assert_eq!(
             u32::from_le_bytes(m[4..8].try_into().unwrap()) as usize,
@@ -145,7 +148,7 @@ mod tests {
 
     #[test]
     fn cpu_counts_outside_a_byte_are_refused() {
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         assert!(write_tables(&ram, 0).is_err());
         assert!(write_tables(&ram, 255).is_err());
         assert!(write_tables(&ram, 254).is_ok());
@@ -153,11 +156,11 @@ mod tests {
 
     #[test]
     fn a_kernel_in_the_bios_area_is_left_alone() {
-        let ram = GuestRam::new(4 << 20).unwrap();
-        ram.write(RSDP_ADDR + 0x80, &[0x90]).unwrap();
+        let ram = plain_ram(4 << 20);
+        ram.write_at(RSDP_ADDR + 0x80, &[0x90]).unwrap();
         assert_eq!(write_tables(&ram, 1).unwrap(), None);
         let mut byte = [0u8];
-        ram.read(RSDP_ADDR, &mut byte).unwrap();
+        ram.read_at(RSDP_ADDR, &mut byte).unwrap();
         assert_eq!(byte, [0]);
     }
 }

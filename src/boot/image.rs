@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::vmm::memory::{GuestRam, MemoryError};
+use vm_memory::GuestMemoryBackend;
+
+use super::memory::GuestMemoryExt;
+use crate::x86::PhysMemoryError;
 
 /// What detection looks at: the multiboot2 header must lie in the first 32 KiB, the others
 /// sooner; ELF program headers and notes are read where they point.
@@ -45,7 +48,7 @@ pub enum ImageError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Memory(#[from] MemoryError),
+    Memory(#[from] PhysMemoryError),
 }
 
 /// An image: a file read on demand, or bytes already in memory (the demo kernel, tests, or a
@@ -119,7 +122,7 @@ impl Image {
     /// caller has checked that the destination is RAM.
     pub fn copy_to_ram(
         &self,
-        ram: &GuestRam,
+        ram: &impl GuestMemoryBackend,
         paddr: u64,
         offset: u64,
         len: u64,
@@ -136,7 +139,7 @@ impl Image {
                 Some(bytes) => chunk.copy_from_slice(bytes),
                 None => self.read_file(chunk, at, what)?,
             }
-            ram.write(paddr + done, chunk)?;
+            ram.write_at(paddr + done, chunk)?;
             done += n as u64;
         }
         Ok(())
@@ -223,6 +226,7 @@ pub(crate) fn size_text(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::memory::tests::plain_ram;
     use std::io::Write;
 
     fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -249,12 +253,12 @@ mod tests {
                 "{err}"
             );
             assert!(image.read(u64::MAX, 4, "x").is_err());
-            let ram = GuestRam::new(4 << 20).unwrap();
+            let ram = plain_ram(4 << 20);
             image
                 .copy_to_ram(&ram, 0x10_0000, 3, bytes.len() as u64 - 3, "all")
                 .unwrap();
             let mut back = vec![0u8; bytes.len() - 3];
-            ram.read(0x10_0000, &mut back).unwrap();
+            ram.read_at(0x10_0000, &mut back).unwrap();
             assert_eq!(back, bytes[3..]);
         }
         std::fs::remove_file(path).unwrap();

@@ -17,8 +17,10 @@
 //! its start (0xF0000, at most ~2 KiB), below the reset vector and BIOS date/model bytes at its
 //! end. `out` only reads AL, so the registers gdb shows at the stop are the guest's.
 
-use super::BootError;
-use crate::vmm::memory::GuestRam;
+use vm_memory::GuestMemoryBackend;
+
+use super::loader::BootError;
+use super::memory::GuestMemoryExt;
 
 /// The gdbvisor-private port the stubs write; only writes from the stubs count.
 pub(crate) const PORT: u16 = 0xE5;
@@ -42,7 +44,7 @@ pub(crate) fn stub_vector(linear: u64) -> Option<u8> {
 /// image already holds is left alone: its own IVT entries stay, and with the image over the
 /// stubs' place (a flat binary in the BIOS segment) nothing is written. Returns how many
 /// vectors now lead to a stub.
-pub(crate) fn install(ram: &GuestRam) -> Result<usize, BootError> {
+pub(crate) fn install(ram: &impl GuestMemoryBackend) -> Result<usize, BootError> {
     let stubs_len = VECTORS * STUB_LEN;
     if !ram.contains(0, VECTORS * IVT_ENTRY_LEN) || !ram.contains(STUBS, stubs_len) {
         log::debug!("no RAM at the IVT or the BIOS segment: no no-BIOS IVT stubs");
@@ -50,25 +52,25 @@ pub(crate) fn install(ram: &GuestRam) -> Result<usize, BootError> {
     }
     // RAM starts zeroed: anything there now is the kernel's.
     let mut area = vec![0u8; stubs_len as usize];
-    ram.read(STUBS, &mut area)?;
+    ram.read_at(STUBS, &mut area)?;
     if area.iter().any(|&b| b != 0) {
         log::warn!("the kernel occupies {STUBS:#x}: no no-BIOS IVT stubs (an empty real-mode vector jumps to 0000:0000)");
         return Ok(0);
     }
     let stubs: Vec<u8> = (0..VECTORS).flat_map(|_| STUB).collect();
-    ram.write(STUBS, &stubs)?;
+    ram.write_at(STUBS, &stubs)?;
     let mut pointed = 0;
     for vector in 0..=u8::MAX {
         let at = u64::from(vector) * IVT_ENTRY_LEN;
         let mut entry = [0u8; IVT_ENTRY_LEN as usize];
-        ram.read(at, &mut entry)?;
+        ram.read_at(at, &mut entry)?;
         if entry != [0; 4] {
             continue;
         }
         let offset = STUB_OFFSET + u16::from(vector) * STUB_LEN as u16;
         entry[..2].copy_from_slice(&offset.to_le_bytes());
         entry[2..].copy_from_slice(&STUB_SEGMENT.to_le_bytes());
-        ram.write(at, &entry)?;
+        ram.write_at(at, &entry)?;
         pointed += 1;
     }
     Ok(pointed)
@@ -77,14 +79,15 @@ pub(crate) fn install(ram: &GuestRam) -> Result<usize, BootError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::memory::tests::plain_ram;
 
     fn stub_entry(vector: u8) -> u64 {
         STUBS + u64::from(vector) * STUB_LEN
     }
 
-    fn ivt_entry(ram: &GuestRam, vector: u8) -> (u16, u16) {
+    fn ivt_entry(ram: &impl GuestMemoryBackend, vector: u8) -> (u16, u16) {
         let mut entry = [0u8; 4];
-        ram.read(u64::from(vector) * 4, &mut entry).unwrap();
+        ram.read_at(u64::from(vector) * 4, &mut entry).unwrap();
         (
             u16::from_le_bytes([entry[2], entry[3]]),
             u16::from_le_bytes([entry[0], entry[1]]),
@@ -93,9 +96,9 @@ mod tests {
 
     #[test]
     fn every_empty_vector_leads_to_its_own_stub() {
-        let ram = GuestRam::new(2 << 20).unwrap();
+        let ram = plain_ram(2 << 20);
         // A kernel image that brought its own vector 0x13.
-        ram.write(0x13 * 4, &[0x34, 0x12, 0x00, 0x07]).unwrap();
+        ram.write_at(0x13 * 4, &[0x34, 0x12, 0x00, 0x07]).unwrap();
         assert_eq!(install(&ram).unwrap(), 255);
         assert_eq!(ivt_entry(&ram, 0x13), (0x0700, 0x1234));
         for vector in [0u8, 8, 0x10, 0xff] {
@@ -105,7 +108,7 @@ mod tests {
             assert_eq!(stub_vector(linear), Some(vector));
             assert_eq!(stub_vector(linear + 2), Some(vector), "past the out");
             let mut code = [0u8; 4];
-            ram.read(linear, &mut code).unwrap();
+            ram.read_at(linear, &mut code).unwrap();
             assert_eq!(code, [0xE6, 0xE5, 0xCF, 0x90]);
         }
         assert_eq!(stub_vector(STUBS - 1), None);
@@ -115,11 +118,11 @@ mod tests {
 
     #[test]
     fn a_kernel_in_the_stubs_place_or_small_ram_gets_none() {
-        let ram = GuestRam::new(2 << 20).unwrap();
-        ram.write(STUBS + 0x200, &[0x90]).unwrap();
+        let ram = plain_ram(2 << 20);
+        ram.write_at(STUBS + 0x200, &[0x90]).unwrap();
         assert_eq!(install(&ram).unwrap(), 0);
         assert_eq!(ivt_entry(&ram, 0x10), (0, 0));
-        let small = GuestRam::from_ranges(&[(0, 512 << 10)]).unwrap();
+        let small = plain_ram(512 << 10);
         assert_eq!(install(&small).unwrap(), 0);
     }
 }

@@ -9,8 +9,10 @@
 //! 0x80000  initial stack pointer (the stack grows down from here)
 //! ```
 
-use super::BootError;
-use crate::vmm::memory::GuestRam;
+use vm_memory::GuestMemoryBackend;
+
+use super::loader::BootError;
+use super::memory::GuestMemoryExt;
 
 pub const GDT_ADDR: u64 = 0x500;
 pub const CODE64_SELECTOR: u16 = 0x08;
@@ -41,7 +43,7 @@ pub const STACK_TOP: u64 = 0x80000;
 pub const BOOT_DATA: std::ops::Range<u64> = GDT_ADDR..STACK_TOP;
 
 /// Writes the boot GDT.
-pub fn write_gdt(ram: &GuestRam) -> Result<(), BootError> {
+pub fn write_gdt(ram: &impl GuestMemoryBackend) -> Result<(), BootError> {
     for (i, entry) in GDT_ENTRIES.iter().enumerate() {
         ram.write_u64(GDT_ADDR + 8 * i as u64, *entry)?;
     }
@@ -49,7 +51,10 @@ pub fn write_gdt(ram: &GuestRam) -> Result<(), BootError> {
 }
 
 /// Builds 4-level page tables identity-mapping `0..bytes` with 2 MiB pages; returns CR3.
-pub fn write_identity_page_tables(ram: &GuestRam, bytes: u64) -> Result<u64, BootError> {
+pub fn write_identity_page_tables(
+    ram: &impl GuestMemoryBackend,
+    bytes: u64,
+) -> Result<u64, BootError> {
     const GIB: u64 = 1 << 30;
     const PRESENT_WRITABLE: u64 = 0x3;
     const HUGE: u64 = 0x80;
@@ -67,13 +72,18 @@ pub fn write_identity_page_tables(ram: &GuestRam, bytes: u64) -> Result<u64, Boo
         let entries: Vec<u8> = (0..512u64)
             .flat_map(|i| ((pd * GIB + i * (2 << 20)) | PRESENT_WRITABLE | HUGE).to_le_bytes())
             .collect();
-        ram.write(pd_addr, &entries)?;
+        ram.write_at(pd_addr, &entries)?;
     }
     Ok(PML4_ADDR)
 }
 
 /// Fails when a kernel piece would overwrite gdbvisor's boot data or leave RAM.
-pub fn check_placement(ram: &GuestRam, what: &str, start: u64, len: u64) -> Result<(), BootError> {
+pub fn check_placement(
+    ram: &impl GuestMemoryBackend,
+    what: &str,
+    start: u64,
+    len: u64,
+) -> Result<(), BootError> {
     if !ram.contains(start, len) {
         return Err(BootError::Layout(format!(
             "{what} at {start:#x}+{len:#x} is outside guest RAM (RAM ends at {:#x}; try a larger --memory)",
@@ -93,6 +103,7 @@ pub fn check_placement(ram: &GuestRam, what: &str, start: u64, len: u64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::memory::tests::plain_ram;
 
     #[test]
     fn gdt_descriptors_have_the_documented_bits() {
@@ -114,20 +125,20 @@ mod tests {
 
     #[test]
     fn identity_map_maps_ram_with_2mib_pages() {
-        let ram = GuestRam::new(8 << 20).unwrap();
+        let ram = plain_ram(8 << 20);
         let cr3 = write_identity_page_tables(&ram, 4 << 30).unwrap();
         let mut entry = [0u8; 8];
-        ram.read(cr3, &mut entry).unwrap();
+        ram.read_at(cr3, &mut entry).unwrap();
         assert_eq!(u64::from_le_bytes(entry), PDPT_ADDR | 3);
-        ram.read(PDPT_ADDR + 3 * 8, &mut entry).unwrap();
+        ram.read_at(PDPT_ADDR + 3 * 8, &mut entry).unwrap();
         assert_eq!(u64::from_le_bytes(entry), (PD_ADDR + 0x3000) | 3);
-        ram.read(PD_ADDR + 0x3000 + 8, &mut entry).unwrap();
+        ram.read_at(PD_ADDR + 0x3000 + 8, &mut entry).unwrap();
         assert_eq!(u64::from_le_bytes(entry), (3 << 30) + (2 << 20) + 0x83);
     }
 
     #[test]
     fn placement_checks_ram_and_boot_data() {
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         assert!(check_placement(&ram, "segment", 0x100000, 0x1000).is_ok());
         assert!(check_placement(&ram, "segment", 0x7000, 0x1000).is_err());
         assert!(check_placement(&ram, "segment", 0x3ff000, 0x2000).is_err());

@@ -16,12 +16,15 @@
 //! ```
 
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
-use vm_memory::ByteValued;
+use vm_memory::{ByteValued, GuestMemoryBackend};
 
+use super::entry::{BootCpuState, EntryMode};
 use super::image::Image;
 use super::layout::{self, STACK_TOP};
-use super::{multiboot1, BootCpuState, BootError, BootFormat, EntryMode, LoadedKernel, Module};
-use crate::vmm::memory::GuestRam;
+use super::loader::{BootError, BootFormat, LoadedKernel, Module};
+use super::memory::GuestMemoryExt;
+use super::multiboot1;
+use super::place::check_fits;
 
 pub const ZERO_PAGE_ADDR: u64 = 0x7000;
 pub const CMDLINE_ADDR: u64 = 0x60000;
@@ -160,7 +163,7 @@ pub struct Initrd {
 /// Loads a bzImage, its command line and initrd (the modules, concatenated: Linux accepts a
 /// sequence of cpio archives) and returns the 64-bit entry state.
 pub fn load(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     image: &Image,
     cmdline: &str,
     initrd: &[Module],
@@ -168,7 +171,7 @@ pub fn load(
     let header = parse_header(image)?;
     let setup_size = header.setup_size() as u64;
     let kernel_size = image.len() - setup_size;
-    super::check_fits(
+    check_fits(
         image.len(),
         ram.low_end()
             .saturating_sub(KERNEL_ADDR)
@@ -228,7 +231,7 @@ pub fn load(
     }
     params.e820_entries = map.len() as u8;
     ram.zero(ZERO_PAGE_ADDR, 0x1000)?;
-    ram.write(ZERO_PAGE_ADDR, params.as_slice())?;
+    ram.write_at(ZERO_PAGE_ADDR, params.as_slice())?;
 
     layout::write_gdt(ram)?;
     let cr3 = layout::write_identity_page_tables(ram, ram.top().max(1 << 32))?;
@@ -251,12 +254,16 @@ pub fn load(
 
 /// The e820 map: the PC memory map multiboot reports too (usable low memory, EBDA and BIOS
 /// area reserved, RAM from 1 MiB, RAM above the 32-bit hole).
-pub fn e820_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
+pub fn e820_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
     multiboot1::memory_map(ram)
 }
 
 /// Writes the NUL-terminated command line; returns its address.
-fn write_cmdline(ram: &GuestRam, cmdline: &str, cmdline_size: u32) -> Result<u32, BootError> {
+fn write_cmdline(
+    ram: &impl GuestMemoryBackend,
+    cmdline: &str,
+    cmdline_size: u32,
+) -> Result<u32, BootError> {
     // cmdline_size excludes the terminating NUL.
     let limit = u64::from(cmdline_size).min(CMDLINE_MAX - 1);
     if cmdline.len() as u64 > limit {
@@ -270,15 +277,15 @@ fn write_cmdline(ram: &GuestRam, cmdline: &str, cmdline_size: u32) -> Result<u32
             "the command line contains a NUL byte".into(),
         ));
     }
-    ram.write(CMDLINE_ADDR, cmdline.as_bytes())?;
-    ram.write(CMDLINE_ADDR + cmdline.len() as u64, &[0])?;
+    ram.write_at(CMDLINE_ADDR, cmdline.as_bytes())?;
+    ram.write_at(CMDLINE_ADDR + cmdline.len() as u64, &[0])?;
     Ok(CMDLINE_ADDR as u32)
 }
 
 /// Puts the initrd as high in low RAM as the kernel allows, as boot loaders do, so it stays
 /// clear of the kernel's decompression area.
 fn place_initrd(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     header: &SetupHeader,
     modules: &[Module],
 ) -> Result<Option<Initrd>, BootError> {
@@ -316,6 +323,7 @@ fn place_initrd(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
     use std::path::PathBuf;
 
     /// A minimal bzImage: boot sector with the setup header, one setup sector, a kernel body.
@@ -337,15 +345,9 @@ mod tests {
         image
     }
 
-    fn read_u32(ram: &GuestRam, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
-    }
-
     #[test]
     fn zero_page_has_loader_cmdline_initrd_and_e820() {
-        let ram = GuestRam::new(64 << 20).unwrap();
+        let ram = plain_ram(64 << 20);
         let image = tiny_bzimage(&[0x90; 0x300]);
         let module = Module {
             path: PathBuf::from("rd"),
@@ -358,19 +360,19 @@ mod tests {
         assert_eq!(cpu.mode, EntryMode::Long64);
         assert_eq!((cpu.rip, cpu.rsi), (0x10_0200, ZERO_PAGE_ADDR));
         let mut byte = [0u8];
-        ram.read(ZERO_PAGE_ADDR + 0x210, &mut byte).unwrap();
+        ram.read_at(ZERO_PAGE_ADDR + 0x210, &mut byte).unwrap();
         assert_eq!(byte[0], 0xFF, "type_of_loader");
         assert_eq!(read_u32(&ram, ZERO_PAGE_ADDR + 0x202), HDRS_MAGIC);
         assert_eq!(read_u32(&ram, ZERO_PAGE_ADDR + 0x228), CMDLINE_ADDR as u32);
         let mut cmdline = [0u8; 14];
-        ram.read(CMDLINE_ADDR, &mut cmdline).unwrap();
+        ram.read_at(CMDLINE_ADDR, &mut cmdline).unwrap();
         assert_eq!(&cmdline, b"console=ttyS0\0");
         let rd_addr = read_u32(&ram, ZERO_PAGE_ADDR + 0x218);
         assert_eq!(read_u32(&ram, ZERO_PAGE_ADDR + 0x21C), 5000);
         assert_eq!(rd_addr % 0x1000, 0);
         assert!(u64::from(rd_addr) + 5000 <= 64 << 20);
         assert_eq!(read_u32(&ram, u64::from(rd_addr)), 0x0707_0707);
-        ram.read(ZERO_PAGE_ADDR + 0x1E8, &mut byte).unwrap();
+        ram.read_at(ZERO_PAGE_ADDR + 0x1E8, &mut byte).unwrap();
         assert_eq!(byte[0], 4, "e820 entries");
         // The fourth entry: RAM from 1 MiB to the end, type 1.
         let entry = ZERO_PAGE_ADDR + 0x2D0 + 3 * 20;
@@ -378,7 +380,7 @@ mod tests {
         assert_eq!(read_u32(&ram, entry + 8), (63 << 20));
         assert_eq!(read_u32(&ram, entry + 16), 1);
         // The kernel body sits at 1 MiB.
-        ram.read(KERNEL_ADDR, &mut byte).unwrap();
+        ram.read_at(KERNEL_ADDR, &mut byte).unwrap();
         assert_eq!(byte[0], 0x90);
     }
 
@@ -400,10 +402,10 @@ mod tests {
     #[test]
     fn too_little_ram_or_long_cmdline_is_an_error() {
         let image = Image::from(tiny_bzimage(&[0x90; 16]));
-        let small = GuestRam::new(8 << 20).unwrap();
+        let small = plain_ram(8 << 20);
         let e = load(&small, &image, "", &[]).unwrap_err().to_string();
         assert!(e.contains("try a larger --memory"), "{e}");
-        let ram = GuestRam::new(64 << 20).unwrap();
+        let ram = plain_ram(64 << 20);
         let e = load(&ram, &image, &"x".repeat(3000), &[])
             .unwrap_err()
             .to_string();

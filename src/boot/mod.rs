@@ -8,136 +8,27 @@
 
 pub mod acpi;
 pub mod elf;
+mod entry;
 pub mod image;
 pub(crate) mod ivt;
 pub mod layout;
 pub mod linux;
+mod loader;
+pub(crate) mod memory;
 pub mod multiboot1;
 pub mod multiboot2;
+pub(crate) mod place;
 pub mod pvh;
 
-use std::fmt;
-use std::path::PathBuf;
+use vm_memory::GuestMemoryBackend;
 
-use thiserror::Error;
-
-use crate::vmm::memory::{GuestRam, MemoryError};
-use elf::{ElfClass, ElfError, ElfImage};
-use image::{size_text, Image, ImageError};
-
-#[derive(Debug, Error)]
-pub enum BootError {
-    #[error("{0}")]
-    Format(String),
-    #[error("{0}")]
-    Layout(String),
-    #[error("{0}")]
-    Elf(#[from] ElfError),
-    #[error("{0}")]
-    Image(#[from] ImageError),
-    #[error("{0}")]
-    Memory(#[from] MemoryError),
-}
-
-/// The boot formats gdbvisor can load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BootFormat {
-    /// Multiboot 1 (ELF32 or a.out kludge), entered in 32-bit protected mode.
-    Multiboot1,
-    /// ELF64, entered directly in 64-bit long mode.
-    Elf64,
-    /// Flat binary entered in 16-bit real mode at --load-addr.
-    Flat,
-    /// Linux bzImage (boot protocol 2.12+), entered at its 64-bit entry point.
-    Linux,
-    /// ELF with a XEN_ELFNOTE_PHYS32_ENTRY note (Linux vmlinux), entered in 32-bit protected
-    /// mode with EBX → hvm_start_info.
-    Pvh,
-    /// Multiboot2 (ELF32, ELF64 or address tag), entered in 32-bit protected mode with
-    /// EAX=0x36d76289, EBX → boot information.
-    Multiboot2,
-}
-
-impl BootFormat {
-    /// The formats a Linux kernel boots through (bzImage or PVH vmlinux): those get Linux
-    /// command-line switches for this host's KVM.
-    pub fn is_linux(self) -> bool {
-        matches!(self, BootFormat::Linux | BootFormat::Pvh)
-    }
-}
-
-impl fmt::Display for BootFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BootFormat::Multiboot1 => "multiboot1",
-            BootFormat::Elf64 => "elf64",
-            BootFormat::Flat => "flat",
-            BootFormat::Linux => "linux",
-            BootFormat::Pvh => "pvh",
-            BootFormat::Multiboot2 => "multiboot2",
-        })
-    }
-}
-
-/// The CPU mode a loader hands the kernel over in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryMode {
-    /// 16-bit real mode with CS = `cs` (base cs·16); other segments 0.
-    Real { cs: u16 },
-    /// 32-bit protected mode, flat segments from the boot GDT, paging off.
-    Protected32,
-    /// 64-bit long mode, boot GDT, identity-mapped 4-level paging rooted at `cr3`.
-    Long64,
-}
-
-/// Registers a loader sets at entry; everything not named here is zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BootCpuState {
-    pub mode: EntryMode,
-    pub rip: u64,
-    pub rsp: u64,
-    pub rax: u64,
-    pub rbx: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub cr3: u64,
-}
-
-/// A multiboot module or initrd piece: its file, the string the kernel sees, its bytes (read
-/// only when they are copied into guest RAM).
-#[derive(Debug, Clone)]
-pub struct Module {
-    pub path: PathBuf,
-    pub string: String,
-    pub image: Image,
-}
-
-/// What a loader needs besides the image.
-#[derive(Debug, Clone, Default)]
-pub struct BootParams {
-    pub format: Option<BootFormat>,
-    pub cmdline: String,
-    pub modules: Vec<Module>,
-    pub load_addr: u64,
-}
-
-/// A kernel in guest memory, ready to run.
-#[derive(Debug, Clone)]
-pub struct LoadedKernel {
-    pub format: BootFormat,
-    pub cpu: BootCpuState,
-    /// Guest-physical (start, length) ranges holding the image's bytes (not its bss): where its
-    /// code is, for scans of it, without the file's headers or debug information.
-    pub code: Vec<(u64, u64)>,
-}
-
-/// Where a loader put a kernel: its entry point, one past its last byte (bss included), and
-/// [`LoadedKernel::code`].
-pub(crate) struct Placement {
-    pub entry: u64,
-    pub end: u64,
-    pub code: Vec<(u64, u64)>,
-}
+use elf::ElfClass;
+pub use entry::{BootCpuState, EntryMode};
+use image::Image;
+pub use loader::{BootError, BootFormat, BootParams, LoadedKernel, Module};
+use memory::GuestMemoryExt;
+pub(crate) use place::check_fits;
+use place::load_segments;
 
 /// The boot-sector signature that lets a flat image be auto-detected.
 const BOOT_SIGNATURE: [u8; 2] = [0x55, 0xAA];
@@ -191,7 +82,11 @@ const TRIED: &str = "linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE
     first 8 KiB), flat (0x55AA at offset 510)";
 
 /// Loads `image` into `ram` in the given or detected format.
-pub fn load(ram: &GuestRam, image: &Image, params: &BootParams) -> Result<LoadedKernel, BootError> {
+pub fn load(
+    ram: &impl GuestMemoryBackend,
+    image: &Image,
+    params: &BootParams,
+) -> Result<LoadedKernel, BootError> {
     let format = match params.format {
         Some(format) => format,
         None => detect(image)?,
@@ -226,60 +121,10 @@ pub fn load(ram: &GuestRam, image: &Image, params: &BootParams) -> Result<Loaded
     Ok(kernel)
 }
 
-/// Copies an ELF's PT_LOAD segments to their physical addresses, zero-filling the bss; every
-/// placement is checked before any byte is read. Returns where the ELF's bytes went.
-fn load_segments(ram: &GuestRam, image: &Image, elf: &ElfImage) -> Result<Placement, BootError> {
-    let what = |segment: &elf::Segment| format!("segment at file offset {:#x}", segment.offset);
-    for segment in &elf.segments {
-        layout::check_placement(ram, &what(segment), segment.paddr, segment.mem_size)?;
-    }
-    for segment in &elf.segments {
-        image.copy_to_ram(
-            ram,
-            segment.paddr,
-            segment.offset,
-            segment.file_size,
-            &what(segment),
-        )?;
-        ram.zero(
-            segment.paddr + segment.file_size,
-            segment.mem_size - segment.file_size,
-        )?;
-    }
-    Ok(Placement {
-        entry: elf.physical_entry(),
-        end: elf.physical_end(),
-        code: elf
-            .segments
-            .iter()
-            .map(|s| (s.paddr, s.file_size))
-            .collect(),
-    })
-}
-
-/// Refuses an image that is loaded whole when its `size` bytes exceed the `room` there is for
-/// them, before a byte of them is read; `why` says where they go, `more_ram` whether a larger
-/// `--memory` would help.
-pub(crate) fn check_fits(size: u64, room: u64, why: &str, more_ram: bool) -> Result<(), BootError> {
-    if size <= room {
-        return Ok(());
-    }
-    Err(BootError::Layout(format!(
-        "{} is too large: {why}; room for {}{}",
-        size_text(size),
-        size_text(room),
-        if more_ram {
-            ": try a larger --memory"
-        } else {
-            ""
-        }
-    )))
-}
-
 /// ELF64 kernels start in long mode on our GDT and identity map, with a multiboot1 info
 /// structure in RBX/RSI so they learn the memory map and command line.
 fn load_elf64(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     image: &Image,
     params: &BootParams,
 ) -> Result<LoadedKernel, BootError> {
@@ -311,7 +156,11 @@ fn load_elf64(
 }
 
 /// Flat binaries run in real mode, which reaches only the first MiB.
-fn load_flat(ram: &GuestRam, image: &Image, load_addr: u64) -> Result<LoadedKernel, BootError> {
+fn load_flat(
+    ram: &impl GuestMemoryBackend,
+    image: &Image,
+    load_addr: u64,
+) -> Result<LoadedKernel, BootError> {
     const REAL_MODE_LIMIT: u64 = 0x10_0000;
     let len = image.len();
     check_fits(
@@ -355,6 +204,7 @@ fn load_flat(ram: &GuestRam, image: &Image, load_addr: u64) -> Result<LoadedKern
 mod tests {
     use super::*;
     use elf::tests::tiny_elf;
+    use memory::tests::{plain_ram, read_u64};
 
     fn detect_bytes(bytes: &[u8]) -> Result<BootFormat, BootError> {
         detect(&Image::from(bytes))
@@ -405,7 +255,7 @@ mod tests {
     /// segment (ELF32) they announce are cut off, and that is what the error says.
     #[test]
     fn a_truncated_elf_is_called_truncated() {
-        let ram = GuestRam::new(2 << 20).unwrap();
+        let ram = plain_ram(2 << 20);
         for (class, what) in [
             (ElfClass::Elf32, "segment data"),
             (ElfClass::Elf64, "program headers"),
@@ -425,7 +275,7 @@ mod tests {
 
     #[test]
     fn flat_image_enters_at_0000_7c00() {
-        let ram = GuestRam::new(2 << 20).unwrap();
+        let ram = plain_ram(2 << 20);
         let params = BootParams {
             load_addr: 0x7C00,
             ..Default::default()
@@ -444,9 +294,65 @@ mod tests {
         );
     }
 
+    /// What a multiboot1 ELF32 and an ELF64 leave in plain anonymous guest memory (no KVM):
+    /// their code at its physical address, the boot GDT, the boot information, page tables for
+    /// the ELF64, and the no-BIOS IVT.
+    #[test]
+    fn kernels_land_in_plain_guest_memory() {
+        let code = [0xFA, 0xF4, 0xEB, 0xFD]; // cli; hlt; jmp $-1
+        let mut mb = tiny_elf(ElfClass::Elf32, 0x10_0000, 0x10_0000, &code);
+        let magic = multiboot1::HEADER_MAGIC;
+        for word in [magic, 0, 0u32.wrapping_sub(magic)] {
+            mb.extend(word.to_le_bytes());
+        }
+        let elf64 = tiny_elf(ElfClass::Elf64, 0x20_0000, 0x20_0002, &code);
+        let params = BootParams {
+            cmdline: "console=ttyS0".into(),
+            ..Default::default()
+        };
+        for (image, at) in [(mb, 0x10_0000), (elf64, 0x20_0000)] {
+            let ram = plain_ram(8 << 20);
+            let kernel = load(&ram, &image.into(), &params).unwrap();
+            assert_eq!(kernel.code, [(at, code.len() as u64)]);
+            let mut landed = [0u8; 4];
+            ram.read_at(at, &mut landed).unwrap();
+            assert_eq!(landed, code);
+            for (i, descriptor) in layout::GDT_ENTRIES.iter().enumerate() {
+                assert_eq!(read_u64(&ram, layout::GDT_ADDR + 8 * i as u64), *descriptor);
+            }
+            assert_eq!(kernel.cpu.rax, u64::from(multiboot1::BOOTLOADER_MAGIC));
+            assert_eq!(kernel.cpu.rbx, layout::INFO_ADDR);
+            let flags = read_u64(&ram, layout::INFO_ADDR) as u32;
+            assert_ne!(flags & 4, 0, "a command line");
+            let cmdline = read_u64(&ram, layout::INFO_ADDR + 16) as u32;
+            let mut text = [0u8; 14];
+            ram.read_at(u64::from(cmdline), &mut text).unwrap();
+            assert_eq!(&text, b"console=ttyS0\0");
+            // IVT[0x10] → F000:F040, where the stub's `out 0xE5, al` is.
+            assert_eq!(read_u64(&ram, 0x10 * 4) as u32, 0xF000_F040);
+            ram.read_at(0xF_F040, &mut landed).unwrap();
+            assert_eq!(landed[..2], [0xE6, 0xE5]);
+            match kernel.format {
+                BootFormat::Multiboot1 => {
+                    assert_eq!(kernel.cpu.mode, EntryMode::Protected32);
+                    assert_eq!(kernel.cpu.rip, 0x10_0000);
+                }
+                BootFormat::Elf64 => {
+                    assert_eq!(kernel.cpu.mode, EntryMode::Long64);
+                    assert_eq!(kernel.cpu.rip, 0x20_0002);
+                    // The identity map's first 2 MiB page: PML4 → PDPT → PD.
+                    let pml4e = read_u64(&ram, kernel.cpu.cr3);
+                    let pdpte = read_u64(&ram, pml4e & !0xFFF);
+                    assert_eq!(read_u64(&ram, pdpte & !0xFFF), 0x83);
+                }
+                other => panic!("loaded as {other}"),
+            }
+        }
+    }
+
     #[test]
     fn elf64_enters_long_mode_with_info() {
-        let ram = GuestRam::new(8 << 20).unwrap();
+        let ram = plain_ram(8 << 20);
         let image = tiny_elf(ElfClass::Elf64, 0x200000, 0x200004, &[0x90; 8]);
         let kernel = load(&ram, &image.into(), &BootParams::default()).unwrap();
         assert_eq!(kernel.format, BootFormat::Elf64);
@@ -458,7 +364,7 @@ mod tests {
 
     #[test]
     fn segments_outside_ram_are_refused() {
-        let ram = GuestRam::new(2 << 20).unwrap();
+        let ram = plain_ram(2 << 20);
         let image = tiny_elf(ElfClass::Elf64, 0x4000_0000, 0x4000_0000, &[0x90; 8]);
         let err = load(&ram, &image.into(), &BootParams::default())
             .unwrap_err()
@@ -468,7 +374,7 @@ mod tests {
 
     #[test]
     fn forced_format_mismatch_is_an_error() {
-        let ram = GuestRam::new(2 << 20).unwrap();
+        let ram = plain_ram(2 << 20);
         let params = BootParams {
             format: Some(BootFormat::Elf64),
             ..Default::default()

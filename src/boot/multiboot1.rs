@@ -1,11 +1,15 @@
 //! Multiboot 1: the header search, ELF32 or a.out-kludge loading, and the boot information
 //! structure (memory sizes and map, command line, boot loader name, modules).
 
+use vm_memory::GuestMemoryBackend;
+
 use super::elf::{self, ElfClass};
+use super::entry::{BootCpuState, EntryMode};
 use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
-use super::{BootCpuState, BootError, BootFormat, EntryMode, LoadedKernel, Module, Placement};
-use crate::vmm::memory::GuestRam;
+use super::loader::{BootError, BootFormat, LoadedKernel, Module};
+use super::memory::GuestMemoryExt;
+use super::place::{check_fits, load_segments, Placement};
 
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
 pub const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
@@ -97,7 +101,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 
 /// Loads a multiboot1 kernel and its modules; the CPU enters 32-bit protected mode.
 pub fn load(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     image: &Image,
     header: &Header,
     cmdline: &str,
@@ -137,7 +141,7 @@ pub(crate) fn protected_entry(entry: u64, magic: u32, info: u64) -> BootCpuState
 }
 
 pub(crate) fn load_aout(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     image: &Image,
     header_offset: usize,
     aout: &AoutKludge,
@@ -153,7 +157,7 @@ pub(crate) fn load_aout(
     // The header lies in the file, so file_start does too.
     let rest = image.len().saturating_sub(file_start);
     let load_len = if aout.load_end_addr == 0 {
-        super::check_fits(
+        check_fits(
             image.len(),
             ram.low_end()
                 .saturating_sub(load_addr)
@@ -196,20 +200,20 @@ pub(crate) fn load_aout(
     })
 }
 
-fn load_elf32(ram: &GuestRam, image: &Image) -> Result<Placement, BootError> {
+fn load_elf32(ram: &impl GuestMemoryBackend, image: &Image) -> Result<Placement, BootError> {
     let elf = elf::parse(image)?;
     if elf.class != ElfClass::Elf32 {
         return Err(BootError::Format(
             "multiboot1 without the a.out kludge needs an ELF32 image".into(),
         ));
     }
-    super::load_segments(ram, image, &elf)
+    load_segments(ram, image, &elf)
 }
 
 /// Builds the multiboot information structure at `INFO_ADDR`; modules go page-aligned after
 /// `kernel_end`. Returns the structure's address.
 pub fn write_info(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     cmdline: &str,
     modules: &[Module],
     kernel_end: u64,
@@ -263,19 +267,19 @@ pub fn write_info(
     }
     info[0] = flags;
     let bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
-    ram.write(INFO_ADDR, &bytes)?;
+    ram.write_at(INFO_ADDR, &bytes)?;
     Ok(INFO_ADDR)
 }
 
 /// The memory map a BIOS would report for our RAM: (base, length, type) with 1 = usable,
 /// 2 = reserved (EBDA and the BIOS area, which hold no BIOS here but kernels expect them).
-pub fn memory_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
+pub fn memory_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
     let mut map = vec![
         (0, 0x9_FC00, 1),
         (0x9_FC00, 0x400, 2),
         (0xF_0000, 0x1_0000, 2),
     ];
-    for (start, len) in ram.ranges() {
+    for (start, len) in ram.ram_ranges() {
         let start_above_1m = start.max(0x10_0000);
         if start + len > start_above_1m {
             map.push((start_above_1m, start + len - start_above_1m, 1));
@@ -288,7 +292,7 @@ pub fn memory_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
 /// holds 32-bit addresses); returns their start addresses. Every place is checked before any
 /// module is read.
 pub(crate) fn place_modules(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     modules: &[Module],
     kernel_end: u64,
 ) -> Result<Vec<u64>, BootError> {
@@ -333,10 +337,14 @@ impl InfoHeap {
         Ok(at)
     }
 
-    pub(crate) fn put_str(&mut self, ram: &GuestRam, text: &str) -> Result<u32, BootError> {
+    pub(crate) fn put_str(
+        &mut self,
+        ram: &impl GuestMemoryBackend,
+        text: &str,
+    ) -> Result<u32, BootError> {
         let at = self.alloc(text.len() as u64 + 1, 1)?;
-        ram.write(at, text.as_bytes())?;
-        ram.write(at + text.len() as u64, &[0])?;
+        ram.write_at(at, text.as_bytes())?;
+        ram.write_at(at + text.len() as u64, &[0])?;
         Ok(at as u32)
     }
 }
@@ -345,6 +353,7 @@ impl InfoHeap {
 mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
 
     fn header(flags: u32, extra: &[u32]) -> Vec<u8> {
         let mut words = vec![
@@ -356,17 +365,11 @@ mod tests {
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }
 
-    fn read_u32(ram: &GuestRam, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
-    }
-
-    fn read_str(ram: &GuestRam, addr: u64) -> String {
+    fn read_str(ram: &impl GuestMemoryBackend, addr: u64) -> String {
         let mut out = Vec::new();
         let mut b = [0u8; 1];
         for i in 0.. {
-            ram.read(addr + i, &mut b).unwrap();
+            ram.read_at(addr + i, &mut b).unwrap();
             if b[0] == 0 {
                 break;
             }
@@ -414,8 +417,8 @@ mod tests {
             &[0x10_0000, 0x10_0000, 0, 0x10_2000, 0x10_0020],
         );
         image.extend_from_slice(&[0x90; 16]);
-        let ram = GuestRam::new(4 << 20).unwrap();
-        ram.write(0x10_1000, &[0xaa; 4]).unwrap();
+        let ram = plain_ram(4 << 20);
+        ram.write_at(0x10_1000, &[0xaa; 4]).unwrap();
         let found = find_header(&image).unwrap().unwrap();
         let cpu = load(&ram, &image.into(), &found, "", &[]).unwrap().cpu;
         assert_eq!(cpu.rip, 0x10_0020);
@@ -430,7 +433,7 @@ mod tests {
             &[0x10_0000, 0x10_0000, 0x10_4000, 0, 0x10_0000],
         );
         let found = find_header(&image).unwrap().unwrap();
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         let err = load(&ram, &image.into(), &found, "", &[])
             .unwrap_err()
             .to_string();
@@ -442,7 +445,7 @@ mod tests {
         let mut image = tiny_elf(ElfClass::Elf64, 0x10_0000, 0x10_0000, &[0x90; 4]);
         image.extend(header(3, &[]));
         let found = find_header(&image).unwrap().unwrap();
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         let err = load(&ram, &image.into(), &found, "", &[])
             .unwrap_err()
             .to_string();
@@ -451,7 +454,7 @@ mod tests {
 
     #[test]
     fn info_holds_memory_cmdline_name_map_and_modules() {
-        let ram = GuestRam::new(16 << 20).unwrap();
+        let ram = plain_ram(16 << 20);
         let modules = [
             Module {
                 path: "a.bin".into(),
@@ -492,13 +495,13 @@ mod tests {
         let last = u64::from(read_u32(&ram, info + 48)) + 3 * 24;
         assert_eq!(read_u32(&ram, last), 20);
         let mut b = [0u8; 8];
-        ram.read(last + 12, &mut b).unwrap();
+        ram.read_at(last + 12, &mut b).unwrap();
         assert_eq!(u64::from_le_bytes(b), 15 << 20);
     }
 
     #[test]
     fn oversized_cmdline_is_an_error() {
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         let long = "x".repeat(40_000);
         let err = write_info(&ram, &long, &[], 0x10_0000)
             .unwrap_err()
@@ -508,7 +511,7 @@ mod tests {
 
     #[test]
     fn module_past_ram_is_an_error() {
-        let ram = GuestRam::new(2 << 20).unwrap();
+        let ram = plain_ram(2 << 20);
         let modules = [Module {
             path: "big".into(),
             string: "big".into(),

@@ -6,12 +6,15 @@
 //! the information structure, whatever its ELF class: an ELF64 multiboot2 kernel brings its own
 //! switch to long mode.
 
+use vm_memory::GuestMemoryBackend;
+
 use super::elf::{self, ElfClass};
 use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
+use super::loader::{BootError, BootFormat, LoadedKernel, Module};
+use super::memory::GuestMemoryExt;
 use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
-use super::{BootError, BootFormat, LoadedKernel, Module};
-use crate::vmm::memory::GuestRam;
+use super::place::load_segments;
 
 pub const HEADER_MAGIC: u32 = 0xE852_50D6;
 pub const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
@@ -194,7 +197,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 
 /// Loads a multiboot2 kernel and its modules; the CPU enters 32-bit protected mode.
 pub fn load(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     image: &Image,
     header: &Header,
     cmdline: &str,
@@ -225,7 +228,7 @@ pub fn load(
             if elf.class == ElfClass::Elf64 && header.entry.is_none() {
                 log::debug!("ELF64 multiboot2 kernel: entering its e_entry in 32-bit mode");
             }
-            super::load_segments(ram, image, &elf)?
+            load_segments(ram, image, &elf)?
         }
     };
     let entry = header.entry.map_or(placed.entry, u64::from);
@@ -245,7 +248,7 @@ pub fn load(
 
 /// Builds the boot information at [`INFO_ADDR`]; modules go page-aligned after `kernel_end`.
 pub fn write_info(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     cmdline: &str,
     modules: &[Module],
     kernel_end: u64,
@@ -297,7 +300,7 @@ pub fn write_info(
         )));
     }
     info[..4].copy_from_slice(&(total as u32).to_le_bytes());
-    ram.write(INFO_ADDR, &info)?;
+    ram.write_at(INFO_ADDR, &info)?;
     Ok(INFO_ADDR)
 }
 
@@ -305,7 +308,8 @@ pub fn write_info(
 pub(crate) mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
-    use crate::boot::EntryMode;
+    use crate::boot::entry::EntryMode;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
     use std::path::PathBuf;
 
     /// A multiboot2 header with the given tags (each: type, flags, u32 words).
@@ -334,12 +338,6 @@ pub(crate) mod tests {
         out
     }
 
-    fn read_u32(ram: &GuestRam, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
-    }
-
     #[test]
     fn finds_header_with_address_and_entry_tags() {
         let mut image = vec![0u8; 64];
@@ -353,7 +351,7 @@ pub(crate) mod tests {
         assert_eq!(found.offset, 64);
         assert_eq!(found.entry, Some(0x100100));
         assert_eq!(found.address.unwrap().bss_end_addr, 0x102000);
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         let cpu = load(&ram, &image.into(), &found, "hello", &[]).unwrap().cpu;
         assert_eq!(cpu.mode, EntryMode::Protected32);
         assert_eq!(
@@ -367,7 +365,7 @@ pub(crate) mod tests {
 
     #[test]
     fn info_has_cmdline_name_meminfo_mmap_and_modules() {
-        let ram = GuestRam::new(8 << 20).unwrap();
+        let ram = plain_ram(8 << 20);
         let module = Module {
             path: PathBuf::from("m"),
             string: "m arg".into(),
@@ -385,7 +383,7 @@ pub(crate) mod tests {
         let kinds: Vec<u32> = tags.iter().map(|t| t.0).collect();
         assert_eq!(kinds, [1, 2, 4, 6, 3, 0]);
         let mut text = [0u8; 10];
-        ram.read(tags[0].1 + 8, &mut text).unwrap();
+        ram.read_at(tags[0].1 + 8, &mut text).unwrap();
         assert_eq!(&text, b"console=1\0");
         assert_eq!(
             read_u32(&ram, tags[2].1 + 12),
@@ -445,7 +443,7 @@ pub(crate) mod tests {
         image[0x80..0x80 + 24].copy_from_slice(&header(&[])[..24]);
         image.extend([0x90; 16]);
         let found = find_header(&image).unwrap().unwrap();
-        let ram = GuestRam::new(4 << 20).unwrap();
+        let ram = plain_ram(4 << 20);
         let cpu = load(&ram, &image.into(), &found, "", &[]).unwrap().cpu;
         assert_eq!(cpu.rip, 0x100000);
     }

@@ -5,12 +5,16 @@
 //! Entry: 32-bit protected mode, paging off, flat CS/DS/ES/SS, EBX → `hvm_start_info`
 //! (version 1: command line, modules, memory map), interrupts off.
 
+use vm_memory::GuestMemoryBackend;
+
 use super::elf::{self, ElfError, ElfImage};
+use super::entry::{BootCpuState, EntryMode};
 use super::image::Image;
 use super::layout::{self, INFO_ADDR};
-use super::multiboot1::InfoHeap;
-use super::{multiboot1, BootCpuState, BootError, BootFormat, EntryMode, LoadedKernel, Module};
-use crate::vmm::memory::GuestRam;
+use super::loader::{BootError, BootFormat, LoadedKernel, Module};
+use super::memory::GuestMemoryExt;
+use super::multiboot1::{self, InfoHeap};
+use super::place::load_segments;
 
 /// XEN_ELFNOTE_PHYS32_ENTRY.
 pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
@@ -39,7 +43,7 @@ pub fn entry_point(image: &Image, elf: &ElfImage) -> Result<Option<u64>, ElfErro
 /// Loads a PVH kernel: its segments at their physical addresses, modules after it, and the
 /// start info at [`INFO_ADDR`].
 pub fn load(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     image: &Image,
     cmdline: &str,
     modules: &[Module],
@@ -55,7 +59,7 @@ pub fn load(
             "PVH entry {entry:#x} is above 4 GiB"
         )));
     }
-    let placed = super::load_segments(ram, image, &elf)?;
+    let placed = load_segments(ram, image, &elf)?;
     layout::write_gdt(ram)?;
     let info = write_start_info(ram, cmdline, modules, placed.end)?;
     let cpu = BootCpuState {
@@ -77,7 +81,7 @@ pub fn load(
 
 /// Writes `hvm_start_info` and what it points to; returns its address.
 pub fn write_start_info(
-    ram: &GuestRam,
+    ram: &impl GuestMemoryBackend,
     cmdline: &str,
     modules: &[Module],
     kernel_end: u64,
@@ -125,6 +129,7 @@ mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
     use crate::boot::elf::ElfClass;
+    use crate::boot::memory::tests::{plain_ram, read_u32};
     use std::path::PathBuf;
 
     /// `tiny_elf` plus a PT_NOTE program header (the second) with a Xen PHYS32_ENTRY note.
@@ -145,12 +150,6 @@ mod tests {
         image
     }
 
-    fn read_u32(ram: &GuestRam, addr: u64) -> u32 {
-        let mut b = [0u8; 4];
-        ram.read(addr, &mut b).unwrap();
-        u32::from_le_bytes(b)
-    }
-
     #[test]
     fn finds_the_note_and_writes_start_info() {
         let is_pvh = |image: &Image| {
@@ -162,7 +161,7 @@ mod tests {
         assert!(!is_pvh(
             &tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90]).into()
         ));
-        let ram = GuestRam::new(8 << 20).unwrap();
+        let ram = plain_ram(8 << 20);
         let module = Module {
             path: PathBuf::from("m"),
             string: "m x".into(),
@@ -178,7 +177,7 @@ mod tests {
         assert_eq!(read_u32(&ram, INFO_ADDR + 12), 1, "nr_modules");
         let cmdline = read_u32(&ram, INFO_ADDR + 24);
         let mut text = [0u8; 10];
-        ram.read(u64::from(cmdline), &mut text).unwrap();
+        ram.read_at(u64::from(cmdline), &mut text).unwrap();
         assert_eq!(&text, b"root=none\0");
         assert_eq!(read_u32(&ram, INFO_ADDR + 48), 4, "memmap entries");
         let memmap = u64::from(read_u32(&ram, INFO_ADDR + 40));
@@ -191,7 +190,7 @@ mod tests {
 
     #[test]
     fn missing_note_or_truncated_note_is_an_error() {
-        let ram = GuestRam::new(8 << 20).unwrap();
+        let ram = plain_ram(8 << 20);
         let plain = tiny_elf(ElfClass::Elf64, 0x100000, 0x100000, &[0x90]);
         let e = load(&ram, &plain.into(), "", &[]).unwrap_err().to_string();
         assert!(e.contains("no PVH entry"), "{e}");

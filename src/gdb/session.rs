@@ -19,6 +19,7 @@ use crate::gdb::snapshot_target::SnapshotBackend;
 use crate::gdb::target::GdbTarget;
 use crate::snapshot::post_mortem::PostMortem;
 use crate::snapshot::Snapshot;
+use crate::vmm::host_caps::HostCaps;
 use crate::vmm::machine::{Machine, MachineError, ReportSink, HALT_POLL};
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::Protection;
@@ -54,7 +55,7 @@ pub fn serve(
     slots: Protection,
     options: GdbOptions,
     interrupt: Arc<AtomicBool>,
-    block_irq: bool,
+    caps: HostCaps,
 ) -> Result<RunEnd, SessionError> {
     let (inbox, notifier) = Inbox::new().map_err(SessionError::Listen)?;
     let vcpu_notifier = notifier.clone();
@@ -68,7 +69,7 @@ pub fn serve(
     };
     conn::listen(&options.endpoint, notifier, session.clone(), note)
         .map_err(SessionError::Listen)?;
-    let live = LiveVm::new(machine, ram, slots, block_irq, interrupt.clone());
+    let live = LiveVm::new(machine, ram, slots, caps, interrupt.clone());
     let mut target = GdbTarget::new(live, options.arch);
     if !options.wait {
         target.backend.resume_all()?;

@@ -5,7 +5,7 @@ use kvm_ioctls::VcpuFd;
 use vmm_sys_util::ioctl::ioctl_with_mut_ref;
 
 use super::cpu::CpuSnapshot;
-use super::SnapshotError;
+use super::error::SnapshotError;
 use crate::vmm::machine::Machine;
 use crate::vmm::vcpu::{Vcpu, VcpuError};
 

@@ -8,6 +8,10 @@ use kvm_bindings::{
 use crate::vmm::vcpu::{linear_pc, ModeKey, Vcpu, VcpuError};
 use crate::x86::cpu::{ControlRegs, CpuMode};
 
+/// MAXPHYADDR taken for a file that does not record it (QEMU dumps, older gdbvisor snapshots):
+/// QEMU's default `phys-bits`, so that a QEMU dump is walked as QEMU's CPU walked it.
+pub const ASSUMED_MAXPHYADDR: u8 = 40;
+
 const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
 
 /// Everything gdb can see of one vCPU: fetched once per stop of a live VM, or saved in a snapshot.

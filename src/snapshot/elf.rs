@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::SnapshotError;
+use super::error::SnapshotError;
 
 pub const ET_CORE: u16 = 4;
 pub const EM_386: u16 = 3;

@@ -12,6 +12,7 @@
 pub mod capture;
 pub mod cpu;
 pub mod elf;
+mod error;
 pub mod notes;
 pub mod post_mortem;
 pub mod qemu;
@@ -24,36 +25,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thiserror::Error;
+use crate::vmm::memory::GuestRam;
 
-use crate::vmm::memory::{GuestRam, MemoryError};
-
-pub use cpu::CpuSnapshot;
+pub use cpu::{CpuSnapshot, ASSUMED_MAXPHYADDR};
+pub use error::SnapshotError;
 pub use write::{write_core, WriteStats};
-
-#[derive(Debug, Error)]
-pub enum SnapshotError {
-    #[error("cannot read: {0}")]
-    Read(std::io::Error),
-    #[error("cannot write: {0}")]
-    Write(std::io::Error),
-    #[error("not an ELF file (no \\x7fELF magic): not a gdbvisor or QEMU snapshot")]
-    NotElf,
-    #[error("truncated file: {0}")]
-    Truncated(String),
-    #[error("corrupt file: {0}")]
-    Corrupt(String),
-    #[error("not a snapshot gdbvisor can open: {0}")]
-    Foreign(String),
-    #[error("no CPU state: the core file has neither gdbvisor's (GDBVISOR) nor QEMU's (QEMU) CPU-state notes (a process core dump?)")]
-    NoCpuState,
-    #[error("no guest memory: the core file has no PT_LOAD segment")]
-    NoMemory,
-    #[error("guest memory of the snapshot: {0}")]
-    Memory(#[from] MemoryError),
-    #[error("cannot read the VM's state: {0}")]
-    Live(String),
-}
 
 /// Who wrote a snapshot file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +54,6 @@ pub struct Snapshot {
 
 /// Loading copies this much of a PT_LOAD at a time.
 const CHUNK: usize = 1 << 20;
-
-/// MAXPHYADDR taken for a file that does not record it (QEMU dumps, older gdbvisor snapshots):
-/// QEMU's default `phys-bits`, so that a QEMU dump is walked as QEMU's CPU walked it.
-pub const ASSUMED_MAXPHYADDR: u8 = 40;
 
 impl Snapshot {
     /// Opens a gdbvisor or QEMU snapshot file.

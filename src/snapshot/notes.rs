@@ -9,7 +9,7 @@ use kvm_bindings::{kvm_debugregs, kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
 use super::cpu::CpuSnapshot;
 use super::elf::{push_note, Fields, Note, NT_PRSTATUS};
-use super::SnapshotError;
+use super::error::SnapshotError;
 
 pub const OWNER: &str = "GDBVISOR";
 /// The file's first note: format version, vCPU count.
@@ -384,7 +384,7 @@ pub fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotErr
 }
 
 /// Whether the GDBVISOR notes record the guest's MAXPHYADDR (files written before they did
-/// not: their vCPUs keep [`super::ASSUMED_MAXPHYADDR`]).
+/// not: their vCPUs keep [`super::cpu::ASSUMED_MAXPHYADDR`]).
 pub fn records_maxphyaddr(notes: &[Note]) -> bool {
     notes
         .iter()
@@ -402,7 +402,7 @@ pub fn blank_cpu(mp_state: u32) -> CpuSnapshot {
         mp_state,
         pdptrs: None,
         complete: true,
-        maxphyaddr: super::ASSUMED_MAXPHYADDR,
+        maxphyaddr: super::cpu::ASSUMED_MAXPHYADDR,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::capture::capture;
-use super::write_core;
+use super::write::write_core;
 use crate::vmm::machine::Machine;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::RunEnd;

@@ -15,8 +15,8 @@ use kvm_bindings::kvm_segment;
 
 use super::cpu::CpuSnapshot;
 use super::elf::{Fields, Note, EM_X86_64};
+use super::error::SnapshotError;
 use super::notes::blank_cpu;
-use super::SnapshotError;
 use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
 use crate::x86::paging::Rights;
 use crate::x86::tables::{leaves, EnumOptions};

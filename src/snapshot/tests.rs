@@ -256,8 +256,8 @@ fn maxphyaddr_note_outside_32_to_52_is_corrupt_and_missing_means_40() {
             other => panic!("{bits}: {:?}", other.map(|c| c.map(|c| c.len()))),
         }
     }
-    assert_eq!(blank_cpu(0).maxphyaddr, super::ASSUMED_MAXPHYADDR);
-    assert_eq!(super::ASSUMED_MAXPHYADDR, 40);
+    assert_eq!(blank_cpu(0).maxphyaddr, super::cpu::ASSUMED_MAXPHYADDR);
+    assert_eq!(super::cpu::ASSUMED_MAXPHYADDR, 40);
 }
 
 #[test]

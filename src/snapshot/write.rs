@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::cpu::CpuSnapshot;
 use super::elf::{ehdr64, phdr64, EHDR64_SIZE, PHDR64_SIZE, PT_LOAD, PT_NOTE};
+use super::error::SnapshotError;
 use super::notes;
-use super::SnapshotError;
 use crate::vmm::memory::GuestRam;
 
 const PAGE: usize = 4096;

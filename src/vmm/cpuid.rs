@@ -5,8 +5,8 @@
 //! cannot execute: `lock cmpxchg16b` and `xsave`/`xrstor` end in emulation failures. Linux uses
 //! both as soon as CPUID names them (SLUB's cmpxchg16b, the FPU's xsave), so they must be hidden.
 //! `--cpuid-hide` takes a list of [`CpuFeature`] names, `none`, or `auto` (the default): for
-//! Linux and PVH kernels, hide what [`crate::vmm::doctor::cpuid_gaps`] found this host cannot
-//! run.
+//! Linux and PVH kernels, hide what [`crate::vmm::host_caps::HostCaps::cpuid_gaps`] found this
+//! host cannot run.
 
 use std::fmt;
 use std::str::FromStr;
@@ -281,12 +281,17 @@ pub enum CpuidHide {
 }
 
 impl CpuidHide {
-    /// The features to hide for a kernel of `format`. `auto` probes the host (a few throwaway
-    /// VMs, ~50 ms on KVM-PVM) only for Linux and PVH kernels, which use CMPXCHG16B and XSAVE
-    /// as soon as CPUID offers them; other kernels keep KVM's CPUID and their fast start.
-    pub fn resolve(&self, format: BootFormat) -> Vec<CpuFeature> {
+    /// The features to hide for a kernel of `format`. `auto` asks for this host's `gaps` (a
+    /// few throwaway VMs, ~50 ms on KVM-PVM, the first time) only for Linux and PVH kernels,
+    /// which use CMPXCHG16B and XSAVE as soon as CPUID offers them; other kernels keep KVM's
+    /// CPUID and their fast start.
+    pub fn resolve(
+        &self,
+        format: BootFormat,
+        gaps: impl FnOnce() -> Vec<CpuFeature>,
+    ) -> Vec<CpuFeature> {
         match self {
-            CpuidHide::Auto if format.is_linux() => crate::vmm::doctor::cpuid_gaps(),
+            CpuidHide::Auto if format.is_linux() => gaps(),
             CpuidHide::Auto => Vec::new(),
             CpuidHide::List(list) => list.clone(),
         }
@@ -427,6 +432,22 @@ mod tests {
             },
         ];
         CpuId::from_entries(&entries).unwrap()
+    }
+
+    /// `auto` asks for the host's gaps only for a Linux kernel; a list is taken as it is.
+    #[test]
+    fn auto_asks_the_host_only_for_linux() {
+        let gaps = || vec![CpuFeature::Cx16];
+        assert_eq!(
+            CpuidHide::Auto.resolve(BootFormat::Pvh, gaps),
+            [CpuFeature::Cx16]
+        );
+        let never = || -> Vec<CpuFeature> { panic!("not asked") };
+        assert!(CpuidHide::Auto
+            .resolve(BootFormat::Multiboot2, never)
+            .is_empty());
+        let list = CpuidHide::List(vec![CpuFeature::Rdrand]);
+        assert_eq!(list.resolve(BootFormat::Linux, never), [CpuFeature::Rdrand]);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Guest RAM: anonymous memory from vm-memory, laid out like a PC's, readable by the x86 model.
 
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
 
+use crate::boot::memory::GuestMemoryExt;
 use crate::x86::{PhysMemory, PhysMemoryError};
 
 /// RAM below this address is contiguous from 0; the rest starts at 4 GiB, leaving the
@@ -20,11 +23,12 @@ pub enum MemoryError {
         size: u64,
         source: vm_memory::mmap::FromRangesError,
     },
-    #[error("guest-physical range {addr:#x}+{len:#x} is outside RAM")]
-    OutOfRange { addr: u64, len: usize },
+    #[error(transparent)]
+    OutOfRange(#[from] PhysMemoryError),
 }
 
-/// Guest RAM and its PC layout.
+/// Guest RAM and its PC layout. It is a vm-memory [`GuestMemoryBackend`], the memory the
+/// loaders ([`crate::boot`]) write kernels into.
 pub struct GuestRam {
     mem: GuestMemoryMmap,
     size: u64,
@@ -80,74 +84,27 @@ impl GuestRam {
         self.size
     }
 
-    /// End of the RAM that starts at 0 (the "upper memory" multiboot reports ends here).
-    pub fn low_end(&self) -> u64 {
-        self.size.min(LOW_RAM_END)
-    }
-
     /// One past the highest RAM address.
     pub fn top(&self) -> u64 {
-        self.mem.last_addr().0 + 1
+        GuestMemoryExt::top(self)
     }
 
     /// (start, length) of each RAM range.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
-        self.mem
-            .iter()
-            .map(|region| (region.start_addr().0, region.len()))
-            .collect()
+        self.ram_ranges()
     }
 
     /// True when every byte of `addr..addr+len` is RAM.
     pub fn contains(&self, addr: u64, len: u64) -> bool {
-        if len == 0 {
-            return true;
-        }
-        let Some(last) = addr.checked_add(len - 1) else {
-            return false;
-        };
-        self.ranges()
-            .iter()
-            .any(|&(start, size)| addr >= start && last < start + size)
+        GuestMemoryExt::contains(self, addr, len)
     }
 
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), MemoryError> {
-        self.mem
-            .write_slice(bytes, GuestAddress(addr))
-            .map_err(|_| MemoryError::OutOfRange {
-                addr,
-                len: bytes.len(),
-            })
+        Ok(self.write_at(addr, bytes)?)
     }
 
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.mem
-            .read_slice(buf, GuestAddress(addr))
-            .map_err(|_| MemoryError::OutOfRange {
-                addr,
-                len: buf.len(),
-            })
-    }
-
-    /// Fills `addr..addr+len` with zeros.
-    pub fn zero(&self, addr: u64, len: u64) -> Result<(), MemoryError> {
-        const CHUNK: usize = 64 * 1024;
-        let zeros = [0u8; CHUNK];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            self.write(addr + done, &zeros[..n])?;
-            done += n as u64;
-        }
-        Ok(())
-    }
-
-    pub fn write_u32(&self, addr: u64, value: u32) -> Result<(), MemoryError> {
-        self.write(addr, &value.to_le_bytes())
-    }
-
-    pub fn write_u64(&self, addr: u64, value: u64) -> Result<(), MemoryError> {
-        self.write(addr, &value.to_le_bytes())
+        Ok(self.read_at(addr, buf)?)
     }
 
     /// The vm-memory object, for registering memory slots.
@@ -156,12 +113,21 @@ impl GuestRam {
     }
 }
 
+impl GuestMemoryBackend for GuestRam {
+    type R = GuestRegionMmap;
+
+    fn iter(&self) -> impl Iterator<Item = &GuestRegionMmap> {
+        self.mem.iter()
+    }
+
+    fn find_region(&self, addr: GuestAddress) -> Option<&GuestRegionMmap> {
+        self.mem.find_region(addr)
+    }
+}
+
 impl PhysMemory for GuestRam {
     fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), PhysMemoryError> {
-        self.read(addr, buf).map_err(|_| PhysMemoryError {
-            addr,
-            len: buf.len(),
-        })
+        self.read_at(addr, buf)
     }
 }
 

@@ -1,11 +1,13 @@
 //! A real-mode interrupt that reached one of gdbvisor's no-BIOS stubs (`boot::ivt`): which
-//! vector, what raised it, and the vCPU put back where the guest was before it, so that the
-//! stop shows the `int 0x10` (or the interrupted instruction), never the stub.
+//! vector, what raised it, and the registers put back where the guest was before it, so that
+//! the stop shows the `int 0x10` (or the interrupted instruction), never the stub. The vCPU
+//! (`vmm::vcpu`) reads and writes the registers; everything here works on their values.
 
 use std::fmt;
 
+use kvm_bindings::{kvm_regs, kvm_sregs};
+
 use crate::boot::ivt;
-use crate::vmm::vcpu::{linear_pc, Vcpu, VcpuError, VcpuEvent};
 use crate::x86::cpu::Cr0Flags;
 
 const RFLAGS_TF: u64 = 1 << 8;
@@ -106,44 +108,43 @@ pub(crate) enum Seen {
     DebugExit { stepped: bool },
 }
 
-/// When vCPU `vcpu` is in real mode inside a no-BIOS stub: pops the interrupt frame, puts CS:IP
-/// back on the interrupt instruction (or the interrupted one) and says what happened. A planted
-/// breakpoint's 0xCC (which this host's KVM delivers to the IVT in real mode) becomes the
-/// breakpoint stop it is. `None` when the vCPU is elsewhere.
-pub(crate) fn check(vcpu: &mut Vcpu, seen: Seen) -> Result<Option<VcpuEvent>, VcpuError> {
-    let (regs, sregs) = vcpu.regs_and_sregs()?;
+/// The vector whose stub holds linear `pc`, when the vCPU is there in real mode.
+pub(crate) fn stub_vector(pc: u64, sregs: &kvm_sregs) -> Option<u8> {
     let real_mode = !Cr0Flags::from_bits_truncate(sregs.cr0).contains(Cr0Flags::PE);
-    let Some(vector) = ivt::stub_vector(linear_pc(&regs, &sregs)).filter(|_| real_mode) else {
-        return Ok(None);
-    };
-    if seen == Seen::PortWrite {
-        // Registers set while KVM still holds the `out` would be overwritten when it completes.
-        vcpu.complete_pending_exit()?;
-    }
-    let fd = vcpu.fd();
-    let mut regs = fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-    let mut sregs = fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+    ivt::stub_vector(pc).filter(|_| real_mode)
+}
+
+/// For a vCPU in the stub of `vector`: pops the interrupt frame from `regs`/`sregs`, puts CS:IP
+/// back on the interrupt instruction (or the interrupted one) and says what happened.
+/// `read(linear, len)` reads guest memory as the vCPU sees it, as many bytes as it can. When
+/// the stack cannot be read, the stop has no `at` and the registers are left as they were.
+pub(crate) fn unwind(
+    vector: u8,
+    seen: Seen,
+    regs: &mut kvm_regs,
+    sregs: &mut kvm_sregs,
+    read: impl Fn(u64, usize) -> Vec<u8>,
+) -> NoBiosStop {
     let sp = regs.rsp as u16;
     let word = |k: u16| {
         let at = sregs.ss.base + u64::from(sp.wrapping_add(2 * k));
-        match vcpu.read_linear(&sregs, at, 2)[..] {
+        match read(at, 2)[..] {
             [low, high] => Some(u16::from_le_bytes([low, high])),
             _ => None,
         }
     };
     let (Some(ip), Some(cs), Some(flags)) = (word(0), word(1), word(2)) else {
         log::debug!("no-BIOS stub {vector:#x}: the stack at SS:SP is unreadable");
-        return Ok(Some(VcpuEvent::NoBios(NoBiosStop {
+        return NoBiosStop {
             vector,
             cause: Cause::Event,
             at: None,
-        })));
+        };
     };
     let code = |back: u16| (u64::from(cs) << 4) + u64::from(ip.wrapping_sub(back));
-    let byte = |back| vcpu.read_linear(&sregs, code(back), 1).first().copied();
+    let byte = |back| read(code(back), 1).first().copied();
     let ah = (regs.rax >> 8) as u8;
     let (cause, back) = classify(vector, [byte(2), byte(1)], ah);
-    let insn = code(back);
     let ip = ip.wrapping_sub(back);
     regs.rip = u64::from(ip);
     regs.rsp = (regs.rsp & !0xFFFF) | u64::from(sp.wrapping_add(FRAME_LEN));
@@ -153,20 +154,12 @@ pub(crate) fn check(vcpu: &mut Vcpu, seen: Seen) -> Result<Option<VcpuEvent>, Vc
     }
     sregs.cs.selector = cs;
     sregs.cs.base = u64::from(cs) << 4;
-    let fd = vcpu.fd();
-    fd.set_sregs(&sregs)
-        .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
-    fd.set_regs(&regs)
-        .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
-    if cause == Cause::Int3 && vcpu.planted_breakpoints.contains(&insn) {
-        return Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }));
-    }
     log::debug!("no-BIOS stub {vector:#x} reached ({seen:?}), back at {cs:04x}:{ip:04x}");
-    Ok(Some(VcpuEvent::NoBios(NoBiosStop {
+    NoBiosStop {
         vector,
         cause,
         at: Some((cs, ip)),
-    })))
+    }
 }
 
 #[cfg(test)]
@@ -223,5 +216,52 @@ mod tests {
         assert_eq!(classify(1, [None, Some(0xF1)], 0), (Cause::Int1, 1));
         assert_eq!(classify(8, [Some(0xFB), Some(0xF4)], 0), (Cause::Event, 0));
         assert_eq!(classify(0, [None, None], 0), (Cause::Event, 0));
+    }
+
+    /// `int 0x10` at 0000:7C09 with AH=0x0E, stepped into the stub: the frame (IP 7C0B, CS 0,
+    /// FLAGS with TF) is popped and the step's TF dropped; an unreadable stack changes nothing.
+    #[test]
+    fn the_frame_is_popped_back_onto_the_interrupt() {
+        let mut memory = vec![0u8; 0x8000];
+        memory[0x7000..0x7006].copy_from_slice(&[0x0B, 0x7C, 0x00, 0x00, 0x02, 0x03]);
+        memory[0x7C09..0x7C0B].copy_from_slice(&[0xCD, 0x10]);
+        let read = |at: u64, len: usize| {
+            let at = at as usize;
+            memory
+                .get(at..at + len)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()
+        };
+        let mut regs = kvm_regs {
+            rax: 0x0E41,
+            rsp: 0x7000,
+            rip: 0xF040,
+            rflags: 0x0002,
+            ..Default::default()
+        };
+        let mut sregs = kvm_sregs::default();
+        sregs.cs.selector = 0xF000;
+        sregs.cs.base = 0xF_0000;
+        let stepped = Seen::DebugExit { stepped: true };
+        let stop = unwind(0x10, stepped, &mut regs, &mut sregs, read);
+        assert_eq!(
+            stop,
+            NoBiosStop {
+                vector: 0x10,
+                cause: Cause::Int { ah: 0x0E },
+                at: Some((0, 0x7C09)),
+            }
+        );
+        assert_eq!((regs.rip, regs.rsp, regs.rflags), (0x7C09, 0x7006, 0x0202));
+        assert_eq!((sregs.cs.selector, sregs.cs.base), (0, 0));
+
+        let mut regs = kvm_regs {
+            rsp: 0xFFFE,
+            ..Default::default()
+        };
+        let before = regs;
+        let stop = unwind(8, Seen::PortWrite, &mut regs, &mut sregs, read);
+        assert_eq!((stop.cause, stop.at), (Cause::Event, None));
+        assert_eq!(regs, before);
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::devices::debug_exit;
-use crate::vmm::doctor;
+use crate::vmm::host_caps::{Capability, HostCaps};
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::state_text::CpuStateText;
 use crate::vmm::vcpu::{linear_pc, InternalError, Vcpu, VcpuEvent};
@@ -96,11 +96,13 @@ fn note_never_started(waiting: &[u8]) {
     }
 }
 
-/// Prints what ended the run and maps it to a [`RunEnd`].
+/// Prints what ended the run and maps it to a [`RunEnd`]. What it says of the host is what
+/// `caps` already knows: no probe runs here.
 pub fn report_event(
     machine: &mut Machine,
     id: u8,
     event: VcpuEvent,
+    caps: HostCaps,
 ) -> Result<RunEnd, MachineError> {
     Ok(match event {
         VcpuEvent::Halted => {
@@ -128,11 +130,16 @@ pub fn report_event(
                 "gdbvisor: triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN); registers as KVM reports them after the exit:"
             );
             eprintln!("{}", vcpu_state(machine, id)?);
-            if machine.with_vcpu(id, was_enabling_legacy_paging)? && !doctor::legacy_paging_works()
-            {
-                eprintln!(
-                    "gdbvisor: note: this host's KVM cannot run 32-bit paging or PAE without long mode; a kernel that enables them triple-faults here (see `gdbvisor doctor`)"
-                );
+            if machine.with_vcpu(id, was_enabling_legacy_paging)? {
+                match caps.known(Capability::LegacyPaging) {
+                    Some(true) => {}
+                    Some(false) => eprintln!(
+                        "gdbvisor: note: this host's KVM cannot run 32-bit paging or PAE without long mode; a kernel that enables them triple-faults here (see `gdbvisor doctor`)"
+                    ),
+                    None => eprintln!(
+                        "gdbvisor: note: the vCPU was turning on 32-bit paging or PAE without long mode, which some hosts' KVM cannot run (`gdbvisor doctor` says whether this one can)"
+                    ),
+                }
             }
             RunEnd::TripleFault
         }

@@ -21,7 +21,7 @@ use crate::devices::{BusAction, PioBus};
 use crate::vmm::kick;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::{MemslotError, Protection, RamRegistered};
-use crate::vmm::no_bios::{self, NoBiosStop};
+use crate::vmm::no_bios::{self, Cause, NoBiosStop, Seen};
 use crate::vmm::progress::{self, ProgressSampler};
 use crate::x86::cpu::{
     ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, DEFAULT_MAXPHYADDR,
@@ -648,7 +648,7 @@ impl Vcpu {
             VcpuExit::IoOut(port, data) => {
                 let bytes = data.to_vec();
                 if port == crate::boot::ivt::PORT {
-                    if let Some(event) = no_bios::check(self, no_bios::Seen::PortWrite)? {
+                    if let Some(event) = self.no_bios_stop(Seen::PortWrite)? {
                         return Ok(Some(event));
                     }
                 }
@@ -816,7 +816,7 @@ impl Vcpu {
         // A step or breakpoint that ends in a no-BIOS stub (stepping `int 0x10`) stops where
         // the interrupt came from instead.
         let stepped = self.in_window || self.debug.single_step;
-        if let Some(event) = no_bios::check(self, no_bios::Seen::DebugExit { stepped })? {
+        if let Some(event) = self.no_bios_stop(Seen::DebugExit { stepped })? {
             return Ok(Some(event));
         }
         if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
@@ -1238,6 +1238,41 @@ impl Vcpu {
         self.fd
             .set_regs(&regs)
             .map_err(|e| VcpuError::Kvm("SET_REGS", e))
+    }
+
+    /// When this vCPU is in real mode inside a no-BIOS stub: puts it back where the interrupt
+    /// came from ([`no_bios::unwind`]) and says what happened. A planted breakpoint's 0xCC
+    /// (which this host's KVM delivers to the IVT in real mode) becomes the breakpoint stop it
+    /// is. `None` when the vCPU is elsewhere.
+    fn no_bios_stop(&mut self, seen: Seen) -> Result<Option<VcpuEvent>, VcpuError> {
+        let (regs, sregs) = self.regs_and_sregs()?;
+        let Some(vector) = no_bios::stub_vector(linear_pc(&regs, &sregs), &sregs) else {
+            return Ok(None);
+        };
+        if seen == Seen::PortWrite {
+            // Registers set while KVM still holds the `out` would be overwritten when it
+            // completes.
+            self.complete_pending_exit()?;
+        }
+        // Registers are written below: fd() stops trusting the copy KVM left at the exit, so
+        // these come from KVM itself.
+        let fd = self.fd();
+        let (mut regs, stub_sregs) = self.regs_and_sregs()?;
+        let mut sregs = stub_sregs;
+        let stop = no_bios::unwind(vector, seen, &mut regs, &mut sregs, |at, len| {
+            self.read_linear(&stub_sregs, at, len)
+        });
+        if stop.at.is_some() {
+            fd.set_sregs(&sregs)
+                .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+            fd.set_regs(&regs)
+                .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+            let at = linear_pc(&regs, &sregs);
+            if stop.cause == Cause::Int3 && self.planted_breakpoints.contains(&at) {
+                return Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }));
+            }
+        }
+        Ok(Some(VcpuEvent::NoBios(stop)))
     }
 
     /// The instruction at this vCPU's pc, decoded in its mode, if it decodes.

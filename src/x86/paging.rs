@@ -5,7 +5,7 @@
 //! the debugger does not change it. Protection keys and the PAT memory types are not modelled.
 
 use super::cpu::{ControlRegs, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
-use super::{PhysMemory, PhysMemoryError};
+use super::phys::{PhysMemory, PhysMemoryError};
 use bitflags::bitflags;
 use std::fmt;
 use std::ops::Range;
@@ -1146,7 +1146,7 @@ impl<M: PhysMemory + ?Sized> LinearMemory for PagedMemory<'_, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::VecMemory;
+    use crate::x86::phys::VecMemory;
 
     /// 4-level paging: linear 0 -> 0x5000, 0x1000 -> 0x7000, nothing from 0x2000; RAM ends at
     /// 0x8000.

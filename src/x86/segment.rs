@@ -873,7 +873,8 @@ pub fn cache_from_tables<L: LinearMemory + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::{PagedMemory, VecMemory};
+    use crate::x86::paging::PagedMemory;
+    use crate::x86::phys::VecMemory;
 
     #[test]
     fn known_descriptor_constants() {

@@ -9,8 +9,8 @@ use super::cpu::{ControlRegs, PagingMode};
 use super::paging::{
     EntryKind, Level, LinearMemory, LinearReadError, PageSize, PageTableFlags, PagingCtx, Rights,
 };
+use super::phys::PhysMemory;
 use super::segment::{Descriptor, TableRegister};
-use super::PhysMemory;
 use std::fmt;
 use thiserror::Error;
 

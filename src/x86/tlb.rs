@@ -10,7 +10,7 @@ use super::cpu::ControlRegs;
 use super::paging::{
     check_access, Access, PageSize, PageTableFlags, PagingCtx, Rights, Translation, WalkError,
 };
-use super::PhysMemory;
+use super::phys::PhysMemory;
 
 /// Number of slots (direct-mapped on the 4 KiB linear page number).
 pub const TLB_SLOTS: usize = 1024;
@@ -135,7 +135,7 @@ impl Tlb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::VecMemory;
+    use crate::x86::phys::VecMemory;
 
     fn setup() -> (VecMemory, ControlRegs) {
         let mut m = VecMemory::new(1 << 20);

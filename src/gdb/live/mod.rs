@@ -27,7 +27,7 @@ use crate::gdb::fault::TargetFault;
 use crate::gdb::monitor::{dump, msr, usage, Lines};
 use crate::snapshot::capture::read_pdptrs;
 use crate::snapshot::CpuSnapshot;
-use crate::vmm::doctor;
+use crate::vmm::host_caps::Capability;
 use crate::vmm::machine::VcpuReport;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::outcome::{report_event, settle_halt, AfterHalt, RunEnd};
@@ -181,7 +181,7 @@ impl Backend for LiveVm {
         } else {
             (id, event)
         };
-        let end = report_event(&mut self.vm.machine, id, event.clone())?;
+        let end = report_event(&mut self.vm.machine, id, event.clone(), self.vm.caps)?;
         Ok(Some((end, Some(event))))
     }
 
@@ -224,7 +224,7 @@ impl Backend for LiveVm {
         // exit, a breakpoint or watch hit) means nothing without it.
         let ending = self.pending.drain(..).find(|(_, event)| event.ends_run());
         if let Some((id, event)) = ending {
-            let end = report_event(&mut self.vm.machine, id, event.clone())?;
+            let end = report_event(&mut self.vm.machine, id, event.clone(), self.vm.caps)?;
             return Ok(Some((end, Some(event))));
         }
         if stdio {
@@ -328,7 +328,7 @@ impl RunControl for LiveVm {
                     );
                     false
                 };
-                if !doctor::data_breakpoints_fire() {
+                if self.vm.caps.known(Capability::DataBreakpoints) != Some(true) {
                     return refuse("this host's KVM never fires DR7 data breakpoints (see `gdbvisor doctor`); write watchpoints work");
                 }
                 if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) {

@@ -14,6 +14,7 @@ use crate::gdb::backend::Refusal;
 use crate::gdb::fault::TargetFault;
 use crate::gdb::regs::apply_file;
 use crate::snapshot::CpuSnapshot;
+use crate::vmm::host_caps::HostCaps;
 use crate::vmm::machine::Machine;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::memslots::Protection;
@@ -27,6 +28,8 @@ pub(crate) struct VmHandle {
     pub(crate) slots: Protection,
     /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
     pub(crate) block_irq: bool,
+    /// What the host can do, as learned before the vCPUs started: never probed from here.
+    pub(crate) caps: HostCaps,
 }
 
 /// A live VM as gdb's backend: vCPUs are threads 1…N, all-stop.
@@ -50,7 +53,7 @@ impl LiveVm {
         machine: Machine,
         ram: Arc<GuestRam>,
         slots: Protection,
-        block_irq: bool,
+        caps: HostCaps,
         interrupt: Arc<AtomicBool>,
     ) -> Self {
         let count = machine.vcpu_count();
@@ -59,7 +62,8 @@ impl LiveVm {
                 machine,
                 ram,
                 slots,
-                block_irq,
+                block_irq: caps.block_irq(),
+                caps,
             },
             vcpus: VcpuRuns::new(count),
             debug: DebugState::default(),

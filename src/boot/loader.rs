@@ -1,0 +1,94 @@
+//! What every loader shares: the boot formats, what a load is given ([`BootParams`],
+//! [`Module`]) and what it hands back ([`LoadedKernel`]), and the one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::elf::ElfError;
+use super::entry::BootCpuState;
+use super::image::{Image, ImageError};
+use crate::x86::PhysMemoryError;
+
+#[derive(Debug, Error)]
+pub enum BootError {
+    #[error("{0}")]
+    Format(String),
+    #[error("{0}")]
+    Layout(String),
+    #[error("{0}")]
+    Elf(#[from] ElfError),
+    #[error("{0}")]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Memory(#[from] PhysMemoryError),
+}
+
+/// The boot formats gdbvisor can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootFormat {
+    /// Multiboot 1 (ELF32 or a.out kludge), entered in 32-bit protected mode.
+    Multiboot1,
+    /// ELF64, entered directly in 64-bit long mode.
+    Elf64,
+    /// Flat binary entered in 16-bit real mode at --load-addr.
+    Flat,
+    /// Linux bzImage (boot protocol 2.12+), entered at its 64-bit entry point.
+    Linux,
+    /// ELF with a XEN_ELFNOTE_PHYS32_ENTRY note (Linux vmlinux), entered in 32-bit protected
+    /// mode with EBX → hvm_start_info.
+    Pvh,
+    /// Multiboot2 (ELF32, ELF64 or address tag), entered in 32-bit protected mode with
+    /// EAX=0x36d76289, EBX → boot information.
+    Multiboot2,
+}
+
+impl BootFormat {
+    /// The formats a Linux kernel boots through (bzImage or PVH vmlinux): those get Linux
+    /// command-line switches for this host's KVM.
+    pub fn is_linux(self) -> bool {
+        matches!(self, BootFormat::Linux | BootFormat::Pvh)
+    }
+}
+
+impl fmt::Display for BootFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BootFormat::Multiboot1 => "multiboot1",
+            BootFormat::Elf64 => "elf64",
+            BootFormat::Flat => "flat",
+            BootFormat::Linux => "linux",
+            BootFormat::Pvh => "pvh",
+            BootFormat::Multiboot2 => "multiboot2",
+        })
+    }
+}
+
+/// A multiboot module or initrd piece: its file, the string the kernel sees, its bytes (read
+/// only when they are copied into guest RAM).
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub path: PathBuf,
+    pub string: String,
+    pub image: Image,
+}
+
+/// What a loader needs besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct BootParams {
+    pub format: Option<BootFormat>,
+    pub cmdline: String,
+    pub modules: Vec<Module>,
+    pub load_addr: u64,
+}
+
+/// A kernel in guest memory, ready to run.
+#[derive(Debug, Clone)]
+pub struct LoadedKernel {
+    pub format: BootFormat,
+    pub cpu: BootCpuState,
+    /// Guest-physical (start, length) ranges holding the image's bytes (not its bss): where its
+    /// code is, for scans of it, without the file's headers or debug information.
+    pub code: Vec<(u64, u64)>,
+}
