@@ -19,7 +19,8 @@
 //!
 //! [`x86`] is a pure model of segmentation, paging and descriptor tables that reads guest-physical
 //! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::doctor`] probes what the
-//! host's KVM can do. [`test_kernels`] assembles the kernels in `test-kernels/` for the tests.
+//! host's KVM can do. The `test-kernels` workspace crate assembles the kernels in `test-kernels/`
+//! for `build.rs` and the tests.
 pub mod boot;
 pub mod cli;
 pub mod demo;
@@ -27,6 +28,5 @@ pub mod devices;
 pub mod gdb;
 pub mod runner;
 pub mod snapshot;
-pub mod test_kernels;
 pub mod vmm;
 pub mod x86;
