@@ -307,4 +307,3 @@ fn build_in(
     }
     Ok(built)
 }
-
