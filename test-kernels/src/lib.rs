@@ -3,11 +3,11 @@
 //! benches use it to boot the others.
 //!
 //! The kernels are `as` sources plus linker scripts, some with C files as well; no binary is
-//! committed. This crate assembles one with `as`, compiles its C files with `gcc`
-//! ([`GCC_FLAGS`]), links the objects with `ld` and, for flat images, extracts the raw bytes with
+//! committed. This crate assembles one with `as`, compiles its C files with `gcc` (the flags
+//! are those hobby kernels use), links the objects with `ld` and, for flat images, extracts the raw bytes with
 //! `objcopy -O binary`.
 //!
-//! 1. [`KERNELS`] lists every kernel name; [`spec()`] says how each is built and booted.
+//! 1. `src/spec.rs` says how each kernel is built and booted.
 //! 2. [`build`] builds into the cache, `<target>/test-kernels/`, where `<target>` is
 //!    `$CARGO_TARGET_DIR` or the workspace's `target/`. A kernel is rebuilt when the contents of
 //!    any file in `test-kernels/` or the tool arguments changed (a hash recorded in
@@ -35,7 +35,8 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use spec::{spec, BootFormat, KernelSpec, ObjectBits, GCC_FLAGS, KERNELS};
+pub use spec::BootFormat;
+use spec::{spec, KernelSpec, ObjectBits, GCC_FLAGS, SPECS};
 
 /// The files one build produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +61,8 @@ impl BuiltKernel {
 /// Why a kernel could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelBuildError {
-    /// The name is not in [`KERNELS`].
-    #[error("unknown test kernel `{0}` (known: {known})", known = KERNELS.join(", "))]
+    /// No kernel has this name.
+    #[error("unknown test kernel `{0}` (known: {known})", known = known_names())]
     UnknownKernel(String),
     /// Reading sources or writing outputs failed.
     #[error("{}: {source}", path.display())]
@@ -95,6 +96,12 @@ pub enum KernelBuildError {
     },
 }
 
+/// Every kernel's name, for the unknown-kernel message.
+fn known_names() -> String {
+    let names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+    names.join(", ")
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KernelBuildError + '_ {
     move |source| KernelBuildError::Io {
         path: path.to_path_buf(),
@@ -103,13 +110,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KernelBuildError + '_ {
 }
 
 /// `test-kernels/`: this crate's directory, which holds the kernel sources.
-pub fn source_dir() -> PathBuf {
+fn source_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The cache directory: `$CARGO_TARGET_DIR/test-kernels` (relative to the workspace root, where
 /// cargo is run) or `<workspace>/target/test-kernels`.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
@@ -138,11 +145,6 @@ fn build_cached(name: &str, out_dir: &Path) -> Result<BuiltKernel, KernelBuildEr
         build_spec(spec, out_dir, Some(&stamp_value))?;
     }
     Ok(outputs)
-}
-
-/// Builds every kernel in [`KERNELS`] into the cache.
-pub fn build_all() -> Result<Vec<BuiltKernel>, KernelBuildError> {
-    KERNELS.iter().map(|name| build(name)).collect()
 }
 
 /// Builds `name` into `out_dir` as `<name>.elf` (and `<name>.bin` for flat images), always.

@@ -1,46 +1,10 @@
-//! What each test kernel is: its sources, object format, assembler symbols, boot format and
-//! expected exit status.
-
-/// Every kernel [`crate::build`] knows, in the order of `test-kernels/README.md`.
-pub const KERNELS: &[&str] = &[
-    "modes",
-    "modes-halt",
-    "mb32-paging",
-    "pae",
-    "mbinfo",
-    "mbinfo-aout",
-    "elf64",
-    "elf64-busy",
-    "segments",
-    "recursive",
-    "tiny",
-    "triple",
-    "elf64-shim",
-    "loop",
-    "selfcheck",
-    "copycode",
-    "pagetables",
-    "pt4g",
-    "maxphyaddr",
-    "mb2info",
-    "mb2info-addr",
-    "mb2info-short-end",
-    "pvhinfo",
-    "smp",
-    "smp-bsp-works",
-    "mb2-long",
-    "transparency",
-    "nobios-int10",
-    "nobios-irq",
-    "nobios-de",
-    "nobios-own-ivt",
-];
+//! What each test kernel is: its sources, object format, assembler symbols and boot format.
 
 /// How C sources of a test kernel are compiled (`gcc FLAGS -c`): freestanding kernel code as
 /// hobby kernels build it. No red zone (interrupts push onto the interrupted stack), general
 /// registers only (no SSE: the nested KVM here emulates kernel code and lacks most of SSE), no
 /// PIC, no stack protector or CET `endbr64` (neither exists without a runtime), DWARF for gdb.
-pub const GCC_FLAGS: &[&str] = &[
+pub(crate) const GCC_FLAGS: &[&str] = &[
     "-m64",
     "-std=gnu11",
     "-ffreestanding",
@@ -80,7 +44,7 @@ pub enum BootFormat {
 
 /// Instruction set the source is assembled for (`as --32`/`--64`, `ld -m elf_i386`/`elf_x86_64`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectBits {
+pub(crate) enum ObjectBits {
     /// ELF32 i386 object and executable.
     Bits32,
     /// ELF64 x86-64 object and executable (may still contain `.code16`/`.code32` parts).
@@ -89,31 +53,28 @@ pub enum ObjectBits {
 
 /// How one kernel is built.
 #[derive(Debug, Clone, Copy)]
-pub struct KernelSpec {
+pub(crate) struct KernelSpec {
     /// Name used by [`crate::build`] and for the output files.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Source file in `test-kernels/`.
-    pub source: &'static str,
+    pub(crate) source: &'static str,
     /// Linker script in `test-kernels/`.
-    pub linker_script: &'static str,
+    pub(crate) linker_script: &'static str,
     /// Object format.
-    pub bits: ObjectBits,
+    pub(crate) bits: ObjectBits,
     /// `--defsym NAME=VALUE` pairs passed to `as`.
-    pub defsyms: &'static [(&'static str, &'static str)],
+    pub(crate) defsyms: &'static [(&'static str, &'static str)],
     /// C files in `test-kernels/`, compiled with `gcc` ([`GCC_FLAGS`]) and linked after the
     /// assembly source's object, in this order. Only for [`ObjectBits::Bits64`] kernels.
-    pub c_sources: &'static [&'static str],
+    pub(crate) c_sources: &'static [&'static str],
     /// How the VMM boots it; [`BootFormat::Flat`] and [`BootFormat::Multiboot1Aout`] get a
     /// flat image from `objcopy -O binary`.
-    pub format: BootFormat,
-    /// debug-exit status the kernel ends with when everything went right (`(v << 1) | 1`), or
-    /// `None` when it ends otherwise (halt: status 0; triple fault: status 4; no-BIOS stop: 8).
-    pub exit_status: Option<i32>,
+    pub(crate) format: BootFormat,
 }
 
 impl KernelSpec {
     /// Whether a flat image is produced.
-    pub fn has_flat(&self) -> bool {
+    pub(crate) fn has_flat(&self) -> bool {
         matches!(
             self.format,
             BootFormat::Flat | BootFormat::Multiboot1Aout | BootFormat::Multiboot2Addr
@@ -121,6 +82,7 @@ impl KernelSpec {
     }
 }
 
+/// Every kernel [`crate::build`] knows.
 pub(crate) const SPECS: &[KernelSpec] = &[
     KernelSpec {
         name: "modes",
@@ -130,7 +92,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "modes-halt",
@@ -140,7 +101,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("HALT_AT_END", "1")],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: None,
     },
     KernelSpec {
         name: "mb32-paging",
@@ -150,7 +110,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "pae",
@@ -160,7 +119,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "mbinfo",
@@ -170,7 +128,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "mbinfo-aout",
@@ -180,7 +137,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("AOUT_KLUDGE", "1")],
         c_sources: &[],
         format: BootFormat::Multiboot1Aout,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "elf64",
@@ -190,7 +146,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(67),
     },
     KernelSpec {
         name: "elf64-busy",
@@ -200,7 +155,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("BUSY_LOOPS", "300000")],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(67),
     },
     KernelSpec {
         name: "segments",
@@ -210,7 +164,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "recursive",
@@ -220,7 +173,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "tiny",
@@ -230,7 +182,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "triple",
@@ -240,7 +191,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: None,
     },
     KernelSpec {
         name: "elf64-shim",
@@ -250,7 +200,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: None,
     },
     KernelSpec {
         name: "copycode",
@@ -260,7 +209,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "loop",
@@ -270,7 +218,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: None,
     },
     KernelSpec {
         name: "selfcheck",
@@ -280,7 +227,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: None,
     },
     KernelSpec {
         name: "pagetables",
@@ -290,7 +236,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "pt4g",
@@ -300,7 +245,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "maxphyaddr",
@@ -310,7 +254,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Elf64,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "mb2info",
@@ -320,7 +263,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot2Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "mb2info-addr",
@@ -330,7 +272,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("ADDRESS_TAG", "1")],
         c_sources: &[],
         format: BootFormat::Multiboot2Addr,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "mb2info-short-end",
@@ -340,7 +281,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("SHORT_END_TAG", "1")],
         c_sources: &[],
         format: BootFormat::Multiboot2Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "pvhinfo",
@@ -350,7 +290,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Pvh,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "smp",
@@ -360,7 +299,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "smp-bsp-works",
@@ -370,7 +308,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("BSP_WORKS_ON", "3")],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "mb2-long",
@@ -380,7 +317,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Multiboot2Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "transparency",
@@ -390,7 +326,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &["transparency.c"],
         format: BootFormat::Multiboot2Elf,
-        exit_status: Some(1),
     },
     KernelSpec {
         name: "nobios-int10",
@@ -400,7 +335,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: None,
     },
     KernelSpec {
         name: "nobios-irq",
@@ -410,7 +344,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("IRQ", "1")],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: None,
     },
     KernelSpec {
         name: "nobios-de",
@@ -420,7 +353,6 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("DIVIDE", "1")],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: None,
     },
     KernelSpec {
         name: "nobios-own-ivt",
@@ -430,11 +362,10 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("OWN_IVT", "1")],
         c_sources: &[],
         format: BootFormat::Flat,
-        exit_status: Some(1),
     },
 ];
 
 /// How to build `name`, or `None` for an unknown kernel.
-pub fn spec(name: &str) -> Option<&'static KernelSpec> {
+pub(crate) fn spec(name: &str) -> Option<&'static KernelSpec> {
     SPECS.iter().find(|s| s.name == name)
 }
