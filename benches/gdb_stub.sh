@@ -6,7 +6,7 @@
 #
 # Not part of `cargo test`. Needs gdb, python3, qemu-system-x86_64 (apt), binutils and /dev/kvm.
 # Kernel: test-kernels/loop.S (multiboot1 ELF32, endless `loop_top: incl counter; jmp loop_top`),
-# built here with as/ld exactly as src/test_kernels.rs does. QEMU boots it with `-kernel` and
+# built here with as/ld exactly as the test-kernels crate does. QEMU boots it with `-kernel` and
 # qboot (/usr/share/qemu/qboot.rom): SeaBIOS takes 8-11 s to reach the kernel on the
 # software-nested KVM of the development machines, qboot ~0.2 s (QEMU_BIOS=... overrides).
 # gdb runs without the ELF (QEMU's x86-64 register layout clashes with an ELF32 file: "Remote 'g'

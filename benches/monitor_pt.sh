@@ -6,7 +6,7 @@
 #   REPS=10 benches/monitor_pt.sh
 #
 # Not part of `cargo test`. Needs gdb, binutils and /dev/kvm. Kernel: test-kernels/pt4g.S, built
-# here with as/ld exactly as src/test_kernels.rs does; gdbvisor: `cargo build --release`.
+# here with as/ld exactly as the test-kernels crate does; gdbvisor: `cargo build --release`.
 # The guest builds its tables first (~3M instructions: ~5 s on the software-nested KVM of the
 # development machines); only the monitor command is timed, by gdb's python (time.perf_counter
 # around gdb.execute("monitor pt", to_string=True)), and also `monitor pt --leaves` (capped at

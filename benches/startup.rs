@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn startup(c: &mut Criterion) {
-    let kernel = gdbvisor::test_kernels::build("tiny").expect("build the tiny test kernel");
+    let kernel = test_kernels::build("tiny").expect("build the tiny test kernel");
     let image = kernel.image().to_path_buf();
     let binary = env!("CARGO_BIN_EXE_gdbvisor");
     let mut group = c.benchmark_group("startup");

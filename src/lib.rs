@@ -19,8 +19,8 @@
 //!
 //! [`x86`] is a pure model of segmentation, paging and descriptor tables that reads guest-physical
 //! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::host_caps`] learns what
-//! the host's KVM can do, and [`vmm::doctor`] reports it. [`test_kernels`] assembles the kernels
-//! in `test-kernels/` for the tests.
+//! the host's KVM can do, and [`vmm::doctor`] reports it. The `test-kernels` workspace crate
+//! assembles the kernels in `test-kernels/` for `build.rs` and the tests.
 pub mod boot;
 pub mod cli;
 pub mod demo;
@@ -28,6 +28,5 @@ pub mod devices;
 pub mod gdb;
 pub mod runner;
 pub mod snapshot;
-pub mod test_kernels;
 pub mod vmm;
 pub mod x86;

@@ -1,6 +1,6 @@
 /*
  * selfcheck: runs for ever, counting, and checksums its own code, for the gdb stub's fuzz and
- * disconnect tests (tests/stub_fuzz.rs, tests/stub_disconnect.rs).
+ * disconnect tests (tests/gdb_stub_fuzz.rs, tests/gdb_stub_disconnect.rs).
  *
  * Boot format: multiboot1 ELF32 at 1 MiB, entered in 32-bit protected mode, flat segments,
  * EAX=0x2BADB002. No paging, interrupts off. Syntax: AT&T.

@@ -1,6 +1,6 @@
 /*
  * transparency: a small kernel laid out the way hobby kernels are, for differential tests
- * (tests/transparency.rs): the same run with and without gdb must print, end and leave memory
+ * (tests/gdb_transparency.rs): the same run with and without gdb must print, end and leave memory
  * the same.
  *
  * Boot format: multiboot2 ELF64 (a `boot.S` plus C, as in the OSDev tutorials). Entered in

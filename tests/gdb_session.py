@@ -1,5 +1,5 @@
-# gdb -batch -nx -x tests/gdb_session.py [ELF], run by tests/snapshot_qemu.rs and
-# tests/snapshot_roundtrip.rs.
+# gdb -batch -nx -x tests/gdb_session.py [ELF], run by tests/gdb_snapshot_qemu.rs and
+# tests/gdb_snapshot_roundtrip.rs.
 #
 # Connects gdb to a remote target over a pipe, optionally runs it to a hardware breakpoint, then
 # runs every line of $GS_COMMANDS and writes each one's output into $GS_OUT as

@@ -1,4 +1,4 @@
-# gdb -batch -nx -x tests/qemu_dump.py, run by tests/x86_qemu_crosscheck.rs.
+# gdb -batch -nx -x tests/qemu_dump.py, run by tests/model_x86_qemu_crosscheck.rs.
 #
 # Starts QEMU as gdb's remote target over a pipe (`-gdb stdio`: no TCP port, no connect retries),
 # runs the guest to a hardware breakpoint, and writes into $QX_OUT:

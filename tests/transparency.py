@@ -1,4 +1,4 @@
-# gdb -batch -nx -x tests/transparency.py [ELF], run by tests/transparency.rs.
+# gdb -batch -nx -x tests/transparency.py [ELF], run by tests/gdb_transparency.rs.
 #
 # Drives one debugging scenario against a VMM and prints what happened as lines starting with
 # "TP " on stdout, which the Rust side parses (gdb's own output goes to stdout too; only the

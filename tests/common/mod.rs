@@ -71,7 +71,7 @@ pub fn appended_switches(stderr: &str) -> Vec<&str> {
 
 /// Path to a built test kernel's bootable image.
 pub fn kernel(name: &str) -> PathBuf {
-    gdbvisor::test_kernels::build(name)
+    test_kernels::build(name)
         .unwrap_or_else(|e| panic!("building test kernel {name}: {e}"))
         .image()
         .to_path_buf()
@@ -79,7 +79,7 @@ pub fn kernel(name: &str) -> PathBuf {
 
 /// The ELF (with symbols) of a built test kernel.
 pub fn kernel_elf(name: &str) -> PathBuf {
-    gdbvisor::test_kernels::build(name)
+    test_kernels::build(name)
         .unwrap_or_else(|e| panic!("building test kernel {name}: {e}"))
         .elf
 }

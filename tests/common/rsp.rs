@@ -1,5 +1,5 @@
 //! A raw gdb remote-protocol client, and the `selfcheck` test kernel behind a VMM, for the tests
-//! that speak the protocol byte by byte (tests/stub_fuzz.rs, tests/stub_disconnect.rs).
+//! that speak the protocol byte by byte (tests/gdb_stub_fuzz.rs, tests/gdb_stub_disconnect.rs).
 //!
 //! Nothing here trusts the stub: every read has a deadline, replies are bounded by the
 //! advertised PacketSize, and a closed socket is an answer of its own ([`Got::Closed`]).

@@ -75,7 +75,7 @@ fn crosscheck(kernel_name: &str, stops: &[&str]) {
     if !kvm_available(kernel_name) {
         return;
     }
-    let built = gdbvisor::test_kernels::build(kernel_name).unwrap();
+    let built = test_kernels::build(kernel_name).unwrap();
     let image = boot::image::Image::open(built.image(), 64 << 20).unwrap();
     let vm = Vm::new(VmOptions {
         memory: 64 << 20,

@@ -12,7 +12,7 @@
 //!    250 packets, and at the end the guest's own sum of its code equal to the ELF's (no 0xCC
 //!    left behind: the stub removes its own at every stop, so `m` cannot tell). Packets that
 //!    write guest state (M, X, G, P, kill, restart, `monitor dump`/`hold`) are never sent.
-//!    The seed is printed; `STUB_FUZZ_SEED=0x… cargo test --test stub_fuzz random_mutations`
+//!    The seed is printed; `STUB_FUZZ_SEED=0x… cargo test --test gdb_stub_fuzz random_mutations`
 //!    replays a run, `STUB_FUZZ_MUTATIONS=N` sets how many mutations it sends.
 //!
 //! Every wait has a deadline: a stub that hangs fails the case and its VMM is killed.
@@ -1241,7 +1241,7 @@ fn random_mutations() {
     }
     let seed = seed_from_env(
         "STUB_FUZZ_SEED",
-        "cargo test --test stub_fuzz random_mutations",
+        "cargo test --test gdb_stub_fuzz random_mutations",
     );
     let wanted: usize = std::env::var("STUB_FUZZ_MUTATIONS")
         .ok()
@@ -1395,7 +1395,7 @@ fn random_mutations() {
     );
     assert!(
         failures.is_empty(),
-        "random_mutations (seed {seed:#x}; replay: STUB_FUZZ_SEED={seed:#x} cargo test --test stub_fuzz random_mutations): {} failures{}:\n{}",
+        "random_mutations (seed {seed:#x}; replay: STUB_FUZZ_SEED={seed:#x} cargo test --test gdb_stub_fuzz random_mutations): {} failures{}:\n{}",
         failures.len(),
         if failures.len() >= MAX_FAILURES { " (stopped there)" } else { "" },
         failures.join("\n")

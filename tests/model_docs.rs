@@ -310,10 +310,36 @@ fn the_readmes_two_commands_are_the_ones_ci_runs() {
         .collect();
     for command in commands {
         assert!(
-            ci_commands.contains(command),
+            ci_commands.contains(command) || (command == "cargo test" && tiers_are_cargo_test(&ci)),
             ".ci/run does not run README's `{command}`"
         );
     }
+}
+
+/// Whether .ci/run's test tiers (`tier NAME ARGS…`, each `cargo test ARGS…`) together run what
+/// `cargo test` runs: the unit tests of the libraries and binaries, the doc tests, and every
+/// integration test in tests/ through one tier's `--test 'PREFIX*'`.
+fn tiers_are_cargo_test(ci: &str) -> bool {
+    let args: Vec<&str> = ci
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("tier "))
+        .flat_map(|tier| tier.split_whitespace().skip(1))
+        .collect();
+    let prefixes: Vec<&str> = args
+        .windows(2)
+        .filter(|pair| pair[0] == "--test")
+        .filter_map(|pair| pair[1].trim_matches('\'').strip_suffix('*'))
+        .collect();
+    let tests = std::fs::read_dir(root().join("tests")).expect("tests/");
+    let mut test_stems = tests.filter_map(|entry| {
+        let path = entry.ok()?.path();
+        let stem = path.file_stem()?.to_string_lossy().into_owned();
+        (path.extension()? == "rs").then_some(stem)
+    });
+    ["--lib", "--bins", "--doc"]
+        .iter()
+        .all(|flag| args.contains(flag))
+        && test_stems.all(|stem| prefixes.iter().any(|prefix| stem.starts_with(prefix)))
 }
 
 #[test]

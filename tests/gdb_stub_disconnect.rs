@@ -11,8 +11,8 @@
 //!    `continue`, in a loop of `continue`s or `stepi`s, with `break`, `hbreak` and `watch` set.
 //!
 //! Both are seeded: the seed is printed, `STUB_DISCONNECT_SEED=0x… cargo test --test
-//! stub_disconnect` replays it (`STUB_DISCONNECT_CYCLES` and `STUB_DISCONNECT_KILLS` change the
-//! counts). Every wait has a deadline; a wedged stub fails the test and its VMM is killed.
+//! gdb_stub_disconnect` replays it (`STUB_DISCONNECT_CYCLES` and `STUB_DISCONNECT_KILLS` change
+//! the counts). Every wait has a deadline; a wedged stub fails the test and its VMM is killed.
 
 mod common;
 
@@ -106,7 +106,7 @@ impl Torture {
         }
         let seed = seed_from_env(
             "STUB_DISCONNECT_SEED",
-            &format!("cargo test --test stub_disconnect {name}"),
+            &format!("cargo test --test gdb_stub_disconnect {name}"),
         );
         let k = Selfcheck::build();
         let mut vm = StubVm::start(&k, name, &[]);

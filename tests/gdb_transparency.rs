@@ -71,7 +71,7 @@ struct Kernel {
 
 impl Kernel {
     fn new(name: &'static str, args: &[&str]) -> Kernel {
-        let built = gdbvisor::test_kernels::build(name)
+        let built = test_kernels::build(name)
             .unwrap_or_else(|e| panic!("building test kernel {name}: {e}"));
         Kernel {
             name,
