@@ -8,9 +8,8 @@ use std::fmt;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use crate::boot::ivt;
-use crate::x86::cpu::Cr0Flags;
+use crate::x86::cpu::{Cr0Flags, RFlags};
 
-const RFLAGS_TF: u64 = 1 << 8;
 /// A real-mode interrupt frame: IP, CS, FLAGS, one word each.
 const FRAME_LEN: u16 = 6;
 
@@ -150,7 +149,7 @@ pub(crate) fn unwind(
     regs.rsp = (regs.rsp & !0xFFFF) | u64::from(sp.wrapping_add(FRAME_LEN));
     regs.rflags = (regs.rflags & !0xFFFF) | u64::from(flags);
     if matches!(seen, Seen::DebugExit { stepped: true }) {
-        regs.rflags &= !RFLAGS_TF;
+        regs.rflags &= !RFlags::TF.bits();
     }
     sregs.cs.selector = cs;
     sregs.cs.base = u64::from(cs) << 4;

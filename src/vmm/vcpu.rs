@@ -24,7 +24,7 @@ use crate::vmm::memslots::{MemslotError, Protection, RamRegistered};
 use crate::vmm::no_bios::{self, Cause, NoBiosStop, Seen};
 use crate::vmm::progress::{self, ProgressSampler};
 use crate::x86::cpu::{
-    ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, DEFAULT_MAXPHYADDR,
+    ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, RFlags, DEFAULT_MAXPHYADDR,
 };
 use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::PagedMemory;
@@ -38,8 +38,6 @@ pub enum VcpuError {
     Memory(#[from] MemslotError),
 }
 
-const RFLAGS_IF: u64 = 1 << 9;
-const RFLAGS_RESERVED: u64 = 1 << 1;
 /// KVM_INTERNAL_ERROR_EMULATION: the exit this host gives for a guest's int3 / int n.
 const SUBERROR_EMULATION: u32 = 1;
 const MAX_INSN_LEN: usize = 15;
@@ -531,7 +529,7 @@ impl Vcpu {
             rbx: boot.rbx,
             rsi: boot.rsi,
             rdx: boot.rdx,
-            rflags: RFLAGS_RESERVED,
+            rflags: RFlags::RESERVED_1.bits(),
             ..Default::default()
         };
         self.fd
@@ -728,7 +726,7 @@ impl Vcpu {
     /// a step, then, the step ends here, reported as the debug exit KVM would have made.
     /// A `rep` store whose RIP has not moved still has elements to write and runs on.
     fn step_ended_at_store(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
-        const TF: u64 = 1 << 8;
+        const TF: u64 = RFlags::TF.bits();
         const DR6_SINGLE_STEP: u64 = 0xffff_4ff0;
         const DB_VECTOR: u32 = 1;
         let Some((origin_rip, guest_tf)) =
@@ -843,7 +841,7 @@ impl Vcpu {
         }
         if self.irq_windows && !self.in_window {
             let (regs, _) = self.regs_and_sregs()?;
-            if regs.rflags & RFLAGS_IF != 0 {
+            if regs.rflags & RFlags::IF.bits() != 0 {
                 return self.complete_unprotected(true);
             }
         }
@@ -1020,7 +1018,7 @@ impl Vcpu {
     /// handler's `iret` would then raise #DB in the guest: when the step ended in a handler,
     /// the saved flags get the guest's own TF back.
     fn clear_leaked_trap_flag(&mut self, before: &kvm_regs) -> Result<(), VcpuError> {
-        const TF: u64 = 1 << 8;
+        const TF: u64 = RFlags::TF.bits();
         let (regs, sregs) = self.regs_and_sregs()?;
         if before.rflags & TF != 0 || regs.rsp == before.rsp {
             return Ok(());
@@ -1106,7 +1104,7 @@ impl Vcpu {
             .fd
             .get_regs()
             .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-        if regs.rflags & RFLAGS_IF != 0 {
+        if regs.rflags & RFlags::IF.bits() != 0 {
             return Ok(false);
         }
         // A halted vCPU sits just after its `hlt`. KVM can still say HALTED for a vCPU that an

@@ -153,10 +153,50 @@ impl EferFlags {
     }
 }
 
-/// EFLAGS.VM: virtual-8086 mode.
-pub const RFLAGS_VM: u64 = 1 << 17;
-/// EFLAGS.AC: alignment check, and SMAP override for explicit supervisor accesses.
-pub const RFLAGS_AC: u64 = 1 << 18;
+bitflags! {
+    /// RFLAGS: status, control and system flags.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct RFlags: u64 {
+        /// Carry.
+        const CF = 1 << 0;
+        /// Always one (bit 1 is reserved).
+        const RESERVED_1 = 1 << 1;
+        /// Parity.
+        const PF = 1 << 2;
+        /// Auxiliary carry.
+        const AF = 1 << 4;
+        /// Zero.
+        const ZF = 1 << 6;
+        /// Sign.
+        const SF = 1 << 7;
+        /// Trap: a debug exception after each instruction (single step).
+        const TF = 1 << 8;
+        /// Maskable interrupts enabled.
+        const IF = 1 << 9;
+        /// String direction.
+        const DF = 1 << 10;
+        /// Overflow.
+        const OF = 1 << 11;
+        /// I/O privilege level, bit 0.
+        const IOPL0 = 1 << 12;
+        /// I/O privilege level, bit 1.
+        const IOPL1 = 1 << 13;
+        /// Nested task.
+        const NT = 1 << 14;
+        /// Resume: the next instruction's instruction breakpoints are not taken.
+        const RF = 1 << 16;
+        /// Virtual-8086 mode.
+        const VM = 1 << 17;
+        /// Alignment check, and SMAP override for explicit supervisor accesses.
+        const AC = 1 << 18;
+        /// Virtual interrupt flag.
+        const VIF = 1 << 19;
+        /// Virtual interrupt pending.
+        const VIP = 1 << 20;
+        /// CPUID is available (the flag can be toggled).
+        const ID = 1 << 21;
+    }
+}
 
 /// MAXPHYADDR assumed when the caller does not know better: the architectural maximum.
 pub const DEFAULT_MAXPHYADDR: u8 = 52;
@@ -332,7 +372,7 @@ impl CpuMode {
             } else {
                 CpuMode::Compatibility
             }
-        } else if rflags & RFLAGS_VM != 0 {
+        } else if rflags & RFlags::VM.bits() != 0 {
             CpuMode::Virtual8086
         } else if cs_db {
             CpuMode::Protected32
@@ -427,7 +467,7 @@ mod tests {
             CpuMode::Protected32
         );
         assert_eq!(
-            CpuMode::detect(pe, none, RFLAGS_VM, false, true),
+            CpuMode::detect(pe, none, RFlags::VM.bits(), false, true),
             CpuMode::Virtual8086
         );
         assert_eq!(

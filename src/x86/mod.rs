@@ -28,7 +28,7 @@ pub mod tables;
 pub mod tlb;
 
 pub use addr::{is_canonical, sign_extend, AddrError, LinearAddr, PhysAddr};
-pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode};
+pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, RFlags};
 pub use paging::{
     check_access, translate, walk, Access, AccessKind, LinearMemory, LinearReadError, PageFault,
     PageFaultCode, PageSize, PageTableEntry, PageTableFlags, PagedMemory, Rights, Trace,

@@ -12,7 +12,7 @@ use crate::gdb::backend::Action;
 use crate::gdb::fault::TargetFault;
 use crate::vmm::progress::FRAME_BYTES;
 use crate::vmm::vcpu::{DebugConfig, SoftInterrupt, Vcpu, VcpuError, VcpuEvent};
-use crate::x86::cpu::{ControlRegs, CpuMode};
+use crate::x86::cpu::{ControlRegs, CpuMode, RFlags};
 use crate::x86::paging::PagedMemory;
 
 /// How long the event loop runs a lone vCPU itself before handing it to its own thread: long
@@ -227,7 +227,7 @@ impl LiveVm {
                 vcpu.planted_bytes = planted_bytes;
                 vcpu.set_debug(config)?;
                 if let Some(mut regs) = resume_flag_regs {
-                    regs.rflags |= 1 << 16;
+                    regs.rflags |= RFlags::RF.bits();
                     vcpu.fd()
                         .set_regs(&regs)
                         .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;

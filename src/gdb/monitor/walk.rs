@@ -6,7 +6,7 @@
 use super::help::usage;
 use super::host::Lines;
 use super::view::{addr, parse_num, View};
-use crate::x86::cpu::RFLAGS_AC;
+use crate::x86::cpu::RFlags;
 use crate::x86::paging::{check_access, walk as walk_tables};
 use crate::x86::segment::{cache_from_tables, descriptor_for};
 use crate::x86::{
@@ -54,7 +54,7 @@ pub fn walk(v: &View, args: &[&str]) -> Lines {
         _ => Access::read(user),
     }
     // EFLAGS.AC lifts SMAP for supervisor data accesses: use the guest's current value.
-    .with_eflags_ac(v.snap.regs.rflags & RFLAGS_AC != 0);
+    .with_eflags_ac(v.snap.regs.rflags & RFlags::AC.bits() != 0);
     let seg_access = match kind {
         'w' => SegAccess::Write,
         'x' => SegAccess::Execute,
