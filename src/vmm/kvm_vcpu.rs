@@ -176,12 +176,16 @@ impl KvmVcpu {
             .map_err(named("SET_GUEST_DEBUG"))
     }
 
-    /// KVM_RUN. Whatever its outcome, KVM refreshed the run page's registers on its way out.
-    /// The error stays KVM's: EINTR and EAGAIN are kicks, not failures.
-    pub(crate) fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+    /// KVM_RUN: the exit, or `None` when a kick cut it short (EINTR, EAGAIN). Whatever its
+    /// outcome, KVM refreshed the run page's registers on its way out.
+    pub(crate) fn run(&mut self) -> Result<Option<VcpuExit<'_>>, VcpuError> {
         let result = self.fd.run();
         self.exit_regs_fresh.set(true);
-        result
+        match result {
+            Ok(exit) => Ok(Some(exit)),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(None),
+            Err(e) => Err(named("RUN")(e)),
+        }
     }
 
     /// Sets or clears `kvm_run.immediate_exit`: KVM_RUN returns EINTR at once while it is set.

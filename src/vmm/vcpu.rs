@@ -330,12 +330,7 @@ impl Vcpu {
         self.kvm.set_immediate_exit(true);
         let result = self.kvm.run().map(|_| ());
         self.kvm.set_immediate_exit(false);
-        match result {
-            Err(e) if e.errno() != libc::EINTR && e.errno() != libc::EAGAIN => {
-                Err(VcpuError::Kvm("RUN", e))
-            }
-            _ => Ok(()),
-        }
+        result
     }
 
     /// Runs until something the caller must decide on happens.
@@ -377,12 +372,8 @@ impl Vcpu {
         if let (true, false, Some(timer)) = (self.irq_windows, self.in_window, &self.window_timer) {
             timer.arm(progress::IRQ_WINDOW_PERIOD);
         }
-        let exit = match self.kvm.run() {
-            Ok(exit) => exit,
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                return self.after_kick();
-            }
-            Err(e) => return Err(VcpuError::Kvm("RUN", e)),
+        let Some(exit) = self.kvm.run()? else {
+            return self.after_kick();
         };
         log::trace!("vCPU {} exit {exit:?}", self.id);
         if !matches!(exit, VcpuExit::Intr) {

@@ -258,6 +258,14 @@ mod tests {
         }
     }
 
+    /// A runner stepping from `pc` over an instruction whose step ends at `target`.
+    fn stepping_to(id: u8, pc: u64, target: u64) -> RunnerView {
+        RunnerView {
+            step_target: Some(target),
+            ..runner(id, Action::Step, pc)
+        }
+    }
+
     fn mapped(addr: u64, phys: u64) -> SoftwareBreakpoint {
         SoftwareBreakpoint {
             addr,
@@ -290,14 +298,8 @@ mod tests {
         // handler), vCPU 2 over an `add` (a single step), vCPU 3 continues.
         let plan = plan(PlanInputs {
             runners: vec![
-                RunnerView {
-                    step_target: Some(0x1001),
-                    ..runner(0, Action::Step, 0x1000)
-                },
-                RunnerView {
-                    step_target: Some(0xf000_0000),
-                    ..runner(1, Action::Step, 0x2000)
-                },
+                stepping_to(0, 0x1000, 0x1001),
+                stepping_to(1, 0x2000, 0xf000_0000),
                 runner(2, Action::Step, 0x3000),
                 runner(3, Action::Continue, 0x4000),
             ],
@@ -359,10 +361,7 @@ mod tests {
     fn execution_slots_come_first_then_data_watches() {
         // `hbreak 0x1000`, an unmapped `break` at 0x8000_0000, a step to 0x3000, an `awatch`.
         let plan = plan(PlanInputs {
-            runners: vec![RunnerView {
-                step_target: Some(0x3000),
-                ..runner(0, Action::Step, 0x2ffe)
-            }],
+            runners: vec![stepping_to(0, 0x2ffe, 0x3000)],
             software: vec![unmapped(0x8000_0000)],
             hardware: vec![0x1000],
             data_watches: vec![data_watch(0x4000)],
@@ -387,10 +386,7 @@ mod tests {
     fn out_of_debug_registers_breakpoints_go_inactive_and_steps_single_step() {
         // Two data watches leave two registers: the `hbreak` and the first unmapped `break`.
         let plan = plan(PlanInputs {
-            runners: vec![RunnerView {
-                step_target: Some(0x3000),
-                ..runner(0, Action::Step, 0x2ffe)
-            }],
+            runners: vec![stepping_to(0, 0x2ffe, 0x3000)],
             software: vec![unmapped(0x8000_0000), unmapped(0x8000_1000)],
             hardware: vec![0x1000],
             data_watches: vec![data_watch(0x4000), data_watch(0x5000)],

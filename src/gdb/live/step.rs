@@ -116,31 +116,19 @@ pub fn iret_return(ram: &GuestRam, snapshot: &CpuSnapshot, bytes: &[u8]) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use kvm_bindings::{kvm_debugregs, kvm_fpu, kvm_regs, kvm_sregs, KVM_MP_STATE_RUNNABLE};
+    use kvm_bindings::KVM_MP_STATE_RUNNABLE;
 
     use super::*;
+    use crate::snapshot::notes::blank_cpu;
 
     /// A real-mode vCPU at CS:IP = 0x0000:0x7c00 with SS:SP = 0x0000:0x6ff0, the IVT at 0.
     fn real_mode() -> CpuSnapshot {
-        let regs = kvm_regs {
-            rip: 0x7c00,
-            rsp: 0x6ff0,
-            rflags: 0x2,
-            ..Default::default()
-        };
-        let mut sregs = kvm_sregs::default();
-        sregs.idt.limit = 0x3ff;
-        CpuSnapshot {
-            regs,
-            sregs,
-            fpu: kvm_fpu::default(),
-            debugregs: kvm_debugregs::default(),
-            kernel_gs_base: 0,
-            mp_state: KVM_MP_STATE_RUNNABLE,
-            pdptrs: None,
-            complete: false,
-            maxphyaddr: 36,
-        }
+        let mut cpu = blank_cpu(KVM_MP_STATE_RUNNABLE);
+        cpu.regs.rip = 0x7c00;
+        cpu.regs.rsp = 0x6ff0;
+        cpu.regs.rflags = 0x2;
+        cpu.sregs.idt.limit = 0x3ff;
+        cpu
     }
 
     fn target_of(code: &[u8]) -> Option<u64> {
