@@ -166,7 +166,7 @@ pub fn run(
         .resolve(format, || caps.software_nested());
     // KVM_GET_TSC_KHZ only when there is something to dilate: it is one more ioctl at start-up.
     let tsc_khz = (dilation > 1)
-        .then(|| vm.vcpus[0].fd().get_tsc_khz().ok())
+        .then(|| vm.vcpus[0].kvm().tsc_khz().ok())
         .flatten();
     let clock_switch = clock_dilation::linux_switch(dilation, tsc_khz, &params.cmdline);
     for switch in switches.iter().chain(&clock_switch) {

@@ -8,10 +8,9 @@ mod common;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP};
-
 use gdbvisor::boot::{self, BootParams};
 use gdbvisor::devices::sink::Sink;
+use gdbvisor::vmm::guest_debug::{DebugConfig, DebugSlot, DebugState};
 use gdbvisor::vmm::machine::Machine;
 use gdbvisor::vmm::memory::GuestRam;
 use gdbvisor::vmm::vcpu::{Vcpu, VcpuEvent};
@@ -49,7 +48,7 @@ fn addresses() -> Vec<u64> {
 
 /// Compares every address; returns (compared, mapped, mismatches as text).
 fn compare(vcpu: &mut Vcpu, ram: &GuestRam) -> (usize, usize, Vec<String>) {
-    let sregs = vcpu.fd().get_sregs().unwrap();
+    let sregs = vcpu.kvm().get_sregs().unwrap();
     // The guest's MAXPHYADDR: KVM's walk faults on entry bits at or above it.
     let regs = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer)
         .with_maxphyaddr(vcpu.maxphyaddr());
@@ -57,7 +56,7 @@ fn compare(vcpu: &mut Vcpu, ram: &GuestRam) -> (usize, usize, Vec<String>) {
     let mut mismatches = Vec::new();
     let all = addresses();
     for &linear in &all {
-        let kvm = vcpu.fd().translate_gva(linear).unwrap();
+        let kvm = vcpu.kvm().translate(linear).unwrap();
         let ours = translate(ram, &regs, linear, Access::DEBUGGER);
         match (kvm.valid != 0, &ours) {
             (true, Ok(t)) if t.phys == kvm.physical_address => mapped += 1,
@@ -102,13 +101,16 @@ fn crosscheck(kernel_name: &str, stops: &[&str]) {
         let addr = common::symbol(&built.elf, stop);
         machine
             .with_vcpu(0, move |vcpu| {
-                let mut debug = kvm_guest_debug {
-                    control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+                // DR0 = addr, L0, execute.
+                let config = DebugConfig {
+                    hw_breakpoints: [Some(DebugSlot::execute(addr)), None, None, None],
                     ..Default::default()
                 };
-                debug.arch.debugreg[0] = addr;
-                debug.arch.debugreg[7] = 0x1; // L0, execute
-                vcpu.fd().set_guest_debug(&debug).unwrap();
+                vcpu.set_debug_state(DebugState {
+                    config,
+                    ..Default::default()
+                })
+                .unwrap();
             })
             .unwrap();
         machine.resume(0).unwrap();

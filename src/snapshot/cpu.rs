@@ -1,8 +1,8 @@
 //! A stopped vCPU's state as KVM reports it: what a gdb stop reads, and what a snapshot saves.
 
 use kvm_bindings::{
-    kvm_debugregs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, Msrs, KVM_MP_STATE_HALTED,
-    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+    kvm_debugregs, kvm_fpu, kvm_regs, kvm_sregs, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 
 use crate::vmm::vcpu::{linear_pc, ModeKey, Vcpu, VcpuError};
@@ -38,7 +38,7 @@ impl CpuSnapshot {
     /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
     /// left at defaults, sparing four ioctls when gdb asks for no more.
     pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
-        let (regs, sregs) = vcpu.regs_and_sregs()?;
+        let (regs, sregs) = vcpu.kvm().regs_and_sregs()?;
         Ok(CpuSnapshot {
             regs,
             sregs,
@@ -53,28 +53,15 @@ impl CpuSnapshot {
     }
 
     pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
-        let fd = vcpu.fd();
-        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
-            index: MSR_KERNEL_GS_BASE,
-            ..Default::default()
-        }])
-        .expect("one MSR entry fits");
-        let kernel_gs_base = match fd.get_msrs(&mut msrs) {
-            Ok(1) => msrs.as_slice()[0].data,
-            _ => 0,
-        };
+        let kvm = vcpu.kvm();
+        let kernel_gs_base = kvm.msr(MSR_KERNEL_GS_BASE).ok().flatten().unwrap_or(0);
         Ok(CpuSnapshot {
-            regs: fd.get_regs().map_err(|e| VcpuError::Kvm("GET_REGS", e))?,
-            sregs: fd.get_sregs().map_err(|e| VcpuError::Kvm("GET_SREGS", e))?,
-            fpu: fd.get_fpu().map_err(|e| VcpuError::Kvm("GET_FPU", e))?,
-            debugregs: fd
-                .get_debug_regs()
-                .map_err(|e| VcpuError::Kvm("GET_DEBUGREGS", e))?,
+            regs: kvm.get_regs()?,
+            sregs: kvm.get_sregs()?,
+            fpu: kvm.get_fpu()?,
+            debugregs: kvm.get_debug_regs()?,
             kernel_gs_base,
-            mp_state: fd
-                .get_mp_state()
-                .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?
-                .mp_state,
+            mp_state: kvm.get_mp_state()?.mp_state,
             pdptrs: None,
             complete: true,
             maxphyaddr: vcpu.maxphyaddr(),

@@ -398,9 +398,7 @@ pub fn apply(vm: &Vm, hide: &[CpuFeature]) -> Result<(), VmError> {
     for vcpu in &vm.vcpus {
         let mut cpuid = cpuid_for(&supported, vcpu.id);
         hide_features(&mut cpuid, hide);
-        vcpu.fd()
-            .set_cpuid2(&cpuid)
-            .map_err(|e| VmError::Kvm("SET_CPUID2", e))?;
+        vcpu.kvm().set_cpuid(&cpuid)?;
     }
     Ok(())
 }

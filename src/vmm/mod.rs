@@ -2,8 +2,11 @@
 pub mod clock_dilation;
 pub mod cpuid;
 pub mod doctor;
+pub(crate) mod emulation_failure;
+pub mod guest_debug;
 pub mod host_caps;
 pub mod kick;
+pub mod kvm_vcpu;
 pub mod machine;
 pub mod memory;
 pub mod memslots;

@@ -216,7 +216,7 @@ pub fn describe_internal(error: &InternalError) -> String {
 /// vCPU `id`'s registers as text (the block printed when a run ends badly).
 pub fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, MachineError> {
     machine.with_vcpu(id, |vcpu| {
-        match (vcpu.fd().get_regs(), vcpu.fd().get_sregs()) {
+        match (vcpu.kvm().get_regs(), vcpu.kvm().get_sregs()) {
             (Ok(regs), Ok(sregs)) => CpuStateText {
                 regs: &regs,
                 sregs: &sregs,
@@ -235,7 +235,7 @@ pub fn is_mov_to_cr0(code: &[u8]) -> bool {
 /// After a triple fault: was the guest outside long mode with paging off, but either at a
 /// `mov cr0` or with CR4.PSE/PAE already set — i.e. turning on 32-bit paging or PAE?
 fn was_enabling_legacy_paging(vcpu: &mut Vcpu) -> bool {
-    let (Ok(regs), Ok(sregs)) = (vcpu.fd().get_regs(), vcpu.fd().get_sregs()) else {
+    let (Ok(regs), Ok(sregs)) = (vcpu.kvm().get_regs(), vcpu.kvm().get_sregs()) else {
         return false;
     };
     let paging_off = !Cr0Flags::from_bits_truncate(sregs.cr0).contains(Cr0Flags::PG);

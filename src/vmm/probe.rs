@@ -13,9 +13,10 @@ use crate::boot::memory::GuestMemoryExt;
 use crate::boot::{BootCpuState, EntryMode};
 use crate::devices::sink::Sink;
 use crate::vmm::cpuid::CpuFeature;
+use crate::vmm::guest_debug::{DebugConfig, DebugSlot, DebugState, SlotKind};
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::{GuestRam, MemoryError};
-use crate::vmm::vcpu::{DebugConfig, DebugSlot, SlotKind, VcpuError, VcpuEvent};
+use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 use crate::x86::PhysMemoryError;
 
@@ -211,7 +212,10 @@ pub(crate) fn protected_write(case: ProtectedWriteCase) -> Result<ProtectedWrite
         )?;
         let vcpu = &mut vm.vcpus[0];
         vcpu.protection = None;
-        vcpu.watched = vec![(PROTECTED, 0x2000)];
+        vcpu.set_debug_state(DebugState {
+            watched: vec![(PROTECTED, 0x2000)],
+            ..Default::default()
+        })?;
         vm.slots
             .set_read_only([PROTECTED, PROTECTED_PT].into_iter().collect())
             .map_err(|e| ProbeError::Probe(e.to_string()))
@@ -252,16 +256,11 @@ fn install_idt(
             vm.ram.write_u64(base + vector * size + 8, handler >> 32)?;
         }
     }
-    let vcpu = &vm.vcpus[0];
-    let mut sregs = vcpu
-        .fd()
-        .get_sregs()
-        .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+    let kvm = vm.vcpus[0].kvm();
+    let mut sregs = kvm.get_sregs()?;
     sregs.idt.base = base;
     sregs.idt.limit = (256 * size - 1) as u16;
-    vcpu.fd()
-        .set_sregs(&sregs)
-        .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+    kvm.set_sregs(&sregs)?;
     Ok(())
 }
 
@@ -579,15 +578,10 @@ pub(crate) fn user_syscall() -> Result<Outcome, ProbeError> {
             .write_u64(layout::GDT_ADDR + 0x20, 0x00cf_f300_0000_ffff)?;
         vm.ram
             .write_u64(layout::GDT_ADDR + 0x28, 0x00af_fb00_0000_ffff)?;
-        let vcpu = &vm.vcpus[0];
-        let mut sregs = vcpu
-            .fd()
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let kvm = vm.vcpus[0].kvm();
+        let mut sregs = kvm.get_sregs()?;
         sregs.gdt.limit = 0x2f;
-        vcpu.fd()
-            .set_sregs(&sregs)
-            .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+        kvm.set_sregs(&sregs)?;
         Ok(())
     })?;
     Ok(match event {
@@ -609,8 +603,11 @@ pub(crate) fn dr_watchpoint() -> Result<Outcome, ProbeError> {
             addr: WATCHED,
             kind: SlotKind::Write(4),
         };
-        vm.vcpus[0].set_debug(DebugConfig {
-            hw_breakpoints: [Some(watch), None, None, None],
+        vm.vcpus[0].set_debug_state(DebugState {
+            config: DebugConfig {
+                hw_breakpoints: [Some(watch), None, None, None],
+                ..Default::default()
+            },
             ..Default::default()
         })?;
         Ok(())

@@ -1,26 +1,29 @@
 //! One vCPU: its initial state, and a run loop that handles device I/O itself and returns
 //! every other event to the caller, who decides whether to run it again.
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_debug_exit_arch, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED,
-    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
+    kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
+    KVM_MP_STATE_UNINITIALIZED,
 };
-use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
-use thiserror::Error;
+use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::boot::layout::{
     CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR, GDT_ADDR, GDT_ENTRIES, GDT_LIMIT,
 };
 use crate::boot::{BootCpuState, EntryMode};
 use crate::devices::{BusAction, PioBus};
+use crate::vmm::emulation_failure::{
+    complete_fwait, complete_soft_interrupt, fetched_insn, SoftInterrupt, Unemulated, MAX_INSN_LEN,
+};
+use crate::vmm::guest_debug::{DebugConfig, DebugInfo, DebugState};
 use crate::vmm::kick;
+use crate::vmm::kvm_vcpu::KvmVcpu;
+pub use crate::vmm::kvm_vcpu::VcpuError;
 use crate::vmm::memory::GuestRam;
-use crate::vmm::memslots::{MemslotError, Protection, RamRegistered};
+use crate::vmm::memslots::{Protection, RamRegistered};
 use crate::vmm::no_bios::{self, Cause, NoBiosStop, Seen};
 use crate::vmm::progress::{self, ProgressSampler};
 use crate::x86::cpu::{
@@ -30,19 +33,7 @@ use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::PagedMemory;
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
-#[derive(Debug, Error)]
-pub enum VcpuError {
-    #[error("KVM ioctl {0} failed: {1}")]
-    Kvm(&'static str, kvm_ioctls::Error),
-    #[error("guest RAM: {0}")]
-    Memory(#[from] MemslotError),
-}
-
-/// KVM_INTERNAL_ERROR_EMULATION: the exit this host gives for a guest's int3 / int n.
-const SUBERROR_EMULATION: u32 = 1;
-const MAX_INSN_LEN: usize = 15;
 const HLT: u8 = 0xF4;
-const FWAIT: u8 = 0x9B;
 
 /// Why a vCPU stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +56,7 @@ pub enum VcpuEvent {
     /// The guest wrote `len` bytes at guest-physical `phys`, inside a watched range (the
     /// write has been applied).
     WatchWrite { phys: u64, len: usize },
-    /// With [`Vcpu::catch_mode`] on: the CPU or paging mode differs from the one at the
+    /// With `catch_mode` on ([`DebugState`]): the CPU or paging mode differs from the one at the
     /// previous exit (KVM does not exit on CR0/EFER writes, so this is seen at the next exit).
     ModeChange { from: ModeKey, to: ModeKey },
     /// Execution reached an int3 the debugger planted (this host reports it as an emulation
@@ -97,25 +88,6 @@ impl VcpuEvent {
                 | VcpuEvent::Unhandled(_)
                 | VcpuEvent::NoBios(_)
         )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DebugInfo {
-    pub exception: u32,
-    pub pc: u64,
-    pub dr6: u64,
-    pub dr7: u64,
-}
-
-impl From<kvm_debug_exit_arch> for DebugInfo {
-    fn from(arch: kvm_debug_exit_arch) -> Self {
-        DebugInfo {
-            exception: arch.exception,
-            pc: arch.pc,
-            dr6: arch.dr6,
-            dr7: arch.dr7,
-        }
     }
 }
 
@@ -153,105 +125,6 @@ impl ModeKey {
     }
 }
 
-/// Guest-physical address → the guest's byte under a debugger's 0xCC. Shared between the
-/// debugger and every vCPU: a guest write to a planted byte updates the map and keeps the 0xCC.
-pub type PlantedBytes = Arc<Mutex<BTreeMap<u64, u8>>>;
-
-/// What a debugger asks of KVM for this vCPU (KVM_SET_GUEST_DEBUG).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DebugConfig {
-    /// Exit after one instruction.
-    pub single_step: bool,
-    /// Take no interrupts while stepping, so a step never lands in a timer handler.
-    pub block_irq: bool,
-    /// Exit on `int3` (hardware KVM reports #BP as KVM_EXIT_DEBUG).
-    pub sw_breakpoints: bool,
-    /// DR0-3: execution breakpoints or data watchpoints, by linear address.
-    pub hw_breakpoints: [Option<DebugSlot>; 4],
-}
-
-/// What one debug register watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DebugSlot {
-    pub addr: u64,
-    pub kind: SlotKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotKind {
-    Execute,
-    /// Data writes of a 1-, 2-, 4- or 8-byte aligned range.
-    Write(u8),
-    /// Data reads or writes (x86 has no read-only kind).
-    Access(u8),
-}
-
-impl DebugSlot {
-    pub fn execute(addr: u64) -> Self {
-        DebugSlot {
-            addr,
-            kind: SlotKind::Execute,
-        }
-    }
-
-    /// DR7's RW and LEN fields for this slot.
-    fn rw_len(&self) -> u64 {
-        let len_bits = |len: u8| match len {
-            1 => 0b00,
-            2 => 0b01,
-            8 => 0b10,
-            _ => 0b11,
-        };
-        match self.kind {
-            SlotKind::Execute => 0,
-            SlotKind::Write(len) => 0b01 | (len_bits(len) << 2),
-            SlotKind::Access(len) => 0b11 | (len_bits(len) << 2),
-        }
-    }
-}
-
-impl DebugConfig {
-    /// True when KVM needs no debug exits at all.
-    pub fn is_idle(&self) -> bool {
-        *self == DebugConfig::default()
-    }
-
-    fn control(&self) -> u32 {
-        use kvm_bindings::{
-            KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP,
-            KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
-        };
-        if self.is_idle() {
-            return 0;
-        }
-        let mut control = KVM_GUESTDBG_ENABLE;
-        if self.single_step {
-            control |= KVM_GUESTDBG_SINGLESTEP;
-        }
-        if self.block_irq {
-            control |= KVM_GUESTDBG_BLOCKIRQ;
-        }
-        if self.sw_breakpoints {
-            control |= KVM_GUESTDBG_USE_SW_BP;
-        }
-        if self.hw_breakpoints.iter().any(Option::is_some) {
-            control |= KVM_GUESTDBG_USE_HW_BP;
-        }
-        control
-    }
-
-    /// DR7 enabling each used slot locally (Ln) with its RW/LEN fields.
-    pub fn dr7(&self) -> u64 {
-        self.hw_breakpoints
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| slot.map(|slot| (i, slot)))
-            .fold(0, |dr7, (i, slot)| {
-                dr7 | (1 << (2 * i)) | (slot.rw_len() << (16 + 4 * i))
-            })
-    }
-}
-
 /// Shared with other threads: lets them stop this vCPU.
 #[derive(Default)]
 pub struct VcpuControl {
@@ -272,60 +145,14 @@ impl VcpuControl {
     }
 }
 
-/// A guest `int3`, `int1` or `int n` this host's KVM could not emulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SoftInterrupt {
-    Int3,
-    Int1,
-    IntN(u8),
-}
-
-impl SoftInterrupt {
-    /// Decodes the instruction at the start of `bytes`.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        match bytes {
-            [0xCC, ..] => Some(SoftInterrupt::Int3),
-            [0xF1, ..] => Some(SoftInterrupt::Int1),
-            [0xCD, n, ..] => Some(SoftInterrupt::IntN(*n)),
-            _ => None,
-        }
-    }
-
-    /// The interrupt vector it raises.
-    pub fn vector(self) -> u8 {
-        match self {
-            SoftInterrupt::Int3 => 3,
-            SoftInterrupt::Int1 => 1,
-            SoftInterrupt::IntN(vector) => vector,
-        }
-    }
-
-    pub fn insn_len(self) -> u64 {
-        match self {
-            SoftInterrupt::Int3 | SoftInterrupt::Int1 => 1,
-            SoftInterrupt::IntN(_) => 2,
-        }
-    }
-}
-
 pub struct Vcpu {
     pub id: u8,
-    fd: VcpuFd,
+    kvm: KvmVcpu,
     ram: Arc<GuestRam>,
     bus: Arc<Mutex<PioBus>>,
     control: Arc<VcpuControl>,
-    /// Linear addresses where the debugger planted int3: those stop instead of being
-    /// completed into the guest.
-    pub planted_breakpoints: HashSet<u64>,
     /// Guest int3 / int n this loop completed by injection (this host's KVM cannot).
     pub soft_interrupts_completed: u64,
-    /// Guest-physical ranges (start, length) under a write watchpoint; their pages are
-    /// read-only slots, so writes to them come back as MMIO exits.
-    pub watched: Vec<(u64, u64)>,
-    /// The debugger's planted 0xCC bytes (their pages are read-only while it runs).
-    pub planted_bytes: PlantedBytes,
-    /// `catch mode`: report a [`VcpuEvent::ModeChange`] at the first exit in a new mode.
-    pub catch_mode: bool,
     /// Run by a thread other than its own, which gave it a time budget: a kick then means
     /// the budget is spent ([`VcpuEvent::Yielded`]).
     pub borrowed: bool,
@@ -355,28 +182,19 @@ pub struct Vcpu {
     irq_windows: bool,
     /// Kicks this vCPU's own thread for the next interrupt window.
     window_timer: Option<kick::KickTimer>,
-    /// The registers KVM copied into the run page at the last exit are still the vCPU's
-    /// (a Cell: `fd()` hands out a shared handle that may write them).
-    exit_regs_fresh: Cell<bool>,
-    debug: DebugConfig,
+    /// What a debugger asks of this vCPU ([`Vcpu::set_debug_state`]).
+    debug: DebugState,
 }
 
 impl Vcpu {
-    pub fn new(id: u8, mut fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
-        // KVM_CAP_SYNC_REGS: every exit leaves general and segment registers in the run page.
-        fd.set_sync_valid_reg(SyncReg::Register);
-        fd.set_sync_valid_reg(SyncReg::SystemRegister);
+    pub fn new(id: u8, fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
         Vcpu {
             id,
-            fd,
+            kvm: KvmVcpu::new(fd),
             ram,
             bus,
             control: Arc::new(VcpuControl::default()),
-            planted_breakpoints: HashSet::new(),
             soft_interrupts_completed: 0,
-            watched: Vec::new(),
-            planted_bytes: PlantedBytes::default(),
-            catch_mode: false,
             borrowed: false,
             ram_registered: None,
             protection: None,
@@ -388,8 +206,7 @@ impl Vcpu {
             in_window: false,
             irq_windows: false,
             window_timer: None,
-            exit_regs_fresh: Cell::new(false),
-            debug: DebugConfig::default(),
+            debug: DebugState::default(),
         }
     }
 
@@ -410,39 +227,30 @@ impl Vcpu {
             .with_maxphyaddr(self.maxphyaddr)
     }
 
-    /// The vCPU's handle, for ioctls a caller makes itself. Registers may be written through
-    /// it, so the copy KVM left at the last exit is not trusted afterwards.
-    pub fn fd(&self) -> &VcpuFd {
-        self.exit_regs_fresh.set(false);
-        &self.fd
-    }
-
-    /// General and segment registers as KVM left them in the run page at the last exit, unless
-    /// anything may have written registers since: a stop's state without two ioctls.
-    fn exit_registers(&self) -> Option<(kvm_regs, kvm_sregs)> {
-        self.exit_regs_fresh.get().then(|| {
-            let sync = self.fd.sync_regs();
-            (sync.regs, sync.sregs)
-        })
+    /// The vCPU's KVM handle: its registers and state, read and written.
+    pub fn kvm(&self) -> &KvmVcpu {
+        &self.kvm
     }
 
     pub fn control(&self) -> Arc<VcpuControl> {
         self.control.clone()
     }
 
-    /// Applies a debugger's wishes: single step, breakpoints in DR0-3, #BP exits.
-    pub fn set_debug(&mut self, config: DebugConfig) -> Result<(), VcpuError> {
-        if config == self.debug {
+    /// Applies a debugger's wishes: KVM's settings (single step, breakpoints in DR0-3, #BP
+    /// exits; told to KVM only when they change) and what the run loop checks exits against.
+    pub fn set_debug_state(&mut self, state: DebugState) -> Result<(), VcpuError> {
+        let changed = state.config != self.debug.config;
+        self.debug = state;
+        if !changed {
             return Ok(());
         }
-        self.debug = config;
         self.apply_debug(self.kvm_debug(), 0)
     }
 
     /// Forgets every debugger wish and tells KVM so, whatever it was last told: what a
     /// detaching debugger leaves behind.
     pub fn clear_debug(&mut self) -> Result<(), VcpuError> {
-        self.debug = DebugConfig::default();
+        self.debug = DebugState::default();
         self.step_origin = None;
         self.apply_debug(self.kvm_debug(), 0)
     }
@@ -451,47 +259,29 @@ impl Vcpu {
     /// could push a frame onto a protected page.
     fn kvm_debug(&self) -> DebugConfig {
         DebugConfig {
-            block_irq: self.debug.block_irq || self.irq_windows,
-            ..self.debug
+            block_irq: self.debug.config.block_irq || self.irq_windows,
+            ..self.debug.config
         }
-    }
-
-    pub fn debug(&self) -> DebugConfig {
-        self.debug
     }
 
     fn apply_debug(&self, config: DebugConfig, extra_control: u32) -> Result<(), VcpuError> {
-        let mut debug = kvm_bindings::kvm_guest_debug {
-            control: config.control() | extra_control,
-            ..Default::default()
-        };
-        for (i, slot) in config.hw_breakpoints.iter().enumerate() {
-            debug.arch.debugreg[i] = slot.map_or(0, |slot| slot.addr);
-        }
-        debug.arch.debugreg[7] = config.dr7();
-        self.fd
-            .set_guest_debug(&debug)
-            .map_err(|e| VcpuError::Kvm("SET_GUEST_DEBUG", e))
+        self.kvm.set_guest_debug(&config.to_kvm(extra_control))
     }
 
     /// Must be called on the thread that will run this vCPU, before [`Vcpu::run`].
     pub fn bind_to_current_thread(&mut self) -> kick::Kicker {
-        kick::register_current_thread(self.fd.get_kvm_run());
+        kick::register_current_thread(self.kvm.run_page());
         kick::Kicker::for_current_thread()
     }
 
     /// Forgets a kick that arrived after KVM_RUN returned, so the next run is not cut short.
     pub fn clear_kick(&mut self) {
-        self.fd.set_kvm_immediate_exit(0);
+        self.kvm.set_immediate_exit(false);
     }
 
     /// Sets registers for the loader's entry state.
     pub fn set_boot_state(&self, boot: &BootCpuState) -> Result<(), VcpuError> {
-        self.exit_regs_fresh.set(false);
-        let mut sregs = self
-            .fd
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let mut sregs = self.kvm.get_sregs()?;
         match boot.mode {
             EntryMode::Real { cs } => {
                 sregs.cs.selector = cs;
@@ -519,9 +309,7 @@ impl Vcpu {
                 sregs.efer = (EferFlags::LME | EferFlags::LMA).bits();
             }
         }
-        self.fd
-            .set_sregs(&sregs)
-            .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
+        self.kvm.set_sregs(&sregs)?;
         let regs = kvm_regs {
             rip: boot.rip,
             rsp: boot.rsp,
@@ -532,26 +320,17 @@ impl Vcpu {
             rflags: RFlags::RESERVED_1.bits(),
             ..Default::default()
         };
-        self.fd
-            .set_regs(&regs)
-            .map_err(|e| VcpuError::Kvm("SET_REGS", e))
+        self.kvm.set_regs(&regs)
     }
 
     /// Completes a port or MMIO exit KVM still holds (RIP past the `out`, an `in`'s register
     /// written) without running the guest: KVM_RUN with `immediate_exit` set finishes it and
     /// returns EINTR at once. Done before saving the state after such an exit.
     pub fn complete_pending_exit(&mut self) -> Result<(), VcpuError> {
-        self.fd.set_kvm_immediate_exit(1);
-        let result = self.fd.run().map(|_| ());
-        // KVM refreshed the run page's registers on its way out.
-        self.exit_regs_fresh.set(true);
-        self.fd.set_kvm_immediate_exit(0);
-        match result {
-            Err(e) if e.errno() != libc::EINTR && e.errno() != libc::EAGAIN => {
-                Err(VcpuError::Kvm("RUN", e))
-            }
-            _ => Ok(()),
-        }
+        self.kvm.set_immediate_exit(true);
+        let result = self.kvm.run().map(|_| ());
+        self.kvm.set_immediate_exit(false);
+        result
     }
 
     /// Runs until something the caller must decide on happens.
@@ -559,13 +338,13 @@ impl Vcpu {
         if let Some(registered) = self.ram_registered.take() {
             registered.wait()?;
         }
-        let mut mode = if self.catch_mode {
+        let mut mode = if self.debug.catch_mode {
             Some(self.mode_key()?)
         } else {
             None
         };
-        self.step_origin = if self.debug.single_step {
-            Some(self.regs()?)
+        self.step_origin = if self.debug.config.single_step {
+            Some(self.kvm.regs()?)
         } else {
             None
         };
@@ -585,51 +364,16 @@ impl Vcpu {
     }
 
     fn mode_key(&self) -> Result<ModeKey, VcpuError> {
-        let (regs, sregs) = self.regs_and_sregs()?;
+        let (regs, sregs) = self.kvm.regs_and_sregs()?;
         Ok(ModeKey::of(&regs, &sregs))
-    }
-
-    /// General registers: KVM's copy from the last exit when still valid, else KVM_GET_REGS.
-    fn regs(&self) -> Result<kvm_regs, VcpuError> {
-        match self.exit_registers() {
-            Some((regs, _)) => Ok(regs),
-            None => self
-                .fd
-                .get_regs()
-                .map_err(|e| VcpuError::Kvm("GET_REGS", e)),
-        }
-    }
-
-    /// General and segment registers: KVM's copy from the last exit when still valid, else
-    /// KVM_GET_REGS and KVM_GET_SREGS.
-    pub fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
-        if let Some(registers) = self.exit_registers() {
-            return Ok(registers);
-        }
-        let regs = self
-            .fd
-            .get_regs()
-            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
-        let sregs = self
-            .fd
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
-        Ok((regs, sregs))
     }
 
     fn run_once(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
         if let (true, false, Some(timer)) = (self.irq_windows, self.in_window, &self.window_timer) {
             timer.arm(progress::IRQ_WINDOW_PERIOD);
         }
-        let result = self.fd.run();
-        // KVM refreshed the run page's copy of the registers, whatever the outcome.
-        self.exit_regs_fresh.set(true);
-        let exit = match result {
-            Ok(exit) => exit,
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                return self.after_kick();
-            }
-            Err(e) => return Err(VcpuError::Kvm("RUN", e)),
+        let Some(exit) = self.kvm.run()? else {
+            return self.after_kick();
         };
         log::trace!("vCPU {} exit {exit:?}", self.id);
         if !matches!(exit, VcpuExit::Intr) {
@@ -702,13 +446,18 @@ impl Vcpu {
             log::warn!("applying a guest write to a protected page: {e}");
         }
         // Code written over a breakpoint: remember the new byte, keep the breakpoint.
-        let mut planted = self.planted_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut planted = self
+            .debug
+            .planted_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (phys, original) in planted.range_mut(addr..addr + len) {
             *original = bytes[(phys - addr) as usize];
             let _ = self.ram.write(*phys, &[0xCC]);
         }
         drop(planted);
         let touches_watch = self
+            .debug
             .watched
             .iter()
             .any(|&(start, size)| addr < start + size && start < addr + len);
@@ -734,21 +483,18 @@ impl Vcpu {
         else {
             return Ok(None);
         };
-        if !self.debug.single_step || self.in_window {
+        if !self.debug.config.single_step || self.in_window {
             return Ok(None);
         }
         self.complete_pending_exit()?;
-        let (mut regs, sregs) = self.regs_and_sregs()?;
+        let (mut regs, sregs) = self.kvm.regs_and_sregs()?;
         if regs.rip == origin_rip {
             return Ok(None);
         }
         // The step's own TF must not stay behind in the guest's flags.
         if regs.rflags & TF != guest_tf {
             regs.rflags = (regs.rflags & !TF) | guest_tf;
-            self.exit_regs_fresh.set(false);
-            self.fd
-                .set_regs(&regs)
-                .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+            self.kvm.set_regs(&regs)?;
         }
         let info = DebugInfo {
             exception: DB_VECTOR,
@@ -762,7 +508,7 @@ impl Vcpu {
     /// See [`progress::is_cpu_made`]: a descriptor's Accessed bit or a PTE's A/D bits that
     /// hardware KVM reports as MMIO do not stop the guest at a watchpoint.
     fn write_is_cpu_made(&self, phys: u64, old: &[u8], new: &[u8]) -> bool {
-        let Ok((regs, sregs)) = self.regs_and_sregs() else {
+        let Ok((regs, sregs)) = self.kvm.regs_and_sregs() else {
             return false;
         };
         let insn = self.insn_at_pc(&regs, &sregs);
@@ -785,7 +531,7 @@ impl Vcpu {
     /// `out`/`outs`: KVM packs `count` accesses of `size` bytes; each goes to the device.
     fn port_write(&mut self, port: u16, bytes: &[u8]) -> BusAction {
         // SAFETY: the exit reason was KVM_EXIT_IO, so the `io` member of the union is valid.
-        let size = usize::from(unsafe { self.fd.get_kvm_run().__bindgen_anon_1.io.size }).max(1);
+        let size = usize::from(unsafe { self.kvm.run_page().__bindgen_anon_1.io.size }).max(1);
         let mut bus = self.bus.lock().unwrap_or_else(|e| e.into_inner());
         for access in bytes.chunks(size) {
             let action = bus.write(port, access);
@@ -801,7 +547,7 @@ impl Vcpu {
     fn debug_exit(&mut self, info: DebugInfo) -> Result<Option<VcpuEvent>, VcpuError> {
         const BP_VECTOR: u32 = 3;
         if let Some(origin) = self.step_origin.take() {
-            if !self.in_window && self.is_protected() && self.regs()? == origin {
+            if !self.in_window && self.is_protected() && self.kvm.regs()? == origin {
                 log::debug!(
                     "vCPU {}: a step at {:#x} did not move; running it with protection lifted",
                     self.id,
@@ -813,11 +559,11 @@ impl Vcpu {
         }
         // A step or breakpoint that ends in a no-BIOS stub (stepping `int 0x10`) stops where
         // the interrupt came from instead.
-        let stepped = self.in_window || self.debug.single_step;
+        let stepped = self.in_window || self.debug.config.single_step;
         if let Some(event) = self.no_bios_stop(Seen::DebugExit { stepped })? {
             return Ok(Some(event));
         }
-        if info.exception == BP_VECTOR && !self.planted_breakpoints.contains(&info.pc) {
+        if info.exception == BP_VECTOR && !self.debug.planted_breakpoints.contains(&info.pc) {
             self.apply_debug(self.kvm_debug(), kvm_bindings::KVM_GUESTDBG_INJECT_BP)?;
             self.soft_interrupts_completed += 1;
             return Ok(None);
@@ -826,7 +572,7 @@ impl Vcpu {
     }
 
     fn after_kick(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
-        self.fd.set_kvm_immediate_exit(0);
+        self.kvm.set_immediate_exit(false);
         if self.control.stop.swap(false, Ordering::SeqCst) {
             return Ok(Some(VcpuEvent::Interrupted));
         }
@@ -840,7 +586,7 @@ impl Vcpu {
             return Ok(Some(event));
         }
         if self.irq_windows && !self.in_window {
-            let (regs, _) = self.regs_and_sregs()?;
+            let (regs, _) = self.kvm.regs_and_sregs()?;
             if regs.rflags & RFlags::IF.bits() != 0 {
                 return self.complete_unprotected(true);
             }
@@ -856,7 +602,7 @@ impl Vcpu {
     fn plan_irq_windows(&mut self) -> Result<(), VcpuError> {
         let wanted = match &self.protection {
             Some(protection) if protection.is_active() && !self.borrowed => {
-                let (regs, sregs) = self.regs_and_sregs()?;
+                let (regs, sregs) = self.kvm.regs_and_sregs()?;
                 let control = self.control_regs(&sregs);
                 progress::frame_stacks(self.ram.as_ref(), &regs, &sregs, control)
                     .into_iter()
@@ -911,15 +657,12 @@ impl Vcpu {
             self.sampler = ProgressSampler::default();
             return Ok(None);
         }
-        let (regs, sregs) = self.regs_and_sregs()?;
+        let (regs, sregs) = self.kvm.regs_and_sregs()?;
         let unchanged = self.sampler.sample(&regs, self.exits);
         if unchanged == 0 {
             return Ok(None);
         }
-        let mp = self
-            .fd
-            .get_mp_state()
-            .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?;
+        let mp = self.kvm.get_mp_state()?;
         if mp.mp_state == KVM_MP_STATE_HALTED {
             return Ok(None);
         }
@@ -963,13 +706,18 @@ impl Vcpu {
         let Some(protection) = self.protection.clone() else {
             return Ok(None);
         };
-        let (_, sregs) = self.regs_and_sregs()?;
-        let before: Vec<Vec<u8>> = self.watched.iter().map(|&r| self.ram_bytes(r)).collect();
-        let user_step = self.debug.single_step;
+        let (_, sregs) = self.kvm.regs_and_sregs()?;
+        let before: Vec<Vec<u8>> = self
+            .debug
+            .watched
+            .iter()
+            .map(|&r| self.ram_bytes(r))
+            .collect();
+        let user_step = self.debug.config.single_step;
         let step = DebugConfig {
             single_step: true,
             block_irq: !deliver_interrupts,
-            ..self.debug
+            ..self.debug.config
         };
         if self.apply_debug(step, 0).is_err() {
             // A KVM without BLOCKIRQ: an interrupt may be delivered first; the stall then
@@ -982,7 +730,7 @@ impl Vcpu {
                 0,
             )?;
         }
-        let (start_regs, _) = self.regs_and_sregs()?;
+        let (start_regs, _) = self.kvm.regs_and_sregs()?;
         self.in_window = true;
         let outcome = protection.lifted(|| loop {
             match self.run_once() {
@@ -996,6 +744,7 @@ impl Vcpu {
         self.clear_leaked_trap_flag(&start_regs)?;
         self.keep_breakpoints_planted();
         let changed = self
+            .debug
             .watched
             .iter()
             .zip(&before)
@@ -1019,7 +768,7 @@ impl Vcpu {
     /// the saved flags get the guest's own TF back.
     fn clear_leaked_trap_flag(&mut self, before: &kvm_regs) -> Result<(), VcpuError> {
         const TF: u64 = RFlags::TF.bits();
-        let (regs, sregs) = self.regs_and_sregs()?;
+        let (regs, sregs) = self.kvm.regs_and_sregs()?;
         if before.rflags & TF != 0 || regs.rsp == before.rsp {
             return Ok(());
         }
@@ -1071,7 +820,11 @@ impl Vcpu {
     /// After the guest wrote RAM directly: a planted byte it overwrote becomes the byte under
     /// the breakpoint, and the 0xCC goes back.
     fn keep_breakpoints_planted(&self) {
-        let mut planted = self.planted_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut planted = self
+            .debug
+            .planted_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (&phys, original) in planted.iter_mut() {
             let mut byte = [0u8];
             if self.ram.read(phys, &mut byte).is_ok() && byte[0] != 0xCC {
@@ -1083,7 +836,7 @@ impl Vcpu {
 
     /// Still waiting for the INIT/SIPI that starts an application processor.
     pub fn waits_for_startup(&self) -> bool {
-        self.fd.get_mp_state().is_ok_and(|mp| {
+        self.kvm.get_mp_state().is_ok_and(|mp| {
             matches!(
                 mp.mp_state,
                 KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED
@@ -1093,103 +846,60 @@ impl Vcpu {
 
     /// Halted with IF=0: only an NMI or INIT could wake it, and nothing here sends those.
     fn halted_for_good(&self) -> Result<bool, VcpuError> {
-        let mp = self
-            .fd
-            .get_mp_state()
-            .map_err(|e| VcpuError::Kvm("GET_MP_STATE", e))?;
+        let mp = self.kvm.get_mp_state()?;
         if mp.mp_state != KVM_MP_STATE_HALTED {
             return Ok(false);
         }
-        let regs = self
-            .fd
-            .get_regs()
-            .map_err(|e| VcpuError::Kvm("GET_REGS", e))?;
+        let regs = self.kvm.get_regs()?;
         if regs.rflags & RFlags::IF.bits() != 0 {
             return Ok(false);
         }
         // A halted vCPU sits just after its `hlt`. KVM can still say HALTED for a vCPU that an
         // interrupt already woke (seen after a single step over `hlt`, inside the handler with
         // IF=0), so the instruction before RIP must be that `hlt`.
-        let sregs = self
-            .fd
-            .get_sregs()
-            .map_err(|e| VcpuError::Kvm("GET_SREGS", e))?;
+        let sregs = self.kvm.get_sregs()?;
         let before = linear_pc(&regs, &sregs).wrapping_sub(1);
         Ok(self.read_linear(&sregs, before, 1) == [HLT])
     }
 
+    /// KVM could not handle an exit. On this host most are instructions its emulator fails
+    /// on, which [`crate::vmm::emulation_failure`] finishes; a debugger's own 0xCC is a
+    /// breakpoint stop instead of an `int3` for the guest.
     fn internal_error(&mut self) -> Result<Option<VcpuEvent>, VcpuError> {
         // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is the valid member.
-        let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
-        let (regs, sregs) = self.regs_and_sregs()?;
+        let internal = unsafe { self.kvm.run_page().__bindgen_anon_1.internal };
+        let (regs, sregs) = self.kvm.regs_and_sregs()?;
         let linear_rip = linear_pc(&regs, &sregs);
-        let ndata = (internal.ndata as usize).min(internal.data.len());
-        // What the emulator fetched, not what memory holds now: another vCPU may have rewritten
-        // the instruction since (Linux's text_poke_bp plants an int3, patches, then restores
-        // the first byte, and waits for every CPU to have seen it).
-        let fetched = (internal.suberror == SUBERROR_EMULATION)
-            .then(|| emulated_insn_bytes(&internal.data[..ndata]))
-            .flatten();
-        let insn = fetched.unwrap_or_else(|| self.read_linear(&sregs, linear_rip, MAX_INSN_LEN));
-        if internal.suberror == SUBERROR_EMULATION && insn.first() == Some(&FWAIT) {
-            self.complete_fwait(regs)?;
-            return Ok(None);
-        }
-        if internal.suberror == SUBERROR_EMULATION {
-            if let Some(soft) = SoftInterrupt::decode(&insn) {
-                if soft == SoftInterrupt::Int3 && self.planted_breakpoints.contains(&linear_rip) {
-                    // A step into a handler that starts with a breakpoint ends here.
-                    if let Some(origin) = self.step_origin.take() {
-                        self.clear_leaked_trap_flag(&origin)?;
-                    }
-                    return Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }));
+        let data = &internal.data[..(internal.ndata as usize).min(internal.data.len())];
+        let insn = fetched_insn(internal.suberror, data)
+            .unwrap_or_else(|| self.read_linear(&sregs, linear_rip, MAX_INSN_LEN));
+        match Unemulated::classify(internal.suberror, &insn) {
+            Some(Unemulated::Fwait) => {
+                complete_fwait(&self.kvm, regs)?;
+                Ok(None)
+            }
+            Some(Unemulated::SoftInterrupt(SoftInterrupt::Int3))
+                if self.debug.planted_breakpoints.contains(&linear_rip) =>
+            {
+                // A step into a handler that starts with a breakpoint ends here.
+                if let Some(origin) = self.step_origin.take() {
+                    self.clear_leaked_trap_flag(&origin)?;
                 }
-                self.complete_soft_interrupt(soft, regs)?;
-                return self.deliver_injected();
+                Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }))
             }
+            Some(Unemulated::SoftInterrupt(soft)) => {
+                self.soft_interrupts_completed += 1;
+                complete_soft_interrupt(&self.kvm, soft, regs)?;
+                self.deliver_injected()
+            }
+            None => Ok(Some(VcpuEvent::InternalError(InternalError {
+                suberror: internal.suberror,
+                data: data.to_vec(),
+                rip: regs.rip,
+                linear_rip,
+                insn,
+            }))),
         }
-        Ok(Some(VcpuEvent::InternalError(InternalError {
-            suberror: internal.suberror,
-            data: internal.data[..ndata].to_vec(),
-            rip: regs.rip,
-            linear_rip,
-            insn,
-        })))
-    }
-
-    /// Finishes what the host's KVM could not: step over the instruction and deliver the
-    /// event through the guest's IDT, as the CPU would have.
-    fn complete_soft_interrupt(
-        &mut self,
-        soft: SoftInterrupt,
-        mut regs: kvm_regs,
-    ) -> Result<(), VcpuError> {
-        log::debug!("completing {soft:?} at rip {:#x} by injection", regs.rip);
-        self.soft_interrupts_completed += 1;
-        self.exit_regs_fresh.set(false);
-        regs.rip += soft.insn_len();
-        self.fd
-            .set_regs(&regs)
-            .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
-        let mut events = self
-            .fd
-            .get_vcpu_events()
-            .map_err(|e| VcpuError::Kvm("GET_VCPU_EVENTS", e))?;
-        match soft {
-            SoftInterrupt::Int3 | SoftInterrupt::Int1 => {
-                events.exception.injected = 1;
-                events.exception.nr = if soft == SoftInterrupt::Int3 { 3 } else { 1 };
-                events.exception.has_error_code = 0;
-            }
-            SoftInterrupt::IntN(vector) => {
-                events.interrupt.injected = 1;
-                events.interrupt.nr = vector;
-                events.interrupt.soft = 0;
-            }
-        }
-        self.fd
-            .set_vcpu_events(&events)
-            .map_err(|e| VcpuError::Kvm("SET_VCPU_EVENTS", e))
     }
 
     /// An event the loop injected pushes its frame at the next entry: onto a protected stack
@@ -1200,7 +910,7 @@ impl Vcpu {
             return Ok(None);
         }
         let event = self.complete_unprotected(true)?;
-        let (regs, _) = self.regs_and_sregs()?;
+        let (regs, _) = self.kvm.regs_and_sregs()?;
         log::debug!(
             "vCPU {}: injected event delivered unprotected, now at {:#x}",
             self.id,
@@ -1209,41 +919,12 @@ impl Vcpu {
         Ok(event)
     }
 
-    /// FWAIT (Linux's FPU code has one) is another emulation failure on KVM-PVM. All it does is
-    /// raise #MF if an unmasked x87 exception is pending (FSW.ES), so the VMM does that or
-    /// steps over it.
-    fn complete_fwait(&mut self, mut regs: kvm_regs) -> Result<(), VcpuError> {
-        const FSW_ERROR_SUMMARY: u16 = 1 << 7;
-        const MF_VECTOR: u8 = 16;
-        let fpu = self
-            .fd
-            .get_fpu()
-            .map_err(|e| VcpuError::Kvm("GET_FPU", e))?;
-        if fpu.fsw & FSW_ERROR_SUMMARY != 0 {
-            let mut events = self
-                .fd
-                .get_vcpu_events()
-                .map_err(|e| VcpuError::Kvm("GET_VCPU_EVENTS", e))?;
-            events.exception.injected = 1;
-            events.exception.nr = MF_VECTOR;
-            events.exception.has_error_code = 0;
-            return self
-                .fd
-                .set_vcpu_events(&events)
-                .map_err(|e| VcpuError::Kvm("SET_VCPU_EVENTS", e));
-        }
-        regs.rip += 1;
-        self.fd
-            .set_regs(&regs)
-            .map_err(|e| VcpuError::Kvm("SET_REGS", e))
-    }
-
     /// When this vCPU is in real mode inside a no-BIOS stub: puts it back where the interrupt
     /// came from ([`no_bios::unwind`]) and says what happened. A planted breakpoint's 0xCC
     /// (which this host's KVM delivers to the IVT in real mode) becomes the breakpoint stop it
     /// is. `None` when the vCPU is elsewhere.
     fn no_bios_stop(&mut self, seen: Seen) -> Result<Option<VcpuEvent>, VcpuError> {
-        let (regs, sregs) = self.regs_and_sregs()?;
+        let (regs, sregs) = self.kvm.regs_and_sregs()?;
         let Some(vector) = no_bios::stub_vector(linear_pc(&regs, &sregs), &sregs) else {
             return Ok(None);
         };
@@ -1252,21 +933,17 @@ impl Vcpu {
             // completes.
             self.complete_pending_exit()?;
         }
-        // Registers are written below: fd() stops trusting the copy KVM left at the exit, so
-        // these come from KVM itself.
-        let fd = self.fd();
-        let (mut regs, stub_sregs) = self.regs_and_sregs()?;
+        // Registers are written below, from KVM's own, not the copy it left at the exit.
+        let (mut regs, stub_sregs) = (self.kvm.get_regs()?, self.kvm.get_sregs()?);
         let mut sregs = stub_sregs;
         let stop = no_bios::unwind(vector, seen, &mut regs, &mut sregs, |at, len| {
             self.read_linear(&stub_sregs, at, len)
         });
         if stop.at.is_some() {
-            fd.set_sregs(&sregs)
-                .map_err(|e| VcpuError::Kvm("SET_SREGS", e))?;
-            fd.set_regs(&regs)
-                .map_err(|e| VcpuError::Kvm("SET_REGS", e))?;
+            self.kvm.set_sregs(&sregs)?;
+            self.kvm.set_regs(&regs)?;
             let at = linear_pc(&regs, &sregs);
-            if stop.cause == Cause::Int3 && self.planted_breakpoints.contains(&at) {
+            if stop.cause == Cause::Int3 && self.debug.planted_breakpoints.contains(&at) {
                 return Ok(Some(VcpuEvent::SoftwareBreakpoint { rip: regs.rip }));
             }
         }
@@ -1361,94 +1038,9 @@ pub fn to_kvm_segment(cache: &SegmentCache) -> kvm_segment {
     }
 }
 
-/// The instruction bytes KVM's emulator fetched, from an emulation failure's data: `flags`
-/// with KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, then a size byte and up to 15
-/// bytes packed into the next two words.
-fn emulated_insn_bytes(data: &[u64]) -> Option<Vec<u8>> {
-    const FLAG_INSTRUCTION_BYTES: u64 = 1;
-    let [flags, low, high, ..] = *data else {
-        return None;
-    };
-    if flags & FLAG_INSTRUCTION_BYTES == 0 {
-        return None;
-    }
-    let mut packed = [0u8; 16];
-    packed[..8].copy_from_slice(&low.to_le_bytes());
-    packed[8..].copy_from_slice(&high.to_le_bytes());
-    let size = usize::from(packed[0]);
-    (1..=MAX_INSN_LEN)
-        .contains(&size)
-        .then(|| packed[1..=size].to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_bytes_the_emulator_fetched() {
-        // Seen on KVM-PVM: an int3 another vCPU had planted, fetched before it was patched away.
-        let data = [0x1, 0xfff4_2dc7_e890_cc0f, 0x4801_b415_9805_0348, 0x1000];
-        let bytes = emulated_insn_bytes(&data).unwrap();
-        assert_eq!(bytes.len(), 15);
-        assert_eq!(bytes[..4], [0xcc, 0x90, 0xe8, 0xc7]);
-        assert_eq!(SoftInterrupt::decode(&bytes), Some(SoftInterrupt::Int3));
-        assert_eq!(emulated_insn_bytes(&[0, data[1], data[2]]), None);
-        assert_eq!(emulated_insn_bytes(&data[..2]), None);
-        assert_eq!(emulated_insn_bytes(&[1, 0, 0]), None);
-        assert_eq!(emulated_insn_bytes(&[1, 0x10, 0]), None);
-    }
-
-    #[test]
-    fn decodes_soft_interrupts() {
-        assert_eq!(
-            SoftInterrupt::decode(&[0xCC, 0x90]),
-            Some(SoftInterrupt::Int3)
-        );
-        assert_eq!(
-            SoftInterrupt::decode(&[0xCD, 0x80]),
-            Some(SoftInterrupt::IntN(0x80))
-        );
-        assert_eq!(SoftInterrupt::decode(&[0xF1]), Some(SoftInterrupt::Int1));
-        assert_eq!(SoftInterrupt::decode(&[0xCD]), None);
-        assert_eq!(SoftInterrupt::decode(&[0x0F, 0x0B]), None);
-        assert_eq!(SoftInterrupt::IntN(3).insn_len(), 2);
-    }
-
-    #[test]
-    fn debug_config_sets_control_and_dr7() {
-        use kvm_bindings::*;
-        assert_eq!(DebugConfig::default().control(), 0);
-        let config = DebugConfig {
-            single_step: true,
-            block_irq: true,
-            sw_breakpoints: true,
-            hw_breakpoints: [
-                Some(DebugSlot::execute(0x1000)),
-                None,
-                Some(DebugSlot::execute(0x2000)),
-                Some(DebugSlot {
-                    addr: 0x3000,
-                    kind: SlotKind::Write(4),
-                }),
-            ],
-        };
-        assert_eq!(
-            config.control(),
-            KVM_GUESTDBG_ENABLE
-                | KVM_GUESTDBG_SINGLESTEP
-                | KVM_GUESTDBG_BLOCKIRQ
-                | KVM_GUESTDBG_USE_SW_BP
-                | KVM_GUESTDBG_USE_HW_BP
-        );
-        // L0, L2, L3; slot 3: RW=01 (write), LEN=11 (4 bytes) at bits 28-31.
-        assert_eq!(config.dr7(), 0b0101_0001 | (0b1101 << 28));
-        let access8 = DebugSlot {
-            addr: 0,
-            kind: SlotKind::Access(8),
-        };
-        assert_eq!(access8.rw_len(), 0b1011);
-    }
 
     #[test]
     fn boot_gdt_segments_decode_as_kvm_expects() {

@@ -18,7 +18,7 @@ use crate::devices::sink::Sink;
 use crate::devices::PioBus;
 use crate::vmm::memory::{GuestRam, MemoryError};
 use crate::vmm::memslots::{MemorySlots, MemslotError, Protection};
-use crate::vmm::vcpu::Vcpu;
+use crate::vmm::vcpu::{Vcpu, VcpuError};
 use crate::x86::cpu::maxphyaddr_from_cpuid;
 
 #[derive(Debug, Error)]
@@ -33,6 +33,8 @@ pub enum VmError {
     Memory(#[from] MemoryError),
     #[error("{0}")]
     Slots(#[from] MemslotError),
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
     #[error("cannot create an eventfd: {0}")]
     EventFd(std::io::Error),
     #[error("--cpus must be between 1 and {max}, not {requested}")]

@@ -3,16 +3,15 @@
 //! Software breakpoints are kept by linear address and re-resolved before every resume: each is
 //! planted as 0xCC at whatever physical address the running vCPUs map it to, and removed again at
 //! every stop — so gdb never reads our 0xCC, a guest that rewrote the code gets its new byte
-//! kept, and a remapped page moves the breakpoint. A breakpoint that is not mapped yet (a
-//! higher-half symbol before paging) or sits at a vCPU's current instruction waits in a debug
-//! register instead; RFLAGS.RF lets the vCPU leave that instruction without re-hitting it.
+//! kept, and a remapped page moves the breakpoint. Which breakpoint waits in a debug register
+//! instead is the resume's plan ([`super::plan`]).
 
 use std::collections::BTreeSet;
 
 use thiserror::Error;
 
+use crate::vmm::guest_debug::PlantedBytes;
 use crate::vmm::memory::GuestRam;
-use crate::vmm::vcpu::PlantedBytes;
 use crate::x86::cpu::ControlRegs;
 use crate::x86::paging::{translate, Access};
 
@@ -35,6 +34,14 @@ pub struct Breakpoints {
     /// holding them are read-only while the guest runs, and a guest write there updates the
     /// byte under the 0xCC instead of erasing the breakpoint (a boot loader copying code).
     pub planted: PlantedBytes,
+}
+
+/// A `break` and the guest-physical RAM addresses the vCPUs about to run map it to (none: not
+/// mapped yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SoftwareBreakpoint {
+    pub(crate) addr: u64,
+    pub(crate) targets: BTreeSet<u64>,
 }
 
 /// How the breakpoints are applied for one resume.
@@ -92,57 +99,39 @@ impl Breakpoints {
         self.hardware.clear();
     }
 
-    /// Plants every software breakpoint for a resume of vCPUs with these translation states
-    /// and current instruction pointers (linear). Breakpoints that cannot be planted go to
-    /// free debug registers; any left over are reported in the returned warnings.
-    ///
-    /// At most `registers` debug registers are used (data watchpoints may hold the others).
-    ///
-    /// With `registers_first` (a vCPU in real mode, where a software-nested KVM delivers `int3`
-    /// straight to the guest's IVT instead of exiting), free debug registers serve software
-    /// breakpoints before any 0xCC is planted.
-    pub fn plant(
-        &mut self,
+    /// Where each software breakpoint is in RAM through each of these page tables (those of
+    /// the vCPUs about to run), in address order.
+    pub(crate) fn targets(
+        &self,
         ram: &GuestRam,
-        vcpus: &[(ControlRegs, u64)],
-        registers_first: bool,
-        registers: usize,
-    ) -> (Applied, Vec<String>) {
-        let mut applied = Applied {
-            debug_registers: self.hardware.clone(),
-        };
-        let mut warnings = Vec::new();
-        for &addr in &self.software {
-            let at_pc = vcpus.iter().any(|&(_, pc)| pc == addr);
-            let targets: BTreeSet<u64> = vcpus
-                .iter()
-                .filter_map(|(regs, _)| translate(ram, regs, addr, Access::DEBUGGER).ok())
-                .map(|t| t.phys)
-                .filter(|&phys| ram.contains(phys, 1))
-                .collect();
-            let register_free = applied.debug_registers.len() < registers;
-            if at_pc || targets.is_empty() || (registers_first && register_free) {
-                if register_free {
-                    applied.debug_registers.push(addr);
-                } else {
-                    warnings.push(format!(
-                        "breakpoint at {addr:#x} is inactive for this run: all debug registers are in use"
-                    ));
-                }
+        page_tables: &[ControlRegs],
+    ) -> Vec<SoftwareBreakpoint> {
+        self.software
+            .iter()
+            .map(|&addr| SoftwareBreakpoint {
+                addr,
+                targets: page_tables
+                    .iter()
+                    .filter_map(|regs| translate(ram, regs, addr, Access::DEBUGGER).ok())
+                    .map(|t| t.phys)
+                    .filter(|&phys| ram.contains(phys, 1))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Writes a 0xCC at each of these guest-physical addresses, keeping the guest's byte.
+    pub(crate) fn plant(&mut self, ram: &GuestRam, at: &BTreeSet<u64>) {
+        let mut planted = lock(&self.planted);
+        for &phys in at {
+            if planted.contains_key(&phys) {
                 continue;
             }
-            let mut planted = lock(&self.planted);
-            for phys in targets {
-                if planted.contains_key(&phys) {
-                    continue;
-                }
-                let mut original = [0u8];
-                if ram.read(phys, &mut original).is_ok() && ram.write(phys, &[INT3]).is_ok() {
-                    planted.insert(phys, original[0]);
-                }
+            let mut original = [0u8];
+            if ram.read(phys, &mut original).is_ok() && ram.write(phys, &[INT3]).is_ok() {
+                planted.insert(phys, original[0]);
             }
         }
-        (applied, warnings)
     }
 
     /// Takes every planted 0xCC out again. Where the guest has since written something else,
@@ -155,14 +144,6 @@ impl Breakpoints {
                 let _ = ram.write(phys, &[original]);
             }
         }
-    }
-
-    /// The guest-physical pages that hold a planted 0xCC.
-    pub fn planted_pages(&self) -> BTreeSet<u64> {
-        lock(&self.planted)
-            .keys()
-            .map(|phys| phys & !0xfff)
-            .collect()
     }
 }
 
@@ -184,8 +165,15 @@ mod tests {
         ram.write(0x1000, &[0x90, 0x90]).unwrap();
         let mut bps = Breakpoints::default();
         bps.add_software(0x1000, true).unwrap();
-        let (applied, warnings) = bps.plant(&ram, &[(flat(), 0x2000)], false, DEBUG_REGISTERS);
-        assert!(applied.debug_registers.is_empty() && warnings.is_empty());
+        let targets = bps.targets(&ram, &[flat()]);
+        assert_eq!(
+            targets,
+            vec![SoftwareBreakpoint {
+                addr: 0x1000,
+                targets: [0x1000].into()
+            }]
+        );
+        bps.plant(&ram, &targets[0].targets);
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [INT3]);
@@ -199,44 +187,26 @@ mod tests {
         let ram = GuestRam::new(2 << 20).unwrap();
         ram.write(0x1000, &[0x90]).unwrap();
         let mut bps = Breakpoints::default();
-        bps.add_software(0x1000, true).unwrap();
-        bps.plant(&ram, &[(flat(), 0)], false, DEBUG_REGISTERS);
+        let at = [0x1000].into();
+        bps.plant(&ram, &at);
         ram.write(0x1000, &[0xF4]).unwrap(); // the guest copies new code there
         bps.unplant(&ram);
         let mut byte = [0u8];
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [0xF4]);
-        bps.plant(&ram, &[(flat(), 0)], false, DEBUG_REGISTERS);
+        bps.plant(&ram, &at);
         bps.unplant(&ram);
         ram.read(0x1000, &mut byte).unwrap();
         assert_eq!(byte, [0xF4], "the new code's byte is what gets restored");
     }
 
     #[test]
-    fn breakpoint_at_pc_or_unmapped_uses_a_debug_register() {
+    fn a_breakpoint_outside_ram_has_no_target() {
         let ram = GuestRam::new(2 << 20).unwrap();
         let mut bps = Breakpoints::default();
-        bps.add_software(0x1000, true).unwrap();
         bps.add_software(0x8000_0000, false).unwrap();
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x1000)], false, DEBUG_REGISTERS);
-        assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
-        bps.unplant(&ram);
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true, DEBUG_REGISTERS);
-        assert_eq!(applied.debug_registers, vec![0x1000, 0x8000_0000]);
-        bps.unplant(&ram);
-    }
-
-    #[test]
-    fn real_mode_prefers_debug_registers() {
-        let ram = GuestRam::new(2 << 20).unwrap();
-        ram.write(0x1000, &[0x90]).unwrap();
-        let mut bps = Breakpoints::default();
-        bps.add_software(0x1000, true).unwrap();
-        let (applied, _) = bps.plant(&ram, &[(flat(), 0x2000)], true, DEBUG_REGISTERS);
-        assert_eq!(applied.debug_registers, vec![0x1000]);
-        let mut byte = [0u8];
-        ram.read(0x1000, &mut byte).unwrap();
-        assert_eq!(byte, [0x90], "no 0xCC planted");
+        let targets = bps.targets(&ram, &[flat(), flat()]);
+        assert!(targets[0].targets.is_empty());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use gdbstub::target::ext::breakpoints::WatchKind;
 
 use super::breakpoints::{Applied, Breakpoints, DEBUG_REGISTERS};
 use super::watchpoints::Watchpoints;
+use crate::vmm::guest_debug::{DebugInfo, DebugSlot, SlotKind};
 use crate::vmm::memory::GuestRam;
-use crate::vmm::vcpu::{DebugInfo, DebugSlot, SlotKind};
 
 /// A read or access watchpoint held in a debug register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl DataWatch {
 
 /// Breakpoint and watch bookkeeping.
 #[derive(Default)]
-pub(crate) struct DebugState {
+pub(crate) struct DebugBook {
     pub(crate) breakpoints: Breakpoints,
     /// `watch`: write watchpoints on read-only pages.
     pub(crate) watchpoints: Watchpoints,
@@ -48,29 +48,10 @@ pub(crate) struct DebugState {
     pub(crate) catch_mode: bool,
 }
 
-impl DebugState {
-    /// The debug registers execution breakpoints may use (data watchpoints hold the others).
-    pub(crate) fn exec_registers(&self) -> usize {
-        DEBUG_REGISTERS - self.data_watches.len()
-    }
-
+impl DebugBook {
     /// Whether every debug register is taken by a user `hbreak`, `rwatch` or `awatch`.
     pub(crate) fn registers_full(&self) -> bool {
         self.breakpoints.hardware.len() + self.data_watches.len() >= DEBUG_REGISTERS
-    }
-
-    /// DR0-3 for a resume: execution slots first (`applied`), then the data watchpoints.
-    pub(crate) fn slots(&self, applied: &Applied) -> [Option<DebugSlot>; 4] {
-        let mut hw = [None; 4];
-        let slots = applied
-            .debug_registers
-            .iter()
-            .map(|&addr| DebugSlot::execute(addr))
-            .chain(self.data_watches.iter().map(DataWatch::slot));
-        for (register, slot) in hw.iter_mut().zip(slots) {
-            *register = Some(slot);
-        }
-        hw
     }
 
     /// The DR7 data watchpoint whose slot DR6 reports as hit.
@@ -142,8 +123,8 @@ mod tests {
 
     /// `hbreak 0x1000`, a software breakpoint at 0x2000 served by DR1, a step of vCPU 0 run to
     /// 0x3000 in DR2, and an `awatch` on 0x4000 in DR3.
-    fn applied() -> DebugState {
-        let mut debug = DebugState::default();
+    fn applied() -> DebugBook {
+        let mut debug = DebugBook::default();
         debug.breakpoints.add_hardware(0x1000).unwrap();
         debug.breakpoints.add_software(0x2000, true).unwrap();
         debug.applied.debug_registers = vec![0x1000, 0x2000, 0x3000];
@@ -197,18 +178,19 @@ mod tests {
     }
 
     #[test]
-    fn data_watches_take_the_registers_after_the_execution_slots() {
-        let debug = applied();
-        assert_eq!(debug.exec_registers(), DEBUG_REGISTERS - 1);
-        assert!(!debug.registers_full());
-        let slots = debug.slots(&debug.applied);
-        assert_eq!(slots[0], Some(DebugSlot::execute(0x1000)));
-        assert_eq!(
-            slots[3],
-            Some(DebugSlot {
-                addr: 0x4000,
-                kind: SlotKind::Access(4)
-            })
+    fn registers_are_full_when_hbreaks_and_data_watches_take_all_four() {
+        let mut debug = applied();
+        assert!(
+            !debug.registers_full(),
+            "software breakpoints and steps do not count"
         );
+        for addr in [0x5000, 0x6000, 0x7000] {
+            debug.data_watches.push(DataWatch {
+                addr,
+                len: 8,
+                kind: WatchKind::ReadWrite,
+            });
+        }
+        assert!(debug.registers_full());
     }
 }

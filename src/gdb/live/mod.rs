@@ -3,11 +3,13 @@
 //! debug registers, watchpoints on read-only pages or in debug registers.
 //!
 //! The parts ([`vm`]) are the machine handle, each vCPU's run state ([`vcpus`]) and the
-//! breakpoint and watch bookkeeping ([`debug`]); [`resume`] starts the vCPUs, [`stop`] stops
-//! them and says why; this file answers the target and the session loop.
+//! breakpoint and watch bookkeeping ([`debug`]); [`resume`] starts the vCPUs as [`plan`]
+//! decides, [`stop`] stops them and says why; this file answers the target and the session
+//! loop.
 
 mod breakpoints;
 mod debug;
+mod plan;
 mod resume;
 mod step;
 mod stop;
@@ -25,7 +27,6 @@ use crate::gdb::backend::{Action, Backend, Ended, Refusal, RunControl, Waited};
 use crate::gdb::conn::{GdbConnection, SharedInbox};
 use crate::gdb::fault::TargetFault;
 use crate::gdb::monitor::{dump, msr, usage, Lines};
-use crate::snapshot::capture::read_pdptrs;
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::host_caps::Capability;
 use crate::vmm::machine::VcpuReport;
@@ -42,12 +43,7 @@ impl LiveVm {
         self.debug.forget(&self.vm.ram);
         self.vm.slots.set_read_only(Default::default())?;
         for id in self.vcpus.ids() {
-            self.vm.machine.with_vcpu(id, |vcpu| {
-                vcpu.catch_mode = false;
-                vcpu.planted_breakpoints.clear();
-                vcpu.watched.clear();
-                vcpu.clear_debug()
-            })??;
+            self.vm.machine.with_vcpu(id, |vcpu| vcpu.clear_debug())??;
         }
         Ok(())
     }
@@ -60,7 +56,7 @@ impl LiveVm {
             cpu.pdptrs = self
                 .vm
                 .machine
-                .with_vcpu(id, |v| read_pdptrs(v.fd()))
+                .with_vcpu(id, |v| v.kvm().pdptrs())
                 .map_err(TargetFault::from)?;
             cpus.push(cpu);
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use gdbstub::target::TargetError;
 
-use super::debug::DebugState;
+use super::debug::DebugBook;
 use super::vcpus::VcpuRuns;
 use crate::gdb::arch::{RegLayout, RegisterFile};
 use crate::gdb::backend::Refusal;
@@ -36,7 +36,7 @@ pub(crate) struct VmHandle {
 pub struct LiveVm {
     pub(crate) vm: VmHandle,
     pub(crate) vcpus: VcpuRuns,
-    pub(crate) debug: DebugState,
+    pub(crate) debug: DebugBook,
     /// Stops that other vCPUs reported while the first stop was being handled; the next resume
     /// reports them without running anything (all-stop).
     pub(crate) pending: VecDeque<(u8, VcpuEvent)>,
@@ -66,7 +66,7 @@ impl LiveVm {
                 caps,
             },
             vcpus: VcpuRuns::new(count),
-            debug: DebugState::default(),
+            debug: DebugBook::default(),
             pending: VecDeque::new(),
             run_end: None,
             hold: false,
@@ -101,10 +101,10 @@ impl LiveVm {
             }
         };
         let result = self.vm.machine.with_vcpu(id, move |vcpu| {
-            let fd = vcpu.fd();
-            fd.set_regs(&kregs)
-                .and_then(|_| fd.set_sregs(&ksregs))
-                .and_then(|_| fd.set_fpu(&kfpu))
+            let kvm = vcpu.kvm();
+            kvm.set_regs(&kregs)
+                .and_then(|_| kvm.set_sregs(&ksregs))
+                .and_then(|_| kvm.set_fpu(&kfpu))
         });
         self.vcpus.forget_state(id);
         match result {

@@ -4,8 +4,6 @@
 //! fires DR7 data breakpoints. Watches are kept by linear address and re-resolved before every
 //! resume, like breakpoints.
 
-use std::collections::BTreeSet;
-
 use crate::vmm::memory::GuestRam;
 use crate::x86::cpu::ControlRegs;
 use crate::x86::paging::physical_pieces;
@@ -48,13 +46,9 @@ impl Watchpoints {
         self.resolved.clear();
     }
 
-    /// Maps every watch to guest-physical pieces through `regs`; returns the pages to make
-    /// read-only and the physical ranges the vCPUs must report. Unmapped parts are skipped.
-    pub fn resolve(
-        &mut self,
-        ram: &GuestRam,
-        regs: &ControlRegs,
-    ) -> (BTreeSet<u64>, Vec<(u64, u64)>) {
+    /// Maps every watch to guest-physical pieces through `regs`, each within one page; returns
+    /// the physical ranges the vCPUs must report. Unmapped parts are skipped.
+    pub fn resolve(&mut self, ram: &GuestRam, regs: &ControlRegs) -> Vec<(u64, u64)> {
         self.resolved.clear();
         for (index, &(linear, len)) in self.watches.iter().enumerate() {
             for (phys, chunk) in physical_pieces(ram, regs, linear, len) {
@@ -63,17 +57,10 @@ impl Watchpoints {
                 }
             }
         }
-        let pages = self
-            .resolved
-            .iter()
-            .map(|&(phys, _, _)| phys & !(PAGE - 1))
-            .collect();
-        let ranges = self
-            .resolved
+        self.resolved
             .iter()
             .map(|&(phys, len, _)| (phys, len))
-            .collect();
-        (pages, ranges)
+            .collect()
     }
 
     /// The linear address of the watch a guest write at `phys` touched.
@@ -95,8 +82,7 @@ mod tests {
         let regs = ControlRegs::new(0x11, 0, 0, 0);
         let mut watches = Watchpoints::default();
         watches.add(0x1ffe, 4);
-        let (pages, ranges) = watches.resolve(&ram, &regs);
-        assert_eq!(pages.into_iter().collect::<Vec<_>>(), vec![0x1000, 0x2000]);
+        let ranges = watches.resolve(&ram, &regs);
         assert_eq!(ranges, vec![(0x1ffe, 2), (0x2000, 2)]);
         assert_eq!(watches.hit(0x2001, 1), Some(0x1ffe));
         assert_eq!(watches.hit(0x2002, 4), None);

@@ -1,8 +1,6 @@
 //! `msr INDEX`: one model-specific register, read by the vCPU's own thread with KVM_GET_MSRS
 //! on a live VM, or from the state a snapshot saved.
 
-use kvm_bindings::{kvm_msr_entry, Msrs};
-
 use super::help::usage;
 use super::host::{Lines, MonitorError};
 use super::view::parse_num;
@@ -31,18 +29,10 @@ pub fn msr(args: &[&str], read: MsrSource<'_>) -> Lines {
 pub fn from_kvm(machine: &mut Machine, vcpu: u8) -> MsrSource<'_> {
     Box::new(move |index| {
         machine
-            .with_vcpu(vcpu, move |v| {
-                let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
-                    index,
-                    ..Default::default()
-                }])
-                .expect("one MSR entry fits");
-                // KVM_GET_MSRS answers how many entries it filled: 0 means it refused the first.
-                match v.fd().get_msrs(&mut msrs) {
-                    Ok(1) => Ok(msrs.as_slice()[0].data),
-                    Ok(_) => Err("KVM does not expose it (unknown or not readable)".to_string()),
-                    Err(e) => Err(format!("KVM_GET_MSRS failed: {e}")),
-                }
+            .with_vcpu(vcpu, move |v| match v.kvm().msr(index) {
+                Ok(Some(value)) => Ok(value),
+                Ok(None) => Err("KVM does not expose it (unknown or not readable)".to_string()),
+                Err(e) => Err(e.to_string()),
             })
             .map_err(|e| MonitorError::Target(e.into()))
     })
