@@ -94,10 +94,10 @@ pub struct RunArgs {
     /// Serve gdb: tcp:[HOST:]PORT (host defaults to 127.0.0.1; port 0 picks a free one),
     /// unix:PATH (mode 0600) or stdio (for `target remote | gdbvisor …`).
     #[arg(long, value_name = "ENDPOINT", global = true)]
-    pub gdb: Option<GdbEndpoint>,
+    pub(crate) gdb: Option<GdbEndpoint>,
     /// Shorthand for --gdb tcp:127.0.0.1:1234 (QEMU: -s).
     #[arg(short = 's', global = true)]
-    pub gdb_default_port: bool,
+    pub(crate) gdb_default_port: bool,
     /// Hold the guest before its first instruction until gdb attaches (QEMU: -S).
     #[arg(short = 'S', long, global = true)]
     pub wait: bool,
@@ -187,7 +187,7 @@ impl RunArgs {
 }
 
 /// Parses `128`, `128M`, `512K`, `2G` (binary units; a bare number is MiB, as in QEMU).
-pub fn parse_size(text: &str) -> Result<u64, CliError> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, CliError> {
     let bad = || CliError::Size(text.to_string());
     let trimmed = text.trim();
     let (digits, shift) = match trimmed.char_indices().last() {
@@ -201,7 +201,7 @@ pub fn parse_size(text: &str) -> Result<u64, CliError> {
 }
 
 /// Parses a MAXPHYADDR: decimal bits, 32 to 52 (what x86 CPUs report).
-pub fn parse_maxphyaddr(text: &str) -> Result<u8, CliError> {
+pub(crate) fn parse_maxphyaddr(text: &str) -> Result<u8, CliError> {
     text.trim()
         .parse::<u8>()
         .ok()
@@ -210,7 +210,7 @@ pub fn parse_maxphyaddr(text: &str) -> Result<u8, CliError> {
 }
 
 /// Parses `0x7c00` or `31744`.
-pub fn parse_address(text: &str) -> Result<u64, CliError> {
+pub(crate) fn parse_address(text: &str) -> Result<u64, CliError> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),

@@ -12,13 +12,13 @@ use vm_memory::GuestMemoryBackend;
 use super::loader::BootError;
 use super::memory::GuestMemoryExt;
 
-pub const RSDP_ADDR: u64 = 0xF_0000;
+pub(crate) const RSDP_ADDR: u64 = 0xF_0000;
 const XSDT_ADDR: u64 = RSDP_ADDR + 0x40;
 const MADT_ADDR: u64 = RSDP_ADDR + 0x100;
 /// The BIOS area ends at 1 MiB.
 const AREA_END: u64 = 0x10_0000;
-pub const LAPIC_ADDR: u32 = 0xFEE0_0000;
-pub const IOAPIC_ADDR: u32 = 0xFEC0_0000;
+pub(crate) const LAPIC_ADDR: u32 = 0xFEE0_0000;
+pub(crate) const IOAPIC_ADDR: u32 = 0xFEC0_0000;
 const OEM_ID: &[u8; 6] = b"GDBVSR";
 const OEM_TABLE_ID: &[u8; 8] = b"GDBVISOR";
 const HEADER_LEN: usize = 36;
@@ -82,7 +82,10 @@ fn rsdp(xsdt: u64) -> [u8; 36] {
 
 /// Writes RSDP, XSDT and MADT for `cpus` CPUs; returns the RSDP's address, or `None` when the
 /// kernel image itself occupies that memory.
-pub fn write_tables(ram: &impl GuestMemoryBackend, cpus: u32) -> Result<Option<u64>, BootError> {
+pub(crate) fn write_tables(
+    ram: &impl GuestMemoryBackend,
+    cpus: u32,
+) -> Result<Option<u64>, BootError> {
     let cpus = u8::try_from(cpus)
         .ok()
         .filter(|&n| n > 0 && n < 255)

@@ -24,28 +24,28 @@ pub enum ElfError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElfClass {
+pub(crate) enum ElfClass {
     Elf32,
     Elf64,
 }
 
 /// A PT_LOAD segment: `file_size` bytes from `offset` go to `paddr`, then zeros up to `mem_size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    pub paddr: u64,
-    pub vaddr: u64,
-    pub offset: u64,
-    pub file_size: u64,
-    pub mem_size: u64,
+pub(crate) struct Segment {
+    pub(crate) paddr: u64,
+    pub(crate) vaddr: u64,
+    pub(crate) offset: u64,
+    pub(crate) file_size: u64,
+    pub(crate) mem_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ElfImage {
-    pub class: ElfClass,
-    pub entry: u64,
-    pub segments: Vec<Segment>,
+pub(crate) struct ElfImage {
+    pub(crate) class: ElfClass,
+    pub(crate) entry: u64,
+    pub(crate) segments: Vec<Segment>,
     /// PT_NOTE segments: (file offset, size), checked to lie inside the file.
-    pub notes: Vec<(u64, u64)>,
+    pub(crate) notes: Vec<(u64, u64)>,
 }
 
 const PT_LOAD: u32 = 1;
@@ -56,12 +56,12 @@ const EM_X86_64: u16 = 62;
 const NOTES_MAX: u64 = 64 * 1024;
 
 /// True when `image` starts with the ELF magic.
-pub fn is_elf(image: &[u8]) -> bool {
+pub(crate) fn is_elf(image: &[u8]) -> bool {
     image.starts_with(b"\x7fELF")
 }
 
 /// The ELF class, if `image` is ELF at all.
-pub fn class_of(image: &[u8]) -> Option<ElfClass> {
+pub(crate) fn class_of(image: &[u8]) -> Option<ElfClass> {
     if !is_elf(image) || image.len() < 5 {
         return None;
     }
@@ -122,7 +122,7 @@ fn check_in_file(
 
 /// Parses the header and program headers of a little-endian x86 ELF executable, and checks
 /// that every segment's bytes are in the file.
-pub fn parse(image: &Image) -> Result<ElfImage, ElfError> {
+pub(crate) fn parse(image: &Image) -> Result<ElfImage, ElfError> {
     let head = image.head();
     if !is_elf(head) {
         return Err(ElfError::NotElf);
@@ -250,16 +250,16 @@ pub fn parse(image: &Image) -> Result<ElfImage, ElfError> {
 
 /// One ELF note: its name (without the NUL), type and descriptor bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    pub name: Vec<u8>,
-    pub kind: u32,
-    pub desc: Vec<u8>,
+pub(crate) struct Note {
+    pub(crate) name: Vec<u8>,
+    pub(crate) kind: u32,
+    pub(crate) desc: Vec<u8>,
 }
 
 impl ElfImage {
     /// The notes of every PT_NOTE segment (its first 64 KiB); a malformed note ends its
     /// segment's list.
-    pub fn notes(&self, image: &Image) -> Result<Vec<Note>, ElfError> {
+    pub(crate) fn notes(&self, image: &Image) -> Result<Vec<Note>, ElfError> {
         let mut out = Vec::new();
         for &(offset, size) in &self.notes {
             let bytes = read(
@@ -294,7 +294,7 @@ impl ElfImage {
 
     /// The entry point as a physical address: kernels linked for a higher half give a virtual
     /// e_entry, which lives in the segment whose vaddr range holds it.
-    pub fn physical_entry(&self) -> u64 {
+    pub(crate) fn physical_entry(&self) -> u64 {
         self.segments
             .iter()
             .find(|s| self.entry >= s.vaddr && self.entry - s.vaddr < s.mem_size)
@@ -302,7 +302,7 @@ impl ElfImage {
     }
 
     /// One past the highest physical byte any segment occupies.
-    pub fn physical_end(&self) -> u64 {
+    pub(crate) fn physical_end(&self) -> u64 {
         self.segments
             .iter()
             .map(|s| s.paddr.saturating_add(s.mem_size))

@@ -3,7 +3,7 @@
 
 /// The CPU mode a loader hands the kernel over in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryMode {
+pub(crate) enum EntryMode {
     /// 16-bit real mode with CS = `cs` (base cs·16); other segments 0.
     Real { cs: u16 },
     /// 32-bit protected mode, flat segments from the boot GDT, paging off.
@@ -15,12 +15,12 @@ pub enum EntryMode {
 /// Registers a loader sets at entry; everything not named here is zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootCpuState {
-    pub mode: EntryMode,
-    pub rip: u64,
-    pub rsp: u64,
-    pub rax: u64,
-    pub rbx: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub cr3: u64,
+    pub(crate) mode: EntryMode,
+    pub(crate) rip: u64,
+    pub(crate) rsp: u64,
+    pub(crate) rax: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdx: u64,
+    pub(crate) cr3: u64,
 }

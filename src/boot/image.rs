@@ -92,23 +92,28 @@ impl Image {
     }
 
     /// The size in bytes.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The first bytes, up to 32 KiB, whatever the source: detection sees the same bytes
     /// for a file and for the same bytes in memory.
-    pub fn head(&self) -> &[u8] {
+    pub(crate) fn head(&self) -> &[u8] {
         &self.known[..self.known.len().min(HEAD_LEN)]
     }
 
     /// Reads `len` bytes at `offset` (headers, notes: callers keep `len` small); a range past
     /// the end of the file is [`ImageError::PastEnd`], named by `what`.
-    pub fn read(&self, offset: u64, len: usize, what: &str) -> Result<Cow<'_, [u8]>, ImageError> {
+    pub(crate) fn read(
+        &self,
+        offset: u64,
+        len: usize,
+        what: &str,
+    ) -> Result<Cow<'_, [u8]>, ImageError> {
         let end = self.check_range(offset, len as u64, what)?;
         if let Some(bytes) = self.known.get(offset as usize..end as usize) {
             return Ok(Cow::Borrowed(bytes));
@@ -120,7 +125,7 @@ impl Image {
 
     /// Copies `len` bytes from `offset` to guest-physical `paddr`, a chunk at a time. The
     /// caller has checked that the destination is RAM.
-    pub fn copy_to_ram(
+    pub(crate) fn copy_to_ram(
         &self,
         ram: &impl GuestMemoryBackend,
         paddr: u64,

@@ -14,13 +14,13 @@ use vm_memory::GuestMemoryBackend;
 use super::loader::BootError;
 use super::memory::GuestMemoryExt;
 
-pub const GDT_ADDR: u64 = 0x500;
-pub const CODE64_SELECTOR: u16 = 0x08;
-pub const DATA_SELECTOR: u16 = 0x10;
-pub const CODE32_SELECTOR: u16 = 0x18;
+pub(crate) const GDT_ADDR: u64 = 0x500;
+pub(crate) const CODE64_SELECTOR: u16 = 0x08;
+pub(crate) const DATA_SELECTOR: u16 = 0x10;
+pub(crate) const CODE32_SELECTOR: u16 = 0x18;
 
 /// The boot GDT's raw descriptors, indexed by selector / 8.
-pub const GDT_ENTRIES: [u64; 4] = [
+pub(crate) const GDT_ENTRIES: [u64; 4] = [
     0,
     // 64-bit code: base 0, limit 4 GiB, present, DPL0, execute/read, L=1.
     0x00af_9b00_0000_ffff,
@@ -29,21 +29,21 @@ pub const GDT_ENTRIES: [u64; 4] = [
     // 32-bit code: base 0, limit 4 GiB, present, DPL0, execute/read, D=1.
     0x00cf_9b00_0000_ffff,
 ];
-pub const GDT_LIMIT: u16 = (GDT_ENTRIES.len() * 8 - 1) as u16;
+pub(crate) const GDT_LIMIT: u16 = (GDT_ENTRIES.len() * 8 - 1) as u16;
 
-pub const PML4_ADDR: u64 = 0x1000;
-pub const PDPT_ADDR: u64 = 0x2000;
-pub const INFO_ADDR: u64 = 0x9000;
-pub const INFO_END: u64 = 0x10000;
-pub const PD_ADDR: u64 = 0x10000;
+pub(crate) const PML4_ADDR: u64 = 0x1000;
+pub(crate) const PDPT_ADDR: u64 = 0x2000;
+pub(crate) const INFO_ADDR: u64 = 0x9000;
+pub(crate) const INFO_END: u64 = 0x10000;
+pub(crate) const PD_ADDR: u64 = 0x10000;
 /// Page directories fit below the stack area: 64 of them map 64 GiB.
-pub const MAX_PDS: u64 = 64;
-pub const STACK_TOP: u64 = 0x80000;
+pub(crate) const MAX_PDS: u64 = 64;
+pub(crate) const STACK_TOP: u64 = 0x80000;
 /// The region a kernel image must not overlap (boot data and stack).
-pub const BOOT_DATA: std::ops::Range<u64> = GDT_ADDR..STACK_TOP;
+pub(crate) const BOOT_DATA: std::ops::Range<u64> = GDT_ADDR..STACK_TOP;
 
 /// Writes the boot GDT.
-pub fn write_gdt(ram: &impl GuestMemoryBackend) -> Result<(), BootError> {
+pub(crate) fn write_gdt(ram: &impl GuestMemoryBackend) -> Result<(), BootError> {
     for (i, entry) in GDT_ENTRIES.iter().enumerate() {
         ram.write_u64(GDT_ADDR + 8 * i as u64, *entry)?;
     }
@@ -51,7 +51,7 @@ pub fn write_gdt(ram: &impl GuestMemoryBackend) -> Result<(), BootError> {
 }
 
 /// Builds 4-level page tables identity-mapping `0..bytes` with 2 MiB pages; returns CR3.
-pub fn write_identity_page_tables(
+pub(crate) fn write_identity_page_tables(
     ram: &impl GuestMemoryBackend,
     bytes: u64,
 ) -> Result<u64, BootError> {
@@ -78,7 +78,7 @@ pub fn write_identity_page_tables(
 }
 
 /// Fails when a kernel piece would overwrite gdbvisor's boot data or leave RAM.
-pub fn check_placement(
+pub(crate) fn check_placement(
     ram: &impl GuestMemoryBackend,
     what: &str,
     start: u64,

@@ -26,11 +26,11 @@ use super::memory::GuestMemoryExt;
 use super::multiboot1;
 use super::place::check_fits;
 
-pub const ZERO_PAGE_ADDR: u64 = 0x7000;
-pub const CMDLINE_ADDR: u64 = 0x60000;
-pub const CMDLINE_MAX: u64 = 0x10000;
+pub(crate) const ZERO_PAGE_ADDR: u64 = 0x7000;
+pub(crate) const CMDLINE_ADDR: u64 = 0x60000;
+pub(crate) const CMDLINE_MAX: u64 = 0x10000;
 /// Where the protected-mode kernel goes (the protocol's traditional `code32_start`).
-pub const KERNEL_ADDR: u64 = 0x10_0000;
+pub(crate) const KERNEL_ADDR: u64 = 0x10_0000;
 /// The 64-bit entry point's offset from the load address.
 const ENTRY64_OFFSET: u64 = 0x200;
 
@@ -51,16 +51,16 @@ const DEFAULT_PREF_ADDRESS: u64 = 0x100_0000;
 
 /// The setup-header fields gdbvisor checks or uses, read from the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetupHeader {
-    pub setup_sects: u8,
-    pub version: u16,
-    pub loadflags: u8,
-    pub initrd_addr_max: u32,
-    pub kernel_alignment: u32,
-    pub xloadflags: u16,
-    pub cmdline_size: u32,
-    pub pref_address: u64,
-    pub init_size: u32,
+pub(crate) struct SetupHeader {
+    pub(crate) setup_sects: u8,
+    pub(crate) version: u16,
+    pub(crate) loadflags: u8,
+    pub(crate) initrd_addr_max: u32,
+    pub(crate) kernel_alignment: u32,
+    pub(crate) xloadflags: u16,
+    pub(crate) cmdline_size: u32,
+    pub(crate) pref_address: u64,
+    pub(crate) init_size: u32,
 }
 
 fn u16_at(image: &[u8], at: usize) -> Option<u16> {
@@ -76,13 +76,13 @@ fn u64_at(image: &[u8], at: usize) -> Option<u64> {
 }
 
 /// True when `image` carries the boot protocol's "HdrS" header and the 0xAA55 boot flag.
-pub fn is_bzimage(image: &[u8]) -> bool {
+pub(crate) fn is_bzimage(image: &[u8]) -> bool {
     u32_at(image, HEADER_OFFSET) == Some(HDRS_MAGIC)
         && u16_at(image, BOOT_FLAG_OFFSET) == Some(BOOT_FLAG)
 }
 
 /// Reads and checks the setup header: a bzImage with a 64-bit entry point.
-pub fn parse_header(file: &Image) -> Result<SetupHeader, BootError> {
+pub(crate) fn parse_header(file: &Image) -> Result<SetupHeader, BootError> {
     let image = file.head();
     if !is_bzimage(image) {
         return Err(BootError::Format(
@@ -130,7 +130,7 @@ pub fn parse_header(file: &Image) -> Result<SetupHeader, BootError> {
 
 impl SetupHeader {
     /// Bytes of real-mode setup code (boot sector included) before the protected-mode kernel.
-    pub fn setup_size(&self) -> usize {
+    pub(crate) fn setup_size(&self) -> usize {
         let sects = if self.setup_sects == 0 {
             4
         } else {
@@ -141,7 +141,7 @@ impl SetupHeader {
 
     /// The end of the memory the kernel needs while it decompresses and runs its early code:
     /// `init_size` bytes from where it will run.
-    pub fn runtime_end(&self) -> u64 {
+    pub(crate) fn runtime_end(&self) -> u64 {
         let align = u64::from(self.kernel_alignment).max(0x1000);
         let pref = if self.pref_address == 0 {
             DEFAULT_PREF_ADDRESS
@@ -155,14 +155,14 @@ impl SetupHeader {
 
 /// Where the initrd went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Initrd {
-    pub addr: u64,
-    pub size: u64,
+pub(crate) struct Initrd {
+    pub(crate) addr: u64,
+    pub(crate) size: u64,
 }
 
 /// Loads a bzImage, its command line and initrd (the modules, concatenated: Linux accepts a
 /// sequence of cpio archives) and returns the 64-bit entry state.
-pub fn load(
+pub(crate) fn load(
     ram: &impl GuestMemoryBackend,
     image: &Image,
     cmdline: &str,
@@ -254,7 +254,7 @@ pub fn load(
 
 /// The e820 map: the PC memory map multiboot reports too (usable low memory, EBDA and BIOS
 /// area reserved, RAM from 1 MiB, RAM above the 32-bit hole).
-pub fn e820_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
+pub(crate) fn e820_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
     multiboot1::memory_map(ram)
 }
 

@@ -47,7 +47,7 @@ pub enum BootFormat {
 impl BootFormat {
     /// The formats a Linux kernel boots through (bzImage or PVH vmlinux): those get Linux
     /// command-line switches for this host's KVM.
-    pub fn is_linux(self) -> bool {
+    pub(crate) fn is_linux(self) -> bool {
         matches!(self, BootFormat::Linux | BootFormat::Pvh)
     }
 }
@@ -69,9 +69,9 @@ impl fmt::Display for BootFormat {
 /// only when they are copied into guest RAM).
 #[derive(Debug, Clone)]
 pub struct Module {
-    pub path: PathBuf,
-    pub string: String,
-    pub image: Image,
+    pub(crate) path: PathBuf,
+    pub(crate) string: String,
+    pub(crate) image: Image,
 }
 
 /// What a loader needs besides the image.
@@ -86,9 +86,9 @@ pub struct BootParams {
 /// A kernel in guest memory, ready to run.
 #[derive(Debug, Clone)]
 pub struct LoadedKernel {
-    pub format: BootFormat,
+    pub(crate) format: BootFormat,
     pub cpu: BootCpuState,
     /// Guest-physical (start, length) ranges holding the image's bytes (not its bss): where its
     /// code is, for scans of it, without the file's headers or debug information.
-    pub code: Vec<(u64, u64)>,
+    pub(crate) code: Vec<(u64, u64)>,
 }

@@ -6,26 +6,27 @@
 //! flat binary carrying 0x55AA at offset 510. Every format then gets the no-BIOS IVT
 //! (`ivt`).
 
-pub mod acpi;
-pub mod elf;
+pub(crate) mod acpi;
+pub(crate) mod elf;
 mod entry;
 pub mod image;
 pub(crate) mod ivt;
-pub mod layout;
-pub mod linux;
+pub(crate) mod layout;
+pub(crate) mod linux;
 mod loader;
 pub(crate) mod memory;
-pub mod multiboot1;
-pub mod multiboot2;
+pub(crate) mod multiboot1;
+pub(crate) mod multiboot2;
 pub(crate) mod place;
-pub mod pvh;
+pub(crate) mod pvh;
 
 use vm_memory::GuestMemoryBackend;
 
 use elf::ElfClass;
-pub use entry::{BootCpuState, EntryMode};
+pub(crate) use entry::{BootCpuState, EntryMode};
 use image::Image;
-pub use loader::{BootError, BootFormat, BootParams, LoadedKernel, Module};
+pub use loader::BootParams;
+pub(crate) use loader::{BootError, BootFormat, LoadedKernel, Module};
 use memory::GuestMemoryExt;
 pub(crate) use place::check_fits;
 use place::load_segments;
@@ -39,7 +40,7 @@ const BOOT_SIGNATURE: [u8; 2] = [0x55, 0xAA];
 /// before generic ones: a bzImage also ends its boot sector with 0x55AA, a vmlinux is also an
 /// ELF64, and a kernel with both multiboot headers is booted the newer way. Reads the first
 /// 32 KiB and, for an ELF, its program headers and notes.
-pub fn detect(image: &Image) -> Result<BootFormat, BootError> {
+pub(crate) fn detect(image: &Image) -> Result<BootFormat, BootError> {
     if image.is_empty() {
         return Err(BootError::Format("the image is empty".into()));
     }

@@ -11,8 +11,8 @@ use super::loader::{BootError, BootFormat, LoadedKernel, Module};
 use super::memory::GuestMemoryExt;
 use super::place::{check_fits, load_segments, Placement};
 
-pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
-pub const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
+pub(crate) const HEADER_MAGIC: u32 = 0x1BAD_B002;
+pub(crate) const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 /// The header must lie in the image's first 8 KiB, 4-byte aligned.
 const SEARCH_LIMIT: usize = 8192;
 const FLAG_PAGE_ALIGN: u32 = 1 << 0;
@@ -22,24 +22,24 @@ const FLAG_AOUT_KLUDGE: u32 = 1 << 16;
 /// Bits 0-15 are requirements a loader must understand or refuse.
 const KNOWN_REQUIRED: u32 = FLAG_PAGE_ALIGN | FLAG_MEMORY_INFO | FLAG_VIDEO_MODE;
 
-pub const BOOT_LOADER_NAME: &str = concat!("gdbvisor ", env!("CARGO_PKG_VERSION"));
+pub(crate) const BOOT_LOADER_NAME: &str = concat!("gdbvisor ", env!("CARGO_PKG_VERSION"));
 
 /// The a.out-kludge address fields (header flag bit 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AoutKludge {
-    pub header_addr: u32,
-    pub load_addr: u32,
-    pub load_end_addr: u32,
-    pub bss_end_addr: u32,
-    pub entry_addr: u32,
+pub(crate) struct AoutKludge {
+    pub(crate) header_addr: u32,
+    pub(crate) load_addr: u32,
+    pub(crate) load_end_addr: u32,
+    pub(crate) bss_end_addr: u32,
+    pub(crate) entry_addr: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Offset of the header in the file.
-    pub offset: usize,
-    pub flags: u32,
-    pub aout: Option<AoutKludge>,
+    pub(crate) offset: usize,
+    pub(crate) flags: u32,
+    pub(crate) aout: Option<AoutKludge>,
 }
 
 fn u32_at(image: &[u8], at: usize) -> Option<u32> {
@@ -49,7 +49,7 @@ fn u32_at(image: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Finds the multiboot header; `Ok(None)` when the image has none.
-pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
+pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
     let limit = image.len().min(SEARCH_LIMIT);
     let Some(offset) = (0..limit.saturating_sub(3))
         .step_by(4)
@@ -100,7 +100,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 }
 
 /// Loads a multiboot1 kernel and its modules; the CPU enters 32-bit protected mode.
-pub fn load(
+pub(crate) fn load(
     ram: &impl GuestMemoryBackend,
     image: &Image,
     header: &Header,
@@ -212,7 +212,7 @@ fn load_elf32(ram: &impl GuestMemoryBackend, image: &Image) -> Result<Placement,
 
 /// Builds the multiboot information structure at `INFO_ADDR`; modules go page-aligned after
 /// `kernel_end`. Returns the structure's address.
-pub fn write_info(
+pub(crate) fn write_info(
     ram: &impl GuestMemoryBackend,
     cmdline: &str,
     modules: &[Module],
@@ -273,7 +273,7 @@ pub fn write_info(
 
 /// The memory map a BIOS would report for our RAM: (base, length, type) with 1 = usable,
 /// 2 = reserved (EBDA and the BIOS area, which hold no BIOS here but kernels expect them).
-pub fn memory_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
+pub(crate) fn memory_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
     let mut map = vec![
         (0, 0x9_FC00, 1),
         (0x9_FC00, 0x400, 2),

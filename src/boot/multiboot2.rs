@@ -16,8 +16,8 @@ use super::memory::GuestMemoryExt;
 use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
 use super::place::load_segments;
 
-pub const HEADER_MAGIC: u32 = 0xE852_50D6;
-pub const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
+pub(crate) const HEADER_MAGIC: u32 = 0xE852_50D6;
+pub(crate) const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 /// The header lies in the first 32 KiB, 8-byte aligned.
 const SEARCH_LIMIT: usize = 32768;
 /// Where a header that does not end in time runs to.
@@ -51,21 +51,21 @@ const PROVIDED: [u32; 5] = [
 
 /// What the header asks of the loader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Offset of the header in the file.
-    pub offset: usize,
+    pub(crate) offset: usize,
     /// The address tag: where the file is loaded, as with multiboot1's a.out kludge.
-    pub address: Option<AddressTag>,
+    pub(crate) address: Option<AddressTag>,
     /// The entry address tag.
-    pub entry: Option<u32>,
+    pub(crate) entry: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressTag {
-    pub header_addr: u32,
-    pub load_addr: u32,
-    pub load_end_addr: u32,
-    pub bss_end_addr: u32,
+pub(crate) struct AddressTag {
+    pub(crate) header_addr: u32,
+    pub(crate) load_addr: u32,
+    pub(crate) load_end_addr: u32,
+    pub(crate) bss_end_addr: u32,
 }
 
 fn u16_at(image: &[u8], at: usize) -> Option<u16> {
@@ -81,7 +81,7 @@ fn u32_at(image: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Finds and checks the multiboot2 header; `Ok(None)` when the image has none.
-pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
+pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
     // The whole header lies in the first 32 KiB, all gdbvisor reads before choosing a format.
     let image = &image[..image.len().min(SEARCH_LIMIT)];
     let Some(offset) = (0..image.len().saturating_sub(3))
@@ -196,7 +196,7 @@ pub fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
 }
 
 /// Loads a multiboot2 kernel and its modules; the CPU enters 32-bit protected mode.
-pub fn load(
+pub(crate) fn load(
     ram: &impl GuestMemoryBackend,
     image: &Image,
     header: &Header,
@@ -247,7 +247,7 @@ pub fn load(
 }
 
 /// Builds the boot information at [`INFO_ADDR`]; modules go page-aligned after `kernel_end`.
-pub fn write_info(
+pub(crate) fn write_info(
     ram: &impl GuestMemoryBackend,
     cmdline: &str,
     modules: &[Module],

@@ -12,9 +12,9 @@ use super::memory::GuestMemoryExt;
 /// Where a loader put a kernel: its entry point, one past its last byte (bss included), and
 /// [`LoadedKernel::code`](super::loader::LoadedKernel::code).
 pub(crate) struct Placement {
-    pub entry: u64,
-    pub end: u64,
-    pub code: Vec<(u64, u64)>,
+    pub(crate) entry: u64,
+    pub(crate) end: u64,
+    pub(crate) code: Vec<(u64, u64)>,
 }
 
 /// Copies an ELF's PT_LOAD segments to their physical addresses, zero-filling the bss; every

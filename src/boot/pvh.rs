@@ -17,9 +17,9 @@ use super::multiboot1::{self, InfoHeap};
 use super::place::load_segments;
 
 /// XEN_ELFNOTE_PHYS32_ENTRY.
-pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+pub(crate) const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// "xEn3" with the high bit of the first byte set.
-pub const START_INFO_MAGIC: u32 = 0x336E_C578;
+pub(crate) const START_INFO_MAGIC: u32 = 0x336E_C578;
 /// Version 1 adds the memory map.
 const START_INFO_VERSION: u32 = 1;
 /// Sizes of `struct hvm_start_info`, `hvm_memmap_table_entry` and `hvm_modlist_entry`.
@@ -28,7 +28,7 @@ const MEMMAP_ENTRY_SIZE: u64 = 24;
 const MODLIST_ENTRY_SIZE: u64 = 32;
 
 /// The PVH entry point of an ELF image, if it has the note.
-pub fn entry_point(image: &Image, elf: &ElfImage) -> Result<Option<u64>, ElfError> {
+pub(crate) fn entry_point(image: &Image, elf: &ElfImage) -> Result<Option<u64>, ElfError> {
     Ok(elf
         .notes(image)?
         .into_iter()
@@ -42,7 +42,7 @@ pub fn entry_point(image: &Image, elf: &ElfImage) -> Result<Option<u64>, ElfErro
 
 /// Loads a PVH kernel: its segments at their physical addresses, modules after it, and the
 /// start info at [`INFO_ADDR`].
-pub fn load(
+pub(crate) fn load(
     ram: &impl GuestMemoryBackend,
     image: &Image,
     cmdline: &str,
@@ -80,7 +80,7 @@ pub fn load(
 }
 
 /// Writes `hvm_start_info` and what it points to; returns its address.
-pub fn write_start_info(
+pub(crate) fn write_start_info(
     ram: &impl GuestMemoryBackend,
     cmdline: &str,
     modules: &[Module],

@@ -3,13 +3,13 @@
 
 use super::{access_value, BusAction, PioDevice};
 
-pub const PORT: u16 = 0xF4;
-pub const LEN: u16 = 4;
+pub(crate) const PORT: u16 = 0xF4;
+pub(crate) const LEN: u16 = 4;
 
-pub struct DebugExit;
+pub(crate) struct DebugExit;
 
 /// The process exit status for a debug-exit write of `value` (truncated to a byte by the OS).
-pub fn exit_status(value: u32) -> i32 {
+pub(crate) fn exit_status(value: u32) -> i32 {
     ((value << 1) | 1) as i32
 }
 

@@ -6,14 +6,14 @@ use std::io::Write;
 use super::sink::Sink;
 use super::{BusAction, PioDevice};
 
-pub const PORT: u16 = 0xE9;
+pub(crate) const PORT: u16 = 0xE9;
 
-pub struct Debugcon {
+pub(crate) struct Debugcon {
     out: Sink,
 }
 
 impl Debugcon {
-    pub fn new(out: Sink) -> Self {
+    pub(crate) fn new(out: Sink) -> Self {
         Debugcon { out }
     }
 }

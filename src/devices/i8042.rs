@@ -5,12 +5,12 @@
 use super::{BusAction, PioDevice};
 
 /// Data port 0x60 and command/status port 0x64, mapped as one range.
-pub const BASE: u16 = 0x60;
-pub const LEN: u16 = 5;
+pub(crate) const BASE: u16 = 0x60;
+pub(crate) const LEN: u16 = 5;
 const COMMAND_OFFSET: u16 = 4;
 const RESET_COMMAND: u8 = 0xFE;
 
-pub struct I8042;
+pub(crate) struct I8042;
 
 impl PioDevice for I8042 {
     fn read(&mut self, _offset: u16, data: &mut [u8]) {

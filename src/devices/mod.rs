@@ -1,17 +1,17 @@
 //! Legacy port-I/O devices and the bus that dispatches guest `in`/`out` to them.
 
-pub mod debug_exit;
-pub mod debugcon;
-pub mod i8042;
-pub mod pci;
-pub mod rtc;
-pub mod serial;
+pub(crate) mod debug_exit;
+pub(crate) mod debugcon;
+pub(crate) mod i8042;
+pub(crate) mod pci;
+pub(crate) mod rtc;
+pub(crate) mod serial;
 pub mod sink;
-pub mod vga;
+pub(crate) mod vga;
 
 /// What a device asks of the VM after a port write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BusAction {
+pub(crate) enum BusAction {
     Continue,
     /// isa-debug-exit was written with this value.
     DebugExit(u32),
@@ -20,7 +20,7 @@ pub enum BusAction {
 }
 
 /// A device occupying a range of I/O ports; offsets are relative to its base port.
-pub trait PioDevice: Send {
+pub(crate) trait PioDevice: Send {
     fn read(&mut self, offset: u16, data: &mut [u8]);
     fn write(&mut self, offset: u16, data: &[u8]) -> BusAction;
 }
@@ -38,11 +38,11 @@ pub struct PioBus {
 }
 
 impl PioBus {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn insert(&mut self, base: u16, len: u16, device: Box<dyn PioDevice>) {
+    pub(crate) fn insert(&mut self, base: u16, len: u16, device: Box<dyn PioDevice>) {
         self.mappings.push(Mapping { base, len, device });
     }
 
@@ -53,7 +53,7 @@ impl PioBus {
             .map(|m| (&mut m.device, port - m.base))
     }
 
-    pub fn read(&mut self, port: u16, data: &mut [u8]) {
+    pub(crate) fn read(&mut self, port: u16, data: &mut [u8]) {
         match self.find(port) {
             Some((device, offset)) => device.read(offset, data),
             None => {
@@ -63,7 +63,7 @@ impl PioBus {
         }
     }
 
-    pub fn write(&mut self, port: u16, data: &[u8]) -> BusAction {
+    pub(crate) fn write(&mut self, port: u16, data: &[u8]) -> BusAction {
         match self.find(port) {
             Some((device, offset)) => device.write(offset, data),
             None => {
@@ -75,7 +75,7 @@ impl PioBus {
 }
 
 /// Little-endian value of a 1-, 2- or 4-byte port access.
-pub fn access_value(data: &[u8]) -> u32 {
+pub(crate) fn access_value(data: &[u8]) -> u32 {
     data.iter()
         .take(4)
         .enumerate()

@@ -5,12 +5,12 @@
 
 use super::{access_value, BusAction, PioDevice};
 
-pub const BASE: u16 = 0xCF8;
-pub const LEN: u16 = 8;
+pub(crate) const BASE: u16 = 0xCF8;
+pub(crate) const LEN: u16 = 8;
 const DATA_OFFSET: u16 = 4;
 
 #[derive(Default)]
-pub struct PciConfig {
+pub(crate) struct PciConfig {
     address: u32,
 }
 

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{BusAction, PioDevice};
 
-pub const BASE: u16 = 0x70;
-pub const LEN: u16 = 2;
+pub(crate) const BASE: u16 = 0x70;
+pub(crate) const LEN: u16 = 2;
 
 const SECONDS: usize = 0x00;
 const MINUTES: usize = 0x02;
@@ -29,7 +29,7 @@ const STATUS_B_24H: u8 = 0x02;
 /// Status D: the battery is good (VRT).
 const STATUS_D_VALID: u8 = 0x80;
 
-pub struct Rtc {
+pub(crate) struct Rtc {
     index: usize,
     cmos: [u8; 128],
 }
@@ -46,19 +46,19 @@ impl Default for Rtc {
 
 /// Civil UTC date and time from seconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DateTime {
-    pub year: i64,
-    pub month: u8,
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
+pub(crate) struct DateTime {
+    pub(crate) year: i64,
+    pub(crate) month: u8,
+    pub(crate) day: u8,
+    pub(crate) hour: u8,
+    pub(crate) minute: u8,
+    pub(crate) second: u8,
     /// 1 = Sunday, as the RTC counts.
-    pub weekday: u8,
+    pub(crate) weekday: u8,
 }
 
 impl DateTime {
-    pub fn from_unix(secs: i64) -> Self {
+    pub(crate) fn from_unix(secs: i64) -> Self {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         // Howard Hinnant's days-to-civil algorithm.

@@ -9,12 +9,12 @@ use vmm_sys_util::eventfd::EventFd;
 use super::sink::Sink;
 use super::{BusAction, PioDevice};
 
-pub const COM1_BASE: u16 = 0x3F8;
-pub const COM1_LEN: u16 = 8;
-pub const COM1_IRQ: u32 = 4;
+pub(crate) const COM1_BASE: u16 = 0x3F8;
+pub(crate) const COM1_LEN: u16 = 8;
+pub(crate) const COM1_IRQ: u32 = 4;
 
 /// Raises the UART's interrupt line through an eventfd the VM wires to the irqchip.
-pub struct IrqTrigger(pub EventFd);
+pub(crate) struct IrqTrigger(pub(crate) EventFd);
 
 impl Trigger for IrqTrigger {
     type E = std::io::Error;
@@ -27,24 +27,24 @@ impl Trigger for IrqTrigger {
 type Uart = Serial<IrqTrigger, vm_superio::serial::NoEvents, Sink>;
 
 /// The COM1 port on the bus.
-pub struct Com1 {
+pub(crate) struct Com1 {
     uart: Arc<Mutex<Uart>>,
 }
 
 /// A handle that feeds bytes to the guest's receive FIFO.
 #[derive(Clone)]
-pub struct SerialInput {
+pub(crate) struct SerialInput {
     uart: Arc<Mutex<Uart>>,
 }
 
 impl Com1 {
-    pub fn new(irq: EventFd, out: Sink) -> Self {
+    pub(crate) fn new(irq: EventFd, out: Sink) -> Self {
         Com1 {
             uart: Arc::new(Mutex::new(Serial::new(IrqTrigger(irq), out))),
         }
     }
 
-    pub fn input(&self) -> SerialInput {
+    pub(crate) fn input(&self) -> SerialInput {
         SerialInput {
             uart: self.uart.clone(),
         }
@@ -53,7 +53,7 @@ impl Com1 {
 
 impl SerialInput {
     /// Queues as many bytes as the FIFO takes; returns how many.
-    pub fn feed(&self, bytes: &[u8]) -> usize {
+    pub(crate) fn feed(&self, bytes: &[u8]) -> usize {
         let mut uart = self.uart.lock().unwrap_or_else(|e| e.into_inner());
         uart.enqueue_raw_bytes(bytes).unwrap_or(0)
     }

@@ -42,7 +42,7 @@ impl FromStr for SinkSpec {
 }
 
 impl SinkSpec {
-    pub fn open(&self) -> io::Result<Sink> {
+    pub(crate) fn open(&self) -> io::Result<Sink> {
         Ok(match self {
             SinkSpec::Stdout => Sink::Stdout(io::stdout()),
             SinkSpec::Stderr => Sink::Stderr(io::stderr()),

@@ -4,13 +4,13 @@
 
 use crate::x86::{PhysMemory, PhysMemoryError};
 
-pub const TEXT_BUFFER: u64 = 0xB8000;
-pub const COLUMNS: usize = 80;
-pub const ROWS: usize = 25;
+pub(crate) const TEXT_BUFFER: u64 = 0xB8000;
+pub(crate) const COLUMNS: usize = 80;
+pub(crate) const ROWS: usize = 25;
 
 /// The screen as lines of text (trailing blanks trimmed, trailing empty lines dropped), or
 /// `None` when the guest never wrote to it.
-pub fn render(mem: &dyn PhysMemory) -> Result<Option<String>, PhysMemoryError> {
+pub(crate) fn render(mem: &dyn PhysMemory) -> Result<Option<String>, PhysMemoryError> {
     let mut cells = vec![0u8; COLUMNS * ROWS * 2];
     mem.read_phys(TEXT_BUFFER, &mut cells)?;
     if cells.iter().all(|&b| b == 0) {

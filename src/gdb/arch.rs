@@ -55,7 +55,7 @@ impl RegLayout {
     /// 16-bit protected mode and virtual-8086 mode run 16-bit code, so they get `I8086` for the
     /// disassembler's sake. Compatibility mode keeps `X86_64`: the 64-bit register state is
     /// live and the kernel around it is 64-bit.
-    pub fn from_mode(mode: CpuMode) -> Self {
+    pub(crate) fn from_mode(mode: CpuMode) -> Self {
         match mode {
             CpuMode::Real | CpuMode::Virtual8086 | CpuMode::Protected16 => RegLayout::I8086,
             CpuMode::Protected32 => RegLayout::I386,
@@ -80,7 +80,7 @@ impl RegLayout {
     }
 
     /// The `<architecture>` name gdb knows this layout by.
-    pub fn architecture(self) -> &'static str {
+    pub(crate) fn architecture(self) -> &'static str {
         match self {
             RegLayout::I8086 => "i8086",
             RegLayout::I386 => "i386",
@@ -89,14 +89,14 @@ impl RegLayout {
     }
 
     /// The registers in gdb's numbering: entry `n` is gdb register number `n`.
-    pub fn registers(self) -> &'static [RegInfo] {
+    pub(crate) fn registers(self) -> &'static [RegInfo] {
         static TABLES: [OnceLock<Vec<RegInfo>>; 3] =
             [OnceLock::new(), OnceLock::new(), OnceLock::new()];
         TABLES[self.index()].get_or_init(|| build_table(self))
     }
 
     /// Bytes in a `g` reply (and a `G` request) for this layout.
-    pub fn g_packet_len(self) -> usize {
+    pub(crate) fn g_packet_len(self) -> usize {
         self.registers().iter().map(RegInfo::bytes).sum()
     }
 
@@ -138,7 +138,7 @@ impl ArchChoice {
 
 /// A register of [`RegisterFile`], independent of the width gdb sees it at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reg {
+pub(crate) enum Reg {
     Rax,
     Rbx,
     Rcx,
@@ -201,15 +201,15 @@ pub enum Reg {
 
 /// One register as described to gdb.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegInfo {
+pub(crate) struct RegInfo {
     /// Which [`RegisterFile`] field it shows.
-    pub reg: Reg,
+    pub(crate) reg: Reg,
     /// gdb's name (`$name`).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Width gdb sees; at most the field's width, in which case the low bits are shown.
-    pub bitsize: usize,
+    pub(crate) bitsize: usize,
     /// The `<feature>` it belongs to.
-    pub feature: &'static str,
+    pub(crate) feature: &'static str,
     /// gdb type (predefined or defined in the feature).
     ty: &'static str,
     /// gdb register group, when gdb's own description gives one.
@@ -218,7 +218,7 @@ pub struct RegInfo {
 
 impl RegInfo {
     /// Width in bytes in the `g` packet.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bitsize / 8
     }
 }
@@ -226,68 +226,68 @@ impl RegInfo {
 /// The whole vCPU state gdb can see, at full width regardless of layout.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RegisterFile {
-    pub rax: u64,
-    pub rbx: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rbp: u64,
-    pub rsp: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
+    pub(crate) rax: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rbp: u64,
+    pub(crate) rsp: u64,
+    pub(crate) r8: u64,
+    pub(crate) r9: u64,
+    pub(crate) r10: u64,
+    pub(crate) r11: u64,
+    pub(crate) r12: u64,
+    pub(crate) r13: u64,
+    pub(crate) r14: u64,
+    pub(crate) r15: u64,
     /// What gdb calls `$pc`; the target decides what it holds (e.g. CS:IP's linear address).
-    pub rip: u64,
-    pub eflags: u64,
+    pub(crate) rip: u64,
+    pub(crate) eflags: u64,
     /// Segment selectors.
-    pub cs: u64,
-    pub ss: u64,
-    pub ds: u64,
-    pub es: u64,
-    pub fs: u64,
-    pub gs: u64,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    pub(crate) cs: u64,
+    pub(crate) ss: u64,
+    pub(crate) ds: u64,
+    pub(crate) es: u64,
+    pub(crate) fs: u64,
+    pub(crate) gs: u64,
+    pub(crate) fs_base: u64,
+    pub(crate) gs_base: u64,
     /// IA32_KERNEL_GS_BASE, what `swapgs` exchanges with `gs_base`.
-    pub k_gs_base: u64,
-    pub cr0: u64,
-    pub cr2: u64,
-    pub cr3: u64,
-    pub cr4: u64,
-    pub cr8: u64,
-    pub efer: u64,
+    pub(crate) k_gs_base: u64,
+    pub(crate) cr0: u64,
+    pub(crate) cr2: u64,
+    pub(crate) cr3: u64,
+    pub(crate) cr4: u64,
+    pub(crate) cr8: u64,
+    pub(crate) efer: u64,
     /// x87 registers in FXSAVE order: 80-bit little-endian values.
-    pub st: [[u8; 10]; 8],
-    pub fctrl: u32,
-    pub fstat: u32,
-    pub ftag: u32,
-    pub fiseg: u32,
-    pub fioff: u32,
-    pub foseg: u32,
-    pub fooff: u32,
-    pub fop: u32,
-    pub xmm: [u128; 16],
-    pub mxcsr: u32,
-    pub gdtr_base: u64,
-    pub gdtr_limit: u64,
-    pub idtr_base: u64,
-    pub idtr_limit: u64,
+    pub(crate) st: [[u8; 10]; 8],
+    pub(crate) fctrl: u32,
+    pub(crate) fstat: u32,
+    pub(crate) ftag: u32,
+    pub(crate) fiseg: u32,
+    pub(crate) fioff: u32,
+    pub(crate) foseg: u32,
+    pub(crate) fooff: u32,
+    pub(crate) fop: u32,
+    pub(crate) xmm: [u128; 16],
+    pub(crate) mxcsr: u32,
+    pub(crate) gdtr_base: u64,
+    pub(crate) gdtr_limit: u64,
+    pub(crate) idtr_base: u64,
+    pub(crate) idtr_limit: u64,
     /// LDTR selector.
-    pub ldtr: u64,
+    pub(crate) ldtr: u64,
     /// TR selector.
-    pub tr: u64,
-    pub dr0: u64,
-    pub dr1: u64,
-    pub dr2: u64,
-    pub dr3: u64,
-    pub dr6: u64,
-    pub dr7: u64,
+    pub(crate) tr: u64,
+    pub(crate) dr0: u64,
+    pub(crate) dr1: u64,
+    pub(crate) dr2: u64,
+    pub(crate) dr3: u64,
+    pub(crate) dr6: u64,
+    pub(crate) dr7: u64,
 }
 
 /// A field of [`RegisterFile`], whatever its Rust type, as a little-endian integer.
@@ -370,7 +370,7 @@ fn low_mask(bytes: usize) -> u128 {
 
 impl RegisterFile {
     /// The register's full value, zero-extended (an `st` register's 80 bits, an `xmm`'s 128).
-    pub fn get(&self, reg: Reg) -> u128 {
+    pub(crate) fn get(&self, reg: Reg) -> u128 {
         self.field(reg).get()
     }
 
@@ -383,15 +383,15 @@ impl RegisterFile {
 /// The register file together with the layout gdb was given: what gdbstub moves in `g`/`G`.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct X86Registers {
-    pub layout: RegLayout,
-    pub file: RegisterFile,
+    pub(crate) layout: RegLayout,
+    pub(crate) file: RegisterFile,
 }
 
 impl X86Registers {
     /// Reads gdb register `regnum` into `buf` (little-endian, the layout's width).
     ///
     /// Returns the byte count, or `None` if the layout has no such register or `buf` is short.
-    pub fn read_register(&self, regnum: usize, buf: &mut [u8]) -> Option<usize> {
+    pub(crate) fn read_register(&self, regnum: usize, buf: &mut [u8]) -> Option<usize> {
         let info = self.layout.registers().get(regnum)?;
         let n = info.bytes();
         let out = buf.get_mut(..n)?;
@@ -402,7 +402,7 @@ impl X86Registers {
     /// Writes gdb register `regnum` from `bytes`, which must be exactly the layout's width.
     ///
     /// Returns which register changed so the caller knows which vCPU state to push.
-    pub fn write_register(&mut self, regnum: usize, bytes: &[u8]) -> Option<Reg> {
+    pub(crate) fn write_register(&mut self, regnum: usize, bytes: &[u8]) -> Option<Reg> {
         let info = self.layout.registers().get(regnum)?;
         if bytes.len() != info.bytes() {
             return None;
@@ -460,7 +460,7 @@ impl Registers for X86Registers {
 /// `from_raw_id` cannot know, so no size is reported to gdbstub; resolve it with
 /// [`X86Registers::read_register`] / [`X86Registers::write_register`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct X86RegId(pub usize);
+pub struct X86RegId(pub(crate) usize);
 
 impl RegId for X86RegId {
     fn from_raw_id(id: usize) -> Option<(Self, Option<NonZeroUsize>)> {
@@ -826,7 +826,7 @@ fn build_xml(layout: RegLayout) -> String {
 /// Register order is [`RegLayout::registers`] order, which is the `g` packet order.
 /// Copies the part of `target.xml` gdb asked for (`qXfer:features:read`) into `buf`; `None` for
 /// another annex.
-pub fn target_xml_part(
+pub(crate) fn target_xml_part(
     layout: RegLayout,
     annex: &[u8],
     offset: u64,
@@ -846,7 +846,7 @@ pub fn target_xml_part(
     Some(end - start)
 }
 
-pub fn target_xml(layout: RegLayout) -> &'static str {
+pub(crate) fn target_xml(layout: RegLayout) -> &'static str {
     static XML: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     XML[layout.index()].get_or_init(|| build_xml(layout))
 }

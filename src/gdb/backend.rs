@@ -21,13 +21,13 @@ use crate::vmm::vcpu::VcpuEvent;
 
 /// How a run served to gdb ended, and the event that ended it while no gdb was attached (what
 /// `--dump-on-crash` judges).
-pub type Ended = (RunEnd, Option<VcpuEvent>);
+pub(crate) type Ended = (RunEnd, Option<VcpuEvent>);
 
 /// A reply that refuses what gdb asked (the reason is on gdbvisor's stderr), or a fault.
-pub type Refusal = TargetError<TargetFault>;
+pub(crate) type Refusal = TargetError<TargetFault>;
 
 /// gdb's thread id of vCPU `id` (threads are numbered from 1).
-pub fn tid_of(id: u8) -> Tid {
+pub(crate) fn tid_of(id: u8) -> Tid {
     Tid::new(usize::from(id) + 1).expect("ids start at 0, tids at 1")
 }
 

@@ -79,24 +79,24 @@ impl FromStr for GdbEndpoint {
 }
 
 /// One attached gdb: its byte stream.
-pub struct Client {
-    pub peer: String,
-    pub reader: Box<dyn Read + Send>,
+pub(crate) struct Client {
+    pub(crate) peer: String,
+    pub(crate) reader: Box<dyn Read + Send>,
     /// The descriptor `reader` reads, for poll(2).
-    pub reader_fd: RawFd,
-    pub writer: Box<dyn Write + Send>,
+    pub(crate) reader_fd: RawFd,
+    pub(crate) writer: Box<dyn Write + Send>,
 }
 
 /// Sends to the event loop and wakes it from poll(2).
 #[derive(Clone)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     tx: Sender<LoopInput>,
     wake: Arc<EventFd>,
 }
 
 impl Notifier {
     /// `false` once the event loop is gone.
-    pub fn send(&self, input: LoopInput) -> bool {
+    pub(crate) fn send(&self, input: LoopInput) -> bool {
         let sent = self.tx.send(input).is_ok();
         let _ = self.wake.write(1);
         sent
@@ -104,7 +104,7 @@ impl Notifier {
 }
 
 /// Everything the gdb event loop waits for.
-pub enum LoopInput {
+pub(crate) enum LoopInput {
     Vcpu(VcpuReport),
     /// A byte from the attached gdb.
     Byte(u8),
@@ -114,14 +114,14 @@ pub enum LoopInput {
 }
 
 /// Whether a client is attached; the listener refuses others while it is set.
-pub type SessionFlag = Arc<AtomicBool>;
+pub(crate) type SessionFlag = Arc<AtomicBool>;
 
 /// gdb's interrupt request (Ctrl-C), sent outside any packet.
 pub(crate) const CTRL_C: u8 = 0x03;
 
 /// Binds the endpoint, prints the readiness line, and admits clients from a background thread.
 /// For `stdio` the one client is sent at once.
-pub fn listen(
+pub(crate) fn listen(
     endpoint: &GdbEndpoint,
     inputs: Notifier,
     session: SessionFlag,
@@ -256,11 +256,11 @@ pub struct Inbox {
     gone: bool,
 }
 
-pub type SharedInbox = Rc<RefCell<Inbox>>;
+pub(crate) type SharedInbox = Rc<RefCell<Inbox>>;
 
 impl Inbox {
     /// The inbox, and the notifier its producers (vCPU threads, the acceptor) send through.
-    pub fn new() -> io::Result<(SharedInbox, Notifier)> {
+    pub(crate) fn new() -> io::Result<(SharedInbox, Notifier)> {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
         let inbox = Inbox {
@@ -275,7 +275,7 @@ impl Inbox {
     }
 
     /// Reads the new client's bytes from now on; anything left from the previous one is dropped.
-    pub fn attach_reader(&mut self, reader: Box<dyn Read + Send>, fd: RawFd) {
+    pub(crate) fn attach_reader(&mut self, reader: Box<dyn Read + Send>, fd: RawFd) {
         self.reader = Some((reader, fd));
         self.bytes.clear();
         self.gone = false;
@@ -285,7 +285,7 @@ impl Inbox {
 
     /// Ends the attached client's connection: shut down (so the client sees it closed, not a
     /// silent socket) and dropped; bytes it still had in flight are dropped with it.
-    pub fn detach_reader(&mut self) {
+    pub(crate) fn detach_reader(&mut self) {
         if let Some((reader, fd)) = self.reader.take() {
             // SAFETY: `fd` is the descriptor `reader` owns and keeps open until it is dropped
             // below; shutdown(2) changes no memory. On a pipe (stdio) it fails with ENOTSOCK,
@@ -300,7 +300,7 @@ impl Inbox {
     }
 
     /// The next input, deferred ones first; `None` after `timeout`.
-    pub fn next(&mut self, timeout: Option<Duration>) -> Option<LoopInput> {
+    pub(crate) fn next(&mut self, timeout: Option<Duration>) -> Option<LoopInput> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut polled = false;
         loop {
@@ -375,7 +375,7 @@ impl Inbox {
     }
 
     /// Puts inputs back, to be returned before anything new.
-    pub fn defer_all(&mut self, inputs: Vec<LoopInput>) {
+    pub(crate) fn defer_all(&mut self, inputs: Vec<LoopInput>) {
         for input in inputs.into_iter().rev() {
             self.deferred.push_front(input);
         }
@@ -394,7 +394,7 @@ pub struct GdbConnection {
 }
 
 impl GdbConnection {
-    pub fn new(writer: Box<dyn Write + Send>, inbox: SharedInbox) -> Self {
+    pub(crate) fn new(writer: Box<dyn Write + Send>, inbox: SharedInbox) -> Self {
         GdbConnection {
             writer: BufWriter::new(writer),
             inbox,
@@ -404,7 +404,7 @@ impl GdbConnection {
         }
     }
 
-    pub fn inbox(&self) -> SharedInbox {
+    pub(crate) fn inbox(&self) -> SharedInbox {
         self.inbox.clone()
     }
 
@@ -430,7 +430,7 @@ impl GdbConnection {
 }
 
 /// The error a read gives once gdb has gone.
-pub fn disconnected() -> io::Error {
+pub(crate) fn disconnected() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "gdb disconnected")
 }
 

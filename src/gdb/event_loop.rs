@@ -14,7 +14,7 @@ use crate::gdb::target::GdbTarget;
 
 /// Why a gdb session ended other than by gdb's choice.
 #[derive(Debug, Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("gdb protocol: {0}")]
     Protocol(String),
     #[error(transparent)]

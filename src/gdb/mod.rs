@@ -10,13 +10,13 @@
 //! `fault`; `target`, `live` → `regs` → `arch`. `conn` and `arch` depend on no other file here.
 
 pub mod arch;
-pub mod backend;
+pub(crate) mod backend;
 pub mod conn;
-pub mod event_loop;
-pub mod fault;
+pub(crate) mod event_loop;
+pub(crate) mod fault;
 pub(crate) mod live;
 pub mod monitor;
-pub mod regs;
+pub(crate) mod regs;
 pub mod session;
 pub mod snapshot_target;
 pub mod target;

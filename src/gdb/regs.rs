@@ -84,7 +84,7 @@ impl From<&CpuSnapshot> for RegisterFile {
 
 /// What a register write asks of KVM; fields gdb cannot change (segment selectors, descriptor
 /// table registers) are left as they are.
-pub fn apply_file(
+pub(crate) fn apply_file(
     snapshot: &CpuSnapshot,
     file: &RegisterFile,
     layout: RegLayout,

@@ -49,7 +49,7 @@ pub struct GdbOptions {
 }
 
 /// Runs the VM with a gdb endpoint until the guest ends or gdb kills it.
-pub fn serve(
+pub(crate) fn serve(
     vcpus: Vec<Vcpu>,
     ram: Arc<GuestRam>,
     slots: Protection,
@@ -86,7 +86,7 @@ pub fn serve(
 }
 
 /// Serves gdb from `snapshot` until gdb kills it, or (stdio) goes away, or Ctrl-C.
-pub fn serve_snapshot(
+pub(crate) fn serve_snapshot(
     snapshot: Snapshot,
     options: &GdbOptions,
     interrupt: Arc<AtomicBool>,

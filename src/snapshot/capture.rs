@@ -6,7 +6,7 @@ use crate::vmm::machine::Machine;
 use crate::vmm::vcpu::{Vcpu, VcpuError};
 
 /// One stopped vCPU's state, after completing an exit KVM still holds.
-pub fn capture_vcpu(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
+pub(crate) fn capture_vcpu(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
     vcpu.complete_pending_exit()?;
     let mut cpu = CpuSnapshot::fetch(vcpu)?;
     cpu.pdptrs = vcpu.kvm().pdptrs();
@@ -14,7 +14,7 @@ pub fn capture_vcpu(vcpu: &mut Vcpu) -> Result<CpuSnapshot, VcpuError> {
 }
 
 /// Every vCPU of a machine whose vCPUs are all stopped.
-pub fn capture(machine: &mut Machine) -> Result<Vec<CpuSnapshot>, SnapshotError> {
+pub(crate) fn capture(machine: &mut Machine) -> Result<Vec<CpuSnapshot>, SnapshotError> {
     (0..machine.vcpu_count() as u8)
         .map(|id| {
             machine

@@ -10,7 +10,7 @@ use crate::x86::cpu::{ControlRegs, CpuMode};
 
 /// MAXPHYADDR taken for a file that does not record it (QEMU dumps, older gdbvisor snapshots):
 /// QEMU's default `phys-bits`, so that a QEMU dump is walked as QEMU's CPU walked it.
-pub const ASSUMED_MAXPHYADDR: u8 = 40;
+pub(crate) const ASSUMED_MAXPHYADDR: u8 = 40;
 
 const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
 
@@ -19,25 +19,25 @@ const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
 pub struct CpuSnapshot {
     pub regs: kvm_regs,
     pub sregs: kvm_sregs,
-    pub fpu: kvm_fpu,
-    pub debugregs: kvm_debugregs,
-    pub kernel_gs_base: u64,
+    pub(crate) fpu: kvm_fpu,
+    pub(crate) debugregs: kvm_debugregs,
+    pub(crate) kernel_gs_base: u64,
     /// KVM_MP_STATE_*: runnable, halted, or waiting for INIT/SIPI.
-    pub mp_state: u32,
+    pub(crate) mp_state: u32,
     /// The PAE PDPTE registers when known (a snapshot, or KVM_GET_SREGS2); the walker reads the
     /// PDPT from memory otherwise.
-    pub pdptrs: Option<[u64; 4]>,
+    pub(crate) pdptrs: Option<[u64; 4]>,
     /// False after [`CpuSnapshot::fetch_core`]: only `regs` and `sregs` are the vCPU's.
-    pub complete: bool,
+    pub(crate) complete: bool,
     /// The guest's MAXPHYADDR (`CPUID.80000008H:EAX[7:0]`): entry bits from it up to 51 are
     /// reserved, so the walker faults on them as the CPU does.
-    pub maxphyaddr: u8,
+    pub(crate) maxphyaddr: u8,
 }
 
 impl CpuSnapshot {
     /// Only what a stop needs (general and segment registers: pc, mode, paging); the rest is
     /// left at defaults, sparing four ioctls when gdb asks for no more.
-    pub fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
+    pub(crate) fn fetch_core(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
         let (regs, sregs) = vcpu.kvm().regs_and_sregs()?;
         Ok(CpuSnapshot {
             regs,
@@ -52,7 +52,7 @@ impl CpuSnapshot {
         })
     }
 
-    pub fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
+    pub(crate) fn fetch(vcpu: &Vcpu) -> Result<CpuSnapshot, VcpuError> {
         let kvm = vcpu.kvm();
         let kernel_gs_base = kvm.msr(MSR_KERNEL_GS_BASE).ok().flatten().unwrap_or(0);
         Ok(CpuSnapshot {
@@ -83,7 +83,7 @@ impl CpuSnapshot {
     }
 
     /// How the vCPU waits, as `info threads` shows it.
-    pub fn run_state(&self) -> &'static str {
+    pub(crate) fn run_state(&self) -> &'static str {
         match self.mp_state {
             KVM_MP_STATE_HALTED => "halted",
             KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED => "waiting for INIT/SIPI",
@@ -92,7 +92,7 @@ impl CpuSnapshot {
     }
 
     /// The instruction pointer as a linear address.
-    pub fn pc(&self) -> u64 {
+    pub(crate) fn pc(&self) -> u64 {
         linear_pc(&self.regs, &self.sregs)
     }
 

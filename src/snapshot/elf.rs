@@ -7,15 +7,15 @@ use std::os::unix::fs::FileExt;
 
 use super::error::SnapshotError;
 
-pub const ET_CORE: u16 = 4;
-pub const EM_386: u16 = 3;
-pub const EM_X86_64: u16 = 62;
-pub const PT_LOAD: u32 = 1;
-pub const PT_NOTE: u32 = 4;
-pub const NT_PRSTATUS: u32 = 1;
+pub(crate) const ET_CORE: u16 = 4;
+pub(crate) const EM_386: u16 = 3;
+pub(crate) const EM_X86_64: u16 = 62;
+pub(crate) const PT_LOAD: u32 = 1;
+pub(crate) const PT_NOTE: u32 = 4;
+pub(crate) const NT_PRSTATUS: u32 = 1;
 /// Size of an ELF64 file header and of one ELF64 program header.
-pub const EHDR64_SIZE: usize = 64;
-pub const PHDR64_SIZE: usize = 56;
+pub(crate) const EHDR64_SIZE: usize = 64;
+pub(crate) const PHDR64_SIZE: usize = 56;
 
 /// Notes larger than this are not CPU state: a corrupt size field.
 const MAX_NOTES: u64 = 64 << 20;
@@ -25,42 +25,42 @@ const MAX_PHDRS: usize = 4096;
 /// One PT_LOAD: guest-physical `paddr..paddr+memsz`, of which the first `filesz` bytes are at
 /// `offset` in the file and the rest are zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Load {
-    pub paddr: u64,
-    pub offset: u64,
-    pub filesz: u64,
-    pub memsz: u64,
+pub(crate) struct Load {
+    pub(crate) paddr: u64,
+    pub(crate) offset: u64,
+    pub(crate) filesz: u64,
+    pub(crate) memsz: u64,
 }
 
 /// One note: its owner's name (without the NUL), type and descriptor bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    pub name: String,
-    pub kind: u32,
-    pub desc: Vec<u8>,
+pub(crate) struct Note {
+    pub(crate) name: String,
+    pub(crate) kind: u32,
+    pub(crate) desc: Vec<u8>,
 }
 
 /// The parts of a core file a snapshot needs; the memory stays in the file until loaded.
 #[derive(Debug)]
-pub struct CoreFile {
-    pub class64: bool,
-    pub machine: u16,
-    pub loads: Vec<Load>,
-    pub notes: Vec<Note>,
-    pub len: u64,
+pub(crate) struct CoreFile {
+    pub(crate) class64: bool,
+    pub(crate) machine: u16,
+    pub(crate) loads: Vec<Load>,
+    pub(crate) notes: Vec<Note>,
+    pub(crate) len: u64,
 }
 
 /// Little-endian fields at fixed offsets of a byte slice the caller has sized.
-pub(crate) struct Fields<'a>(pub &'a [u8]);
+pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
 
 impl Fields<'_> {
-    pub fn u16(&self, at: usize) -> u16 {
+    pub(crate) fn u16(&self, at: usize) -> u16 {
         u16::from_le_bytes(self.0[at..at + 2].try_into().expect("2 bytes"))
     }
-    pub fn u32(&self, at: usize) -> u32 {
+    pub(crate) fn u32(&self, at: usize) -> u32 {
         u32::from_le_bytes(self.0[at..at + 4].try_into().expect("4 bytes"))
     }
-    pub fn u64(&self, at: usize) -> u64 {
+    pub(crate) fn u64(&self, at: usize) -> u64 {
         u64::from_le_bytes(self.0[at..at + 8].try_into().expect("8 bytes"))
     }
 }
@@ -89,7 +89,7 @@ fn read_exact_at(
 }
 
 /// Reads and checks the headers and notes of an x86 ELF core file.
-pub fn parse(file: &File) -> Result<CoreFile, SnapshotError> {
+pub(crate) fn parse(file: &File) -> Result<CoreFile, SnapshotError> {
     let len = file.metadata().map_err(SnapshotError::Read)?.len();
     if len < 4 {
         return Err(SnapshotError::NotElf);
@@ -293,7 +293,7 @@ pub(crate) fn tests_parse_notes(bytes: &[u8], out: &mut Vec<Note>) -> Result<(),
 }
 
 /// Appends one note (4-byte aligned name and descriptor).
-pub fn push_note(buf: &mut Vec<u8>, name: &str, kind: u32, desc: &[u8]) {
+pub(crate) fn push_note(buf: &mut Vec<u8>, name: &str, kind: u32, desc: &[u8]) {
     buf.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
     buf.extend_from_slice(&(desc.len() as u32).to_le_bytes());
     buf.extend_from_slice(&kind.to_le_bytes());
@@ -311,7 +311,7 @@ fn pad4(buf: &mut Vec<u8>) {
 }
 
 /// An ELF64 x86-64 core header for `phnum` program headers that follow it.
-pub fn ehdr64(phnum: u16) -> Vec<u8> {
+pub(crate) fn ehdr64(phnum: u16) -> Vec<u8> {
     let mut h = Vec::with_capacity(EHDR64_SIZE);
     h.extend_from_slice(b"\x7fELF");
     h.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little-endian, version 1, System V ABI
@@ -331,7 +331,7 @@ pub fn ehdr64(phnum: u16) -> Vec<u8> {
 }
 
 /// An ELF64 program header.
-pub fn phdr64(kind: u32, offset: u64, paddr: u64, size: u64, align: u64) -> Vec<u8> {
+pub(crate) fn phdr64(kind: u32, offset: u64, paddr: u64, size: u64, align: u64) -> Vec<u8> {
     let mut p = Vec::with_capacity(PHDR64_SIZE);
     p.extend_from_slice(&kind.to_le_bytes());
     let flags: u32 = if kind == PT_LOAD { 0b111 } else { 0b100 }; // RWX, or R

@@ -9,16 +9,16 @@
 //!    RAM with the same layout and the vCPUs' state, which the gdb stub serves as it serves a
 //!    live VM (same walker, same monitor commands).
 
-pub mod capture;
-pub mod cpu;
-pub mod elf;
+pub(crate) mod capture;
+pub(crate) mod cpu;
+pub(crate) mod elf;
 mod error;
 pub mod notes;
 pub mod post_mortem;
-pub mod qemu;
+pub(crate) mod qemu;
 #[cfg(test)]
 mod tests;
-pub mod write;
+pub(crate) mod write;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -27,9 +27,11 @@ use std::sync::Arc;
 
 use crate::vmm::memory::GuestRam;
 
-pub use cpu::{CpuSnapshot, ASSUMED_MAXPHYADDR};
-pub use error::SnapshotError;
-pub use write::{write_core, WriteStats};
+pub use cpu::CpuSnapshot;
+pub(crate) use cpu::ASSUMED_MAXPHYADDR;
+pub(crate) use error::SnapshotError;
+pub use write::write_core;
+pub(crate) use write::WriteStats;
 
 /// Who wrote a snapshot file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,10 @@ impl Snapshot {
 
     /// Opens a snapshot; `maxphyaddr` (32..=52, `--maxphyaddr`), when given, replaces the
     /// guest's MAXPHYADDR the file records or [`ASSUMED_MAXPHYADDR`].
-    pub fn open_with(path: &Path, maxphyaddr: Option<u8>) -> Result<Snapshot, SnapshotError> {
+    pub(crate) fn open_with(
+        path: &Path,
+        maxphyaddr: Option<u8>,
+    ) -> Result<Snapshot, SnapshotError> {
         let file = File::open(path).map_err(SnapshotError::Read)?;
         let core = elf::parse(&file)?;
         let ours = notes::read_cpus(&core.notes)?;
@@ -109,7 +114,7 @@ impl Snapshot {
     }
 
     /// One line: what the file is.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let origin = match self.origin {
             Origin::Gdbvisor => "gdbvisor snapshot".to_string(),
             Origin::Qemu { elf64 } => format!(

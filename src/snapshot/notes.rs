@@ -11,23 +11,23 @@ use super::cpu::CpuSnapshot;
 use super::elf::{push_note, Fields, Note, NT_PRSTATUS};
 use super::error::SnapshotError;
 
-pub const OWNER: &str = "GDBVISOR";
+pub(crate) const OWNER: &str = "GDBVISOR";
 /// The file's first note: format version, vCPU count.
-pub const NT_GV_INFO: u32 = 0x100;
+pub(crate) const NT_GV_INFO: u32 = 0x100;
 /// Starts a vCPU's group: its index and KVM_MP_STATE.
-pub const NT_GV_CPU: u32 = 0x101;
-pub const NT_GV_GENERAL: u32 = 0x102;
-pub const NT_GV_SEGMENTS: u32 = 0x103;
-pub const NT_GV_CONTROL: u32 = 0x104;
-pub const NT_GV_DEBUG: u32 = 0x105;
-pub const NT_GV_DTABLES: u32 = 0x106;
-pub const NT_GV_PDPTRS: u32 = 0x107;
-pub const NT_GV_FPU: u32 = 0x108;
-pub const NT_GV_MSRS: u32 = 0x109;
+pub(crate) const NT_GV_CPU: u32 = 0x101;
+pub(crate) const NT_GV_GENERAL: u32 = 0x102;
+pub(crate) const NT_GV_SEGMENTS: u32 = 0x103;
+pub(crate) const NT_GV_CONTROL: u32 = 0x104;
+pub(crate) const NT_GV_DEBUG: u32 = 0x105;
+pub(crate) const NT_GV_DTABLES: u32 = 0x106;
+pub(crate) const NT_GV_PDPTRS: u32 = 0x107;
+pub(crate) const NT_GV_FPU: u32 = 0x108;
+pub(crate) const NT_GV_MSRS: u32 = 0x109;
 /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0]); files without it predate it.
-pub const NT_GV_MAXPHYADDR: u32 = 0x10a;
+pub(crate) const NT_GV_MAXPHYADDR: u32 = 0x10a;
 
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 const SEGMENT_SIZE: usize = 24;
 
 /// A little-endian writer.
@@ -77,7 +77,7 @@ fn segments_mut(s: &mut kvm_sregs) -> [&mut kvm_segment; 8] {
 }
 
 /// Appends the notes of vCPU `id`: NT_PRSTATUS, then the GDBVISOR group.
-pub fn push_cpu(buf: &mut Vec<u8>, id: u32, cpu: &CpuSnapshot) {
+pub(crate) fn push_cpu(buf: &mut Vec<u8>, id: u32, cpu: &CpuSnapshot) {
     push_note(buf, "CORE", NT_PRSTATUS, &prstatus(id, cpu));
     let (r, s) = (&cpu.regs, &cpu.sregs);
     push_note(
@@ -212,7 +212,7 @@ struct Building {
 }
 
 /// Rebuilds the vCPUs from the GDBVISOR notes; `None` when the file has none.
-pub fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotError> {
+pub(crate) fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotError> {
     let ours: Vec<&Note> = notes.iter().filter(|n| n.name == OWNER).collect();
     let Some(info) = ours.first() else {
         return Ok(None);
@@ -385,7 +385,7 @@ pub fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotErr
 
 /// Whether the GDBVISOR notes record the guest's MAXPHYADDR (files written before they did
 /// not: their vCPUs keep [`super::cpu::ASSUMED_MAXPHYADDR`]).
-pub fn records_maxphyaddr(notes: &[Note]) -> bool {
+pub(crate) fn records_maxphyaddr(notes: &[Note]) -> bool {
     notes
         .iter()
         .any(|n| n.name == OWNER && n.kind == NT_GV_MAXPHYADDR)
@@ -407,7 +407,7 @@ pub fn blank_cpu(mp_state: u32) -> CpuSnapshot {
 }
 
 /// The file-level format note.
-pub fn push_info(buf: &mut Vec<u8>, vcpus: u32) {
+pub(crate) fn push_info(buf: &mut Vec<u8>, vcpus: u32) {
     push_note(
         buf,
         OWNER,

@@ -23,7 +23,7 @@ pub struct PostMortem {
 
 impl PostMortem {
     /// The file name's reason when `event` (which ended the run as `end`) deserves a dump.
-    pub fn reason(&self, event: &VcpuEvent, end: &RunEnd) -> Option<String> {
+    pub(crate) fn reason(&self, event: &VcpuEvent, end: &RunEnd) -> Option<String> {
         self.dump_dir.as_ref()?;
         match (event, end) {
             (VcpuEvent::Shutdown, _) => Some("triple-fault".into()),
@@ -44,7 +44,7 @@ impl PostMortem {
     /// could not); the run's exit status does not change either way. `event` is what ended a
     /// run with no gdb attached; `None` when gdb was attached, where a crash stops in gdb instead
     /// and only `--dump-at-exit` applies.
-    pub fn after(
+    pub(crate) fn after(
         &self,
         event: Option<&VcpuEvent>,
         end: &RunEnd,

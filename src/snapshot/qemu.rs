@@ -22,7 +22,7 @@ use crate::x86::paging::Rights;
 use crate::x86::tables::{leaves, EnumOptions};
 use crate::x86::PhysMemory;
 
-pub const OWNER: &str = "QEMU";
+pub(crate) const OWNER: &str = "QEMU";
 /// Offsets in `QEMUCPUState`.
 const SEGMENTS_AT: usize = 8 + 18 * 8;
 const SEGMENT_SIZE: usize = 24;
@@ -31,7 +31,7 @@ const KERNEL_GS_BASE_AT: usize = CR_AT + 5 * 8;
 const KVM_MP_STATE_RUNNABLE: u32 = 0;
 
 /// The vCPUs of a QEMU dump, before inference; `None` when it has no QEMU notes.
-pub fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotError> {
+pub(crate) fn read_cpus(notes: &[Note]) -> Result<Option<Vec<CpuSnapshot>>, SnapshotError> {
     let states: Vec<&Note> = notes
         .iter()
         .filter(|n| n.name == OWNER && n.kind == 0)
@@ -128,7 +128,7 @@ fn segment(f: &Fields<'_>, at: usize) -> kvm_segment {
 
 /// Fills in EFER and the PDPTE registers, which QEMU's note lacks, from CR0/CR4, the CS
 /// descriptor, the ELF machine and the page tables; returns what was inferred, in words.
-pub fn infer(cpu: &mut CpuSnapshot, machine: u16, mem: &impl PhysMemory) -> Vec<String> {
+pub(crate) fn infer(cpu: &mut CpuSnapshot, machine: u16, mem: &impl PhysMemory) -> Vec<String> {
     let mut said = Vec::new();
     let cr0 = Cr0Flags::from_bits_truncate(cpu.sregs.cr0);
     let cr4 = Cr4Flags::from_bits_truncate(cpu.sregs.cr4);

@@ -19,10 +19,10 @@ const CHUNK: usize = 2 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct WriteStats {
     /// Bytes of guest RAM saved.
-    pub ram: u64,
+    pub(crate) ram: u64,
     /// Bytes of it that were not zero, i.e. written to the file.
-    pub written: u64,
-    pub elapsed: Duration,
+    pub(crate) written: u64,
+    pub(crate) elapsed: Duration,
 }
 
 impl std::fmt::Display for WriteStats {
@@ -38,7 +38,7 @@ impl std::fmt::Display for WriteStats {
 }
 
 /// True when every byte of `bytes` is zero.
-pub fn is_zero(bytes: &[u8]) -> bool {
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
     // Eight bytes at a time: this scan is most of the time a dump takes.
     let (head, words, tail) = {
         // SAFETY: every bit pattern is a valid u64; align_to only splits the slice.

@@ -22,7 +22,7 @@ use crate::boot::BootFormat;
 
 /// The factor `auto` picks on a software-nested host: measured there, a tick's cost falls from
 /// over half of a boot to a few percent.
-pub const SOFTWARE_NESTED_FACTOR: u32 = 10;
+pub(crate) const SOFTWARE_NESTED_FACTOR: u32 = 10;
 
 /// The Linux switches this module appends: the TSC frequency, and no kvm-clock.
 const SWITCH: &str = "tsc_early_khz=";
@@ -46,7 +46,7 @@ pub enum ClockDilation {
 
 impl ClockDilation {
     /// The factor for a kernel of `format`; `software_nested` is asked only for `auto`.
-    pub fn resolve(self, format: BootFormat, software_nested: impl FnOnce() -> bool) -> u32 {
+    pub(crate) fn resolve(self, format: BootFormat, software_nested: impl FnOnce() -> bool) -> u32 {
         if !format.is_linux() {
             return 1;
         }
@@ -76,7 +76,7 @@ impl FromStr for ClockDilation {
 /// The switches that slow the guest's clock and ticks by `factor`, given the vCPU's TSC
 /// frequency; none for a factor of 1, an unknown frequency, a command line that sets the
 /// frequency itself, or a product Linux cannot parse (it reads the switch as a 32-bit number).
-pub fn linux_switch(factor: u32, tsc_khz: Option<u32>, cmdline: &str) -> Option<String> {
+pub(crate) fn linux_switch(factor: u32, tsc_khz: Option<u32>, cmdline: &str) -> Option<String> {
     let tsc_khz = tsc_khz.filter(|&khz| khz > 0)?;
     let has = |switch: &str| cmdline.split_whitespace().any(|w| w.starts_with(switch));
     if factor <= 1 || has(SWITCH) {

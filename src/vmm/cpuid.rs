@@ -103,7 +103,7 @@ pub enum CpuFeature {
 }
 
 impl CpuFeature {
-    pub const ALL: [CpuFeature; 24] = [
+    pub(crate) const ALL: [CpuFeature; 24] = [
         CpuFeature::Cx16,
         CpuFeature::Xsave,
         CpuFeature::Avx,
@@ -130,7 +130,7 @@ impl CpuFeature {
         CpuFeature::Rdpid,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CpuFeature::Cx16 => "cx16",
             CpuFeature::Xsave => "xsave",
@@ -209,7 +209,7 @@ impl CpuFeature {
     }
 
     /// Where the feature's (first) bit lives: leaf, register (1 EBX, 2 ECX, 3 EDX), bit.
-    pub fn cpuid_bit(self) -> (u32, u8, u8) {
+    pub(crate) fn cpuid_bit(self) -> (u32, u8, u8) {
         let b = self.bits()[0];
         let reg = match b.reg {
             Reg::Ebx => 1,
@@ -222,7 +222,7 @@ impl CpuFeature {
     /// Linux's X86_FEATURE number for `clearcpuid=` (word × 32 + bit; words 1 = 0x80000001
     /// EDX, 4 = leaf 1 ECX, 9 = leaf 7 EBX, 16 = leaf 7 ECX), for features a Linux guest uses by
     /// itself once CPUID shows them.
-    pub fn linux_number(self) -> Option<u32> {
+    pub(crate) fn linux_number(self) -> Option<u32> {
         let (leaf, reg, bit) = self.cpuid_bit();
         let word = match (leaf, reg) {
             (0x8000_0001, 3) => 1,
@@ -246,7 +246,7 @@ impl CpuFeature {
     }
 
     /// True when `cpuid` offers the feature (its first bit is set).
-    pub fn offered_in(self, cpuid: &CpuId) -> bool {
+    pub(crate) fn offered_in(self, cpuid: &CpuId) -> bool {
         let first = self.bits()[0];
         cpuid.as_slice().iter().any(|e| {
             e.function == first.leaf
@@ -285,7 +285,7 @@ impl CpuidHide {
     /// few throwaway VMs, ~50 ms on KVM-PVM, the first time) only for Linux and PVH kernels,
     /// which use CMPXCHG16B and XSAVE as soon as CPUID offers them; other kernels keep KVM's
     /// CPUID and their fast start.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         format: BootFormat,
         gaps: impl FnOnce() -> Vec<CpuFeature>,
@@ -325,7 +325,7 @@ impl FromStr for CpuidHide {
 }
 
 /// Clears the bits of every feature in `hide` from `cpuid`.
-pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
+pub(crate) fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
     let hides_xsave = hide.contains(&CpuFeature::Xsave);
     let hides_hypervisor = hide.contains(&CpuFeature::Hypervisor);
     for entry in cpuid.as_mut_slice() {
@@ -363,7 +363,11 @@ pub fn hide_features(cpuid: &mut CpuId, hide: &[CpuFeature]) {
 /// KVM_SET_CPUID2 said, so a Linux guest there gets `noxsave` and `clearcpuid=` with Linux's
 /// feature numbers (word 4 = leaf 1 ECX: bit n is 128 + n). Only for Linux kernels (bzImage or
 /// PVH), and only switches not already on `cmdline`.
-pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) -> Vec<String> {
+pub(crate) fn linux_switches(
+    format: BootFormat,
+    hide: &[CpuFeature],
+    cmdline: &str,
+) -> Vec<String> {
     if !format.is_linux() {
         return Vec::new();
     }
@@ -390,7 +394,7 @@ pub fn linux_switches(format: BootFormat, hide: &[CpuFeature], cmdline: &str) ->
 
 /// Gives every vCPU of `vm` KVM's supported CPUID (with its own APIC ID) minus `hide`. Must
 /// run before the first KVM_RUN.
-pub fn apply(vm: &Vm, hide: &[CpuFeature]) -> Result<(), VmError> {
+pub(crate) fn apply(vm: &Vm, hide: &[CpuFeature]) -> Result<(), VmError> {
     let supported = vm
         .kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)

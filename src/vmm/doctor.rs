@@ -30,24 +30,24 @@ pub enum DoctorError {
 /// What the probes found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostReport {
-    pub virtualization: String,
-    pub legacy_paging: Outcome,
-    pub pae_paging: Outcome,
-    pub int3: Int3Behaviour,
+    pub(crate) virtualization: String,
+    pub(crate) legacy_paging: Outcome,
+    pub(crate) pae_paging: Outcome,
+    pub(crate) int3: Int3Behaviour,
     /// Whether `syscall` from ring 3 reaches its handler in ring 0.
-    pub user_syscall: Outcome,
-    pub dr_write_watchpoint: Outcome,
-    pub readonly_memslots: bool,
+    pub(crate) user_syscall: Outcome,
+    pub(crate) dr_write_watchpoint: Outcome,
+    pub(crate) readonly_memslots: bool,
     /// What KVM does with each kind of write into a read-only slot.
-    pub protected_writes: Vec<(ProtectedWriteCase, ProtectedWrite)>,
-    pub guest_debug_flags: Vec<&'static str>,
+    pub(crate) protected_writes: Vec<(ProtectedWriteCase, ProtectedWrite)>,
+    pub(crate) guest_debug_flags: Vec<&'static str>,
     /// KVM offers LA57 in its supported CPUID.
-    pub la57_offered: bool,
+    pub(crate) la57_offered: bool,
     /// The host CPU itself has LA57.
-    pub la57_host: bool,
+    pub(crate) la57_host: bool,
     /// Features gdbvisor probes: whether KVM's supported CPUID offers them (`None`: not
     /// offered) and whether their instructions run.
-    pub cpuid_features: Vec<(CpuFeature, Option<Outcome>)>,
+    pub(crate) cpuid_features: Vec<(CpuFeature, Option<Outcome>)>,
 }
 
 /// Runs every probe (those `caps` already ran are not run again).

@@ -29,7 +29,7 @@ pub enum Capability {
 }
 
 /// A probe's verdict, or why the probe itself could not run.
-pub type Probed<T> = Result<T, String>;
+pub(crate) type Probed<T> = Result<T, String>;
 
 /// Everything learned so far.
 struct Learned {
@@ -96,12 +96,12 @@ impl HostCaps {
     }
 
     /// Whether the host CPU has `flag` (as /proc/cpuinfo names it).
-    pub fn cpu_has(self, flag: &str) -> bool {
+    pub(crate) fn cpu_has(self, flag: &str) -> bool {
         self.cpu_flags().iter().any(|f| f == flag)
     }
 
     /// How KVM runs guests here: "hardware (…)" or "software-nested (…)".
-    pub fn virtualization(self) -> &'static str {
+    pub(crate) fn virtualization(self) -> &'static str {
         self.learned.virtualization.get_or_init(|| {
             if self.cpu_has("vmx") {
                 "hardware (Intel VT-x)".into()
@@ -122,7 +122,7 @@ impl HostCaps {
 
     /// The KVM_GUESTDBG_* flags this KVM accepts (KVM_CAP_SET_GUEST_DEBUG2); none when
     /// /dev/kvm cannot be opened.
-    pub fn guest_debug_flags(self) -> u32 {
+    pub(crate) fn guest_debug_flags(self) -> u32 {
         *self.learned.guest_debug_flags.get_or_init(|| {
             kvm_ioctls::Kvm::new()
                 .map(|kvm| {
@@ -134,7 +134,7 @@ impl HostCaps {
     }
 
     /// KVM can keep interrupts out while it single-steps a vCPU (KVM_GUESTDBG_BLOCKIRQ).
-    pub fn block_irq(self) -> bool {
+    pub(crate) fn block_irq(self) -> bool {
         self.guest_debug_flags() & KVM_GUESTDBG_BLOCKIRQ != 0
     }
 
@@ -148,7 +148,7 @@ impl HostCaps {
 
     /// The probe's verdict on `cap`, with why it fails; probes (a throwaway VM) the first
     /// time.
-    pub fn outcome(self, cap: Capability) -> &'static Probed<Outcome> {
+    pub(crate) fn outcome(self, cap: Capability) -> &'static Probed<Outcome> {
         self.cell(cap).get_or_init(|| {
             let outcome = match cap {
                 Capability::LegacyPaging => probe::paging(false),
@@ -183,14 +183,14 @@ impl HostCaps {
     }
 
     /// Learns each of `caps` not yet known, before a run's vCPUs start.
-    pub fn probe(self, caps: &[Capability]) {
+    pub(crate) fn probe(self, caps: &[Capability]) {
         for &cap in caps {
             self.has(cap);
         }
     }
 
     /// What is known of `cap` without probing: `None` until something asked for it.
-    pub fn known(self, cap: Capability) -> Option<bool> {
+    pub(crate) fn known(self, cap: Capability) -> Option<bool> {
         if self.settled(cap) {
             return Some(true);
         }
@@ -202,7 +202,7 @@ impl HostCaps {
     /// For each CPUID feature gdbvisor probes: `None` when the guest's CPUID does not show it,
     /// else whether its instructions run. Probes (throwaway VMs, ~50 ms on KVM-PVM) the first
     /// time.
-    pub fn cpuid_features(self) -> &'static Probed<FeatureOutcomes> {
+    pub(crate) fn cpuid_features(self) -> &'static Probed<FeatureOutcomes> {
         self.learned
             .cpuid_features
             .get_or_init(|| probe::cpuid_features().map_err(|e| e.to_string()))
@@ -210,7 +210,7 @@ impl HostCaps {
 
     /// The CPUID features this host's KVM offers but cannot execute. Hardware KVM runs every
     /// instruction it offers, so only a software-nested host is probed.
-    pub fn cpuid_gaps(self) -> Vec<CpuFeature> {
+    pub(crate) fn cpuid_gaps(self) -> Vec<CpuFeature> {
         if !self.software_nested() {
             return Vec::new();
         }

@@ -30,7 +30,7 @@ extern "C" fn on_kick(_num: libc::c_int, _info: *mut libc::siginfo_t, _unused: *
 }
 
 /// Installs the process-wide handler once.
-pub fn install_handler() -> std::io::Result<()> {
+pub(crate) fn install_handler() -> std::io::Result<()> {
     static INSTALL: Once = Once::new();
     let mut result = Ok(());
     INSTALL.call_once(|| {
@@ -42,20 +42,20 @@ pub fn install_handler() -> std::io::Result<()> {
 
 /// Registers the calling thread as the runner of the vCPU whose kvm_run page is `run` (null:
 /// no vCPU, kicks do nothing).
-pub fn register_current_thread(run: *mut kvm_run) {
+pub(crate) fn register_current_thread(run: *mut kvm_run) {
     KVM_RUN.with(|cell| cell.set(run));
 }
 
 /// A one-shot timer that kicks the thread that created it: bounds how long a thread that
 /// borrowed a vCPU (see `Machine::resume_here`) stays inside its KVM_RUN.
-pub struct KickTimer {
+pub(crate) struct KickTimer {
     timer: libc::timer_t,
     owner: std::thread::ThreadId,
 }
 
 impl KickTimer {
     /// A timer whose expiry kicks the calling thread.
-    pub fn for_current_thread() -> std::io::Result<Self> {
+    pub(crate) fn for_current_thread() -> std::io::Result<Self> {
         // SAFETY: gettid has no preconditions.
         let thread = unsafe { libc::gettid() };
         // SAFETY: sigevent is plain data; all-zero is a valid starting value.
@@ -76,12 +76,12 @@ impl KickTimer {
     }
 
     /// Whether the calling thread is the one this timer kicks.
-    pub fn is_for_current_thread(&self) -> bool {
+    pub(crate) fn is_for_current_thread(&self) -> bool {
         self.owner == std::thread::current().id()
     }
 
     /// Kicks once after `delay` (zero disarms).
-    pub fn arm(&self, delay: std::time::Duration) {
+    pub(crate) fn arm(&self, delay: std::time::Duration) {
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -98,7 +98,7 @@ impl KickTimer {
         }
     }
 
-    pub fn disarm(&self) {
+    pub(crate) fn disarm(&self) {
         self.arm(std::time::Duration::ZERO);
     }
 }
@@ -122,14 +122,14 @@ pub struct Kicker {
 
 impl Kicker {
     /// A kicker for the calling thread.
-    pub fn for_current_thread() -> Self {
+    pub(crate) fn for_current_thread() -> Self {
         // SAFETY: pthread_self has no preconditions.
         Kicker {
             thread: unsafe { libc::pthread_self() },
         }
     }
 
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         // SAFETY: vCPU threads live until the VM is dropped, after every Kicker is gone, so the
         // thread id is valid; the signal has a handler installed before any vCPU thread starts.
         let rc = unsafe { libc::pthread_kill(self.thread, kick_signal()) };

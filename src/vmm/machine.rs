@@ -20,7 +20,7 @@ use crate::vmm::kick::{self, KickTimer, Kicker};
 use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
 
 /// How often a waiting caller checks running vCPUs for a final halt.
-pub const HALT_POLL: Duration = Duration::from_millis(50);
+pub(crate) const HALT_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Error)]
 pub enum MachineError {
@@ -35,7 +35,7 @@ pub enum MachineError {
 }
 
 /// Work for a vCPU thread.
-pub enum VcpuCommand {
+pub(crate) enum VcpuCommand {
     /// Run until the next event, then report it.
     Run,
     /// Run a closure on the vCPU (register access, debug state) while it is stopped.
@@ -53,7 +53,7 @@ struct VcpuThread {
 }
 
 /// A report from a vCPU thread.
-pub type VcpuReport = (u8, Result<VcpuEvent, VcpuError>);
+pub(crate) type VcpuReport = (u8, Result<VcpuEvent, VcpuError>);
 
 pub struct Machine {
     threads: Vec<VcpuThread>,
@@ -65,7 +65,7 @@ pub struct Machine {
 }
 
 /// Where vCPU threads deliver their reports; `false` means nobody listens any more.
-pub type ReportSink = Arc<dyn Fn(VcpuReport) -> bool + Send + Sync>;
+pub(crate) type ReportSink = Arc<dyn Fn(VcpuReport) -> bool + Send + Sync>;
 
 impl Machine {
     /// Moves each vCPU onto its own thread; none runs until told to. Reports are read with
@@ -81,7 +81,10 @@ impl Machine {
     /// Like [`Machine::start`], but every report goes to `sink`, so a caller can merge vCPU
     /// events with other inputs (a debugger's bytes) on one channel; it then calls
     /// [`Machine::mark_stopped`] for each report it receives.
-    pub fn start_with_sink(vcpus: Vec<Vcpu>, sink: ReportSink) -> Result<Machine, MachineError> {
+    pub(crate) fn start_with_sink(
+        vcpus: Vec<Vcpu>,
+        sink: ReportSink,
+    ) -> Result<Machine, MachineError> {
         kick::install_handler().map_err(MachineError::Signal)?;
         let mut threads = Vec::new();
         for vcpu in vcpus {
@@ -129,19 +132,19 @@ impl Machine {
     }
 
     /// Number of vCPUs.
-    pub fn vcpu_count(&self) -> usize {
+    pub(crate) fn vcpu_count(&self) -> usize {
         self.threads.len()
     }
 
     /// Records that vCPU `id` reported an event and no longer runs.
-    pub fn mark_stopped(&mut self, id: u8) {
+    pub(crate) fn mark_stopped(&mut self, id: u8) {
         if let Some(thread) = self.threads.get_mut(usize::from(id)) {
             thread.running = false;
         }
     }
 
     /// Kicks every running vCPU so a final halt is noticed (see [`HALT_POLL`]).
-    pub fn kick_running(&self) {
+    pub(crate) fn kick_running(&self) {
         for thread in self.threads.iter().filter(|t| t.running) {
             thread.kicker.kick();
         }
@@ -177,7 +180,7 @@ impl Machine {
     /// the step). Returns the report when the vCPU stopped within the budget (the sink does
     /// not see it, and the vCPU is not running); otherwise its own thread carries on and
     /// reports to the sink. Call only while no vCPU runs.
-    pub fn resume_here(
+    pub(crate) fn resume_here(
         &mut self,
         id: u8,
         budget: Duration,
@@ -235,7 +238,7 @@ impl Machine {
     }
 
     /// Asks every running vCPU to stop; each answers with an event.
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         for thread in self.threads.iter().filter(|t| t.running) {
             thread.control.request_stop();
             thread.kicker.kick();
@@ -270,7 +273,7 @@ impl Machine {
     /// With every vCPU stopped: the vCPUs outside `halted` that still wait for INIT/SIPI (never
     /// started), or `None` when one of them has started (runnable, or halted waiting for an
     /// interrupt) and the run goes on.
-    pub fn never_started(
+    pub(crate) fn never_started(
         &mut self,
         halted: &BTreeSet<u8>,
     ) -> Result<Option<Vec<u8>>, MachineError> {
@@ -311,14 +314,14 @@ impl Machine {
     }
 
     /// The vCPUs running now.
-    pub fn running_ids(&self) -> Vec<u8> {
+    pub(crate) fn running_ids(&self) -> Vec<u8> {
         (0..self.threads.len() as u8)
             .filter(|&id| self.threads[usize::from(id)].running)
             .collect()
     }
 
     /// True while any vCPU is running.
-    pub fn any_running(&self) -> bool {
+    pub(crate) fn any_running(&self) -> bool {
         self.threads.iter().any(|t| t.running)
     }
 }

@@ -10,9 +10,9 @@ use crate::x86::{PhysMemory, PhysMemoryError};
 
 /// RAM below this address is contiguous from 0; the rest starts at 4 GiB, leaving the
 /// 32-bit MMIO hole (LAPIC, IOAPIC) free as on real PCs.
-pub const LOW_RAM_END: u64 = 0xC000_0000;
+pub(crate) const LOW_RAM_END: u64 = 0xC000_0000;
 /// Where RAM resumes above the 32-bit hole.
-pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+pub(crate) const HIGH_RAM_START: u64 = 0x1_0000_0000;
 
 #[derive(Debug, Error)]
 pub enum MemoryError {
@@ -44,7 +44,7 @@ impl GuestRam {
     }
 
     /// RAM with exactly these (start, length) ranges (a snapshot's), sorted and disjoint.
-    pub fn from_ranges(ranges: &[(u64, u64)]) -> Result<Self, MemoryError> {
+    pub(crate) fn from_ranges(ranges: &[(u64, u64)]) -> Result<Self, MemoryError> {
         let size = ranges.iter().map(|r| r.1).sum();
         let regions: Vec<(GuestAddress, usize)> = ranges
             .iter()
@@ -71,7 +71,7 @@ impl GuestRam {
     }
 
     /// The (start, length) ranges that hold `size` bytes of RAM.
-    pub fn ranges_for(size: u64) -> Vec<(u64, u64)> {
+    pub(crate) fn ranges_for(size: u64) -> Vec<(u64, u64)> {
         if size <= LOW_RAM_END {
             vec![(0, size)]
         } else {
@@ -80,12 +80,12 @@ impl GuestRam {
     }
 
     /// Total RAM in bytes.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
     /// One past the highest RAM address.
-    pub fn top(&self) -> u64 {
+    pub(crate) fn top(&self) -> u64 {
         GuestMemoryExt::top(self)
     }
 
@@ -95,7 +95,7 @@ impl GuestRam {
     }
 
     /// True when every byte of `addr..addr+len` is RAM.
-    pub fn contains(&self, addr: u64, len: u64) -> bool {
+    pub(crate) fn contains(&self, addr: u64, len: u64) -> bool {
         GuestMemoryExt::contains(self, addr, len)
     }
 
@@ -108,7 +108,7 @@ impl GuestRam {
     }
 
     /// The vm-memory object, for registering memory slots.
-    pub fn mmap(&self) -> &GuestMemoryMmap {
+    pub(crate) fn mmap(&self) -> &GuestMemoryMmap {
         &self.mem
     }
 }

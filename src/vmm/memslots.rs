@@ -40,7 +40,7 @@ pub struct RamRegistered {
 
 impl RamRegistered {
     /// Blocks until the first registration has finished; its outcome.
-    pub fn wait(&self) -> Result<(), MemslotError> {
+    pub(crate) fn wait(&self) -> Result<(), MemslotError> {
         let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(result) = *outcome {
@@ -65,7 +65,7 @@ pub struct Protection {
 }
 
 impl Protection {
-    pub fn new(slots: MemorySlots) -> Self {
+    pub(crate) fn new(slots: MemorySlots) -> Self {
         Protection {
             slots: Arc::new(Mutex::new(slots)),
         }
@@ -76,33 +76,33 @@ impl Protection {
     }
 
     /// Makes exactly `pages` read-only (see [`MemorySlots::set_read_only`]).
-    pub fn set_read_only(&self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
+    pub(crate) fn set_read_only(&self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
         self.lock().set_read_only(pages)
     }
 
     /// True while any page is read-only.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         !self.lock().read_only_pages.is_empty()
     }
 
     /// See [`MemorySlots::max_read_only_pages`].
-    pub fn max_read_only_pages(&self) -> usize {
+    pub(crate) fn max_read_only_pages(&self) -> usize {
         self.lock().max_read_only_pages()
     }
 
     /// The page holding `phys` is read-only now.
-    pub fn protects(&self, phys: u64) -> bool {
+    pub(crate) fn protects(&self, phys: u64) -> bool {
         self.lock().read_only_pages.contains(&(phys & !(PAGE - 1)))
     }
 
     /// What a vCPU waits on before its first run.
-    pub fn registered(&self) -> Arc<RamRegistered> {
+    pub(crate) fn registered(&self) -> Arc<RamRegistered> {
         self.lock().registered()
     }
 
     /// Runs `work` with every page writable, then protects the same pages again. Holds the
     /// slots meanwhile, so nobody changes them under it.
-    pub fn lifted<R>(&self, work: impl FnOnce() -> R) -> Result<R, MemslotError> {
+    pub(crate) fn lifted<R>(&self, work: impl FnOnce() -> R) -> Result<R, MemslotError> {
         let mut slots = self.lock();
         let pages = slots.read_only_pages.clone();
         slots.set_read_only(BTreeSet::new())?;
@@ -121,7 +121,7 @@ struct Piece {
     read_only: bool,
 }
 
-pub struct MemorySlots {
+pub(crate) struct MemorySlots {
     fd: Arc<VmFd>,
     /// KVM_CAP_NR_MEMSLOTS: every read-only page may cut a slot in two.
     nr_slots: usize,
@@ -133,7 +133,7 @@ pub struct MemorySlots {
 
 impl MemorySlots {
     /// Starts registering all of `ram`, writable, in the background (see [`RamRegistered`]).
-    pub fn new(fd: Arc<VmFd>, ram: Arc<GuestRam>) -> Result<Self, MemslotError> {
+    pub(crate) fn new(fd: Arc<VmFd>, ram: Arc<GuestRam>) -> Result<Self, MemslotError> {
         let pieces = Self::layout(&ram, &BTreeSet::new());
         let registered = Arc::new(RamRegistered::default());
         let (thread_fd, thread_pieces, gate) = (fd.clone(), pieces.clone(), registered.clone());
@@ -166,19 +166,19 @@ impl MemorySlots {
     }
 
     /// What a vCPU waits on before its first run.
-    pub fn registered(&self) -> Arc<RamRegistered> {
+    pub(crate) fn registered(&self) -> Arc<RamRegistered> {
         self.registered.clone()
     }
 
     /// How many scattered pages can be read-only at once: each may split a RAM slot in two,
     /// within KVM's slot count.
-    pub fn max_read_only_pages(&self) -> usize {
+    pub(crate) fn max_read_only_pages(&self) -> usize {
         let ram_regions = self.ram.mmap().iter().count();
         self.nr_slots.saturating_sub(ram_regions + 1) / 2
     }
 
     /// Makes exactly `pages` (page-aligned guest-physical addresses inside RAM) read-only.
-    pub fn set_read_only(&mut self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
+    pub(crate) fn set_read_only(&mut self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
         if pages == self.read_only_pages {
             return Ok(());
         }

@@ -11,11 +11,11 @@ use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
 
 /// gdbvisor's own exit statuses are even; isa-debug-exit's are odd.
 pub mod status {
-    pub const HALTED: i32 = 0;
+    pub(crate) const HALTED: i32 = 0;
     pub const BAD_INPUT: i32 = 2;
-    pub const TRIPLE_FAULT: i32 = 4;
+    pub(crate) const TRIPLE_FAULT: i32 = 4;
     pub const KVM_FAILURE: i32 = 6;
-    pub const NO_BIOS: i32 = 8;
+    pub(crate) const NO_BIOS: i32 = 8;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -48,7 +48,7 @@ impl RunEnd {
 }
 
 /// What a run without gdb does after a vCPU halted for good.
-pub enum AfterHalt {
+pub(crate) enum AfterHalt {
     /// The run ends with this vCPU's event.
     End(u8, VcpuEvent),
     /// Other vCPUs that started still run: resume every vCPU outside the halted set.
@@ -58,7 +58,7 @@ pub enum AfterHalt {
 /// Decides on vCPU `id`'s halt for good, with every vCPU stopped and `raced` the reports their
 /// stop turned up: other halts join `halted`; any other report ends the run; else the run ends
 /// once every vCPU that started has halted (those still waiting for INIT/SIPI are named).
-pub fn settle_halt(
+pub(crate) fn settle_halt(
     machine: &mut Machine,
     halted: &mut BTreeSet<u8>,
     id: u8,
@@ -98,7 +98,7 @@ fn note_never_started(waiting: &[u8]) {
 
 /// Prints what ended the run and maps it to a [`RunEnd`]. What it says of the host is what
 /// `caps` already knows: no probe runs here.
-pub fn report_event(
+pub(crate) fn report_event(
     machine: &mut Machine,
     id: u8,
     event: VcpuEvent,
@@ -185,7 +185,7 @@ pub fn report_event(
 }
 
 /// One line: suberror, its name, the exit data and the instruction bytes at RIP.
-pub fn describe_internal(error: &InternalError) -> String {
+pub(crate) fn describe_internal(error: &InternalError) -> String {
     let kind = match error.suberror {
         1 => " (emulation failure)",
         2 => " (simultaneous exceptions)",
@@ -214,7 +214,7 @@ pub fn describe_internal(error: &InternalError) -> String {
 }
 
 /// vCPU `id`'s registers as text (the block printed when a run ends badly).
-pub fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, MachineError> {
+pub(crate) fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, MachineError> {
     machine.with_vcpu(id, |vcpu| {
         match (vcpu.kvm().get_regs(), vcpu.kvm().get_sregs()) {
             (Ok(regs), Ok(sregs)) => CpuStateText {
@@ -228,7 +228,7 @@ pub fn vcpu_state(machine: &mut Machine, id: u8) -> Result<String, MachineError>
 }
 
 /// `mov cr0, r32` (0F 22 C0+r) at the start of `code`.
-pub fn is_mov_to_cr0(code: &[u8]) -> bool {
+pub(crate) fn is_mov_to_cr0(code: &[u8]) -> bool {
     matches!(code, [0x0F, 0x22, 0xC0..=0xC7, ..])
 }
 

@@ -50,16 +50,16 @@ const PROBE_OK: u32 = 0x55;
 
 /// Each CPUID feature probed: `None` when the guest's CPUID does not show it, else whether its
 /// instructions run.
-pub type FeatureOutcomes = Vec<(CpuFeature, Option<Outcome>)>;
+pub(crate) type FeatureOutcomes = Vec<(CpuFeature, Option<Outcome>)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Works,
     Fails(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Int3Behaviour {
+pub(crate) enum Int3Behaviour {
     /// Delivered to the guest's IDT by KVM itself, as on hardware.
     Native,
     /// KVM reported an emulation failure; gdbvisor completed it by injection.
@@ -70,7 +70,7 @@ pub enum Int3Behaviour {
 /// A kind of write into a page that is a read-only memory slot (a page gdbvisor protects for a
 /// breakpoint or a watchpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtectedWriteCase {
+pub(crate) enum ProtectedWriteCase {
     /// `mov [page], eax`.
     InstructionStore,
     /// `retfq` through a GDT on the page whose code descriptor has Accessed clear.
@@ -84,7 +84,7 @@ pub enum ProtectedWriteCase {
 }
 
 impl ProtectedWriteCase {
-    pub const ALL: [ProtectedWriteCase; 5] = [
+    pub(crate) const ALL: [ProtectedWriteCase; 5] = [
         ProtectedWriteCase::InstructionStore,
         ProtectedWriteCase::DescriptorAccessed,
         ProtectedWriteCase::TssBusy,
@@ -92,7 +92,7 @@ impl ProtectedWriteCase {
         ProtectedWriteCase::ExceptionFrame,
     ];
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             ProtectedWriteCase::InstructionStore => "an instruction's store",
             ProtectedWriteCase::DescriptorAccessed => "a descriptor's Accessed bit (segment load)",
@@ -105,7 +105,7 @@ impl ProtectedWriteCase {
 
 /// How KVM treated one [`ProtectedWriteCase`] (with gdbvisor's progress guarantee off).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProtectedWrite {
+pub(crate) enum ProtectedWrite {
     /// Left KVM_RUN as an MMIO write and the instruction went on.
     MmioExit,
     /// KVM_RUN never returned: the vCPU retries the instruction.

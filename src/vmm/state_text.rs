@@ -5,9 +5,9 @@ use std::fmt;
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
 /// Registers as KVM reports them at one moment.
-pub struct CpuStateText<'a> {
-    pub regs: &'a kvm_regs,
-    pub sregs: &'a kvm_sregs,
+pub(crate) struct CpuStateText<'a> {
+    pub(crate) regs: &'a kvm_regs,
+    pub(crate) sregs: &'a kvm_sregs,
 }
 
 fn segment(f: &mut fmt::Formatter<'_>, name: &str, seg: &kvm_segment) -> fmt::Result {

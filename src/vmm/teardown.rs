@@ -14,7 +14,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum TeardownError {
+pub(crate) enum TeardownError {
     #[error("cannot create the teardown pipe: {0}")]
     Pipe(std::io::Error),
     #[error("cannot fork the teardown process: {0}")]
@@ -25,7 +25,7 @@ pub enum TeardownError {
 const MAX_FD: libc::c_int = 1024;
 
 /// Forks the teardown child; call once, right after the VM and its vCPUs exist.
-pub fn hand_off_at_exit() -> Result<(), TeardownError> {
+pub(crate) fn hand_off_at_exit() -> Result<(), TeardownError> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

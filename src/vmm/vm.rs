@@ -58,13 +58,13 @@ pub struct VmOptions {
 }
 
 pub struct Vm {
-    pub kvm: Kvm,
-    pub fd: Arc<VmFd>,
+    pub(crate) kvm: Kvm,
+    pub(crate) fd: Arc<VmFd>,
     pub ram: Arc<GuestRam>,
-    pub slots: Protection,
-    pub bus: Arc<Mutex<PioBus>>,
+    pub(crate) slots: Protection,
+    pub(crate) bus: Arc<Mutex<PioBus>>,
     pub vcpus: Vec<Vcpu>,
-    pub serial_input: SerialInput,
+    pub(crate) serial_input: SerialInput,
 }
 
 impl Vm {

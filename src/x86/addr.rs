@@ -6,24 +6,24 @@ use thiserror::Error;
 /// A linear address is not canonical: its upper bits are not copies of the top implemented bit.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 #[error("linear address {addr:#x} is not canonical for {bits}-bit linear addresses")]
-pub struct AddrError {
-    pub addr: u64,
-    pub bits: u32,
+pub(crate) struct AddrError {
+    pub(crate) addr: u64,
+    pub(crate) bits: u32,
 }
 
 /// A linear (virtual) address: the output of segmentation, the input of paging.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
-pub struct LinearAddr(u64);
+pub(crate) struct LinearAddr(u64);
 
 /// A guest-physical address: the output of paging.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
-pub struct PhysAddr(u64);
+pub(crate) struct PhysAddr(u64);
 
 /// Whether `addr` is canonical for `bits`-bit linear addresses (48 for 4-level, 57 for 5-level):
 /// bits 63..bits-1 must all be equal.
-pub const fn is_canonical(addr: u64, bits: u32) -> bool {
+pub(crate) const fn is_canonical(addr: u64, bits: u32) -> bool {
     if bits >= 64 {
         return true;
     }
@@ -41,12 +41,12 @@ pub const fn sign_extend(addr: u64, bits: u32) -> u64 {
 
 impl LinearAddr {
     /// Wraps any 64-bit value; use [`LinearAddr::new_canonical`] to check it.
-    pub const fn new(addr: u64) -> Self {
+    pub(crate) const fn new(addr: u64) -> Self {
         LinearAddr(addr)
     }
 
     /// Wraps `addr` if it is canonical for `bits`-bit linear addresses.
-    pub const fn new_canonical(addr: u64, bits: u32) -> Result<Self, AddrError> {
+    pub(crate) const fn new_canonical(addr: u64, bits: u32) -> Result<Self, AddrError> {
         if is_canonical(addr, bits) {
             Ok(LinearAddr(addr))
         } else {
@@ -55,44 +55,44 @@ impl LinearAddr {
     }
 
     /// The raw value.
-    pub const fn as_u64(self) -> u64 {
+    pub(crate) const fn as_u64(self) -> u64 {
         self.0
     }
 
     /// Canonical for 48-bit (4-level paging) addresses.
-    pub const fn is_canonical_48(self) -> bool {
+    pub(crate) const fn is_canonical_48(self) -> bool {
         is_canonical(self.0, 48)
     }
 
     /// Canonical for 57-bit (5-level paging) addresses.
-    pub const fn is_canonical_57(self) -> bool {
+    pub(crate) const fn is_canonical_57(self) -> bool {
         is_canonical(self.0, 57)
     }
 
     /// Offset within a page of `page_size` bytes (a power of two).
-    pub const fn page_offset(self, page_size: u64) -> u64 {
+    pub(crate) const fn page_offset(self, page_size: u64) -> u64 {
         self.0 & (page_size - 1)
     }
 
     /// Start of the page of `page_size` bytes (a power of two) that holds this address.
-    pub const fn align_down(self, page_size: u64) -> Self {
+    pub(crate) const fn align_down(self, page_size: u64) -> Self {
         LinearAddr(self.0 & !(page_size - 1))
     }
 }
 
 impl PhysAddr {
     /// Wraps a guest-physical address.
-    pub const fn new(addr: u64) -> Self {
+    pub(crate) const fn new(addr: u64) -> Self {
         PhysAddr(addr)
     }
 
     /// The raw value.
-    pub const fn as_u64(self) -> u64 {
+    pub(crate) const fn as_u64(self) -> u64 {
         self.0
     }
 
     /// Start of the page of `page_size` bytes (a power of two) that holds this address.
-    pub const fn align_down(self, page_size: u64) -> Self {
+    pub(crate) const fn align_down(self, page_size: u64) -> Self {
         PhysAddr(self.0 & !(page_size - 1))
     }
 }

@@ -134,21 +134,21 @@ fn bochs_flags<F: bitflags::Flags<Bits = u64> + Copy>(value: F) -> String {
 
 impl Cr0Flags {
     /// `PG cd nw ac wp ne ET ts em mp PE`: uppercase = set.
-    pub fn bochs(self) -> String {
+    pub(crate) fn bochs(self) -> String {
         bochs_flags(self)
     }
 }
 
 impl Cr4Flags {
     /// Uppercase = set, highest bit first.
-    pub fn bochs(self) -> String {
+    pub(crate) fn bochs(self) -> String {
         bochs_flags(self)
     }
 }
 
 impl EferFlags {
     /// Uppercase = set, highest bit first.
-    pub fn bochs(self) -> String {
+    pub(crate) fn bochs(self) -> String {
         bochs_flags(self)
     }
 }
@@ -156,7 +156,7 @@ impl EferFlags {
 bitflags! {
     /// RFLAGS: status, control and system flags.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-    pub struct RFlags: u64 {
+    pub(crate) struct RFlags: u64 {
         /// Carry.
         const CF = 1 << 0;
         /// Always one (bit 1 is reserved).
@@ -199,12 +199,12 @@ bitflags! {
 }
 
 /// MAXPHYADDR assumed when the caller does not know better: the architectural maximum.
-pub const DEFAULT_MAXPHYADDR: u8 = 52;
+pub(crate) const DEFAULT_MAXPHYADDR: u8 = 52;
 
 /// MAXPHYADDR as a CPU reports it: CPUID.80000008H:EAX bits 7:0 (`leaf_80000008_eax`, `None`
 /// when the highest extended leaf is below 0x80000008), clamped to 32..=52. Without the leaf
 /// the SDM (vol. 3, 4.1.4) and KVM both say 36.
-pub fn maxphyaddr_from_cpuid(leaf_80000008_eax: Option<u32>) -> u8 {
+pub(crate) fn maxphyaddr_from_cpuid(leaf_80000008_eax: Option<u32>) -> u8 {
     match leaf_80000008_eax {
         Some(eax) => (eax & 0xff).clamp(32, 52) as u8,
         None => 36,
@@ -274,7 +274,7 @@ impl ControlRegs {
     }
 
     /// Whether long mode is active (EFER.LMA); derived from LME+PG if LMA was not reported.
-    pub fn long_mode_active(&self) -> bool {
+    pub(crate) fn long_mode_active(&self) -> bool {
         self.efer.contains(EferFlags::LMA)
             || (self.efer.contains(EferFlags::LME) && self.cr0.contains(Cr0Flags::PG))
     }
@@ -297,7 +297,7 @@ pub enum PagingMode {
 
 impl PagingMode {
     /// Decodes the mode from CR0.PG, CR4.PAE/LA57 and EFER.LME/LMA.
-    pub fn from_regs(cr0: Cr0Flags, cr4: Cr4Flags, efer: EferFlags) -> Self {
+    pub(crate) fn from_regs(cr0: Cr0Flags, cr4: Cr4Flags, efer: EferFlags) -> Self {
         if !cr0.contains(Cr0Flags::PG) {
             PagingMode::None
         } else if !cr4.contains(Cr4Flags::PAE) {
@@ -312,7 +312,7 @@ impl PagingMode {
     }
 
     /// Width of linear addresses in this mode.
-    pub fn linear_bits(self) -> u32 {
+    pub(crate) fn linear_bits(self) -> u32 {
         match self {
             PagingMode::None | PagingMode::Bits32 | PagingMode::Pae => 32,
             PagingMode::Level4 => 48,
@@ -321,7 +321,7 @@ impl PagingMode {
     }
 
     /// Whether entries are 8 bytes wide (and bit 63 may be XD).
-    pub fn wide_entries(self) -> bool {
+    pub(crate) fn wide_entries(self) -> bool {
         matches!(
             self,
             PagingMode::Pae | PagingMode::Level4 | PagingMode::Level5
@@ -362,7 +362,13 @@ impl CpuMode {
     /// Derives the mode the way the CPU does: CR0.PE, EFER.LMA, EFLAGS.VM, then CS.L and CS.D.
     ///
     /// `cs_l` and `cs_db` are the L and D/B bits of the hidden CS descriptor cache.
-    pub fn detect(cr0: Cr0Flags, efer: EferFlags, rflags: u64, cs_l: bool, cs_db: bool) -> Self {
+    pub(crate) fn detect(
+        cr0: Cr0Flags,
+        efer: EferFlags,
+        rflags: u64,
+        cs_l: bool,
+        cs_db: bool,
+    ) -> Self {
         let lma = efer.contains(EferFlags::LMA);
         if !cr0.contains(Cr0Flags::PE) {
             CpuMode::Real
@@ -382,7 +388,7 @@ impl CpuMode {
     }
 
     /// Whether segment bases and limits apply as in 16/32-bit protected mode.
-    pub fn is_protected_segmentation(self) -> bool {
+    pub(crate) fn is_protected_segmentation(self) -> bool {
         matches!(
             self,
             CpuMode::Protected16 | CpuMode::Protected32 | CpuMode::Compatibility

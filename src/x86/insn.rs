@@ -12,15 +12,15 @@ use crate::x86::cpu::CpuMode;
 
 /// One decoded instruction and the mode it was decoded in.
 #[derive(Debug, Clone)]
-pub struct DecodedInsn {
+pub(crate) struct DecodedInsn {
     insn: Instruction,
 }
 
 /// A byte range an instruction writes: linear start and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WrittenRange {
-    pub linear: u64,
-    pub len: u64,
+pub(crate) struct WrittenRange {
+    pub(crate) linear: u64,
+    pub(crate) len: u64,
 }
 
 /// Operand size in bits the decoder needs for `mode`.
@@ -35,7 +35,7 @@ fn bitness(mode: CpuMode) -> u32 {
 impl DecodedInsn {
     /// Decodes the instruction at the start of `bytes`, fetched at `ip` (RIP, not linear), in
     /// `mode`; `None` when the bytes are not one whole valid instruction.
-    pub fn decode(bytes: &[u8], ip: u64, mode: CpuMode) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8], ip: u64, mode: CpuMode) -> Option<Self> {
         let mut decoder = Decoder::with_ip(bitness(mode), bytes, ip, DecoderOptions::NONE);
         let insn = decoder.decode();
         (!insn.is_invalid()).then_some(DecodedInsn { insn })
@@ -43,7 +43,7 @@ impl DecodedInsn {
 
     /// Loads a segment register from a descriptor table: the CPU then sets the descriptor's
     /// Accessed bit (or a TSS's busy bit) if it is clear — a write no instruction operand names.
-    pub fn loads_segment(&self) -> bool {
+    pub(crate) fn loads_segment(&self) -> bool {
         // `mov sreg, …` and `pop sreg`: the segment register is the destination.
         let writes_sreg = self.insn.op_count() > 0
             && self.insn.op0_kind() == iced_x86::OpKind::Register
@@ -72,13 +72,13 @@ impl DecodedInsn {
     }
 
     /// A jump whose target is the instruction itself (`jmp $`): it never advances, by design.
-    pub fn jumps_to_itself(&self) -> bool {
+    pub(crate) fn jumps_to_itself(&self) -> bool {
         (self.insn.is_jmp_short_or_near() || self.insn.is_jcc_short_or_near())
             && self.insn.near_branch_target() == self.insn.ip()
     }
 
     /// `iret`/`iretd`/`iretq`: the bytes of one slot of the frame it pops (2, 4 or 8).
-    pub fn iret_slot_bytes(&self) -> Option<u64> {
+    pub(crate) fn iret_slot_bytes(&self) -> Option<u64> {
         match self.insn.mnemonic() {
             Mnemonic::Iret => Some(2),
             Mnemonic::Iretd => Some(4),
@@ -88,7 +88,7 @@ impl DecodedInsn {
     }
 
     /// `pause`, `hlt` and the like: waiting is what it is for.
-    pub fn waits(&self) -> bool {
+    pub(crate) fn waits(&self) -> bool {
         matches!(self.insn.code(), Code::Pause | Code::Hlt)
     }
 
@@ -96,7 +96,10 @@ impl DecodedInsn {
     /// stores included; a repeated store: every element RCX allows, in either direction), as
     /// linear ranges; `register` gives a register's value (segment registers: their base).
     /// `None` when an address cannot be computed.
-    pub fn explicit_writes(&self, register: impl Fn(Register) -> u64) -> Option<Vec<WrittenRange>> {
+    pub(crate) fn explicit_writes(
+        &self,
+        register: impl Fn(Register) -> u64,
+    ) -> Option<Vec<WrittenRange>> {
         let mut factory = InstructionInfoFactory::new();
         let info = factory.info(&self.insn);
         let mut ranges = Vec::new();
@@ -145,7 +148,7 @@ impl DecodedInsn {
 /// followed, within a few instructions before its `wrmsr`, by an `or`/`bts` that sets bit 8 of
 /// EAX (`or eax, 0x100`, `or ah, 1`, `bts eax, 8`). How a kernel that switches to long mode by
 /// itself is told from one that turns on legacy paging.
-pub fn code_sets_efer_lme(image: &[u8]) -> bool {
+pub(crate) fn code_sets_efer_lme(image: &[u8]) -> bool {
     const MOV_ECX_EFER: [u8; 5] = [0xB9, 0x80, 0x00, 0x00, 0xC0];
     const LOOKAHEAD: usize = 8;
     image

@@ -18,28 +18,35 @@
 
 use thiserror::Error;
 
-pub mod addr;
+pub(crate) mod addr;
 pub mod cpu;
-pub mod insn;
+pub(crate) mod insn;
 pub mod paging;
-pub mod phys;
+pub(crate) mod phys;
 pub mod segment;
 pub mod tables;
-pub mod tlb;
+pub(crate) mod tlb;
 
-pub use addr::{is_canonical, sign_extend, AddrError, LinearAddr, PhysAddr};
-pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags, EferFlags, PagingMode, RFlags};
+pub use addr::sign_extend;
+pub(crate) use addr::{is_canonical, AddrError, LinearAddr, PhysAddr};
+pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags};
+pub(crate) use cpu::{EferFlags, PagingMode, RFlags};
+pub(crate) use paging::{
+    check_access, AccessKind, PageFault, PageTableEntry, Trace, Translation, Walk,
+};
 pub use paging::{
-    check_access, translate, walk, Access, AccessKind, LinearMemory, LinearReadError, PageFault,
-    PageFaultCode, PageSize, PageTableEntry, PageTableFlags, PagedMemory, Rights, Trace,
-    Translation, Walk, WalkError,
+    translate, walk, Access, LinearMemory, LinearReadError, PageFaultCode, PageSize,
+    PageTableFlags, PagedMemory, Rights, WalkError,
 };
-pub use phys::{PhysMemory, PhysMemoryError, VecMemory};
+pub(crate) use phys::PhysMemoryError;
+pub use phys::{PhysMemory, VecMemory};
+pub(crate) use segment::{logical_to_linear, DescriptorFlags};
 pub use segment::{
-    logical_to_linear, Descriptor, DescriptorFlags, SegAccess, SegmentCache, SegmentDescriptor,
-    SegmentError, SegmentRegister, SegmentSelector, TableRegister,
+    Descriptor, SegAccess, SegmentCache, SegmentDescriptor, SegmentError, SegmentRegister,
+    SegmentSelector, TableRegister,
 };
-pub use tlb::{Tlb, TlbStats};
+pub use tlb::Tlb;
+pub(crate) use tlb::TlbStats;
 
 /// Why a logical address could not be turned into a physical one.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

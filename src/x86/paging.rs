@@ -49,27 +49,27 @@ bitflags! {
 /// One page-table entry as stored in memory (4-byte entries are zero-extended).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(transparent)]
-pub struct PageTableEntry(u64);
+pub(crate) struct PageTableEntry(u64);
 
 impl PageTableEntry {
     /// Wraps a raw entry.
-    pub const fn new(raw: u64) -> Self {
+    pub(crate) const fn new(raw: u64) -> Self {
         PageTableEntry(raw)
     }
     /// The raw value.
-    pub const fn raw(self) -> u64 {
+    pub(crate) const fn raw(self) -> u64 {
         self.0
     }
     /// The flag bits.
-    pub const fn flags(self) -> PageTableFlags {
+    pub(crate) const fn flags(self) -> PageTableFlags {
         PageTableFlags::from_bits_truncate(self.0)
     }
     /// Whether P is set.
-    pub const fn is_present(self) -> bool {
+    pub(crate) const fn is_present(self) -> bool {
         self.0 & 1 != 0
     }
     /// Address bits 51:12 (the next table or a 4 KiB frame; mask further for large pages).
-    pub const fn addr(self) -> u64 {
+    pub(crate) const fn addr(self) -> u64 {
         self.0 & 0x000f_ffff_ffff_f000
     }
 }
@@ -93,7 +93,7 @@ pub enum Level {
 
 impl Level {
     /// The usual short name (`PML5`, `PML4`, `PDPTE`, `PDE`, `PTE`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Level::Pml5 => "PML5",
             Level::Pml4 => "PML4",
@@ -183,7 +183,7 @@ impl fmt::Display for Rights {
 
 /// What a single entry means once decoded in its level and mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     /// P = 0.
     #[default]
     NotPresent,
@@ -197,7 +197,7 @@ pub enum EntryKind {
 
 /// Kind of memory access, for the permission check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccessKind {
+pub(crate) enum AccessKind {
     Read,
     Write,
     Execute,
@@ -206,11 +206,11 @@ pub enum AccessKind {
 /// An access to check against a translation's rights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Access {
-    pub kind: AccessKind,
+    pub(crate) kind: AccessKind,
     /// CPL 3 (and not an implicit supervisor access such as a GDT read).
-    pub user: bool,
+    pub(crate) user: bool,
     /// EFLAGS.AC = 1 on an explicit supervisor access: lifts SMAP.
-    pub smap_override: bool,
+    pub(crate) smap_override: bool,
 }
 
 impl Access {
@@ -286,7 +286,12 @@ bitflags! {
 
 impl PageFaultCode {
     /// Builds the code the CPU would push for `access` (see SDM 4.7 for the I/D condition).
-    pub fn for_access(access: Access, regs: &ControlRegs, present: bool, rsvd: bool) -> Self {
+    pub(crate) fn for_access(
+        access: Access,
+        regs: &ControlRegs,
+        present: bool,
+        rsvd: bool,
+    ) -> Self {
         let mut c = PageFaultCode::empty();
         c.set(PageFaultCode::PRESENT, present);
         c.set(PageFaultCode::WRITE, access.kind == AccessKind::Write);
@@ -357,7 +362,7 @@ impl fmt::Display for PageFault {
 /// Follows SDM vol. 3, 4.6: user accesses need U everywhere, writes need W (supervisor writes only
 /// with CR0.WP), fetches fail on XD, SMEP blocks supervisor fetches from user pages and SMAP blocks
 /// supervisor data accesses to user pages unless EFLAGS.AC lifts it.
-pub fn check_access(
+pub(crate) fn check_access(
     rights: Rights,
     access: Access,
     regs: &ControlRegs,
@@ -395,23 +400,23 @@ pub struct TraceEntry {
     pub index: u16,
     /// Physical address the entry was read from.
     pub entry_addr: u64,
-    pub entry: PageTableEntry,
+    pub(crate) entry: PageTableEntry,
     /// The entry came from a PDPTE register, not memory (PAE with known PDPTRs).
     pub from_register: bool,
-    pub kind: EntryKind,
+    pub(crate) kind: EntryKind,
 }
 
 /// The levels visited by one walk, outermost first (at most five; no allocation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trace {
-    pub mode: PagingMode,
+    pub(crate) mode: PagingMode,
     entries: [TraceEntry; 5],
     len: u8,
 }
 
 impl Trace {
     /// An empty trace for a walk in `mode`.
-    pub fn new(mode: PagingMode) -> Self {
+    pub(crate) fn new(mode: PagingMode) -> Self {
         Trace {
             mode,
             entries: [TraceEntry::default(); 5],
@@ -423,11 +428,11 @@ impl Trace {
         self.len += 1;
     }
     /// The visited levels.
-    pub fn entries(&self) -> &[TraceEntry] {
+    pub(crate) fn entries(&self) -> &[TraceEntry] {
         &self.entries[..self.len as usize]
     }
     /// The last level visited (where the walk ended or failed).
-    pub fn last(&self) -> Option<&TraceEntry> {
+    pub(crate) fn last(&self) -> Option<&TraceEntry> {
         self.entries().last()
     }
 }
@@ -511,7 +516,7 @@ impl fmt::Display for Trace {
 /// A successful translation of one linear address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Translation {
-    pub linear: u64,
+    pub(crate) linear: u64,
     pub phys: u64,
     pub page_size: PageSize,
     /// Rights combined over all levels.
@@ -522,15 +527,15 @@ pub struct Translation {
 
 impl Translation {
     /// Linear address of the start of the page.
-    pub fn linear_page(&self) -> u64 {
+    pub(crate) fn linear_page(&self) -> u64 {
         self.linear & !(self.page_size.bytes() - 1)
     }
     /// Physical address of the start of the page.
-    pub fn phys_page(&self) -> u64 {
+    pub(crate) fn phys_page(&self) -> u64 {
         self.phys & !(self.page_size.bytes() - 1)
     }
     /// Bytes from `linear` to the end of its page: how much can be read contiguously.
-    pub fn bytes_to_page_end(&self) -> u64 {
+    pub(crate) fn bytes_to_page_end(&self) -> u64 {
         self.page_size.bytes() - (self.linear & (self.page_size.bytes() - 1))
     }
 }
@@ -616,7 +621,7 @@ impl WalkError {
     }
 
     /// The linear address being translated.
-    pub fn linear(&self) -> u64 {
+    pub(crate) fn linear(&self) -> u64 {
         match *self {
             WalkError::NonCanonical { linear, .. }
             | WalkError::NotPresent { linear, .. }
@@ -674,7 +679,7 @@ impl WalkError {
 /// Per-walk constants derived from the registers (masks computed once).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PagingCtx {
-    pub mode: PagingMode,
+    pub(crate) mode: PagingMode,
     pse: bool,
     nxe: bool,
     /// Address bits MAXPHYADDR-1:12.
@@ -686,7 +691,7 @@ pub(crate) struct PagingCtx {
     /// MAXPHYADDR, clamped to 32..=52.
     maxphyaddr: u32,
     pdptrs: Option<[u64; 4]>,
-    pub root: u64,
+    pub(crate) root: u64,
 }
 
 const PS: u64 = 1 << 7;
@@ -1078,13 +1083,13 @@ impl<'a, M: PhysMemory + ?Sized> PagedMemory<'a, M> {
     }
 
     /// Views `mem` with guest-physical addresses (a debugger's `monitor phys on`).
-    pub fn physical(mem: &'a M) -> Self {
+    pub(crate) fn physical(mem: &'a M) -> Self {
         PagedMemory { mem, regs: None }
     }
 
     /// `addr..addr + len` cut at every 4 KiB boundary, in order: each piece's place in `0..len`,
     /// and the guest-physical address it starts at or why its page does not translate.
-    pub fn pieces(
+    pub(crate) fn pieces(
         &self,
         addr: u64,
         len: usize,
@@ -1110,7 +1115,7 @@ impl<'a, M: PhysMemory + ?Sized> PagedMemory<'a, M> {
     /// Hands `addr..addr + len` to `each` piece by piece (see [`PagedMemory::pieces`]) until a
     /// page does not translate or `each` fails: the bytes done before it, and why it stopped
     /// short (`Ok` when it did not).
-    pub fn for_each_piece(
+    pub(crate) fn for_each_piece(
         &self,
         addr: u64,
         len: usize,
@@ -1130,7 +1135,11 @@ impl<'a, M: PhysMemory + ?Sized> PagedMemory<'a, M> {
 
     /// Reads from `addr` into `buf` up to the first page that does not translate or is outside
     /// RAM: the bytes read, and why it stopped short.
-    pub fn read_prefix(&self, addr: u64, buf: &mut [u8]) -> (usize, Result<(), LinearReadError>) {
+    pub(crate) fn read_prefix(
+        &self,
+        addr: u64,
+        buf: &mut [u8],
+    ) -> (usize, Result<(), LinearReadError>) {
         self.for_each_piece(addr, buf.len(), |phys, range| {
             self.mem.read_phys(phys, &mut buf[range])
         })

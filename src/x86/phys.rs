@@ -7,8 +7,8 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 #[error("guest-physical range {addr:#x}+{len:#x} is outside RAM")]
 pub struct PhysMemoryError {
-    pub addr: u64,
-    pub len: usize,
+    pub(crate) addr: u64,
+    pub(crate) len: usize,
 }
 
 /// Read access to guest-physical memory.
@@ -47,7 +47,7 @@ impl VecMemory {
     }
 
     /// `len` zeroed bytes of RAM starting at guest-physical `base`.
-    pub fn with_base(base: u64, len: usize) -> Self {
+    pub(crate) fn with_base(base: u64, len: usize) -> Self {
         VecMemory {
             base,
             data: vec![0; len],
@@ -60,7 +60,7 @@ impl VecMemory {
     }
 
     /// The bytes.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.data
     }
 

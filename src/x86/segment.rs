@@ -18,27 +18,27 @@ pub struct SegmentSelector(pub u16);
 
 impl SegmentSelector {
     /// Builds a selector from its parts.
-    pub const fn new(index: u16, ldt: bool, rpl: u8) -> Self {
+    pub(crate) const fn new(index: u16, ldt: bool, rpl: u8) -> Self {
         SegmentSelector((index << 3) | ((ldt as u16) << 2) | (rpl as u16 & 3))
     }
     /// Descriptor index (bits 15:3).
-    pub const fn index(self) -> u16 {
+    pub(crate) const fn index(self) -> u16 {
         self.0 >> 3
     }
     /// TI: the selector refers to the LDT.
-    pub const fn is_ldt(self) -> bool {
+    pub(crate) const fn is_ldt(self) -> bool {
         self.0 & 4 != 0
     }
     /// Requested privilege level (bits 1:0).
-    pub const fn rpl(self) -> u8 {
+    pub(crate) const fn rpl(self) -> u8 {
         (self.0 & 3) as u8
     }
     /// A null selector (GDT index 0): loading it into DS/ES/FS/GS marks the segment unusable.
-    pub const fn is_null(self) -> bool {
+    pub(crate) const fn is_null(self) -> bool {
         self.0 & !3 == 0
     }
     /// Byte offset of the descriptor in its table.
-    pub const fn table_offset(self) -> u64 {
+    pub(crate) const fn table_offset(self) -> u64 {
         (self.0 & !7) as u64
     }
 }
@@ -66,7 +66,7 @@ impl fmt::Display for SegmentSelector {
 bitflags! {
     /// Bits of an 8-byte code/data descriptor (names as in the `x86_64` crate).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-    pub struct DescriptorFlags: u64 {
+    pub(crate) struct DescriptorFlags: u64 {
         /// Set by the CPU when the segment is loaded.
         const ACCESSED = 1 << 40;
         /// Data: writable. Code: readable.
@@ -120,23 +120,23 @@ pub struct SegmentDescriptor(pub u64);
 
 impl SegmentDescriptor {
     /// The raw value.
-    pub const fn raw(self) -> u64 {
+    pub(crate) const fn raw(self) -> u64 {
         self.0
     }
     /// Known flag bits (includes the limit bit groups as stored).
-    pub const fn flags(self) -> DescriptorFlags {
+    pub(crate) const fn flags(self) -> DescriptorFlags {
         DescriptorFlags::from_bits_truncate(self.0)
     }
     /// Base bits 31:0.
-    pub const fn base(self) -> u32 {
+    pub(crate) const fn base(self) -> u32 {
         (((self.0 >> 16) & 0xff_ffff) | (((self.0 >> 56) & 0xff) << 24)) as u32
     }
     /// The 20-bit limit field as stored.
-    pub const fn raw_limit(self) -> u32 {
+    pub(crate) const fn raw_limit(self) -> u32 {
         ((self.0 & 0xffff) | (((self.0 >> 48) & 0xf) << 16)) as u32
     }
     /// The limit in bytes: with G, the field counts 4 KiB units and the low 12 bits are ones.
-    pub const fn limit(self) -> u32 {
+    pub(crate) const fn limit(self) -> u32 {
         if self.granularity() {
             (self.raw_limit() << 12) | 0xfff
         } else {
@@ -144,35 +144,35 @@ impl SegmentDescriptor {
         }
     }
     /// The 4-bit type field.
-    pub const fn type_bits(self) -> u8 {
+    pub(crate) const fn type_bits(self) -> u8 {
         ((self.0 >> 40) & 0xf) as u8
     }
     /// S: code/data rather than system.
-    pub const fn is_user_segment(self) -> bool {
+    pub(crate) const fn is_user_segment(self) -> bool {
         self.0 & (1 << 44) != 0
     }
     /// Descriptor privilege level.
-    pub const fn dpl(self) -> u8 {
+    pub(crate) const fn dpl(self) -> u8 {
         ((self.0 >> 45) & 3) as u8
     }
     /// P.
-    pub const fn present(self) -> bool {
+    pub(crate) const fn present(self) -> bool {
         self.0 & (1 << 47) != 0
     }
     /// AVL.
-    pub const fn avl(self) -> bool {
+    pub(crate) const fn avl(self) -> bool {
         self.0 & (1 << 52) != 0
     }
     /// L.
-    pub const fn long(self) -> bool {
+    pub(crate) const fn long(self) -> bool {
         self.0 & (1 << 53) != 0
     }
     /// D/B.
-    pub const fn db(self) -> bool {
+    pub(crate) const fn db(self) -> bool {
         self.0 & (1 << 54) != 0
     }
     /// G.
-    pub const fn granularity(self) -> bool {
+    pub(crate) const fn granularity(self) -> bool {
         self.0 & (1 << 55) != 0
     }
 }
@@ -212,7 +212,7 @@ pub enum SystemType {
 
 impl SystemType {
     /// Decodes the 4-bit type of a system descriptor.
-    pub fn decode(type_bits: u8, long_mode: bool) -> Self {
+    pub(crate) fn decode(type_bits: u8, long_mode: bool) -> Self {
         use SystemType::*;
         match (type_bits & 0xf, long_mode) {
             (2, _) => Ldt,
@@ -237,7 +237,7 @@ impl SystemType {
     }
 
     /// Whether this is a gate (selector:offset) rather than a segment (base, limit).
-    pub fn is_gate(self) -> bool {
+    pub(crate) fn is_gate(self) -> bool {
         use SystemType::*;
         matches!(
             self,
@@ -255,7 +255,7 @@ impl SystemType {
     }
 
     /// Bochs-style name: `32-Bit TSS (Busy)`, `64-Bit Interrupt Gate`.
-    pub fn name(self) -> String {
+    pub(crate) fn name(self) -> String {
         use SystemType::*;
         let busy = |b: bool| if b { "(Busy)" } else { "(Available)" };
         match self {
@@ -283,20 +283,20 @@ impl SystemType {
 pub struct Gate {
     pub kind: SystemType,
     /// Target code segment (for a task gate: the TSS selector).
-    pub selector: SegmentSelector,
+    pub(crate) selector: SegmentSelector,
     /// Target offset (0 for task gates).
-    pub offset: u64,
-    pub dpl: u8,
-    pub present: bool,
+    pub(crate) offset: u64,
+    pub(crate) dpl: u8,
+    pub(crate) present: bool,
     /// Interrupt stack table index (64-bit interrupt/trap gates), 0 = none.
-    pub ist: u8,
+    pub(crate) ist: u8,
     /// Parameters copied by a call gate (16/32-bit only).
-    pub param_count: u8,
+    pub(crate) param_count: u8,
 }
 
 impl Gate {
     /// Decodes a gate of `kind` from its low (and, for 64-bit gates, high) 8 bytes.
-    pub fn decode(kind: SystemType, low: u64, high: u64) -> Self {
+    pub(crate) fn decode(kind: SystemType, low: u64, high: u64) -> Self {
         let off_lo = low & 0xffff;
         let off_mid = (low >> 48) & 0xffff;
         let offset = match kind {
@@ -328,13 +328,13 @@ impl Gate {
 /// An LDT or TSS descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SystemSegment {
-    pub kind: SystemType,
+    pub(crate) kind: SystemType,
     /// Base, including bits 63:32 from the upper half in long mode.
-    pub base: u64,
+    pub(crate) base: u64,
     /// Limit in bytes (G applied).
-    pub limit: u32,
-    pub dpl: u8,
-    pub present: bool,
+    pub(crate) limit: u32,
+    pub(crate) dpl: u8,
+    pub(crate) present: bool,
 }
 
 /// Any descriptor, decoded.
@@ -354,7 +354,7 @@ pub enum Descriptor {
 
 impl Descriptor {
     /// Whether an entry with these low 8 bytes takes 16 bytes in a long-mode table.
-    pub fn is_wide(low: u64, long_mode: bool) -> bool {
+    pub(crate) fn is_wide(low: u64, long_mode: bool) -> bool {
         // In long mode every valid system descriptor (LDT, TSS, gates) is 16 bytes.
         let d = SegmentDescriptor(low);
         long_mode
@@ -368,7 +368,7 @@ impl Descriptor {
 
     /// Decodes from the low 8 bytes and, in long mode, the next 8 bytes (used only when the
     /// descriptor is a 16-byte one).
-    pub fn decode(low: u64, high: u64, long_mode: bool) -> Self {
+    pub(crate) fn decode(low: u64, high: u64, long_mode: bool) -> Self {
         if low == 0 {
             return Descriptor::Null;
         }
@@ -527,21 +527,21 @@ impl fmt::Display for SegmentRegister {
 /// field, without depending on KVM types). `limit` is in bytes, G already applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SegmentCache {
-    pub selector: SegmentSelector,
-    pub base: u64,
-    pub limit: u32,
+    pub(crate) selector: SegmentSelector,
+    pub(crate) base: u64,
+    pub(crate) limit: u32,
     /// The 4-bit type field.
-    pub type_: u8,
+    pub(crate) type_: u8,
     /// S: code/data (else system).
-    pub s: bool,
-    pub dpl: u8,
-    pub present: bool,
-    pub db: bool,
-    pub l: bool,
-    pub g: bool,
-    pub avl: bool,
+    pub(crate) s: bool,
+    pub(crate) dpl: u8,
+    pub(crate) present: bool,
+    pub(crate) db: bool,
+    pub(crate) l: bool,
+    pub(crate) g: bool,
+    pub(crate) avl: bool,
     /// Loaded with a null selector (or never loaded): any access faults outside 64-bit mode.
-    pub unusable: bool,
+    pub(crate) unusable: bool,
 }
 
 impl SegmentCache {
@@ -577,17 +577,17 @@ impl SegmentCache {
     }
 
     /// Code segment.
-    pub fn is_code(&self) -> bool {
+    pub(crate) fn is_code(&self) -> bool {
         self.s && self.type_ & 8 != 0
     }
     /// Data segment that is expand-down.
-    pub fn is_expand_down(&self) -> bool {
+    pub(crate) fn is_expand_down(&self) -> bool {
         self.s && self.type_ & 0xc == 0x4
     }
 
     /// Fields that differ from `other` (e.g. the cache vs. the table now), by name. The accessed
     /// type bit is ignored: the CPU sets it in the table on load.
-    pub fn mismatches(&self, other: &SegmentCache) -> Vec<&'static str> {
+    pub(crate) fn mismatches(&self, other: &SegmentCache) -> Vec<&'static str> {
         let mut v = Vec::new();
         let mut check = |differs: bool, name| {
             if differs {
@@ -724,7 +724,7 @@ pub enum SegmentError {
 ///
 /// With the A20 gate off the CPU wraps at 1 MiB (8086 compatibility); pass `a20 = false` for
 /// that. gdbvisor machines boot with A20 on, so callers normally pass `true`.
-pub const fn real_mode_linear(segment: u16, offset: u16, a20: bool) -> u64 {
+pub(crate) const fn real_mode_linear(segment: u16, offset: u16, a20: bool) -> u64 {
     let lin = ((segment as u64) << 4) + offset as u64;
     if a20 {
         lin
@@ -738,7 +738,7 @@ pub const fn real_mode_linear(segment: u16, offset: u16, a20: bool) -> u64 {
 /// `len` bytes starting at `offset` must all be inside the segment (`len` = 0 is treated as 1).
 /// Real and virtual-8086 mode use the cached base and limit, so "unreal mode" works; the 1 MiB
 /// A20 wrap is not applied (A20 is on). Outside 64-bit mode the linear address wraps at 4 GiB.
-pub fn logical_to_linear(
+pub(crate) fn logical_to_linear(
     mode: CpuMode,
     regs: &ControlRegs,
     seg: SegmentRegister,
@@ -811,7 +811,7 @@ pub fn logical_to_linear(
 
 /// Reads the descriptor `selector` refers to, from the GDT or (TI = 1) the LDT that `ldtr`
 /// describes. Tables are at linear addresses, hence [`LinearMemory`].
-pub fn descriptor_for<L: LinearMemory + ?Sized>(
+pub(crate) fn descriptor_for<L: LinearMemory + ?Sized>(
     mem: &L,
     gdtr: TableRegister,
     ldtr: &SegmentCache,
@@ -855,7 +855,7 @@ pub fn descriptor_for<L: LinearMemory + ?Sized>(
 
 /// What the segment cache would hold if `selector` were loaded now from the tables; compare with
 /// the real cache via [`SegmentCache::mismatches`]. `None` for system descriptors and gates.
-pub fn cache_from_tables<L: LinearMemory + ?Sized>(
+pub(crate) fn cache_from_tables<L: LinearMemory + ?Sized>(
     mem: &L,
     gdtr: TableRegister,
     ldtr: &SegmentCache,

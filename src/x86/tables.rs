@@ -17,7 +17,7 @@ use thiserror::Error;
 /// Entries visited before a descriptor-table iterator gives up (a GDT has at most 8192).
 pub const DEFAULT_DESCRIPTOR_BUDGET: usize = 8192;
 /// Entries visited before a page-table enumeration gives up: enough for 16 GiB in 4 KiB pages.
-pub const DEFAULT_PAGE_BUDGET: usize = 1 << 23;
+pub(crate) const DEFAULT_PAGE_BUDGET: usize = 1 << 23;
 
 /// A problem met while decoding tables; iteration continues after all but `Truncated`.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -59,12 +59,12 @@ pub enum TableKind {
 /// One decoded descriptor-table entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableEntry {
-    pub table: TableKind,
+    pub(crate) table: TableKind,
     /// Entry index (GDT/LDT: selector >> 3; IDT: vector).
-    pub index: usize,
+    pub(crate) index: usize,
     /// Linear address of the entry.
-    pub addr: u64,
-    pub raw: u64,
+    pub(crate) addr: u64,
+    pub(crate) raw: u64,
     /// Upper 8 bytes of a 16-byte entry.
     pub raw_high: Option<u64>,
     pub descriptor: Descriptor,
@@ -249,20 +249,20 @@ pub fn ivt<L: LinearMemory + ?Sized>(
 /// A 32-bit task-state segment (104 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tss32 {
-    pub link: u16,
+    pub(crate) link: u16,
     /// (ESP, SS) for rings 0, 1, 2.
     pub stacks: [(u32, u16); 3],
     pub cr3: u32,
     pub eip: u32,
-    pub eflags: u32,
+    pub(crate) eflags: u32,
     /// EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI.
-    pub gprs: [u32; 8],
+    pub(crate) gprs: [u32; 8],
     /// ES, CS, SS, DS, FS, GS.
     pub segments: [u16; 6],
     pub ldt: u16,
     /// T: debug trap on task switch.
-    pub trap: bool,
-    pub iomap_base: u16,
+    pub(crate) trap: bool,
+    pub(crate) iomap_base: u16,
 }
 
 /// A 64-bit task-state segment (104 bytes).
@@ -351,7 +351,7 @@ impl Tss64 {
     }
 
     /// Reads and decodes the TSS at linear `base`.
-    pub fn read<L: LinearMemory + ?Sized>(mem: &L, base: u64) -> Result<Self, TableError> {
+    pub(crate) fn read<L: LinearMemory + ?Sized>(mem: &L, base: u64) -> Result<Self, TableError> {
         read_tss_bytes(mem, base).map(|b| Self::from_bytes(&b))
     }
 }
@@ -426,7 +426,7 @@ pub struct Leaf {
     /// Rights combined over the path.
     pub rights: Rights,
     /// Flags of the leaf entry.
-    pub flags: PageTableFlags,
+    pub(crate) flags: PageTableFlags,
     pub level: Level,
 }
 
@@ -441,14 +441,14 @@ pub struct MappedRange {
     pub size: u64,
     pub rights: Rights,
     /// Global pages (G): they survive CR3 reloads in the TLB.
-    pub global: bool,
+    pub(crate) global: bool,
     /// Number of leaf entries merged.
     pub pages: u64,
 }
 
 impl MappedRange {
     /// Last physical byte (inclusive).
-    pub fn phys_end(&self) -> u64 {
+    pub(crate) fn phys_end(&self) -> u64 {
         self.phys_start + (self.size - 1)
     }
 }
@@ -682,7 +682,7 @@ pub struct Ranges<I> {
 
 impl<I: Iterator<Item = Result<Leaf, TableError>>> Ranges<I> {
     /// Coalesces the leaves of `inner`.
-    pub fn new(inner: I) -> Self {
+    pub(crate) fn new(inner: I) -> Self {
         Ranges {
             inner,
             pending: None,

@@ -13,7 +13,7 @@ use super::paging::{
 use super::phys::PhysMemory;
 
 /// Number of slots (direct-mapped on the 4 KiB linear page number).
-pub const TLB_SLOTS: usize = 1024;
+pub(crate) const TLB_SLOTS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
@@ -30,11 +30,11 @@ struct Slot {
 
 /// Hit and miss counters, to show the cache's effect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TlbStats {
-    pub hits: u64,
-    pub misses: u64,
+pub(crate) struct TlbStats {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
     /// Times the contents were dropped (explicitly or because the registers changed).
-    pub flushes: u64,
+    pub(crate) flushes: u64,
 }
 
 /// The software TLB. Cheap to invalidate (a generation counter, not a memset).
@@ -72,7 +72,7 @@ impl Tlb {
     }
 
     /// Hit/miss counters since creation.
-    pub fn stats(&self) -> TlbStats {
+    pub(crate) fn stats(&self) -> TlbStats {
         self.stats
     }
 

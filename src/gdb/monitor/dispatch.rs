@@ -9,7 +9,7 @@ use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::fault::TargetFault;
 
 /// Parses `[cpu N] COMMAND ARGS…`, runs it, and prints its lines (or its error) to gdb.
-pub fn handle_monitor<T: MonitorHost>(
+pub(crate) fn handle_monitor<T: MonitorHost>(
     target: &mut T,
     cmd: &[u8],
     mut out: ConsoleOutput<'_>,

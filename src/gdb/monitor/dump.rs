@@ -8,7 +8,7 @@ use crate::snapshot::{write_core, CpuSnapshot};
 use crate::vmm::memory::GuestRam;
 
 /// `dump FILE`: writes the vCPUs and RAM as a gdbvisor snapshot (a path may contain spaces).
-pub fn dump(args: &[&str], cpus: &[CpuSnapshot], ram: &GuestRam) -> Lines {
+pub(crate) fn dump(args: &[&str], cpus: &[CpuSnapshot], ram: &GuestRam) -> Lines {
     if args.is_empty() {
         return Err(usage("dump"));
     }

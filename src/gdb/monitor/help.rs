@@ -2,13 +2,13 @@
 
 use super::host::MonitorError;
 
-pub struct Command {
-    pub name: &'static str,
+pub(crate) struct Command {
+    pub(crate) name: &'static str,
     /// Bochs users' names for the same command.
-    pub aliases: &'static [&'static str],
-    pub args: &'static str,
-    pub about: &'static str,
-    pub example: &'static str,
+    pub(crate) aliases: &'static [&'static str],
+    pub(crate) args: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) example: &'static str,
 }
 
 const fn cmd(
@@ -27,7 +27,7 @@ const fn cmd(
     }
 }
 
-pub const COMMANDS: &[Command] = &[
+pub(crate) const COMMANDS: &[Command] = &[
     cmd(
         "help",
         &[],
@@ -166,7 +166,7 @@ pub const COMMANDS: &[Command] = &[
     ),
 ];
 
-pub fn find(name: &str) -> Option<&'static Command> {
+pub(crate) fn find(name: &str) -> Option<&'static Command> {
     COMMANDS
         .iter()
         .find(|c| c.name == name || c.aliases.contains(&name))
@@ -183,7 +183,7 @@ impl Command {
     }
 
     /// One help line: synopsis, what it does, aliases, an example.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let aliases = if self.aliases.is_empty() {
             String::new()
         } else {
@@ -199,7 +199,7 @@ impl Command {
 }
 
 /// The usage line of `name`: what a bad or missing argument prints.
-pub fn usage(name: &str) -> MonitorError {
+pub(crate) fn usage(name: &str) -> MonitorError {
     let c = find(name).expect("usage() of a command in the table");
     MonitorError::Usage(format!(
         "usage: {}  (e.g. monitor {})",
@@ -208,7 +208,7 @@ pub fn usage(name: &str) -> MonitorError {
     ))
 }
 
-pub fn help(args: &[&str]) -> Result<Vec<String>, MonitorError> {
+pub(crate) fn help(args: &[&str]) -> Result<Vec<String>, MonitorError> {
     match args {
         [] => Ok(COMMANDS.iter().map(Command::line).collect()),
         [name] => match find(name) {

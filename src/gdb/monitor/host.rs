@@ -23,12 +23,12 @@ pub enum MonitorError {
     Target(#[from] TargetFault),
 }
 
-pub type Lines = Result<Vec<String>, MonitorError>;
+pub(crate) type Lines = Result<Vec<String>, MonitorError>;
 
 /// What the monitor commands read and act on: the gdb target, over a live VM or a snapshot.
 /// Every view (tables, walks, page tables, memory) needs only a vCPU's state and guest RAM, so
 /// both serve the same commands.
-pub trait MonitorHost {
+pub(crate) trait MonitorHost {
     fn vcpu_count(&self) -> usize;
     /// The vCPU of gdb's current thread (commands act on it without a `cpu N` prefix).
     fn current_vcpu(&self) -> u8;

@@ -11,7 +11,7 @@ const DEFAULT_LEN: u64 = 64;
 const MAX_LEN: u64 = 4096;
 
 /// `xp PHYS [LEN]`: `0x00100000: 48 8d 25 … |H.%…|`, 16 bytes a line.
-pub fn xp(v: &View, args: &[&str]) -> Lines {
+pub(crate) fn xp(v: &View, args: &[&str]) -> Lines {
     let num = |s: &str| parse_num(s).ok_or_else(|| usage("xp"));
     let (start, len) = match args {
         [a] => (num(a)?, DEFAULT_LEN),
@@ -63,7 +63,7 @@ pub fn xp(v: &View, args: &[&str]) -> Lines {
 }
 
 /// The 80x25 text screen, one line per row (trailing blank rows dropped).
-pub fn vga(v: &View) -> Lines {
+pub(crate) fn vga(v: &View) -> Lines {
     match vga::render(&*v.ram) {
         Ok(Some(text)) => Ok(text.lines().map(str::to_string).collect()),
         Ok(None) => Ok(vec![format!(

@@ -17,10 +17,10 @@ mod tables;
 mod view;
 mod walk;
 
-pub use dispatch::handle_monitor;
+pub(crate) use dispatch::handle_monitor;
 pub(crate) use dump::dump;
 pub(crate) use help::usage;
-pub use host::{Lines, MonitorError, MonitorHost};
+pub(crate) use host::{Lines, MonitorError, MonitorHost};
 
 /// Every command `monitor help` lists (the `cpu N` prefix among them), each with its aliases:
 /// the docs test checks the monitor reference against it.

@@ -8,9 +8,10 @@ use crate::snapshot::CpuSnapshot;
 use crate::vmm::machine::Machine;
 
 /// Where an MSR's value comes from: `Ok(Err(why))` when it cannot be read.
-pub type MsrSource<'a> = Box<dyn FnOnce(u32) -> Result<Result<u64, String>, MonitorError> + 'a>;
+pub(crate) type MsrSource<'a> =
+    Box<dyn FnOnce(u32) -> Result<Result<u64, String>, MonitorError> + 'a>;
 
-pub fn msr(args: &[&str], read: MsrSource<'_>) -> Lines {
+pub(crate) fn msr(args: &[&str], read: MsrSource<'_>) -> Lines {
     let [index] = args else {
         return Err(usage("msr"));
     };
@@ -26,7 +27,7 @@ pub fn msr(args: &[&str], read: MsrSource<'_>) -> Lines {
 }
 
 /// Reads through KVM_GET_MSRS on vCPU `vcpu`'s thread.
-pub fn from_kvm(machine: &mut Machine, vcpu: u8) -> MsrSource<'_> {
+pub(crate) fn from_kvm(machine: &mut Machine, vcpu: u8) -> MsrSource<'_> {
     Box::new(move |index| {
         machine
             .with_vcpu(vcpu, move |v| match v.kvm().msr(index) {
@@ -39,7 +40,7 @@ pub fn from_kvm(machine: &mut Machine, vcpu: u8) -> MsrSource<'_> {
 }
 
 /// The MSRs a snapshot holds (as registers it saved).
-pub fn from_saved(cpu: CpuSnapshot) -> MsrSource<'static> {
+pub(crate) fn from_saved(cpu: CpuSnapshot) -> MsrSource<'static> {
     Box::new(move |index| {
         Ok(match index {
             0x1b => Ok(cpu.sregs.apic_base),

@@ -71,7 +71,7 @@ fn bounded<T>(
 }
 
 /// `pt [START [END]] [--leaves]`.
-pub fn pt(v: &View, args: &[&str]) -> Lines {
+pub(crate) fn pt(v: &View, args: &[&str]) -> Lines {
     pt_in(&*v.ram, &v.regs, args)
 }
 
@@ -131,7 +131,7 @@ fn pt_in<M: PhysMemory + ?Sized>(mem: &M, regs: &ControlRegs, args: &[&str]) -> 
 }
 
 /// `p2v PHYS`: every linear address whose translation lands on PHYS.
-pub fn p2v(v: &View, args: &[&str]) -> Lines {
+pub(crate) fn p2v(v: &View, args: &[&str]) -> Lines {
     p2v_in(&*v.ram, &v.regs, args)
 }
 

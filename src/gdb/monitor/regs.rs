@@ -8,7 +8,7 @@ use crate::x86::{
 };
 
 /// `long mode 64-bit, paging 4-level, CPL 0, A20 on (assumed)`.
-pub fn mode(v: &View) -> String {
+pub(crate) fn mode(v: &View) -> String {
     let cs = v.seg(SegmentRegister::Cs);
     let bits = |db: bool| if db { "32-bit" } else { "16-bit" };
     let cpu = match v.mode {
@@ -36,7 +36,7 @@ pub fn mode(v: &View) -> String {
 }
 
 /// Bochs `creg`: flags uppercase when set.
-pub fn cregs(v: &View) -> Vec<String> {
+pub(crate) fn cregs(v: &View) -> Vec<String> {
     let s = &v.snap.sregs;
     vec![
         format!(
@@ -128,7 +128,7 @@ fn beside(v: &View, cache: &SegmentCache, system: bool) -> String {
 }
 
 /// Bochs `sreg`: `CS=0008 0000000000000000 ffffffff 00af9b00 DPL=0 [-RA] | GDT[0x0008]=…`.
-pub fn sregs(v: &View) -> Vec<String> {
+pub(crate) fn sregs(v: &View) -> Vec<String> {
     let mut lines: Vec<String> = [
         SegmentRegister::Es,
         SegmentRegister::Cs,
@@ -181,7 +181,7 @@ fn dr7_len(bits: u64) -> u8 {
 }
 
 /// Bochs `dreg`: DR0-DR3, DR6 status bits, DR7 global bits then one line per slot.
-pub fn dregs(v: &View) -> Vec<String> {
+pub(crate) fn dregs(v: &View) -> Vec<String> {
     let d = &v.snap.debugregs;
     let mut lines: Vec<String> =
         d.db.iter()

@@ -23,7 +23,7 @@ fn entries(
 }
 
 /// `gdt [FIRST [LAST]]`: entries whose selector is in FIRST..=LAST (one selector: its entry).
-pub fn gdt(v: &View, args: &[&str]) -> Lines {
+pub(crate) fn gdt(v: &View, args: &[&str]) -> Lines {
     let selector = |s: &str| {
         parse_num(s)
             .filter(|&n| n <= 0xffff)
@@ -68,7 +68,7 @@ fn unloaded(cache: &SegmentCache) -> bool {
     cache.unusable || !cache.present || (cache.selector.is_null() && !cache.selector.is_ldt())
 }
 
-pub fn ldt(v: &View) -> Lines {
+pub(crate) fn ldt(v: &View) -> Lines {
     let ldtr = v.ldtr();
     if unloaded(&ldtr) {
         return Ok(vec![format!(
@@ -91,7 +91,7 @@ pub fn ldt(v: &View) -> Lines {
 }
 
 /// `idt [VECTOR]`: gates, or the real-mode interrupt vector table.
-pub fn idt(v: &View, args: &[&str]) -> Lines {
+pub(crate) fn idt(v: &View, args: &[&str]) -> Lines {
     let vector = match args {
         [] => None,
         [n] => Some(
@@ -157,7 +157,7 @@ pub fn idt(v: &View, args: &[&str]) -> Lines {
 }
 
 /// The TSS that TR holds: its descriptor cache, then the fields of its format.
-pub fn tss(v: &View) -> Lines {
+pub(crate) fn tss(v: &View) -> Lines {
     let tr = v.tr();
     if unloaded(&tr) {
         return Ok(vec![format!(

@@ -12,15 +12,15 @@ use crate::vmm::memory::GuestRam;
 use crate::vmm::vcpu::from_kvm_segment;
 use crate::x86::{ControlRegs, CpuMode, PagedMemory, SegmentCache, SegmentRegister, TableRegister};
 
-pub struct View {
-    pub snap: CpuSnapshot,
-    pub ram: Arc<GuestRam>,
-    pub regs: ControlRegs,
-    pub mode: CpuMode,
+pub(crate) struct View {
+    pub(crate) snap: CpuSnapshot,
+    pub(crate) ram: Arc<GuestRam>,
+    pub(crate) regs: ControlRegs,
+    pub(crate) mode: CpuMode,
 }
 
 impl View {
-    pub fn new(target: &mut impl MonitorHost, vcpu: u8) -> Result<View, TargetFault> {
+    pub(crate) fn new(target: &mut impl MonitorHost, vcpu: u8) -> Result<View, TargetFault> {
         let snap = target.cpu_state(vcpu)?;
         Ok(View {
             regs: snap.control_regs(),
@@ -32,30 +32,30 @@ impl View {
 
     /// Descriptor tables use 16-byte system entries whenever long mode is active, including
     /// compatibility mode.
-    pub fn long_mode(&self) -> bool {
+    pub(crate) fn long_mode(&self) -> bool {
         self.regs.long_mode_active()
     }
 
     /// Guest memory by linear address (descriptor tables live at linear addresses).
-    pub fn linear(&self) -> PagedMemory<'_, GuestRam> {
+    pub(crate) fn linear(&self) -> PagedMemory<'_, GuestRam> {
         PagedMemory::new(&*self.ram, self.regs)
     }
 
-    pub fn gdtr(&self) -> TableRegister {
+    pub(crate) fn gdtr(&self) -> TableRegister {
         TableRegister {
             base: self.snap.sregs.gdt.base,
             limit: self.snap.sregs.gdt.limit,
         }
     }
 
-    pub fn idtr(&self) -> TableRegister {
+    pub(crate) fn idtr(&self) -> TableRegister {
         TableRegister {
             base: self.snap.sregs.idt.base,
             limit: self.snap.sregs.idt.limit,
         }
     }
 
-    pub fn seg(&self, reg: SegmentRegister) -> SegmentCache {
+    pub(crate) fn seg(&self, reg: SegmentRegister) -> SegmentCache {
         let s = &self.snap.sregs;
         from_kvm_segment(match reg {
             SegmentRegister::Es => &s.es,
@@ -67,17 +67,17 @@ impl View {
         })
     }
 
-    pub fn ldtr(&self) -> SegmentCache {
+    pub(crate) fn ldtr(&self) -> SegmentCache {
         from_kvm_segment(&self.snap.sregs.ldt)
     }
 
-    pub fn tr(&self) -> SegmentCache {
+    pub(crate) fn tr(&self) -> SegmentCache {
         from_kvm_segment(&self.snap.sregs.tr)
     }
 }
 
 /// An address as Bochs prints it: 8 hex digits when it fits in 32 bits, else 16.
-pub fn addr(value: u64) -> String {
+pub(crate) fn addr(value: u64) -> String {
     if value <= u64::from(u32::MAX) {
         format!("{value:#010x}")
     } else {
@@ -86,7 +86,7 @@ pub fn addr(value: u64) -> String {
 }
 
 /// A number as users type it: `0x` hex, or decimal.
-pub fn parse_num(text: &str) -> Option<u64> {
+pub(crate) fn parse_num(text: &str) -> Option<u64> {
     match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),

@@ -37,7 +37,7 @@ fn parse_segment(text: &str) -> Option<Segment> {
     Some(Segment::Register(reg))
 }
 
-pub fn walk(v: &View, args: &[&str]) -> Lines {
+pub(crate) fn walk(v: &View, args: &[&str]) -> Lines {
     let (target, rest) = args.split_first().ok_or_else(|| usage("walk"))?;
     let mut kind = 'r';
     let mut user = false;
