@@ -1,9 +1,9 @@
-//! Walker throughput: cached (software TLB) and uncached 4-level translations, and a full
+//! Walker throughput: 4-level translations, and a full
 //! enumeration of a 4-level table mapping 4 GiB in 4 KiB pages (1M PTEs).
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use gdbvisor::x86::tables::{self, EnumOptions};
-use gdbvisor::x86::{translate, Access, ControlRegs, Tlb, VecMemory};
+use gdbvisor::x86::{translate, Access, ControlRegs, VecMemory};
 
 const GIB: u64 = 1 << 30;
 
@@ -56,33 +56,6 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // A working set that fits the TLB: what repeated gdb reads of a stack or a struct look like.
-    let hot = addresses(4096, 256);
-    let mut tlb = Tlb::new();
-    g.throughput(Throughput::Elements(hot.len() as u64));
-    g.bench_function("cached", |b| {
-        b.iter(|| {
-            for &a in &hot {
-                black_box(tlb.translate(&mem, &regs, a, Access::DEBUGGER).unwrap());
-            }
-        })
-    });
-    // The same working set with the TLB invalidated before every batch (as after each vCPU run).
-    g.bench_function("cached_after_invalidate", |b| {
-        b.iter_batched(
-            || {
-                let mut t = Tlb::new();
-                t.invalidate();
-                t
-            },
-            |mut t| {
-                for &a in &hot {
-                    black_box(t.translate(&mem, &regs, a, Access::DEBUGGER).unwrap());
-                }
-            },
-            BatchSize::LargeInput,
-        )
-    });
     g.finish();
 
     let mut g = c.benchmark_group("enumerate_4gib_4k");

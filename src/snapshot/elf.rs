@@ -47,7 +47,6 @@ pub(crate) struct CoreFile {
     pub(crate) machine: u16,
     pub(crate) loads: Vec<Load>,
     pub(crate) notes: Vec<Note>,
-    pub(crate) len: u64,
 }
 
 /// Little-endian fields at fixed offsets of a byte slice the caller has sized.
@@ -248,7 +247,6 @@ pub(crate) fn parse(file: &File) -> Result<CoreFile, SnapshotError> {
         machine,
         loads,
         notes,
-        len,
     })
 }
 

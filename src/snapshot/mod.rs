@@ -30,8 +30,7 @@ use crate::vmm::memory::GuestRam;
 pub use cpu::CpuSnapshot;
 pub(crate) use cpu::ASSUMED_MAXPHYADDR;
 pub(crate) use error::SnapshotError;
-pub use write::write_core;
-pub(crate) use write::WriteStats;
+pub use write::{write_core, WriteStats};
 
 /// Who wrote a snapshot file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

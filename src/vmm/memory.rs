@@ -31,7 +31,6 @@ pub enum MemoryError {
 /// loaders ([`crate::boot`]) write kernels into.
 pub struct GuestRam {
     mem: GuestMemoryMmap,
-    size: u64,
 }
 
 impl GuestRam {
@@ -67,7 +66,7 @@ impl GuestRam {
                 log::debug!("MADV_DONTFORK: {}", std::io::Error::last_os_error());
             }
         }
-        Ok(GuestRam { mem, size })
+        Ok(GuestRam { mem })
     }
 
     /// The (start, length) ranges that hold `size` bytes of RAM.
@@ -77,16 +76,6 @@ impl GuestRam {
         } else {
             vec![(0, LOW_RAM_END), (HIGH_RAM_START, size - LOW_RAM_END)]
         }
-    }
-
-    /// Total RAM in bytes.
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// One past the highest RAM address.
-    pub(crate) fn top(&self) -> u64 {
-        GuestMemoryExt::top(self)
     }
 
     /// (start, length) of each RAM range.

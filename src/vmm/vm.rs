@@ -59,10 +59,8 @@ pub struct VmOptions {
 
 pub struct Vm {
     pub(crate) kvm: Kvm,
-    pub(crate) fd: Arc<VmFd>,
     pub ram: Arc<GuestRam>,
     pub(crate) slots: Protection,
-    pub(crate) bus: Arc<Mutex<PioBus>>,
     pub vcpus: Vec<Vcpu>,
     pub(crate) serial_input: SerialInput,
 }
@@ -141,10 +139,8 @@ impl Vm {
         }
         Ok(Vm {
             kvm,
-            fd,
             ram,
             slots,
-            bus,
             vcpus,
             serial_input,
         })

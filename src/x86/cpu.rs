@@ -214,8 +214,7 @@ pub(crate) fn maxphyaddr_from_cpuid(leaf_80000008_eax: Option<u32>) -> u8 {
 /// The registers address translation depends on, as the VMM read them after the vCPU stopped.
 ///
 /// `maxphyaddr` is not a register but CPUID.80000008H:EAX bits 7:0; it decides which entry bits are
-/// reserved, so it travels with the registers. Equality of two `ControlRegs` is what the software
-/// TLB uses to notice that its contents are stale.
+/// reserved, so it travels with the registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ControlRegs {
     pub cr0: Cr0Flags,

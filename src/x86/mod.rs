@@ -9,9 +9,7 @@
 //!    GDT/LDT says now, so a stale cache can be shown.
 //! 3. [`paging`]: linear → physical with [`walk`] (a [`Trace`] of every level) or [`translate`]
 //!    (plus the permission check and the #PF error code the CPU would raise).
-//! 4. [`tlb`]: a software [`Tlb`] in front of `translate` for repeated reads while the guest is
-//!    stopped; invalidate it whenever the vCPU ran.
-//! 5. [`tables`]: iterators over the GDT, LDT, IDT, TSS and all page-table mappings, bounded by
+//! 4. [`tables`]: iterators over the GDT, LDT, IDT, TSS and all page-table mappings, bounded by
 //!    a budget so that hostile tables cannot hang the debugger.
 //!
 //! [`logical_to_physical`] chains steps 2 and 3.
@@ -25,28 +23,23 @@ pub mod paging;
 pub(crate) mod phys;
 pub mod segment;
 pub mod tables;
-pub(crate) mod tlb;
 
 pub use addr::sign_extend;
-pub(crate) use addr::{is_canonical, AddrError, LinearAddr, PhysAddr};
+
 pub use cpu::{ControlRegs, CpuMode, Cr0Flags, Cr4Flags};
-pub(crate) use cpu::{EferFlags, PagingMode, RFlags};
-pub(crate) use paging::{
-    check_access, AccessKind, PageFault, PageTableEntry, Trace, Translation, Walk,
-};
+pub(crate) use cpu::{EferFlags, PagingMode};
+pub(crate) use paging::Translation;
 pub use paging::{
     translate, walk, Access, LinearMemory, LinearReadError, PageFaultCode, PageSize,
     PageTableFlags, PagedMemory, Rights, WalkError,
 };
 pub(crate) use phys::PhysMemoryError;
 pub use phys::{PhysMemory, VecMemory};
-pub(crate) use segment::{logical_to_linear, DescriptorFlags};
+pub(crate) use segment::logical_to_linear;
 pub use segment::{
     Descriptor, SegAccess, SegmentCache, SegmentDescriptor, SegmentError, SegmentRegister,
     SegmentSelector, TableRegister,
 };
-pub use tlb::Tlb;
-pub(crate) use tlb::TlbStats;
 
 /// Why a logical address could not be turned into a physical one.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

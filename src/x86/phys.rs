@@ -59,11 +59,6 @@ impl VecMemory {
         VecMemory { base, data }
     }
 
-    /// The bytes.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.data
-    }
-
     /// Mutable bytes, to build guest structures in place.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
         &mut self.data

@@ -17,10 +17,6 @@ use thiserror::Error;
 pub struct SegmentSelector(pub u16);
 
 impl SegmentSelector {
-    /// Builds a selector from its parts.
-    pub(crate) const fn new(index: u16, ldt: bool, rpl: u8) -> Self {
-        SegmentSelector((index << 3) | ((ldt as u16) << 2) | (rpl as u16 & 3))
-    }
     /// Descriptor index (bits 15:3).
     pub(crate) const fn index(self) -> u16 {
         self.0 >> 3
@@ -119,14 +115,6 @@ bitflags! {
 pub struct SegmentDescriptor(pub u64);
 
 impl SegmentDescriptor {
-    /// The raw value.
-    pub(crate) const fn raw(self) -> u64 {
-        self.0
-    }
-    /// Known flag bits (includes the limit bit groups as stored).
-    pub(crate) const fn flags(self) -> DescriptorFlags {
-        DescriptorFlags::from_bits_truncate(self.0)
-    }
     /// Base bits 31:0.
     pub(crate) const fn base(self) -> u32 {
         (((self.0 >> 16) & 0xff_ffff) | (((self.0 >> 56) & 0xff) << 24)) as u32
@@ -720,19 +708,6 @@ pub enum SegmentError {
     },
 }
 
-/// Real-mode linear address of `segment:offset`: segment·16 + offset (up to 0x10ffef).
-///
-/// With the A20 gate off the CPU wraps at 1 MiB (8086 compatibility); pass `a20 = false` for
-/// that. gdbvisor machines boot with A20 on, so callers normally pass `true`.
-pub(crate) const fn real_mode_linear(segment: u16, offset: u16, a20: bool) -> u64 {
-    let lin = ((segment as u64) << 4) + offset as u64;
-    if a20 {
-        lin
-    } else {
-        lin & 0xf_ffff
-    }
-}
-
 /// Logical → linear through the hidden cache of `seg`, as the CPU does in `mode`.
 ///
 /// `len` bytes starting at `offset` must all be inside the segment (`len` = 0 is treated as 1).
@@ -895,7 +870,6 @@ mod tests {
     fn selectors() {
         let s = SegmentSelector(0x2b);
         assert_eq!((s.index(), s.is_ldt(), s.rpl()), (5, false, 3));
-        assert_eq!(SegmentSelector::new(5, false, 3), s);
         assert_eq!(SegmentSelector(0x0f).index(), 1);
         assert!(SegmentSelector(0x0f).is_ldt());
         assert!(SegmentSelector(3).is_null());
@@ -997,9 +971,6 @@ mod tests {
 
     #[test]
     fn real_mode() {
-        assert_eq!(real_mode_linear(0xf000, 0xfff0, true), 0xffff0);
-        assert_eq!(real_mode_linear(0xffff, 0x0010, true), 0x10_0000);
-        assert_eq!(real_mode_linear(0xffff, 0x0010, false), 0);
         let regs = ControlRegs::new(0x10, 0, 0, 0);
         let ds = SegmentCache::real_mode(0x1234, false);
         let lin = logical_to_linear(
