@@ -13,6 +13,7 @@ use vm_memory::GuestMemoryBackend;
 
 use super::loader::BootError;
 use super::memory::GuestMemoryExt;
+use crate::x86::segment::DescriptorFlags;
 
 pub(crate) const GDT_ADDR: u64 = 0x500;
 pub(crate) const CODE64_SELECTOR: u16 = 0x08;
@@ -22,12 +23,9 @@ pub(crate) const CODE32_SELECTOR: u16 = 0x18;
 /// The boot GDT's raw descriptors, indexed by selector / 8.
 pub(crate) const GDT_ENTRIES: [u64; 4] = [
     0,
-    // 64-bit code: base 0, limit 4 GiB, present, DPL0, execute/read, L=1.
-    0x00af_9b00_0000_ffff,
-    // Flat data: base 0, limit 4 GiB, present, DPL0, read/write, B=1.
-    0x00cf_9300_0000_ffff,
-    // 32-bit code: base 0, limit 4 GiB, present, DPL0, execute/read, D=1.
-    0x00cf_9b00_0000_ffff,
+    DescriptorFlags::KERNEL_CODE64.bits(),
+    DescriptorFlags::KERNEL_DATA.bits(),
+    DescriptorFlags::KERNEL_CODE32.bits(),
 ];
 pub(crate) const GDT_LIMIT: u16 = (GDT_ENTRIES.len() * 8 - 1) as u16;
 

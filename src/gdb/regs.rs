@@ -7,6 +7,7 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 
 use crate::gdb::arch::{RegLayout, RegisterFile};
 use crate::snapshot::cpu::CpuSnapshot;
+use crate::x86::cpu::RFlags;
 
 impl From<&CpuSnapshot> for RegisterFile {
     fn from(cpu: &CpuSnapshot) -> RegisterFile {
@@ -117,7 +118,7 @@ pub(crate) fn apply_file(
         regs.r14 = file.r14;
         regs.r15 = file.r15;
     }
-    regs.rflags = merge(regs.rflags, file.eflags) | 0x2;
+    regs.rflags = merge(regs.rflags, file.eflags) | RFlags::RESERVED_1.bits();
     if file.rip != snapshot.pc() {
         regs.rip = if layout == RegLayout::X86_64 && snapshot.sregs.cs.l != 0 {
             file.rip

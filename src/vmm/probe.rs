@@ -18,6 +18,7 @@ use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::{GuestRam, MemoryError};
 use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
+use crate::x86::segment::DescriptorFlags;
 use crate::x86::PhysMemoryError;
 
 #[derive(Debug, Error)]
@@ -150,8 +151,8 @@ const NO_EXIT_WAIT: Duration = Duration::from_millis(300);
 /// Runs one [`ProtectedWriteCase`] in long mode with the probe pages read-only and the vCPU's
 /// progress guarantee off, so that KVM's own behaviour shows.
 pub(crate) fn protected_write(case: ProtectedWriteCase) -> Result<ProtectedWrite, ProbeError> {
-    const CODE64_ACCESSED_CLEAR: u64 = 0x00af_9a00_0000_ffff;
-    const CODE64: u64 = 0x00af_9b00_0000_ffff;
+    const CODE64: u64 = DescriptorFlags::KERNEL_CODE64.bits();
+    const CODE64_ACCESSED_CLEAR: u64 = CODE64 & !DescriptorFlags::ACCESSED.bits();
     let lgdt = [0x0F, 0x01, 0x14, 0x25]; //              lgdt [PROBE_GDTR]
     let mut code: Vec<u8> = Vec::new();
     let mut rsp = 0x7000;
@@ -573,11 +574,10 @@ pub(crate) fn user_syscall() -> Result<Outcome, ProbeError> {
             vm.ram.read(table, &mut entry)?;
             vm.ram.write_u64(table, u64::from_le_bytes(entry) | 0x4)?;
         }
-        // User data (DPL3, writable) and 64-bit user code (DPL3, L).
         vm.ram
-            .write_u64(layout::GDT_ADDR + 0x20, 0x00cf_f300_0000_ffff)?;
+            .write_u64(layout::GDT_ADDR + 0x20, DescriptorFlags::USER_DATA.bits())?;
         vm.ram
-            .write_u64(layout::GDT_ADDR + 0x28, 0x00af_fb00_0000_ffff)?;
+            .write_u64(layout::GDT_ADDR + 0x28, DescriptorFlags::USER_CODE64.bits())?;
         let kvm = vm.vcpus[0].kvm();
         let mut sregs = kvm.get_sregs()?;
         sregs.gdt.limit = 0x2f;
