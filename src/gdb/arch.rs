@@ -35,6 +35,7 @@ use std::sync::OnceLock;
 
 use gdbstub::arch::{Arch, RegId, Registers};
 
+use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags, MxcsrFlags, RFlags};
 use crate::x86::CpuMode;
 
 /// Which register description gdb is given; fixed for the life of a connection.
@@ -633,10 +634,39 @@ fn build_table(layout: RegLayout) -> Vec<RegInfo> {
     t
 }
 
-/// Bit flags gdb shows by name, e.g. `p $efer` → `[ SCE LME LMA NXE ]`.
-fn write_flags(xml: &mut String, id: &str, size: usize, fields: &[(&str, u32)]) {
-    let _ = writeln!(xml, r#"    <flags id="{id}" size="{size}">"#);
-    for (name, bit) in fields {
+/// The one-bit fields of a `bitflags` type as gdb's `<flags>` lists them: by bit position, those
+/// at or above `width` bits left out (a flags type is exactly as wide as its register), and
+/// multi-bit fields (IOPL, RC) left out as in gdb's own descriptions. `unnamed` flags get the
+/// empty name, which gdb does not show (its own description names EFLAGS bit 1 so).
+fn flag_fields<F>(width: u32, unnamed: F) -> Vec<(&'static str, u32)>
+where
+    F: bitflags::Flags + Copy,
+    F::Bits: Into<u64>,
+{
+    let mut fields: Vec<(&'static str, u32)> = F::all()
+        .iter_names()
+        .filter_map(|(name, flag)| {
+            let bits: u64 = flag.bits().into();
+            let bit = bits.trailing_zeros();
+            (bits.count_ones() == 1 && bit < width).then(|| {
+                let hidden = unnamed.contains(flag);
+                (if hidden { "" } else { name }, bit)
+            })
+        })
+        .collect();
+    fields.sort_by_key(|&(_, bit)| bit);
+    fields
+}
+
+/// Bit flags gdb shows by name, e.g. `p $efer` → `[ SCE LME LMA NXE ]`; `bytes` is the
+/// register's width.
+fn write_flags<F>(xml: &mut String, id: &str, bytes: u32, unnamed: F)
+where
+    F: bitflags::Flags + Copy,
+    F::Bits: Into<u64>,
+{
+    let _ = writeln!(xml, r#"    <flags id="{id}" size="{bytes}">"#);
+    for (name, bit) in flag_fields(bytes * 8, unnamed) {
         let _ = writeln!(
             xml,
             r#"      <field name="{name}" start="{bit}" end="{bit}"/>"#
@@ -648,31 +678,7 @@ fn write_flags(xml: &mut String, id: &str, size: usize, fields: &[(&str, u32)]) 
 /// Type definitions a feature needs; gdb looks types up only in the using feature.
 fn write_feature_types(xml: &mut String, feature: &str, layout: RegLayout) {
     match feature {
-        FEATURE_CORE => write_flags(
-            xml,
-            "i386_eflags",
-            4,
-            &[
-                ("CF", 0),
-                // gdb's own description names the always-one bit "" so it is not shown.
-                ("", 1),
-                ("PF", 2),
-                ("AF", 4),
-                ("ZF", 6),
-                ("SF", 7),
-                ("TF", 8),
-                ("IF", 9),
-                ("DF", 10),
-                ("OF", 11),
-                ("NT", 14),
-                ("RF", 16),
-                ("VM", 17),
-                ("AC", 18),
-                ("VIF", 19),
-                ("VIP", 20),
-                ("ID", 21),
-            ],
-        ),
+        FEATURE_CORE => write_flags(xml, "i386_eflags", 4, RFlags::RESERVED_1),
         FEATURE_SSE => {
             xml.push_str(concat!(
                 "    <vector id=\"v4f\" type=\"ieee_single\" count=\"4\"/>\n",
@@ -691,94 +697,13 @@ fn write_feature_types(xml: &mut String, feature: &str, layout: RegLayout) {
                 "      <field name=\"uint128\" type=\"uint128\"/>\n",
                 "    </union>\n",
             ));
-            write_flags(
-                xml,
-                "i386_mxcsr",
-                4,
-                &[
-                    ("IE", 0),
-                    ("DE", 1),
-                    ("ZE", 2),
-                    ("OE", 3),
-                    ("UE", 4),
-                    ("PE", 5),
-                    ("DAZ", 6),
-                    ("IM", 7),
-                    ("DM", 8),
-                    ("ZM", 9),
-                    ("OM", 10),
-                    ("UM", 11),
-                    ("PM", 12),
-                    ("FZ", 15),
-                ],
-            );
+            write_flags(xml, "i386_mxcsr", 4, MxcsrFlags::empty());
         }
         FEATURE_SYS => {
-            // A flags type must be exactly as wide as its register.
             let cr = if layout.is_64() { 8 } else { 4 };
-            write_flags(
-                xml,
-                "i386_cr0",
-                cr,
-                &[
-                    ("PE", 0),
-                    ("MP", 1),
-                    ("EM", 2),
-                    ("TS", 3),
-                    ("ET", 4),
-                    ("NE", 5),
-                    ("WP", 16),
-                    ("AM", 18),
-                    ("NW", 29),
-                    ("CD", 30),
-                    ("PG", 31),
-                ],
-            );
-            write_flags(
-                xml,
-                "i386_cr4",
-                cr,
-                &[
-                    ("VME", 0),
-                    ("PVI", 1),
-                    ("TSD", 2),
-                    ("DE", 3),
-                    ("PSE", 4),
-                    ("PAE", 5),
-                    ("MCE", 6),
-                    ("PGE", 7),
-                    ("PCE", 8),
-                    ("OSFXSR", 9),
-                    ("OSXMMEXCPT", 10),
-                    ("UMIP", 11),
-                    ("LA57", 12),
-                    ("VMXE", 13),
-                    ("SMXE", 14),
-                    ("FSGSBASE", 16),
-                    ("PCIDE", 17),
-                    ("OSXSAVE", 18),
-                    ("SMEP", 20),
-                    ("SMAP", 21),
-                    ("PKE", 22),
-                    ("CET", 23),
-                    ("PKS", 24),
-                ],
-            );
-            write_flags(
-                xml,
-                "i386_efer",
-                8,
-                &[
-                    ("SCE", 0),
-                    ("LME", 8),
-                    ("LMA", 10),
-                    ("NXE", 11),
-                    ("SVME", 12),
-                    ("LMSLE", 13),
-                    ("FFXSR", 14),
-                    ("TCE", 15),
-                ],
-            );
+            write_flags(xml, "i386_cr0", cr, Cr0Flags::empty());
+            write_flags(xml, "i386_cr4", cr, Cr4Flags::empty());
+            write_flags(xml, "i386_efer", 8, EferFlags::empty());
         }
         _ => {}
     }
@@ -1020,6 +945,58 @@ mod tests {
             });
             assert_eq!(g.len(), bits.iter().sum::<usize>() / 8, "{layout:?}");
         }
+    }
+
+    /// The names, in bit order, of a `<flags>` type in the description.
+    fn flag_names(xml: &str, id: &str) -> Vec<String> {
+        let start = xml
+            .find(&format!(r#"<flags id="{id}""#))
+            .unwrap_or_else(|| panic!("no {id}"));
+        let body = &xml[start..start + xml[start..].find("</flags>").unwrap()];
+        body.split("<field name=\"")
+            .skip(1)
+            .map(|f| f[..f.find('"').unwrap()].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn flag_lists_follow_the_bitflags_types() {
+        let words = |s: &str| -> Vec<String> { s.split(' ').map(String::from).collect() };
+        for layout in LAYOUTS {
+            let xml = target_xml(layout);
+            // gdb's own i386 core description: bit 1 unnamed, IOPL left out.
+            assert_eq!(
+                flag_names(xml, "i386_eflags"),
+                words("CF  PF AF ZF SF TF IF DF OF NT RF VM AC VIF VIP ID"),
+            );
+            // gdb's sse description; RC (two bits) left out.
+            assert_eq!(
+                flag_names(xml, "i386_mxcsr"),
+                words("IE DE ZE OE UE PE DAZ IM DM ZM OM UM PM FZ"),
+            );
+            assert_eq!(
+                flag_names(xml, "i386_cr0"),
+                words("PE MP EM TS ET NE WP AM NW CD PG"),
+            );
+            let mut cr4 = words(
+                "VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT UMIP LA57 VMXE SMXE \
+                 FSGSBASE PCIDE OSXSAVE KL SMEP SMAP PKE CET PKS UINTR LASS LAM_SUP",
+            );
+            if layout.is_64() {
+                cr4.push("FRED".into());
+            }
+            assert_eq!(flag_names(xml, "i386_cr4"), cr4, "{layout:?}");
+            assert_eq!(
+                flag_names(xml, "i386_efer"),
+                words("SCE LME LMA NXE SVME LMSLE FFXSR TCE"),
+            );
+        }
+        // Every field sits at its flag's bit.
+        assert_eq!(flag_fields(32, RFlags::RESERVED_1)[1], ("", 1));
+        assert_eq!(
+            flag_fields(64, Cr4Flags::empty()).last(),
+            Some(&("FRED", 32))
+        );
     }
 
     #[test]

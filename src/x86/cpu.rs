@@ -37,7 +37,13 @@ bitflags! {
 }
 
 bitflags! {
-    /// CR4: architectural extensions.
+    /// CR4: architectural extensions (Intel SDM vol. 3A, 2.5; FRED and LASS from Linux's
+    /// processor-flags.h).
+    ///
+    /// The walker reads the bits that change a translation or its rights (PSE, PAE, LA57,
+    /// SMEP, SMAP); the others are named for display only. In particular it does not model LAM_SUP
+    /// (supervisor pointers are checked as if untagged) or LASS (no fault predicted for a
+    /// supervisor access to a user address).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct Cr4Flags: u64 {
         /// Virtual-8086 Mode Extensions.
@@ -88,6 +94,14 @@ bitflags! {
         const CET = 1 << 23;
         /// Protection keys for supervisor pages.
         const PKS = 1 << 24;
+        /// User interrupts (UIRET, SENDUIPI).
+        const UINTR = 1 << 25;
+        /// Linear-address-space separation: user and supervisor halves of the address space.
+        const LASS = 1 << 27;
+        /// Linear-address masking for supervisor pointers.
+        const LAM_SUP = 1 << 28;
+        /// Flexible return and event delivery (64-bit CR4 only).
+        const FRED = 1 << 32;
     }
 }
 
@@ -177,10 +191,8 @@ bitflags! {
         const DF = 1 << 10;
         /// Overflow.
         const OF = 1 << 11;
-        /// I/O privilege level, bit 0.
-        const IOPL0 = 1 << 12;
-        /// I/O privilege level, bit 1.
-        const IOPL1 = 1 << 13;
+        /// I/O privilege level (a two-bit field).
+        const IOPL = 3 << 12;
         /// Nested task.
         const NT = 1 << 14;
         /// Resume: the next instruction's instruction breakpoints are not taken.
@@ -195,6 +207,43 @@ bitflags! {
         const VIP = 1 << 20;
         /// CPUID is available (the flag can be toggled).
         const ID = 1 << 21;
+    }
+}
+
+bitflags! {
+    /// MXCSR: SSE exception flags, masks and rounding control.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub(crate) struct MxcsrFlags: u32 {
+        /// Invalid operation (flag).
+        const IE = 1 << 0;
+        /// Denormal operand (flag).
+        const DE = 1 << 1;
+        /// Divide by zero (flag).
+        const ZE = 1 << 2;
+        /// Overflow (flag).
+        const OE = 1 << 3;
+        /// Underflow (flag).
+        const UE = 1 << 4;
+        /// Precision (flag).
+        const PE = 1 << 5;
+        /// Denormals are zeros.
+        const DAZ = 1 << 6;
+        /// Invalid operation masked.
+        const IM = 1 << 7;
+        /// Denormal operand masked.
+        const DM = 1 << 8;
+        /// Divide by zero masked.
+        const ZM = 1 << 9;
+        /// Overflow masked.
+        const OM = 1 << 10;
+        /// Underflow masked.
+        const UM = 1 << 11;
+        /// Precision masked.
+        const PM = 1 << 12;
+        /// Rounding control (a two-bit field: nearest, down, up, toward zero).
+        const RC = 3 << 13;
+        /// Flush to zero.
+        const FZ = 1 << 15;
     }
 }
 
