@@ -2,6 +2,8 @@
 //! `--snapshot` reads), three ways: a freshly booted guest (1 MiB of RAM not zero: the rest is
 //! holes in a sparse file), half the RAM written, and every page written (no hole at all).
 //! Files go to the target directory, i.e. the page cache of a local disk.
+// criterion_group! defines an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gdbvisor::snapshot::notes::blank_cpu;

@@ -6,6 +6,8 @@
 //! stderr), and until the process has ended. The host kernel's VM teardown (~15 ms on a
 //! software-nested PVM host) happens in a child process after gdbvisor has gone (vmm::teardown),
 //! so the second figure is only gdbvisor's own exit.
+// criterion_group! defines an undocumented `pub fn`.
+#![allow(missing_docs)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -12,14 +12,19 @@ use crate::gdb::conn::GdbEndpoint;
 use crate::vmm::clock_dilation::ClockDilation;
 use crate::vmm::cpuid::CpuidHide;
 
+/// A command-line value that does not parse.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CliError {
+    /// Not a size.
     #[error("'{0}' is not a size: use a number of MiB or a K/M/G suffix, as in 128M or 1G")]
     Size(String),
+    /// Not an address.
     #[error("'{0}' is not an address: use hex (0x7c00) or decimal")]
     Address(String),
+    /// `-S` without a gdb endpoint.
     #[error("-S/--wait holds the guest for gdb: give a gdb endpoint too (-s or --gdb ENDPOINT)")]
     WaitWithoutGdb,
+    /// Not a MAXPHYADDR.
     #[error("'{0}' is not a MAXPHYADDR: give the guest's physical-address width in bits, 32 to 52 (QEMU's phys-bits)")]
     MaxPhyAddr(String),
 }
@@ -38,15 +43,19 @@ Exit status: 0 guest halted (or reset), 2 bad input, 4 triple fault, 6 KVM failu
 8 real-mode interrupt through an empty IVT vector (no BIOS), 130 Ctrl-C; an isa-debug-exit
 write of v gives (v << 1) | 1.";
 
+/// The command line.
 #[derive(Debug, Parser)]
 #[command(name = "gdbvisor", version, about = "A KVM hypervisor for kernel developers, built around a gdb stub", after_help = EXAMPLES)]
 pub struct Cli {
+    /// A subcommand, if any; none runs a kernel.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The flags of a run.
     #[command(flatten)]
     pub run: RunArgs,
 }
 
+/// gdbvisor's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot the built-in demo kernel (16-bit real → 32-bit protected → 64-bit long mode).
@@ -59,6 +68,7 @@ pub enum Command {
     Doctor,
 }
 
+/// The flags that say what to run and how.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Kernel image: Linux bzImage, PVH ELF (Linux vmlinux), multiboot1 or multiboot2 (ELF or
@@ -148,15 +158,21 @@ pub struct RunArgs {
 /// `--gdb-arch` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GdbArch {
+    /// That of the file gdb loads.
     Auto,
+    /// That of the CPU's mode when gdb attaches.
     Mode,
+    /// gdb's i8086: 16-bit registers.
     I8086,
+    /// gdb's i386: 32-bit registers.
     I386,
+    /// gdb's i386:x86-64: 64-bit registers.
     #[value(name = "x86-64")]
     X86_64,
 }
 
 impl GdbArch {
+    /// What the gdb session serves for this choice.
     pub fn choice(self) -> ArchChoice {
         match self {
             GdbArch::Auto => ArchChoice::Kernel,

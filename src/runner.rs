@@ -31,27 +31,49 @@ use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 use crate::x86::insn::code_sets_efer_lme;
 
+/// Why a run could not start or failed.
 #[derive(Debug, Error)]
 pub enum RunError {
+    /// A kernel or module file cannot be read.
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: ImageError },
+    Read {
+        /// The kernel or module file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: ImageError,
+    },
+    /// The kernel cannot be loaded.
     #[error("{path}: {source}")]
-    Boot { path: PathBuf, source: BootError },
+    Boot {
+        /// The kernel file.
+        path: PathBuf,
+        /// Why it could not be loaded.
+        source: BootError,
+    },
+    /// The VM cannot be created.
     #[error("{0}")]
     Vm(#[from] VmError),
+    /// The vCPU threads failed.
     #[error("{0}")]
     Machine(#[from] MachineError),
+    /// A vCPU failed.
     #[error("{0}")]
     Vcpu(#[from] VcpuError),
+    /// An output (serial, debugcon) cannot be opened.
     #[error("{0}")]
     Output(std::io::Error),
+    /// The gdb session failed.
     #[error("{0}")]
     Gdb(#[from] SessionError),
+    /// A snapshot cannot be opened or written.
     #[error("{path}: {source}")]
     Snapshot {
+        /// The snapshot file.
         path: PathBuf,
+        /// Why it failed.
         source: crate::snapshot::SnapshotError,
     },
+    /// The Ctrl-C handler cannot be installed.
     #[error("cannot install the Ctrl-C handler: {0}")]
     Signal(ctrlc::Error),
 }
@@ -74,11 +96,17 @@ impl RunError {
 pub struct RunRequest {
     /// The kernel's name in messages (its path, or "demo").
     pub name: PathBuf,
+    /// The kernel image.
     pub image: Image,
+    /// Boot format, command line, modules.
     pub boot: BootParams,
+    /// Guest RAM in bytes.
     pub memory: u64,
+    /// Number of vCPUs.
     pub cpus: u32,
+    /// Where COM1 writes.
     pub serial: SinkSpec,
+    /// Where the debug console (port 0xe9) writes.
     pub debugcon: SinkSpec,
     /// Serve gdb instead of just running.
     pub gdb: Option<GdbOptions>,

@@ -314,7 +314,7 @@ fn ctrl_c_stops_cleanly_with_130() {
         assert_eq!(stderr.read(&mut byte).unwrap(), 1, "gdbvisor ended early");
         seen.push(byte[0]);
     }
-    // SAFETY (test): sending SIGINT to our own child process.
+    // SAFETY: kill(2) takes any pid and signal; this is our own child, not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let start = Instant::now();
     let status = child.wait().unwrap();

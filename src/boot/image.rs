@@ -23,30 +23,49 @@ const HEAD_LEN: usize = 32 * 1024;
 /// Bytes copied to guest RAM per read: bounds gdbvisor's own memory whatever the file's size.
 const CHUNK: usize = 1 << 20;
 
+/// Why an image could not be opened or read.
 #[derive(Debug, Error)]
 pub enum ImageError {
+    /// The file cannot be opened or inspected.
     #[error("{0}")]
     Open(std::io::Error),
     #[error(
         "not a regular file (a pipe or device) and longer than guest RAM ({}): it would be read into memory whole",
         size_text(*.0)
     )]
+    /// A pipe or device longer than guest RAM.
     StreamTooLarge(u64),
+    /// A read would go past the end of the file.
     #[error("{what} at offset {offset:#x}..{end:#x} is past the end of the file ({len:#x} bytes)")]
     PastEnd {
+        /// What was being read.
         what: String,
+        /// Where it starts in the file.
         offset: u64,
+        /// Where it ends in the file.
         end: u64,
+        /// The file's length.
         len: u64,
     },
+    /// The file got shorter after it was opened.
     #[error("reading {what} at offset {offset:#x}: the file is shorter than when gdbvisor opened it (was it rewritten?)")]
-    Shrunk { what: String, offset: u64 },
+    Shrunk {
+        /// What was being read.
+        what: String,
+        /// Where in the file.
+        offset: u64,
+    },
+    /// A read failed.
     #[error("reading {what} at offset {offset:#x}: {source}")]
     Read {
+        /// What was being read.
         what: String,
+        /// Where in the file.
         offset: u64,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// Copying into guest memory failed.
     #[error("{0}")]
     Memory(#[from] PhysMemoryError),
 }

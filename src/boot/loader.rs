@@ -77,9 +77,13 @@ pub struct Module {
 /// What a loader needs besides the image.
 #[derive(Debug, Clone, Default)]
 pub struct BootParams {
+    /// The boot format; `None` detects it from the image.
     pub format: Option<BootFormat>,
+    /// The kernel command line.
     pub cmdline: String,
+    /// Multiboot modules or the Linux initrd, in order.
     pub modules: Vec<Module>,
+    /// Where a flat binary is loaded (0 = the default, 0x7c00).
     pub load_addr: u64,
 }
 

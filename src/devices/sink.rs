@@ -7,10 +7,13 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
+/// An output choice that does not parse.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SinkError {
+    /// Not one of the known outputs.
     #[error("'{0}' is not an output: use stdout, stderr, null or file:PATH")]
     Unknown(String),
+    /// `file:` without a path.
     #[error("file: needs a path, as in file:serial.log")]
     EmptyPath,
 }
@@ -18,9 +21,13 @@ pub enum SinkError {
 /// A parsed output choice; [`SinkSpec::open`] turns it into a writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkSpec {
+    /// gdbvisor's standard output.
     Stdout,
+    /// gdbvisor's standard error.
     Stderr,
+    /// Discarded.
     Null,
+    /// A file, created or truncated.
     File(PathBuf),
 }
 
@@ -57,9 +64,13 @@ impl SinkSpec {
 /// An opened output. Devices write a byte at a time and flush each, so nothing is lost when
 /// the VM ends abruptly.
 pub enum Sink {
+    /// Standard output.
     Stdout(io::Stdout),
+    /// Standard error.
     Stderr(io::Stderr),
+    /// Discards everything.
     Null,
+    /// An open file.
     File(File),
 }
 

@@ -26,10 +26,13 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::vmm::machine::VcpuReport;
 
+/// A gdb endpoint that does not parse.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EndpointError {
+    /// Not one of the endpoint forms.
     #[error("'{0}' is not a gdb endpoint: use tcp:[HOST:]PORT, unix:PATH or stdio")]
     Syntax(String),
+    /// Not a port number.
     #[error("'{0}' is not a port number")]
     Port(String),
 }
@@ -37,10 +40,14 @@ pub enum EndpointError {
 /// Where gdb connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GdbEndpoint {
+    /// A TCP listening address.
     Tcp {
+        /// Host name or address to listen on.
         host: String,
+        /// Port to listen on.
         port: u16,
     },
+    /// A Unix socket path to listen on.
     Unix(PathBuf),
     /// The remote protocol on stdin/stdout: `target remote | gdbvisor … --gdb stdio`.
     Stdio,

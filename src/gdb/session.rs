@@ -26,12 +26,16 @@ use crate::vmm::memslots::Protection;
 use crate::vmm::outcome::RunEnd;
 use crate::vmm::vcpu::Vcpu;
 
+/// Why a gdb session ended in error.
 #[derive(Debug, Error)]
 pub enum SessionError {
+    /// The endpoint cannot be listened on.
     #[error("cannot listen for gdb: {0}")]
     Listen(std::io::Error),
+    /// The vCPU threads failed.
     #[error("{0}")]
     Machine(#[from] MachineError),
+    /// The target failed.
     #[error("{0}")]
     Target(#[from] TargetFault),
 }
@@ -39,6 +43,7 @@ pub enum SessionError {
 /// How gdb is served.
 #[derive(Debug, Clone)]
 pub struct GdbOptions {
+    /// Where gdb connects.
     pub endpoint: GdbEndpoint,
     /// Hold the guest before its first instruction until gdb attaches.
     pub wait: bool,

@@ -25,11 +25,13 @@ const CANNOT_RUN: &str = "gdbvisor: this is a snapshot: the guest cannot run (co
 /// The error reply to a write: a snapshot is read-only (EROFS).
 const READ_ONLY: u8 = 30;
 
+/// The gdb target's backend over a snapshot: registers and memory read-only, no run control.
 pub struct SnapshotBackend {
     snapshot: Snapshot,
 }
 
 impl SnapshotBackend {
+    /// A backend serving `snapshot`.
     pub fn new(snapshot: Snapshot) -> Self {
         SnapshotBackend { snapshot }
     }

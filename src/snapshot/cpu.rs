@@ -17,7 +17,9 @@ const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
 /// Everything gdb can see of one vCPU: fetched once per stop of a live VM, or saved in a snapshot.
 #[derive(Clone)]
 pub struct CpuSnapshot {
+    /// General-purpose registers, RIP and RFLAGS.
     pub regs: kvm_regs,
+    /// Segment, control and descriptor-table registers, EFER.
     pub sregs: kvm_sregs,
     pub(crate) fpu: kvm_fpu,
     pub(crate) debugregs: kvm_debugregs,
@@ -68,6 +70,7 @@ impl CpuSnapshot {
         })
     }
 
+    /// The registers address translation depends on, with this vCPU's MAXPHYADDR.
     pub fn control_regs(&self) -> ControlRegs {
         let regs = ControlRegs::new(
             self.sregs.cr0,

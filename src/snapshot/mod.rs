@@ -35,17 +35,22 @@ pub use write::{write_core, WriteStats};
 /// Who wrote a snapshot file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// gdbvisor's own ELF core (`monitor dump`, `--dump-on-crash`).
     Gdbvisor,
     /// QEMU's `dump-guest-memory`, from a 32-bit (i386) or 64-bit ELF.
     Qemu {
+        /// A 64-bit ELF (else 32-bit).
         elf64: bool,
     },
 }
 
 /// A guest's saved state: what gdb and every monitor command read instead of a live VM.
 pub struct Snapshot {
+    /// The file it was opened from.
     pub path: PathBuf,
+    /// Who wrote it.
     pub origin: Origin,
+    /// Each vCPU's saved state, by vCPU id.
     pub cpus: Vec<CpuSnapshot>,
     /// Guest RAM: exactly the snapshot's PT_LOAD ranges; anything else reads as an error.
     pub ram: Arc<GuestRam>,

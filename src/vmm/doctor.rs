@@ -18,8 +18,10 @@ use crate::vmm::probe::{
 };
 use crate::vmm::vm::Vm;
 
+/// Why the host report could not be made.
 #[derive(Debug, Error)]
 pub enum DoctorError {
+    /// A probe VM failed to run.
     #[error(transparent)]
     Probe(#[from] ProbeError),
     /// A probe [`HostCaps`] ran could not run: its message.

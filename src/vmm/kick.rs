@@ -123,8 +123,8 @@ pub struct Kicker {
 impl Kicker {
     /// A kicker for the calling thread.
     pub(crate) fn for_current_thread() -> Self {
-        // SAFETY: pthread_self has no preconditions.
         Kicker {
+            // SAFETY: pthread_self has no preconditions.
             thread: unsafe { libc::pthread_self() },
         }
     }

@@ -22,14 +22,19 @@ use crate::vmm::vcpu::{Vcpu, VcpuControl, VcpuError, VcpuEvent};
 /// How often a waiting caller checks running vCPUs for a final halt.
 pub(crate) const HALT_POLL: Duration = Duration::from_millis(50);
 
+/// Why the vCPU threads failed.
 #[derive(Debug, Error)]
 pub enum MachineError {
+    /// The kick signal cannot be installed.
     #[error("cannot install the vCPU kick signal handler: {0}")]
     Signal(std::io::Error),
+    /// A vCPU thread cannot be spawned.
     #[error("cannot start a vCPU thread: {0}")]
     Thread(std::io::Error),
+    /// A vCPU thread ended unexpectedly.
     #[error("vCPU {0} thread ended unexpectedly")]
     ThreadGone(u8),
+    /// Reports were asked for, but the machine was started with a sink of its own.
     #[error("this machine's events go to a caller's sink, not to wait_event")]
     NoEventChannel,
 }
@@ -55,6 +60,7 @@ struct VcpuThread {
 /// A report from a vCPU thread.
 pub(crate) type VcpuReport = (u8, Result<VcpuEvent, VcpuError>);
 
+/// The vCPUs, each on its own thread, run and stopped on request.
 pub struct Machine {
     threads: Vec<VcpuThread>,
     /// The reports, when [`Machine::start`] made the channel; `None` when the caller consumes

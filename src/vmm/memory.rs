@@ -14,15 +14,21 @@ pub(crate) const LOW_RAM_END: u64 = 0xC000_0000;
 /// Where RAM resumes above the 32-bit hole.
 pub(crate) const HIGH_RAM_START: u64 = 0x1_0000_0000;
 
+/// Why guest RAM cannot be made or accessed.
 #[derive(Debug, Error)]
 pub enum MemoryError {
+    /// Less than the 2 MiB gdbvisor's boot data needs.
     #[error("guest RAM of {0} bytes is too small (at least 2 MiB)")]
     TooSmall(u64),
+    /// The host cannot allocate it.
     #[error("cannot allocate {size} bytes of guest RAM: {source}")]
     Allocate {
+        /// Bytes asked for.
         size: u64,
+        /// vm-memory's error.
         source: vm_memory::mmap::FromRangesError,
     },
+    /// An access outside RAM.
     #[error(transparent)]
     OutOfRange(#[from] PhysMemoryError),
 }
@@ -88,10 +94,12 @@ impl GuestRam {
         GuestMemoryExt::contains(self, addr, len)
     }
 
+    /// Copies `bytes` to guest-physical `addr`; fails outside RAM.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), MemoryError> {
         Ok(self.write_at(addr, bytes)?)
     }
 
+    /// Fills `buf` from guest-physical `addr`; fails outside RAM.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         Ok(self.read_at(addr, buf)?)
     }

@@ -16,5 +16,8 @@ pub(crate) mod probe;
 pub(crate) mod progress;
 pub(crate) mod state_text;
 pub(crate) mod teardown;
+// The `plan` branch reworks vcpu.rs (issue 15: resume planning); its public items get their
+// docs there, and this allow goes.
+#[allow(missing_docs)]
 pub mod vcpu;
 pub mod vm;

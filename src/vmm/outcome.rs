@@ -12,10 +12,13 @@ use crate::x86::cpu::{Cr0Flags, Cr4Flags, EferFlags};
 /// gdbvisor's own exit statuses are even; isa-debug-exit's are odd.
 pub mod status {
     pub(crate) const HALTED: i32 = 0;
+    /// Bad command line, image or snapshot.
     pub const BAD_INPUT: i32 = 2;
     pub(crate) const TRIPLE_FAULT: i32 = 4;
+    /// KVM failed or refused.
     pub const KVM_FAILURE: i32 = 6;
     pub(crate) const NO_BIOS: i32 = 8;
+    /// Ctrl-C.
     pub const INTERRUPTED: i32 = 130;
 }
 

@@ -21,24 +21,38 @@ use crate::vmm::memslots::{MemorySlots, MemslotError, Protection};
 use crate::vmm::vcpu::{Vcpu, VcpuError};
 use crate::x86::cpu::maxphyaddr_from_cpuid;
 
+/// Why a VM cannot be created.
 #[derive(Debug, Error)]
 pub enum VmError {
+    /// /dev/kvm cannot be opened.
     #[error("cannot open /dev/kvm: {0} (is KVM enabled and are you in the kvm group?)")]
     OpenKvm(kvm_ioctls::Error),
+    /// The host's KVM lacks a capability gdbvisor needs.
     #[error("this host's KVM lacks {0}, which gdbvisor needs")]
     MissingCap(&'static str),
+    /// A KVM ioctl failed (named).
     #[error("KVM ioctl {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    /// Guest RAM cannot be allocated.
     #[error("{0}")]
     Memory(#[from] MemoryError),
+    /// Guest RAM cannot be registered with KVM.
     #[error("{0}")]
     Slots(#[from] MemslotError),
+    /// A vCPU could not be set up.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
+    /// An eventfd cannot be created.
     #[error("cannot create an eventfd: {0}")]
     EventFd(std::io::Error),
+    /// An unsupported vCPU count.
     #[error("--cpus must be between 1 and {max}, not {requested}")]
-    Cpus { requested: u32, max: u32 },
+    Cpus {
+        /// The `--cpus` value.
+        requested: u32,
+        /// What KVM allows (capped at 255).
+        max: u32,
+    },
 }
 
 /// Where the identity-map page and TSS KVM needs for real mode on Intel live: just below the
@@ -50,22 +64,31 @@ const APIC_LVT_LINT1: usize = 0x360;
 const APIC_DELIVERY_EXTINT: u32 = 0x700;
 const APIC_DELIVERY_NMI: u32 = 0x400;
 
+/// What a VM is made with.
 pub struct VmOptions {
+    /// Guest RAM in bytes.
     pub memory: u64,
+    /// Number of vCPUs.
     pub cpus: u32,
+    /// Where COM1 writes.
     pub serial: Sink,
+    /// Where the debug console (port 0xe9) writes.
     pub debugcon: Sink,
 }
 
+/// A KVM VM: RAM, the port devices, the in-kernel irqchip and PIT, and the vCPUs.
 pub struct Vm {
     pub(crate) kvm: Kvm,
+    /// Guest RAM, shared with the vCPUs and the gdb target.
     pub ram: Arc<GuestRam>,
     pub(crate) slots: Protection,
+    /// The vCPUs, by id.
     pub vcpus: Vec<Vcpu>,
     pub(crate) serial_input: SerialInput,
 }
 
 impl Vm {
+    /// Creates the VM, its RAM, devices and vCPUs (not yet running).
     pub fn new(options: VmOptions) -> Result<Vm, VmError> {
         let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
         for (cap, name) in [

@@ -266,10 +266,13 @@ pub(crate) fn maxphyaddr_from_cpuid(leaf_80000008_eax: Option<u32>) -> u8 {
 /// reserved, so it travels with the registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ControlRegs {
+    /// CR0.
     pub cr0: Cr0Flags,
     /// Raw CR3: table address plus PCD/PWT or PCID bits.
     pub cr3: u64,
+    /// CR4.
     pub cr4: Cr4Flags,
+    /// IA32_EFER.
     pub efer: EferFlags,
     /// The four PAE PDPTE registers, if known (KVM_GET_SREGS2). PAE paging uses these rather than
     /// memory, because the CPU loaded them at the last CR3 write and ignores later memory changes.

@@ -7,7 +7,7 @@
 //! 2. [`segment`]: logical → linear with the hidden descriptor cache ([`SegmentCache`]), as in
 //!    real, protected, compatibility or 64-bit mode; [`segment::descriptor_for`] decodes what the
 //!    GDT/LDT says now, so a stale cache can be shown.
-//! 3. [`paging`]: linear → physical with [`walk`] (a [`Trace`] of every level) or [`translate`]
+//! 3. [`paging`]: linear → physical with [`walk`] (a [`paging::Trace`] of every level) or [`translate`]
 //!    (plus the permission check and the #PF error code the CPU would raise).
 //! 4. [`tables`]: iterators over the GDT, LDT, IDT, TSS and all page-table mappings, bounded by
 //!    a budget so that hostile tables cannot hang the debugger.
@@ -44,16 +44,18 @@ pub use segment::{
 /// Why a logical address could not be turned into a physical one.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum X86Error {
+    /// Segmentation refused the access.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// Paging refused the access.
     #[error(transparent)]
     Walk(#[from] WalkError),
 }
 
 /// Logical (`seg:offset`) → linear → physical, as the CPU would for an access of `len` bytes.
 ///
-/// Returns the linear address and the translation of its first byte; the caller splits longer
-/// accesses at [`Translation::bytes_to_page_end`]. Pass [`SegAccess::Any`] and
+/// Returns the linear address and the translation of its first byte; longer accesses are split
+/// at page ends by the caller ([`PagedMemory`] does). Pass [`SegAccess::Any`] and
 /// [`Access::DEBUGGER`] for debugger reads that should ignore rights.
 #[allow(clippy::too_many_arguments)]
 pub fn logical_to_physical<M: PhysMemory + ?Sized>(

@@ -71,11 +71,16 @@ impl fmt::Debug for PageTableEntry {
 /// A paging-structure level, named after its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Level {
+    /// 5-level paging's top level (PML5E).
     Pml5,
+    /// PML4E.
     Pml4,
+    /// Page-directory-pointer-table entry.
     Pdpte,
+    /// Page-directory entry.
     #[default]
     Pde,
+    /// Page-table entry.
     Pte,
 }
 
@@ -101,10 +106,14 @@ impl fmt::Display for Level {
 /// Size of a page mapped by a leaf entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum PageSize {
+    /// 4 KiB.
     #[default]
     Size4K,
+    /// 2 MiB (PAE, 4- and 5-level paging).
     Size2M,
+    /// 4 MiB (32-bit paging with CR4.PSE).
     Size4M,
+    /// 1 GiB.
     Size1G,
 }
 
@@ -336,6 +345,7 @@ impl fmt::Display for PageFaultCode {
 pub struct PageFault {
     /// The faulting linear address (what CR2 would hold).
     pub linear: u64,
+    /// The error code it would push.
     pub code: PageFaultCode,
 }
 
@@ -383,6 +393,7 @@ pub(crate) fn check_access(
 /// One level of a walk, as read from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TraceEntry {
+    /// The level of the entry.
     pub level: Level,
     /// Index of the entry within its table.
     pub index: u16,
@@ -501,7 +512,9 @@ impl fmt::Display for Trace {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Translation {
     pub(crate) linear: u64,
+    /// The physical address of the translated byte.
     pub phys: u64,
+    /// The size of the page that maps it.
     pub page_size: PageSize,
     /// Rights combined over all levels.
     pub rights: Rights,
@@ -533,7 +546,9 @@ impl fmt::Display for Translation {
 /// A translation together with how it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Walk {
+    /// Where the address went.
     pub translation: Translation,
+    /// The entries read on the way.
     pub trace: Trace,
 }
 
@@ -549,37 +564,58 @@ pub enum WalkError {
     /// Outside the linear address space: non-canonical in long mode, above 4 GiB otherwise.
     /// The CPU raises #GP (or #SS), not #PF.
     #[error("linear address {linear:#x} is not canonical / outside the address space of {mode}")]
-    NonCanonical { linear: u64, mode: PagingMode },
+    NonCanonical {
+        /// The address.
+        linear: u64,
+        /// The paging mode whose address space it is outside.
+        mode: PagingMode,
+    },
     /// An entry on the way has P = 0.
     #[error("{level} for linear {linear:#x} is not present")]
     NotPresent {
+        /// The address.
         linear: u64,
+        /// The level whose entry is not present.
         level: Level,
+        /// The entries read on the way.
         trace: Box<Trace>,
     },
     /// An entry has reserved bits set (depends on MAXPHYADDR, NXE, PS).
     #[error("{level} for linear {linear:#x} has reserved bits {bits:#x} set")]
     ReservedBits {
+        /// The address.
         linear: u64,
+        /// The level whose entry has them.
         level: Level,
+        /// The reserved bits set.
         bits: u64,
+        /// The entries read on the way.
         trace: Box<Trace>,
     },
     /// A paging structure lies outside guest RAM (or in MMIO).
     #[error("{level} table for linear {linear:#x} at physical {addr:#x} is outside RAM")]
     TableOutsideRam {
+        /// The address.
         linear: u64,
+        /// The level of the table.
         level: Level,
+        /// The table's physical address.
         addr: u64,
+        /// The entries read on the way.
         trace: Box<Trace>,
     },
     /// The translation exists but the access is not allowed.
     #[error("{access} of linear {linear:#x} denied by rights {rights}")]
     Protection {
+        /// The address.
         linear: u64,
+        /// The access refused.
         access: Access,
+        /// The rights the path grants.
         rights: Rights,
+        /// The #PF error code the CPU would push.
         code: PageFaultCode,
+        /// The entries read on the way.
         trace: Box<Trace>,
     },
 }
@@ -1028,8 +1064,10 @@ pub trait LinearMemory {
 /// A linear read failed: the walk failed, or the page it found is outside RAM.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LinearReadError {
+    /// A page does not translate.
     #[error(transparent)]
     Walk(#[from] WalkError),
+    /// A translated byte is outside RAM.
     #[error(transparent)]
     Phys(#[from] PhysMemoryError),
 }

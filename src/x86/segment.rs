@@ -174,25 +174,42 @@ impl fmt::Debug for SegmentDescriptor {
 /// System descriptor and gate types (S = 0); the meaning of a type differs in long mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemType {
+    /// 16-bit TSS.
     Tss16 {
+        /// B: the task is running or nested.
         busy: bool,
     },
+    /// LDT.
     Ldt,
+    /// 16-bit call gate.
     CallGate16,
+    /// Task gate.
     TaskGate,
+    /// 16-bit interrupt gate.
     InterruptGate16,
+    /// 16-bit trap gate.
     TrapGate16,
+    /// 32-bit TSS.
     Tss32 {
+        /// B: the task is running or nested.
         busy: bool,
     },
+    /// 32-bit call gate.
     CallGate32,
+    /// 32-bit interrupt gate.
     InterruptGate32,
+    /// 32-bit trap gate.
     TrapGate32,
+    /// 64-bit TSS.
     Tss64 {
+        /// B: the task is running.
         busy: bool,
     },
+    /// 64-bit call gate.
     CallGate64,
+    /// 64-bit interrupt gate.
     InterruptGate64,
+    /// 64-bit trap gate.
     TrapGate64,
     /// A type that is reserved in this mode.
     Reserved(u8),
@@ -269,6 +286,7 @@ impl SystemType {
 /// A gate: where a call, interrupt or task switch goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Gate {
+    /// Which gate.
     pub kind: SystemType,
     /// Target code segment (for a task gate: the TSS selector).
     pub(crate) selector: SegmentSelector,
@@ -337,7 +355,12 @@ pub enum Descriptor {
     /// Call, interrupt, trap or task gate.
     Gate(Gate),
     /// Reserved system type: the CPU would fault on it.
-    Invalid { raw: u64, type_bits: u8 },
+    Invalid {
+        /// The entry's low 8 bytes.
+        raw: u64,
+        /// Its 4-bit type.
+        type_bits: u8,
+    },
 }
 
 impl Descriptor {
@@ -490,11 +513,17 @@ impl fmt::Display for Descriptor {
 /// The six segment registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegmentRegister {
+    /// ES.
     Es,
+    /// CS.
     Cs,
+    /// SS.
     Ss,
+    /// DS.
     Ds,
+    /// FS.
     Fs,
+    /// GS.
     Gs,
 }
 
@@ -654,8 +683,11 @@ impl CpuMode {
 /// What an access through a segment does, for the type check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegAccess {
+    /// A data read (or a code read through a readable code segment).
     Read,
+    /// A data write.
     Write,
+    /// An instruction fetch.
     Execute,
     /// Debugger access: limits and presence are checked, the type is not.
     Any,
@@ -664,7 +696,9 @@ pub enum SegAccess {
 /// A descriptor table register (GDTR/IDTR): linear base and limit (last valid byte offset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TableRegister {
+    /// Linear address of the table.
     pub base: u64,
+    /// Offset of its last byte.
     pub limit: u16,
 }
 
@@ -672,38 +706,77 @@ pub struct TableRegister {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SegmentError {
     #[error("{seg} is unusable (null selector): #GP(0)")]
-    Unusable { seg: SegmentRegister },
+    /// The segment is unusable (loaded with a null selector).
+    Unusable {
+        /// The segment register used.
+        seg: SegmentRegister,
+    },
     #[error("{seg} segment is not present: #NP")]
-    NotPresent { seg: SegmentRegister },
+    /// The segment's descriptor has P = 0.
+    NotPresent {
+        /// The segment register used.
+        seg: SegmentRegister,
+    },
+    /// The segment's type does not allow the access.
     #[error("{seg}: {access:?} not allowed on segment type {type_:#x}: #GP(0)")]
     WrongType {
+        /// The segment register used.
         seg: SegmentRegister,
+        /// The access.
         access: SegAccess,
+        /// The segment's 4-bit type.
         type_: u8,
     },
+    /// The access is outside the segment's limit.
     #[error("{seg}: offset {offset:#x}+{len:#x} is outside the limit {limit:#x} (expand-down: {expand_down}): #GP(0)")]
     Limit {
+        /// The segment register used.
         seg: SegmentRegister,
+        /// The offset accessed.
         offset: u64,
+        /// Bytes accessed.
         len: u64,
+        /// The segment's limit in bytes.
         limit: u32,
+        /// Whether valid offsets lie above the limit.
         expand_down: bool,
     },
     #[error("{seg}: linear address {linear:#x} is not canonical: #GP(0)")]
-    NonCanonical { seg: SegmentRegister, linear: u64 },
+    /// The linear address is not canonical (64-bit mode).
+    NonCanonical {
+        /// The segment register used.
+        seg: SegmentRegister,
+        /// The linear address.
+        linear: u64,
+    },
     #[error("selector {selector} is null")]
-    NullSelector { selector: SegmentSelector },
+    /// The selector is null: it names no descriptor.
+    NullSelector {
+        /// The selector.
+        selector: SegmentSelector,
+    },
+    /// The selector's index is past the table's limit.
     #[error("selector {selector} is beyond the table limit {limit:#x}")]
     OutsideTable {
+        /// The selector.
         selector: SegmentSelector,
+        /// The table's limit.
         limit: u32,
     },
     #[error("selector {selector} refers to the LDT, but LDTR is unusable")]
-    NoLdt { selector: SegmentSelector },
+    /// The selector names the LDT but LDTR holds none.
+    NoLdt {
+        /// The selector.
+        selector: SegmentSelector,
+    },
+    /// The descriptor cannot be read.
     #[error("descriptor for {selector} at linear {addr:#x} cannot be read: {source}")]
     Unreadable {
+        /// The selector.
         selector: SegmentSelector,
+        /// The descriptor's linear address.
         addr: u64,
+        /// Why it cannot be read.
         source: LinearReadError,
     },
 }

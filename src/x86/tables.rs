@@ -22,37 +22,58 @@ pub(crate) const DEFAULT_PAGE_BUDGET: usize = 1 << 23;
 /// A problem met while decoding tables; iteration continues after all but `Truncated`.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TableError {
+    /// An entry cannot be read.
     #[error("entry {index} at linear {addr:#x} cannot be read: {source}")]
     Unreadable {
+        /// Its index.
         index: usize,
+        /// Its linear address.
         addr: u64,
+        /// Why it cannot be read.
         source: LinearReadError,
     },
     #[error(
         "{level} at {entry_addr:#x} = {raw:#x} (linear {linear:#x}) has reserved bits {bits:#x}"
     )]
+    /// A paging entry has reserved bits set.
     ReservedBits {
+        /// The first linear address it maps.
         linear: u64,
+        /// Its level.
         level: Level,
+        /// Its physical address.
         entry_addr: u64,
+        /// Its value.
         raw: u64,
+        /// The reserved bits set.
         bits: u64,
     },
+    /// A paging structure lies outside RAM.
     #[error("{level} table for linear {linear:#x} at physical {addr:#x} is outside RAM")]
     TableOutsideRam {
+        /// The first linear address it maps.
         linear: u64,
+        /// Its level.
         level: Level,
+        /// Its physical address.
         addr: u64,
     },
     #[error("stopped after visiting {visited} entries (budget exhausted); output is truncated")]
-    Truncated { visited: usize },
+    /// The entry budget ran out: what was decoded so far is returned.
+    Truncated {
+        /// Entries visited.
+        visited: usize,
+    },
 }
 
 /// Which descriptor table an entry came from; decides how entries are named and sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableKind {
+    /// The GDT.
     Gdt,
+    /// An LDT.
     Ldt,
+    /// The IDT.
     Idt,
 }
 
@@ -67,6 +88,7 @@ pub struct TableEntry {
     pub(crate) raw: u64,
     /// Upper 8 bytes of a 16-byte entry.
     pub raw_high: Option<u64>,
+    /// The decoded entry.
     pub descriptor: Descriptor,
 }
 
@@ -252,13 +274,16 @@ pub struct Tss32 {
     pub(crate) link: u16,
     /// (ESP, SS) for rings 0, 1, 2.
     pub stacks: [(u32, u16); 3],
+    /// CR3: the task's page tables.
     pub cr3: u32,
+    /// EIP.
     pub eip: u32,
     pub(crate) eflags: u32,
     /// EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI.
     pub(crate) gprs: [u32; 8],
     /// ES, CS, SS, DS, FS, GS.
     pub segments: [u16; 6],
+    /// LDT selector.
     pub ldt: u16,
     /// T: debug trap on task switch.
     pub(crate) trap: bool,
@@ -272,6 +297,7 @@ pub struct Tss64 {
     pub rsp: [u64; 3],
     /// IST1..IST7.
     pub ist: [u64; 7],
+    /// Offset of the I/O permission bitmap.
     pub iomap_base: u16,
 }
 
@@ -422,23 +448,28 @@ pub struct Leaf {
     pub linear: u64,
     /// Physical address of the page.
     pub phys: u64,
+    /// Page size.
     pub size: PageSize,
     /// Rights combined over the path.
     pub rights: Rights,
     /// Flags of the leaf entry.
     pub(crate) flags: PageTableFlags,
+    /// The level of the leaf entry.
     pub level: Level,
 }
 
 /// A run of pages contiguous in both linear and physical space with identical rights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MappedRange {
+    /// First linear byte.
     pub linear_start: u64,
     /// Last linear byte (inclusive, as Bochs prints it).
     pub linear_end: u64,
+    /// First physical byte.
     pub phys_start: u64,
     /// Bytes mapped.
     pub size: u64,
+    /// Rights combined over the path.
     pub rights: Rights,
     /// Global pages (G): they survive CR3 reloads in the TLB.
     pub(crate) global: bool,
@@ -752,6 +783,7 @@ pub fn ranges<'a, M: PhysMemory + ?Sized>(
 /// Everything an `info tab`-style dump needs, collected.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enumeration {
+    /// Contiguous runs of pages with the same rights.
     pub ranges: Vec<MappedRange>,
     /// Every leaf, if requested.
     pub leaves: Vec<Leaf>,
@@ -759,6 +791,7 @@ pub struct Enumeration {
     pub problems: Vec<TableError>,
     /// Set when the budget ran out: the output covers only part of the address space.
     pub truncated: bool,
+    /// Entries visited.
     pub visited: usize,
 }
 
