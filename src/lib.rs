@@ -21,6 +21,10 @@
 //! memory through [`x86::PhysMemory`]; it knows nothing of KVM. [`vmm::host_caps`] learns what
 //! the host's KVM can do, and [`vmm::doctor`] reports it. The `test-kernels` workspace crate
 //! assembles the kernels in `test-kernels/` for `build.rs` and the tests.
+// These docs are for gdbvisor's developers, read with `cargo doc --document-private-items`,
+// where links to crate-private items resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod boot;
 pub mod cli;
 pub mod demo;
