@@ -3,10 +3,14 @@ pub(crate) mod clock_dilation;
 pub(crate) mod cpuid;
 pub mod doctor;
 pub(crate) mod emulation_failure;
+// guest_debug.rs, kvm_vcpu.rs and vcpu.rs (the `plan` branch's files) were not this branch's to
+// edit: their public items still need docs, and their allows go then.
+#[allow(missing_docs)]
 pub mod guest_debug;
 pub mod host_caps;
 pub(crate) mod kick;
-pub mod kvm_vcpu;
+#[allow(missing_docs)]
+pub(crate) mod kvm_vcpu;
 pub mod machine;
 pub mod memory;
 pub(crate) mod memslots;
@@ -16,8 +20,6 @@ pub(crate) mod probe;
 pub(crate) mod progress;
 pub(crate) mod state_text;
 pub(crate) mod teardown;
-// The `plan` branch reworks vcpu.rs (issue 15: resume planning); its public items get their
-// docs there, and this allow goes.
 #[allow(missing_docs)]
 pub mod vcpu;
 pub mod vm;
