@@ -33,7 +33,7 @@ struct Mapping {
 
 /// Dispatches port accesses; unclaimed ports read as all ones and drop writes, as on a PC.
 #[derive(Default)]
-pub struct PioBus {
+pub(crate) struct PioBus {
     mappings: Vec<Mapping>,
 }
 

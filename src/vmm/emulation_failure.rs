@@ -18,7 +18,7 @@ const FWAIT: u8 = 0x9B;
 
 /// A guest `int3`, `int1` or `int n` this host's KVM could not emulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SoftInterrupt {
+pub(crate) enum SoftInterrupt {
     Int3,
     Int1,
     IntN(u8),
@@ -26,7 +26,7 @@ pub enum SoftInterrupt {
 
 impl SoftInterrupt {
     /// Decodes the instruction at the start of `bytes`.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         match bytes {
             [0xCC, ..] => Some(SoftInterrupt::Int3),
             [0xF1, ..] => Some(SoftInterrupt::Int1),
@@ -36,7 +36,7 @@ impl SoftInterrupt {
     }
 
     /// The interrupt vector it raises.
-    pub fn vector(self) -> u8 {
+    pub(crate) fn vector(self) -> u8 {
         match self {
             SoftInterrupt::Int3 => 3,
             SoftInterrupt::Int1 => 1,
@@ -44,7 +44,7 @@ impl SoftInterrupt {
         }
     }
 
-    pub fn insn_len(self) -> u64 {
+    pub(crate) fn insn_len(self) -> u64 {
         match self {
             SoftInterrupt::Int3 | SoftInterrupt::Int1 => 1,
             SoftInterrupt::IntN(_) => 2,

@@ -9,7 +9,7 @@ use kvm_bindings::{kvm_debug_exit_arch, kvm_guest_debug};
 
 /// Guest-physical address → the guest's byte under a debugger's 0xCC. Shared between the
 /// debugger and every vCPU: a guest write to a planted byte updates the map and keeps the 0xCC.
-pub type PlantedBytes = Arc<Mutex<BTreeMap<u64, u8>>>;
+pub(crate) type PlantedBytes = Arc<Mutex<BTreeMap<u64, u8>>>;
 
 /// Everything a debugger asks of one vCPU for its next runs (`Vcpu::set_debug_state`).
 #[derive(Debug, Clone, Default)]
@@ -44,12 +44,12 @@ pub struct DebugConfig {
 /// What one debug register watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DebugSlot {
-    pub addr: u64,
-    pub kind: SlotKind,
+    pub(crate) addr: u64,
+    pub(crate) kind: SlotKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotKind {
+pub(crate) enum SlotKind {
     Execute,
     /// Data writes of a 1-, 2-, 4- or 8-byte aligned range.
     Write(u8),
@@ -58,6 +58,7 @@ pub enum SlotKind {
 }
 
 impl DebugSlot {
+    /// A hardware breakpoint at linear address `addr`.
     pub fn execute(addr: u64) -> Self {
         DebugSlot {
             addr,
@@ -83,7 +84,7 @@ impl DebugSlot {
 
 impl DebugConfig {
     /// True when KVM needs no debug exits at all.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         *self == DebugConfig::default()
     }
 
@@ -112,7 +113,7 @@ impl DebugConfig {
     }
 
     /// DR7 enabling each used slot locally (Ln) with its RW/LEN fields.
-    pub fn dr7(&self) -> u64 {
+    pub(crate) fn dr7(&self) -> u64 {
         self.hw_breakpoints
             .iter()
             .enumerate()
@@ -140,10 +141,11 @@ impl DebugConfig {
 /// A KVM_EXIT_DEBUG: the exception, where, and the debug status and control registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DebugInfo {
-    pub exception: u32,
+    pub(crate) exception: u32,
+    /// Linear address of the stop.
     pub pc: u64,
-    pub dr6: u64,
-    pub dr7: u64,
+    pub(crate) dr6: u64,
+    pub(crate) dr7: u64,
 }
 
 impl From<kvm_debug_exit_arch> for DebugInfo {

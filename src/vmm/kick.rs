@@ -116,7 +116,7 @@ unsafe impl Send for KickTimer {}
 
 /// Sends kicks to one vCPU thread.
 #[derive(Clone, Copy)]
-pub struct Kicker {
+pub(crate) struct Kicker {
     thread: libc::pthread_t,
 }
 

@@ -14,10 +14,13 @@ use vmm_sys_util::ioctl::ioctl_with_mut_ref;
 
 use crate::vmm::memslots::MemslotError;
 
+/// A vCPU operation that failed.
 #[derive(Debug, Error)]
 pub enum VcpuError {
+    /// The named KVM ioctl failed.
     #[error("KVM ioctl {0} failed: {1}")]
     Kvm(&'static str, kvm_ioctls::Error),
+    /// Guest RAM's registration with KVM failed.
     #[error("guest RAM: {0}")]
     Memory(#[from] MemslotError),
 }
@@ -65,7 +68,7 @@ impl KvmVcpu {
     }
 
     /// General registers: KVM's copy from the last exit when still valid, else KVM_GET_REGS.
-    pub fn regs(&self) -> Result<kvm_regs, VcpuError> {
+    pub(crate) fn regs(&self) -> Result<kvm_regs, VcpuError> {
         match self.exit_registers() {
             Some((regs, _)) => Ok(regs),
             None => self.get_regs(),
@@ -74,7 +77,7 @@ impl KvmVcpu {
 
     /// General and segment registers: KVM's copy from the last exit when still valid, else
     /// KVM_GET_REGS and KVM_GET_SREGS.
-    pub fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
+    pub(crate) fn regs_and_sregs(&self) -> Result<(kvm_regs, kvm_sregs), VcpuError> {
         match self.exit_registers() {
             Some(registers) => Ok(registers),
             None => Ok((self.get_regs()?, self.get_sregs()?)),
@@ -82,7 +85,7 @@ impl KvmVcpu {
     }
 
     /// KVM_GET_REGS, whatever the run page holds.
-    pub fn get_regs(&self) -> Result<kvm_regs, VcpuError> {
+    pub(crate) fn get_regs(&self) -> Result<kvm_regs, VcpuError> {
         self.fd.get_regs().map_err(named("GET_REGS"))
     }
 
@@ -91,39 +94,39 @@ impl KvmVcpu {
         self.fd.get_sregs().map_err(named("GET_SREGS"))
     }
 
-    pub fn set_regs(&self, regs: &kvm_regs) -> Result<(), VcpuError> {
+    pub(crate) fn set_regs(&self, regs: &kvm_regs) -> Result<(), VcpuError> {
         self.registers_written();
         self.fd.set_regs(regs).map_err(named("SET_REGS"))
     }
 
-    pub fn set_sregs(&self, sregs: &kvm_sregs) -> Result<(), VcpuError> {
+    pub(crate) fn set_sregs(&self, sregs: &kvm_sregs) -> Result<(), VcpuError> {
         self.registers_written();
         self.fd.set_sregs(sregs).map_err(named("SET_SREGS"))
     }
 
-    pub fn get_fpu(&self) -> Result<kvm_fpu, VcpuError> {
+    pub(crate) fn get_fpu(&self) -> Result<kvm_fpu, VcpuError> {
         self.fd.get_fpu().map_err(named("GET_FPU"))
     }
 
-    pub fn set_fpu(&self, fpu: &kvm_fpu) -> Result<(), VcpuError> {
+    pub(crate) fn set_fpu(&self, fpu: &kvm_fpu) -> Result<(), VcpuError> {
         self.registers_written();
         self.fd.set_fpu(fpu).map_err(named("SET_FPU"))
     }
 
-    pub fn get_debug_regs(&self) -> Result<kvm_debugregs, VcpuError> {
+    pub(crate) fn get_debug_regs(&self) -> Result<kvm_debugregs, VcpuError> {
         self.fd.get_debug_regs().map_err(named("GET_DEBUGREGS"))
     }
 
-    pub fn get_mp_state(&self) -> Result<kvm_mp_state, VcpuError> {
+    pub(crate) fn get_mp_state(&self) -> Result<kvm_mp_state, VcpuError> {
         self.fd.get_mp_state().map_err(named("GET_MP_STATE"))
     }
 
     /// Pending and injected exceptions and interrupts.
-    pub fn get_vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
+    pub(crate) fn get_vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
         self.fd.get_vcpu_events().map_err(named("GET_VCPU_EVENTS"))
     }
 
-    pub fn set_vcpu_events(&self, events: &kvm_vcpu_events) -> Result<(), VcpuError> {
+    pub(crate) fn set_vcpu_events(&self, events: &kvm_vcpu_events) -> Result<(), VcpuError> {
         self.fd
             .set_vcpu_events(events)
             .map_err(named("SET_VCPU_EVENTS"))
@@ -131,7 +134,7 @@ impl KvmVcpu {
 
     /// MSR `index` as KVM_GET_MSRS reads it; `None` when KVM does not expose it (it answers
     /// how many entries it filled, and 0 means it refused the first).
-    pub fn msr(&self, index: u32) -> Result<Option<u64>, VcpuError> {
+    pub(crate) fn msr(&self, index: u32) -> Result<Option<u64>, VcpuError> {
         let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
             index,
             ..Default::default()
@@ -144,7 +147,7 @@ impl KvmVcpu {
     }
 
     /// The PAE PDPTE registers, when KVM has KVM_GET_SREGS2 and the vCPU is in PAE paging.
-    pub fn pdptrs(&self) -> Option<[u64; 4]> {
+    pub(crate) fn pdptrs(&self) -> Option<[u64; 4]> {
         let mut sregs2 = kvm_sregs2::default();
         // SAFETY: KVM_GET_SREGS2 writes one kvm_sregs2 into the struct we own and pass by
         // mutable reference; `fd` is a valid vCPU descriptor for the duration of the call.
@@ -153,7 +156,7 @@ impl KvmVcpu {
     }
 
     /// The guest TSC's frequency (KVM_GET_TSC_KHZ).
-    pub fn tsc_khz(&self) -> Result<u32, VcpuError> {
+    pub(crate) fn tsc_khz(&self) -> Result<u32, VcpuError> {
         self.fd.get_tsc_khz().map_err(named("GET_TSC_KHZ"))
     }
 

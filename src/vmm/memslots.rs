@@ -33,7 +33,7 @@ pub enum MemslotError {
 
 /// Set once guest RAM's first registration with KVM has finished (or failed).
 #[derive(Default)]
-pub struct RamRegistered {
+pub(crate) struct RamRegistered {
     outcome: Mutex<Option<Result<(), MemslotError>>>,
     done: Condvar,
 }
@@ -60,7 +60,7 @@ impl RamRegistered {
 /// which lift them for one instruction the CPU cannot finish on a protected page (see
 /// `vmm::vcpu`, the progress guarantee).
 #[derive(Clone)]
-pub struct Protection {
+pub(crate) struct Protection {
     slots: Arc<Mutex<MemorySlots>>,
 }
 

@@ -15,7 +15,7 @@ const FRAME_LEN: u16 = 6;
 
 /// What sent the CPU through an empty vector, told by the bytes before the return address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// `int n` (CD n); AH is the function number BIOS services take.
     Int { ah: u8 },
     /// `int3` (CC).
@@ -31,11 +31,11 @@ pub enum Cause {
 /// A stop at an empty real-mode vector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoBiosStop {
-    pub vector: u8,
-    pub cause: Cause,
+    pub(crate) vector: u8,
+    pub(crate) cause: Cause,
     /// CS:IP the vCPU was put back to (the interrupt instruction, or the interrupted or faulting
     /// one); `None` when the stack could not be read and the vCPU stays in the stub.
-    pub at: Option<(u16, u16)>,
+    pub(crate) at: Option<(u16, u16)>,
 }
 
 impl fmt::Display for NoBiosStop {

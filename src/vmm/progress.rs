@@ -33,29 +33,29 @@ use crate::x86::insn::DecodedInsn;
 use crate::x86::paging::PagedMemory;
 use crate::x86::tables::{Tss32, Tss64};
 
-pub use crate::x86::paging::physical_pieces;
+pub(crate) use crate::x86::paging::physical_pieces;
 
 /// Kicks without progress after which any instruction but a wait counts as stuck (at 50 ms a
 /// kick, 200 ms: a loop that reads memory and re-samples on the same instruction four times in
 /// a row is rare enough, and a wrong guess costs only one instruction run unprotected).
-pub const STALL_SAMPLES: u32 = 4;
+pub(crate) const STALL_SAMPLES: u32 = 4;
 
 /// How often a vCPU whose interrupt frames could land on a protected page opens an interrupt
 /// window (a lifted step that lets a pending interrupt in): a 100 Hz timer's tick waits at
 /// most this long.
-pub const IRQ_WINDOW_PERIOD: Duration = Duration::from_millis(2);
+pub(crate) const IRQ_WINDOW_PERIOD: Duration = Duration::from_millis(2);
 
 /// How many stack slots above RSP may lie below a frame's return address: an error code and
 /// what a handler's first instructions pushed.
-pub const FRAME_SEARCH_SLOTS: usize = 4;
+pub(crate) const FRAME_SEARCH_SLOTS: usize = 4;
 
 /// The stack bytes an interrupt or exception frame may take below a stack top: SS, RSP,
 /// RFLAGS, CS, RIP and an error code, after long mode aligns RSP down to 16.
-pub const FRAME_BYTES: u64 = 64;
+pub(crate) const FRAME_BYTES: u64 = 64;
 
 /// The linear address SS:RSP names for the code running now: RSP in 64-bit code, else SS's
 /// base plus ESP or SP (by SS's B bit), within 4 GiB.
-pub fn stack_top(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
+pub(crate) fn stack_top(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
     let long_mode = sregs.efer & EferFlags::LMA.bits() != 0;
     if long_mode && sregs.cs.l != 0 {
         return regs.rsp;
@@ -71,7 +71,7 @@ pub fn stack_top(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
 /// Linear stack tops an interrupt frame may be pushed below: the current stack, and the
 /// stacks the TSS switches to (RSP0-2 and IST1-7 in long mode, ESP0-2 in a 32-bit TSS), read
 /// through the vCPU's `control` registers.
-pub fn frame_stacks(
+pub(crate) fn frame_stacks(
     ram: &GuestRam,
     regs: &kvm_regs,
     sregs: &kvm_sregs,
@@ -109,7 +109,7 @@ pub fn frame_stacks(
 /// `return_ip` (the instruction the event interrupted) followed by a selector-sized CS. Below
 /// it may lie an error code and what the handler's first instruction pushed (a single step
 /// across an exception ends after that instruction). `None` when no slot fits.
-pub fn saved_flags_offset(frame: &[u8], width: usize, return_ip: u64) -> Option<usize> {
+pub(crate) fn saved_flags_offset(frame: &[u8], width: usize, return_ip: u64) -> Option<usize> {
     let slot = |i: usize| -> Option<u64> {
         let bytes = frame.get(i * width..(i + 1) * width)?;
         let mut raw = [0u8; 8];
@@ -132,7 +132,7 @@ pub fn saved_flags_offset(frame: &[u8], width: usize, return_ip: u64) -> Option<
 
 /// The registers at the last kick and how many kicks in a row saw them unchanged.
 #[derive(Debug, Default)]
-pub struct ProgressSampler {
+pub(crate) struct ProgressSampler {
     last: Option<(kvm_regs, u64)>,
     unchanged: u32,
 }
@@ -140,7 +140,7 @@ pub struct ProgressSampler {
 impl ProgressSampler {
     /// Records this kick's registers and exit count; returns how many kicks in a row (this
     /// one included) saw neither change, 0 when something moved.
-    pub fn sample(&mut self, regs: &kvm_regs, exits: u64) -> u32 {
+    pub(crate) fn sample(&mut self, regs: &kvm_regs, exits: u64) -> u32 {
         let same = self
             .last
             .as_ref()
@@ -153,7 +153,7 @@ impl ProgressSampler {
 
 /// Whether a vCPU that sat on `insn` (`None`: not decodable) for `unchanged` kicks is stuck
 /// rather than waiting on purpose.
-pub fn is_stalled(insn: Option<&DecodedInsn>, unchanged: u32) -> bool {
+pub(crate) fn is_stalled(insn: Option<&DecodedInsn>, unchanged: u32) -> bool {
     match insn {
         Some(insn) if insn.jumps_to_itself() || insn.waits() => false,
         Some(insn) if insn.loads_segment() => true,
@@ -165,7 +165,7 @@ pub fn is_stalled(insn: Option<&DecodedInsn>, unchanged: u32) -> bool {
 /// the changed bytes. Changes the CPU makes by itself do not count: a descriptor's Accessed
 /// (bit 40) or busy (bit 41) bit inside `tables` (guest-physical GDT/LDT pieces), and the
 /// Accessed/Dirty bits of a present page-table entry (a whole aligned 8-byte entry in range).
-pub fn guest_change(
+pub(crate) fn guest_change(
     phys: u64,
     old: &[u8],
     new: &[u8],
@@ -216,7 +216,7 @@ fn pte_status_bits_only(old: &[u8], new: &[u8]) -> bool {
 /// Whether `old` → `new`, written at `phys`, only sets bits the CPU sets by itself: a
 /// descriptor's Accessed or busy bit inside `tables`, or a present page-table entry's
 /// Accessed/Dirty bits (a whole aligned 4- or 8-byte entry written).
-pub fn only_status_bits(phys: u64, old: &[u8], new: &[u8], tables: &[(u64, u64)]) -> bool {
+pub(crate) fn only_status_bits(phys: u64, old: &[u8], new: &[u8], tables: &[(u64, u64)]) -> bool {
     if old == new || old.len() != new.len() {
         return false;
     }
@@ -231,7 +231,7 @@ pub fn only_status_bits(phys: u64, old: &[u8], new: &[u8], tables: &[(u64, u64)]
 /// host's KVM reports instruction writes with RIP already past it, so the bits decide there.
 /// An instruction that cannot be decoded does not clear the write.
 #[allow(clippy::too_many_arguments)]
-pub fn is_cpu_made(
+pub(crate) fn is_cpu_made(
     insn: Option<&DecodedInsn>,
     regs: &kvm_regs,
     sregs: &kvm_sregs,

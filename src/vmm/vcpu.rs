@@ -55,20 +55,38 @@ pub enum VcpuEvent {
     Debug(DebugInfo),
     /// The guest wrote `len` bytes at guest-physical `phys`, inside a watched range (the
     /// write has been applied).
-    WatchWrite { phys: u64, len: usize },
+    WatchWrite {
+        /// Guest-physical address of the write.
+        phys: u64,
+        /// Bytes written.
+        len: usize,
+    },
     /// With `catch_mode` on ([`DebugState`]): the CPU or paging mode differs from the one at the
     /// previous exit (KVM does not exit on CR0/EFER writes, so this is seen at the next exit).
-    ModeChange { from: ModeKey, to: ModeKey },
+    ModeChange {
+        /// The mode at the previous exit.
+        from: ModeKey,
+        /// The mode now.
+        to: ModeKey,
+    },
     /// Execution reached an int3 the debugger planted (this host reports it as an emulation
     /// failure, which the loop recognises).
-    SoftwareBreakpoint { rip: u64 },
+    SoftwareBreakpoint {
+        /// RIP of the int3.
+        rip: u64,
+    },
     /// A real-mode interrupt reached an empty IVT vector (gdbvisor's stub there); the vCPU is
     /// back on the instruction that raised it, or the one it interrupted.
     NoBios(NoBiosStop),
     /// KVM could not handle an exit: its data and the bytes at RIP.
     InternalError(InternalError),
     /// VM entry failed (invalid guest state).
-    FailEntry { reason: u64, cpu: u32 },
+    FailEntry {
+        /// KVM's hardware_entry_failure_reason.
+        reason: u64,
+        /// The host CPU the entry failed on.
+        cpu: u32,
+    },
     /// An exit gdbvisor does not handle.
     Unhandled(String),
 }
@@ -77,7 +95,7 @@ impl VcpuEvent {
     /// Whether the event ends the guest's run by itself (an exit, a reset, a fault it cannot
     /// go on from), as opposed to one that only means something to a debugger or to the loop
     /// that waits for a halt.
-    pub fn ends_run(&self) -> bool {
+    pub(crate) fn ends_run(&self) -> bool {
         matches!(
             self,
             VcpuEvent::DebugExit(_)
@@ -91,26 +109,27 @@ impl VcpuEvent {
     }
 }
 
+/// A KVM_EXIT_INTERNAL_ERROR, with the instruction it failed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalError {
-    pub suberror: u32,
-    pub data: Vec<u64>,
-    pub rip: u64,
+    pub(crate) suberror: u32,
+    pub(crate) data: Vec<u64>,
+    pub(crate) rip: u64,
     /// Linear address of the instruction (CS base + RIP outside long mode).
-    pub linear_rip: u64,
+    pub(crate) linear_rip: u64,
     /// Up to 15 bytes at RIP, fewer when they are not readable.
-    pub insn: Vec<u8>,
+    pub(crate) insn: Vec<u8>,
 }
 
 /// The CPU mode and paging mode together: what `catch mode` watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModeKey {
-    pub cpu: CpuMode,
-    pub paging: PagingMode,
+    pub(crate) cpu: CpuMode,
+    pub(crate) paging: PagingMode,
 }
 
 impl ModeKey {
-    pub fn of(regs: &kvm_regs, sregs: &kvm_sregs) -> Self {
+    pub(crate) fn of(regs: &kvm_regs, sregs: &kvm_sregs) -> Self {
         let control = ControlRegs::new(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer);
         ModeKey {
             cpu: CpuMode::detect(
@@ -127,42 +146,43 @@ impl ModeKey {
 
 /// Shared with other threads: lets them stop this vCPU.
 #[derive(Default)]
-pub struct VcpuControl {
+pub(crate) struct VcpuControl {
     stop: AtomicBool,
 }
 
 impl VcpuControl {
     /// Asks the vCPU to return [`VcpuEvent::Interrupted`]; follow with a kick.
-    pub fn request_stop(&self) {
+    pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Drops a stop request the vCPU never saw (it stopped for another reason first): a
     /// request is for the run in progress, and a stale one would end the next run at its
     /// first kick.
-    pub fn withdraw_stop(&self) {
+    pub(crate) fn withdraw_stop(&self) {
         self.stop.store(false, Ordering::SeqCst);
     }
 }
 
+/// One vCPU and its run loop; [`Machine`](crate::vmm::machine::Machine) runs each on its thread.
 pub struct Vcpu {
-    pub id: u8,
+    pub(crate) id: u8,
     kvm: KvmVcpu,
     ram: Arc<GuestRam>,
     bus: Arc<Mutex<PioBus>>,
     control: Arc<VcpuControl>,
     /// Guest int3 / int n this loop completed by injection (this host's KVM cannot).
-    pub soft_interrupts_completed: u64,
+    pub(crate) soft_interrupts_completed: u64,
     /// Run by a thread other than its own, which gave it a time budget: a kick then means
     /// the budget is spent ([`VcpuEvent::Yielded`]).
-    pub borrowed: bool,
+    pub(crate) borrowed: bool,
     /// Guest RAM's registration with KVM, waited for before the first run (see memslots).
-    pub ram_registered: Option<Arc<RamRegistered>>,
+    pub(crate) ram_registered: Option<Arc<RamRegistered>>,
     /// The read-only pages a debugger set, which this vCPU lifts for one instruction the CPU
     /// cannot finish on a protected page (see [`crate::vmm::progress`]).
-    pub protection: Option<Protection>,
+    pub(crate) protection: Option<Protection>,
     /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
-    pub protected_writes_applied: u64,
+    pub(crate) protected_writes_applied: u64,
     /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0] as this vCPU's CPUID says): which
     /// page-table entry bits the CPU treats as reserved.
     maxphyaddr: u8,
@@ -187,7 +207,7 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    pub fn new(id: u8, fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
+    pub(crate) fn new(id: u8, fd: VcpuFd, ram: Arc<GuestRam>, bus: Arc<Mutex<PioBus>>) -> Self {
         Vcpu {
             id,
             kvm: KvmVcpu::new(fd),
@@ -232,7 +252,7 @@ impl Vcpu {
         &self.kvm
     }
 
-    pub fn control(&self) -> Arc<VcpuControl> {
+    pub(crate) fn control(&self) -> Arc<VcpuControl> {
         self.control.clone()
     }
 
@@ -249,7 +269,7 @@ impl Vcpu {
 
     /// Forgets every debugger wish and tells KVM so, whatever it was last told: what a
     /// detaching debugger leaves behind.
-    pub fn clear_debug(&mut self) -> Result<(), VcpuError> {
+    pub(crate) fn clear_debug(&mut self) -> Result<(), VcpuError> {
         self.debug = DebugState::default();
         self.step_origin = None;
         self.apply_debug(self.kvm_debug(), 0)
@@ -269,13 +289,13 @@ impl Vcpu {
     }
 
     /// Must be called on the thread that will run this vCPU, before [`Vcpu::run`].
-    pub fn bind_to_current_thread(&mut self) -> kick::Kicker {
+    pub(crate) fn bind_to_current_thread(&mut self) -> kick::Kicker {
         kick::register_current_thread(self.kvm.run_page());
         kick::Kicker::for_current_thread()
     }
 
     /// Forgets a kick that arrived after KVM_RUN returned, so the next run is not cut short.
-    pub fn clear_kick(&mut self) {
+    pub(crate) fn clear_kick(&mut self) {
         self.kvm.set_immediate_exit(false);
     }
 
@@ -326,7 +346,7 @@ impl Vcpu {
     /// Completes a port or MMIO exit KVM still holds (RIP past the `out`, an `in`'s register
     /// written) without running the guest: KVM_RUN with `immediate_exit` set finishes it and
     /// returns EINTR at once. Done before saving the state after such an exit.
-    pub fn complete_pending_exit(&mut self) -> Result<(), VcpuError> {
+    pub(crate) fn complete_pending_exit(&mut self) -> Result<(), VcpuError> {
         self.kvm.set_immediate_exit(true);
         let result = self.kvm.run().map(|_| ());
         self.kvm.set_immediate_exit(false);
@@ -334,7 +354,7 @@ impl Vcpu {
     }
 
     /// Runs until something the caller must decide on happens.
-    pub fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
+    pub(crate) fn run(&mut self) -> Result<VcpuEvent, VcpuError> {
         if let Some(registered) = self.ram_registered.take() {
             registered.wait()?;
         }
@@ -835,7 +855,7 @@ impl Vcpu {
     }
 
     /// Still waiting for the INIT/SIPI that starts an application processor.
-    pub fn waits_for_startup(&self) -> bool {
+    pub(crate) fn waits_for_startup(&self) -> bool {
         self.kvm.get_mp_state().is_ok_and(|mp| {
             matches!(
                 mp.mp_state,
@@ -957,7 +977,7 @@ impl Vcpu {
     }
 
     /// Reads up to `len` bytes at a linear address, stopping at the first unreadable one.
-    pub fn read_linear(&self, sregs: &kvm_sregs, linear: u64, len: usize) -> Vec<u8> {
+    pub(crate) fn read_linear(&self, sregs: &kvm_sregs, linear: u64, len: usize) -> Vec<u8> {
         // Through our own walker with this vCPU's control registers (no KVM_TRANSLATE per byte).
         let mem = PagedMemory::new(self.ram.as_ref(), self.control_regs(sregs));
         let mut out = vec![0; len];
@@ -968,7 +988,7 @@ impl Vcpu {
 }
 
 /// CS base + RIP, except in 64-bit mode where the base is ignored.
-pub fn linear_pc(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
+pub(crate) fn linear_pc(regs: &kvm_regs, sregs: &kvm_sregs) -> u64 {
     if sregs.cs.l != 0 && sregs.efer & EferFlags::LMA.bits() != 0 {
         regs.rip
     } else {
@@ -1002,7 +1022,7 @@ fn segment_from_boot_gdt(selector: u16) -> kvm_segment {
 }
 
 /// KVM's descriptor cache in our model's terms (field for field).
-pub fn from_kvm_segment(seg: &kvm_segment) -> SegmentCache {
+pub(crate) fn from_kvm_segment(seg: &kvm_segment) -> SegmentCache {
     SegmentCache {
         selector: SegmentSelector(seg.selector),
         base: seg.base,
@@ -1020,7 +1040,7 @@ pub fn from_kvm_segment(seg: &kvm_segment) -> SegmentCache {
 }
 
 /// Our model of a descriptor cache in KVM's layout (field for field).
-pub fn to_kvm_segment(cache: &SegmentCache) -> kvm_segment {
+pub(crate) fn to_kvm_segment(cache: &SegmentCache) -> kvm_segment {
     kvm_segment {
         base: cache.base,
         limit: cache.limit,

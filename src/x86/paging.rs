@@ -1042,7 +1042,7 @@ pub fn translate<M: PhysMemory + ?Sized>(
 
 /// The guest-physical pieces `(phys, len)` of the linear range `linear..linear+len`, in order,
 /// split at page ends; pages that do not translate (debugger rights) are left out.
-pub fn physical_pieces<M: PhysMemory + ?Sized>(
+pub(crate) fn physical_pieces<M: PhysMemory + ?Sized>(
     mem: &M,
     regs: &ControlRegs,
     linear: u64,

@@ -15,25 +15,25 @@ use crate::vmm::memory::GuestRam;
 use crate::x86::cpu::ControlRegs;
 use crate::x86::paging::{translate, Access};
 
-pub const DEBUG_REGISTERS: usize = 4;
+pub(crate) const DEBUG_REGISTERS: usize = 4;
 const INT3: u8 = 0xCC;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum BreakpointError {
+pub(crate) enum BreakpointError {
     #[error("all {DEBUG_REGISTERS} debug registers are in use")]
     NoDebugRegister,
 }
 
 #[derive(Debug, Default)]
-pub struct Breakpoints {
+pub(crate) struct Breakpoints {
     /// `break`: linear addresses.
-    pub software: BTreeSet<u64>,
+    pub(crate) software: BTreeSet<u64>,
     /// `hbreak`: linear addresses, each owning a debug register.
-    pub hardware: Vec<u64>,
+    pub(crate) hardware: Vec<u64>,
     /// Every 0xCC we wrote and the guest's byte under it, shared with the vCPUs: the pages
     /// holding them are read-only while the guest runs, and a guest write there updates the
     /// byte under the 0xCC instead of erasing the breakpoint (a boot loader copying code).
-    pub planted: PlantedBytes,
+    pub(crate) planted: PlantedBytes,
 }
 
 /// A `break` and the guest-physical RAM addresses the vCPUs about to run map it to (none: not
@@ -46,14 +46,14 @@ pub(crate) struct SoftwareBreakpoint {
 
 /// How the breakpoints are applied for one resume.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// DR0-3 contents: hardware breakpoints first, then software ones served by a register.
-    pub debug_registers: Vec<u64>,
+    pub(crate) debug_registers: Vec<u64>,
 }
 
 impl Applied {
     /// Which breakpoint DR slot `slot` serves, if any: (address, is it a user `hbreak`).
-    pub fn slot(&self, slot: usize, breakpoints: &Breakpoints) -> Option<(u64, bool)> {
+    pub(crate) fn slot(&self, slot: usize, breakpoints: &Breakpoints) -> Option<(u64, bool)> {
         let addr = *self.debug_registers.get(slot)?;
         Some((addr, breakpoints.hardware.contains(&addr)))
     }
@@ -61,7 +61,7 @@ impl Applied {
 
 impl Breakpoints {
     /// Adds an `hbreak`; fails when the debug registers are taken.
-    pub fn add_hardware(&mut self, addr: u64) -> Result<(), BreakpointError> {
+    pub(crate) fn add_hardware(&mut self, addr: u64) -> Result<(), BreakpointError> {
         if self.hardware.contains(&addr) {
             return Ok(());
         }
@@ -72,14 +72,18 @@ impl Breakpoints {
         Ok(())
     }
 
-    pub fn remove_hardware(&mut self, addr: u64) -> bool {
+    pub(crate) fn remove_hardware(&mut self, addr: u64) -> bool {
         let before = self.hardware.len();
         self.hardware.retain(|&a| a != addr);
         before != self.hardware.len()
     }
 
     /// Adds a `break`. One that no vCPU maps now needs a free debug register until it is.
-    pub fn add_software(&mut self, addr: u64, mapped_now: bool) -> Result<(), BreakpointError> {
+    pub(crate) fn add_software(
+        &mut self,
+        addr: u64,
+        mapped_now: bool,
+    ) -> Result<(), BreakpointError> {
         if !mapped_now {
             let unmapped_in_registers = self.hardware.len() + 1;
             if unmapped_in_registers > DEBUG_REGISTERS {
@@ -90,11 +94,11 @@ impl Breakpoints {
         Ok(())
     }
 
-    pub fn remove_software(&mut self, addr: u64) -> bool {
+    pub(crate) fn remove_software(&mut self, addr: u64) -> bool {
         self.software.remove(&addr)
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.software.clear();
         self.hardware.clear();
     }
@@ -136,7 +140,7 @@ impl Breakpoints {
 
     /// Takes every planted 0xCC out again. Where the guest has since written something else,
     /// its byte stays: the breakpoint is re-planted over the new code at the next resume.
-    pub fn unplant(&mut self, ram: &GuestRam) {
+    pub(crate) fn unplant(&mut self, ram: &GuestRam) {
         let mut planted = lock(&self.planted);
         for (phys, original) in std::mem::take(&mut *planted) {
             let mut current = [0u8];

@@ -35,7 +35,7 @@ use crate::vmm::outcome::{report_event, settle_halt, AfterHalt, RunEnd};
 use crate::vmm::vcpu::VcpuEvent;
 use crate::x86::paging::{translate, Access};
 use debug::DataWatch;
-pub use vm::LiveVm;
+pub(crate) use vm::LiveVm;
 
 impl LiveVm {
     /// Forgets every breakpoint and debug setting (detach or disconnect).

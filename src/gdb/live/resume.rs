@@ -143,7 +143,7 @@ impl LiveVm {
     }
 
     /// Lets every vCPU that can run go on (after a detach); returns how many run.
-    pub fn resume_all(&mut self) -> Result<usize, TargetFault> {
+    pub(crate) fn resume_all(&mut self) -> Result<usize, TargetFault> {
         self.resume_all_but(&BTreeSet::new())
     }
 

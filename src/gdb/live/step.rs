@@ -22,7 +22,7 @@ use crate::x86::segment::{
 
 /// Where a step of the vCPU in `snapshot` must end when a single step would get it wrong;
 /// `None` when a single step is right (or the tables name no handler).
-pub fn step_target(ram: &GuestRam, snapshot: &CpuSnapshot) -> Option<u64> {
+pub(crate) fn step_target(ram: &GuestRam, snapshot: &CpuSnapshot) -> Option<u64> {
     const HLT: u8 = 0xF4;
     let mut insn = [0u8; 2];
     let (read, _) =
@@ -40,7 +40,7 @@ pub fn step_target(ram: &GuestRam, snapshot: &CpuSnapshot) -> Option<u64> {
 }
 
 /// Linear address of the first instruction of the handler for `vector`, if the tables name one.
-pub fn handler_entry(ram: &GuestRam, snapshot: &CpuSnapshot, vector: u8) -> Option<u64> {
+pub(crate) fn handler_entry(ram: &GuestRam, snapshot: &CpuSnapshot, vector: u8) -> Option<u64> {
     let mem = PagedMemory::new(ram, snapshot.control_regs());
     let idt = snapshot.sregs.idt;
     let mode = snapshot.mode();
@@ -84,7 +84,7 @@ pub fn handler_entry(ram: &GuestRam, snapshot: &CpuSnapshot, vector: u8) -> Opti
 
 /// Linear address an `iret` (the instruction `bytes` at the vCPU's pc) returns to: the IP and
 /// CS it pops from the stack, CS resolved through the GDT/LDT outside real mode.
-pub fn iret_return(ram: &GuestRam, snapshot: &CpuSnapshot, bytes: &[u8]) -> Option<u64> {
+pub(crate) fn iret_return(ram: &GuestRam, snapshot: &CpuSnapshot, bytes: &[u8]) -> Option<u64> {
     let mode = snapshot.mode();
     let width = DecodedInsn::decode(bytes, snapshot.regs.rip, mode)?.iret_slot_bytes()?;
     let mem = PagedMemory::new(ram, snapshot.control_regs());

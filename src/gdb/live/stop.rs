@@ -25,7 +25,7 @@ impl LiveVm {
     /// Stops every vCPU still running and waits for each to report; reports other than the
     /// requested stop are kept for the next resume (all-stop: gdb hears them one at a time). A
     /// vCPU that does not stop within [`STOP_TIMEOUT`] of kicks is stuck inside the host's KVM.
-    pub fn stop_the_rest(&mut self, inbox: &SharedInbox) -> Result<(), TargetFault> {
+    pub(crate) fn stop_the_rest(&mut self, inbox: &SharedInbox) -> Result<(), TargetFault> {
         let deadline = Instant::now() + STOP_TIMEOUT;
         let machine = &mut self.vm.machine;
         machine.stop_all();

@@ -33,7 +33,7 @@ pub(crate) struct VmHandle {
 }
 
 /// A live VM as gdb's backend: vCPUs are threads 1…N, all-stop.
-pub struct LiveVm {
+pub(crate) struct LiveVm {
     pub(crate) vm: VmHandle,
     pub(crate) vcpus: VcpuRuns,
     pub(crate) debug: DebugBook,
@@ -49,7 +49,7 @@ pub struct LiveVm {
 }
 
 impl LiveVm {
-    pub fn new(
+    pub(crate) fn new(
         machine: Machine,
         ram: Arc<GuestRam>,
         slots: Protection,

@@ -11,22 +11,22 @@ use crate::x86::paging::physical_pieces;
 const PAGE: u64 = 0x1000;
 
 #[derive(Debug, Default)]
-pub struct Watchpoints {
+pub(crate) struct Watchpoints {
     /// (linear address, length) as gdb gave them.
-    pub watches: Vec<(u64, u64)>,
+    pub(crate) watches: Vec<(u64, u64)>,
     /// (guest-physical start, length, index into `watches`) of the current resolution.
     resolved: Vec<(u64, u64, usize)>,
 }
 
 impl Watchpoints {
-    pub fn add(&mut self, linear: u64, len: u64) {
+    pub(crate) fn add(&mut self, linear: u64, len: u64) {
         if !self.watches.contains(&(linear, len)) {
             self.watches.push((linear, len));
         }
     }
 
     /// Pages the watches would span with one more of `len` bytes at `linear` (saturating).
-    pub fn pages_with(&self, linear: u64, len: u64) -> u64 {
+    pub(crate) fn pages_with(&self, linear: u64, len: u64) -> u64 {
         let pages =
             |(linear, len): (u64, u64)| ((linear & (PAGE - 1)).saturating_add(len)).div_ceil(PAGE);
         self.watches
@@ -35,20 +35,20 @@ impl Watchpoints {
             .fold(pages((linear, len)), u64::saturating_add)
     }
 
-    pub fn remove(&mut self, linear: u64, len: u64) -> bool {
+    pub(crate) fn remove(&mut self, linear: u64, len: u64) -> bool {
         let before = self.watches.len();
         self.watches.retain(|&w| w != (linear, len));
         before != self.watches.len()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.watches.clear();
         self.resolved.clear();
     }
 
     /// Maps every watch to guest-physical pieces through `regs`, each within one page; returns
     /// the physical ranges the vCPUs must report. Unmapped parts are skipped.
-    pub fn resolve(&mut self, ram: &GuestRam, regs: &ControlRegs) -> Vec<(u64, u64)> {
+    pub(crate) fn resolve(&mut self, ram: &GuestRam, regs: &ControlRegs) -> Vec<(u64, u64)> {
         self.resolved.clear();
         for (index, &(linear, len)) in self.watches.iter().enumerate() {
             for (phys, chunk) in physical_pieces(ram, regs, linear, len) {
@@ -64,7 +64,7 @@ impl Watchpoints {
     }
 
     /// The linear address of the watch a guest write at `phys` touched.
-    pub fn hit(&self, phys: u64, len: u64) -> Option<u64> {
+    pub(crate) fn hit(&self, phys: u64, len: u64) -> Option<u64> {
         self.resolved
             .iter()
             .find(|&&(start, size, _)| phys < start + size && start < phys + len)
