@@ -182,10 +182,15 @@ impl HostCaps {
         self.settled(cap) || Self::verdict(cap, self.outcome(cap))
     }
 
-    /// Learns each of `caps` not yet known, before a run's vCPUs start.
-    pub(crate) fn probe(self, caps: &[Capability]) {
-        for &cap in caps {
-            self.has(cap);
+    /// Learns `cap` on a thread of its own, so a run's start does not wait for the throwaway
+    /// VM; [`HostCaps::has`] then waits for the verdict only if it is still coming.
+    pub(crate) fn learn_in_background(self, cap: Capability) {
+        let spawned = std::thread::Builder::new()
+            .name("host-probe".into())
+            .spawn(move || self.has(cap));
+        if let Err(e) = spawned {
+            // Learned when first asked instead.
+            log::debug!("no background probe of {cap:?}: {e}");
         }
     }
 
@@ -259,7 +264,10 @@ mod tests {
             .data_breakpoints
             .set(Ok(Outcome::Works))
             .unwrap();
-        caps.probe(&[Capability::DataBreakpoints]);
+        assert!(
+            caps.has(Capability::DataBreakpoints),
+            "set above: nothing probed"
+        );
         assert_eq!(caps.known(Capability::DataBreakpoints), Some(true));
     }
 

@@ -324,7 +324,9 @@ impl RunControl for LiveVm {
                     );
                     false
                 };
-                if self.vm.caps.known(Capability::DataBreakpoints) != Some(true) {
+                // Learned in the background since the run started; every vCPU is stopped
+                // while gdb inserts a watchpoint, so waiting for the verdict here is safe.
+                if !self.vm.caps.has(Capability::DataBreakpoints) {
                     return refuse("this host's KVM never fires DR7 data breakpoints (see `gdbvisor doctor`); write watchpoints work");
                 }
                 if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) {
