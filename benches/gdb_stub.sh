@@ -38,7 +38,9 @@
 #  10 whole test   wall time of `gdb -batch -ex 'target remote | VMM --gdb stdio -S' -x whole.gdb`
 #                  (start VMM, attach, hbreak, continue x2, check counter == 1, kill), and of
 #                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round; the table shows
-#                  the median over rounds of each round's (whole test - gdb alone)
+#                  the median over rounds of each round's (whole test - gdb alone). The same test
+#                  against the instant stub (started beforehand, over TCP) is gdb's own cost of
+#                  the session; whole test minus that is the stub's own part (start, answers, exit)
 # Row 3's ratio is against QEMU's hbreak (row 2), as QEMU+KVM cannot run `break` here.
 # Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
 #
@@ -306,9 +308,28 @@ capture() {
 }
 
 # whole_once stub: prints the wall time in ms of one whole scripted test, or FAIL ...
+# The instant stub is started beforehand (untimed) and reached over TCP: what remains is gdb's
+# own cost of the session.
 whole_once() {
     local stub=$1 log=$WORK/whole.log pidf=$WORK/whole.pid cmd t0 t1 status pid
     rm -f "$pidf"
+    if [[ $stub == instant ]]; then
+        [[ -n $CAPTURE ]] || { echo "FAIL no capture from gdbvisor"; return; }
+        start_vmm instant || { problem "whole instant: $START_ERR"; echo "FAIL $START_ERR"; return; }
+        t0=$EPOCHREALTIME
+        timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
+            -x benches/gdb/whole.gdb >"$log" 2>&1
+        status=$?
+        t1=$EPOCHREALTIME
+        stop_vmm
+        if ! grep -q "^BENCH check ok" "$log"; then
+            problem "whole instant: gdb status $status, check not ok" "$log" "$WORK/vmm.err"
+            echo "FAIL check not ok (gdb status $status)"
+            return
+        fi
+        python3 -c "print('%.1f' % (($t1 - $t0) * 1000))"
+        return
+    fi
     # `exec` keeps the VMM's pid (recorded for the exit check and cleanup); echo is a builtin.
     if [[ $stub == gdbvisor ]]; then
         cmd="echo \$\$ > $pidf; exec $GDBVISOR --kernel $KERNEL -m 128 -S --serial null --gdb stdio 2>$WORK/vmm.err"
@@ -372,10 +393,10 @@ for round in $(seq "$ROUNDS"); do
     declare -A W=()
     for rep in $(seq "$WHOLE_REPS"); do
         W[gdb]+=" $(gdb_startup_once)"
-        for s in "${order[@]}"; do W[$s]+=" $(whole_once "$s")"; done
+        for s in "${order[@]}" instant; do W[$s]+=" $(whole_once "$s")"; done
     done
     record gdbstart gdb "$round" "$(median ${W[gdb]})"
-    for s in gdbvisor qemu; do
+    for s in gdbvisor qemu instant; do
         if [[ ${W[$s]} == *FAIL* ]]; then record whole "$s" "$round" "FAIL check failed"
         else record whole "$s" "$round" "$(median ${W[$s]})"; fi
     done
@@ -425,7 +446,7 @@ LABELS = [("stepi", "stepi/s (gdb, %s steps)", "%.0f"),
           ("rawmem", "raw m MiB/s, largest full chunk", "%.2f")]
 import os
 steps = os.environ.get("STEPS", "2000")
-w = (36, 24, 24, 10, 16)
+w = (38, 24, 24, 10, 16)
 line = lambda *c: print("  ".join(str(x).ljust(n) for x, n in zip(c, w)).rstrip())
 
 
@@ -449,7 +470,7 @@ def info(metric):
 print()
 print("gdb stub benchmark: gdbvisor vs QEMU+KVM, %d interleaved round(s); median (min-max)" % rounds)
 line("measure", "gdbvisor", "QEMU+KVM", "ratio", "target")
-line("-" * 36, "-" * 24, "-" * 24, "-" * 10, "-" * 16)
+line("-" * 38, "-" * 24, "-" * 24, "-" * 10, "-" * 16)
 for key, label, fmt in LABELS:
     if key == "ceiling":
         # gdbvisor's stepi/s over gdb's own ceiling, round by round.
@@ -490,6 +511,14 @@ if over_g:
          "", "<=15 ms: %s" % ("met" if og <= 15 else "NOT met"))
 else:
     line("  whole test minus gdb start-up, ms", "fails", "", "", "<=15 ms: NOT met")
+# gdb's own cost of the session (the instant stub answers at once): what is left is the stub's.
+i = nums("whole", "instant")
+line("whole test vs instant stub, ms", cell("whole", "instant", "%.1f"), "(gdb's own session)",
+     "", "")
+over_gi = [g[r] - i[r] for r in g if r in i]
+over_qi = [q[r] - i[r] for r in q if r in i]
+line("  whole test minus instant stub's, ms", span(over_gi) if over_gi else "-",
+     span(over_qi) if over_qi else "-", "", "")
 gb, mc, cpu = info("gbytes"), info("mchunk"), nums("instantcpu", "instant")
 print("g reply, bytes of registers: gdbvisor %s, QEMU %s (each stub's default description)"
       % (gb["gdbvisor"], gb["qemu"]))

@@ -24,8 +24,9 @@ Then MODE times one thing, prints one `RAW ...` line, and kills the VM (`vKill;1
            times reads of that chunk until N KiB are read.
            RAW mem_mib_per_s=<float> chunk=<bytes> packetsize=<bytes> ...
   capture  writes to OUT (JSON) what benches/gdb_stub_instant.py replays: the stub's replies to
-           gdb's qSupported, vCont?, ?, qfThreadInfo, its target.xml, a step's stop reply, a `g`
-           and the 8 KiB of memory from LOOP_TOP's page on (the kernel image). N is ignored.
+           gdb's qSupported, vCont?, ?, qfThreadInfo, its target.xml and a step's stop reply, and
+           at the first stop (the kernel's entry) its `g` and the 8 KiB of memory from LOOP_TOP's
+           page on (the kernel image). N is ignored.
 
 Exit status 1 with a message on stderr on any protocol error or timeout.
 """
@@ -106,8 +107,9 @@ def fail(msg):
     sys.exit("raw: " + msg)
 
 
-def setup(s, loop_top, qsupported="qSupported:swbreak+;hwbreak+;vContSupported+"):
-    """qSupported, acks, `?`, vCont?, run to loop_top; returns (step, cont packet, replies)."""
+def setup(s, loop_top, qsupported="qSupported:swbreak+;hwbreak+;vContSupported+", at_entry=None):
+    """qSupported, acks, `?`, vCont?, (at_entry(s, seen) at the first stop,) run to loop_top;
+    returns (step packet, replies seen)."""
     seen = {"qSupported": s.cmd(qsupported)}
     m = re.search(r"PacketSize=([0-9a-fA-F]+)", seen["qSupported"])
     s.packet_size = int(m.group(1), 16) if m else 0
@@ -122,6 +124,8 @@ def setup(s, loop_top, qsupported="qSupported:swbreak+;hwbreak+;vContSupported+"
     use_vcont = seen["vCont?"].startswith("vCont") and ";s" in seen["vCont?"]
     step_pkt = "vCont;s:1" if use_vcont else "s"
     cont_pkt = "vCont;c" if use_vcont else "c"
+    if at_entry:
+        at_entry(s, seen)
     z = "%x" % loop_top
     if s.cmd("Z1,%s,1" % z) != "OK":
         fail("Z1 refused")
@@ -201,6 +205,32 @@ def kill(s):
     s.sock.close()
 
 
+def capture_entry(s, seen):
+    """What the instant stub starts from: the machine at the kernel's entry."""
+    seen["qfThreadInfo"] = s.cmd("qfThreadInfo")
+    xml, off = "", 0
+    while True:
+        s.send("qXfer:features:read:target.xml:%x,fff" % off)
+        part = unrle(s.recv_raw()).decode()
+        if part[:1] not in ("m", "l"):
+            fail("qXfer:features:read answered %r" % part[:40])
+        xml += part[1:]
+        off += len(part) - 1
+        if part[0] == "l":
+            break
+    seen["xml"] = xml
+    seen["g"] = unrle(registers(s)).decode()
+    loop_top = int(sys.argv[3], 0)
+    base = loop_top & ~0xFFF
+    image = b""
+    while len(image) < 0x2000:
+        part = read_mem(s, base + len(image), 0x2000 - len(image))
+        if not part:
+            fail("m at %#x refused" % (base + len(image)))
+        image += part
+    seen.update({"mem_base": base, "mem": image.hex()})
+
+
 def main():
     if len(sys.argv) not in (5, 6):
         sys.exit(__doc__)
@@ -209,8 +239,12 @@ def main():
     loop_top = int(sys.argv[3], 0)
     n = int(sys.argv[4])
     s = Stub(host, int(port))
-    qsupported = GDB_QSUPPORTED if mode == "capture" else "qSupported:swbreak+;hwbreak+;vContSupported+"
-    step_pkt, seen = setup(s, loop_top, qsupported)
+    if mode == "capture":
+        step_pkt, seen = setup(s, loop_top, GDB_QSUPPORTED, capture_entry)
+        s.send(step_pkt)
+        seen["step"] = s.recv()
+    else:
+        step_pkt, seen = setup(s, loop_top)
     acks = "acks=%s" % ("on" if s.ack else "off")
 
     if mode == "steps":
@@ -258,30 +292,6 @@ def main():
         print("RAW mem_mib_per_s=%.2f chunk=%d packetsize=%d reads=%d %s"
               % (reads * chunk / dt / (1 << 20), chunk, s.packet_size, reads, acks))
     elif mode == "capture":
-        if len(sys.argv) != 6:
-            fail("capture needs OUT")
-        seen["qfThreadInfo"] = s.cmd("qfThreadInfo")
-        xml, off = "", 0
-        while True:
-            s.send("qXfer:features:read:target.xml:%x,fff" % off)
-            part = unrle(s.recv_raw()).decode()
-            if part[:1] not in ("m", "l"):
-                fail("qXfer:features:read answered %r" % part[:40])
-            xml += part[1:]
-            off += len(part) - 1
-            if part[0] == "l":
-                break
-        s.send(step_pkt)
-        seen["step"] = s.recv()
-        seen["g"] = unrle(registers(s)).decode()
-        base = loop_top & ~0xFFF
-        image = b""
-        while len(image) < 0x2000:
-            part = read_mem(s, base + len(image), 0x2000 - len(image))
-            if not part:
-                fail("m at %#x refused" % (base + len(image)))
-            image += part
-        seen.update({"xml": xml, "mem_base": base, "mem": image.hex()})
         with open(sys.argv[5], "w") as f:
             json.dump(seen, f, indent=1)
         print("RAW captured %s" % acks)
