@@ -4,6 +4,7 @@
 #   benches/gdb_stub.sh            # 3 interleaved rounds, prints a table (takes ~1-2 minutes)
 #   ROUNDS=5 benches/gdb_stub.sh   # more rounds; also STEPS, HITS, DUMP_MIB, RAW_STEPS, RAW_GS,
 #                                  # RAW_MEM_KIB, WHOLE_REPS
+#   PIN=0 ROUNDS=5 benches/gdb_stub.sh   # everything on CPU 0 (see "Placement" below)
 #
 # Not part of `cargo test`. Needs gdb, python3, qemu-system-x86_64 (apt), binutils and /dev/kvm.
 # Kernel: test-kernels/loop.S (multiboot1 ELF32, endless `loop_top: incl counter; jmp loop_top`),
@@ -43,6 +44,12 @@
 #                  the session; whole test minus that is the stub's own part (start, answers, exit)
 # Row 3's ratio is against QEMU's hbreak (row 2), as QEMU+KVM cannot run `break` here.
 # Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
+#
+# Placement: on the software-nested development host a round trip between two processes on
+# different CPUs costs ~3x one on the same CPU (raw `g` at one stop: 44000/s vs 15000/s; gdb's
+# stepi 2900/s vs 1450/s), and the scheduler picks either, so unpinned figures are bimodal from
+# run to run. PIN=CPU runs every stub, gdb and raw client on that CPU (taskset), QEMU included;
+# not the whole test (row 10), whose start-up work runs on several threads.
 #
 # Run E (2026-11-22, after in-place runs, expedited stop replies, run-page registers, background
 # memslot and teardown hand-off; 3 rounds, another build alongside): stepi 3572 vs 1606 (2.26x),
@@ -98,6 +105,7 @@ RAW_STEPS=${RAW_STEPS:-2000}
 RAW_GS=${RAW_GS:-2000}
 RAW_MEM_KIB=${RAW_MEM_KIB:-16384}
 WHOLE_REPS=${WHOLE_REPS:-5}
+PIN=${PIN:-}                    # a CPU list: every stub, gdb and client runs there (taskset -c)
 TIMEOUT=${TIMEOUT:-120}         # seconds, per gdb / raw-client run
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -111,9 +119,11 @@ fi
 die() { echo "gdb_stub.sh: $*" >&2; exit 1; }
 note() { echo "gdb_stub.sh: $*" >&2; }
 
-for tool in "$GDB" "$QEMU" python3 as ld nm timeout; do
+for tool in "$GDB" "$QEMU" python3 as ld nm timeout ${PIN:+taskset}; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
+ON=()
+[[ -n $PIN ]] && ON=(taskset -c "$PIN")
 [[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm not usable"
 (( STEPS % 2 == 0 )) || die "STEPS must be even"
 
@@ -171,13 +181,13 @@ start_vmm() {
     : >"$err"
     for attempt in 1 2 3; do
         if [[ $stub == gdbvisor ]]; then
-            "$GDBVISOR" "${GV_ARGS[@]}" --gdb tcp:127.0.0.1:0 </dev/null >/dev/null 2>"$err" &
+            "${ON[@]}" "$GDBVISOR" "${GV_ARGS[@]}" --gdb tcp:127.0.0.1:0 </dev/null >/dev/null 2>"$err" &
         elif [[ $stub == instant ]]; then
-            python3 benches/gdb_stub_instant.py "$CAPTURE" "$BENCH_LOOP_TOP" "$LOOP_JMP" \
+            "${ON[@]}" python3 benches/gdb_stub_instant.py "$CAPTURE" "$BENCH_LOOP_TOP" "$LOOP_JMP" \
                 "$BENCH_COUNTER" </dev/null >/dev/null 2>"$err" &
         else
             PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-            "$QEMU" "${QEMU_ARGS[@]}" -serial null -gdb "tcp:127.0.0.1:$PORT" \
+            "${ON[@]}" "$QEMU" "${QEMU_ARGS[@]}" -serial null -gdb "tcp:127.0.0.1:$PORT" \
                 </dev/null >/dev/null 2>"$err" &
         fi
         VMM_PID=$!
@@ -244,7 +254,7 @@ gdb_bench() {
         problem "$metric $stub round $round: $START_ERR"
         return
     fi
-    timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
         -x "benches/gdb/$file" >"$log" 2>&1
     status=$?
     cp "$WORK/vmm.err" "$WORK/vmm.last.err"
@@ -270,7 +280,7 @@ raw_bench() {
         problem "$metric $stub round $round: $START_ERR"
         return
     fi
-    timeout -k 5 "$TIMEOUT" python3 benches/gdb_stub_raw.py "$mode" "127.0.0.1:$PORT" \
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" python3 benches/gdb_stub_raw.py "$mode" "127.0.0.1:$PORT" \
         "$BENCH_LOOP_TOP" "$n" >"$log" 2>&1
     status=$?
     cp "$WORK/vmm.err" "$WORK/vmm.last.err"
@@ -299,7 +309,7 @@ raw_bench() {
 capture() {
     local log=$WORK/capture.log
     start_vmm gdbvisor || { problem "capture for the instant stub: $START_ERR"; return; }
-    timeout -k 5 "$TIMEOUT" python3 benches/gdb_stub_raw.py capture "127.0.0.1:$PORT" \
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" python3 benches/gdb_stub_raw.py capture "127.0.0.1:$PORT" \
         "$BENCH_LOOP_TOP" 0 "$WORK/capture.json" >"$log" 2>&1
     cp "$WORK/vmm.err" "$WORK/vmm.last.err"
     stop_vmm
@@ -309,15 +319,16 @@ capture() {
 
 # whole_once stub: prints the wall time in ms of one whole scripted test, or FAIL ...
 # The instant stub is started beforehand (untimed) and reached over TCP: what remains is gdb's
-# own cost of the session.
+# own cost of the session. Never pinned (PIN): start-up work runs on several threads.
 whole_once() {
     local stub=$1 log=$WORK/whole.log pidf=$WORK/whole.pid cmd t0 t1 status pid
+    local -a ON=()
     rm -f "$pidf"
     if [[ $stub == instant ]]; then
         [[ -n $CAPTURE ]] || { echo "FAIL no capture from gdbvisor"; return; }
         start_vmm instant || { problem "whole instant: $START_ERR"; echo "FAIL $START_ERR"; return; }
         t0=$EPOCHREALTIME
-        timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
+        timeout -k 5 "$TIMEOUT" "${ON[@]}" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
             -x benches/gdb/whole.gdb >"$log" 2>&1
         status=$?
         t1=$EPOCHREALTIME
@@ -337,7 +348,7 @@ whole_once() {
         cmd="echo \$\$ > $pidf; exec $QEMU ${QEMU_ARGS[*]} -serial null -gdb stdio 2>$WORK/vmm.err"
     fi
     t0=$EPOCHREALTIME
-    timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote | $cmd" -x benches/gdb/whole.gdb \
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" "$GDB" -nx -batch -ex "target remote | $cmd" -x benches/gdb/whole.gdb \
         >"$log" 2>&1
     status=$?
     t1=$EPOCHREALTIME
@@ -468,7 +479,8 @@ def info(metric):
 
 
 print()
-print("gdb stub benchmark: gdbvisor vs QEMU+KVM, %d interleaved round(s); median (min-max)" % rounds)
+print("gdb stub benchmark: gdbvisor vs QEMU+KVM, %d interleaved round(s); median (min-max)%s"
+      % (rounds, "; all on CPU " + os.environ["PIN"] if os.environ.get("PIN") else ""))
 line("measure", "gdbvisor", "QEMU+KVM", "ratio", "target")
 line("-" * 38, "-" * 24, "-" * 24, "-" * 10, "-" * 16)
 for key, label, fmt in LABELS:
