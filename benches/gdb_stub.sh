@@ -2,7 +2,9 @@
 # benches/gdb_stub.sh: gdbvisor's gdb stub against QEMU+KVM's, same kernel, same gdb scripts.
 #
 #   benches/gdb_stub.sh            # 3 interleaved rounds, prints a table (takes ~1-2 minutes)
-#   ROUNDS=5 benches/gdb_stub.sh   # more rounds; also STEPS, HITS, DUMP_MIB, RAW_STEPS, WHOLE_REPS
+#   ROUNDS=5 benches/gdb_stub.sh   # more rounds; also STEPS, HITS, DUMP_MIB, RAW_STEPS, RAW_GS,
+#                                  # RAW_MEM_KIB, WHOLE_REPS
+#   PIN=0 ROUNDS=5 benches/gdb_stub.sh   # everything on CPU 0 (see "Placement" below)
 #
 # Not part of `cargo test`. Needs gdb, python3, qemu-system-x86_64 (apt), binutils and /dev/kvm.
 # Kernel: test-kernels/loop.S (multiboot1 ELF32, endless `loop_top: incl counter; jmp loop_top`),
@@ -21,10 +23,33 @@
 #   3 break/s      same with `break` (0xCC); QEMU+KVM on KVM-PVM dies on the int3 ("fails")
 #   4 dump MiB/s   `dump binary memory` of DUMP_MIB MiB from 1 MiB, timed by gdb's python
 #   5 raw steps/s  benches/gdb_stub_raw.py: QStartNoAckMode, then RAW_STEPS `vCont;s:1`, no gdb
-#   6 whole test   wall time of `gdb -batch -ex 'target remote | VMM --gdb stdio -S' -x whole.gdb`
+#   6 raw g/s      the same client at loop_top: RAW_GS `g` at one stop, no resume between them
+#     (one stop)   (what a stub can answer from registers it already holds)
+#   7 raw g/s      RAW_GS times `vCont;s:1`, its stop reply, then `g`; only the `g` round trips
+#     (each step)  are timed (send to reply), each reply must differ from the one before; the
+#                  step+g loop's own rate is the "pairs/s" row (no target: it shows a cost moved
+#                  from `g` into the step)
+#   8 raw m MiB/s  the largest `m` each stub answers in full at the PacketSize it advertises
+#                  (gdbvisor 0x10000: ~32 KiB of data; QEMU 7.2 0x1000: 2 KiB), over pseudo-random
+#                  bytes written with `M` (run-length encoding cannot shrink them); RAW_MEM_KIB read
+#   9 stepi ceiling  gdb's stepi loop (row 1) against benches/gdb_stub_instant.py, a Python stub
+#                  that replays gdbvisor's protocol (captured from it at the start) and answers at
+#                  once: gdb's own ceiling. The row shows gdbvisor's stepi/s over it per round, and
+#                  the instant stub's own CPU per packet (mostly the send(2); ~8 packets a stepi)
+#  10 whole test   wall time of `gdb -batch -ex 'target remote | VMM --gdb stdio -S' -x whole.gdb`
 #                  (start VMM, attach, hbreak, continue x2, check counter == 1, kill), and of
-#                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round
+#                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round; the table shows
+#                  the median over rounds of each round's (whole test - gdb alone). The same test
+#                  against the instant stub (started beforehand, over TCP) is gdb's own cost of
+#                  the session; whole test minus that is the stub's own part (start, answers, exit)
+# Row 3's ratio is against QEMU's hbreak (row 2), as QEMU+KVM cannot run `break` here.
 # Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
+#
+# Placement: on the software-nested development host a round trip between two processes on
+# different CPUs costs ~3x one on the same CPU (raw `g` at one stop: 44000/s vs 15000/s; gdb's
+# stepi 2900/s vs 1450/s), and the scheduler picks either, so unpinned figures are bimodal from
+# run to run. PIN=CPU runs every stub, gdb and raw client on that CPU (taskset), QEMU included;
+# not the whole test (row 10), whose start-up work runs on several threads.
 #
 # Run E (2026-11-22, after in-place runs, expedited stop replies, run-page registers, background
 # memslot and teardown hand-off; 3 rounds, another build alongside): stepi 3572 vs 1606 (2.26x),
@@ -77,12 +102,15 @@ STEPS=${STEPS:-2000}            # must be even (the check expects to end at loop
 HITS=${HITS:-1000}
 DUMP_MIB=${DUMP_MIB:-16}
 RAW_STEPS=${RAW_STEPS:-2000}
+RAW_GS=${RAW_GS:-2000}
+RAW_MEM_KIB=${RAW_MEM_KIB:-16384}
 WHOLE_REPS=${WHOLE_REPS:-5}
+PIN=${PIN:-}                    # a CPU list: every stub, gdb and client runs there (taskset -c)
 TIMEOUT=${TIMEOUT:-120}         # seconds, per gdb / raw-client run
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 QEMU=${QEMU:-qemu-system-x86_64}
 GDB=${GDB:-gdb}
-GDBVISOR=${GDBVISOR:-$ROOT/target/release/gdbvisor}
+GDBVISOR=${GDBVISOR:-${CARGO_TARGET_DIR:-$ROOT/target}/release/gdbvisor}   # where cargo builds it
 if [[ -z ${QEMU_BIOS+x} ]]; then
     QEMU_BIOS=/usr/share/qemu/qboot.rom
     [[ -f $QEMU_BIOS ]] || QEMU_BIOS=""   # SeaBIOS then: slow to boot here, but works
@@ -91,9 +119,11 @@ fi
 die() { echo "gdb_stub.sh: $*" >&2; exit 1; }
 note() { echo "gdb_stub.sh: $*" >&2; }
 
-for tool in "$GDB" "$QEMU" python3 as ld nm timeout; do
+for tool in "$GDB" "$QEMU" python3 as ld nm timeout ${PIN:+taskset}; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
+ON=()
+[[ -n $PIN ]] && ON=(taskset -c "$PIN")
 [[ -r /dev/kvm && -w /dev/kvm ]] || die "/dev/kvm not usable"
 (( STEPS % 2 == 0 )) || die "STEPS must be even"
 
@@ -127,7 +157,9 @@ sym() { nm "$KERNEL" | awk -v s="$1" '$3 == s { print "0x" $1 }'; }
 export BENCH_LOOP_TOP BENCH_COUNTER BENCH_N BENCH_DUMP_FILE BENCH_DUMP_LO BENCH_DUMP_LEN
 BENCH_LOOP_TOP=$(sym loop_top)
 BENCH_COUNTER=$(sym counter)
-[[ -n $BENCH_LOOP_TOP && -n $BENCH_COUNTER ]] || die "loop_top/counter not found in $KERNEL"
+LOOP_JMP=$(sym loop_jmp)
+[[ -n $BENCH_LOOP_TOP && -n $BENCH_COUNTER && -n $LOOP_JMP ]] \
+    || die "loop_top/loop_jmp/counter not found in $KERNEL"
 BENCH_DUMP_FILE=$WORK/dump.bin
 BENCH_DUMP_LO=0x100000
 BENCH_DUMP_LEN=$((DUMP_MIB << 20))
@@ -139,26 +171,30 @@ GV_ARGS=(--kernel "$KERNEL" -m 128 -S --serial null)
 
 # ---- starting and stopping a VMM -----------------------------------------------------------------
 PORT=""
-# start_vmm gdbvisor|qemu: starts it listening on TCP, sets VMM_PID and PORT, waits until it
-# listens (gdbvisor: its readiness line; QEMU: the port in LISTEN state in /proc/net/tcp, which
-# needs no connection). Returns 1 with the reason in START_ERR if it does not come up.
+# start_vmm gdbvisor|qemu|instant: starts it listening on TCP, sets VMM_PID and PORT, waits until
+# it listens (gdbvisor and the instant stub: their readiness line; QEMU: the port in LISTEN state
+# in /proc/net/tcp, which needs no connection). Returns 1 with the reason in START_ERR if it does
+# not come up.
 # Runs in the main shell (never in $(...): the VMM would keep the substitution's pipe open).
 start_vmm() {
     local stub=$1 err=$WORK/vmm.err deadline attempt
     : >"$err"
     for attempt in 1 2 3; do
         if [[ $stub == gdbvisor ]]; then
-            "$GDBVISOR" "${GV_ARGS[@]}" --gdb tcp:127.0.0.1:0 </dev/null >/dev/null 2>"$err" &
+            "${ON[@]}" "$GDBVISOR" "${GV_ARGS[@]}" --gdb tcp:127.0.0.1:0 </dev/null >/dev/null 2>"$err" &
+        elif [[ $stub == instant ]]; then
+            "${ON[@]}" python3 benches/gdb_stub_instant.py "$CAPTURE" "$BENCH_LOOP_TOP" "$LOOP_JMP" \
+                "$BENCH_COUNTER" </dev/null >/dev/null 2>"$err" &
         else
             PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-            "$QEMU" "${QEMU_ARGS[@]}" -serial null -gdb "tcp:127.0.0.1:$PORT" \
+            "${ON[@]}" "$QEMU" "${QEMU_ARGS[@]}" -serial null -gdb "tcp:127.0.0.1:$PORT" \
                 </dev/null >/dev/null 2>"$err" &
         fi
         VMM_PID=$!
         deadline=$((SECONDS + READY_TIMEOUT))
         while (( SECONDS < deadline )); do
-            if [[ $stub == gdbvisor ]]; then
-                PORT=$(sed -n 's/^gdbvisor: gdb listening on tcp:127\.0\.0\.1:\([0-9]*\).*/\1/p' "$err")
+            if [[ $stub != qemu ]]; then
+                PORT=$(sed -n 's/^\(gdbvisor: gdb\|instant stub\) listening on tcp:127\.0\.0\.1:\([0-9]*\).*/\2/p' "$err")
                 [[ -n $PORT ]] && return 0
             elif awk -v p="$(printf ':%04X' "$PORT")" '$2 ~ p"$" && $4 == "0A" { f=1 } END { exit !f }' \
                     /proc/net/tcp; then
@@ -209,20 +245,21 @@ problem() {   # problem TEXT LOGFILE...
         >>"$PROBLEMS"
 }
 
-# gdb_bench stub metric file round: one VMM, one gdb session running benches/gdb/FILE.
+# gdb_bench stub metric file round [key]: one VMM, one gdb session running benches/gdb/FILE; the
+# value is gdb's `BENCH key` line (key defaults to metric).
 gdb_bench() {
-    local stub=$1 metric=$2 file=$3 round=$4 log=$WORK/gdb.log value status how
+    local stub=$1 metric=$2 file=$3 round=$4 key=${5:-$2} log=$WORK/gdb.log value status how
     if ! start_vmm "$stub"; then
         record "$metric" "$stub" "$round" "FAIL $START_ERR"
         problem "$metric $stub round $round: $START_ERR"
         return
     fi
-    timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
         -x "benches/gdb/$file" >"$log" 2>&1
     status=$?
     cp "$WORK/vmm.err" "$WORK/vmm.last.err"
     stop_vmm; how=$HOW
-    value=$(awk -v k="$metric" '$1 == "BENCH" && $2 == k { $1 = $2 = ""; sub(/^ +/, ""); print; exit }' "$log")
+    value=$(awk -v k="$key" '$1 == "BENCH" && $2 == k { $1 = $2 = ""; sub(/^ +/, ""); print; exit }' "$log")
     if [[ -z $value ]]; then
         value="FAIL gdb status $status$([[ $status == 124 ]] && echo ' (timeout)'), no result"
     fi
@@ -234,32 +271,76 @@ gdb_bench() {
     record "$metric" "$stub" "$round" "$value"
 }
 
+# raw_bench stub mode metric round N: one VMM, one benches/gdb_stub_raw.py run in MODE; records
+# the metric (the first number of its RAW line), rawacks, and for some modes a second figure.
 raw_bench() {
-    local stub=$1 round=$2 log=$WORK/raw.log value status how
+    local stub=$1 mode=$2 metric=$3 round=$4 n=$5 log=$WORK/raw.log value status how line
     if ! start_vmm "$stub"; then
-        record raw "$stub" "$round" "FAIL $START_ERR"; problem "raw $stub round $round: $START_ERR"
+        record "$metric" "$stub" "$round" "FAIL $START_ERR"
+        problem "$metric $stub round $round: $START_ERR"
         return
     fi
-    timeout -k 5 "$TIMEOUT" python3 benches/gdb_stub_raw.py "127.0.0.1:$PORT" "$BENCH_LOOP_TOP" \
-        "$RAW_STEPS" >"$log" 2>&1
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" python3 benches/gdb_stub_raw.py "$mode" "127.0.0.1:$PORT" \
+        "$BENCH_LOOP_TOP" "$n" >"$log" 2>&1
     status=$?
     cp "$WORK/vmm.err" "$WORK/vmm.last.err"
     stop_vmm; how=$HOW
-    value=$(sed -n 's/^RAW steps_per_s=\([0-9.]*\).*/\1/p' "$log")
-    record rawacks "$stub" "$round" "$(sed -n 's/^RAW .*acks=\([a-z]*\).*/\1/p' "$log")"
+    line=$(grep -m 1 '^RAW ' "$log")
+    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" ${line#RAW }"; }
+    value=$(sed -n 's/^RAW [a-z_]*=\([0-9.]*\).*/\1/p' <<<"$line")
+    record rawacks "$stub" "$round" "$(field acks)"
+    case $mode in
+        g-step) record rawpairs "$stub" "$round" "$(field pairs_per_s)" ;;
+        mem) record mchunk "$stub" "$round" "$(field chunk) (PacketSize $(field packetsize))" ;;
+    esac
+    [[ $mode == g-* ]] && record gbytes "$stub" "$round" "$(field bytes)"
     if [[ -z $value ]]; then
         value="FAIL raw client status $status$([[ $status == 124 ]] && echo ' (timeout)')"
-        problem "raw $stub round $round: $value (VMM $how)" "$log" "$WORK/vmm.last.err"
+        problem "$metric $stub round $round: $value (VMM $how)" "$log" "$WORK/vmm.last.err"
+        [[ $mode == g-step ]] && record rawpairs "$stub" "$round" "$value"
     elif [[ $how == killed ]]; then
-        problem "raw $stub round $round: VMM still running 5 s after vKill" "$WORK/vmm.last.err"
+        problem "$metric $stub round $round: VMM still running 5 s after vKill" "$WORK/vmm.last.err"
     fi
-    record raw "$stub" "$round" "$value"
+    record "$metric" "$stub" "$round" "$value"
+}
+
+# capture: what the instant stub replays, recorded from gdbvisor once (CAPTURE stays empty, and
+# the ceiling rows fail, if it cannot be).
+capture() {
+    local log=$WORK/capture.log
+    start_vmm gdbvisor || { problem "capture for the instant stub: $START_ERR"; return; }
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" python3 benches/gdb_stub_raw.py capture "127.0.0.1:$PORT" \
+        "$BENCH_LOOP_TOP" 0 "$WORK/capture.json" >"$log" 2>&1
+    cp "$WORK/vmm.err" "$WORK/vmm.last.err"
+    stop_vmm
+    if grep -q '^RAW captured' "$log"; then CAPTURE=$WORK/capture.json
+    else problem "capture for the instant stub failed" "$log" "$WORK/vmm.last.err"; fi
 }
 
 # whole_once stub: prints the wall time in ms of one whole scripted test, or FAIL ...
+# The instant stub is started beforehand (untimed) and reached over TCP: what remains is gdb's
+# own cost of the session. Never pinned (PIN): start-up work runs on several threads.
 whole_once() {
     local stub=$1 log=$WORK/whole.log pidf=$WORK/whole.pid cmd t0 t1 status pid
+    local -a ON=()
     rm -f "$pidf"
+    if [[ $stub == instant ]]; then
+        [[ -n $CAPTURE ]] || { echo "FAIL no capture from gdbvisor"; return; }
+        start_vmm instant || { problem "whole instant: $START_ERR"; echo "FAIL $START_ERR"; return; }
+        t0=$EPOCHREALTIME
+        timeout -k 5 "$TIMEOUT" "${ON[@]}" "$GDB" -nx -batch -ex "target remote 127.0.0.1:$PORT" \
+            -x benches/gdb/whole.gdb >"$log" 2>&1
+        status=$?
+        t1=$EPOCHREALTIME
+        stop_vmm
+        if ! grep -q "^BENCH check ok" "$log"; then
+            problem "whole instant: gdb status $status, check not ok" "$log" "$WORK/vmm.err"
+            echo "FAIL check not ok (gdb status $status)"
+            return
+        fi
+        python3 -c "print('%.1f' % (($t1 - $t0) * 1000))"
+        return
+    fi
     # `exec` keeps the VMM's pid (recorded for the exit check and cleanup); echo is a builtin.
     if [[ $stub == gdbvisor ]]; then
         cmd="echo \$\$ > $pidf; exec $GDBVISOR --kernel $KERNEL -m 128 -S --serial null --gdb stdio 2>$WORK/vmm.err"
@@ -267,7 +348,7 @@ whole_once() {
         cmd="echo \$\$ > $pidf; exec $QEMU ${QEMU_ARGS[*]} -serial null -gdb stdio 2>$WORK/vmm.err"
     fi
     t0=$EPOCHREALTIME
-    timeout -k 5 "$TIMEOUT" "$GDB" -nx -batch -ex "target remote | $cmd" -x benches/gdb/whole.gdb \
+    timeout -k 5 "$TIMEOUT" "${ON[@]}" "$GDB" -nx -batch -ex "target remote | $cmd" -x benches/gdb/whole.gdb \
         >"$log" 2>&1
     status=$?
     t1=$EPOCHREALTIME
@@ -300,21 +381,33 @@ median() { python3 -c 'import sys, statistics; v=[float(x) for x in sys.argv[1:]
 
 # ---- the rounds ----------------------------------------------------------------------------------
 note "kernel $KERNEL: loop_top=$BENCH_LOOP_TOP counter=$BENCH_COUNTER; QEMU firmware: ${QEMU_BIOS:-SeaBIOS}"
+CAPTURE=""
+capture
 for round in $(seq "$ROUNDS"); do
     if (( round % 2 )); then order=(gdbvisor qemu); else order=(qemu gdbvisor); fi
     note "round $round/$ROUNDS (${order[*]})"
     BENCH_N=$STEPS; for s in "${order[@]}"; do gdb_bench "$s" stepi stepi.gdb "$round"; done
+    if [[ -n $CAPTURE ]]; then
+        gdb_bench instant ceiling stepi.gdb "$round" stepi
+        record instantcpu instant "$round" \
+            "$(sed -n 's/^instant stub: .*cpu_us_per_packet=\([0-9.]*\).*/\1/p' "$WORK/vmm.last.err")"
+    else
+        record ceiling instant "$round" "FAIL no capture from gdbvisor"
+    fi
     BENCH_N=$HITS;  for s in "${order[@]}"; do gdb_bench "$s" hbreak hbreak.gdb "$round"; done
     BENCH_N=$HITS;  for s in "${order[@]}"; do gdb_bench "$s" swbreak swbreak.gdb "$round"; done
     for s in "${order[@]}"; do gdb_bench "$s" dump dump.gdb "$round"; rm -f "$BENCH_DUMP_FILE"; done
-    for s in "${order[@]}"; do raw_bench "$s" "$round"; done
+    for s in "${order[@]}"; do raw_bench "$s" steps raw "$round" "$RAW_STEPS"; done
+    for s in "${order[@]}"; do raw_bench "$s" g-stop rawgstop "$round" "$RAW_GS"; done
+    for s in "${order[@]}"; do raw_bench "$s" g-step rawgstep "$round" "$RAW_GS"; done
+    for s in "${order[@]}"; do raw_bench "$s" mem rawmem "$round" "$RAW_MEM_KIB"; done
     declare -A W=()
     for rep in $(seq "$WHOLE_REPS"); do
         W[gdb]+=" $(gdb_startup_once)"
-        for s in "${order[@]}"; do W[$s]+=" $(whole_once "$s")"; done
+        for s in "${order[@]}" instant; do W[$s]+=" $(whole_once "$s")"; done
     done
     record gdbstart gdb "$round" "$(median ${W[gdb]})"
-    for s in gdbvisor qemu; do
+    for s in gdbvisor qemu instant; do
         if [[ ${W[$s]} == *FAIL* ]]; then record whole "$s" "$round" "FAIL check failed"
         else record whole "$s" "$round" "$(median ${W[$s]})"; fi
     done
@@ -350,48 +443,101 @@ def cell(metric, stub, fmt="%.0f"):
         s += " [%d/%d failed]" % (len(vals) - len(ok), len(vals))
     return s
 
-TARGETS = {"stepi": 1.5, "hbreak": 2.0, "swbreak": 2.0, "dump": 4.0, "raw": 3.0}
+TARGETS = {"stepi": 1.5, "hbreak": 2.0, "swbreak": 2.0, "dump": 4.0, "raw": 3.0,
+           "rawgstop": 1.5, "rawgstep": 1.5, "rawmem": 4.0}
 LABELS = [("stepi", "stepi/s (gdb, %s steps)", "%.0f"),
+          ("ceiling", None, "%.0f"),
           ("hbreak", "hbreak hits/s (gdb)", "%.0f"),
           ("swbreak", "break (0xCC) hits/s (gdb)", "%.0f"),
           ("dump", "dump binary memory MiB/s", "%.2f"),
-          ("raw", "raw-protocol steps/s (no gdb)", "%.0f")]
+          ("raw", "raw-protocol steps/s (no gdb)", "%.0f"),
+          ("rawgstop", "raw g/s at one stop (cached)", "%.0f"),
+          ("rawgstep", "raw g/s after each step (fresh)", "%.0f"),
+          ("rawpairs", "  raw step+g pairs/s", "%.0f"),
+          ("rawmem", "raw m MiB/s, largest full chunk", "%.2f")]
 import os
 steps = os.environ.get("STEPS", "2000")
-w = (34, 24, 24, 10, 16)
+w = (38, 24, 24, 10, 16)
 line = lambda *c: print("  ".join(str(x).ljust(n) for x, n in zip(c, w)).rstrip())
+
+
+def ratio_row(label, num, den, target, col2="", col3=""):
+    """A row whose ratio is num's over den's in each round (medians of those)."""
+    ratios = [num[r] / den[r] for r in num if r in den and den[r] > 0]
+    if not ratios:
+        line(label, col2, col3, "-", "%.2fx: NOT met" % target)
+        return
+    ratio = statistics.median(ratios)
+    line(label, col2, col3, "%.2fx" % ratio,
+         "%.2fx: %s" % (target, "met" if ratio >= target else "NOT met"))
+
+
+def info(metric):
+    """A per-stub note recorded with the results (the same every round, normally)."""
+    return {st: "/".join(sorted(set(v for v in rows.get((metric, st), {}).values() if v)))
+            or "-" for st in ("gdbvisor", "qemu", "instant")}
+
+
 print()
-print("gdb stub benchmark: gdbvisor vs QEMU+KVM, %d interleaved round(s); median (min-max)" % rounds)
+print("gdb stub benchmark: gdbvisor vs QEMU+KVM, %d interleaved round(s); median (min-max)%s"
+      % (rounds, "; all on CPU " + os.environ["PIN"] if os.environ.get("PIN") else ""))
 line("measure", "gdbvisor", "QEMU+KVM", "ratio", "target")
-line("-" * 34, "-" * 24, "-" * 24, "-" * 10, "-" * 16)
+line("-" * 38, "-" * 24, "-" * 24, "-" * 10, "-" * 16)
 for key, label, fmt in LABELS:
+    if key == "ceiling":
+        # gdbvisor's stepi/s over gdb's own ceiling, round by round.
+        ratio_row("  gdb's ceiling (instant stub)", nums("stepi", "gdbvisor"),
+                  nums("ceiling", "instant"), 0.9, cell("ceiling", "instant", fmt),
+                  "(ratio: gdbvisor/it)")
+        continue
     g, q = nums(key, "gdbvisor"), nums(key, "qemu")
     ratios = [g[r] / q[r] for r in g if r in q and q[r] > 0]
+    target = TARGETS.get(key)
     if ratios:
         ratio = statistics.median(ratios)
-        verdict = "%.1fx: %s" % (TARGETS[key], "met" if ratio >= TARGETS[key] else "NOT met")
+        verdict = ("%.1fx: %s" % (target, "met" if ratio >= target else "NOT met")
+                   if target else "-")
         rs = "%.2fx" % ratio
     elif g and not q:
         rs = "QEMU fails"
-        verdict = "%.1fx: met (QEMU fails)" % TARGETS[key]
+        verdict = "%.1fx: met (QEMU fails)" % target if target else "-"
     else:
         rs = "-"
-        verdict = "%.1fx: NOT met" % TARGETS[key] if not g else "-"
+        verdict = "%.1fx: NOT met" % target if target and not g else "-"
     line(label % steps if "%s" in label else label, cell(key, "gdbvisor", fmt),
          cell(key, "qemu", fmt), rs, verdict)
+    if key == "swbreak":
+        ratio_row("  break vs QEMU+KVM's hbreak", nums("swbreak", "gdbvisor"),
+                  nums("hbreak", "qemu"), 2.0)
 g, q, s = nums("whole", "gdbvisor"), nums("whole", "qemu"), nums("gdbstart", "gdb")
 line("whole scripted test, ms", cell("whole", "gdbvisor", "%.1f"), cell("whole", "qemu", "%.1f"),
      "", "")
 line("gdb -batch -ex quit alone, ms", cell("gdbstart", "gdb", "%.1f"), "(same gdb)", "", "")
 over_g = [g[r] - s[r] for r in g if r in s]
 over_q = [q[r] - s[r] for r in q if r in s]
+span = lambda v: "%.1f (%.1f-%.1f)" % (statistics.median(v), min(v), max(v)) if len(v) > 1 \
+    else "%.1f" % v[0]
 if over_g:
     og = statistics.median(over_g)
-    line("  whole test minus gdb start-up, ms", "%.1f" % og,
-         "%.1f" % statistics.median(over_q) if over_q else "fails", "",
-         "<=15 ms: %s" % ("met" if og <= 15 else "NOT met"))
+    line("  whole test minus gdb start-up, ms", span(over_g), span(over_q) if over_q else "fails",
+         "", "<=15 ms: %s" % ("met" if og <= 15 else "NOT met"))
 else:
     line("  whole test minus gdb start-up, ms", "fails", "", "", "<=15 ms: NOT met")
+# gdb's own cost of the session (the instant stub answers at once): what is left is the stub's.
+i = nums("whole", "instant")
+line("whole test vs instant stub, ms", cell("whole", "instant", "%.1f"), "(gdb's own session)",
+     "", "")
+over_gi = [g[r] - i[r] for r in g if r in i]
+over_qi = [q[r] - i[r] for r in q if r in i]
+line("  whole test minus instant stub's, ms", span(over_gi) if over_gi else "-",
+     span(over_qi) if over_qi else "-", "", "")
+gb, mc, cpu = info("gbytes"), info("mchunk"), nums("instantcpu", "instant")
+print("g reply, bytes of registers: gdbvisor %s, QEMU %s (each stub's default description)"
+      % (gb["gdbvisor"], gb["qemu"]))
+print("m chunk, bytes: gdbvisor %s, QEMU %s" % (mc["gdbvisor"], mc["qemu"]))
+if cpu:
+    print("instant stub's own CPU: %.1f us a packet (median; ~8 packets a stepi)"
+          % statistics.median(cpu.values()))
 acks = {st: sorted(set(v for v in rows.get(("rawacks", st), {}).values() if v))
         for st in ("gdbvisor", "qemu")}
 print("raw client acks (QStartNoAckMode accepted -> off): gdbvisor %s, QEMU %s"
