@@ -277,9 +277,6 @@ pub fn run(
             );
             options.arch = ArchChoice::Fixed(layout);
         }
-        // gdb may ask for access watchpoints, which need DR7 data breakpoints: learn whether
-        // they fire here while gdb attaches, not when it asks (nor before the first reply).
-        caps.learn_in_background(Capability::DataBreakpoints);
         let end = session::serve(vm.vcpus, ram.clone(), vm.slots, options, interrupt, caps)?;
         print_vga(&ram);
         return Ok(end);

@@ -182,18 +182,6 @@ impl HostCaps {
         self.settled(cap) || Self::verdict(cap, self.outcome(cap))
     }
 
-    /// Learns `cap` on a thread of its own, so a run's start does not wait for the throwaway
-    /// VM; [`HostCaps::has`] then waits for the verdict only if it is still coming.
-    pub(crate) fn learn_in_background(self, cap: Capability) {
-        let spawned = std::thread::Builder::new()
-            .name("host-probe".into())
-            .spawn(move || self.has(cap));
-        if let Err(e) = spawned {
-            // Learned when first asked instead.
-            log::debug!("no background probe of {cap:?}: {e}");
-        }
-    }
-
     /// What is known of `cap` without probing: `None` until something asked for it.
     pub(crate) fn known(self, cap: Capability) -> Option<bool> {
         if self.settled(cap) {
