@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benches/gdb_stub.sh: gdbvisor's gdb stub against QEMU+KVM's, same kernel, same gdb scripts.
 #
-#   benches/gdb_stub.sh            # 3 interleaved rounds, prints a table (takes ~1-2 minutes)
+#   benches/gdb_stub.sh            # 3 interleaved rounds, prints a table (takes ~1.5-2 minutes)
 #   ROUNDS=5 benches/gdb_stub.sh   # more rounds; also STEPS, HITS, DUMP_MIB, RAW_STEPS, RAW_GS,
 #                                  # RAW_MEM_KIB, WHOLE_REPS
 #   PIN=0 ROUNDS=5 benches/gdb_stub.sh   # everything on CPU 0 (see "Placement" below)
@@ -42,7 +42,7 @@
 #                  the median over rounds of each round's (whole test - gdb alone). The same test
 #                  against the instant stub (started beforehand, over TCP) is gdb's own cost of
 #                  the session; whole test minus that is the stub's own part (start, answers, exit)
-# Row 3's ratio is against QEMU's hbreak (row 2), as QEMU+KVM cannot run `break` here.
+# Row 3 has a second line, its ratio to QEMU's hbreak (row 2): QEMU+KVM cannot run `break` here.
 # Every gdb/VMM run has a timeout; a failure prints its log tail and counts as "fails"/"error".
 #
 # Placement: on the software-nested development host a round trip between two processes on
@@ -51,6 +51,12 @@
 # run to run. PIN=CPU runs every stub, gdb and raw client on that CPU (taskset), QEMU included;
 # not the whole test (row 10), whose start-up work runs on several threads.
 #
+# Run F (issue 16's measurements before any change, 5 rounds, other builds and tests alongside,
+# load 2.1-3.3): stepi 2250 vs 948 (2.37x; gdb's ceiling 2830, gdbvisor at 0.72x of it), hbreak
+# 1686 vs 548 (2.69x), break 942 (1.59x QEMU's hbreak), dump 62.6 vs 10.0 MiB/s (5.82x), raw steps
+# 20328 vs 3859 (5.30x), raw g at one stop 34453 vs 17253 (1.82x), raw g after each step 12312
+# vs 4263 (3.26x), raw m 46.1 vs 25.4 MiB/s (1.76x; 32765-byte vs 2048-byte chunks), whole test
+# +39.2 vs +148.6 ms over gdb alone (+11.4 over the instant stub's whole test).
 # Run E (2026-11-22, after in-place runs, expedited stop replies, run-page registers, background
 # memslot and teardown hand-off; 3 rounds, another build alongside): stepi 3572 vs 1606 (2.26x),
 # hbreak 2661 vs 878 (3.07x), break 1874 vs fails, dump 90.0 vs 21.3 MiB/s (4.23x), raw 17960 vs
@@ -500,7 +506,8 @@ for key, label, fmt in LABELS:
         rs = "%.2fx" % ratio
     elif g and not q:
         rs = "QEMU fails"
-        verdict = "%.1fx: met (QEMU fails)" % target if target else "-"
+        verdict = ("(next line)" if key == "swbreak"
+                   else "%.1fx: met (QEMU fails)" % target if target else "-")
     else:
         rs = "-"
         verdict = "%.1fx: NOT met" % target if target and not g else "-"
