@@ -11,7 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::CpuId;
 use thiserror::Error;
 
 use crate::boot::BootFormat;
@@ -377,12 +377,8 @@ pub(crate) fn linux_switches(
 /// Gives every vCPU of `vm` KVM's supported CPUID (with its own APIC ID) minus `hide`. Must
 /// run before the first KVM_RUN.
 pub(crate) fn apply(vm: &Vm, hide: &[CpuFeature]) -> Result<(), VmError> {
-    let supported = vm
-        .kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
     for vcpu in &vm.vcpus {
-        let mut cpuid = cpuid_for(&supported, vcpu.id);
+        let mut cpuid = cpuid_for(&vm.supported_cpuid, vcpu.id);
         hide_features(&mut cpuid, hide);
         vcpu.kvm().set_cpuid(&cpuid)?;
     }

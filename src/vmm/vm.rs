@@ -85,6 +85,9 @@ pub struct Vm {
     /// The vCPUs, by id.
     pub vcpus: Vec<Vcpu>,
     pub(crate) serial_input: SerialInput,
+    /// KVM's supported CPUID, asked for once (each KVM_GET_SUPPORTED_CPUID runs CPUID on the
+    /// host for every leaf, which a software-nested host traps).
+    pub(crate) supported_cpuid: CpuId,
 }
 
 impl Vm {
@@ -138,18 +141,18 @@ impl Vm {
         bus.insert(pci::BASE, pci::LEN, Box::new(PciConfig::default()));
         let bus = Arc::new(Mutex::new(bus));
 
-        let cpuid = kvm
+        let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
         // `--cpuid-hide` never touches leaves 0x80000000/0x80000008: this stays the guest's.
-        let maxphyaddr = guest_maxphyaddr(&cpuid);
+        let maxphyaddr = guest_maxphyaddr(&supported_cpuid);
         let mut vcpus = Vec::new();
         for id in 0..options.cpus as u8 {
             let vcpu_fd = fd
                 .create_vcpu(u64::from(id))
                 .map_err(|e| VmError::Kvm("CREATE_VCPU", e))?;
             vcpu_fd
-                .set_cpuid2(&cpuid_for(&cpuid, id))
+                .set_cpuid2(&cpuid_for(&supported_cpuid, id))
                 .map_err(|e| VmError::Kvm("SET_CPUID2", e))?;
             if id == 0 {
                 route_pic_through_lapic(&vcpu_fd)?;
@@ -166,6 +169,7 @@ impl Vm {
             slots,
             vcpus,
             serial_input,
+            supported_cpuid,
         })
     }
 }
