@@ -61,7 +61,7 @@ pub trait Backend {
         self.cpu(id)
     }
     fn ram(&self) -> &Arc<GuestRam>;
-    /// Takes every vCPU's state, so that each thread can be described (through `&self`).
+    /// Takes what describing each vCPU's thread needs, as that happens through `&self`.
     fn fetch_all(&mut self) -> Result<(), TargetFault> {
         Ok(())
     }

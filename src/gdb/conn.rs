@@ -455,11 +455,12 @@ impl Connection for GdbConnection {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // A reply is written whole, then flushed: the packet is what follows the last '$'
-        // (acks come before it; packet data never holds a bare '$').
-        if let Some(start) = self.unflushed.iter().rposition(|&b| b == b'$') {
-            self.last_packet.clear();
-            self.last_packet.extend_from_slice(&self.unflushed[start..]);
+        // A reply is written whole, then flushed: the packet starts at the first '$' (only
+        // acks come before it; packet data never holds a bare '$'). Kept by swapping buffers:
+        // a 64 KiB `m` reply is neither scanned nor copied.
+        if let Some(start) = self.unflushed.iter().position(|&b| b == b'$') {
+            self.unflushed.drain(..start);
+            std::mem::swap(&mut self.last_packet, &mut self.unflushed);
         }
         self.unflushed.clear();
         self.writer.flush()

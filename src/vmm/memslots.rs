@@ -80,6 +80,11 @@ impl Protection {
         self.lock().set_read_only(pages)
     }
 
+    /// The pages read-only now.
+    pub(crate) fn read_only_pages(&self) -> BTreeSet<u64> {
+        self.lock().read_only_pages.clone()
+    }
+
     /// True while any page is read-only.
     pub(crate) fn is_active(&self) -> bool {
         !self.lock().read_only_pages.is_empty()

@@ -82,8 +82,8 @@ impl Backend for LiveVm {
     }
 
     fn fetch_all(&mut self) -> Result<(), TargetFault> {
-        for id in self.vcpus.ids() {
-            self.state_at_stop(id)?;
+        for id in self.vcpus.ids().collect::<Vec<_>>() {
+            self.vcpus.fetch_for_listing(&mut self.vm.machine, id)?;
         }
         Ok(())
     }

@@ -47,6 +47,8 @@ pub(crate) struct PlanInputs {
     pub(crate) watched: Vec<(u64, u64)>,
     /// KVM can block interrupts while stepping (KVM_GUESTDBG_BLOCKIRQ).
     pub(crate) block_irq: bool,
+    /// The guest-physical pages read-only since the last resume.
+    pub(crate) read_only_now: BTreeSet<u64>,
 }
 
 /// One runner's part of the plan.
@@ -183,6 +185,11 @@ fn steps_into(runners: &[RunnerView], applied: &mut Applied, registers: usize) -
 /// The pages under write watches and planted 0xCC bytes, less the stack pages of real-mode
 /// runners: a real-mode `int n` runs without an exit on a software-nested KVM, and its frame
 /// pushed onto a read-only page loses FLAGS and CS; no window can catch it.
+///
+/// While every runner steps, the pages read-only now stay so: gdb steps off a breakpoint with
+/// its breakpoints removed and plants them again for the `continue` after, and unprotecting the
+/// pages for one instruction cost eight memory-slot changes a hit. A guest write to such a page
+/// is applied by the vCPU as any write to a protected page is, so the guest sees no difference.
 fn read_only_pages(
     inputs: &PlanInputs,
     plant: &BTreeSet<u64>,
@@ -198,6 +205,10 @@ fn read_only_pages(
         .copied()
         .chain(plant.iter().map(|phys| phys & PAGE_MASK))
         .collect();
+    let all_step = inputs.runners.iter().all(|r| r.action == Action::Step);
+    if all_step {
+        pages.extend(&inputs.read_only_now);
+    }
     for page in real_mode_stack_pages(&inputs.runners) {
         if pages.remove(&page) && watched_pages.contains(&page) {
             warnings.push(format!(
@@ -450,6 +461,31 @@ mod tests {
         assert_eq!(plan.plant, [0x2345, 0x3000].into());
         assert_eq!(plan.read_only, [0x2000, 0x3000, 0x7000, 0x8000].into());
         assert!(plan.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_step_keeps_the_pages_read_only_a_continue_frees_them() {
+        // gdb steps off a breakpoint with its breakpoints removed: the page stays read-only
+        // for the `continue` that plants them again, but not the real-mode stack's.
+        let real = RunnerView {
+            mode: CpuMode::Real,
+            ss_base: 0,
+            sp: 0x7c00,
+            ..runner(0, Action::Step, 0x7c00)
+        };
+        let read_only_now: BTreeSet<u64> = [0x2000, 0x7000].into();
+        let step = plan(PlanInputs {
+            runners: vec![real],
+            read_only_now: read_only_now.clone(),
+            ..Default::default()
+        });
+        assert_eq!(step.read_only, [0x2000].into());
+        let continued = plan(PlanInputs {
+            runners: vec![runner(0, Action::Continue, 0x1000)],
+            read_only_now,
+            ..Default::default()
+        });
+        assert!(continued.read_only.is_empty());
     }
 
     #[test]

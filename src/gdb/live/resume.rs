@@ -91,6 +91,7 @@ impl LiveVm {
             data_watches: self.debug.data_watches.clone(),
             watched,
             block_irq: self.vm.block_irq,
+            read_only_now: self.vm.slots.read_only_pages(),
         })
     }
 

@@ -15,6 +15,8 @@ use crate::vmm::machine::Machine;
 struct VcpuRun {
     /// The state at this stop, whole or only its core (see [`CpuSnapshot::fetch_core`]).
     state: Option<CpuSnapshot>,
+    /// A core `state`'s `mp_state` was fetched too (see [`VcpuRuns::fetch_for_listing`]).
+    mp_state_known: bool,
     action: Action,
     /// Whether gdb named this vCPU's action in the current resume request.
     explicit: bool,
@@ -68,14 +70,39 @@ impl VcpuRuns {
         Ok(run.state.as_ref().expect("just filled"))
     }
 
+    /// What `info threads` shows of vCPU `id` at this stop: its core state and how it waits
+    /// (one KVM_GET_MP_STATE instead of the whole state's seven ioctls; gdb lists the threads
+    /// at every stop).
+    pub(crate) fn fetch_for_listing(
+        &mut self,
+        machine: &mut Machine,
+        id: u8,
+    ) -> Result<(), TargetFault> {
+        if self.state(machine, id, false)?.complete || self.runs[usize::from(id)].mp_state_known {
+            return Ok(());
+        }
+        let mp_state = machine.with_vcpu(id, |vcpu| vcpu.kvm().get_mp_state())??;
+        let run = &mut self.runs[usize::from(id)];
+        if let Some(state) = run.state.as_mut() {
+            state.mp_state = mp_state.mp_state;
+            run.mp_state_known = true;
+        }
+        Ok(())
+    }
+
     /// Forgets vCPU `id`'s state (its registers were written).
     pub(crate) fn forget_state(&mut self, id: u8) {
-        self.runs[usize::from(id)].state = None;
+        let run = &mut self.runs[usize::from(id)];
+        run.state = None;
+        run.mp_state_known = false;
     }
 
     /// Forgets every state: the vCPUs run.
     pub(crate) fn forget_states(&mut self) {
-        self.runs.iter_mut().for_each(|run| run.state = None);
+        self.runs.iter_mut().for_each(|run| {
+            run.state = None;
+            run.mp_state_known = false;
+        });
     }
 
     /// Records gdb's action for vCPU `id`; one for a thread that does not exist is remembered,

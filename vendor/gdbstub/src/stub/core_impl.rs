@@ -261,7 +261,7 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
 
                         // TODO: omit this message if non-stop mode is active
                         {
-                            let mut res = ResponseWriter::new(res.as_conn(), target.use_rle());
+                            let mut res = ResponseWriter::new(res.as_conn()?, target.use_rle());
                             res.write_str("O")?;
                             res.write_hex_buf(b"target has not implemented `support_resume()`\n")?;
                             res.flush()?;

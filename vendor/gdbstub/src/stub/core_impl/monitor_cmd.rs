@@ -24,7 +24,7 @@ impl<T: Target, C: Connection> GdbStubImpl<T, C> {
                 let mut callback = |msg: &[u8]| {
                     // TODO: replace this with a try block (once stabilized)
                     let e = (|| {
-                        let mut res = ResponseWriter::new(res.as_conn(), use_rle);
+                        let mut res = ResponseWriter::new(res.as_conn()?, use_rle);
                         res.write_str("O")?;
                         res.write_hex_buf(msg)?;
                         res.flush()?;
