@@ -18,6 +18,7 @@ use thiserror::Error;
 
 pub(crate) mod addr;
 pub mod cpu;
+pub(crate) mod exception;
 pub(crate) mod insn;
 pub mod paging;
 pub(crate) mod phys;
