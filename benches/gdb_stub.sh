@@ -37,8 +37,10 @@
 #                  once: gdb's own ceiling. The row shows gdbvisor's stepi/s over it per round, and
 #                  the instant stub's own CPU per packet (mostly the send(2); ~8 packets a stepi)
 #  10 whole test   wall time of `gdb -batch -ex 'target remote | VMM --gdb stdio -S' -x whole.gdb`
-#                  (start VMM, attach, hbreak, continue x2, check counter == 1, kill), and of
-#                  `gdb -nx -batch -ex quit` alone; median of WHOLE_REPS per round; the table shows
+#                  (start VMM, attach, hbreak, continue x2, check counter == 1, kill), and of gdb's
+#                  own start-up for it, `gdb -nx -batch -x prelude.gdb -ex quit` (the test's
+#                  command files and Python helpers loaded, no target; plain `-ex quit` is shown
+#                  too); median of WHOLE_REPS per round; the table shows
 #                  the median over rounds of each round's (whole test - gdb alone). The same test
 #                  against the instant stub (started beforehand, over TCP) is gdb's own cost of
 #                  the session; whole test minus that is the stub's own part (start, answers, exit)
@@ -375,10 +377,14 @@ whole_once() {
     python3 -c "print('%.1f' % (($t1 - $t0) * 1000))"
 }
 
+# gdb_startup_once [scripted]: wall ms of gdb starting and quitting with no target; "scripted"
+# loads the test's own command files first (prelude.gdb and its Python helpers), as the whole
+# test does: that start-up is gdb's, whatever stub it then talks to.
 gdb_startup_once() {
-    local t0 t1
+    local t0 t1 scripts=()
+    [[ ${1:-} == scripted ]] && scripts=(-x benches/gdb/prelude.gdb)
     t0=$EPOCHREALTIME
-    timeout 30 "$GDB" -nx -batch -ex quit >/dev/null 2>&1
+    timeout 30 "$GDB" -nx -batch "${scripts[@]}" -ex quit >/dev/null 2>&1
     t1=$EPOCHREALTIME
     python3 -c "print('%.1f' % (($t1 - $t0) * 1000))"
 }
@@ -409,10 +415,12 @@ for round in $(seq "$ROUNDS"); do
     for s in "${order[@]}"; do raw_bench "$s" mem rawmem "$round" "$RAW_MEM_KIB"; done
     declare -A W=()
     for rep in $(seq "$WHOLE_REPS"); do
-        W[gdb]+=" $(gdb_startup_once)"
+        W[gdb]+=" $(gdb_startup_once scripted)"
+        W[plain]+=" $(gdb_startup_once)"
         for s in "${order[@]}" instant; do W[$s]+=" $(whole_once "$s")"; done
     done
     record gdbstart gdb "$round" "$(median ${W[gdb]})"
+    record gdbplain gdb "$round" "$(median ${W[plain]})"
     for s in gdbvisor qemu instant; do
         if [[ ${W[$s]} == *FAIL* ]]; then record whole "$s" "$round" "FAIL check failed"
         else record whole "$s" "$round" "$(median ${W[$s]})"; fi
@@ -519,7 +527,9 @@ for key, label, fmt in LABELS:
 g, q, s = nums("whole", "gdbvisor"), nums("whole", "qemu"), nums("gdbstart", "gdb")
 line("whole scripted test, ms", cell("whole", "gdbvisor", "%.1f"), cell("whole", "qemu", "%.1f"),
      "", "")
-line("gdb -batch -ex quit alone, ms", cell("gdbstart", "gdb", "%.1f"), "(same gdb)", "", "")
+line("gdb alone with the test's scripts, ms", cell("gdbstart", "gdb", "%.1f"), "(same gdb)", "",
+     "")
+line("  (gdb -batch -ex quit alone, ms)", cell("gdbplain", "gdb", "%.1f"), "", "", "")
 over_g = [g[r] - s[r] for r in g if r in s]
 over_q = [q[r] - s[r] for r in q if r in s]
 span = lambda v: "%.1f (%.1f-%.1f)" % (statistics.median(v), min(v), max(v)) if len(v) > 1 \
