@@ -36,6 +36,7 @@
  */
         .include "multiboot.inc"
         .include "lib32.inc"
+        .include "deaths.inc"
 
         .set SEL_CODE, 0x08
         .set SEL_DATA, 0x10
@@ -44,9 +45,10 @@
         .set IDT_ENTRIES, 256
 
 /* ------------------------------------------------------------- the deaths, one a block --- */
-/* Each block defines `death_name` (the line), `death_idt` (fills `idt`, loads IDTR) and
- * `death_fault` (never returns). */
+/* Each block defines `death_name` (the line) and `death_fault` (never returns), and with
+ * HOOK_IDT set `death_idt` (fills `idt`, loads IDTR); without it: the empty IDT. */
 .ifdef DEATH_NULL_IDT
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death32-null-idt: about to fault\n"
         .endm
@@ -62,6 +64,7 @@ fault_here:
 .endif
 
 .ifdef DEATH_NOT_PRESENT
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death32-not-present: about to fault\n"
         .endm
@@ -72,13 +75,12 @@ fault_here:
         lidt idt_desc
         .endm
         .macro death_fault
-        .globl fault_here
-fault_here:
-        ud2
+        fault_ud2
         .endm
 .endif
 
 .ifdef DEATH_DATA_SELECTOR
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death32-data-selector: about to fault\n"
         .endm
@@ -89,12 +91,7 @@ fault_here:
         lidt idt_desc
         .endm
         .macro death_fault
-        movl $7, %eax
-        xorl %edx, %edx
-        xorl %ecx, %ecx
-        .globl fault_here
-fault_here:
-        divl %ecx
+        fault_divide
         .endm
 .endif
 
@@ -102,13 +99,8 @@ fault_here:
         .macro death_name
         .asciz "death32-ud: about to fault\n"
         .endm
-        .macro death_idt
-        lidt idt_desc                      /* allocated, never filled: every entry zero */
-        .endm
         .macro death_fault
-        .globl fault_here
-fault_here:
-        ud2
+        fault_ud2
         .endm
 .endif
 
@@ -116,16 +108,8 @@ fault_here:
         .macro death_name
         .asciz "death32-divide: about to fault\n"
         .endm
-        .macro death_idt
-        lidt idt_desc
-        .endm
         .macro death_fault
-        movl $7, %eax
-        xorl %edx, %edx
-        xorl %ecx, %ecx
-        .globl fault_here
-fault_here:
-        divl %ecx
+        fault_divide
         .endm
 .endif
 
@@ -146,7 +130,11 @@ cs_reloaded:
         movw %ax, %ss
         movw %ax, %fs
         movw %ax, %gs
+.ifdef HOOK_IDT
         death_idt
+.else
+        lidt idt_desc                      /* allocated, never filled: every entry zero */
+.endif
         movl $msg_about, %esi
         call puts32
         death_fault

@@ -78,6 +78,7 @@
  */
         .include "lib64.inc"
         .include "idt64.inc"
+        .include "deaths.inc"
 
         .set SEL_KCODE, 0x08
         .set SEL_KDATA, 0x10
@@ -94,17 +95,40 @@
 
 /* ------------------------------------------------------------- the deaths, one a block --- */
 /*
- * Each block defines: KERNEL_NAME (the message), `death_tables` (page-table changes before
- * CR3 is loaded), `death_tss` (TSS changes before `ltr`), `death_idt` (fills `idt` and loads
- * IDTR) and `death_fault` (runs after the line is printed; never returns).
+ * Each block defines `death_name` (the line's text) and either `death_fault` (runs after the
+ * line is printed; never returns) or, with RING3 set, `death_user` (ring-3 code the kernel
+ * enters by `iretq` instead); and, where it needs them, these hooks, each with its flag symbol:
+ *   death_tables (HOOK_TABLES)  page-table changes before CR3 is loaded
+ *   death_tss    (HOOK_TSS)     TSS changes before `ltr`
+ *   death_idt    (HOOK_IDT)     fills `idt` and loads IDTR; without it: the empty IDT
  */
+
+/* Faults the blocks share besides deaths.inc's; each marks its faulting instruction
+ * `fault_here`. */
+        .macro fault_read address          /* an 8-byte read at `address` */
+        movabsq $\address, %rax
+        .globl fault_here
+fault_here:
+        movq (%rax), %rax
+        .endm
+        /* Gates 0-31 to `stubs` (16 bytes apart), present or not; then `adjust` on each
+         * gate, at %rdi; lidt. */
+        .macro gates attributes, adjust=, stubs=exc_stubs
+        movb $\attributes, %dl
+        leaq \stubs(%rip), %rsi
+        call fill_exception_gates
+        leaq idt(%rip), %rdi
+        movl $32, %ecx
+1:      \adjust
+        addq $16, %rdi
+        loop 1b
+        lidt idt_desc(%rip)
+        .endm
+
 .ifdef DEATH_NULL_IDT
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death-null-idt: about to fault\n"
-        .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
         .endm
         .macro death_idt
         lidt idt_null_desc(%rip)           /* IDTR base 0, limit 0: "not set up yet" */
@@ -118,26 +142,21 @@ fault_here:
 .endif
 
 .ifdef DEATH_NOT_PRESENT
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death-not-present: about to fault\n"
         .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
         .macro death_idt
-        movb $GATE_NOT_PRESENT, %dl        /* the type, but the P bit forgotten */
-        call fill_exception_gates
-        lidt idt_desc(%rip)
+        gates GATE_NOT_PRESENT             /* the type, but the P bit forgotten */
         .endm
         .macro death_fault
-        .globl fault_here
-fault_here:
-        ud2
+        fault_ud2
         .endm
 .endif
 
 .ifdef DEATH_HANDLER_UNMAPPED
+        .set HOOK_TABLES, 1
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death-handler-unmapped: about to fault\n"
         .endm
@@ -145,27 +164,11 @@ fault_here:
         leaq unmapped_stubs(%rip), %rax
         call unmap_page
         .endm
-        .macro death_tss
-        .endm
         .macro death_idt
-        movb $GATE_INT, %dl
-        call fill_exception_gates
-        leaq unmapped_stubs(%rip), %rsi    /* every gate to its stub in the unmapped page */
-        xorl %edi, %edi
-1:      call set_gate
-        addq $16, %rsi
-        incl %edi
-        cmpl $32, %edi
-        jb 1b
-        lidt idt_desc(%rip)
+        gates GATE_INT, stubs=unmapped_stubs  /* each to its stub in the unmapped page */
         .endm
         .macro death_fault
-        xorl %ecx, %ecx
-        movl $1, %eax
-        xorl %edx, %edx
-        .globl fault_here
-fault_here:
-        divl %ecx
+        fault_divide
         .endm
 
         /* Exception stubs like idt64.inc's, in a page of their own that the kernel unmapped. */
@@ -186,26 +189,18 @@ unmapped_stubs:
 .endif
 
 .ifdef DEATH_PF_IN_PF
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death-pf-in-pf: about to fault\n"
         .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
         .macro death_idt
-        movb $GATE_INT, %dl
-        call fill_exception_gates
+        gates GATE_INT
         movl $14, %edi
         leaq pf_handler(%rip), %rsi
         call set_gate
-        lidt idt_desc(%rip)
         .endm
         .macro death_fault
-        movl $0x40000000, %eax             /* PDPT[1] is not present */
-        .globl fault_here
-fault_here:
-        movq (%rax), %rax
+        fault_read 0x40000000              /* PDPT[1] is not present */
         .endm
 
 /* pf_handler: looks at the faulting address, which is exactly what is not mapped. */
@@ -223,6 +218,9 @@ pf_handler_fault:
 .endif
 
 .ifdef DEATH_RSP0_UNMAPPED
+        .set HOOK_TABLES, 1
+        .set HOOK_TSS, 1
+        .set HOOK_IDT, 1
         .set RING3, 1
         .macro death_name
         .asciz "death-rsp0-unmapped: about to fault\n"
@@ -236,12 +234,7 @@ pf_handler_fault:
         movq %rax, tss_rsp0(%rip)
         .endm
         .macro death_idt
-        movb $GATE_INT, %dl
-        call fill_exception_gates
-        lidt idt_desc(%rip)
-        .endm
-        .macro death_fault
-        call enter_user_mode
+        gates GATE_INT
         .endm
         .macro death_user
         .globl fault_here
@@ -251,6 +244,9 @@ fault_here:
 .endif
 
 .ifdef DEATH_IST_UNMAPPED
+        .set HOOK_TABLES, 1
+        .set HOOK_TSS, 1
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death-ist-unmapped: about to fault\n"
         .endm
@@ -263,45 +259,23 @@ fault_here:
         movq %rax, tss_ist1(%rip)
         .endm
         .macro death_idt
-        movb $GATE_INT, %dl
-        call fill_exception_gates
-        leaq idt(%rip), %rdi               /* every exception on IST1 */
-        movl $32, %ecx
-1:      movb $1, 4(%rdi)
-        addq $16, %rdi
-        loop 1b
-        lidt idt_desc(%rip)
+        gates GATE_INT, "movb $1, 4(%rdi)"  /* every exception on IST1 */
         .endm
         .macro death_fault
-        .globl fault_here
-fault_here:
-        ud2
+        fault_ud2
         .endm
 .endif
 
 .ifdef DEATH_DATA_SELECTOR
+        .set HOOK_IDT, 1
         .macro death_name
         .asciz "death-data-selector: about to fault\n"
         .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
         .macro death_idt
-        movb $GATE_INT, %dl
-        call fill_exception_gates
-        leaq idt(%rip), %rdi               /* the selector of the data segment by mistake */
-        movl $32, %ecx
-1:      movw $SEL_KDATA, 2(%rdi)
-        addq $16, %rdi
-        loop 1b
-        lidt idt_desc(%rip)
+        gates GATE_INT, "movw $SEL_KDATA, 2(%rdi)"  /* the data segment's selector by mistake */
         .endm
         .macro death_fault
-        xorl %edi, %edi
-        .globl fault_here
-fault_here:
-        movq 8(%rdi), %rax                 /* a field of a NULL structure */
+        fault_read 8                       /* a field of a NULL structure */
         .endm
 .endif
 
@@ -309,22 +283,13 @@ fault_here:
         .macro death_name
         .asciz "death-noncanonical: about to fault\n"
         .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
-        .macro death_idt
-        lidt idt_desc(%rip)                /* allocated, never filled: every entry zero */
-        .endm
         .macro death_fault
-        movabsq $0x0000800000000000, %rax  /* bit 47 set, bits 63:48 clear */
-        .globl fault_here
-fault_here:
-        movq (%rax), %rax
+        fault_read 0x0000800000000000      /* bit 47 set, bits 63:48 clear */
         .endm
 .endif
 
 .ifdef DEATH_RESERVED_PDE
+        .set HOOK_TABLES, 1
         .macro death_name
         .asciz "death-reserved-pde: about to fault\n"
         .endm
@@ -332,16 +297,8 @@ fault_here:
         /* A 2 MiB page at a 4 KiB-aligned address: bit 13 is reserved in a 2 MiB PDE. */
         movq $(0x802000 | LEAF2M), pd + 4 * 8(%rip)
         .endm
-        .macro death_tss
-        .endm
-        .macro death_idt
-        lidt idt_desc(%rip)
-        .endm
         .macro death_fault
-        movl $0x800000, %eax
-        .globl fault_here
-fault_here:
-        movq (%rax), %rax
+        fault_read 0x800000
         .endm
 .endif
 
@@ -349,16 +306,6 @@ fault_here:
         .set RING3, 1
         .macro death_name
         .asciz "death-user-supervisor: about to fault\n"
-        .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
-        .macro death_idt
-        lidt idt_desc(%rip)
-        .endm
-        .macro death_fault
-        call enter_user_mode
         .endm
         .macro death_user
         .globl fault_here
@@ -368,6 +315,7 @@ fault_here:
 .endif
 
 .ifdef DEATH_WRITE_READONLY
+        .set HOOK_TABLES, 1
         .macro death_name
         .asciz "death-write-readonly: about to fault\n"
         .endm
@@ -380,11 +328,6 @@ fault_here:
         orq $(1 << 16), %rax
         movq %rax, %cr0
         .endm
-        .macro death_tss
-        .endm
-        .macro death_idt
-        lidt idt_desc(%rip)
-        .endm
         .macro death_fault
         .globl fault_here
 fault_here:
@@ -396,17 +339,8 @@ fault_here:
         .macro death_name
         .asciz "death-ud: about to fault\n"
         .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
-        .macro death_idt
-        lidt idt_desc(%rip)
-        .endm
         .macro death_fault
-        .globl fault_here
-fault_here:
-        ud2
+        fault_ud2
         .endm
 .endif
 
@@ -414,20 +348,8 @@ fault_here:
         .macro death_name
         .asciz "death-divide: about to fault\n"
         .endm
-        .macro death_tables
-        .endm
-        .macro death_tss
-        .endm
-        .macro death_idt
-        lidt idt_desc(%rip)
-        .endm
         .macro death_fault
-        movl $7, %eax
-        xorl %edx, %edx
-        xorl %ecx, %ecx
-        .globl fault_here
-fault_here:
-        divl %ecx
+        fault_divide
         .endm
 .endif
 
@@ -463,7 +385,9 @@ cs_reloaded:
         wrmsr
 1:
         call build_page_tables
+.ifdef HOOK_TABLES
         death_tables
+.endif
         leaq pml4(%rip), %rax
         movq %rax, %cr3
         .globl tables_loaded
@@ -471,14 +395,24 @@ tables_loaded:
 
         leaq stack_top(%rip), %rax
         movq %rax, tss_rsp0(%rip)
+.ifdef HOOK_TSS
         death_tss
+.endif
         movw $SEL_TSS, %ax
         ltr %ax
 
+.ifdef HOOK_IDT
         death_idt
+.else
+        lidt idt_desc(%rip)                /* allocated, never filled: every entry zero */
+.endif
         leaq msg_about(%rip), %rsi
         call puts64
+.ifdef RING3
+        call enter_user_mode
+.else
         death_fault
+.endif
         .globl not_reached
 not_reached:
         leaq msg_alive(%rip), %rsi
@@ -538,10 +472,9 @@ unmap_page:
         movq $0, pt0(, %rax, 8)
         ret
 
-/* fill_exception_gates: gates 0-31 -> idt64.inc's stubs, type/attributes %dl. */
+/* fill_exception_gates: gates 0-31 -> stubs from %rsi on, 16 bytes apart, type/attributes %dl. */
 fill_exception_gates:
         xorl %edi, %edi
-        leaq exc_stubs(%rip), %rsi
 1:      call set_gate
         addq $16, %rsi
         incl %edi
