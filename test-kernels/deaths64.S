@@ -28,7 +28,11 @@
  * delivering an event sets EXT (bit 0), and an IDT entry's error code is vector*8+2+EXT. QEMU
  * differs there: no EXT, and in long mode vector*16+2 (it logged #NP e=0x62 for vector 6), and
  * it logged the reserved-bit #PF as e=0x8 where the SDM's error code also has P (0x9).
- * On KVM here (PVM) every death ends with RIP as below, except death-data-selector (below).
+ * On KVM here (PVM) every death ends with RIP as below, except death-data-selector (below),
+ * and CR2 at the shutdown is that of the last #PF raised by an instruction: the #PFs raised
+ * while pushing a frame do not change it (CR2=0 in death-rsp0-unmapped and death-ist-unmapped,
+ * 0x40000000 in death-pf-in-pf, `unmapped_pf_stub` in death-handler-unmapped), where QEMU's
+ * CR2 is the address of the failed push, as the SDM has it.
  *   death-null-idt          IDTR limit 0; a NULL pointer write.
  *       #PF(0x2) CR2=0 at fault_here -> #GP(0x73) delivering #PF (vector 14 beyond the IDT
  *       limit) -> #DF -> #GP(0x43) delivering #DF (vector 8 beyond the limit) -> shutdown
@@ -45,7 +49,7 @@
  *       #PF(0x0) CR2=0x40000000 at fault_here (PDPT[1] not present) -> `pf_handler` ->
  *       #PF(0x0) at `pf_handler_fault` -> ... (65 #PFs in all) until a push hits the stack's
  *       guard page: #PF(0x2) delivering #PF -> #DF -> #PF delivering #DF -> shutdown.
- *       RIP at shutdown: `pf_handler_fault` (KVM here leaves CR2=0x40000000).
+ *       RIP at shutdown: `pf_handler_fault`.
  *   death-rsp0-unmapped     ring 3 runs `cli` (IOPL 0); TSS.RSP0 is the top of `unmapped_page`.
  *       #GP(0) at fault_here (CS=0x23, CPL 3) -> stack switch to RSP0: #PF(0x2)
  *       CR2=unmapped_page+0xff8 pushing SS -> #PF delivering #PF (RSP0 again) -> #DF -> #PF
