@@ -32,7 +32,7 @@
  * and CR2 at the shutdown is that of the last #PF raised by an instruction: the #PFs raised
  * while pushing a frame do not change it (CR2=0 in death-rsp0-unmapped and death-ist-unmapped,
  * 0x40000000 in death-pf-in-pf, `unmapped_pf_stub` in death-handler-unmapped), where QEMU's
- * CR2 is the address of the failed push, as the SDM has it.
+ * CR2 is the address of the failed push.
  *   death-null-idt          IDTR limit 0; a NULL pointer write.
  *       #PF(0x2) CR2=0 at fault_here -> #GP(0x73) delivering #PF (vector 14 beyond the IDT
  *       limit) -> #DF -> #GP(0x43) delivering #DF (vector 8 beyond the limit) -> shutdown
