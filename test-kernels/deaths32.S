@@ -17,6 +17,8 @@
  * -no-reboot -kernel`); on KVM here every death but death32-data-selector ends the same, with
  * EIP at `fault_here`. Error codes are the SDM's: a fault while delivering an event sets EXT
  * (bit 0); an IDT entry's error code is vector*8+2+EXT (QEMU logs them without EXT: 0x32).
+ * KVM here (PVM) escalates a fault raised while delivering #UD straight to #DF (deaths64.S
+ * says how that was measured): a trace there lacks the #NP/#GP step; the shutdown is the same.
  *   death32-null-idt        IDTR limit 0; loads DS with 0x18, beyond the GDT's limit.
  *       #GP(0x18) at fault_here -> #GP(0x6b) delivering #GP (vector 13 beyond the IDT limit)
  *       -> #DF -> #GP(0x43) delivering #DF -> shutdown

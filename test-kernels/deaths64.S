@@ -32,7 +32,12 @@
  * and CR2 at the shutdown is that of the last #PF raised by an instruction: the #PFs raised
  * while pushing a frame do not change it (CR2=0 in death-rsp0-unmapped and death-ist-unmapped,
  * 0x40000000 in death-pf-in-pf, `unmapped_pf_stub` in death-handler-unmapped), where QEMU's
- * CR2 is the address of the failed push.
+ * CR2 is the address of the failed push. PVM also escalates any fault raised while delivering
+ * an exception straight to #DF, where the SDM delivers the second fault when the first is
+ * benign (#UD) or the second a #PF after a contributory one (measured with probe handlers: #UD
+ * through a P=0 gate, with a working #NP handler, and through an all-zero gate, with a working
+ * #GP handler, both reach #DF; a reserved-bit #PF's error code is 0x9 there). So a trace on
+ * this host can lack a step of the chains below; the shutdown state is the same.
  *   death-null-idt          IDTR limit 0; a NULL pointer write.
  *       #PF(0x2) CR2=0 at fault_here -> #GP(0x73) delivering #PF (vector 14 beyond the IDT
  *       limit) -> #DF -> #GP(0x43) delivering #DF (vector 8 beyond the limit) -> shutdown
