@@ -36,8 +36,10 @@
  * an exception straight to #DF, where the SDM delivers the second fault when the first is
  * benign (#UD) or the second a #PF after a contributory one (measured with probe handlers: #UD
  * through a P=0 gate, with a working #NP handler, and through an all-zero gate, with a working
- * #GP handler, both reach #DF; a reserved-bit #PF's error code is 0x9 there). So a trace on
- * this host can lack a step of the chains below; the shutdown state is the same.
+ * #GP handler, both reach #DF; so does a CPL-3 #GP whose push on RSP0 faults, with a working
+ * #PF handler on IST1, where QEMU runs that handler with #PF(0x2) and CR2 = the push's address;
+ * a reserved-bit #PF's error code is 0x9 there). So a trace on this host can lack a step of
+ * the chains below; the shutdown state is the same.
  *   death-null-idt          IDTR limit 0; a NULL pointer write.
  *       #PF(0x2) CR2=0 at fault_here -> #GP(0x73) delivering #PF (vector 14 beyond the IDT
  *       limit) -> #DF -> #GP(0x43) delivering #DF (vector 8 beyond the limit) -> shutdown
