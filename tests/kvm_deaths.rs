@@ -4,9 +4,11 @@
 //! KVM_EXIT_SHUTDOWN are where the kernel's source says, live and in the `--dump-on-crash` core
 //! read back with `--snapshot`.
 //!
-//! gdbvisor's explanation of the death is compared with `tests/deaths/<kernel>.expected` when
-//! that file exists (see tests/deaths/README.md for what is compared); without it the test says
-//! so and checks the rest. `GDBVISOR_BLESS_DEATHS=1` writes the files from the live runs.
+//! gdbvisor's explanation of the death is compared with `tests/deaths/<kernel>.expected`, and
+//! its `--trace-exceptions` file with `tests/deaths/<kernel>.trace.expected`, when those files
+//! exist (see tests/deaths/README.md); without them the test checks the rest.
+//! `GDBVISOR_BLESS_DEATHS=1` writes the explanation files from the live runs, `=trace` (or any
+//! value containing it) the trace files too.
 
 mod common;
 
@@ -112,33 +114,57 @@ fn explanation(stderr: &str) -> Option<Vec<&str>> {
     )
 }
 
-fn expected_path(name: &str) -> PathBuf {
+/// `tests/deaths/<name><suffix>`.
+fn expected_path(name: &str, suffix: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/deaths")
-        .join(format!("{name}.expected"))
+        .join(format!("{name}{suffix}"))
+}
+
+/// Whether `GDBVISOR_BLESS_DEATHS` asks to write the expected files: the explanations for any
+/// value, the traces too when the value contains `trace`.
+fn blessing(trace: bool) -> bool {
+    std::env::var("GDBVISOR_BLESS_DEATHS").is_ok_and(|v| !trace || v.contains("trace"))
+}
+
+/// Asserts that `got` is exactly the lines of `path`; `what` and `output` say what was read
+/// from where, for the message.
+fn assert_lines_match(what: &str, path: &Path, got: &[&str], output: &str) {
+    let expected = std::fs::read_to_string(path).expect("expected file");
+    let expected: Vec<&str> = expected.lines().collect();
+    assert!(
+        got == expected,
+        "{what} differs from {}\n--- expected\n{}\n--- got\n{}\n--- whole output\n{output}",
+        path.display(),
+        expected.join("\n"),
+        got.join("\n"),
+    );
+}
+
+fn bless(path: &Path, lines: &[&str]) {
+    std::fs::write(path, lines.join("\n") + "\n").expect("write expected file");
+    eprintln!("wrote {}", path.display());
 }
 
 /// Compares `output`'s explanation with the expected file, if there is one. `origin` says
 /// which run it is (live, snapshot). A missing block fails only where `required`.
 fn check_explanation(name: &str, origin: &str, output: &str, required: bool) {
-    let path = expected_path(name);
+    let path = expected_path(name, ".expected");
     let block = explanation(output);
-    if std::env::var_os("GDBVISOR_BLESS_DEATHS").is_some() && origin == "live" {
+    if blessing(false) && origin == "live" {
         let block = block.unwrap_or_else(|| panic!("{name}: no \"why\" block to bless\n{output}"));
-        std::fs::write(&path, block.join("\n") + "\n").expect("write expected file");
-        eprintln!("{name}: wrote {}", path.display());
+        bless(&path, &block);
         return;
     }
-    let Ok(expected) = std::fs::read_to_string(&path) else {
-        if origin != "live" {
-            return;
+    if !path.is_file() {
+        if origin == "live" {
+            eprintln!(
+                "NOTE {name}: no {} yet: the explanation is not compared",
+                path.display()
+            );
         }
-        eprintln!(
-            "NOTE {name}: no {} yet: the explanation is not compared",
-            path.display()
-        );
         return;
-    };
+    }
     let Some(block) = block else {
         assert!(
             !required,
@@ -148,14 +174,45 @@ fn check_explanation(name: &str, origin: &str, output: &str, required: bool) {
         eprintln!("NOTE {name} ({origin}): no \"why\" block in this output: not compared");
         return;
     };
-    let expected: Vec<&str> = expected.lines().collect();
-    assert!(
-        block == expected,
-        "{name} ({origin}): explanation differs from {}\n--- expected\n{}\n--- got\n{}\n--- whole output\n{output}",
-        path.display(),
-        expected.join("\n"),
-        block.join("\n"),
+    assert_lines_match(
+        &format!("{name} ({origin}): explanation"),
+        &path,
+        &block,
+        output,
     );
+}
+
+/// With `tests/deaths/<name>.trace.expected`, runs the kernel again with
+/// `--trace-exceptions=FILE` and compares FILE with it, line by line.
+fn check_trace(name: &str, image: &Path) {
+    let path = expected_path(name, ".trace.expected");
+    let bless_it = blessing(true);
+    if !bless_it && !path.is_file() {
+        return;
+    }
+    let trace = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("deaths-{name}-{}.trace", std::process::id()));
+    let run = run_limited(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "-m",
+        "16",
+        &format!("--trace-exceptions={}", trace.display()),
+    ]);
+    run.assert_status(TRIPLE_FAULT_STATUS);
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    let lines: Vec<&str> = text.lines().collect();
+    if bless_it {
+        bless(&path, &lines);
+    } else {
+        assert_lines_match(
+            &format!("{name}: exception trace"),
+            &path,
+            &lines,
+            &run.to_string(),
+        );
+    }
 }
 
 /// Whether this host's KVM delivered through a gate whose selector names a data segment (it
@@ -231,6 +288,7 @@ fn die(death: &Death) {
         &format!("{}{}", snapshot.stdout, snapshot.stderr),
         false,
     );
+    check_trace(name, &image);
 }
 
 const DEATHS: &[Death] = &[
