@@ -18,9 +18,9 @@
  *   - a TSS (RSP0 = the kernel stack), `ltr`; an IDT in .bss; `lidt`;
  *   - one line on COM1, "<kernel name>: about to fault", then the death.
  * The instruction that raises the first exception is at the global symbol `fault_here`; where
- * RIP ends elsewhere at the shutdown that symbol is named below (`shutdown_rip` in the tests).
- * The stubs in idt64.inc print "<name>: FAIL exception N" and exit with value 0x10 if a handler
- * ever runs: then the kernel did not die as intended.
+ * RIP ends elsewhere at the shutdown, that symbol is named below (the tests' `rip_symbol`).
+ * The stubs in idt64.inc print "deaths64: FAIL exception N" and exit with value 0x10 if a
+ * handler ever runs: then the kernel did not die as intended.
  *
  * Fault chains. Vectors, their order, RIP, CS and CR2 are what QEMU 7.2 TCG shows
  * (`-d int,cpu_reset -no-reboot`, through elf64-shim; "-> #DF" where QEMU logs "check_exception
@@ -48,7 +48,7 @@
  *       #NP(0x43) delivering #DF -> shutdown
  *   death-handler-unmapped  the exception stubs' page (`unmapped_stubs`) is not mapped; div 0.
  *       #DE at fault_here -> delivered; fetch at the #DE stub (`unmapped_stubs`) ->
- *       #PF(0x10) CR2=unmapped_stubs -> delivered; fetch at the #PF stub (`unmapped_pf_stub`) ->
+ *       #PF(0x10: a fetch, with NX) CR2=unmapped_stubs -> delivered; fetch at the #PF stub (`unmapped_pf_stub`) ->
  *       #PF(0x10) -> delivered ... (85 #PFs, a 48-byte frame each) until a push hits the
  *       stack's guard page (`stack_guard`): #PF(0x2) delivering #PF -> #DF -> #PF delivering
  *       #DF (same stack) -> shutdown. RIP at shutdown: `unmapped_pf_stub`.
