@@ -5,8 +5,8 @@
 //! The VMM uses this to tell a guest write from a write the CPU makes on its own, and a vCPU
 //! stuck on a protected page from one spinning on purpose.
 
-use iced_x86::{Code, Decoder, DecoderOptions, Instruction, InstructionInfoFactory, OpAccess};
-use iced_x86::{Mnemonic, Register};
+use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, InstructionInfoFactory};
+use iced_x86::{Formatter, GasFormatter, Mnemonic, OpAccess, OpKind, Register};
 
 use crate::x86::cpu::CpuMode;
 
@@ -21,6 +21,34 @@ pub(crate) struct DecodedInsn {
 pub(crate) struct WrittenRange {
     pub(crate) linear: u64,
     pub(crate) len: u64,
+}
+
+/// What the bytes at an instruction pointer are.
+#[derive(Debug, Clone)]
+pub(crate) enum Decoded {
+    /// One whole valid instruction.
+    Valid(DecodedInsn),
+    /// Not an instruction: the CPU raises #UD.
+    Invalid,
+    /// The bytes end before the instruction does (the rest could not be read).
+    Truncated,
+}
+
+/// One memory access of an instruction: where (segment and offset), how wide, and whether it
+/// writes (a read-modify-write counts as a write: the CPU checks it as one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoryAccess {
+    pub(crate) segment: Register,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    pub(crate) write: bool,
+}
+
+/// The divisor of a `div`/`idiv`: a register, or memory read through [`MemoryAccess`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Divisor {
+    Register(Register),
+    Memory(MemoryAccess),
 }
 
 /// Operand size in bits the decoder needs for `mode`.
@@ -39,6 +67,101 @@ impl DecodedInsn {
         let mut decoder = Decoder::with_ip(bitness(mode), bytes, ip, DecoderOptions::NONE);
         let insn = decoder.decode();
         (!insn.is_invalid()).then_some(DecodedInsn { insn })
+    }
+
+    /// Decodes the instruction at the start of `bytes`, telling an invalid opcode (#UD) from
+    /// bytes that end too soon.
+    pub(crate) fn decode_checked(bytes: &[u8], ip: u64, mode: CpuMode) -> Decoded {
+        let mut decoder = Decoder::with_ip(bitness(mode), bytes, ip, DecoderOptions::NONE);
+        let insn = decoder.decode();
+        match decoder.last_error() {
+            DecoderError::None => Decoded::Valid(DecodedInsn { insn }),
+            DecoderError::NoMoreBytes => Decoded::Truncated,
+            _ => Decoded::Invalid,
+        }
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.insn.len()
+    }
+
+    /// AT&T syntax, as gdb shows it: `movl $0x1,(%rax)`.
+    pub(crate) fn text(&self) -> String {
+        let mut out = String::new();
+        GasFormatter::new().format(&self.insn, &mut out);
+        out
+    }
+
+    /// `ud0`/`ud1`/`ud2`: valid encodings whose whole purpose is #UD.
+    pub(crate) fn is_undefined_on_purpose(&self) -> bool {
+        matches!(
+            self.insn.mnemonic(),
+            Mnemonic::Ud0 | Mnemonic::Ud1 | Mnemonic::Ud2
+        )
+    }
+
+    /// Every memory access it makes, in the decoder's operand order (stack pushes and pops
+    /// included), with offsets from `register` (segment registers are not added: the caller
+    /// applies segmentation). `None` when an address cannot be computed.
+    pub(crate) fn memory_accesses(
+        &self,
+        register: impl Fn(Register) -> u64,
+    ) -> Option<Vec<MemoryAccess>> {
+        let mut factory = InstructionInfoFactory::new();
+        let info = factory.info(&self.insn);
+        let mut accesses = Vec::new();
+        for used in info.used_memory() {
+            let write = match used.access() {
+                OpAccess::Read | OpAccess::CondRead => false,
+                OpAccess::Write
+                | OpAccess::CondWrite
+                | OpAccess::ReadWrite
+                | OpAccess::ReadCondWrite => true,
+                _ => continue,
+            };
+            let offset = used.virtual_address(0, |reg, _, _| {
+                Some(if reg.is_segment_register() {
+                    0
+                } else {
+                    register(reg)
+                })
+            })?;
+            let size = match used.memory_size().size() {
+                0 => self.insn.memory_size().size(),
+                size => size,
+            };
+            accesses.push(MemoryAccess {
+                segment: used.segment(),
+                offset,
+                size: size.max(1) as u64,
+                write,
+            });
+        }
+        Some(accesses)
+    }
+
+    /// The divisor of `div`/`idiv`, with whether the division is signed; `None` for other
+    /// instructions.
+    pub(crate) fn divisor(&self, register: impl Fn(Register) -> u64) -> Option<(Divisor, bool)> {
+        let signed = match self.insn.mnemonic() {
+            Mnemonic::Div => false,
+            Mnemonic::Idiv => true,
+            _ => return None,
+        };
+        let divisor = match self.insn.op0_kind() {
+            OpKind::Register => Divisor::Register(self.insn.op0_register()),
+            _ => Divisor::Memory(*self.memory_accesses(register)?.first()?),
+        };
+        Some((divisor, signed))
+    }
+
+    /// Operand size of `div`/`idiv` in bytes (1, 2, 4 or 8).
+    pub(crate) fn divisor_bytes(&self) -> u64 {
+        match self.insn.op0_kind() {
+            OpKind::Register => self.insn.op0_register().size() as u64,
+            _ => self.insn.memory_size().size() as u64,
+        }
     }
 
     /// Loads a segment register from a descriptor table: the CPU then sets the descriptor's
@@ -144,6 +267,25 @@ impl DecodedInsn {
     }
 }
 
+/// Whether `div`/`idiv` of `dividend` (twice `bytes` wide: AX, DX:AX, EDX:EAX, RDX:RAX) by
+/// `divisor` raises #DE: a zero divisor, or a quotient that does not fit in `bytes`.
+pub(crate) fn divide_faults(dividend: u128, divisor: u64, bytes: u64, signed: bool) -> bool {
+    let bits = (bytes * 8).clamp(8, 64) as u32;
+    let mask = |v: u128, width: u32| v & (u128::MAX >> (128 - width));
+    let divisor = mask(u128::from(divisor), bits);
+    let dividend = mask(dividend, bits * 2);
+    if divisor == 0 {
+        return true;
+    }
+    if !signed {
+        return dividend / divisor > mask(u128::MAX, bits);
+    }
+    let extend = |v: u128, width: u32| ((v << (128 - width)) as i128) >> (128 - width);
+    let quotient = extend(dividend, bits * 2).checked_div(extend(divisor, bits));
+    let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+    quotient.is_none_or(|q| q < min || q > max)
+}
+
 /// Whether 32-bit code anywhere in `image` turns on EFER.LME: `mov ecx, 0xC0000080` (IA32_EFER)
 /// followed, within a few instructions before its `wrmsr`, by an `or`/`bts` that sets bit 8 of
 /// EAX (`or eax, 0x100`, `or ah, 1`, `bts eax, 8`). How a kernel that switches to long mode by
@@ -188,6 +330,44 @@ mod tests {
 
     fn long(bytes: &[u8]) -> DecodedInsn {
         DecodedInsn::decode(bytes, 0x1000, CpuMode::Long64).unwrap()
+    }
+
+    #[test]
+    fn checked_decoding_and_accesses() {
+        let decode = |bytes: &[u8]| DecodedInsn::decode_checked(bytes, 0x1000, CpuMode::Long64);
+        assert!(matches!(decode(&[0x0F, 0x0B]), Decoded::Valid(ref i) if i.is_undefined_on_purpose()));
+        assert!(matches!(decode(&[0x06, 0x90]), Decoded::Invalid)); // push es: not in 64-bit mode
+        assert!(matches!(decode(&[0xC7, 0x00, 0x01]), Decoded::Truncated));
+        let Decoded::Valid(mov) = decode(&[0xC7, 0x00, 0x01, 0, 0, 0]) else {
+            panic!("movl $1, (%rax)")
+        };
+        assert_eq!(mov.text(), "movl $1,(%rax)");
+        assert_eq!(mov.len(), 6);
+        let regs = |r: Register| if r == Register::RAX { 0x4000 } else { 0 };
+        assert_eq!(
+            mov.memory_accesses(regs).unwrap(),
+            vec![MemoryAccess {
+                segment: Register::DS,
+                offset: 0x4000,
+                size: 4,
+                write: true
+            }]
+        );
+        let div = long(&[0x48, 0xF7, 0xF1]); // div %rcx
+        assert_eq!(
+            div.divisor(regs),
+            Some((Divisor::Register(Register::RCX), false))
+        );
+        assert_eq!(div.divisor_bytes(), 8);
+    }
+
+    #[test]
+    fn divide_errors() {
+        assert!(divide_faults(10, 0, 4, false));
+        assert!(!divide_faults(10, 3, 4, false));
+        assert!(divide_faults(0x1_0000_0000, 1, 4, false), "quotient 2^32");
+        assert!(divide_faults(0x8000, 0xff, 1, true), "-32768 / -1");
+        assert!(!divide_faults(0xfffc, 2, 1, true), "-4 / 2");
     }
 
     #[test]
