@@ -1,0 +1,535 @@
+//! Why a stopped CPU died (or would fault next): the instruction at CS:RIP, its fetch and each
+//! memory access through segmentation and the page walker, the first fault, then the delivery
+//! of that fault ([`super::delivery`]) and of each fault its delivery raises, escalated as the
+//! CPU does (#DF, then shutdown: a triple fault).
+//!
+//! One line per step; what the saved state cannot prove is said in a line, not guessed.
+
+use iced_x86::Register;
+
+use super::cpu::{CpuMode, RFlags};
+use super::delivery::{deliver, walk_failure, CpuState, Event, Fault, Outcome};
+use super::exception::{Escalation, Vector};
+use super::insn::{divide_faults, Decoded, DecodedInsn, Divisor, MemoryAccess};
+use super::paging::{translate, Access, PagedMemory};
+use super::phys::PhysMemory;
+use super::segment::{logical_to_linear, SegAccess, SegmentError, SegmentRegister};
+
+/// A stopped vCPU: its state, general registers and CR2 (if saved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoppedCpu {
+    pub(crate) state: CpuState,
+    /// RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8-R15 (the decoder's register order).
+    pub(crate) gprs: [u64; 16],
+    pub(crate) cr2: Option<u64>,
+}
+
+/// Deliveries followed before giving up (escalation ends any chain in five).
+const MAX_DELIVERIES: usize = 8;
+/// Times the same handler may fault again at its first fetch before the chain is cut short.
+const MAX_HANDLER_REPEATS: usize = 1 << 16;
+
+/// The explanation, one line per step.
+pub(crate) fn explain<M: PhysMemory + ?Sized>(mem: &M, cpu: &StoppedCpu) -> Vec<String> {
+    let mut lines = vec![header(cpu)];
+    let first = match instruction_fault(mem, cpu, &mut lines) {
+        Some(fault) => fault,
+        None => return lines,
+    };
+    let faults = chain(mem, cpu.state.clone(), first, &mut lines);
+    lines.extend(cr2_agreement(cpu.cr2, &faults));
+    lines
+}
+
+/// `state: 64-bit long mode, 4-level paging, CPL 0, CS:RIP 0x0008:0x9000, SS:RSP …`.
+fn header(cpu: &StoppedCpu) -> String {
+    let s = &cpu.state;
+    let mut line = format!(
+        "state: {}, {}, CPL {}, CS:RIP {:#06x}:{:#x}, SS:RSP {:#06x}:{:#x}",
+        s.mode(),
+        s.regs.paging_mode(),
+        s.cpl(),
+        s.seg(SegmentRegister::Cs).selector.0,
+        s.rip,
+        s.seg(SegmentRegister::Ss).selector.0,
+        s.rsp
+    );
+    if let Some(cr2) = cpu.cr2 {
+        line.push_str(&format!(", CR2 {cr2:#x}"));
+    }
+    line
+}
+
+/// The instruction at CS:RIP: fetch, decode, its accesses; the first fault, or `None` (with
+/// the reason in `lines`) when it raises none the model can prove.
+fn instruction_fault<M: PhysMemory + ?Sized>(
+    mem: &M,
+    cpu: &StoppedCpu,
+    lines: &mut Vec<String>,
+) -> Option<Fault> {
+    let mut steps = Vec::new();
+    let result = Instruction { mem, cpu }.check(&mut steps);
+    lines.push(format!(
+        "instruction at {:#06x}:{:#x}:",
+        cpu.state.seg(SegmentRegister::Cs).selector.0,
+        cpu.state.rip
+    ));
+    lines.extend(steps.into_iter().map(indent));
+    match result {
+        Ok(()) => {
+            lines.push(
+                "  nothing in this instruction faults: the state does not show the first fault (it came from an interrupt, a breakpoint or an earlier instruction)"
+                    .into(),
+            );
+            None
+        }
+        Err(Outcome::Faults(fault)) => {
+            lines.push(format!("  -> {fault}"));
+            Some(fault)
+        }
+        Err(Outcome::Unknown(why)) => {
+            lines.push(format!("  not proven: {why}"));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+fn indent(line: String) -> String {
+    format!("  {line}")
+}
+
+/// The instruction's checks, in the CPU's order.
+struct Instruction<'a, M: ?Sized> {
+    mem: &'a M,
+    cpu: &'a StoppedCpu,
+}
+
+type Check<T> = Result<T, Outcome>;
+
+impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
+    fn state(&self) -> &CpuState {
+        &self.cpu.state
+    }
+
+    fn user(&self) -> bool {
+        self.state().cpl() == 3
+    }
+
+    fn check(&self, steps: &mut Vec<String>) -> Check<()> {
+        let insn = self.fetch_and_decode(steps)?;
+        let accesses = insn.memory_accesses(|r| self.register(r)).ok_or_else(|| {
+            Outcome::Unknown("an operand's address cannot be computed".into())
+        })?;
+        for access in &accesses {
+            self.memory_access(access, steps)?;
+        }
+        self.divide(&insn, steps)
+    }
+
+    /// CS limit and page of each byte of the instruction (fetches), then iced-x86's decoding.
+    fn fetch_and_decode(&self, steps: &mut Vec<String>) -> Check<DecodedInsn> {
+        let linear = self.code_linear(1, steps)?;
+        self.fetch_page(linear, steps)?;
+        let mut bytes = [0u8; 15];
+        let (read, _) = PagedMemory::new(self.mem, self.state().regs).read_prefix(linear, &mut bytes);
+        let bytes = &bytes[..read];
+        let insn = match DecodedInsn::decode_checked(bytes, self.state().rip, self.state().mode()) {
+            Decoded::Valid(insn) => insn,
+            Decoded::Invalid => {
+                steps.push(format!(
+                    "bytes {}: iced-x86 decodes no valid instruction: invalid opcode",
+                    hex_bytes(bytes)
+                ));
+                return Err(Outcome::Faults(Fault::new(Vector::UD, 0)));
+            }
+            Decoded::Truncated => {
+                return Err(Outcome::Unknown(format!(
+                    "the instruction's bytes {} end at unreadable memory",
+                    hex_bytes(bytes)
+                )))
+            }
+        };
+        steps.push(format!(
+            "{} ({})",
+            insn.text(),
+            hex_bytes(&bytes[..insn.len()])
+        ));
+        let last = linear.wrapping_add(insn.len() as u64 - 1);
+        if last & !0xfff != linear & !0xfff {
+            self.code_linear(insn.len() as u64, steps)?;
+            self.fetch_page(last, steps)?;
+        }
+        if insn.is_undefined_on_purpose() {
+            steps.push("an undefined instruction by definition: invalid opcode".into());
+            return Err(Outcome::Faults(Fault::new(Vector::UD, 0)));
+        }
+        Ok(insn)
+    }
+
+    /// CS:RIP to linear for a fetch of `len` bytes (CS limit; canonical in 64-bit mode).
+    fn code_linear(&self, len: u64, steps: &mut Vec<String>) -> Check<u64> {
+        let s = self.state();
+        let cs = s.seg(SegmentRegister::Cs);
+        logical_to_linear(
+            s.mode(),
+            &s.regs,
+            SegmentRegister::Cs,
+            cs,
+            s.rip,
+            len,
+            SegAccess::Execute,
+        )
+        .map_err(|e| {
+            steps.push(format!("fetch: {e}"));
+            Outcome::Faults(segment_fault(&e))
+        })
+    }
+
+    fn fetch_page(&self, linear: u64, steps: &mut Vec<String>) -> Check<()> {
+        let access = Access::fetch(self.user());
+        self.page(linear, access, steps)
+    }
+
+    /// One access through the walker: a line when it is allowed, the levels and the fault
+    /// when not.
+    fn page(&self, linear: u64, access: Access, steps: &mut Vec<String>) -> Check<()> {
+        let regs = &self.state().regs;
+        match translate(self.mem, regs, linear, access) {
+            Ok(t) => {
+                steps.push(format!("{access}: {t}"));
+                Ok(())
+            }
+            Err(e) => Err(walk_failure(steps, &e, access, regs)),
+        }
+    }
+
+    /// One memory operand: logical -> linear (segment checks) -> physical (the walk).
+    fn memory_access(&self, m: &MemoryAccess, steps: &mut Vec<String>) -> Check<()> {
+        let s = self.state();
+        let Some(seg) = segment_register(m.segment) else {
+            return Err(Outcome::Unknown(format!(
+                "operand segment {:?} is not modelled",
+                m.segment
+            )));
+        };
+        let kind = if m.write { "write" } else { "read" };
+        let seg_access = if m.write {
+            SegAccess::Write
+        } else {
+            SegAccess::Read
+        };
+        let linear = logical_to_linear(s.mode(), &s.regs, seg, s.seg(seg), m.offset, m.size, seg_access)
+            .map_err(|e| {
+                steps.push(format!("{kind} of {} bytes at {seg}:{:#x}: {e}", m.size, m.offset));
+                Outcome::Faults(segment_fault(&e))
+            })?;
+        steps.push(format!(
+            "{kind} of {} bytes at {seg}:{:#x} -> linear {linear:#x}",
+            m.size, m.offset
+        ));
+        let ac = s.rflags & RFlags::AC.bits() != 0;
+        let access = if m.write {
+            Access::write(self.user())
+        } else {
+            Access::read(self.user())
+        }
+        .with_eflags_ac(ac);
+        self.page(linear, access, steps)?;
+        let last = linear.wrapping_add(m.size - 1);
+        if last & !0xfff != linear & !0xfff {
+            self.page(last & !0xfff, access, steps)?;
+        }
+        Ok(())
+    }
+
+    /// `div`/`idiv`: a zero divisor or a quotient too wide raises #DE.
+    fn divide(&self, insn: &DecodedInsn, steps: &mut Vec<String>) -> Check<()> {
+        let Some((divisor, signed)) = insn.divisor(|r| self.register(r)) else {
+            return Ok(());
+        };
+        let bytes = insn.divisor_bytes();
+        let (name, value) = match divisor {
+            Divisor::Register(r) => (format!("{r:?}").to_lowercase(), self.register(r)),
+            Divisor::Memory(m) => (format!("memory at {:#x}", m.offset), self.memory_value(&m)?),
+        };
+        let (rax, rdx) = (self.gprs(0), self.gprs(2));
+        let dividend = match bytes {
+            1 => u128::from(rax & 0xffff),
+            _ => {
+                let bits = bytes * 8;
+                let mask = u64::MAX >> (64 - bits);
+                (u128::from(rdx & mask) << bits) | u128::from(rax & mask)
+            }
+        };
+        if !divide_faults(dividend, value, bytes, signed) {
+            steps.push(format!("divisor {name} = {value:#x}: no divide error"));
+            return Ok(());
+        }
+        steps.push(if value == 0 {
+            format!("divisor {name} = 0: divide error")
+        } else {
+            format!(
+                "dividend {dividend:#x} / divisor {name} = {value:#x}: the quotient does not fit in {} bits: divide error",
+                bytes * 8
+            )
+        });
+        Err(Outcome::Faults(Fault::new(Vector::DE, 0)))
+    }
+
+    /// A memory divisor's value (its access was checked already).
+    fn memory_value(&self, m: &MemoryAccess) -> Check<u64> {
+        let s = self.state();
+        let seg = segment_register(m.segment).unwrap_or(SegmentRegister::Ds);
+        let linear = s.seg(seg).base.wrapping_add(m.offset);
+        let linear = if s.mode() == CpuMode::Long64 && !matches!(seg, SegmentRegister::Fs | SegmentRegister::Gs) {
+            m.offset
+        } else {
+            linear
+        };
+        let mut bytes = [0u8; 8];
+        let len = (m.size as usize).min(8);
+        let mem = PagedMemory::new(self.mem, s.regs);
+        super::paging::LinearMemory::read_linear(&mem, linear, &mut bytes[..len])
+            .map_err(|e| Outcome::Unknown(format!("the divisor cannot be read: {e}")))?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn gprs(&self, index: usize) -> u64 {
+        self.cpu.gprs[index]
+    }
+
+    /// A register's value as the decoder names it (8/16/32-bit parts included).
+    fn register(&self, reg: Register) -> u64 {
+        if matches!(reg, Register::RIP | Register::EIP) {
+            return self.state().rip;
+        }
+        let full = reg.full_register();
+        let index = (full as usize).wrapping_sub(Register::RAX as usize);
+        let Some(&value) = self.cpu.gprs.get(index) else {
+            return 0;
+        };
+        let high_byte = matches!(reg, Register::AH | Register::CH | Register::DH | Register::BH);
+        let value = if high_byte { value >> 8 } else { value };
+        match reg.size() {
+            1 => value & 0xff,
+            2 => value & 0xffff,
+            4 => value & 0xffff_ffff,
+            _ => value,
+        }
+    }
+}
+
+fn segment_register(reg: Register) -> Option<SegmentRegister> {
+    Some(match reg {
+        Register::ES => SegmentRegister::Es,
+        Register::CS => SegmentRegister::Cs,
+        Register::SS => SegmentRegister::Ss,
+        Register::DS | Register::None => SegmentRegister::Ds,
+        Register::FS => SegmentRegister::Fs,
+        Register::GS => SegmentRegister::Gs,
+        _ => return None,
+    })
+}
+
+/// The fault a segmentation refusal raises: #SS for the stack segment, #NP for a segment not
+/// present, else #GP(0).
+fn segment_fault(e: &SegmentError) -> Fault {
+    let seg = match e {
+        SegmentError::Unusable { seg }
+        | SegmentError::NotPresent { seg }
+        | SegmentError::WrongType { seg, .. }
+        | SegmentError::Limit { seg, .. }
+        | SegmentError::NonCanonical { seg, .. } => Some(*seg),
+        _ => None,
+    };
+    match (e, seg) {
+        (_, Some(SegmentRegister::Ss)) => Fault::new(Vector::SS, 0),
+        (SegmentError::NotPresent { .. }, _) => Fault::new(Vector::NP, 0),
+        _ => Fault::new(Vector::GP, 0),
+    }
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Delivers `first` from `state`, then each fault its delivery raises; returns every fault
+/// raised, in order.
+fn chain<M: PhysMemory + ?Sized>(
+    mem: &M,
+    mut state: CpuState,
+    first: Fault,
+    lines: &mut Vec<String>,
+) -> Vec<Fault> {
+    let mut faults = vec![first];
+    let mut event = Event::from_fault(&first);
+    let mut repeats = Repeats::default();
+    let mut deliveries = 0;
+    while deliveries < MAX_DELIVERIES {
+        let delivery = deliver(mem, &state, event);
+        let mut block = vec![format!("delivering {}", delivered_fault(&event, &faults))];
+        block.extend(delivery.steps.into_iter().map(indent));
+        match delivery.outcome {
+            Outcome::HandlerFaults(handler, fault) => {
+                block.push(format!("  -> {fault} (a new exception at the handler)"));
+                if repeats.same_again(&handler, fault) {
+                    if repeats.count >= MAX_HANDLER_REPEATS {
+                        lines.push(repeats.summary());
+                        lines.push(format!("not proven: the handler still faults after {MAX_HANDLER_REPEATS} frames with the stack still mapped"));
+                        return faults;
+                    }
+                    repeats.last_block = block;
+                    state = *handler;
+                    faults.push(fault);
+                    event = Event::from_fault(&fault);
+                    continue;
+                }
+                lines.extend(repeats.flush());
+                lines.extend(block);
+                deliveries += 1;
+                repeats.start(&handler, fault);
+                state = *handler;
+                faults.push(fault);
+                event = Event::from_fault(&fault);
+                continue;
+            }
+            _ => {
+                lines.extend(repeats.flush());
+                lines.extend(block);
+                deliveries += 1;
+            }
+        }
+        match delivery.outcome {
+            Outcome::Delivered(handler) => {
+                lines.push(format!(
+                    "the handler runs at {:#06x}:{:#x}: no triple fault from here",
+                    handler.seg(SegmentRegister::Cs).selector.0,
+                    handler.rip
+                ));
+                return faults;
+            }
+            Outcome::Faults(fault) => {
+                lines.push(format!("  -> {fault}"));
+                faults.push(fault);
+                match event.vector.then(fault.vector) {
+                    Escalation::Serially(_) => {
+                        lines.push(format!(
+                            "{} then {}: {} is delivered instead",
+                            event.vector.mnemonic(),
+                            fault.vector.mnemonic(),
+                            fault.vector.mnemonic()
+                        ));
+                        event = Event::from_fault(&fault);
+                    }
+                    Escalation::DoubleFault => {
+                        lines.push(format!(
+                            "{} then {}: double fault",
+                            event.vector.mnemonic(),
+                            fault.vector.mnemonic()
+                        ));
+                        event = Event::from_fault(&Fault::new(Vector::DF, 0));
+                    }
+                    Escalation::Shutdown => {
+                        lines.push(format!(
+                            "{} then {}: shutdown (triple fault)",
+                            event.vector.mnemonic(),
+                            fault.vector.mnemonic()
+                        ));
+                        return faults;
+                    }
+                }
+            }
+            Outcome::Unknown(why) => {
+                lines.push(format!("  not proven: {why}"));
+                return faults;
+            }
+            Outcome::HandlerFaults(..) => {}
+        }
+    }
+    lines.push(format!("not proven: stopped after {MAX_DELIVERIES} deliveries"));
+    faults
+}
+
+/// The fault an event delivers, with CR2 when it is the `#PF` raised last.
+fn delivered_fault(event: &Event, raised: &[Fault]) -> Fault {
+        let cr2 = raised
+            .last()
+            .filter(|f| f.vector == event.vector)
+            .and_then(|f| f.cr2);
+        Fault {
+            vector: event.vector,
+            error_code: event.error_code,
+            cr2,
+        }
+}
+
+/// A handler that faults at its first fetch again and again (each time one frame lower):
+/// shown once, then counted.
+#[derive(Default)]
+struct Repeats {
+    key: Option<(u64, Vector)>,
+    count: usize,
+    first_rsp: u64,
+    last_rsp: u64,
+    last_block: Vec<String>,
+}
+
+impl Repeats {
+    fn same_again(&mut self, handler: &CpuState, fault: Fault) -> bool {
+        let same = self.key == Some((handler.rip, fault.vector));
+        if same {
+            self.count += 1;
+            self.last_rsp = handler.rsp;
+        }
+        same
+    }
+
+    fn start(&mut self, handler: &CpuState, fault: Fault) {
+        *self = Repeats {
+            key: Some((handler.rip, fault.vector)),
+            first_rsp: handler.rsp,
+            last_rsp: handler.rsp,
+            ..Default::default()
+        };
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "... the same {} more times, each frame lower on the stack (RSP {:#x} down to {:#x}); the last:",
+            self.count, self.first_rsp, self.last_rsp
+        )
+    }
+
+    /// The summary and the last repeated block, if there were repeats.
+    fn flush(&mut self) -> Vec<String> {
+        if self.count == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![self.summary()];
+        out.append(&mut self.last_block);
+        self.count = 0;
+        out
+    }
+}
+
+/// Whether the saved CR2 is the address of the last `#PF` of the chain.
+fn cr2_agreement(cr2: Option<u64>, faults: &[Fault]) -> Option<String> {
+    let cr2 = cr2?;
+    let page_faults: Vec<u64> = faults.iter().filter_map(|f| f.cr2).collect();
+    let last = *page_faults.last()?;
+    Some(if cr2 == last {
+        format!("CR2={cr2:#x}: the address of the last #PF above, as saved")
+    } else if page_faults.contains(&cr2) {
+        format!("CR2={cr2:#x}: an earlier #PF's address above, not the last one ({last:#x}): the saved state does not prove the order")
+    } else {
+        format!("CR2={cr2:#x} is no address in this chain (last #PF at {last:#x}): the saved state does not prove it; a #PF elsewhere came last")
+    })
+}
+
+#[cfg(test)]
+mod tests;
