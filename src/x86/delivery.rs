@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::cpu::{ControlRegs, CpuMode, RFlags};
+use super::cpu::{ControlRegs, CpuMode, PagingMode, RFlags};
 use super::exception::Vector;
 use super::paging::{translate, Access, LinearMemory, PagedMemory, Translation, WalkError};
 use super::phys::PhysMemory;
@@ -558,6 +558,7 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
         } else {
             CpuMode::Protected32
         };
+        let paging = self.cpu.regs.paging_mode() != PagingMode::None;
         let mut run: Option<PageRun> = None;
         let mut rsp = stack.rsp;
         for name in self.frame_slots(stack) {
@@ -568,7 +569,7 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
                 Some(r) if r.page == page => r.add(name, linear),
                 _ => {
                     if let Some(done) = run.take() {
-                        self.step(done.line(access));
+                        self.step(done.line(access, paging));
                     }
                     let translation = self
                         .check_page(linear, access)
@@ -578,7 +579,7 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
             }
         }
         if let Some(done) = run {
-            self.step(done.line(access));
+            self.step(done.line(access, paging));
         }
         Ok(rsp)
     }
@@ -654,6 +655,10 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
         };
         let access = Access::fetch(new_cpl == 3);
         match self.check_page(linear, access) {
+            Ok(_) if handler.regs.paging_mode() == PagingMode::None => {
+                self.step(format!("{at}: {access}, paging off: delivered"));
+                Outcome::Delivered(Box::new(handler))
+            }
             Ok(t) => {
                 self.step(format!("{at}: {access} {t}: delivered"));
                 Outcome::Delivered(Box::new(handler))
@@ -743,14 +748,16 @@ impl PageRun {
 
     /// `push SS, RSP, RFLAGS to 0x1fe8..0x1ff8: supervisor write, page 0x1000 -> physical
     /// 0x5000 (4 KiB, -rw-)`.
-    fn line(&self, access: Access) -> String {
+    fn line(&self, access: Access, paging: bool) -> String {
+        let names = self.names.join(", ");
+        let (low, high) = (self.low, self.high);
+        if !paging {
+            return format!("push {names} to {low:#x}..{high:#x}: {access}, paging off: ok");
+        }
         let t = &self.translation;
         let phys_page = t.phys & !(t.page_size.bytes() - 1);
         format!(
-            "push {} to {:#x}..{:#x}: {access}, page {:#x} -> physical {phys_page:#x} ({}, {}): ok",
-            self.names.join(", "),
-            self.low,
-            self.high,
+            "push {names} to {low:#x}..{high:#x}: {access}, page {:#x} -> physical {phys_page:#x} ({}, {}): ok",
             self.page,
             t.page_size,
             t.rights

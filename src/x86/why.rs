@@ -7,7 +7,7 @@
 
 use iced_x86::Register;
 
-use super::cpu::{CpuMode, RFlags};
+use super::cpu::{CpuMode, PagingMode, RFlags};
 use super::delivery::{deliver, walk_failure, CpuState, Event, Fault, Outcome};
 use super::exception::{Escalation, Vector};
 use super::insn::{divide_faults, Decoded, DecodedInsn, Divisor, MemoryAccess};
@@ -196,6 +196,10 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
     fn page(&self, linear: u64, access: Access, steps: &mut Vec<String>) -> Check<()> {
         let regs = &self.state().regs;
         match translate(self.mem, regs, linear, access) {
+            Ok(_) if regs.paging_mode() == PagingMode::None => {
+                steps.push(format!("{access}: paging off: linear {linear:#x} = physical"));
+                Ok(())
+            }
             Ok(t) => {
                 steps.push(format!("{access}: {t}"));
                 Ok(())
