@@ -202,8 +202,13 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
         u32::from(!self.event.software)
     }
 
+    /// `vector` with `code`, which real mode does not push.
     fn fault(&self, vector: Vector, code: u32) -> Outcome {
-        Outcome::Faults(Fault::new(vector, code))
+        let mut fault = Fault::new(vector, code);
+        if self.cpu.mode() == CpuMode::Real {
+            fault.error_code = None;
+        }
+        Outcome::Faults(fault)
     }
 
     /// The error code naming this event's IDT entry.
@@ -525,12 +530,17 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
 
     /// The frame's slots, first pushed first: SS, RSP (on a stack switch, always in long
     /// mode), RFLAGS, CS, RIP, error code.
-    fn frame_slots(&self, stack: &Stack) -> Vec<&'static str> {
+    fn frame_slots(&self, stack: &Stack, width: u64) -> Vec<&'static str> {
+        let [sp, flags, ip] = match width {
+            2 => ["SP", "FLAGS", "IP"],
+            4 => ["ESP", "EFLAGS", "EIP"],
+            _ => ["RSP", "RFLAGS", "RIP"],
+        };
         let mut slots = Vec::new();
         if stack.switched || self.long_mode() {
-            slots.extend(["SS", "RSP"]);
+            slots.extend(["SS", sp]);
         }
-        slots.extend(["RFLAGS", "CS", "RIP"]);
+        slots.extend([flags, "CS", ip]);
         if self.event.error_code.is_some() {
             slots.push("error code");
         }
@@ -561,7 +571,7 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
         let paging = self.cpu.regs.paging_mode() != PagingMode::None;
         let mut run: Option<PageRun> = None;
         let mut rsp = stack.rsp;
-        for name in self.frame_slots(stack) {
+        for name in self.frame_slots(stack, width) {
             rsp = rsp.wrapping_sub(width) & stack_mask;
             let linear = self.stack_linear(mode, stack, rsp, width, name)?;
             let page = linear & !0xfff;
@@ -604,7 +614,7 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
             SegAccess::Write,
         )
         .map_err(|e| {
-            self.step(format!("push {name}: {e}"));
+            self.step(format!("push {name} to SS:{offset:#x}: {}", segment_reason(&e)));
             let code = if stack.switched {
                 self.selector_code(stack.ss.selector)
             } else {
@@ -762,6 +772,25 @@ impl PageRun {
             t.page_size,
             t.rights
         )
+    }
+}
+
+/// Why segmentation refused an access, without the fault the message names (the caller
+/// knows which fault it raises: #SS for the stack).
+pub(crate) fn segment_reason(e: &SegmentError) -> String {
+    match e {
+        SegmentError::Unusable { seg } => format!("{seg} is unusable (null selector)"),
+        SegmentError::NotPresent { seg } => format!("{seg} segment is not present"),
+        SegmentError::WrongType { seg, access, type_ } => {
+            format!("{access:?} not allowed on {seg} segment type {type_:#x}")
+        }
+        SegmentError::Limit {
+            seg, limit, len, ..
+        } => format!("{len} bytes outside the {seg} limit {limit:#x}"),
+        SegmentError::NonCanonical { linear, .. } => {
+            format!("linear address {linear:#x} is not canonical")
+        }
+        other => other.to_string(),
     }
 }
 

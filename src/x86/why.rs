@@ -8,7 +8,7 @@
 use iced_x86::Register;
 
 use super::cpu::{CpuMode, PagingMode, RFlags};
-use super::delivery::{deliver, walk_failure, CpuState, Event, Fault, Outcome};
+use super::delivery::{deliver, segment_reason, walk_failure, CpuState, Event, Fault, Outcome};
 use super::exception::{Escalation, Vector};
 use super::insn::{divide_faults, Decoded, DecodedInsn, Divisor, MemoryAccess};
 use super::paging::{translate, Access, PagedMemory};
@@ -181,7 +181,7 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
             SegAccess::Execute,
         )
         .map_err(|e| {
-            steps.push(format!("fetch: {e}"));
+            steps.push(format!("fetch at CS:{:#x}: {}", s.rip, segment_reason(&e)));
             Outcome::Faults(segment_fault(&e))
         })
     }
@@ -225,7 +225,12 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         };
         let linear = logical_to_linear(s.mode(), &s.regs, seg, s.seg(seg), m.offset, m.size, seg_access)
             .map_err(|e| {
-                steps.push(format!("{kind} of {} bytes at {seg}:{:#x}: {e}", m.size, m.offset));
+                steps.push(format!(
+                    "{kind} of {} bytes at {seg}:{:#x}: {}",
+                    m.size,
+                    m.offset,
+                    segment_reason(&e)
+                ));
                 Outcome::Faults(segment_fault(&e))
             })?;
         steps.push(format!(
