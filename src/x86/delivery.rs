@@ -352,7 +352,8 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
             ));
             return Err(self.fault(Vector::GP, self.selector_code(selector)));
         }
-        if self.long_mode() && !(seg.long() && !seg.db()) {
+        let code64 = seg.long() && !seg.db();
+        if self.long_mode() && !code64 {
             self.step(format!("{selector}: not a 64-bit code segment (L=1, D=0)"));
             return Err(self.fault(Vector::GP, self.selector_code(selector)));
         }
@@ -581,9 +582,11 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
                     if let Some(done) = run.take() {
                         self.step(done.line(access, paging));
                     }
-                    let translation = self
-                        .check_page(linear, access)
-                        .inspect_err(|_| self.step(format!("push {name} to {linear:#x}")))?;
+                    let before = self.steps.len();
+                    let translation = self.check_page(linear, access).inspect_err(|_| {
+                        self.steps
+                            .insert(before, format!("push {name} to {linear:#x}"))
+                    })?;
                     run = Some(PageRun::new(page, name, linear, translation));
                 }
             }
@@ -614,7 +617,10 @@ impl<M: PhysMemory + ?Sized> Deliverer<'_, M> {
             SegAccess::Write,
         )
         .map_err(|e| {
-            self.step(format!("push {name} to SS:{offset:#x}: {}", segment_reason(&e)));
+            self.step(format!(
+                "push {name} to SS:{offset:#x}: {}",
+                segment_reason(&e)
+            ));
             let code = if stack.switched {
                 self.selector_code(stack.ss.selector)
             } else {
@@ -803,9 +809,17 @@ pub(crate) fn walk_failure(
     regs: &ControlRegs,
 ) -> Outcome {
     if let Some(trace) = error.trace() {
-        steps.extend(trace.to_string().lines().map(|l| l.trim_start().to_string()));
+        steps.extend(
+            trace
+                .to_string()
+                .lines()
+                .map(|l| l.trim_start().to_string()),
+        );
     }
-    steps.push(format!("{access}: {error}"));
+    steps.push(match error {
+        WalkError::Protection { .. } => error.to_string(),
+        _ => format!("{access}: {error}"),
+    });
     match error.page_fault(access, regs) {
         Some(pf) => Outcome::Faults(Fault::page(pf.linear, pf.code.bits())),
         None if matches!(error, WalkError::NonCanonical { .. }) => {

@@ -335,7 +335,9 @@ mod tests {
     #[test]
     fn checked_decoding_and_accesses() {
         let decode = |bytes: &[u8]| DecodedInsn::decode_checked(bytes, 0x1000, CpuMode::Long64);
-        assert!(matches!(decode(&[0x0F, 0x0B]), Decoded::Valid(ref i) if i.is_undefined_on_purpose()));
+        assert!(
+            matches!(decode(&[0x0F, 0x0B]), Decoded::Valid(ref i) if i.is_undefined_on_purpose())
+        );
         assert!(matches!(decode(&[0x06, 0x90]), Decoded::Invalid)); // push es: not in 64-bit mode
         assert!(matches!(decode(&[0xC7, 0x00, 0x01]), Decoded::Truncated));
         let Decoded::Valid(mov) = decode(&[0xC7, 0x00, 0x01, 0, 0, 0]) else {

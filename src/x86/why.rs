@@ -24,6 +24,8 @@ pub(crate) struct StoppedCpu {
     pub(crate) cr2: Option<u64>,
 }
 
+/// Bytes shown of an invalid instruction (its length is unknown).
+const SHOWN_INVALID_BYTES: usize = 4;
 /// Deliveries followed before giving up (escalation ends any chain in five).
 const MAX_DELIVERIES: usize = 8;
 /// Times the same handler may fault again at its first fetch before the chain is cut short.
@@ -118,9 +120,9 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
 
     fn check(&self, steps: &mut Vec<String>) -> Check<()> {
         let insn = self.fetch_and_decode(steps)?;
-        let accesses = insn.memory_accesses(|r| self.register(r)).ok_or_else(|| {
-            Outcome::Unknown("an operand's address cannot be computed".into())
-        })?;
+        let accesses = insn
+            .memory_accesses(|r| self.register(r))
+            .ok_or_else(|| Outcome::Unknown("an operand's address cannot be computed".into()))?;
         for access in &accesses {
             self.memory_access(access, steps)?;
         }
@@ -132,14 +134,15 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         let linear = self.code_linear(1, steps)?;
         self.fetch_page(linear, steps)?;
         let mut bytes = [0u8; 15];
-        let (read, _) = PagedMemory::new(self.mem, self.state().regs).read_prefix(linear, &mut bytes);
+        let (read, _) =
+            PagedMemory::new(self.mem, self.state().regs).read_prefix(linear, &mut bytes);
         let bytes = &bytes[..read];
         let insn = match DecodedInsn::decode_checked(bytes, self.state().rip, self.state().mode()) {
             Decoded::Valid(insn) => insn,
             Decoded::Invalid => {
                 steps.push(format!(
                     "bytes {}: iced-x86 decodes no valid instruction: invalid opcode",
-                    hex_bytes(bytes)
+                    hex_bytes(&bytes[..bytes.len().min(SHOWN_INVALID_BYTES)])
                 ));
                 return Err(Outcome::Faults(Fault::new(Vector::UD, 0)));
             }
@@ -197,7 +200,9 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         let regs = &self.state().regs;
         match translate(self.mem, regs, linear, access) {
             Ok(_) if regs.paging_mode() == PagingMode::None => {
-                steps.push(format!("{access}: paging off: linear {linear:#x} = physical"));
+                steps.push(format!(
+                    "{access}: paging off: linear {linear:#x} = physical"
+                ));
                 Ok(())
             }
             Ok(t) => {
@@ -223,16 +228,24 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         } else {
             SegAccess::Read
         };
-        let linear = logical_to_linear(s.mode(), &s.regs, seg, s.seg(seg), m.offset, m.size, seg_access)
-            .map_err(|e| {
-                steps.push(format!(
-                    "{kind} of {} bytes at {seg}:{:#x}: {}",
-                    m.size,
-                    m.offset,
-                    segment_reason(&e)
-                ));
-                Outcome::Faults(segment_fault(&e))
-            })?;
+        let linear = logical_to_linear(
+            s.mode(),
+            &s.regs,
+            seg,
+            s.seg(seg),
+            m.offset,
+            m.size,
+            seg_access,
+        )
+        .map_err(|e| {
+            steps.push(format!(
+                "{kind} of {} bytes at {seg}:{:#x}: {}",
+                m.size,
+                m.offset,
+                segment_reason(&e)
+            ));
+            Outcome::Faults(segment_fault(&e))
+        })?;
         steps.push(format!(
             "{kind} of {} bytes at {seg}:{:#x} -> linear {linear:#x}",
             m.size, m.offset
@@ -291,7 +304,9 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         let s = self.state();
         let seg = segment_register(m.segment).unwrap_or(SegmentRegister::Ds);
         let linear = s.seg(seg).base.wrapping_add(m.offset);
-        let linear = if s.mode() == CpuMode::Long64 && !matches!(seg, SegmentRegister::Fs | SegmentRegister::Gs) {
+        let linear = if s.mode() == CpuMode::Long64
+            && !matches!(seg, SegmentRegister::Fs | SegmentRegister::Gs)
+        {
             m.offset
         } else {
             linear
@@ -318,7 +333,10 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         let Some(&value) = self.cpu.gprs.get(index) else {
             return 0;
         };
-        let high_byte = matches!(reg, Register::AH | Register::CH | Register::DH | Register::BH);
+        let high_byte = matches!(
+            reg,
+            Register::AH | Register::CH | Register::DH | Register::BH
+        );
         let value = if high_byte { value >> 8 } else { value };
         match reg.size() {
             1 => value & 0xff,
@@ -460,21 +478,23 @@ fn chain<M: PhysMemory + ?Sized>(
             Outcome::HandlerFaults(..) => {}
         }
     }
-    lines.push(format!("not proven: stopped after {MAX_DELIVERIES} deliveries"));
+    lines.push(format!(
+        "not proven: stopped after {MAX_DELIVERIES} deliveries"
+    ));
     faults
 }
 
 /// The fault an event delivers, with CR2 when it is the `#PF` raised last.
 fn delivered_fault(event: &Event, raised: &[Fault]) -> Fault {
-        let cr2 = raised
-            .last()
-            .filter(|f| f.vector == event.vector)
-            .and_then(|f| f.cr2);
-        Fault {
-            vector: event.vector,
-            error_code: event.error_code,
-            cr2,
-        }
+    let cr2 = raised
+        .last()
+        .filter(|f| f.vector == event.vector)
+        .and_then(|f| f.cr2);
+    Fault {
+        vector: event.vector,
+        error_code: event.error_code,
+        cr2,
+    }
 }
 
 /// A handler that faults at its first fetch again and again (each time one frame lower):

@@ -40,8 +40,8 @@ fn stopped_cpu(snap: &CpuSnapshot) -> StoppedCpu {
             tr: from_kvm_segment(&s.tr),
         },
         gprs: [
-            r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
-            r.r13, r.r14, r.r15,
+            r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
         ],
         cr2: Some(s.cr2),
     }

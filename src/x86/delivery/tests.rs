@@ -51,9 +51,10 @@ impl Machine {
     /// the next 2 MiB as one large page; every vector's gate to HANDLER; RSP0 and IST1 set.
     pub(crate) fn long_mode() -> Self {
         let mut mem = VecMemory::new(0x40_0000);
-        mem.write_u64(PML4, 0x2003);
-        mem.write_u64(0x2000, PD | 3);
-        mem.write_u64(PD, PT | 3);
+        // Upper levels allow user access; each page's own entry decides.
+        mem.write_u64(PML4, 0x2007);
+        mem.write_u64(0x2000, PD | 7);
+        mem.write_u64(PD, PT | 7);
         mem.write_u64(PD + 8, 0x20_0000 | 0x83);
         for page in 1..512 {
             mem.write_u64(PT + page * 8, (page << 12) | 3);
@@ -148,7 +149,8 @@ impl Machine {
         m.cpu.regs = ControlRegs::new(0x11, 0, 0, 0);
         m.cpu.segments[1] = seg(0x08, CODE32);
         m.mem.write_u64(GDT + 8, CODE32);
-        m.mem.write_u64(GDT + 0x28, 0x67 | (TSS & 0xff_ffff) << 16 | 0x8b << 40);
+        m.mem
+            .write_u64(GDT + 0x28, 0x67 | (TSS & 0xff_ffff) << 16 | 0x8b << 40);
         m.cpu.idtr.limit = 0x7ff;
         for vector in 0..=255u64 {
             let (low, _) = gate64(HANDLER, 0x08, 0xe, 0, 0);
@@ -195,7 +197,11 @@ fn a_page_fault_reaches_its_handler() {
         panic!("{:?}", d.outcome)
     };
     assert_eq!((handler.rip, handler.rsp), (HANDLER, 0xffd0));
-    assert_eq!(handler.rflags & RFlags::IF.bits(), 0, "an interrupt gate clears IF");
+    assert_eq!(
+        handler.rflags & RFlags::IF.bits(),
+        0,
+        "an interrupt gate clears IF"
+    );
 }
 
 #[test]
@@ -303,12 +309,12 @@ fn a_privilege_change_takes_rsp0_and_faults_on_its_unmapped_page() {
         d.steps[3..],
         [
             "TSS (TR=0x0028, base 0x7000): RSP0 @0x7004 = 0x20000",
-            "PML4  [  0] @0x00001000 = 0x0000000000002003  P W S                  -> table 0x00002000",
-            "PDPTE [  0] @0x00002000 = 0x0000000000003003  P W S                  -> table 0x00003000",
-            "PDE   [  0] @0x00003000 = 0x0000000000004003  P W S                  -> table 0x00004000",
+            "push SS to 0x1fff8",
+            "PML4  [  0] @0x00001000 = 0x0000000000002007  P W U                  -> table 0x00002000",
+            "PDPTE [  0] @0x00002000 = 0x0000000000003007  P W U                  -> table 0x00003000",
+            "PDE   [  0] @0x00003000 = 0x0000000000004007  P W U                  -> table 0x00004000",
             "PTE   [ 31] @0x000040f8 = 0x0000000000000000  --                     -> not present",
             "supervisor write: PTE for linear 0x1fff8 is not present",
-            "push SS to 0x1fff8",
         ]
     );
     assert_eq!(d.outcome, page_fault(2, 0x1fff8));
