@@ -6,7 +6,7 @@
 //! stuck on a protected page from one spinning on purpose.
 
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, InstructionInfoFactory};
-use iced_x86::{Formatter, GasFormatter, Mnemonic, OpAccess, OpKind, Register};
+use iced_x86::{Formatter, GasFormatter, Mnemonic, OpAccess, OpKind, Register, UsedMemory};
 
 use crate::x86::cpu::CpuMode;
 
@@ -112,13 +112,8 @@ impl DecodedInsn {
         let info = factory.info(&self.insn);
         let mut accesses = Vec::new();
         for used in info.used_memory() {
-            let write = match used.access() {
-                OpAccess::Read | OpAccess::CondRead => false,
-                OpAccess::Write
-                | OpAccess::CondWrite
-                | OpAccess::ReadWrite
-                | OpAccess::ReadCondWrite => true,
-                _ => continue,
+            let Some(write) = writes(used.access()) else {
+                continue;
             };
             let offset = used.virtual_address(0, |reg, _, _| {
                 Some(if reg.is_segment_register() {
@@ -127,14 +122,10 @@ impl DecodedInsn {
                     register(reg)
                 })
             })?;
-            let size = match used.memory_size().size() {
-                0 => self.insn.memory_size().size(),
-                size => size,
-            };
             accesses.push(MemoryAccess {
                 segment: used.segment(),
                 offset,
-                size: size.max(1) as u64,
+                size: self.element_size(used).max(1),
                 write,
             });
         }
@@ -227,22 +218,11 @@ impl DecodedInsn {
         let info = factory.info(&self.insn);
         let mut ranges = Vec::new();
         for used in info.used_memory() {
-            let writes = matches!(
-                used.access(),
-                OpAccess::Write
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadWrite
-                    | OpAccess::ReadCondWrite
-            );
-            if !writes {
+            if writes(used.access()) != Some(true) {
                 continue;
             }
             let linear = used.virtual_address(0, |reg, _, _| Some(register(reg)))?;
-            // String instructions name their element size on the instruction only.
-            let element = match used.memory_size().size() {
-                0 => self.insn.memory_size().size() as u64,
-                size => size as u64,
-            };
+            let element = self.element_size(used);
             ranges.push(if self.repeats() {
                 // Up to RCX elements, upwards or (DF=1) downwards: both sides count.
                 let count = register(Register::RCX).max(1);
@@ -261,9 +241,30 @@ impl DecodedInsn {
         Some(ranges)
     }
 
+    /// Bytes of one access (string instructions name their element size on the instruction
+    /// only).
+    fn element_size(&self, used: &UsedMemory) -> u64 {
+        match used.memory_size().size() {
+            0 => self.insn.memory_size().size() as u64,
+            size => size as u64,
+        }
+    }
+
     /// Carries a `rep` prefix: each iteration is a step of its own.
     fn repeats(&self) -> bool {
         self.insn.has_rep_prefix() || self.insn.has_repe_prefix() || self.insn.has_repne_prefix()
+    }
+}
+
+/// Whether a memory operand's access writes (a read-modify-write does); `None` when it
+/// touches no memory (`lea`).
+fn writes(access: OpAccess) -> Option<bool> {
+    match access {
+        OpAccess::Read | OpAccess::CondRead => Some(false),
+        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite => {
+            Some(true)
+        }
+        _ => None,
     }
 }
 

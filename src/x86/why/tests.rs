@@ -146,6 +146,13 @@ fn protected_mode_null_idt() -> Vec<String> {
     why(&mut m, &[0x0f, 0x0b], &[], Some(0))
 }
 
+/// The instruction lines of `mov (%rax),%eax` with RAX = 0 at CPL 0 in the long-mode machine
+/// (as [`explains_null_idt`] shows them), then exactly `rest`.
+fn expect_after_load_fault(lines: Vec<String>, rest: &str) {
+    assert_eq!(lines[1..11], null_idt()[1..11]);
+    expect(lines[11..].to_vec(), rest);
+}
+
 /// `lines` are exactly `text`'s lines.
 fn expect(lines: Vec<String>, text: &str) {
     let want = text.trim_matches('\n');
@@ -183,20 +190,9 @@ CR2=0x0: the address of the last #PF above, as saved
 
 #[test]
 fn explains_gate_not_present() {
-    expect(
+    expect_after_load_fault(
         gate_not_present(),
         r#"
-state: 64-bit long mode, 4-level paging, CPL 0, CS:RIP 0x0008:0x9000, SS:RSP 0x0010:0x10000
-instruction at 0x0008:0x9000:
-  supervisor fetch: linear 0x9000 -> physical 0x9000 (4 KiB page 0x9000, -rwx)
-  mov (%rax),%eax (8b 00)
-  read of 4 bytes at DS:0x0 -> linear 0x0
-  PML4  [  0] @0x00001000 = 0x0000000000002007  P W U                  -> table 0x00002000
-  PDPTE [  0] @0x00002000 = 0x0000000000003007  P W U                  -> table 0x00003000
-  PDE   [  0] @0x00003000 = 0x0000000000004007  P W U                  -> table 0x00004000
-  PTE   [  0] @0x00004000 = 0x0000000000000000  --                     -> not present
-  supervisor read: PTE for linear 0x0 is not present
-  -> #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
 delivering #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
   IDTR base=0x6000 limit=0xfff: vector 0x0e's entry at offset 0xe0..0xef is within the limit
   IDT[0x0e] @0x60e0 = 0x00000e0000088000 0x0000000000000000: 64-Bit Interrupt Gate target=0x0008:0x00008000, DPL=0, not present
@@ -215,20 +211,9 @@ delivering #DF (double fault), error code 0x0 (always 0)
 
 #[test]
 fn explains_handler_unmapped() {
-    expect(
+    expect_after_load_fault(
         handler_unmapped(),
         r#"
-state: 64-bit long mode, 4-level paging, CPL 0, CS:RIP 0x0008:0x9000, SS:RSP 0x0010:0x10000
-instruction at 0x0008:0x9000:
-  supervisor fetch: linear 0x9000 -> physical 0x9000 (4 KiB page 0x9000, -rwx)
-  mov (%rax),%eax (8b 00)
-  read of 4 bytes at DS:0x0 -> linear 0x0
-  PML4  [  0] @0x00001000 = 0x0000000000002007  P W U                  -> table 0x00002000
-  PDPTE [  0] @0x00002000 = 0x0000000000003007  P W U                  -> table 0x00003000
-  PDE   [  0] @0x00003000 = 0x0000000000004007  P W U                  -> table 0x00004000
-  PTE   [  0] @0x00004000 = 0x0000000000000000  --                     -> not present
-  supervisor read: PTE for linear 0x0 is not present
-  -> #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
 delivering #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
   IDTR base=0x6000 limit=0xfff: vector 0x0e's entry at offset 0xe0..0xef is within the limit
   IDT[0x0e] @0x60e0 = 0x00008e0000088000 0x0000000000000000: 64-Bit Interrupt Gate target=0x0008:0x00008000, DPL=0
@@ -385,20 +370,9 @@ delivering #DF (double fault), error code 0x0 (always 0)
 
 #[test]
 fn explains_ist_unmapped() {
-    expect(
+    expect_after_load_fault(
         ist_unmapped(),
         r#"
-state: 64-bit long mode, 4-level paging, CPL 0, CS:RIP 0x0008:0x9000, SS:RSP 0x0010:0x10000
-instruction at 0x0008:0x9000:
-  supervisor fetch: linear 0x9000 -> physical 0x9000 (4 KiB page 0x9000, -rwx)
-  mov (%rax),%eax (8b 00)
-  read of 4 bytes at DS:0x0 -> linear 0x0
-  PML4  [  0] @0x00001000 = 0x0000000000002007  P W U                  -> table 0x00002000
-  PDPTE [  0] @0x00002000 = 0x0000000000003007  P W U                  -> table 0x00003000
-  PDE   [  0] @0x00003000 = 0x0000000000004007  P W U                  -> table 0x00004000
-  PTE   [  0] @0x00004000 = 0x0000000000000000  --                     -> not present
-  supervisor read: PTE for linear 0x0 is not present
-  -> #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
 delivering #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
   IDTR base=0x6000 limit=0xfff: vector 0x0e's entry at offset 0xe0..0xef is within the limit
   IDT[0x0e] @0x60e0 = 0x00008e0100088000 0x0000000000000000: 64-Bit Interrupt Gate target=0x0008:0x00008000, DPL=0, IST=1
@@ -431,20 +405,9 @@ delivering #DF (double fault), error code 0x0 (always 0)
 
 #[test]
 fn explains_gate_to_data_segment() {
-    expect(
+    expect_after_load_fault(
         gate_to_data_segment(),
         r#"
-state: 64-bit long mode, 4-level paging, CPL 0, CS:RIP 0x0008:0x9000, SS:RSP 0x0010:0x10000
-instruction at 0x0008:0x9000:
-  supervisor fetch: linear 0x9000 -> physical 0x9000 (4 KiB page 0x9000, -rwx)
-  mov (%rax),%eax (8b 00)
-  read of 4 bytes at DS:0x0 -> linear 0x0
-  PML4  [  0] @0x00001000 = 0x0000000000002007  P W U                  -> table 0x00002000
-  PDPTE [  0] @0x00002000 = 0x0000000000003007  P W U                  -> table 0x00003000
-  PDE   [  0] @0x00003000 = 0x0000000000004007  P W U                  -> table 0x00004000
-  PTE   [  0] @0x00004000 = 0x0000000000000000  --                     -> not present
-  supervisor read: PTE for linear 0x0 is not present
-  -> #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
 delivering #PF (page fault), error code 0x0000 (not-present, read, supervisor), CR2=0x0
   IDTR base=0x6000 limit=0xfff: vector 0x0e's entry at offset 0xe0..0xef is within the limit
   IDT[0x0e] @0x60e0 = 0x00008e0000108000 0x0000000000000000: 64-Bit Interrupt Gate target=0x0010:0x00008000, DPL=0
