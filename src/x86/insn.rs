@@ -101,6 +101,16 @@ impl DecodedInsn {
         )
     }
 
+    /// `int n` and `int3`: the vector of the software interrupt it raises (its gate's DPL is
+    /// checked against CPL).
+    pub(crate) fn software_interrupt(&self) -> Option<u8> {
+        match self.insn.code() {
+            Code::Int3 => Some(3),
+            Code::Int_imm8 => Some(self.insn.immediate8()),
+            _ => None,
+        }
+    }
+
     /// Every memory access it makes, in the decoder's operand order (stack pushes and pops
     /// included), with offsets from `register` (segment registers are not added: the caller
     /// applies segmentation). `None` when an address cannot be computed.
@@ -362,6 +372,8 @@ mod tests {
             Some((Divisor::Register(Register::RCX), false))
         );
         assert_eq!(div.divisor_bytes(), 8);
+        assert_eq!(long(&[0xcd, 0x80]).software_interrupt(), Some(0x80));
+        assert_eq!(long(&[0xcc]).software_interrupt(), Some(3));
     }
 
     #[test]

@@ -34,11 +34,10 @@ const MAX_HANDLER_REPEATS: usize = 1 << 16;
 /// The explanation, one line per step.
 pub(crate) fn explain<M: PhysMemory + ?Sized>(mem: &M, cpu: &StoppedCpu) -> Vec<String> {
     let mut lines = vec![header(cpu)];
-    let first = match instruction_fault(mem, cpu, &mut lines) {
-        Some(fault) => fault,
-        None => return lines,
+    let Some((first, fault)) = first_event(mem, cpu, &mut lines) else {
+        return lines;
     };
-    let faults = chain(mem, cpu.state.clone(), first, &mut lines);
+    let faults = chain(mem, cpu.state.clone(), first, fault, &mut lines);
     lines.extend(cr2_agreement(cpu.cr2, &faults));
     lines
 }
@@ -62,13 +61,14 @@ fn header(cpu: &StoppedCpu) -> String {
     line
 }
 
-/// The instruction at CS:RIP: fetch, decode, its accesses; the first fault, or `None` (with
-/// the reason in `lines`) when it raises none the model can prove.
-fn instruction_fault<M: PhysMemory + ?Sized>(
+/// The instruction at CS:RIP: fetch, decode, its accesses; the event it raises first (a fault,
+/// or the software interrupt of `int n`), or `None` (with the reason in `lines`) when it
+/// raises none the model can prove. A fault comes with the event.
+fn first_event<M: PhysMemory + ?Sized>(
     mem: &M,
     cpu: &StoppedCpu,
     lines: &mut Vec<String>,
-) -> Option<Fault> {
+) -> Option<(Event, Option<Fault>)> {
     let mut steps = Vec::new();
     let result = Instruction { mem, cpu }.check(&mut steps);
     lines.push(format!(
@@ -78,7 +78,16 @@ fn instruction_fault<M: PhysMemory + ?Sized>(
     ));
     lines.extend(steps.into_iter().map(indent));
     match result {
-        Ok(()) => {
+        Ok(Some(vector)) => {
+            lines.push(format!("  -> software interrupt {vector:#04x}"));
+            let event = Event {
+                vector: Vector(vector),
+                error_code: None,
+                software: true,
+            };
+            Some((event, None))
+        }
+        Ok(None) => {
             lines.push(
                 "  nothing in this instruction faults: the state does not show the first fault (it came from an interrupt, a breakpoint or an earlier instruction)"
                     .into(),
@@ -87,7 +96,7 @@ fn instruction_fault<M: PhysMemory + ?Sized>(
         }
         Err(Outcome::Faults(fault)) => {
             lines.push(format!("  -> {fault}"));
-            Some(fault)
+            Some((Event::from_fault(&fault), Some(fault)))
         }
         Err(Outcome::Unknown(why)) => {
             lines.push(format!("  not proven: {why}"));
@@ -118,7 +127,7 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         self.state().cpl() == 3
     }
 
-    fn check(&self, steps: &mut Vec<String>) -> Check<()> {
+    fn check(&self, steps: &mut Vec<String>) -> Check<Option<u8>> {
         let insn = self.fetch_and_decode(steps)?;
         let accesses = insn
             .memory_accesses(|r| self.register(r))
@@ -126,7 +135,8 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         for access in &accesses {
             self.memory_access(access, steps)?;
         }
-        self.divide(&insn, steps)
+        self.divide(&insn, steps)?;
+        Ok(insn.software_interrupt())
     }
 
     /// CS limit and page of each byte of the instruction (fetches), then iced-x86's decoding.
@@ -385,16 +395,17 @@ fn hex_bytes(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// Delivers `first` from `state`, then each fault its delivery raises; returns every fault
-/// raised, in order.
+/// Delivers `first` (raised as `fault`, if it is one) from `state`, then each fault its
+/// delivery raises; returns every fault raised, in order.
 fn chain<M: PhysMemory + ?Sized>(
     mem: &M,
     mut state: CpuState,
-    first: Fault,
+    first: Event,
+    fault: Option<Fault>,
     lines: &mut Vec<String>,
 ) -> Vec<Fault> {
-    let mut faults = vec![first];
-    let mut event = Event::from_fault(&first);
+    let mut faults: Vec<Fault> = fault.into_iter().collect();
+    let mut event = first;
     let mut repeats = Repeats::default();
     let mut deliveries = 0;
     while deliveries < MAX_DELIVERIES {

@@ -646,3 +646,23 @@ delivering #DF (double fault), error code 0x0 (always 0)
 "#,
     );
 }
+
+#[test]
+fn int_n_checks_the_gate_dpl_against_cpl() {
+    let mut m = Machine::long_mode();
+    user_code(&mut m);
+    let lines = why(&mut m, &[0xcd, 0x80], &[], None);
+    expect(
+        lines[3..11].to_vec(),
+        r#"
+  int $0x80 (cd 80)
+  -> software interrupt 0x80
+delivering vector 0x80
+  IDTR base=0x6000 limit=0xfff: vector 0x80's entry at offset 0x800..0x80f is within the limit
+  IDT[0x80] @0x6800 = 0x00008e0000088000 0x0000000000000000: 64-Bit Interrupt Gate target=0x0008:0x00008000, DPL=0
+  IDT[0x80]: gate DPL 0 < CPL 3: int n may not use it
+  -> #GP (general protection), error code 0x402 (IDT vector 0x80)
+vector 0x80 then #GP: #GP is delivered instead
+"#,
+    );
+}
