@@ -399,100 +399,131 @@ fn hex_bytes(bytes: &[u8]) -> String {
 /// delivery raises; returns every fault raised, in order.
 fn chain<M: PhysMemory + ?Sized>(
     mem: &M,
-    mut state: CpuState,
+    state: CpuState,
     first: Event,
     fault: Option<Fault>,
     lines: &mut Vec<String>,
 ) -> Vec<Fault> {
-    let mut faults: Vec<Fault> = fault.into_iter().collect();
+    let mut chain = Chain {
+        mem,
+        state,
+        faults: fault.into_iter().collect(),
+        repeats: Repeats::default(),
+        deliveries: 0,
+        lines,
+    };
     let mut event = first;
-    let mut repeats = Repeats::default();
-    let mut deliveries = 0;
-    while deliveries < MAX_DELIVERIES {
-        let delivery = deliver(mem, &state, event);
-        let mut block = vec![format!("delivering {}", delivered_fault(&event, &faults))];
-        block.extend(delivery.steps.into_iter().map(indent));
-        match delivery.outcome {
-            Outcome::HandlerFaults(handler, fault) => {
-                block.push(format!("  -> {fault} (a new exception at the handler)"));
-                if repeats.same_again(&handler, fault) {
-                    if repeats.count >= MAX_HANDLER_REPEATS {
-                        lines.push(repeats.summary());
-                        lines.push(format!("not proven: the handler still faults after {MAX_HANDLER_REPEATS} frames with the stack still mapped"));
-                        return faults;
-                    }
-                    repeats.last_block = block;
-                    state = *handler;
-                    faults.push(fault);
-                    event = Event::from_fault(&fault);
-                    continue;
-                }
-                lines.extend(repeats.flush());
-                lines.extend(block);
-                deliveries += 1;
-                repeats.start(&handler, fault);
-                state = *handler;
-                faults.push(fault);
-                event = Event::from_fault(&fault);
-                continue;
-            }
-            _ => {
-                lines.extend(repeats.flush());
-                lines.extend(block);
-                deliveries += 1;
-            }
+    while chain.deliveries < MAX_DELIVERIES {
+        match chain.deliver(event) {
+            Some(next) => event = next,
+            None => return chain.faults,
         }
+    }
+    chain.lines.push(format!(
+        "not proven: stopped after {MAX_DELIVERIES} deliveries"
+    ));
+    chain.faults
+}
+
+/// A chain of deliveries as it goes: the state events are delivered from, the faults so far.
+struct Chain<'a, M: ?Sized> {
+    mem: &'a M,
+    state: CpuState,
+    faults: Vec<Fault>,
+    repeats: Repeats,
+    deliveries: usize,
+    lines: &'a mut Vec<String>,
+}
+
+impl<M: PhysMemory + ?Sized> Chain<'_, M> {
+    /// Delivers `event`; the next event to deliver, or `None` when the chain ends.
+    fn deliver(&mut self, event: Event) -> Option<Event> {
+        let delivery = deliver(self.mem, &self.state, event);
+        let mut block = vec![format!(
+            "delivering {}",
+            delivered_fault(&event, &self.faults)
+        )];
+        block.extend(delivery.steps.into_iter().map(indent));
+        if let Outcome::HandlerFaults(handler, fault) = delivery.outcome {
+            block.push(format!("  -> {fault} (a new exception at the handler)"));
+            return self.handler_faults(block, *handler, fault);
+        }
+        self.show(block);
         match delivery.outcome {
             Outcome::Delivered(handler) => {
-                lines.push(format!(
+                self.lines.push(format!(
                     "the handler runs at {:#06x}:{:#x}: no triple fault from here",
                     handler.seg(SegmentRegister::Cs).selector.0,
                     handler.rip
                 ));
-                return faults;
+                None
             }
             Outcome::Faults(fault) => {
-                lines.push(format!("  -> {fault}"));
-                faults.push(fault);
-                match event.vector.then(fault.vector) {
-                    Escalation::Serially(_) => {
-                        lines.push(format!(
-                            "{} then {}: {} is delivered instead",
-                            event.vector.mnemonic(),
-                            fault.vector.mnemonic(),
-                            fault.vector.mnemonic()
-                        ));
-                        event = Event::from_fault(&fault);
-                    }
-                    Escalation::DoubleFault => {
-                        lines.push(format!(
-                            "{} then {}: double fault",
-                            event.vector.mnemonic(),
-                            fault.vector.mnemonic()
-                        ));
-                        event = Event::from_fault(&Fault::new(Vector::DF, 0));
-                    }
-                    Escalation::Shutdown => {
-                        lines.push(format!(
-                            "{} then {}: shutdown (triple fault)",
-                            event.vector.mnemonic(),
-                            fault.vector.mnemonic()
-                        ));
-                        return faults;
-                    }
-                }
+                self.lines.push(format!("  -> {fault}"));
+                self.faults.push(fault);
+                self.escalate(event.vector, fault)
             }
             Outcome::Unknown(why) => {
-                lines.push(format!("  not proven: {why}"));
-                return faults;
+                self.lines.push(format!("  not proven: {why}"));
+                None
             }
-            Outcome::HandlerFaults(..) => {}
+            Outcome::HandlerFaults(..) => None,
         }
     }
-    lines.push(format!(
-        "not proven: stopped after {MAX_DELIVERIES} deliveries"
-    ));
-    faults
+
+    /// A delivery's lines, after those of the repeats before it.
+    fn show(&mut self, block: Vec<String>) {
+        self.lines.extend(self.repeats.flush());
+        self.lines.extend(block);
+        self.deliveries += 1;
+    }
+
+    /// The handler was entered but its first fetch faults: a new exception from the
+    /// handler's state. The same again (one frame lower) is counted, not shown.
+    fn handler_faults(
+        &mut self,
+        block: Vec<String>,
+        handler: CpuState,
+        fault: Fault,
+    ) -> Option<Event> {
+        if self.repeats.same_again(&handler, fault) {
+            if self.repeats.count >= MAX_HANDLER_REPEATS {
+                self.lines.push(self.repeats.summary());
+                self.lines.push(format!("not proven: the handler still faults after {MAX_HANDLER_REPEATS} frames with the stack still mapped"));
+                return None;
+            }
+            self.repeats.last_block = block;
+        } else {
+            self.show(block);
+            self.repeats.start(&handler, fault);
+        }
+        self.state = handler;
+        self.faults.push(fault);
+        Some(Event::from_fault(&fault))
+    }
+
+    /// `fault` raised while delivering `vector`: delivered instead, a double fault, or the
+    /// shutdown (SDM Table 6-5).
+    fn escalate(&mut self, vector: Vector, fault: Fault) -> Option<Event> {
+        let pair = format!("{} then {}", vector.mnemonic(), fault.vector.mnemonic());
+        match vector.then(fault.vector) {
+            Escalation::Serially(_) => {
+                self.lines.push(format!(
+                    "{pair}: {} is delivered instead",
+                    fault.vector.mnemonic()
+                ));
+                Some(Event::from_fault(&fault))
+            }
+            Escalation::DoubleFault => {
+                self.lines.push(format!("{pair}: double fault"));
+                Some(Event::from_fault(&Fault::new(Vector::DF, 0)))
+            }
+            Escalation::Shutdown => {
+                self.lines.push(format!("{pair}: shutdown (triple fault)"));
+                None
+            }
+        }
+    }
 }
 
 /// The fault an event delivers, with CR2 when it is the `#PF` raised last.
