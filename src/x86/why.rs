@@ -7,11 +7,11 @@
 
 use iced_x86::Register;
 
-use super::cpu::{CpuMode, PagingMode, RFlags};
+use super::cpu::{PagingMode, RFlags};
 use super::delivery::{deliver, segment_reason, walk_failure, CpuState, Event, Fault, Outcome};
 use super::exception::{Escalation, Vector};
 use super::insn::{divide_faults, Decoded, DecodedInsn, Divisor, MemoryAccess};
-use super::paging::{translate, Access, PagedMemory};
+use super::paging::{translate, Access, LinearMemory, PagedMemory};
 use super::phys::PhysMemory;
 use super::segment::{logical_to_linear, SegAccess, SegmentError, SegmentRegister};
 
@@ -312,20 +312,24 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
     /// A memory divisor's value (its access was checked already).
     fn memory_value(&self, m: &MemoryAccess) -> Check<u64> {
         let s = self.state();
+        let unreadable =
+            |why: String| Outcome::Unknown(format!("the divisor cannot be read: {why}"));
         let seg = segment_register(m.segment).unwrap_or(SegmentRegister::Ds);
-        let linear = s.seg(seg).base.wrapping_add(m.offset);
-        let linear = if s.mode() == CpuMode::Long64
-            && !matches!(seg, SegmentRegister::Fs | SegmentRegister::Gs)
-        {
-            m.offset
-        } else {
-            linear
-        };
+        let linear = logical_to_linear(
+            s.mode(),
+            &s.regs,
+            seg,
+            s.seg(seg),
+            m.offset,
+            m.size,
+            SegAccess::Any,
+        )
+        .map_err(|e| unreadable(e.to_string()))?;
         let mut bytes = [0u8; 8];
         let len = (m.size as usize).min(8);
-        let mem = PagedMemory::new(self.mem, s.regs);
-        super::paging::LinearMemory::read_linear(&mem, linear, &mut bytes[..len])
-            .map_err(|e| Outcome::Unknown(format!("the divisor cannot be read: {e}")))?;
+        PagedMemory::new(self.mem, s.regs)
+            .read_linear(linear, &mut bytes[..len])
+            .map_err(|e| unreadable(e.to_string()))?;
         Ok(u64::from_le_bytes(bytes))
     }
 

@@ -666,3 +666,26 @@ vector 0x80 then #GP: #GP is delivered instead
 "#,
     );
 }
+
+#[test]
+fn a_memory_divisor_is_read_through_its_segment() {
+    let mut m = Machine::long_mode();
+    m.mem.write_u64(DATA_PAGE, 0);
+    // divl (%rax)
+    let lines = why(&mut m, &[0xf7, 0x30], &[(RAX, DATA_PAGE)], None);
+    assert_eq!(
+        lines[3..7],
+        [
+            "  divl (%rax) (f7 30)",
+            "  read of 4 bytes at DS:0xa000 -> linear 0xa000",
+            "  supervisor read: linear 0xa000 -> physical 0xa000 (4 KiB page 0xa000, -rwx)",
+            "  divisor memory at 0xa000 = 0: divide error",
+        ]
+    );
+    m.mem.write_u64(DATA_PAGE, 3);
+    let lines = why(&mut m, &[0xf7, 0x30], &[(RAX, DATA_PAGE)], None);
+    assert_eq!(
+        lines[6],
+        "  divisor memory at 0xa000 = 0x3: no divide error"
+    );
+}
