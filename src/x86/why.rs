@@ -223,6 +223,17 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         }
     }
 
+    /// The linear address of `m` through `seg` (the segment checks for `access`).
+    fn linear(
+        &self,
+        seg: SegmentRegister,
+        m: &MemoryAccess,
+        access: SegAccess,
+    ) -> Result<u64, SegmentError> {
+        let s = self.state();
+        logical_to_linear(s.mode(), &s.regs, seg, s.seg(seg), m.offset, m.size, access)
+    }
+
     /// One memory operand: logical -> linear (segment checks) -> physical (the walk).
     fn memory_access(&self, m: &MemoryAccess, steps: &mut Vec<String>) -> Check<()> {
         let s = self.state();
@@ -238,16 +249,7 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         } else {
             SegAccess::Read
         };
-        let linear = logical_to_linear(
-            s.mode(),
-            &s.regs,
-            seg,
-            s.seg(seg),
-            m.offset,
-            m.size,
-            seg_access,
-        )
-        .map_err(|e| {
+        let linear = self.linear(seg, m, seg_access).map_err(|e| {
             steps.push(format!(
                 "{kind} of {} bytes at {seg}:{:#x}: {}",
                 m.size,
@@ -315,16 +317,9 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         let unreadable =
             |why: String| Outcome::Unknown(format!("the divisor cannot be read: {why}"));
         let seg = segment_register(m.segment).unwrap_or(SegmentRegister::Ds);
-        let linear = logical_to_linear(
-            s.mode(),
-            &s.regs,
-            seg,
-            s.seg(seg),
-            m.offset,
-            m.size,
-            SegAccess::Any,
-        )
-        .map_err(|e| unreadable(e.to_string()))?;
+        let linear = self
+            .linear(seg, m, SegAccess::Any)
+            .map_err(|e| unreadable(e.to_string()))?;
         let mut bytes = [0u8; 8];
         let len = (m.size as usize).min(8);
         PagedMemory::new(self.mem, s.regs)
