@@ -433,3 +433,43 @@ fn real_mode_goes_through_the_ivt() {
         })
     );
 }
+
+impl Machine {
+    /// [`Machine::protected_mode`] with 32-bit paging: identity 4 KiB pages up to 4 MiB
+    /// (page 0 unmapped), supervisor only, through a page table at 0x2000.
+    pub(crate) fn protected_mode_paging() -> Self {
+        let mut m = Machine::protected_mode();
+        m.mem.write_u32(0x1000, 0x2007);
+        for page in 1..1024u32 {
+            m.mem
+                .write_u32(0x2000 + u64::from(page) * 4, (page << 12) | 3);
+        }
+        m.cpu.regs = ControlRegs::new(0x8000_0011, 0x1000, 0, 0);
+        m
+    }
+
+    /// The 4 KiB page at `linear` gets `flags` under 32-bit paging (0: unmapped).
+    pub(crate) fn set_pte32(&mut self, linear: u64, flags: u32) {
+        let page = (linear >> 12) as u32;
+        let value = if flags == 0 { 0 } else { (page << 12) | flags };
+        self.mem.write_u32(0x2000 + u64::from(page) * 4, value);
+    }
+}
+
+#[test]
+fn protected_mode_paging_faults_on_an_unmapped_esp0() {
+    let mut m = Machine::protected_mode_paging();
+    m.cpu.segments[1] = seg(0x0b, 0x00cf_fa00_0000_ffff);
+    m.set_pte32(RSP0 - 0x1000, 0);
+    let d = m.deliver(Vector::GP, Some(0));
+    assert_eq!(
+        d.steps[5..],
+        [
+            "push SS to 0x1fffc",
+            "PDE   [  0] @0x00001000 = 0x00002007  P W U                  -> table 0x00002000",
+            "PTE   [ 31] @0x0000207c = 0x00000000  --                     -> not present",
+            "supervisor write: PTE for linear 0x1fffc is not present",
+        ]
+    );
+    assert_eq!(d.outcome, page_fault(2, 0x1fffc));
+}
