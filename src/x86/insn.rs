@@ -51,6 +51,24 @@ pub(crate) enum Divisor {
     Memory(MemoryAccess),
 }
 
+/// Who may run an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Privilege {
+    /// CPL 0 only, else #GP(0): `hlt`, `lgdt`, `mov %cr0`, `wrmsr`, …
+    Ring0,
+    /// CPL <= IOPL, else #GP(0): `cli`, `sti`.
+    Iopl,
+}
+
+/// Where a segment-register load takes its selector from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SelectorSource {
+    /// A general register (`mov %ax,%ds`).
+    Register(Register),
+    /// The instruction's (first) memory access: `mov (%rax),%ds`, `pop %ds`.
+    Memory,
+}
+
 /// Operand size in bits the decoder needs for `mode`.
 fn bitness(mode: CpuMode) -> u32 {
     match mode {
@@ -99,6 +117,66 @@ impl DecodedInsn {
             self.insn.mnemonic(),
             Mnemonic::Ud0 | Mnemonic::Ud1 | Mnemonic::Ud2
         )
+    }
+
+    /// Whether it is privileged, and how (SDM vol. 3, §2.8 and §5.9; `in`/`out` and the
+    /// I/O bitmap are not modelled).
+    pub(crate) fn privilege(&self) -> Option<Privilege> {
+        let moves_control_register = matches!(
+            self.insn.code(),
+            Code::Mov_r32_cr
+                | Code::Mov_r64_cr
+                | Code::Mov_r32_dr
+                | Code::Mov_r64_dr
+                | Code::Mov_cr_r32
+                | Code::Mov_cr_r64
+                | Code::Mov_dr_r32
+                | Code::Mov_dr_r64
+        );
+        let ring0 = moves_control_register
+            || matches!(
+                self.insn.mnemonic(),
+                Mnemonic::Hlt
+                    | Mnemonic::Lgdt
+                    | Mnemonic::Lidt
+                    | Mnemonic::Lldt
+                    | Mnemonic::Ltr
+                    | Mnemonic::Lmsw
+                    | Mnemonic::Clts
+                    | Mnemonic::Invd
+                    | Mnemonic::Wbinvd
+                    | Mnemonic::Invlpg
+                    | Mnemonic::Rdmsr
+                    | Mnemonic::Wrmsr
+                    | Mnemonic::Swapgs
+            );
+        match self.insn.mnemonic() {
+            _ if ring0 => Some(Privilege::Ring0),
+            Mnemonic::Cli | Mnemonic::Sti => Some(Privilege::Iopl),
+            _ => None,
+        }
+    }
+
+    /// A segment-register load by `mov` or `pop`: the register loaded and where the selector
+    /// comes from. (`lds`/`lss`/far transfers are not covered.)
+    pub(crate) fn segment_load(&self) -> Option<(Register, SelectorSource)> {
+        use Code::*;
+        let popped = match self.insn.code() {
+            Popw_ES | Popd_ES => Register::ES,
+            Popw_SS | Popd_SS => Register::SS,
+            Popw_DS | Popd_DS => Register::DS,
+            Popw_FS | Popd_FS | Popq_FS => Register::FS,
+            Popw_GS | Popd_GS | Popq_GS => Register::GS,
+            Mov_Sreg_rm16 | Mov_Sreg_r32m16 | Mov_Sreg_r64m16 => {
+                let source = match self.insn.op1_kind() {
+                    OpKind::Register => SelectorSource::Register(self.insn.op1_register()),
+                    _ => SelectorSource::Memory,
+                };
+                return Some((self.insn.op0_register(), source));
+            }
+            _ => return None,
+        };
+        Some((popped, SelectorSource::Memory))
     }
 
     /// `int n` and `int3`: the vector of the software interrupt it raises (its gate's DPL is
@@ -374,6 +452,22 @@ mod tests {
         assert_eq!(div.divisor_bytes(), 8);
         assert_eq!(long(&[0xcd, 0x80]).software_interrupt(), Some(0x80));
         assert_eq!(long(&[0xcc]).software_interrupt(), Some(3));
+        assert_eq!(long(&[0xf4]).privilege(), Some(Privilege::Ring0)); // hlt
+        assert_eq!(
+            long(&[0x0f, 0x22, 0xc0]).privilege(),
+            Some(Privilege::Ring0)
+        ); // mov %rax,%cr0
+        assert_eq!(long(&[0xfa]).privilege(), Some(Privilege::Iopl)); // cli
+        assert_eq!(long(&[0x90]).privilege(), None);
+        assert_eq!(
+            long(&[0x8e, 0xd8]).segment_load(), // mov %eax,%ds
+            Some((Register::DS, SelectorSource::Register(Register::EAX)))
+        );
+        let pop_ds = DecodedInsn::decode(&[0x1f], 0, CpuMode::Protected32).unwrap();
+        assert_eq!(
+            pop_ds.segment_load(),
+            Some((Register::DS, SelectorSource::Memory))
+        );
     }
 
     #[test]

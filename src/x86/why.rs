@@ -7,13 +7,18 @@
 
 use iced_x86::Register;
 
-use super::cpu::{PagingMode, RFlags};
+use super::cpu::{CpuMode, Cr4Flags, PagingMode, RFlags};
 use super::delivery::{deliver, segment_reason, walk_failure, CpuState, Event, Fault, Outcome};
 use super::exception::{Escalation, Vector};
-use super::insn::{divide_faults, Decoded, DecodedInsn, Divisor, MemoryAccess};
+use super::insn::{
+    divide_faults, Decoded, DecodedInsn, Divisor, MemoryAccess, Privilege, SelectorSource,
+};
 use super::paging::{translate, Access, LinearMemory, PagedMemory};
 use super::phys::PhysMemory;
-use super::segment::{logical_to_linear, SegAccess, SegmentError, SegmentRegister};
+use super::segment::{
+    descriptor_for, logical_to_linear, Descriptor, SegAccess, SegmentCache, SegmentError,
+    SegmentRegister, SegmentSelector,
+};
 
 /// A stopped vCPU: its state, general registers and CR2 (if saved).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,12 +134,14 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
 
     fn check(&self, steps: &mut Vec<String>) -> Check<Option<u8>> {
         let insn = self.fetch_and_decode(steps)?;
+        self.privilege(&insn, steps)?;
         let accesses = insn
             .memory_accesses(|r| self.register(r))
             .ok_or_else(|| Outcome::Unknown("an operand's address cannot be computed".into()))?;
         for access in &accesses {
             self.memory_access(access, steps)?;
         }
+        self.segment_load(&insn, &accesses, steps)?;
         self.divide(&insn, steps)?;
         Ok(insn.software_interrupt())
     }
@@ -273,6 +280,120 @@ impl<M: PhysMemory + ?Sized> Instruction<'_, M> {
         let last = linear.wrapping_add(m.size - 1);
         if last & !0xfff != linear & !0xfff {
             self.page(last & !0xfff, access, steps)?;
+        }
+        Ok(())
+    }
+
+    /// A privileged instruction above its privilege level raises #GP(0) (`cli`/`sti` at CPL 3
+    /// with CR4.PVI change VIF instead).
+    fn privilege(&self, insn: &DecodedInsn, steps: &mut Vec<String>) -> Check<()> {
+        let s = self.state();
+        let cpl = s.cpl();
+        let iopl = (s.rflags & RFlags::IOPL.bits()) >> 12;
+        let pvi = cpl == 3 && s.regs.cr4.contains(Cr4Flags::PVI);
+        let denied = match insn.privilege() {
+            Some(Privilege::Ring0) if cpl > 0 => format!("a CPL 0 instruction at CPL {cpl}"),
+            Some(Privilege::Iopl) if u64::from(cpl) > iopl && !pvi => {
+                format!("CPL {cpl} > IOPL {iopl}")
+            }
+            _ => return Ok(()),
+        };
+        steps.push(format!("{denied}: general protection"));
+        Err(Outcome::Faults(Fault::new(Vector::GP, 0)))
+    }
+
+    /// `mov …,%sreg` and `pop %sreg` in protected or long mode: the selector's descriptor and
+    /// the checks of a segment load (SDM vol. 2, MOV and POP).
+    fn segment_load(
+        &self,
+        insn: &DecodedInsn,
+        accesses: &[MemoryAccess],
+        steps: &mut Vec<String>,
+    ) -> Check<()> {
+        let Some((reg, source)) = insn.segment_load() else {
+            return Ok(());
+        };
+        let mode = self.state().mode();
+        let protected = mode.is_protected_segmentation() || mode == CpuMode::Long64;
+        let Some(seg) = segment_register(reg).filter(|_| protected) else {
+            return Ok(());
+        };
+        let value = match (source, accesses.first()) {
+            (SelectorSource::Register(r), _) => self.register(r),
+            (SelectorSource::Memory, Some(m)) => self.memory_value(m)?,
+            (SelectorSource::Memory, None) => return Ok(()),
+        };
+        let selector = SegmentSelector(value as u16);
+        steps.push(format!("loads {seg} with selector {selector}"));
+        self.selector_checks(seg, selector, steps)
+    }
+
+    /// The checks of loading `selector` into `seg`: its descriptor's type, privilege, P.
+    fn selector_checks(
+        &self,
+        seg: SegmentRegister,
+        selector: SegmentSelector,
+        steps: &mut Vec<String>,
+    ) -> Check<()> {
+        let s = self.state();
+        let cpl = s.cpl();
+        let stack = seg == SegmentRegister::Ss;
+        let fault =
+            |vector, code: u16| Err(Outcome::Faults(Fault::new(vector, u32::from(code & !3))));
+        if selector.is_null() {
+            if !stack || (s.mode() == CpuMode::Long64 && cpl < 3) {
+                steps.push(format!("a null selector: {seg} becomes unusable"));
+                return Ok(());
+            }
+            steps.push("a null selector cannot be loaded into SS".into());
+            return fault(Vector::GP, 0);
+        }
+        let mem = PagedMemory::new(self.mem, s.regs);
+        let long = s.regs.long_mode_active();
+        let d = match descriptor_for(&mem, s.gdtr, &s.ldtr, selector, long) {
+            Ok(Descriptor::Segment(d)) => d,
+            Ok(other) => {
+                steps.push(format!("{other}: not a code or data segment"));
+                return fault(Vector::GP, selector.0);
+            }
+            Err(SegmentError::Unreadable { addr, .. }) => {
+                self.page(addr, Access::read(false), steps)?;
+                return Err(Outcome::Unknown(format!(
+                    "the descriptor at {addr:#x} cannot be read"
+                )));
+            }
+            Err(e) => {
+                steps.push(e.to_string());
+                return fault(Vector::GP, selector.0);
+            }
+        };
+        steps.push(format!("descriptor: {}", Descriptor::Segment(d)));
+        let cache = SegmentCache::from_descriptor(selector, d);
+        let (allowed, rule) = if stack {
+            let writable_data = cache.s && !cache.is_code() && cache.type_ & 2 != 0;
+            (
+                writable_data && selector.rpl() == cpl && d.dpl() == cpl,
+                format!("SS needs a writable data segment with RPL = DPL = CPL {cpl}"),
+            )
+        } else {
+            let readable = !cache.is_code() || cache.type_ & 2 != 0;
+            let conforming = cache.is_code() && cache.type_ & 4 != 0;
+            let privilege = conforming || (d.dpl() >= cpl && d.dpl() >= selector.rpl());
+            (
+                cache.s && readable && privilege,
+                format!(
+                    "{seg} needs a data or readable code segment with DPL >= CPL {cpl} and RPL {}",
+                    selector.rpl()
+                ),
+            )
+        };
+        if !allowed {
+            steps.push(rule);
+            return fault(Vector::GP, selector.0);
+        }
+        if !d.present() {
+            steps.push("segment not present".into());
+            return fault(if stack { Vector::SS } else { Vector::NP }, selector.0);
         }
         Ok(())
     }

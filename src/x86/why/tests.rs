@@ -1,6 +1,7 @@
 //! Explanations of stopped CPUs on the synthetic machines of the delivery tests. Exact lines.
 
 use super::*;
+use crate::x86::cpu::RFlags;
 use crate::x86::delivery::tests::{gate64, Machine, CODE, DATA_PAGE, HANDLER, RSP0, STACK};
 
 const RAX: usize = 0;
@@ -687,5 +688,60 @@ fn a_memory_divisor_is_read_through_its_segment() {
     assert_eq!(
         lines[6],
         "  divisor memory at 0xa000 = 0x3: no divide error"
+    );
+}
+
+#[test]
+fn cli_at_cpl_3_with_iopl_0_raises_gp() {
+    let mut m = Machine::long_mode();
+    user_code(&mut m);
+    let lines = why(&mut m, &[0xfa], &[], None);
+    assert_eq!(
+        lines[3..6],
+        [
+            "  cli (fa)",
+            "  CPL 3 > IOPL 0: general protection",
+            "  -> #GP (general protection), error code 0x0 (no selector)",
+        ]
+    );
+    m.cpu.rflags |= RFlags::IOPL.bits();
+    let lines = why(&mut m, &[0xfa], &[], None);
+    assert!(lines[4].starts_with("  nothing in this instruction faults"));
+}
+
+#[test]
+fn a_segment_load_beyond_the_gdt_raises_gp_naming_the_selector() {
+    let mut m = Machine::protected_mode();
+    m.cpu.idtr.limit = 0;
+    // mov %ax,%ds
+    let lines = why(&mut m, &[0x8e, 0xd8], &[(RAX, 0x38)], None);
+    assert_eq!(
+        lines[2..7],
+        [
+            "  supervisor fetch: paging off: linear 0x9000 = physical",
+            "  mov %eax,%ds (8e d8)",
+            "  loads DS with selector 0x0038 (GDT[7], RPL 0)",
+            "  selector 0x0038 (GDT[7], RPL 0) is beyond the table limit 0x37",
+            "  -> #GP (general protection), error code 0x38 (GDT index 7, selector 0x0038)",
+        ]
+    );
+    assert_eq!(
+        lines[7],
+        "delivering #GP (general protection), error code 0x38 (GDT index 7, selector 0x0038)"
+    );
+    // The code segment is not readable data for SS; a DPL 3 data segment not for CPL 0.
+    let lines = why(&mut m, &[0x8e, 0xd0], &[(RAX, 0x20)], None); // mov %ax,%ss
+    assert_eq!(
+        lines[5..8],
+        [
+            "  descriptor: Data segment, base=0x00000000, limit=0xffffffff, Read/Write, big, DPL=3",
+            "  SS needs a writable data segment with RPL = DPL = CPL 0",
+            "  -> #GP (general protection), error code 0x20 (GDT index 4, selector 0x0020)",
+        ]
+    );
+    let lines = why(&mut m, &[0x8e, 0xd8], &[(RAX, 0x10)], None);
+    assert!(
+        lines[6].starts_with("  nothing in this instruction faults"),
+        "{lines:?}"
     );
 }
