@@ -16,8 +16,10 @@ use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
+use crate::gdb::monitor;
 use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::snapshot::post_mortem::PostMortem;
+use crate::snapshot::CpuSnapshot;
 use crate::vmm::clock_dilation::{self, ClockDilation};
 use crate::vmm::cpuid::{self, CpuidHide};
 use crate::vmm::host_caps::{Capability, HostCaps};
@@ -307,12 +309,27 @@ pub fn run(
     // The others stop too: the run is over, and a snapshot reads every vCPU.
     machine.stop_every_vcpu()?;
     let end = report_event(&mut machine, id, event.clone(), caps)?;
+    if end == RunEnd::TripleFault {
+        explain_triple_fault(&mut machine, id, &ram)?;
+    }
     request
         .post_mortem
         .after(Some(&event), &end, &mut machine, &ram);
     drop(machine);
     print_vga(&ram);
     Ok(end)
+}
+
+/// After a triple fault: the chain of faults that ended in it, as `monitor why` tells it.
+fn explain_triple_fault(machine: &mut Machine, id: u8, ram: &GuestRam) -> Result<(), MachineError> {
+    let lines = match machine.with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))? {
+        Ok(snap) => monitor::why::explain_snapshot(&snap, ram),
+        Err(e) => vec![format!("registers unavailable: {e}")],
+    };
+    for line in lines {
+        eprintln!("gdbvisor: why: {line}");
+    }
+    Ok(())
 }
 
 /// The description of the file gdb loads for `image` (see `--gdb-arch auto`), and what it

@@ -386,6 +386,7 @@ fn triple_fault_stops_as_sigsegv() {
             "continue".into(),
             "info registers".into(),
             "x/4xb 0x7c00".into(),
+            "monitor why".into(),
             "kill".into(),
         ],
     );
@@ -398,6 +399,9 @@ fn triple_fault_stops_as_sigsegv() {
     // The image starts with `cli` (FA) and a far jump (EA …).
     run.assert_stdout_has("0x7c00 <real_entry>:\t0xfa\t0xea");
     run.assert_stderr_has("triple: about to fault");
+    // `monitor why`: the chain that ended in the triple fault (on the stderr gdb and the VMM share).
+    run.assert_stderr_has("\n  ud2 (0f 0b)\n")
+        .assert_stderr_has("\n#DF then #GP: shutdown (triple fault)\n");
     assert_killed(&run);
 }
 

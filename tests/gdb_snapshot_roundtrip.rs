@@ -268,6 +268,20 @@ fn dump_on_crash_saves_triple_faults_and_unexpected_exits() {
             && shown.stdout.contains(&format!("rip={here:016x}")),
         "{shown}"
     );
+    // Explained later from the core as live: `monitor why` on the snapshot.
+    let vmm = env!("CARGO_BIN_EXE_gdbvisor");
+    let why = common::gdb::gdb(
+        Some(&elf),
+        &common::gdb::cmds(&[
+            &format!(
+                "target remote | {vmm} --snapshot {} --gdb stdio",
+                core.display()
+            ),
+            "monitor why",
+        ]),
+    );
+    why.assert_stderr_has("\n  ud2 (0f 0b)\n")
+        .assert_stderr_has("\n#DF then #GP: shutdown (triple fault)\n");
     std::fs::remove_file(&core).unwrap();
     // The same with a gdb endpoint that nobody attached to: the run ends as without one.
     let run = common::run_gdbvisor(&[

@@ -200,6 +200,35 @@ fn triple_fault_exits_4_with_registers() {
         .assert_stderr_has("gdbvisor: triple fault on vCPU 0 (KVM_EXIT_SHUTDOWN)")
         .assert_stderr_has("  rip=")
         .assert_stderr_has("  cr0=");
+    // The chain, explained: KVM reports the state at the ud2 that raised the first fault.
+    let why: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("gdbvisor: why: "))
+        .collect();
+    assert_eq!(
+        why[1..],
+        [
+            "instruction at 0x0008:0x7c49:",
+            "  supervisor fetch: paging off: linear 0x7c49 = physical",
+            "  ud2 (0f 0b)",
+            "  an undefined instruction by definition: invalid opcode",
+            "  -> #UD (invalid opcode)",
+            "delivering #UD (invalid opcode)",
+            "  IDTR base=0x0 limit=0x0: vector 0x06's entry at offset 0x30..0x37 is beyond the limit",
+            "  -> #GP (general protection), error code 0x33 (IDT vector 0x06, external)",
+            "#UD then #GP: #GP is delivered instead",
+            "delivering #GP (general protection), error code 0x33 (IDT vector 0x06, external)",
+            "  IDTR base=0x0 limit=0x0: vector 0x0d's entry at offset 0x68..0x6f is beyond the limit",
+            "  -> #GP (general protection), error code 0x6b (IDT vector 0x0d, external)",
+            "#GP then #GP: double fault",
+            "delivering #DF (double fault), error code 0x0 (always 0)",
+            "  IDTR base=0x0 limit=0x0: vector 0x08's entry at offset 0x40..0x47 is beyond the limit",
+            "  -> #GP (general protection), error code 0x43 (IDT vector 0x08, external)",
+            "#DF then #GP: shutdown (triple fault)",
+        ],
+        "{run}"
+    );
     assert!(
         !run.stderr.contains("cannot run 32-bit paging"),
         "no paging hint for a plain triple fault\n{run}"

@@ -18,12 +18,14 @@ use thiserror::Error;
 
 pub(crate) mod addr;
 pub mod cpu;
+pub(crate) mod delivery;
 pub(crate) mod exception;
 pub(crate) mod insn;
 pub mod paging;
 pub(crate) mod phys;
 pub mod segment;
 pub mod tables;
+pub(crate) mod why;
 
 pub use addr::sign_extend;
 

@@ -4,7 +4,7 @@ use gdbstub::target::ext::monitor_cmd::ConsoleOutput;
 
 use super::host::{Lines, MonitorError, MonitorHost};
 use super::view::{self, View};
-use super::{help, memory, pt, regs, tables, walk};
+use super::{help, memory, pt, regs, tables, walk, why};
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::fault::TargetFault;
 
@@ -94,6 +94,7 @@ fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> L
                 "idt" => tables::idt(&v, args),
                 "tss" => no_args(tables::tss(&v)),
                 "walk" => walk::walk(&v, args),
+                "why" => no_args(why::why(&v)),
                 "pt" => pt::pt(&v, args),
                 "p2v" => pt::p2v(&v, args),
                 "xp" => memory::xp(&v, args),

@@ -101,6 +101,13 @@ pub(crate) const COMMANDS: &[Command] = &[
         "walk ds:0x10 w",
     ),
     cmd(
+        "why",
+        &[],
+        "",
+        "why the vCPU faults: the instruction at RIP, its accesses, then each delivery step to #DF and shutdown",
+        "why",
+    ),
+    cmd(
         "pt",
         &[],
         "[START [END]] [--leaves]",

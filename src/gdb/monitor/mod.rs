@@ -16,6 +16,7 @@ mod regs;
 mod tables;
 mod view;
 mod walk;
+pub(crate) mod why;
 
 pub(crate) use dispatch::handle_monitor;
 pub(crate) use dump::dump;
