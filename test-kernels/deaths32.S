@@ -35,6 +35,17 @@
  *       #GP(0x43) delivering #DF -> shutdown
  *   death32-divide          empty IDT; div by zero.
  *       #DE at fault_here -> #GP(0x3) delivering #DE -> #DF -> #GP(0x43) -> shutdown
+ * Two deaths need paging outside long mode, which KVM here refuses (it triple-faults at the
+ * CR0 write): they are explained from QEMU TCG dumps taken at `fault_here` instead
+ * (tests/gdb_why_qemu.rs). Empty IDT, as death32-divide; the first 4 MiB identity-mapped.
+ *   death32-paging-pf       32-bit paging (a page directory and one page table in .bss);
+ *       reads 0x800000 (PDE 2 not present).
+ *       #PF(0x0) CR2=0x800000 at fault_here -> #GP(0x73) delivering #PF -> #DF -> #GP(0x43)
+ *       -> shutdown
+ *   death32-pae-pf          PAE paging (a PDPT and a directory of 2 MiB pages in .bss);
+ *       reads 0x40000000 (PDPTE 1 not present).
+ *       #PF(0x0) CR2=0x40000000 at fault_here -> #GP(0x73) delivering #PF -> #DF ->
+ *       #GP(0x43) -> shutdown
  */
         .include "multiboot.inc"
         .include "lib32.inc"
@@ -115,6 +126,30 @@ fault_here:
         .endm
 .endif
 
+.ifdef DEATH_PAGING_PF
+        .set PAGING32, 1
+        .macro death_name
+        .asciz "death32-paging-pf: about to fault\n"
+        .endm
+        .macro death_fault
+        .globl fault_here
+fault_here:
+        movl 0x800000, %eax                /* PDE 2: not present */
+        .endm
+.endif
+
+.ifdef DEATH_PAE_PF
+        .set PAE, 1
+        .macro death_name
+        .asciz "death32-pae-pf: about to fault\n"
+        .endm
+        .macro death_fault
+        .globl fault_here
+fault_here:
+        movl 0x40000000, %eax              /* PDPTE 1: not present */
+        .endm
+.endif
+
 /* --------------------------------------------------------------------------- the kernel --- */
         .section .text
         .globl _start
@@ -139,6 +174,12 @@ cs_reloaded:
 .endif
         movl $msg_about, %esi
         call puts32
+.ifdef PAGING32
+        call paging32_on
+.endif
+.ifdef PAE
+        call pae_on
+.endif
         death_fault
         .globl not_reached
 not_reached:
@@ -163,6 +204,47 @@ fill_exception_gates:
         decl %esi
         jnz 1b
         ret
+
+.ifdef PAGING32
+/* paging32_on: the first 4 MiB identity-mapped with 4 KiB pages, then CR0.PG. */
+paging32_on:
+        movl $page_table, %edi
+        movl $0x003, %eax                  /* present, writable */
+        movl $1024, %ecx
+1:      movl %eax, (%edi)
+        addl $0x1000, %eax
+        addl $4, %edi
+        decl %ecx
+        jnz 1b
+        movl $page_table, %eax
+        orl $0x003, %eax
+        movl %eax, page_directory          /* PDE 0 */
+        movl $page_directory, %eax
+        movl %eax, %cr3
+        movl %cr0, %eax
+        orl $0x80000000, %eax
+        movl %eax, %cr0
+        ret
+.endif
+
+.ifdef PAE
+/* pae_on: the first 4 MiB identity-mapped with two 2 MiB pages, CR4.PAE, then CR0.PG. */
+pae_on:
+        movl $pae_directory, %eax
+        orl $0x001, %eax                   /* PDPTE: present (no W/U bits in PAE PDPTEs) */
+        movl %eax, pdpt
+        movl $0x083, pae_directory         /* 0-2 MiB: present, writable, 2 MiB page */
+        movl $0x200083, pae_directory + 8  /* 2-4 MiB */
+        movl %cr4, %eax
+        orl $0x20, %eax                    /* CR4.PAE */
+        movl %eax, %cr4
+        movl $pdpt, %eax
+        movl %eax, %cr3
+        movl %cr0, %eax
+        orl $0x80000000, %eax
+        movl %eax, %cr0
+        ret
+.endif
 
         .globl unexpected_exception
 unexpected_exception:
@@ -201,3 +283,16 @@ idt:    .skip IDT_ENTRIES * 8
         .balign 16
         .skip 4096
 stack_top:
+.ifdef PAGING32
+        .balign 4096
+        .globl page_directory
+page_directory: .skip 4096
+page_table:     .skip 4096
+.endif
+.ifdef PAE
+        .balign 4096
+        .globl pdpt
+pdpt:           .skip 32
+        .balign 4096
+pae_directory:  .skip 4096
+.endif

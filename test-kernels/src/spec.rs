@@ -527,6 +527,25 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
     },
+    // Paging outside long mode: QEMU TCG only (tests/gdb_why_qemu.rs).
+    KernelSpec {
+        name: "death32-paging-pf",
+        source: "deaths32.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("DEATH_PAGING_PF", "1")],
+        c_sources: &[],
+        format: BootFormat::Multiboot1Elf,
+    },
+    KernelSpec {
+        name: "death32-pae-pf",
+        source: "deaths32.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[("DEATH_PAE_PF", "1")],
+        c_sources: &[],
+        format: BootFormat::Multiboot1Elf,
+    },
 ];
 
 /// How to build `name`, or `None` for an unknown kernel.
