@@ -466,6 +466,10 @@ pub fn open_snapshot(
                     sregs: &cpu.sregs,
                 }
             );
+            // A core saved at a crash (`--dump-on-crash`) is explained as the crash was.
+            for line in monitor::why::explain_snapshot(cpu, &*snapshot.ram) {
+                eprintln!("gdbvisor: why: {line}");
+            }
         }
         return Ok(status::HALTED);
     };
