@@ -9,10 +9,12 @@
 
 mod breakpoints;
 mod debug;
+pub(crate) mod exceptions;
 mod plan;
 mod resume;
 mod step;
 mod stop;
+mod trace_stops;
 mod vcpus;
 mod vm;
 mod watchpoints;
@@ -41,6 +43,10 @@ impl LiveVm {
     /// Forgets every breakpoint and debug setting (detach or disconnect).
     fn forget_debugging(&mut self) -> Result<(), TargetFault> {
         self.debug.forget(&self.vm.ram);
+        if let Some(trace) = self.trace.as_mut() {
+            // gdb's catches go with it; a trace the command line asked for goes on.
+            trace.catch.clear();
+        }
         self.vm.slots.set_read_only(Default::default())?;
         for id in self.vcpus.ids() {
             self.vm.machine.with_vcpu(id, |vcpu| vcpu.clear_debug())??;
@@ -119,6 +125,9 @@ impl Backend for LiveVm {
                 self.debug.catch_mode = false;
                 Ok(vec!["no longer stopping on mode changes".into()])
             }
+            ("catch", ["exception", ..]) | ("exceptions", _) | ("trace", _) => {
+                self.trace_command(name, args)
+            }
             ("msr", _) => msr::msr(args, msr::from_kvm(&mut self.vm.machine, vcpu)),
             ("dump", [_, ..]) => self.dump(args),
             _ => Err(usage(name)),
@@ -141,8 +150,9 @@ impl Backend for LiveVm {
         self.vm.machine.stop_all();
     }
 
-    fn tick(&self) {
+    fn tick(&mut self, inbox: &SharedInbox) -> Result<Option<Ended>, TargetFault> {
         self.vm.machine.kick_running();
+        self.refresh_unattended(inbox)
     }
 
     fn report_unattended(
@@ -154,6 +164,9 @@ impl Backend for LiveVm {
         let event = event?;
         if event == VcpuEvent::Interrupted {
             return Ok(None);
+        }
+        if self.trace.as_ref().is_some_and(|t| t.on) {
+            return self.traced_unattended(id, event, inbox);
         }
         if event != VcpuEvent::Halted && !event.ends_run() {
             // A report meant for a gdb that has gone (a step or a hit that raced its
@@ -190,6 +203,7 @@ impl Backend for LiveVm {
     fn attach(&mut self, inbox: &SharedInbox) -> Result<(), TargetFault> {
         self.stop_the_rest(inbox)?;
         self.hold = false;
+        self.attached = true;
         Ok(())
     }
 
@@ -199,6 +213,7 @@ impl Backend for LiveVm {
         inbox: &SharedInbox,
         stdio: bool,
     ) -> Result<Option<Ended>, TargetFault> {
+        self.attached = false;
         if let Some(end) = self.run_end.clone() {
             return Ok(Some((end, None)));
         }
@@ -233,7 +248,11 @@ impl Backend for LiveVm {
                 "gdbvisor: gdb detached; the guest stays stopped for the next gdb (monitor hold)"
             );
         } else {
-            let running = self.resume_all()?;
+            let running = if self.trace.as_ref().is_some_and(|t| t.on) {
+                self.resume_traced()?
+            } else {
+                self.resume_all()?
+            };
             eprintln!(
                 "gdbvisor: gdb detached; the guest runs on ({running} vCPU{})",
                 if running == 1 { "" } else { "s" }

@@ -1,0 +1,104 @@
+//! `--trace-exceptions` on real KVM, without gdb: the pfstorm kernel takes a known list of
+//! exceptions and recovers from each; the trace names each one exactly, and the guest's output
+//! and exit status are those of a run without tracing.
+
+mod common;
+
+use common::*;
+
+/// The trace lines of pfstorm with a storm of `storm` page faults, addresses from its ELF.
+fn expected_lines(storm: u64) -> Vec<String> {
+    let elf = kernel_elf("pfstorm");
+    let at = |name: &str| symbol(&elf, name);
+    let mut lines = vec![
+        "exception trace: vectors 0-31; IDTR is read when the vCPUs stop (every 50 ms at least): exceptions taken before the IDT is seen are missed".to_string(),
+        format!("IDT at {:#x} (limit 0xfff): 32 handler entries traced", at("idt")),
+        format!(
+            "handler {:#x} is the entry of vectors 0x03, 0x80: the vector of a stop there is ambiguous",
+            at("bp_handler")
+        ),
+        format!("vCPU 0: #UD (invalid opcode) at 0x0008:{:#x} `ud2` -> handler {:#x}", at("ud_here"), at("ud_handler")),
+        format!("vCPU 0: #DE (divide error) at 0x0008:{:#x} `div %ecx` -> handler {:#x}", at("de_here"), at("de_handler")),
+        format!(
+            "vCPU 0: #BP (breakpoint) [ambiguous: handler shared by vectors 0x03, 0x80] at 0x0008:{:#x} `movabs $0x8000000000000000,%rax` -> handler {:#x}",
+            at("bp_here") + 1,
+            at("bp_handler")
+        ),
+        format!(
+            "vCPU 0: #GP (general protection) error 0x0 (no selector) at 0x0008:{:#x} `mov (%rax),%rax` -> handler {:#x}",
+            at("gp_here"),
+            at("gp_handler")
+        ),
+        format!(
+            "vCPU 0: #PF (page fault) error 0x0002 (not-present, write, supervisor) CR2=0x40000000 at 0x0008:{:#x} `movl $1,(%rax)` -> handler {:#x}",
+            at("pf_here"),
+            at("pf_handler")
+        ),
+    ];
+    if storm > 0 {
+        lines.push(format!(
+            "vCPU 0: #PF (page fault) error 0x0002 (not-present, write, supervisor) CR2=0x40000000 at 0x0008:{:#x} `movl $1,(%rax)` -> handler {:#x}",
+            at("storm_pf"),
+            at("pf_handler")
+        ));
+        if storm > 1 {
+            lines.push(format!("... (x{storm})"));
+        }
+    }
+    lines.push(format!("exception trace: {} exceptions traced", 5 + storm));
+    lines
+}
+
+#[test]
+fn every_exception_is_traced_in_order_and_the_guest_runs_the_same() {
+    if !kvm_available("exception trace") {
+        return;
+    }
+    let image = kernel("pfstorm");
+    let image = image.to_str().unwrap();
+    let trace = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pfstorm.trace");
+    let trace_arg = format!("--trace-exceptions={}", trace.display());
+    let plain = run_gdbvisor(&["--kernel", image, "--cmdline", "40"]);
+    let traced = run_gdbvisor(&["--kernel", image, "--cmdline", "40", &trace_arg]);
+    plain
+        .assert_status(67)
+        .assert_stdout_line("pfstorm: faults 41")
+        .assert_stdout_line("pfstorm: done");
+    assert_eq!(traced.status, plain.status, "{traced}");
+    assert_eq!(
+        traced.stdout, plain.stdout,
+        "the guest's output is the same"
+    );
+    let written = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines, expected_lines(40), "{written}\n{traced}");
+}
+
+#[test]
+fn the_trace_goes_to_stderr_without_a_file_and_takes_a_vector_list() {
+    if !kvm_available("exception trace") {
+        return;
+    }
+    let image = kernel("pfstorm");
+    let run = run_gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--trace-exceptions",
+        "--trace-vectors",
+        "14",
+    ]);
+    run.assert_status(67)
+        .assert_stderr_has("exception trace: vectors 14;")
+        .assert_stderr_has("IDT at ")
+        .assert_stderr_has("1 handler entries traced")
+        .assert_stderr_has("exception trace: 1 exception traced");
+    assert!(!run.stderr.contains("#UD"), "only #PF is traced\n{run}");
+    run_gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--trace-vectors",
+        "0-x",
+    ])
+    .assert_status(2)
+    .assert_stderr_has("is not a list of vectors");
+}
