@@ -20,8 +20,8 @@ fn expected_lines(storm: u64) -> Vec<String> {
         format!("vCPU 0: #UD (invalid opcode) at 0x0008:{:#x} `ud2` -> handler {:#x}", at("ud_here"), at("ud_handler")),
         format!("vCPU 0: #DE (divide error) at 0x0008:{:#x} `div %ecx` -> handler {:#x}", at("de_here"), at("de_handler")),
         format!(
-            "vCPU 0: #BP (breakpoint) [ambiguous: handler shared by vectors 0x03, 0x80] at 0x0008:{:#x} `movabs $0x8000000000000000,%rax` -> handler {:#x}",
-            at("bp_here") + 1,
+            "vCPU 0: #BP (breakpoint) [ambiguous: handler shared by vectors 0x03, 0x80] at 0x0008:{:#x} `int3` -> handler {:#x}",
+            at("bp_here"),
             at("bp_handler")
         ),
         format!(

@@ -22,7 +22,7 @@ use crate::x86::cpu::ControlRegs;
 use crate::x86::exception::Vector;
 use crate::x86::paging::{translate, Access, PagedMemory};
 use crate::x86::segment::{descriptor_for, Descriptor, SegmentSelector, SystemType, TableRegister};
-use crate::x86::tables::idt;
+use crate::x86::tables::{idt, Tss64};
 
 /// How often running vCPUs are stopped so that a new IDT is seen (`lidt` does not exit).
 pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(50);
@@ -30,6 +30,7 @@ pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(50);
 const RECENT: usize = 1000;
 /// The longest x86 instruction.
 const MAX_INSN: usize = 15;
+const PAGE_MASK: u64 = !0xfff;
 
 /// One handler entry: the vectors whose gates lead there, and the width of a frame slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +81,11 @@ pub(crate) struct ExceptionTrace {
     noted: BTreeSet<u64>,
     /// When the vCPUs last stopped (the IDT was read then).
     pub(crate) last_stop: Instant,
-    /// Exceptions traced, and stops made only to read the IDT again.
+    /// Exceptions traced, stops made only to read the IDT again, and the vCPU reports the
+    /// trace handled (a breakpoint at an entry, a step off one: each a KVM exit).
     pub(crate) taken: u64,
     pub(crate) refreshes: u64,
+    pub(crate) reports: u64,
 }
 
 impl ExceptionTrace {
@@ -101,6 +104,7 @@ impl ExceptionTrace {
             last_stop: Instant::now(),
             taken: 0,
             refreshes: 0,
+            reports: 0,
         };
         if on {
             trace.header();
@@ -237,25 +241,35 @@ impl ExceptionTrace {
                 .is_some_and(|e| e.vectors.iter().any(|v| self.traced.contains(v)))
     }
 
-    /// The traced entries as breakpoints, each with where these page tables map it.
+    /// The traced entries as breakpoints, each with where these page tables map it. An entry
+    /// on one of the `avoid` pages gets no 0xCC (a debug register or nothing): its page would
+    /// be read-only, and the CPU retries for ever a write of its own to such a page on a
+    /// software-nested KVM.
     pub(crate) fn breakpoints(
         &self,
         ram: &GuestRam,
         page_tables: &[ControlRegs],
+        avoid: &BTreeSet<u64>,
     ) -> Vec<SoftwareBreakpoint> {
         if !self.on {
             return Vec::new();
         }
         self.traced_entries()
-            .map(|(addr, _)| SoftwareBreakpoint {
-                addr,
-                targets: page_tables
+            .map(|(addr, _)| {
+                let targets: BTreeSet<u64> = page_tables
                     .iter()
                     .filter_map(|regs| translate(ram, regs, addr, Access::DEBUGGER).ok())
                     .map(|t| t.phys)
                     .filter(|&phys| ram.contains(phys, 1))
-                    .collect(),
-                owner: Owner::Trace,
+                    .collect();
+                let safe = targets
+                    .iter()
+                    .all(|phys| !avoid.contains(&(phys & PAGE_MASK)));
+                SoftwareBreakpoint {
+                    addr,
+                    targets: if safe { targets } else { BTreeSet::new() },
+                    owner: Owner::Trace,
+                }
             })
             .collect()
     }
@@ -270,7 +284,7 @@ impl ExceptionTrace {
                 .map(|e| hex_list(&e.vectors))
                 .unwrap_or_default();
             self.write(&format!(
-                "handler {addr:#x} (vectors {vectors}) is not traced while its page is not mapped and every debug register is in use"
+                "handler {addr:#x} (vectors {vectors}) is not traced for now: every debug register is in use, and its page is not mapped or holds what the CPU writes when it delivers an exception (a stack, a descriptor table)"
             ));
         }
     }
@@ -341,7 +355,53 @@ impl ExceptionTrace {
             if self.taken == 1 { "" } else { "s" }
         );
         let _ = self.out.flush();
+        log::info!(
+            "exception trace: {} exceptions, {} vCPU reports handled (breakpoints at entries, steps off them), {} stops to read the IDT again",
+            self.taken,
+            self.reports,
+            self.refreshes
+        );
     }
+}
+
+/// The guest-physical pages the CPU writes by itself when it delivers an exception on the vCPU
+/// in `state`: its stack, the stacks its TSS names, the GDT, IDT and TSS (Accessed and busy
+/// bits). No 0xCC goes there (see [`ExceptionTrace::breakpoints`]).
+pub(crate) fn cpu_written_pages(ram: &GuestRam, state: &CpuSnapshot) -> BTreeSet<u64> {
+    let regs = state.control_regs();
+    let long_mode = regs.long_mode_active();
+    let sregs = &state.sregs;
+    let mem = PagedMemory::new(ram, regs);
+    let mut ranges = vec![
+        (sregs.gdt.base, u64::from(sregs.gdt.limit) + 1),
+        (sregs.idt.base, u64::from(sregs.idt.limit) + 1),
+        (sregs.tr.base, u64::from(sregs.tr.limit) + 1),
+    ];
+    let ss_base = if long_mode { 0 } else { sregs.ss.base };
+    let frame = 6 * 8;
+    ranges.push((
+        ss_base.wrapping_add(state.regs.rsp).wrapping_sub(frame),
+        frame,
+    ));
+    if long_mode {
+        if let Ok(tss) = Tss64::read(&mem, sregs.tr.base) {
+            for top in tss.rsp.iter().chain(&tss.ist).filter(|&&top| top != 0) {
+                ranges.push((top.wrapping_sub(frame), frame));
+            }
+        }
+    }
+    let mut pages = BTreeSet::new();
+    for (start, len) in ranges {
+        let len = len.min(0x10000);
+        let mut page = start & PAGE_MASK;
+        while page < start.saturating_add(len) {
+            if let Ok(t) = translate(ram, &regs, page, Access::DEBUGGER) {
+                pages.insert(t.phys & PAGE_MASK);
+            }
+            page += 0x1000;
+        }
+    }
+    pages
 }
 
 /// A stop at a handler entry, decoded: the frame on the stack, the instruction it names.
@@ -392,8 +452,7 @@ fn decode(
             if vector == Vector::PF {
                 line += &format!(" CR2={:#x}", state.sregs.cr2);
             }
-            line += &format!(" at {:#06x}:{:#x}", frame.cs, frame.rip);
-            line += &format!(" {}", instruction(&mem, state, long_mode, &frame));
+            line += &format!(" {}", instruction(&mem, state, long_mode, &frame, vector));
         }
         None => line += " (exception frame not readable)",
     }
@@ -430,12 +489,15 @@ pub(crate) fn parse_frame(bytes: &[u8], slot: usize, with_error: bool) -> Option
     })
 }
 
-/// The instruction at the frame's CS:RIP, disassembled (AT&T syntax, as gdb shows it).
+/// `at CS:RIP` and the instruction there, disassembled (AT&T syntax, as gdb shows it). A trap
+/// (`#BP`, `#OF`) saves the address after its instruction: `int3`, `int $3` or `into` just
+/// before it is shown at its own address, anything else as `returning to CS:RIP`.
 fn instruction(
     mem: &PagedMemory<'_, GuestRam>,
     state: &CpuSnapshot,
     long_mode: bool,
     frame: &Frame,
+    vector: Vector,
 ) -> String {
     let sregs = &state.sregs;
     let gdtr = TableRegister {
@@ -447,21 +509,41 @@ fn instruction(
     let (base, bitness) = match descriptor_for(mem, gdtr, &ldtr, selector, long_mode) {
         Ok(Descriptor::Segment(d)) if long_mode && d.long() => (0, 64),
         Ok(Descriptor::Segment(d)) => (u64::from(d.base()), if d.db() { 32 } else { 16 }),
-        _ => return format!("(CS {:#06x} names no code segment)", frame.cs),
+        _ => {
+            return format!(
+                "at {:#06x}:{:#x} (CS names no code segment)",
+                frame.cs, frame.rip
+            )
+        }
     };
-    let linear = base.wrapping_add(frame.rip);
-    let mut bytes = [0u8; MAX_INSN];
-    let (read, _) = mem.read_prefix(linear, &mut bytes);
-    if read == 0 {
-        return "(instruction not readable)".into();
+    let mut rip = frame.rip;
+    let mut place = "at";
+    if matches!(vector.0, 3 | 4) {
+        let mut before = [0u8; 2];
+        let (read, _) = mem.read_prefix(base.wrapping_add(rip).wrapping_sub(2), &mut before);
+        rip = match (read, before) {
+            (2, [_, 0xcc | 0xce]) => rip - 1,
+            (2, [0xcd, 0x03]) => rip - 2,
+            _ => {
+                place = "returning to";
+                rip
+            }
+        };
     }
-    disassemble(&bytes[..read], frame.rip, bitness).unwrap_or_else(|| {
+    let at = format!("{place} {:#06x}:{rip:#x}", frame.cs);
+    let mut bytes = [0u8; MAX_INSN];
+    let (read, _) = mem.read_prefix(base.wrapping_add(rip), &mut bytes);
+    if read == 0 {
+        return format!("{at} (instruction not readable)");
+    }
+    let text = disassemble(&bytes[..read], rip, bitness).unwrap_or_else(|| {
         let hex: Vec<String> = bytes[..read.min(4)]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         format!("(bytes {} do not decode)", hex.join(" "))
-    })
+    });
+    format!("{at} {text}")
 }
 
 /// The instruction at the start of `bytes`, fetched at `ip`, in AT&T syntax.

@@ -203,7 +203,6 @@ impl Backend for LiveVm {
     fn attach(&mut self, inbox: &SharedInbox) -> Result<(), TargetFault> {
         self.stop_the_rest(inbox)?;
         self.hold = false;
-        self.attached = true;
         Ok(())
     }
 
@@ -213,7 +212,6 @@ impl Backend for LiveVm {
         inbox: &SharedInbox,
         stdio: bool,
     ) -> Result<Option<Ended>, TargetFault> {
-        self.attached = false;
         if let Some(end) = self.run_end.clone() {
             return Ok(Some((end, None)));
         }

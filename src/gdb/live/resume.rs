@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::exceptions::cpu_written_pages;
 use super::plan::{plan, PlanInputs, ResumePlan, RunnerView};
 use super::step::step_target;
 use super::vm::LiveVm;
@@ -53,11 +54,11 @@ impl LiveVm {
         self.resumed_actions = self.vcpus.actions();
         if self.trace.as_ref().is_some_and(|t| t.on) {
             self.step_off_entries()?;
-            if !self.pending.is_empty() {
+            if !self.pending.is_empty() || self.stepping_off.is_some() {
                 return Ok(());
             }
         }
-        self.start_planned(self.attached)
+        self.start_planned()
     }
 
     /// Steps each continuing vCPU that is on a traced handler entry, alone, until none is (a
@@ -73,12 +74,18 @@ impl LiveVm {
             let mut step_alone = vec![Action::Stay; actions.len()];
             step_alone[usize::from(id)] = Action::Step;
             self.vcpus.restore_actions(&step_alone);
-            self.start_planned(true)?;
+            self.start_planned()?;
             let Some((id, event)) = self.pending.pop_back() else {
-                // It runs on its own thread: its report comes through the event loop.
+                // The step outlasted the budget (a loaded host): the vCPU goes on on its own
+                // thread, and its report, through the event loop, resumes the rest.
+                self.stepping_off = Some(id);
+                self.vcpus.restore_actions(&actions);
                 return Ok(());
             };
             self.all_stopped();
+            if let Some(trace) = self.trace.as_mut() {
+                trace.reports += 1;
+            }
             match event {
                 VcpuEvent::Debug(_) | VcpuEvent::SoftwareBreakpoint { .. } => {
                     self.record_if_entry(id)?;
@@ -107,9 +114,8 @@ impl LiveVm {
         Ok(None)
     }
 
-    /// Plans the resume, applies the plan, then lets the vCPUs with an action run (`here`: a
-    /// lone runner may run on this thread).
-    fn start_planned(&mut self, here: bool) -> Result<(), TargetFault> {
+    /// Plans the resume, applies the plan, then lets the vCPUs with an action run.
+    fn start_planned(&mut self) -> Result<(), TargetFault> {
         let runners = self.vcpus.runners();
         let plan = plan(self.plan_inputs(&runners)?);
         for warning in &plan.warnings {
@@ -127,7 +133,7 @@ impl LiveVm {
         self.debug.step_into = plan.step_into;
         self.debug.applied = plan.applied;
         self.vcpus.forget_states();
-        self.launch(&runners, here)
+        self.launch(&runners)
     }
 
     /// What the resume is decided from: each runner's state at this stop, and what guest
@@ -159,6 +165,11 @@ impl LiveVm {
             // One IDT for all: the first runner's (the vCPUs of one kernel share it).
             let state = self.vcpus.state(&mut self.vm.machine, first, false)?;
             trace.refresh(ram, state);
+            let mut avoid = BTreeSet::new();
+            for &id in runners {
+                let state = self.vcpus.state(&mut self.vm.machine, id, false)?;
+                avoid.extend(cpu_written_pages(ram, state));
+            }
             let gdb_has = |addr| self.debug.breakpoints.software.contains(&addr);
             // A vCPU steps off an entry with nothing there.
             let stepping_at = |addr| {
@@ -168,7 +179,7 @@ impl LiveVm {
             };
             software.extend(
                 trace
-                    .breakpoints(ram, &page_tables)
+                    .breakpoints(ram, &page_tables, &avoid)
                     .into_iter()
                     .filter(|bp| !gdb_has(bp.addr) && !stepping_at(bp.addr)),
             );
@@ -222,9 +233,9 @@ impl LiveVm {
     /// Lets the runners go. One vCPU to run (a step, or a continue on a uniprocessor guest) runs
     /// here first, sparing two thread wake-ups when it stops soon, as steps and nearby
     /// breakpoints do.
-    fn launch(&mut self, runners: &[u8], here: bool) -> Result<(), TargetFault> {
+    fn launch(&mut self, runners: &[u8]) -> Result<(), TargetFault> {
         let machine = &mut self.vm.machine;
-        if let ([id], false, true) = (runners, machine.any_running(), here) {
+        if let ([id], false) = (runners, machine.any_running()) {
             if let Some((id, event)) = machine.resume_here(*id, RUN_HERE_BUDGET)? {
                 self.pending.push_back((id, event?));
             }

@@ -4,6 +4,7 @@
 //! also stop every [`REFRESH_EVERY`] so that a new IDT is seen.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 use gdbstub::common::Signal;
 use gdbstub::stub::MultiThreadStopReason;
@@ -84,9 +85,13 @@ impl LiveVm {
             if let Some(ended) = self.settle_reports(reports)? {
                 return Ok(Some(ended));
             }
-            if self.pending.is_empty() {
+            // Ctrl-C: the event loop ends the run (a guest that faults without end keeps this
+            // loop busy otherwise).
+            if self.pending.is_empty() || self.interrupt.load(Ordering::SeqCst) {
                 return Ok(None);
             }
+            // Reported by a vCPU run on this thread, the only one that ran: our bytes out.
+            self.all_stopped();
             reports = self.pending.drain(..).collect();
         }
     }
@@ -98,8 +103,12 @@ impl LiveVm {
         reports: Vec<(u8, VcpuEvent)>,
     ) -> Result<Option<Ended>, TargetFault> {
         let mut rest = Vec::new();
+        self.stepping_off = None;
         for (id, event) in reports {
             log::debug!("vCPU {id}: {event:?} (exception trace on)");
+            if let Some(trace) = self.trace.as_mut() {
+                trace.reports += 1;
+            }
             if self.is_trace_hit(id, &event)? {
                 self.record_hit(id)?;
             } else if event == VcpuEvent::Halted || event.ends_run() {
@@ -174,8 +183,20 @@ impl LiveVm {
         inbox: &SharedInbox,
         conn: &mut GdbConnection,
     ) -> Result<TraceStop, TargetFault> {
+        if self.stepping_off == Some(id) {
+            self.stepping_off = None;
+            if matches!(event, VcpuEvent::Debug(_)) {
+                // The end of a step off a handler entry that ran on the vCPU's thread.
+                self.stop_the_rest(inbox)?;
+                self.record_if_entry(id)?;
+                return Ok(TraceStop::Swallowed);
+            }
+        }
         if !self.is_trace_hit(id, &event)? {
             return Ok(TraceStop::NotOurs(event));
+        }
+        if let Some(trace) = self.trace.as_mut() {
+            trace.reports += 1;
         }
         let pc = self.core_at_stop(id)?.pc();
         let stepping = self.resumed_actions.get(usize::from(id)) == Some(&Action::Step);

@@ -53,8 +53,9 @@ pub(crate) struct LiveVm {
     /// Each vCPU's action in the last resume: a stop the trace handles by itself resumes the
     /// vCPUs as gdb last asked.
     pub(crate) resumed_actions: Vec<Action>,
-    /// A gdb is attached: a lone runner may run on the event loop's thread.
-    pub(crate) attached: bool,
+    /// The vCPU stepping off a handler entry on its own thread (see `LiveVm::start_vcpus`):
+    /// its report resumes the others.
+    pub(crate) stepping_off: Option<u8>,
 }
 
 impl LiveVm {
@@ -83,7 +84,7 @@ impl LiveVm {
             interrupt,
             trace,
             resumed_actions: Vec::new(),
-            attached: false,
+            stepping_off: None,
         }
     }
 
