@@ -592,6 +592,103 @@ pub(crate) fn vector_list(vectors: &BTreeSet<u8>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::notes::blank_cpu;
+
+    /// 32-bit protected mode without paging: a flat code segment 0x08 in a GDT at 0x1000, an
+    /// IDT at 0x2000 whose 32-bit interrupt gates lead vector V to 0x3000 + 16 * V, but #PF
+    /// and vector 0x20 to one entry at 0x4000; a vCPU stopped there by a #PF of `movl $1,
+    /// (%eax)` at 0x5000, its frame on a stack at 0x7000.
+    fn protected_mode_fault() -> (GuestRam, CpuSnapshot) {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        ram.write(0x1008, &0x00cf_9a00_0000_ffffu64.to_le_bytes())
+            .unwrap();
+        let gate = |offset: u32| -> u64 {
+            u64::from(offset & 0xffff) | 0x08 << 16 | 0x8e << 40 | u64::from(offset >> 16) << 48
+        };
+        for vector in 0..0x21u64 {
+            let offset = match vector {
+                0x0e | 0x20 => 0x4000,
+                v => 0x3000 + 16 * v as u32,
+            };
+            ram.write(0x2000 + 8 * vector, &gate(offset).to_le_bytes())
+                .unwrap();
+        }
+        ram.write(0x5000, &[0xc7, 0x00, 1, 0, 0, 0]).unwrap();
+        let frame: Vec<u8> = [0x2u32, 0x5000, 0x08, 0x202]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        ram.write(0x7000 - 16, &frame).unwrap();
+        let mut state = blank_cpu(0);
+        state.sregs.cr0 = 0x11;
+        state.sregs.gdt.base = 0x1000;
+        state.sregs.gdt.limit = 0x0f;
+        state.sregs.idt.base = 0x2000;
+        state.sregs.idt.limit = 0x21 * 8 - 1;
+        state.sregs.cs.selector = 0x08;
+        state.sregs.cs.db = 1;
+        state.sregs.cs.present = 1;
+        state.sregs.cs.s = 1;
+        state.sregs.cs.type_ = 0xb;
+        state.sregs.cr2 = 0x1234;
+        state.regs.rip = 0x4000;
+        state.regs.rsp = 0x7000 - 16;
+        (ram, state)
+    }
+
+    #[test]
+    fn a_shared_entry_is_ambiguous_and_a_32_bit_frame_is_decoded() {
+        let (ram, state) = protected_mode_fault();
+        let mut trace = ExceptionTrace::new((0..32).collect(), Box::new(std::io::sink()), true);
+        trace.refresh(&ram, &state);
+        assert!(trace.is_entry(0x4000) && trace.is_entry(0x3000));
+        assert!(!trace.is_entry(0x3000 + 16 * 0x0e), "no gate leads there");
+        let taken = trace.record(0, &ram, &state).expect("on a traced entry");
+        assert_eq!(
+            taken.line,
+            "vCPU 0: #PF (page fault) [ambiguous: handler shared by vectors 0x0e, 0x20] error 0x0002 (not-present, write, supervisor) CR2=0x1234 at 0x0008:0x5000 `movl $1,(%eax)` -> handler 0x4000"
+        );
+        assert_eq!(taken.candidates, [0x0e, 0x20]);
+        assert_eq!(trace.recent(5).len(), 1);
+        let breakpoints = trace.breakpoints(&ram, &[state.control_regs()], &BTreeSet::new());
+        assert_eq!(
+            breakpoints.len(),
+            32,
+            "one per entry: #PF and 0x20 share one"
+        );
+        let avoid = [0x4000].into();
+        let breakpoints = trace.breakpoints(&ram, &[state.control_regs()], &avoid);
+        let shared = breakpoints.iter().find(|bp| bp.addr == 0x4000).unwrap();
+        assert!(shared.targets.is_empty(), "no 0xCC on a page to avoid");
+        assert!(cpu_written_pages(&ram, &state).is_superset(&[0x1000, 0x2000, 0x6000].into()));
+    }
+
+    #[test]
+    fn repeated_lines_become_a_count() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let shared = Shared::default();
+        let mut trace = ExceptionTrace::new([14].into(), Box::new(shared.clone()), false);
+        for line in ["a", "b", "b", "b", "c", "c"] {
+            trace.write(line);
+        }
+        trace.on = true;
+        trace.finish();
+        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "a\nb\n... (x3)\nc\n... (x2)\nexception trace: 0 exceptions traced\n"
+        );
+    }
 
     #[test]
     fn frames_of_each_width_with_and_without_error_code() {

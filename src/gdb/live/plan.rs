@@ -357,6 +357,32 @@ mod tests {
     }
 
     #[test]
+    fn trace_entries_come_after_gdb_and_are_noted_not_warned_when_no_register_is_left() {
+        // Four `hbreak`s take every register; an unmapped `break` is warned about, an
+        // unmapped handler entry of the exception trace is handed back as untraced; a mapped
+        // entry gets its 0xCC like any `break`.
+        let trace = |addr, targets: &[u64]| SoftwareBreakpoint {
+            addr,
+            targets: targets.iter().copied().collect(),
+            owner: Owner::Trace,
+        };
+        let plan = plan(PlanInputs {
+            runners: vec![runner(0, Action::Continue, 0x1000)],
+            software: vec![
+                unmapped(0x8000_0000),
+                trace(0x9000_0000, &[]),
+                trace(0x2000, &[0x2000]),
+            ],
+            hardware: vec![0x10, 0x20, 0x30, 0x40],
+            ..Default::default()
+        });
+        assert_eq!(plan.untraced, vec![0x9000_0000]);
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+        assert_eq!(plan.plant, [0x2000].into());
+        assert!(plan.planted_breakpoints.contains(&0x2000));
+    }
+
+    #[test]
     fn a_vcpu_on_a_register_breakpoint_resumes_with_rf() {
         // A `break` at vCPU 0's pc waits in a register instead of a 0xCC; vCPU 1 is elsewhere.
         let plan = plan(PlanInputs {

@@ -161,7 +161,11 @@ impl LiveVm {
         }
         let ram = &self.vm.ram;
         let mut software = self.debug.breakpoints.targets(ram, &page_tables);
-        if let (Some(trace), Some(&first)) = (self.trace.as_mut(), runners.first()) {
+        // While every runner steps, the trace needs no breakpoint: a step that delivers an
+        // exception ends at the handler's entry, and is recorded there.
+        let all_step = views.iter().all(|r| r.action == Action::Step);
+        if let (Some(trace), Some(&first), false) = (self.trace.as_mut(), runners.first(), all_step)
+        {
             // One IDT for all: the first runner's (the vCPUs of one kernel share it).
             let state = self.vcpus.state(&mut self.vm.machine, first, false)?;
             trace.refresh(ram, state);

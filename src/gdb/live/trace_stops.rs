@@ -274,11 +274,12 @@ impl LiveVm {
                     trace.on = true;
                     trace.header();
                 }
-                trace.on = on || !trace.catch.is_empty();
-                Ok(vec![if on {
-                    "tracing exceptions: one line per exception on gdbvisor's stderr; `monitor exceptions` shows the last ones".into()
-                } else {
-                    "no longer tracing exceptions".into()
+                let caught = !trace.catch.is_empty();
+                trace.on = on || caught;
+                Ok(vec![match (on, caught) {
+                    (true, _) => "tracing exceptions: one line per exception on gdbvisor's stderr; `monitor exceptions` shows the last ones".into(),
+                    (false, false) => "no longer tracing exceptions".into(),
+                    (false, true) => "still tracing exceptions while a `monitor catch exception` is on".into(),
                 }])
             }
             ("catch", ["exception", which, rest @ ..]) => {
