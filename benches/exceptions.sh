@@ -70,4 +70,4 @@ reports=${reports%% vCPU*}
 printf '  trace: %s exceptions traced, %s vCPU reports handled: %.2f per exception\n' \
     "$taken" "$reports" "$(echo "$reports / $taken" | bc -l)"
 tail -2 "$work/trace.txt" | sed 's/^/  last trace lines: /'
-grep -o '[0-9]* stops to read the IDT again' "$work/quiet.err" | tail -1 | sed 's/^/  quiet run: /'
+grep -o '[0-9]* stops to read the IDT again taking [0-9]* us each' "$work/quiet.err" | tail -1 | sed 's/^/  quiet run: /'

@@ -86,6 +86,8 @@ pub(crate) struct ExceptionTrace {
     pub(crate) taken: u64,
     pub(crate) refreshes: u64,
     pub(crate) reports: u64,
+    /// What the stops to read the IDT again took, stop to resume.
+    pub(crate) refresh_time: Duration,
 }
 
 impl ExceptionTrace {
@@ -105,6 +107,7 @@ impl ExceptionTrace {
             taken: 0,
             refreshes: 0,
             reports: 0,
+            refresh_time: Duration::ZERO,
         };
         if on {
             trace.header();
@@ -356,10 +359,11 @@ impl ExceptionTrace {
         );
         let _ = self.out.flush();
         log::info!(
-            "exception trace: {} exceptions, {} vCPU reports handled (breakpoints at entries, steps off them), {} stops to read the IDT again",
+            "exception trace: {} exceptions, {} vCPU reports handled (breakpoints at entries, steps off them), {} stops to read the IDT again taking {} us each",
             self.taken,
             self.reports,
-            self.refreshes
+            self.refreshes,
+            self.refresh_time.as_micros() / u128::from(self.refreshes.max(1))
         );
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use gdbstub::common::Signal;
 use gdbstub::stub::MultiThreadStopReason;
@@ -159,12 +160,16 @@ impl LiveVm {
         if !self.refresh_due() {
             return Ok(None);
         }
+        let start = Instant::now();
         self.stop_the_rest(inbox)?;
-        if let Some(trace) = self.trace.as_mut() {
-            trace.refreshes += 1;
-        }
         let reports = self.pending.drain(..).collect();
-        self.settle_unattended(reports)
+        let ended = self.settle_unattended(reports)?;
+        if let Some(trace) = self.trace.as_mut() {
+            // Up to the vCPUs' launch: a lone vCPU then runs the guest on this thread a while.
+            trace.refreshes += 1;
+            trace.refresh_time += trace.last_stop.saturating_duration_since(start);
+        }
+        Ok(ended)
     }
 
     /// The trace is on, the vCPUs run, and they have not stopped for [`REFRESH_EVERY`].
