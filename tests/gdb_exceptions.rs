@@ -14,11 +14,13 @@ fn a_caught_page_fault_stops_before_its_handler_and_the_trace_lists_what_came_be
     let elf = elf("pfstorm");
     let at = |name: &str| common::symbol(&elf, name);
     let mut commands = vec![stdio_target(&kernel("pfstorm"), "")];
+    commands.push(marked("exceptions"));
     commands.push(marked("catch exception 14"));
     commands.extend(cmds(&["continue", "echo ==pc\\n", "p/x $pc"]));
     commands.push(marked("exceptions 2"));
     commands.push(marked("catch exception 14 off"));
     commands.push(marked("catch exception 300"));
+    commands.push(marked("trace exceptions off"));
     commands.extend(cmds(&["continue"]));
     let run = gdb(Some(&elf), &commands);
     // The VMM's stderr reaches gdb through the pipe, so the trace's first line may land in
@@ -55,6 +57,16 @@ fn a_caught_page_fault_stops_before_its_handler_and_the_trace_lists_what_came_be
         section(&run, "catch exception 300")
             .iter()
             .any(|l| l.starts_with("usage: catch mode on|off | exception VEC|all [on|off]")),
+        "{run}"
+    );
+    assert_section(
+        &run,
+        "exceptions",
+        &["no exception trace: `monitor trace exceptions on` or `monitor catch exception VEC` starts one"],
+    );
+    assert_eq!(
+        section(&run, "trace exceptions off").first(),
+        Some(&"no longer tracing exceptions"),
         "{run}"
     );
     // isa-debug-exit 0x21: status 67, which gdb prints in octal.

@@ -265,10 +265,11 @@ impl LiveVm {
                 };
                 let lines = trace.recent(n);
                 if lines.is_empty() {
-                    return Ok(vec![format!(
-                        "no exception traced yet ({} handler entries watched)",
-                        if trace.on { "some" } else { "no" }
-                    )]);
+                    return Ok(vec![if trace.on {
+                        "no exception traced yet".into()
+                    } else {
+                        "no exception traced (the trace is off)".into()
+                    }]);
                 }
                 Ok(lines)
             }
