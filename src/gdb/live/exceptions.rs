@@ -396,13 +396,14 @@ pub(crate) fn cpu_written_pages(ram: &GuestRam, state: &CpuSnapshot) -> BTreeSet
     }
     let mut pages = BTreeSet::new();
     for (start, len) in ranges {
-        let len = len.min(0x10000);
-        let mut page = start & PAGE_MASK;
-        while page < start.saturating_add(len) {
+        // Counted, not compared: a range may wrap around the top of the address space.
+        let first = start & PAGE_MASK;
+        let last = start.wrapping_add(len.clamp(1, 0x10000) - 1) & PAGE_MASK;
+        let count = (last.wrapping_sub(first) >> 12).min(16) + 1;
+        for page in (0..count).map(|i| first.wrapping_add(i << 12)) {
             if let Ok(t) = translate(ram, &regs, page, Access::DEBUGGER) {
                 pages.insert(t.phys & PAGE_MASK);
             }
-            page += 0x1000;
         }
     }
     pages
@@ -665,6 +666,12 @@ mod tests {
         let shared = breakpoints.iter().find(|bp| bp.addr == 0x4000).unwrap();
         assert!(shared.targets.is_empty(), "no 0xCC on a page to avoid");
         assert!(cpu_written_pages(&ram, &state).is_superset(&[0x1000, 0x2000, 0x6000].into()));
+        let mut wrapping = state.clone();
+        wrapping.regs.rsp = 0x10;
+        assert!(
+            cpu_written_pages(&ram, &wrapping).contains(&0),
+            "a stack that wraps below 0 ends"
+        );
     }
 
     #[test]
