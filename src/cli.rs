@@ -151,7 +151,14 @@ pub struct RunArgs {
     /// Write one line per exception the guest takes (vCPU, vector, error code, faulting
     /// instruction, CR2, handler) to FILE, or stderr without one. Breakpoints at the IDT's
     /// handler entries find them; exceptions taken before gdbvisor sees the IDT are missed.
-    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        conflicts_with = "snapshot",
+        global = true
+    )]
     pub trace_exceptions: Option<Option<PathBuf>>,
     /// The vectors --trace-exceptions traces: numbers and ranges, decimal or hex.
     #[arg(long, value_name = "LIST", default_value = "0-31", global = true)]

@@ -102,3 +102,31 @@ fn the_trace_goes_to_stderr_without_a_file_and_takes_a_vector_list() {
     .assert_status(2)
     .assert_stderr_has("is not a list of vectors");
 }
+
+#[test]
+fn a_second_vcpu_waiting_for_its_startup_changes_nothing() {
+    if !kvm_available("exception trace") {
+        return;
+    }
+    let image = kernel("pfstorm");
+    let trace = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pfstorm-smp.trace");
+    let trace_arg = format!("--trace-exceptions={}", trace.display());
+    let image = image.to_str().unwrap();
+    run_gdbvisor(&[
+        "--kernel",
+        image,
+        "--cpus",
+        "2",
+        "--cmdline",
+        "2",
+        &trace_arg,
+    ])
+    .assert_status(67)
+    .assert_stdout_line("pfstorm: faults 3");
+    let written = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(
+        written.lines().collect::<Vec<_>>(),
+        expected_lines(2),
+        "{written}"
+    );
+}
