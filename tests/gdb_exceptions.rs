@@ -72,3 +72,34 @@ fn a_caught_page_fault_stops_before_its_handler_and_the_trace_lists_what_came_be
     // isa-debug-exit 0x21: status 67, which gdb prints in octal.
     run.assert_stdout_has("exited with code 0103");
 }
+
+#[test]
+fn a_caught_invalid_opcode_is_a_sigtrap_and_all_catches_every_exception() {
+    if !common::kvm_available("gdb exceptions") {
+        return;
+    }
+    let elf = elf("pfstorm");
+    let at = |name: &str| common::symbol(&elf, name);
+    let mut commands = vec![stdio_target(&kernel("pfstorm"), "")];
+    commands.push(marked("catch exception all"));
+    commands.extend(cmds(&["continue", "echo ==pc\\n", "p/x $pc", "continue"]));
+    commands.push(marked("catch exception all off"));
+    commands.extend(cmds(&["continue"]));
+    let run = gdb(Some(&elf), &commands);
+    run.assert_stdout_has("Program received signal SIGTRAP")
+        .assert_stdout_has(&format!("$1 = {:#x}", at("ud_handler")))
+        .assert_stderr_has(&format!(
+            "gdbvisor: caught vCPU 0: #UD (invalid opcode) at 0x0008:{:#x} `ud2`",
+            at("ud_here")
+        ))
+        .assert_stderr_has(&format!(
+            "gdbvisor: caught vCPU 0: #DE (divide error) at 0x0008:{:#x}",
+            at("de_here")
+        ));
+    assert_eq!(
+        section(&run, "catch exception all off").first(),
+        Some(&"no longer stopping for #DE #DB NMI #BP #OF #BR #UD #NM #DF vector 0x09 #TS #NP #SS #GP #PF vector 0x0f #MF #AC #MC #XM #VE #CP vector 0x16 vector 0x17 vector 0x18 vector 0x19 vector 0x1a vector 0x1b #HV #VC #SX vector 0x1f"),
+        "{run}"
+    );
+    run.assert_stdout_has("exited with code 0103");
+}
