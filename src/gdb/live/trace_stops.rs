@@ -312,7 +312,11 @@ impl LiveVm {
                 } else {
                     trace.catch.retain(|v| !vectors.contains(v));
                 }
-                let names: Vec<String> = vectors.iter().map(|&v| Vector(v).mnemonic()).collect();
+                let names: Vec<String> = if *which == "all" {
+                    vec!["every exception (vectors 0-31)".into()]
+                } else {
+                    vectors.iter().map(|&v| Vector(v).mnemonic()).collect()
+                };
                 Ok(vec![format!(
                     "{} {}{}",
                     if on {
