@@ -80,14 +80,18 @@ pub(crate) fn serve(
     let tracing = trace.is_some();
     let live = LiveVm::new(machine, ram, slots, caps, interrupt.clone(), trace);
     let mut target = GdbTarget::new(live, options.arch);
+    let mut ended = None;
     if !options.wait {
         if tracing {
-            target.backend.resume_traced()?;
+            ended = target.backend.resume_unattended()?;
         } else {
             target.backend.resume_all()?;
         }
     }
-    let ended = serve_clients(&mut target, &inbox, &session, Some(&options), &interrupt)?;
+    let ended = match ended {
+        Some(ended) => ended,
+        None => serve_clients(&mut target, &inbox, &session, Some(&options), &interrupt)?,
+    };
     finish(&mut target.backend, &inbox, ended, &options.post_mortem)
 }
 
@@ -107,10 +111,15 @@ pub(crate) fn run_traced(
     let sink: ReportSink = Arc::new(move |report| notifier.send(LoopInput::Vcpu(report)));
     let machine = Machine::start_with_sink(vcpus, sink)?;
     let mut live = LiveVm::new(machine, ram, slots, caps, interrupt.clone(), Some(trace));
-    live.resume_traced()?;
+    let ended = live.resume_unattended()?;
     let mut target = GdbTarget::new(live, ArchChoice::Kernel);
-    let session = AtomicBool::new(false);
-    let ended = serve_clients(&mut target, &inbox, &session, None, &interrupt)?;
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            let session = AtomicBool::new(false);
+            serve_clients(&mut target, &inbox, &session, None, &interrupt)?
+        }
+    };
     finish(&mut target.backend, &inbox, ended, post_mortem)
 }
 

@@ -15,14 +15,17 @@ use std::time::{Duration, Instant};
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 
 use super::breakpoints::{Owner, SoftwareBreakpoint};
+use crate::boot::ivt::stub_vector;
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::memory::GuestRam;
 use crate::vmm::vcpu::from_kvm_segment;
 use crate::x86::cpu::ControlRegs;
 use crate::x86::exception::Vector;
 use crate::x86::paging::{translate, Access, PagedMemory};
-use crate::x86::segment::{descriptor_for, Descriptor, SegmentSelector, SystemType, TableRegister};
-use crate::x86::tables::{idt, Tss64};
+use crate::x86::segment::{
+    descriptor_for, Descriptor, SegmentDescriptor, SegmentSelector, SystemType, TableRegister,
+};
+use crate::x86::tables::{idt, ivt, Tss64};
 
 /// How often running vCPUs are stopped so that a new IDT is seen (`lidt` does not exit).
 pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(50);
@@ -79,6 +82,8 @@ pub(crate) struct ExceptionTrace {
     recent: VecDeque<String>,
     /// Entries already said to be untraceable, so it is said once.
     noted: BTreeSet<u64>,
+    /// The entries are a real-mode IVT's: no 0xCC (a debug register each), no error codes.
+    real: bool,
     /// When the vCPUs last stopped (the IDT was read then).
     pub(crate) last_stop: Instant,
     /// Exceptions traced, stops made only to read the IDT again, and the vCPU reports the
@@ -99,6 +104,7 @@ impl ExceptionTrace {
             on,
             out,
             key: None,
+            real: false,
             entries: BTreeMap::new(),
             last: None,
             recent: VecDeque::new(),
@@ -155,9 +161,13 @@ impl ExceptionTrace {
             return;
         }
         self.key = Some(key);
+        self.real = real;
         if real {
-            // A real-mode IVT entry is no gate: the trace waits for protected mode.
-            self.entries.clear();
+            let had_entries = !self.entries.is_empty();
+            self.entries = ivt_entries(&mem, idtr);
+            if had_entries || !self.entries.is_empty() {
+                self.describe_idt("IVT", idtr);
+            }
             return;
         }
         let gdtr = TableRegister {
@@ -203,15 +213,15 @@ impl ExceptionTrace {
         self.entries = entries;
         // The boot state's empty IDT is no news.
         if had_entries || !self.entries.is_empty() {
-            self.describe_idt(idtr);
+            self.describe_idt("IDT", idtr);
         }
     }
 
-    /// One line on a new IDT, and one per traced entry whose vector is ambiguous.
-    fn describe_idt(&mut self, idtr: TableRegister) {
+    /// One line on a new IDT (or real-mode IVT), and one per traced entry whose vector is ambiguous.
+    fn describe_idt(&mut self, table: &str, idtr: TableRegister) {
         let traced: Vec<(u64, HandlerEntry)> = self.traced_entries().collect();
         let mut lines = vec![format!(
-            "IDT at {:#x} (limit {:#x}): {} handler entries traced",
+            "{table} at {:#x} (limit {:#x}): {} handler entries traced",
             idtr.base,
             idtr.limit,
             traced.len()
@@ -265,9 +275,11 @@ impl ExceptionTrace {
                     .map(|t| t.phys)
                     .filter(|&phys| ram.contains(phys, 1))
                     .collect();
-                let safe = targets
-                    .iter()
-                    .all(|phys| !avoid.contains(&(phys & PAGE_MASK)));
+                // Real mode: a software-nested KVM hands a real-mode `int3` to the guest.
+                let safe = !self.real
+                    && targets
+                        .iter()
+                        .all(|phys| !avoid.contains(&(phys & PAGE_MASK)));
                 SoftwareBreakpoint {
                     addr,
                     targets: if safe { targets } else { BTreeSet::new() },
@@ -287,7 +299,7 @@ impl ExceptionTrace {
                 .map(|e| hex_list(&e.vectors))
                 .unwrap_or_default();
             self.write(&format!(
-                "handler {addr:#x} (vectors {vectors}) is not traced for now: every debug register is in use, and its page is not mapped or holds what the CPU writes when it delivers an exception (a stack, a descriptor table)"
+                "handler {addr:#x} (vectors {vectors}) is not traced for now: it needs a debug register (its page is not mapped, or holds what the CPU writes when it delivers an exception, or the vCPU is in real mode), and none is free"
             ));
         }
     }
@@ -305,7 +317,7 @@ impl ExceptionTrace {
             return None;
         }
         let entry = self.entries.get(&pc)?.clone();
-        let taken = decode(vcpu, ram, state, pc, &entry, &self.traced);
+        let taken = decode(vcpu, ram, state, pc, &entry, &self.traced, self.real);
         self.taken += 1;
         if self.recent.len() == RECENT {
             self.recent.pop_front();
@@ -368,6 +380,27 @@ impl ExceptionTrace {
     }
 }
 
+/// A real-mode IVT's handler entries, but for the vectors that lead to gdbvisor's no-BIOS
+/// stubs (those stop the run by themselves) and empty ones.
+fn ivt_entries(
+    mem: &PagedMemory<'_, GuestRam>,
+    ivtr: TableRegister,
+) -> BTreeMap<u64, HandlerEntry> {
+    let mut entries: BTreeMap<u64, HandlerEntry> = BTreeMap::new();
+    for (vector, segment, offset) in ivt(mem, ivtr).into_iter().flatten() {
+        let linear = (u64::from(segment) << 4) + u64::from(offset);
+        if linear == 0 || stub_vector(linear) == Some(vector) {
+            continue;
+        }
+        let entry = entries.entry(linear).or_insert(HandlerEntry {
+            vectors: Vec::new(),
+            slot: 2,
+        });
+        entry.vectors.push(vector);
+    }
+    entries
+}
+
 /// The guest-physical pages the CPU writes by itself when it delivers an exception on the vCPU
 /// in `state`: its stack, the stacks its TSS names, the GDT, IDT and TSS (Accessed and busy
 /// bits). No 0xCC goes there (see [`ExceptionTrace::breakpoints`]).
@@ -417,6 +450,7 @@ fn decode(
     pc: u64,
     entry: &HandlerEntry,
     traced: &BTreeSet<u8>,
+    real: bool,
 ) -> Taken {
     let vector = Vector(
         entry
@@ -438,7 +472,8 @@ fn decode(
     };
     let mut raw = [0u8; 6 * 8];
     let (read, _) = mem.read_prefix(ss_base.wrapping_add(sp), &mut raw[..4 * slot]);
-    let frame = parse_frame(&raw[..read], slot, vector.has_error_code());
+    // Real mode pushes no error code.
+    let frame = parse_frame(&raw[..read], slot, vector.has_error_code() && !real);
     let mut line = format!("vCPU {vcpu}: {vector}");
     if entry.vectors.len() > 1 {
         line += &format!(
@@ -511,7 +546,16 @@ fn instruction(
     };
     let ldtr = from_kvm_segment(&sregs.ldt);
     let selector = SegmentSelector(frame.cs);
-    let (base, bitness) = match descriptor_for(mem, gdtr, &ldtr, selector, long_mode) {
+    let descriptor = if sregs.cr0 & 1 == 0 {
+        // A real-mode segment's base is its selector times 16: a 16-bit descriptor's base.
+        let base = u64::from(frame.cs) << 4;
+        Ok(Descriptor::Segment(SegmentDescriptor(
+            (base & 0xff_ffff) << 16 | 0xffff,
+        )))
+    } else {
+        descriptor_for(mem, gdtr, &ldtr, selector, long_mode)
+    };
+    let (base, bitness) = match descriptor {
         Ok(Descriptor::Segment(d)) if long_mode && d.long() => (0, 64),
         Ok(Descriptor::Segment(d)) => (u64::from(d.base()), if d.db() { 32 } else { 16 }),
         _ => {

@@ -247,7 +247,15 @@ impl Backend for LiveVm {
             );
         } else {
             let running = if self.trace.as_ref().is_some_and(|t| t.on) {
-                self.resume_traced()?
+                let running = self
+                    .vcpus
+                    .ids()
+                    .filter(|&id| self.vcpus.is_alive(id))
+                    .count();
+                if let Some(ended) = self.resume_unattended()? {
+                    return Ok(Some(ended));
+                }
+                running
             } else {
                 self.resume_all()?
             };

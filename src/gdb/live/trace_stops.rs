@@ -138,18 +138,29 @@ impl LiveVm {
         Ok(Some((end, Some(event))))
     }
 
+    /// Without gdb: [`LiveVm::resume_traced`], and the reports of a vCPU that ran on this
+    /// thread handled at once; `Some` when the run ended.
+    pub(crate) fn resume_unattended(&mut self) -> Result<Option<Ended>, TargetFault> {
+        self.resume_traced()?;
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        self.all_stopped();
+        let reports = self.pending.drain(..).collect();
+        self.settle_unattended(reports)
+    }
+
     /// Without gdb: every vCPU that can run continues, through a planned resume (the trace's
-    /// breakpoints planted); returns how many run.
-    pub(crate) fn resume_traced(&mut self) -> Result<usize, TargetFault> {
+    /// breakpoints planted). A lone vCPU runs on this thread first: what it reports then is
+    /// left in `pending`.
+    fn resume_traced(&mut self) -> Result<(), TargetFault> {
         self.vcpus.clear_actions();
         for id in self.vcpus.ids().collect::<Vec<_>>() {
             if self.vcpus.halted.contains(&id) {
                 self.vcpus.set_action(Some(id), Action::Stay);
             }
         }
-        let running = self.vcpus.runners().len();
-        self.start_vcpus()?;
-        Ok(running)
+        self.start_vcpus()
     }
 
     /// Without gdb: every [`REFRESH_EVERY`] the vCPUs stop so that the IDT is read again.
