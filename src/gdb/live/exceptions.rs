@@ -719,6 +719,33 @@ mod tests {
     }
 
     #[test]
+    fn a_real_mode_ivt_is_traced_in_debug_registers_only() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        // IVT[0] = 0x0100:0x0020 (#DE), IVT[6] = 0x0000:0x2000 (#UD); the rest empty.
+        ram.write(0, &[0x20, 0x00, 0x00, 0x01]).unwrap();
+        ram.write(6 * 4, &[0x00, 0x20, 0x00, 0x00]).unwrap();
+        ram.write(0x7000, &[0x0f, 0x0b]).unwrap();
+        // At #UD's entry: IP 0x7000, CS 0, FLAGS on the stack at 0x8ffa.
+        ram.write(0x8ffa, &[0x00, 0x70, 0x00, 0x00, 0x02, 0x00])
+            .unwrap();
+        let mut state = blank_cpu(0);
+        state.sregs.idt.limit = 0x3ff;
+        state.regs.rip = 0x2000;
+        state.regs.rsp = 0x8ffa;
+        let mut trace = ExceptionTrace::new((0..32).collect(), Box::new(std::io::sink()), true);
+        trace.refresh(&ram, &state);
+        assert!(trace.is_entry(0x1020) && trace.is_entry(0x2000));
+        let breakpoints = trace.breakpoints(&ram, &[state.control_regs()], &BTreeSet::new());
+        assert_eq!(breakpoints.len(), 2);
+        assert!(breakpoints.iter().all(|bp| bp.targets.is_empty()));
+        let taken = trace.record(0, &ram, &state).unwrap();
+        assert_eq!(
+            taken.line,
+            "vCPU 0: #UD (invalid opcode) at 0x0000:0x7000 `ud2` -> handler 0x2000"
+        );
+    }
+
+    #[test]
     fn repeated_lines_become_a_count() {
         #[derive(Clone, Default)]
         struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
