@@ -130,3 +130,30 @@ fn a_second_vcpu_waiting_for_its_startup_changes_nothing() {
         "{written}"
     );
 }
+
+#[test]
+fn the_trace_leaves_no_byte_behind() {
+    if !kvm_available("exception trace") {
+        return;
+    }
+    let image = kernel("pfstorm");
+    let image = image.to_str().unwrap();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dump = |name: &str, extra: &[&str]| {
+        let path = dir.join(name);
+        let path_arg = path.to_str().unwrap().to_string();
+        let mut args = vec!["--kernel", image, "-m", "16", "--cmdline", "3"];
+        args.extend(["--dump-at-exit", &path_arg]);
+        args.extend(extra);
+        run_gdbvisor(&args).assert_status(67);
+        std::fs::read(&path).unwrap()
+    };
+    let trace_arg = format!("--trace-exceptions={}", dir.join("nobyte.trace").display());
+    let plain = dump("plain.core", &[]);
+    let traced = dump("traced.core", &[&trace_arg]);
+    // RAM and every register as the guest left them: no 0xCC, no flag of ours.
+    assert!(
+        plain == traced,
+        "the VM saved at exit differs with the trace on"
+    );
+}
