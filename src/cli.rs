@@ -1,6 +1,8 @@
 //! Command-line interface: flags named for QEMU users where QEMU has one.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 use thiserror::Error;
@@ -21,6 +23,9 @@ pub enum CliError {
     /// Not an address.
     #[error("'{0}' is not an address: use hex (0x7c00) or decimal")]
     Address(String),
+    /// Not a vector list.
+    #[error("'{0}' is not a list of vectors: use numbers and ranges, as in 0-31,0x80")]
+    Vectors(String),
     /// `-S` without a gdb endpoint.
     #[error("-S/--wait holds the guest for gdb: give a gdb endpoint too (-s or --gdb ENDPOINT)")]
     WaitWithoutGdb,
@@ -143,6 +148,21 @@ pub struct RunArgs {
     /// status saves the VM too. Exit statuses do not change.
     #[arg(long, value_name = "N", global = true)]
     pub expect_exit: Option<i32>,
+    /// Write one line per exception the guest takes (vCPU, vector, error code, faulting
+    /// instruction, CR2, handler) to FILE, or stderr without one. Breakpoints at the IDT's
+    /// handler entries find them; exceptions taken before gdbvisor sees the IDT are missed.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        conflicts_with = "snapshot",
+        global = true
+    )]
+    pub trace_exceptions: Option<Option<PathBuf>>,
+    /// The vectors --trace-exceptions traces: numbers and ranges, decimal or hex.
+    #[arg(long, value_name = "LIST", default_value = "0-31", global = true)]
+    pub trace_vectors: VectorList,
     /// Open a saved VM (gdbvisor's `monitor dump`/--dump-on-crash, or QEMU dump-guest-memory)
     /// instead of booting: serve it to gdb with --gdb, or print its registers.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd"], global = true)]
@@ -226,6 +246,42 @@ pub(crate) fn parse_maxphyaddr(text: &str) -> Result<u8, CliError> {
 }
 
 /// Parses `0x7c00` or `31744`.
+/// A set of interrupt vectors, as `0-31,0x80` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorList(pub BTreeSet<u8>);
+
+impl FromStr for VectorList {
+    type Err = CliError;
+
+    fn from_str(text: &str) -> Result<Self, CliError> {
+        let bad = || CliError::Vectors(text.to_string());
+        let number = |s: &str| -> Result<u8, CliError> {
+            let s = s.trim();
+            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(hex) => u8::from_str_radix(hex, 16),
+                None => s.parse(),
+            }
+            .map_err(|_| bad())
+        };
+        let mut set = BTreeSet::new();
+        for item in text.split(',') {
+            match item.split_once('-') {
+                Some((low, high)) => {
+                    let (low, high) = (number(low)?, number(high)?);
+                    if low > high {
+                        return Err(bad());
+                    }
+                    set.extend(low..=high);
+                }
+                None => {
+                    set.insert(number(item)?);
+                }
+            }
+        }
+        Ok(VectorList(set))
+    }
+}
+
 pub(crate) fn parse_address(text: &str) -> Result<u64, CliError> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -247,6 +303,15 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn vector_lists_take_ranges_in_hex_or_decimal() {
+        let list: VectorList = "0-3,0x80, 14".parse().unwrap();
+        assert_eq!(list.0, [0, 1, 2, 3, 14, 0x80].into());
+        for bad in ["", "3-1", "256", "x", "0-"] {
+            assert!(bad.parse::<VectorList>().is_err(), "{bad}");
+        }
     }
 
     #[test]

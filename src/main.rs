@@ -13,7 +13,7 @@ use gdbvisor::demo;
 use gdbvisor::devices::sink::SinkSpec;
 use gdbvisor::gdb::conn::GdbEndpoint;
 use gdbvisor::gdb::session::GdbOptions;
-use gdbvisor::runner::{self, status, RunRequest};
+use gdbvisor::runner::{self, status, ExceptionTraceRequest, RunRequest};
 use gdbvisor::snapshot::post_mortem::PostMortem;
 use gdbvisor::vmm::doctor;
 use gdbvisor::vmm::host_caps::HostCaps;
@@ -135,6 +135,10 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         post_mortem,
         cpuid_hide: args.cpuid_hide,
         clock_dilation: args.clock_dilation,
+        trace_exceptions: args.trace_exceptions.map(|file| ExceptionTraceRequest {
+            file,
+            vectors: args.trace_vectors.0,
+        }),
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

@@ -1,7 +1,8 @@
 //! One run of a kernel, from image file to exit status.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Read};
+use std::fs::File;
+use std::io::{IsTerminal, LineWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
+use crate::gdb::live::exceptions::ExceptionTrace;
 use crate::gdb::monitor;
 use crate::gdb::session::{self, GdbOptions, SessionError};
 use crate::snapshot::post_mortem::PostMortem;
@@ -122,6 +124,30 @@ pub struct RunRequest {
     pub cpuid_hide: CpuidHide,
     /// How much slower a Linux guest's timer ticks come.
     pub clock_dilation: ClockDilation,
+    /// `--trace-exceptions`: one line per exception the guest takes.
+    pub trace_exceptions: Option<ExceptionTraceRequest>,
+}
+
+/// What `--trace-exceptions` traces, and where its lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionTraceRequest {
+    /// The file the lines go to; stderr without one.
+    pub file: Option<PathBuf>,
+    /// The vectors traced.
+    pub vectors: BTreeSet<u8>,
+}
+
+impl ExceptionTraceRequest {
+    /// Opens the trace's output (created or truncated).
+    fn open(&self) -> Result<ExceptionTrace, RunError> {
+        let out: Box<dyn Write + Send> = match &self.file {
+            Some(path) => Box::new(LineWriter::new(
+                File::create(path).map_err(RunError::Output)?,
+            )),
+            None => Box::new(std::io::stderr()),
+        };
+        Ok(ExceptionTrace::new(self.vectors.clone(), out, true))
+    }
 }
 
 impl RunRequest {
@@ -264,6 +290,11 @@ pub fn run(
         forward_stdin(vm.serial_input.clone());
     }
     let ram = vm.ram.clone();
+    let trace = request
+        .trace_exceptions
+        .as_ref()
+        .map(ExceptionTraceRequest::open)
+        .transpose()?;
     if let Some(mut options) = request.gdb {
         if options.arch == ArchChoice::Kernel {
             let (layout, why) = match request.gdb_elf {
@@ -279,7 +310,29 @@ pub fn run(
             );
             options.arch = ArchChoice::Fixed(layout);
         }
-        let end = session::serve(vm.vcpus, ram.clone(), vm.slots, options, interrupt, caps)?;
+        let end = session::serve(
+            vm.vcpus,
+            ram.clone(),
+            vm.slots,
+            options,
+            trace,
+            interrupt,
+            caps,
+        )?;
+        print_vga(&ram);
+        return Ok(end);
+    }
+    if let Some(trace) = trace {
+        // The live gdb backend, with no gdb, stops at the IDT's handler entries.
+        let end = session::run_traced(
+            vm.vcpus,
+            ram.clone(),
+            vm.slots,
+            trace,
+            &request.post_mortem,
+            interrupt,
+            caps,
+        )?;
         print_vga(&ram);
         return Ok(end);
     }
@@ -322,12 +375,9 @@ pub fn run(
 
 /// After a triple fault: the chain of faults that ended in it, as `monitor why` tells it.
 fn explain_triple_fault(machine: &mut Machine, id: u8, ram: &GuestRam) -> Result<(), MachineError> {
-    let lines = match machine.with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))? {
-        Ok(snap) => monitor::why::explain_snapshot(&snap, ram),
-        Err(e) => vec![format!("registers unavailable: {e}")],
-    };
-    for line in lines {
-        eprintln!("gdbvisor: why: {line}");
+    match machine.with_vcpu(id, |vcpu| CpuSnapshot::fetch_core(vcpu))? {
+        Ok(snap) => monitor::why::print_explanation(&snap, ram),
+        Err(e) => eprintln!("gdbvisor: why: registers unavailable: {e}"),
     }
     Ok(())
 }
@@ -467,9 +517,7 @@ pub fn open_snapshot(
                 }
             );
             // A core saved at a crash (`--dump-on-crash`) is explained as the crash was.
-            for line in monitor::why::explain_snapshot(cpu, &*snapshot.ram) {
-                eprintln!("gdbvisor: why: {line}");
-            }
+            monitor::why::print_explanation(cpu, &*snapshot.ram);
         }
         return Ok(status::HALTED);
     };

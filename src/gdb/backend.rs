@@ -95,8 +95,11 @@ pub trait Backend {
     /// gdb's Ctrl-C while the guest runs: the stop that follows ends the wait.
     fn interrupt(&mut self) {}
 
-    /// No input came while no gdb is attached: a chance to notice a vCPU's final halt.
-    fn tick(&self) {}
+    /// No input came while no gdb is attached: a chance to notice a vCPU's final halt (and for
+    /// the exception trace to read the IDT again); `Some` when the run ended meanwhile.
+    fn tick(&mut self, _inbox: &SharedInbox) -> Result<Option<Ended>, TargetFault> {
+        Ok(None)
+    }
     /// A vCPU's report while no gdb is attached: `Some` when it ends the run.
     fn report_unattended(
         &mut self,

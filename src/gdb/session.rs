@@ -14,6 +14,7 @@ use crate::gdb::backend::{Backend, Ended};
 use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInput, SharedInbox};
 use crate::gdb::event_loop::serve_client;
 use crate::gdb::fault::TargetFault;
+use crate::gdb::live::exceptions::ExceptionTrace;
 use crate::gdb::live::LiveVm;
 use crate::gdb::snapshot_target::SnapshotBackend;
 use crate::gdb::target::GdbTarget;
@@ -53,12 +54,14 @@ pub struct GdbOptions {
     pub post_mortem: PostMortem,
 }
 
-/// Runs the VM with a gdb endpoint until the guest ends or gdb kills it.
+/// Runs the VM with a gdb endpoint until the guest ends or gdb kills it; `trace`: the
+/// exception trace of `--trace-exceptions`.
 pub(crate) fn serve(
     vcpus: Vec<Vcpu>,
     ram: Arc<GuestRam>,
     slots: Protection,
     options: GdbOptions,
+    trace: Option<ExceptionTrace>,
     interrupt: Arc<AtomicBool>,
     caps: HostCaps,
 ) -> Result<RunEnd, SessionError> {
@@ -74,19 +77,66 @@ pub(crate) fn serve(
     };
     conn::listen(&options.endpoint, notifier, session.clone(), note)
         .map_err(SessionError::Listen)?;
-    let live = LiveVm::new(machine, ram, slots, caps, interrupt.clone());
+    let tracing = trace.is_some();
+    let live = LiveVm::new(machine, ram, slots, caps, interrupt.clone(), trace);
     let mut target = GdbTarget::new(live, options.arch);
+    let mut ended = None;
     if !options.wait {
-        target.backend.resume_all()?;
+        if tracing {
+            ended = target.backend.resume_unattended()?;
+        } else {
+            target.backend.resume_all()?;
+        }
     }
-    let (end, event) = serve_clients(&mut target, &inbox, &session, &options, &interrupt)?;
-    // Every vCPU is stopped (and our 0xCC bytes are out of memory) before the VM is saved.
-    let live = &mut target.backend;
-    live.stop_the_rest(&inbox)?;
+    let ended = match ended {
+        Some(ended) => ended,
+        None => serve_clients(&mut target, &inbox, &session, Some(&options), &interrupt)?,
+    };
+    finish(&mut target.backend, &inbox, ended, &options.post_mortem)
+}
+
+/// Runs the VM without gdb, with the exception trace on, until the guest ends: the live
+/// backend stops at the IDT's handler entries, and every other stop ends the run as it does
+/// without tracing.
+pub(crate) fn run_traced(
+    vcpus: Vec<Vcpu>,
+    ram: Arc<GuestRam>,
+    slots: Protection,
+    trace: ExceptionTrace,
+    post_mortem: &PostMortem,
+    interrupt: Arc<AtomicBool>,
+    caps: HostCaps,
+) -> Result<RunEnd, SessionError> {
+    let (inbox, notifier) = Inbox::new().map_err(SessionError::Listen)?;
+    let sink: ReportSink = Arc::new(move |report| notifier.send(LoopInput::Vcpu(report)));
+    let machine = Machine::start_with_sink(vcpus, sink)?;
+    let mut live = LiveVm::new(machine, ram, slots, caps, interrupt.clone(), Some(trace));
+    let ended = live.resume_unattended()?;
+    let mut target = GdbTarget::new(live, ArchChoice::Kernel);
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            let session = AtomicBool::new(false);
+            serve_clients(&mut target, &inbox, &session, None, &interrupt)?
+        }
+    };
+    finish(&mut target.backend, &inbox, ended, post_mortem)
+}
+
+/// The run is over: every vCPU stopped (and our 0xCC bytes out of memory) before the VM is
+/// saved; the trace's last lines.
+fn finish(
+    live: &mut LiveVm,
+    inbox: &SharedInbox,
+    (end, event): Ended,
+    post_mortem: &PostMortem,
+) -> Result<RunEnd, SessionError> {
+    live.stop_the_rest(inbox)?;
+    if let Some(trace) = live.trace.as_mut() {
+        trace.finish();
+    }
     let vm = &mut live.vm;
-    options
-        .post_mortem
-        .after(event.as_ref(), &end, &mut vm.machine, &vm.ram);
+    post_mortem.after(event.as_ref(), &end, &mut vm.machine, &vm.ram);
     Ok(end)
 }
 
@@ -106,16 +156,17 @@ pub(crate) fn serve_snapshot(
     )
     .map_err(SessionError::Listen)?;
     let mut target = GdbTarget::new(SnapshotBackend::new(snapshot), options.arch);
-    serve_clients(&mut target, &inbox, &session, options, &interrupt)?;
+    serve_clients(&mut target, &inbox, &session, Some(options), &interrupt)?;
     Ok(())
 }
 
-/// Serves the backend and each gdb that attaches until the run ends.
+/// Serves the backend and each gdb that attaches until the run ends (`options`: `None` when
+/// nothing listens for gdb).
 fn serve_clients<B: Backend>(
     target: &mut GdbTarget<B>,
     inbox: &SharedInbox,
     session: &AtomicBool,
-    options: &GdbOptions,
+    options: Option<&GdbOptions>,
     interrupt: &AtomicBool,
 ) -> Result<Ended, SessionError> {
     loop {
@@ -127,12 +178,12 @@ fn serve_clients<B: Backend>(
             return Ok((RunEnd::Interrupted, None));
         }
         let ended = match input {
-            None => {
-                target.backend.tick();
-                None
-            }
+            None => target.backend.tick(inbox)?,
             Some(LoopInput::Vcpu(report)) => target.backend.report_unattended(report, inbox)?,
-            Some(LoopInput::NewClient(client)) => attach(target, inbox, client, options, session)?,
+            Some(LoopInput::NewClient(client)) => match options {
+                Some(options) => attach(target, inbox, client, options, session)?,
+                None => None,
+            },
             // Left over from a gdb that has gone.
             Some(LoopInput::Byte(_) | LoopInput::ClientGone) => None,
         };

@@ -26,6 +26,10 @@ pub struct DebugState {
     pub planted_bytes: PlantedBytes,
     /// `catch mode`: report a mode change at the first exit in a new mode.
     pub catch_mode: bool,
+    /// The exception trace without gdb: IDTR (base, limit) as last read; report
+    /// [`VcpuEvent::IdtChanged`](crate::vmm::vcpu::VcpuEvent::IdtChanged) at the first exit where
+    /// it differs (`lidt` does not exit), so the trace reads the new IDT.
+    pub watch_idtr: Option<(u64, u16)>,
 }
 
 /// What a debugger asks of KVM for this vCPU (KVM_SET_GUEST_DEBUG).

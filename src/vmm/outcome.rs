@@ -124,7 +124,8 @@ pub(crate) fn report_event(
             log::info!("isa-debug-exit {value:#x}");
             RunEnd::DebugExit(value)
         }
-        VcpuEvent::Interrupted | VcpuEvent::Yielded => {
+        // An IDT change never ends a run (the trace re-reads the IDT and resumes).
+        VcpuEvent::Interrupted | VcpuEvent::Yielded | VcpuEvent::IdtChanged => {
             eprintln!("gdbvisor: interrupted");
             RunEnd::Interrupted
         }

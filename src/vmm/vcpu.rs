@@ -69,6 +69,8 @@ pub enum VcpuEvent {
         /// The mode now.
         to: ModeKey,
     },
+    /// IDTR differs from the one the debugger last read ([`DebugState`]'s `watch_idtr`).
+    IdtChanged,
     /// Execution reached an int3 the debugger planted (this host reports it as an emulation
     /// failure, which the loop recognises).
     SoftwareBreakpoint {
@@ -379,6 +381,13 @@ impl Vcpu {
                     return Ok(VcpuEvent::ModeChange { from, to });
                 }
                 mode = Some(to);
+            }
+            if let Some(seen) = self.debug.watch_idtr {
+                // From the run page at this exit: no ioctl.
+                let (_, sregs) = self.kvm.regs_and_sregs()?;
+                if (sregs.idt.base, sregs.idt.limit) != seen {
+                    return Ok(VcpuEvent::IdtChanged);
+                }
             }
         }
     }

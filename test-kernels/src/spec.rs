@@ -546,6 +546,15 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
     },
+    KernelSpec {
+        name: "pfstorm",
+        source: "pfstorm.S",
+        linker_script: "elf64.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        c_sources: &[],
+        format: BootFormat::Elf64,
+    },
 ];
 
 /// How to build `name`, or `None` for an unknown kernel.

@@ -42,6 +42,15 @@ pub(crate) struct Breakpoints {
 pub(crate) struct SoftwareBreakpoint {
     pub(crate) addr: u64,
     pub(crate) targets: BTreeSet<u64>,
+    pub(crate) owner: Owner,
+}
+
+/// Whose a software breakpoint is: gdb's `break`, or the exception trace's (at a handler
+/// entry), which gdb never sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Gdb,
+    Trace,
 }
 
 /// How the breakpoints are applied for one resume.
@@ -120,6 +129,7 @@ impl Breakpoints {
                     .map(|t| t.phys)
                     .filter(|&phys| ram.contains(phys, 1))
                     .collect(),
+                owner: Owner::Gdb,
             })
             .collect()
     }
@@ -174,7 +184,8 @@ mod tests {
             targets,
             vec![SoftwareBreakpoint {
                 addr: 0x1000,
-                targets: [0x1000].into()
+                targets: [0x1000].into(),
+                owner: Owner::Gdb,
             }]
         );
         bps.plant(&ram, &targets[0].targets);

@@ -9,10 +9,12 @@
 
 mod breakpoints;
 mod debug;
+pub(crate) mod exceptions;
 mod plan;
 mod resume;
 mod step;
 mod stop;
+mod trace_stops;
 mod vcpus;
 mod vm;
 mod watchpoints;
@@ -41,10 +43,22 @@ impl LiveVm {
     /// Forgets every breakpoint and debug setting (detach or disconnect).
     fn forget_debugging(&mut self) -> Result<(), TargetFault> {
         self.debug.forget(&self.vm.ram);
+        if let Some(trace) = self.trace.as_mut() {
+            // gdb's catches go with it; a trace the command line asked for goes on.
+            trace.catch.clear();
+        }
         self.vm.slots.set_read_only(Default::default())?;
         for id in self.vcpus.ids() {
             self.vm.machine.with_vcpu(id, |vcpu| vcpu.clear_debug())??;
         }
+        Ok(())
+    }
+
+    /// After a run without gdb ended in vCPU `id`'s triple fault: why, on stderr, as a run
+    /// without the exception trace tells it.
+    pub(crate) fn explain_triple_fault(&mut self, id: u8) -> Result<(), TargetFault> {
+        let snap = self.core_at_stop(id)?.clone();
+        crate::gdb::monitor::why::print_explanation(&snap, &*self.vm.ram);
         Ok(())
     }
 
@@ -119,6 +133,9 @@ impl Backend for LiveVm {
                 self.debug.catch_mode = false;
                 Ok(vec!["no longer stopping on mode changes".into()])
             }
+            ("catch", ["exception", ..]) | ("exceptions", _) | ("trace", _) => {
+                self.trace_command(name, args)
+            }
             ("msr", _) => msr::msr(args, msr::from_kvm(&mut self.vm.machine, vcpu)),
             ("dump", [_, ..]) => self.dump(args),
             _ => Err(usage(name)),
@@ -141,8 +158,9 @@ impl Backend for LiveVm {
         self.vm.machine.stop_all();
     }
 
-    fn tick(&self) {
+    fn tick(&mut self, inbox: &SharedInbox) -> Result<Option<Ended>, TargetFault> {
         self.vm.machine.kick_running();
+        self.refresh_unattended(inbox)
     }
 
     fn report_unattended(
@@ -154,6 +172,9 @@ impl Backend for LiveVm {
         let event = event?;
         if event == VcpuEvent::Interrupted {
             return Ok(None);
+        }
+        if self.trace.as_ref().is_some_and(|t| t.on) {
+            return self.traced_unattended(id, event, inbox);
         }
         if event != VcpuEvent::Halted && !event.ends_run() {
             // A report meant for a gdb that has gone (a step or a hit that raced its
@@ -233,7 +254,19 @@ impl Backend for LiveVm {
                 "gdbvisor: gdb detached; the guest stays stopped for the next gdb (monitor hold)"
             );
         } else {
-            let running = self.resume_all()?;
+            let running = if self.trace.as_ref().is_some_and(|t| t.on) {
+                let running = self
+                    .vcpus
+                    .ids()
+                    .filter(|&id| self.vcpus.is_alive(id))
+                    .count();
+                if let Some(ended) = self.resume_unattended()? {
+                    return Ok(Some(ended));
+                }
+                running
+            } else {
+                self.resume_all()?
+            };
             eprintln!(
                 "gdbvisor: gdb detached; the guest runs on ({running} vCPU{})",
                 if running == 1 { "" } else { "s" }

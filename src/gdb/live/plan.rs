@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::breakpoints::{Applied, SoftwareBreakpoint, DEBUG_REGISTERS};
+use super::breakpoints::{Applied, Owner, SoftwareBreakpoint, DEBUG_REGISTERS};
 use super::debug::DataWatch;
 use crate::gdb::backend::Action;
 use crate::vmm::guest_debug::{DebugConfig, DebugSlot};
@@ -36,7 +36,8 @@ pub(crate) struct RunnerView {
 pub(crate) struct PlanInputs {
     /// The vCPUs about to run (those that stay are not here).
     pub(crate) runners: Vec<RunnerView>,
-    /// `break`s, by address, each with where the runners map it.
+    /// `break`s, by address, each with where the runners map it; then the exception trace's
+    /// handler entries (gdb's get debug registers first).
     pub(crate) software: Vec<SoftwareBreakpoint>,
     /// `hbreak`s, each owning a debug register.
     pub(crate) hardware: Vec<u64>,
@@ -83,6 +84,9 @@ pub(crate) struct ResumePlan {
     pub(crate) vcpus: Vec<VcpuPlan>,
     /// What the user should hear: breakpoints and watches inactive for this run.
     pub(crate) warnings: Vec<String>,
+    /// Handler entries the exception trace cannot stop at in this run (not mapped, no debug
+    /// register left): the trace says so once.
+    pub(crate) untraced: Vec<u64>,
 }
 
 /// Decides a resume.
@@ -90,7 +94,8 @@ pub(crate) fn plan(inputs: PlanInputs) -> ResumePlan {
     // Data watchpoints hold the registers execution breakpoints leave.
     let registers = DEBUG_REGISTERS.saturating_sub(inputs.data_watches.len());
     let mut warnings = Vec::new();
-    let (mut applied, plant) = place_breakpoints(&inputs, registers, &mut warnings);
+    let mut untraced = Vec::new();
+    let (mut applied, plant) = place_breakpoints(&inputs, registers, &mut warnings, &mut untraced);
     let step_into = steps_into(&inputs.runners, &mut applied, registers);
     let read_only = read_only_pages(&inputs, &plant, &mut warnings);
     let hw = slots(&applied, &inputs.data_watches);
@@ -129,6 +134,7 @@ pub(crate) fn plan(inputs: PlanInputs) -> ResumePlan {
         read_only,
         vcpus,
         warnings,
+        untraced,
     }
 }
 
@@ -141,6 +147,7 @@ fn place_breakpoints(
     inputs: &PlanInputs,
     registers: usize,
     warnings: &mut Vec<String>,
+    untraced: &mut Vec<u64>,
 ) -> (Applied, BTreeSet<u64>) {
     let registers_first = inputs.runners.iter().any(|r| r.mode == CpuMode::Real);
     let mut applied = Applied {
@@ -153,6 +160,8 @@ fn place_breakpoints(
         if at_pc || bp.targets.is_empty() || (registers_first && register_free) {
             if register_free {
                 applied.debug_registers.push(bp.addr);
+            } else if bp.owner == Owner::Trace {
+                untraced.push(bp.addr);
             } else {
                 warnings.push(format!(
                     "breakpoint at {:#x} is inactive for this run: all debug registers are in use",
@@ -281,6 +290,7 @@ mod tests {
         SoftwareBreakpoint {
             addr,
             targets: [phys].into(),
+            owner: Owner::Gdb,
         }
     }
 
@@ -288,6 +298,7 @@ mod tests {
         SoftwareBreakpoint {
             addr,
             targets: BTreeSet::new(),
+            owner: Owner::Gdb,
         }
     }
 
@@ -343,6 +354,32 @@ mod tests {
         });
         let config = vcpu(&plan, 0).config;
         assert!(config.single_step && !config.block_irq);
+    }
+
+    #[test]
+    fn trace_entries_come_after_gdb_and_are_noted_not_warned_when_no_register_is_left() {
+        // Four `hbreak`s take every register; an unmapped `break` is warned about, an
+        // unmapped handler entry of the exception trace is handed back as untraced; a mapped
+        // entry gets its 0xCC like any `break`.
+        let trace = |addr, targets: &[u64]| SoftwareBreakpoint {
+            addr,
+            targets: targets.iter().copied().collect(),
+            owner: Owner::Trace,
+        };
+        let plan = plan(PlanInputs {
+            runners: vec![runner(0, Action::Continue, 0x1000)],
+            software: vec![
+                unmapped(0x8000_0000),
+                trace(0x9000_0000, &[]),
+                trace(0x2000, &[0x2000]),
+            ],
+            hardware: vec![0x10, 0x20, 0x30, 0x40],
+            ..Default::default()
+        });
+        assert_eq!(plan.untraced, vec![0x9000_0000]);
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+        assert_eq!(plan.plant, [0x2000].into());
+        assert!(plan.planted_breakpoints.contains(&0x2000));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! state — and let the runners go.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::exceptions::cpu_written_pages;
 use super::plan::{plan, PlanInputs, ResumePlan, RunnerView};
 use super::step::step_target;
 use super::vm::LiveVm;
@@ -19,6 +20,10 @@ use crate::x86::cpu::RFlags;
 /// enough for a step or a breakpoint a few thousand instructions on, short enough that gdb's
 /// Ctrl-C is read promptly.
 const RUN_HERE_BUDGET: Duration = Duration::from_millis(2);
+
+/// At most this many steps off handler entries before one resume (see
+/// [`LiveVm::start_vcpus`]).
+const STEP_OFF_LIMIT: usize = 16;
 
 impl LiveVm {
     /// gdb's resume: reports a stop at once when one is due (a stop held back, a dead vCPU
@@ -40,12 +45,87 @@ impl LiveVm {
         self.start_vcpus()
     }
 
+    /// Plans the resume, applies the plan, then lets the vCPUs with an action run. With the
+    /// exception trace on, vCPUs that continue from a handler entry step off it first: a debug
+    /// register with RF would let them leave it on hardware, but a software-nested KVM's
+    /// emulator checks code breakpoints whatever RF says. A report of those steps that is not
+    /// the trace's is left in `pending`, and nothing runs.
+    pub(crate) fn start_vcpus(&mut self) -> Result<(), TargetFault> {
+        self.resumed_actions = self.vcpus.actions();
+        if self.trace.as_ref().is_some_and(|t| t.on) {
+            self.step_off_entries()?;
+            if !self.pending.is_empty() || self.stepping_off.is_some() {
+                return Ok(());
+            }
+        }
+        self.start_planned()
+    }
+
+    /// Steps each continuing vCPU that is on a traced handler entry, alone, until none is (a
+    /// step may land on another entry: that exception is recorded too).
+    fn step_off_entries(&mut self) -> Result<(), TargetFault> {
+        let actions = self.resumed_actions.clone();
+        // Each step is one instruction of one vCPU; a handler whose first instruction faults
+        // again and again is bounded here and resumed as is.
+        for _ in 0..STEP_OFF_LIMIT {
+            let Some(id) = self.continuing_on_entry(&actions)? else {
+                break;
+            };
+            let mut step_alone = vec![Action::Stay; actions.len()];
+            step_alone[usize::from(id)] = Action::Step;
+            self.vcpus.restore_actions(&step_alone);
+            self.start_planned()?;
+            let Some((id, event)) = self.pending.pop_back() else {
+                // The step outlasted the budget (a loaded host): the vCPU goes on on its own
+                // thread, and its report, through the event loop, resumes the rest.
+                self.stepping_off = Some(id);
+                self.vcpus.restore_actions(&actions);
+                return Ok(());
+            };
+            self.all_stopped();
+            if let Some(trace) = self.trace.as_mut() {
+                trace.reports += 1;
+            }
+            match event {
+                VcpuEvent::Debug(_) | VcpuEvent::SoftwareBreakpoint { .. } => {
+                    self.record_if_entry(id)?;
+                }
+                other => {
+                    self.pending.push_back((id, other));
+                    break;
+                }
+            }
+        }
+        self.vcpus.restore_actions(&actions);
+        Ok(())
+    }
+
+    /// The first vCPU that continues (per `actions`) from a traced handler entry.
+    fn continuing_on_entry(&mut self, actions: &[Action]) -> Result<Option<u8>, TargetFault> {
+        for (id, &action) in (0u8..).zip(actions) {
+            if action != Action::Continue || !self.vcpus.is_alive(id) {
+                continue;
+            }
+            let pc = self.core_at_stop(id)?.pc();
+            if self.trace.as_ref().is_some_and(|t| t.is_entry(pc)) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
     /// Plans the resume, applies the plan, then lets the vCPUs with an action run.
-    fn start_vcpus(&mut self) -> Result<(), TargetFault> {
+    fn start_planned(&mut self) -> Result<(), TargetFault> {
         let runners = self.vcpus.runners();
         let plan = plan(self.plan_inputs(&runners)?);
         for warning in &plan.warnings {
             eprintln!("gdbvisor: {warning}");
+        }
+        if let Some(trace) = self.trace.as_mut() {
+            for &addr in &plan.untraced {
+                trace.note_untraced(addr);
+            }
+            trace.last_stop = Instant::now();
         }
         self.debug.breakpoints.plant(&self.vm.ram, &plan.plant);
         self.vm.slots.set_read_only(plan.read_only.clone())?;
@@ -80,13 +160,41 @@ impl LiveVm {
             });
         }
         let ram = &self.vm.ram;
+        let mut software = self.debug.breakpoints.targets(ram, &page_tables);
+        // While every runner steps, the trace needs no breakpoint: a step that delivers an
+        // exception ends at the handler's entry, and is recorded there.
+        let all_step = views.iter().all(|r| r.action == Action::Step);
+        if let (Some(trace), Some(&first), false) = (self.trace.as_mut(), runners.first(), all_step)
+        {
+            // One IDT for all: the first runner's (the vCPUs of one kernel share it).
+            let state = self.vcpus.state(&mut self.vm.machine, first, false)?;
+            trace.refresh(ram, state);
+            let mut avoid = BTreeSet::new();
+            for &id in runners {
+                let state = self.vcpus.state(&mut self.vm.machine, id, false)?;
+                avoid.extend(cpu_written_pages(ram, state));
+            }
+            let gdb_has = |addr| self.debug.breakpoints.software.contains(&addr);
+            // A vCPU steps off an entry with nothing there.
+            let stepping_at = |addr| {
+                views
+                    .iter()
+                    .any(|r: &RunnerView| r.action == Action::Step && r.pc == addr)
+            };
+            software.extend(
+                trace
+                    .breakpoints(ram, &page_tables, &avoid)
+                    .into_iter()
+                    .filter(|bp| !gdb_has(bp.addr) && !stepping_at(bp.addr)),
+            );
+        }
         let watched = match page_tables.first() {
             Some(regs) => self.debug.watchpoints.resolve(ram, regs),
             None => Vec::new(),
         };
         Ok(PlanInputs {
             runners: views,
-            software: self.debug.breakpoints.targets(ram, &page_tables),
+            software,
             hardware: self.debug.breakpoints.hardware.clone(),
             data_watches: self.debug.data_watches.clone(),
             watched,
@@ -98,12 +206,20 @@ impl LiveVm {
     /// Gives each runner its debug state, and RF where it leaves a debug-register breakpoint.
     fn configure_vcpus(&mut self, plan: &ResumePlan) -> Result<(), TargetFault> {
         for vcpu_plan in &plan.vcpus {
+            // Without gdb the trace learns of a new IDT at the vCPU's next exit.
+            let watch_idtr = if self.trace.is_some() && self.unattended {
+                let idt = self.core_at_stop(vcpu_plan.id)?.sregs.idt;
+                Some((idt.base, idt.limit))
+            } else {
+                None
+            };
             let state = DebugState {
                 config: vcpu_plan.config,
                 planted_breakpoints: plan.planted_breakpoints.clone(),
                 watched: plan.watched.clone(),
                 planted_bytes: self.debug.breakpoints.planted.clone(),
                 catch_mode: self.debug.catch_mode,
+                watch_idtr,
             };
             // Leaving an instruction that carries a debug-register breakpoint must not re-hit
             // it: the registers of this stop, with RF set.

@@ -10,8 +10,9 @@ use gdbstub::common::Signal;
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::breakpoints::WatchKind;
 
+use super::trace_stops::TraceStop;
 use super::vm::LiveVm;
-use crate::gdb::backend::{tid_of, Waited};
+use crate::gdb::backend::{tid_of, Action, Waited};
 use crate::gdb::conn::{disconnected, GdbConnection, LoopInput, SharedInbox, CTRL_C};
 use crate::gdb::fault::TargetFault;
 use crate::vmm::machine::HALT_POLL;
@@ -68,20 +69,42 @@ impl LiveVm {
             self.all_stopped();
             return Ok(Waited::Stopped(stop));
         }
-        while let Some((id, event)) = self.pending.pop_front() {
-            if let Some(stop) = self.stop_reason(id, event) {
-                self.all_stopped();
-                return Ok(Waited::Stopped(stop));
-            }
-        }
+        // Stops the exception trace handled by itself: the vCPUs resume as gdb asked.
+        let mut swallowed = false;
         loop {
+            while let Some((id, event)) = self.pending.pop_front() {
+                let stop = match self.attached_trace_stop(id, event, &inbox, conn)? {
+                    TraceStop::Swallowed => {
+                        swallowed = true;
+                        continue;
+                    }
+                    TraceStop::Report(stop) => Some(stop),
+                    TraceStop::NotOurs(event) => self.stop_reason(id, event),
+                };
+                if let Some(stop) = stop {
+                    self.all_stopped();
+                    return Ok(Waited::Stopped(stop));
+                }
+            }
+            if std::mem::take(&mut swallowed) {
+                self.resume_as_before()?;
+                continue;
+            }
             if self.interrupt.swap(false, Ordering::SeqCst) {
                 // Ctrl-C in the VMM's terminal breaks into the attached gdb.
                 self.vm.machine.stop_all();
             }
             let input = inbox.borrow_mut().next(Some(HALT_POLL));
             match input {
-                None => self.vm.machine.kick_running(),
+                None => {
+                    self.vm.machine.kick_running();
+                    let continuing = !self.resumed_actions.contains(&Action::Step);
+                    if continuing && self.refresh_due() {
+                        // The trace reads the IDT again at the resume.
+                        self.stop_the_rest(&inbox)?;
+                        swallowed = true;
+                    }
+                }
                 Some(LoopInput::Byte(CTRL_C)) => return Ok(Waited::CtrlC),
                 // All-stop: while the guest runs only an interrupt is read, as gdbserver does
                 // (it discards anything else). A packet handled now would touch vCPUs that are
@@ -91,9 +114,20 @@ impl LiveVm {
                 }
                 Some(LoopInput::Vcpu((id, event))) => {
                     self.vm.machine.mark_stopped(id);
-                    if let Some(stop) = self.stop_reason(id, event?) {
+                    let stop = match self.attached_trace_stop(id, event?, &inbox, conn)? {
+                        TraceStop::Swallowed => {
+                            swallowed = true;
+                            None
+                        }
+                        TraceStop::Report(stop) => Some(stop),
+                        TraceStop::NotOurs(event) => self.stop_reason(id, event),
+                    };
+                    if let Some(stop) = stop {
                         self.stop_the_rest(&inbox)?;
                         return Ok(Waited::Stopped(stop));
+                    }
+                    if swallowed {
+                        self.stop_the_rest(&inbox)?;
                     }
                 }
                 Some(LoopInput::ClientGone) => return Ok(Waited::Disconnected(disconnected())),
@@ -114,6 +148,10 @@ impl LiveVm {
 
     /// Turns a vCPU report into what gdb should hear; `None` for reports that need no stop.
     fn stop_reason(&mut self, id: u8, event: VcpuEvent) -> Option<MultiThreadStopReason<u64>> {
+        if event == VcpuEvent::IdtChanged {
+            // Only the trace without gdb asks for it; it is a re-read of the IDT, no stop.
+            return None;
+        }
         let tid = tid_of(id);
         let with_signal = |signal| MultiThreadStopReason::SignalWithThread { tid, signal };
         Some(match event {
@@ -137,7 +175,9 @@ impl LiveVm {
                 }
             }
             // Yielded never leaves the machine; were it to, it is a stop without a cause.
-            VcpuEvent::Interrupted | VcpuEvent::Yielded => with_signal(Signal::SIGINT),
+            VcpuEvent::Interrupted | VcpuEvent::Yielded | VcpuEvent::IdtChanged => {
+                with_signal(Signal::SIGINT)
+            }
             VcpuEvent::Halted => {
                 eprintln!("gdbvisor: vCPU {id} halted with interrupts disabled (reported to gdb as SIGSTOP)");
                 with_signal(Signal::SIGSTOP)

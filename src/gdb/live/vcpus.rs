@@ -141,6 +141,18 @@ impl VcpuRuns {
             .for_each(|run| run.action = Action::Stay);
     }
 
+    /// Every vCPU's action, in id order.
+    pub(crate) fn actions(&self) -> Vec<Action> {
+        self.runs.iter().map(|run| run.action).collect()
+    }
+
+    /// Gives the vCPUs the actions [`VcpuRuns::actions`] returned.
+    pub(crate) fn restore_actions(&mut self, actions: &[Action]) {
+        for (run, &action) in self.runs.iter_mut().zip(actions) {
+            run.action = action;
+        }
+    }
+
     pub(crate) fn action(&self, id: u8) -> Action {
         self.runs[usize::from(id)].action
     }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use gdbstub::target::TargetError;
 
 use super::debug::DebugBook;
+use super::exceptions::ExceptionTrace;
 use super::vcpus::VcpuRuns;
 use crate::gdb::arch::{RegLayout, RegisterFile};
-use crate::gdb::backend::Refusal;
+use crate::gdb::backend::{Action, Refusal};
 use crate::gdb::fault::TargetFault;
 use crate::gdb::regs::apply_file;
 use crate::snapshot::CpuSnapshot;
@@ -46,6 +47,17 @@ pub(crate) struct LiveVm {
     pub(crate) hold: bool,
     /// Set by the Ctrl-C handler of the VMM's terminal.
     pub(crate) interrupt: Arc<AtomicBool>,
+    /// The exception trace (`--trace-exceptions`, `monitor trace exceptions`, `monitor catch
+    /// exception`); `None` keeps every resume as it was without one.
+    pub(crate) trace: Option<ExceptionTrace>,
+    /// Each vCPU's action in the last resume: a stop the trace handles by itself resumes the
+    /// vCPUs as gdb last asked.
+    pub(crate) resumed_actions: Vec<Action>,
+    /// The vCPU stepping off a handler entry on its own thread (see `LiveVm::start_vcpus`):
+    /// its report resumes the others.
+    pub(crate) stepping_off: Option<u8>,
+    /// The run has no gdb (the exception trace's own loop drives it).
+    pub(crate) unattended: bool,
 }
 
 impl LiveVm {
@@ -55,6 +67,7 @@ impl LiveVm {
         slots: Protection,
         caps: HostCaps,
         interrupt: Arc<AtomicBool>,
+        trace: Option<ExceptionTrace>,
     ) -> Self {
         let count = machine.vcpu_count();
         LiveVm {
@@ -71,6 +84,10 @@ impl LiveVm {
             run_end: None,
             hold: false,
             interrupt,
+            trace,
+            resumed_actions: Vec::new(),
+            stepping_off: None,
+            unattended: false,
         }
     }
 

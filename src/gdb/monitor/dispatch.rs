@@ -61,7 +61,9 @@ fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> L
     };
     match name {
         "help" => help::help(args),
-        "hold" | "catch" | "msr" | "dump" => target.host_command(vcpu, name, args),
+        "hold" | "catch" | "msr" | "dump" | "trace" | "exceptions" => {
+            target.host_command(vcpu, name, args)
+        }
         "arch" => arch(target, args),
         "phys" => match args {
             ["on"] => {

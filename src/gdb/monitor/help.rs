@@ -139,9 +139,23 @@ pub(crate) const COMMANDS: &[Command] = &[
     cmd(
         "catch",
         &[],
-        "mode on|off",
-        "stop when the CPU or paging mode changes (Bochs modebp), checked at every VM exit",
-        "catch mode on",
+        "mode on|off | exception VEC|all [on|off]",
+        "stop when the CPU or paging mode changes (Bochs modebp), checked at every VM exit; or before the handler of exception VEC runs",
+        "catch exception 14",
+    ),
+    cmd(
+        "trace",
+        &[],
+        "exceptions on|off",
+        "trace every exception the guest takes (one line each on the VMM's stderr)",
+        "trace exceptions on",
+    ),
+    cmd(
+        "exceptions",
+        &[],
+        "[N]",
+        "the last N (20) exceptions traced",
+        "exceptions 5",
     ),
     cmd(
         "threads",

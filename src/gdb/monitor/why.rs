@@ -20,6 +20,14 @@ pub(crate) fn explain_snapshot<M: PhysMemory + ?Sized>(snap: &CpuSnapshot, ram: 
     explain(ram, &stopped_cpu(snap))
 }
 
+/// The explanation of `snap` on stderr, one `gdbvisor: why: ` line per step: what follows a
+/// triple fault, or each vCPU of a snapshot opened without gdb.
+pub(crate) fn print_explanation<M: PhysMemory + ?Sized>(snap: &CpuSnapshot, ram: &M) {
+    for line in explain_snapshot(snap, ram) {
+        eprintln!("gdbvisor: why: {line}");
+    }
+}
+
 /// The model's view of a snapshot's registers.
 fn stopped_cpu(snap: &CpuSnapshot) -> StoppedCpu {
     let (r, s) = (&snap.regs, &snap.sregs);
