@@ -155,14 +155,8 @@ fail:
 /* idt_setup: exceptions 0-31 -> exc_stubs (fatal), 32-255 -> unexpected_irq, then the
  * handlers this kernel expects; lidt. */
 idt_setup:
-        xorl %edi, %edi
-        leaq exc_stubs(%rip), %rsi
         movb $GATE_INT, %dl
-1:      call set_gate
-        addq $16, %rsi
-        incl %edi
-        cmpl $32, %edi
-        jb 1b
+        call stub_gates
         leaq unexpected_irq(%rip), %rsi
 2:      call set_gate
         incl %edi

@@ -123,14 +123,8 @@ storm_count:
 
 /* idt_setup: 0-31 -> the fatal stubs, then this kernel's handlers; lidt. */
 idt_setup:
-        xorl %edi, %edi
-        leaq exc_stubs(%rip), %rsi
         movb $GATE_INT, %dl
-1:      call set_gate
-        addq $16, %rsi
-        incl %edi
-        cmpl $32, %edi
-        jb 1b
+        call stub_gates
         movl $0, %edi
         leaq de_handler(%rip), %rsi
         call set_gate

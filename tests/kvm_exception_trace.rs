@@ -11,7 +11,7 @@ fn expected_lines(storm: u64) -> Vec<String> {
     let elf = kernel_elf("pfstorm");
     let at = |name: &str| symbol(&elf, name);
     let mut lines = vec![
-        "exception trace: vectors 0-31; IDTR is read at every stop, without gdb at every exit (every 50 ms at least): exceptions taken before the IDT is seen are missed".to_string(),
+        "exception trace: vectors 0-31; IDTR is read at every stop (with gdb every 50 ms at least) and without gdb at every exit: exceptions taken before the IDT is seen are missed".to_string(),
         format!("IDT at {:#x} (limit 0xfff): 32 handler entries traced", at("idt")),
         format!(
             "handler {:#x} is the entry of vectors 0x03, 0x80: the vector of a stop there is ambiguous",

@@ -125,7 +125,7 @@ impl ExceptionTrace {
     /// The trace's first line: what it traces, and what it cannot see.
     pub(crate) fn header(&mut self) {
         let line = format!(
-            "exception trace: vectors {}; IDTR is read at every stop, without gdb at every exit (every {} ms at least): exceptions taken before the IDT is seen are missed",
+            "exception trace: vectors {}; IDTR is read at every stop (with gdb every {} ms at least) and without gdb at every exit: exceptions taken before the IDT is seen are missed",
             vector_list(&self.traced),
             REFRESH_EVERY.as_millis()
         );

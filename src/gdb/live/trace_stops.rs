@@ -1,7 +1,8 @@
 //! The exception trace's stops on a live VM: a vCPU at a traced handler entry is recorded and
 //! resumed without gdb hearing of it (unless gdb steps it, breaks there, or catches the
-//! vector); without gdb, every other report ends the run as it does without tracing. The vCPUs
-//! also stop every [`REFRESH_EVERY`] so that a new IDT is seen.
+//! vector); without gdb, every other report ends the run as it does without tracing. With gdb
+//! the vCPUs also stop every [`REFRESH_EVERY`] so that a new IDT is seen; without gdb each
+//! vCPU compares IDTR at every exit it handles instead.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -187,11 +188,15 @@ impl LiveVm {
         Ok(ended)
     }
 
-    /// The trace is on, the vCPUs run, and they have not stopped for [`REFRESH_EVERY`].
+    /// With gdb: the trace is on, the vCPUs run, and they have not stopped for
+    /// [`REFRESH_EVERY`]. Without gdb the vCPUs compare IDTR at every exit themselves
+    /// (`DebugState::watch_idtr`), so a run that takes no exception pays for no stop.
     pub(crate) fn refresh_due(&self) -> bool {
-        self.trace
-            .as_ref()
-            .is_some_and(|t| t.on && t.last_stop.elapsed() >= REFRESH_EVERY)
+        !self.unattended
+            && self
+                .trace
+                .as_ref()
+                .is_some_and(|t| t.on && t.last_stop.elapsed() >= REFRESH_EVERY)
             && self.vm.machine.any_running()
     }
 
