@@ -240,10 +240,9 @@ impl LiveVm {
                 signal: Signal::SIGTRAP,
             }));
         }
-        let caught = taken.filter(|t| {
-            let catch = &self.trace.as_ref().expect("a trace recorded it").catch;
-            t.candidates.iter().any(|v| catch.contains(v))
-        });
+        let catch = self.trace.as_ref().map(|trace| &trace.catch);
+        let caught = taken
+            .filter(|t| catch.is_some_and(|catch| t.candidates.iter().any(|v| catch.contains(v))));
         let Some(taken) = caught else {
             return Ok(TraceStop::Swallowed);
         };
