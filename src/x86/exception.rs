@@ -1,9 +1,6 @@
 //! The x86 exceptions: their names, which push an error code and what it says, and how two
 //! of them combine while the first is being delivered (SDM Vol. 3 §6.15, Table 6-5).
 
-// Used by the crash explanation and the exception trace as they land (issue 17).
-#![allow(dead_code)]
-
 use std::fmt;
 
 use super::paging::PageFaultCode;
@@ -50,8 +47,6 @@ const EXCEPTIONS: [(&str, &str); 32] = [
 
 impl Vector {
     pub const DE: Vector = Vector(0);
-    pub const DB: Vector = Vector(1);
-    pub const BP: Vector = Vector(3);
     pub const UD: Vector = Vector(6);
     pub const DF: Vector = Vector(8);
     pub const TS: Vector = Vector(10);
@@ -59,11 +54,6 @@ impl Vector {
     pub const SS: Vector = Vector(12);
     pub const GP: Vector = Vector(13);
     pub const PF: Vector = Vector(14);
-
-    /// A CPU exception (0-31), not an IRQ or software interrupt vector.
-    pub fn is_exception(self) -> bool {
-        self.0 < 32
-    }
 
     /// `#PF`, or `vector 0x40` for one with no mnemonic.
     pub fn mnemonic(self) -> String {
