@@ -4,7 +4,8 @@
 //!
 //! Two figures: until gdbvisor has seen the guest's exit (its `isa-debug-exit` log line on
 //! stderr), and until the process has ended. The host kernel's VM teardown (~15 ms on a
-//! software-nested PVM host) happens in a child process after gdbvisor has gone (vmm::teardown),
+//! software-nested PVM host) happens in gdbvisor's worker process after the process started has
+//! gone (src/relay.rs),
 //! so the second figure is only gdbvisor's own exit.
 // criterion_group! defines an undocumented `pub fn`.
 #![allow(missing_docs)]

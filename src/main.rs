@@ -13,6 +13,7 @@ use gdbvisor::demo;
 use gdbvisor::devices::sink::SinkSpec;
 use gdbvisor::gdb::conn::GdbEndpoint;
 use gdbvisor::gdb::session::GdbOptions;
+use gdbvisor::relay;
 use gdbvisor::runner::{self, status, ExceptionTraceRequest, RunRequest};
 use gdbvisor::snapshot::post_mortem::PostMortem;
 use gdbvisor::vmm::doctor;
@@ -30,13 +31,21 @@ fn main() -> ExitCode {
             return exit(code);
         }
     };
-    exit(match run(cli) {
+    // The caller waits for this process; the host's teardown of the VM happens after it ends.
+    let relay = relay::split()
+        .map_err(|e| log::warn!("{e}; gdbvisor's exit waits for the VM's teardown"))
+        .ok();
+    let code = match run(cli) {
         Ok(code) => code,
         Err((message, code)) => {
             eprintln!("gdbvisor: {message}");
             code
         }
-    })
+    };
+    if let Some(relay) = relay {
+        relay.finish(code);
+    }
+    exit(code)
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -30,7 +30,6 @@ use crate::vmm::memory::GuestRam;
 pub use crate::vmm::outcome::status;
 pub(crate) use crate::vmm::outcome::RunEnd;
 use crate::vmm::outcome::{is_mov_to_cr0, report_event, settle_halt, AfterHalt};
-use crate::vmm::teardown;
 use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 use crate::x86::insn::code_sets_efer_lme;
@@ -202,10 +201,6 @@ pub fn run(
         serial: request.serial.open().map_err(RunError::Output)?,
         debugcon: request.debugcon.open().map_err(RunError::Output)?,
     })?;
-    // gdbvisor's exit should not wait for the kernel to tear this VM down (see teardown).
-    if let Err(e) = teardown::hand_off_at_exit() {
-        log::warn!("{e}; the VM is torn down before gdbvisor exits");
-    }
     let bad_boot = |source| RunError::Boot {
         path: request.name.clone(),
         source,

@@ -29,8 +29,9 @@ const LAYERS: &[&[&str]] = &[
     &["vmm"],
     // Loaders write kernels into any vm-memory guest memory; the port devices.
     &["boot", "devices"],
-    // Depend on nothing in the crate: the x86 model, the demo kernel's bytes.
-    &["x86", "demo"],
+    // Depend on nothing in the crate: the x86 model, the demo kernel's bytes, the process that
+    // relays the worker's exit status (main's first step).
+    &["x86", "demo", "relay"],
 ];
 
 type ModPath = Vec<String>;

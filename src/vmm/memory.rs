@@ -1,9 +1,7 @@
 //! Guest RAM: anonymous memory from vm-memory, laid out like a PC's, readable by the x86 model.
 
 use thiserror::Error;
-use vm_memory::{
-    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
-};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
 use crate::boot::memory::GuestMemoryExt;
 use crate::x86::{PhysMemory, PhysMemoryError};
@@ -57,21 +55,6 @@ impl GuestRam {
             .collect();
         let mem = GuestMemoryMmap::from_ranges(&regions)
             .map_err(|source| MemoryError::Allocate { size, source })?;
-        for region in mem.iter() {
-            // A fork (vmm::teardown) must neither copy nor write-protect guest RAM.
-            // SAFETY: the range is exactly this region's live mapping; MADV_DONTFORK changes
-            // only what a child process inherits.
-            let rc = unsafe {
-                libc::madvise(
-                    region.as_ptr().cast(),
-                    region.len() as usize,
-                    libc::MADV_DONTFORK,
-                )
-            };
-            if rc != 0 {
-                log::debug!("MADV_DONTFORK: {}", std::io::Error::last_os_error());
-            }
-        }
         Ok(GuestRam { mem })
     }
 

@@ -15,6 +15,5 @@ pub(crate) mod outcome;
 pub(crate) mod probe;
 pub(crate) mod progress;
 pub(crate) mod state_text;
-pub(crate) mod teardown;
 pub mod vcpu;
 pub mod vm;
