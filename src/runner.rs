@@ -201,6 +201,8 @@ pub fn run(
         serial: request.serial.open().map_err(RunError::Output)?,
         debugcon: request.debugcon.open().map_err(RunError::Output)?,
     })?;
+    // The host's teardown of the VM waits for the process's exit (see `relay`).
+    vm.release_at_exit();
     let bad_boot = |source| RunError::Boot {
         path: request.name.clone(),
         source,
