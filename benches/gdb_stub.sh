@@ -53,11 +53,11 @@
 # run to run. PIN=CPU runs every stub, gdb and raw client on that CPU (taskset), QEMU included;
 # not the whole test (row 10), whose start-up work runs on several threads.
 #
-# Run H (issue 16's changes, PIN=0 ROUNDS=5, quiet host): stepi 3142 vs 1181 (2.79x; 0.91x of gdb's
-# ceiling 3791), hbreak 2286 vs 744 (3.27x), break 2327 (3.13x QEMU's hbreak), dump 97.8 vs 13.0
-# MiB/s (7.98x), raw steps 22092 vs 4700 (4.78x), raw g at one stop 32695 vs 19650 (1.61x), after
-# each step 13770 vs 5409 (2.55x), raw m 172.4 vs 36.3 MiB/s (4.91x), whole test +16.9 vs +125.4
-# ms over gdb's start-up with the test's scripts (+5.3 over the instant stub's whole test).
+# Run H (issue 16's changes, PIN=0 ROUNDS=5, quiet host): stepi 3393 vs 1253 (2.71x; 0.88x of gdb's
+# ceiling 3866), hbreak 2579 vs 784 (3.30x), break 2347 (2.98x QEMU's hbreak), dump 110.4 vs 14.8
+# MiB/s (7.44x), raw steps 22540 vs 5010 (4.50x), raw g at one stop 33076 vs 20192 (1.62x), after
+# each step 15087 vs 5634 (2.66x), raw m 174.8 vs 37.9 MiB/s (4.56x), whole test +15.4 vs +114.1
+# ms over gdb's start-up with the test's scripts (+8.0 over the instant stub's whole test).
 # Run F (issue 16's measurements before any change, 5 rounds, other builds and tests alongside,
 # load 2.1-3.3): stepi 2250 vs 948 (2.37x; gdb's ceiling 2830, gdbvisor at 0.72x of it), hbreak
 # 1686 vs 548 (2.69x), break 942 (1.59x QEMU's hbreak), dump 62.6 vs 10.0 MiB/s (5.82x), raw steps
