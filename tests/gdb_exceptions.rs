@@ -103,3 +103,29 @@ fn a_caught_invalid_opcode_is_a_sigtrap_and_all_catches_every_exception() {
     );
     run.assert_stdout_has("exited with code 0103");
 }
+
+/// `--trace-exceptions` with gdb attached while the guest runs: a vCPU that sees the guest load
+/// its IDT reports it (the trace's per-exit IDTR check) and must be resumed with the new entries
+/// planted, not left stopped — gdb's `continue` used to hang here. death-pf-in-pf loads its IDT,
+/// prints a line and takes 64 page faults before it triple-faults.
+#[test]
+fn a_trace_started_before_gdb_attaches_follows_a_new_idt_and_the_run_goes_on() {
+    if !common::kvm_available("gdb exceptions") {
+        return;
+    }
+    let trace = std::env::temp_dir().join(format!("gdb-trace-idt-{}.txt", std::process::id()));
+    let target = format!(
+        "target remote | {} --kernel {} --gdb stdio --trace-exceptions={}",
+        vmm(),
+        kernel("death-pf-in-pf").display(),
+        trace.display()
+    );
+    let run = gdb(None, &[target, "continue".to_string()]);
+    run.assert_stdout_has("Program received signal SIGSEGV");
+    let lines = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    assert!(
+        lines.contains("exception trace: 64 exceptions traced"),
+        "{lines}\n{run}"
+    );
+}

@@ -217,6 +217,12 @@ impl LiveVm {
                 return Ok(TraceStop::Swallowed);
             }
         }
+        if event == VcpuEvent::IdtChanged {
+            // The guest loaded another IDT (`DebugState::watch_idtr`, set while the trace ran
+            // without gdb): the resume reads it and plants its entries.
+            self.stop_the_rest(inbox)?;
+            return Ok(TraceStop::Swallowed);
+        }
         if !self.is_trace_hit(id, &event)? {
             return Ok(TraceStop::NotOurs(event));
         }
