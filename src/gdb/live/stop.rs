@@ -148,10 +148,6 @@ impl LiveVm {
 
     /// Turns a vCPU report into what gdb should hear; `None` for reports that need no stop.
     fn stop_reason(&mut self, id: u8, event: VcpuEvent) -> Option<MultiThreadStopReason<u64>> {
-        if event == VcpuEvent::IdtChanged {
-            // Only the trace without gdb asks for it; it is a re-read of the IDT, no stop.
-            return None;
-        }
         let tid = tid_of(id);
         let with_signal = |signal| MultiThreadStopReason::SignalWithThread { tid, signal };
         Some(match event {
@@ -175,9 +171,9 @@ impl LiveVm {
                 }
             }
             // Yielded never leaves the machine; were it to, it is a stop without a cause.
-            VcpuEvent::Interrupted | VcpuEvent::Yielded | VcpuEvent::IdtChanged => {
-                with_signal(Signal::SIGINT)
-            }
+            VcpuEvent::Interrupted | VcpuEvent::Yielded => with_signal(Signal::SIGINT),
+            // Only the trace without gdb asks for it: a re-read of the IDT, no stop.
+            VcpuEvent::IdtChanged => return None,
             VcpuEvent::Halted => {
                 eprintln!("gdbvisor: vCPU {id} halted with interrupts disabled (reported to gdb as SIGSTOP)");
                 with_signal(Signal::SIGSTOP)
