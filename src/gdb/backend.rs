@@ -61,12 +61,9 @@ pub trait Backend {
         self.cpu(id)
     }
     fn ram(&self) -> &Arc<GuestRam>;
-    /// Takes what describing each vCPU's thread needs, as that happens through `&self`.
-    fn fetch_all(&mut self) -> Result<(), TargetFault> {
-        Ok(())
-    }
-    /// `CPU#n [mode, CPL, state]`, as `info threads` shows it.
-    fn describe_thread(&self, id: u8) -> String;
+    /// `CPU#n [mode, CPL, state]`, as `info threads` shows it (taking the state it needs: gdb
+    /// asks only for `info threads`, never at the thread listing it makes at every stop).
+    fn describe_thread(&mut self, id: u8) -> Result<String, TargetFault>;
 
     /// Whether gdb may write registers and memory: `Err` says why not, on stderr.
     fn writable(&self, _what: &str) -> Result<(), Refusal> {

@@ -59,14 +59,14 @@ impl Backend for SnapshotBackend {
     }
 
     /// `CPU#n [mode, CPL, saved state]`.
-    fn describe_thread(&self, id: u8) -> String {
+    fn describe_thread(&mut self, id: u8) -> Result<String, TargetFault> {
         let cpu = self.saved(id);
-        format!(
+        Ok(format!(
             "CPU#{id} [{:?}, CPL{}, {} in the snapshot]",
             cpu.mode(),
             cpu.sregs.cs.selector & 3,
             cpu.run_state()
-        )
+        ))
     }
 
     /// Refused: gdb only says "cannot access", so the reason goes to gdbvisor's stderr.

@@ -303,8 +303,6 @@ impl<B: Backend> MultiThreadBase for GdbTarget<B> {
         &mut self,
         register_thread: &mut dyn FnMut(Tid),
     ) -> Result<(), Self::Error> {
-        // `info threads` asks for each thread's description next, through `&self`.
-        self.backend.fetch_all()?;
         for id in 0..self.backend.vcpu_count() as u8 {
             register_thread(tid_of(id));
         }
@@ -464,11 +462,11 @@ impl<B: Backend> TargetDescriptionXmlOverride for GdbTarget<B> {
 }
 
 impl<B: Backend> ThreadExtraInfo for GdbTarget<B> {
-    fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
+    fn thread_extra_info(&mut self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
         let Some(id) = self.vcpu(tid) else {
             return Ok(0);
         };
-        let text = self.backend.describe_thread(id);
+        let text = self.backend.describe_thread(id)?;
         let n = text.len().min(buf.len());
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
         Ok(n)
@@ -515,10 +513,9 @@ impl<B: Backend> MonitorHost for GdbTarget<B> {
     }
 
     fn thread_lines(&mut self) -> Result<Vec<String>, TargetFault> {
-        self.backend.fetch_all()?;
-        Ok((0..self.backend.vcpu_count() as u8)
+        (0..self.backend.vcpu_count() as u8)
             .map(|id| self.backend.describe_thread(id))
-            .collect())
+            .collect()
     }
 
     fn host_command(&mut self, vcpu: u8, name: &str, args: &[&str]) -> Lines {

@@ -95,15 +95,9 @@ impl Backend for LiveVm {
         &self.vm.ram
     }
 
-    fn fetch_all(&mut self) -> Result<(), TargetFault> {
-        for id in self.vcpus.ids().collect::<Vec<_>>() {
-            self.vcpus.fetch_for_listing(&mut self.vm.machine, id)?;
-        }
-        Ok(())
-    }
-
-    fn describe_thread(&self, id: u8) -> String {
-        self.vcpus.describe(id)
+    fn describe_thread(&mut self, id: u8) -> Result<String, TargetFault> {
+        self.vcpus.fetch_for_description(&mut self.vm.machine, id)?;
+        Ok(self.vcpus.describe(id))
     }
 
     fn write_registers(

@@ -15,7 +15,7 @@ use crate::vmm::machine::Machine;
 struct VcpuRun {
     /// The state at this stop, whole or only its core (see [`CpuSnapshot::fetch_core`]).
     state: Option<CpuSnapshot>,
-    /// A core `state`'s `mp_state` was fetched too (see [`VcpuRuns::fetch_for_listing`]).
+    /// A core `state`'s `mp_state` was fetched too (see [`VcpuRuns::fetch_for_description`]).
     mp_state_known: bool,
     action: Action,
     /// Whether gdb named this vCPU's action in the current resume request.
@@ -71,9 +71,8 @@ impl VcpuRuns {
     }
 
     /// What `info threads` shows of vCPU `id` at this stop: its core state and how it waits
-    /// (one KVM_GET_MP_STATE instead of the whole state's seven ioctls; gdb lists the threads
-    /// at every stop).
-    pub(crate) fn fetch_for_listing(
+    /// (one KVM_GET_MP_STATE instead of the whole state's seven ioctls).
+    pub(crate) fn fetch_for_description(
         &mut self,
         machine: &mut Machine,
         id: u8,

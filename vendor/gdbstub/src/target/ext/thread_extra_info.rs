@@ -16,7 +16,10 @@ pub trait ThreadExtraInfo: Target {
     /// `Thread 1.1 (value)`
     ///
     /// Return the number of bytes written into `buf`.
-    fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error>;
+    ///
+    /// gdbvisor patch: `&mut self`, so that a target fetches a thread's state only when it
+    /// is described, not at every thread listing (gdb lists the threads at every stop).
+    fn thread_extra_info(&mut self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error>;
 }
 
 define_ext!(ThreadExtraInfoOps, ThreadExtraInfo);
