@@ -76,6 +76,16 @@ pub struct VmOptions {
     pub debugcon: Sink,
 }
 
+/// What [`Vm::make_machine`] makes.
+struct Made {
+    ram: Arc<GuestRam>,
+    fd: Arc<VmFd>,
+    vm_fd: std::os::fd::RawFd,
+    slots: Protection,
+    serial_input: SerialInput,
+    bus: Arc<Mutex<PioBus>>,
+}
+
 /// A KVM VM: RAM, the port devices, the in-kernel irqchip and PIT, and the vCPUs.
 pub struct Vm {
     pub(crate) kvm: Kvm,
@@ -124,6 +134,59 @@ impl Vm {
                 max,
             });
         }
+        // GET_SUPPORTED_CPUID (~0.3 ms on nested KVM) runs while the VM and its devices are
+        // made: both are on the way to gdb's first answer.
+        let cpus = options.cpus;
+        let (made, supported_cpuid) = std::thread::scope(|scope| {
+            let cpuid = scope.spawn(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES));
+            let made = Self::make_machine(&kvm, options);
+            let cpuid = cpuid
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (made, cpuid)
+        });
+        let Made {
+            ram,
+            fd,
+            vm_fd,
+            slots,
+            serial_input,
+            bus,
+        } = made?;
+        let supported_cpuid =
+            supported_cpuid.map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
+        // `--cpuid-hide` never touches leaves 0x80000000/0x80000008: this stays the guest's.
+        let maxphyaddr = guest_maxphyaddr(&supported_cpuid);
+        let mut vcpus = Vec::new();
+        for id in 0..cpus as u8 {
+            let vcpu_fd = fd
+                .create_vcpu(u64::from(id))
+                .map_err(|e| VmError::Kvm("CREATE_VCPU", e))?;
+            vcpu_fd
+                .set_cpuid2(&cpuid_for(&supported_cpuid, id))
+                .map_err(|e| VmError::Kvm("SET_CPUID2", e))?;
+            if id == 0 {
+                route_pic_through_lapic(&vcpu_fd)?;
+            }
+            let mut vcpu = Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone());
+            vcpu.set_maxphyaddr(maxphyaddr);
+            vcpu.ram_registered = Some(slots.registered());
+            vcpu.protection = Some(slots.clone());
+            vcpus.push(vcpu);
+        }
+        Ok(Vm {
+            kvm,
+            ram,
+            slots,
+            vcpus,
+            serial_input,
+            supported_cpuid,
+            vm_fd,
+        })
+    }
+
+    /// The VM, its RAM and its devices: all of [`Vm::new`] but the vCPUs.
+    fn make_machine(kvm: &Kvm, options: VmOptions) -> Result<Made, VmError> {
         let ram = Arc::new(GuestRam::new(options.memory)?);
         let fd = kvm.create_vm().map_err(|e| VmError::Kvm("CREATE_VM", e))?;
         fd.set_tss_address(TSS_ADDRESS)
@@ -154,37 +217,13 @@ impl Vm {
         bus.insert(rtc::BASE, rtc::LEN, Box::new(Rtc::default()));
         bus.insert(pci::BASE, pci::LEN, Box::new(PciConfig::default()));
         let bus = Arc::new(Mutex::new(bus));
-
-        let supported_cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| VmError::Kvm("GET_SUPPORTED_CPUID", e))?;
-        // `--cpuid-hide` never touches leaves 0x80000000/0x80000008: this stays the guest's.
-        let maxphyaddr = guest_maxphyaddr(&supported_cpuid);
-        let mut vcpus = Vec::new();
-        for id in 0..options.cpus as u8 {
-            let vcpu_fd = fd
-                .create_vcpu(u64::from(id))
-                .map_err(|e| VmError::Kvm("CREATE_VCPU", e))?;
-            vcpu_fd
-                .set_cpuid2(&cpuid_for(&supported_cpuid, id))
-                .map_err(|e| VmError::Kvm("SET_CPUID2", e))?;
-            if id == 0 {
-                route_pic_through_lapic(&vcpu_fd)?;
-            }
-            let mut vcpu = Vcpu::new(id, vcpu_fd, ram.clone(), bus.clone());
-            vcpu.set_maxphyaddr(maxphyaddr);
-            vcpu.ram_registered = Some(slots.registered());
-            vcpu.protection = Some(slots.clone());
-            vcpus.push(vcpu);
-        }
-        Ok(Vm {
-            kvm,
+        Ok(Made {
             ram,
-            slots,
-            vcpus,
-            serial_input,
-            supported_cpuid,
+            fd,
             vm_fd,
+            slots,
+            serial_input,
+            bus,
         })
     }
 }
