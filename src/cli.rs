@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// Where a flat binary is loaded and entered (real mode).
     #[arg(long, default_value = "0x7c00", value_parser = parse_address, global = true)]
     pub load_addr: u64,
+    /// Slide a position-independent Limine kernel by a random 2 MiB multiple (KASLR); off by
+    /// default, so addresses are the same at every run.
+    #[arg(long, global = true)]
+    pub kaslr: bool,
     /// COM1 output: stdout, stderr, null or file:PATH.
     #[arg(long, default_value = "stdout", global = true)]
     pub serial: SinkSpec,

@@ -391,7 +391,7 @@ fn kernel_layout(image: &[u8], kernel: &LoadedKernel) -> (RegLayout, String) {
             let (layout, mode) = match kernel.cpu.mode {
                 EntryMode::Real { .. } => (RegLayout::I8086, "real mode"),
                 EntryMode::Protected32 => (RegLayout::I386, "32-bit mode"),
-                EntryMode::Long64 => (RegLayout::X86_64, "64-bit mode"),
+                EntryMode::Long64 | EntryMode::Long64Gdt(_) => (RegLayout::X86_64, "64-bit mode"),
             };
             (
                 layout,
@@ -553,6 +553,7 @@ mod tests {
             format,
             cpu,
             code: Vec::new(),
+            held_aps: None,
         }
     }
 

@@ -13,7 +13,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use crate::boot::layout::{
     CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR, GDT_ADDR, GDT_ENTRIES, GDT_LIMIT,
 };
-use crate::boot::{BootCpuState, EntryMode};
+use crate::boot::{BootCpuState, EntryMode, LoaderGdt};
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::emulation_failure::{
     complete_fwait, complete_soft_interrupt, fetched_insn, SoftInterrupt, Unemulated, MAX_INSN_LEN,
@@ -329,6 +329,16 @@ impl Vcpu {
                 sregs.cr3 = boot.cr3;
                 sregs.cr4 = Cr4Flags::PAE.bits();
                 sregs.efer = (EferFlags::LME | EferFlags::LMA).bits();
+            }
+            EntryMode::Long64Gdt(gdt) => {
+                set_loader_segments(&mut sregs, &gdt);
+                sregs.cr0 = (Cr0Flags::PE | Cr0Flags::ET | Cr0Flags::WP | Cr0Flags::PG).bits();
+                sregs.cr3 = boot.cr3;
+                sregs.cr4 = Cr4Flags::PAE.bits();
+                sregs.efer = (EferFlags::LME | EferFlags::LMA | EferFlags::NXE).bits();
+                // No TSS: base and limit 0 (the protocol's state from base revision 5).
+                sregs.tr.base = 0;
+                sregs.tr.limit = 0;
             }
         }
         self.kvm.set_sregs(&sregs)?;
@@ -1017,6 +1027,32 @@ fn set_flat_segments(sregs: &mut kvm_sregs, code_selector: u16) {
     sregs.ss = data;
     sregs.gdt.base = GDT_ADDR;
     sregs.gdt.limit = GDT_LIMIT;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+}
+
+/// Loads CS and the data segments from a loader's GDT, and points GDTR at it.
+fn set_loader_segments(sregs: &mut kvm_sregs, gdt: &LoaderGdt) {
+    let load = |selector: u16| {
+        let raw = gdt
+            .entries
+            .get(usize::from(selector >> 3))
+            .copied()
+            .unwrap_or(0);
+        to_kvm_segment(&SegmentCache::from_descriptor(
+            SegmentSelector(selector),
+            SegmentDescriptor(raw),
+        ))
+    };
+    sregs.cs = load(gdt.code_selector);
+    let data = load(gdt.data_selector);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = gdt.base;
+    sregs.gdt.limit = (gdt.entries.len() * 8 - 1) as u16;
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
 }

@@ -1,0 +1,81 @@
+//! The Limine boot protocol (limine-protocol `PROTOCOL.md`, base revisions 0 to 6), loaded
+//! by the VMM: no bootloader code runs in the guest. The kernel is loaded as its program
+//! headers say (slid and relocated when position independent), its requests are found in the
+//! loaded image and answered in bootloader-reclaimable memory, and it enters in long mode on
+//! the page tables and GDT the protocol describes. Application processors are held by the VMM
+//! until the kernel writes their `goto_address` (see [`ApPlan`](super::entry::ApPlan)).
+
+mod area;
+mod executable;
+mod memmap;
+mod paging;
+pub(crate) mod protocol;
+mod requests;
+mod responses;
+
+use thiserror::Error;
+use vm_memory::GuestMemoryBackend;
+
+use super::elf::{self, ElfClass};
+use super::image::Image;
+use super::loader::{BootError, BootParams, LoadedKernel};
+
+/// Why a Limine kernel cannot be booted.
+#[derive(Debug, Error)]
+pub enum LimineError {
+    #[error("limine: the kernel asks for base revision {0}; gdbvisor implements base revisions 0 to {max}", max = protocol::MAX_BASE_REVISION)]
+    BaseRevision(u64),
+    #[error("limine: the kernel has more than one {0} request")]
+    Duplicate(&'static str),
+    #[error("limine: {0}")]
+    Unsupported(String),
+    #[error("limine: {0}")]
+    Layout(String),
+}
+
+/// Whether an ELF64 image is a Limine kernel: a base-revision tag or a known request ID at an
+/// 8-byte aligned place in its loadable segments' file bytes.
+pub(crate) fn detect(image: &Image) -> Result<bool, BootError> {
+    if elf::class_of(image.head()) != Some(ElfClass::Elf64) {
+        return Ok(false);
+    }
+    let Ok(elf) = elf::parse(image) else {
+        return Ok(false);
+    };
+    for segment in &elf.segments {
+        // Segments are aligned in the file as in memory, so 8-byte alignment carries over
+        // (an odd file offset cannot hold an aligned request).
+        if segment.offset % 8 != segment.vaddr % 8 {
+            continue;
+        }
+        let skip = (8 - segment.offset % 8) % 8;
+        let len = segment.file_size.saturating_sub(skip);
+        let bytes = image.read(segment.offset + skip, len as usize, "a kernel segment")?;
+        if requests::has_limine_marks(&bytes) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Loads a Limine kernel.
+pub(crate) fn load(
+    ram: &impl GuestMemoryBackend,
+    image: &Image,
+    params: &BootParams,
+) -> Result<LoadedKernel, BootError> {
+    let elf = elf::parse(image)?;
+    if elf.class != ElfClass::Elf64 {
+        return Err(LimineError::Unsupported("a Limine kernel is an ELF64 file".into()).into());
+    }
+    let exe = executable::build(image, &elf, params.kaslr)?;
+    let found = requests::scan(&exe.bytes)?;
+    let revision = found.revision();
+    if revision > protocol::MAX_BASE_REVISION {
+        return Err(LimineError::BaseRevision(revision).into());
+    }
+    responses::answer(ram, image, params, exe, &found)
+}
+
+#[cfg(test)]
+mod tests;
