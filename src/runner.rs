@@ -24,6 +24,7 @@ use crate::snapshot::post_mortem::PostMortem;
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::clock_dilation::{self, ClockDilation};
 use crate::vmm::cpuid::{self, CpuidHide};
+use crate::vmm::held_aps::HeldAps;
 use crate::vmm::host_caps::{Capability, HostCaps};
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
@@ -195,7 +196,7 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
     caps: HostCaps,
 ) -> Result<RunEnd, RunError> {
-    let vm = Vm::new(VmOptions {
+    let mut vm = Vm::new(VmOptions {
         memory: request.memory,
         cpus: request.cpus,
         serial: request.serial.open().map_err(RunError::Output)?,
@@ -226,7 +227,15 @@ pub fn run(
     for switch in switches.iter().chain(&clock_switch) {
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
     }
+    params.kernel_path = request.name.clone();
+    params.cpus = request.cpus;
     let kernel = boot::load(&*vm.ram, &request.image, &params).map_err(bad_boot)?;
+    if let Some(plan) = &kernel.held_aps {
+        let held = HeldAps::hold(plan, vm.slots.clone()).map_err(VmError::from)?;
+        for vcpu in &mut vm.vcpus {
+            vcpu.held_aps = Some(held.clone());
+        }
+    }
     // ACPI tables tell the kernel how many CPUs there are (not for real-mode flat images,
     // which may live in the BIOS area themselves).
     if format != BootFormat::Flat {
@@ -273,10 +282,10 @@ pub fn run(
         kernel.cpu.rip,
         request.memory >> 20,
         request.cpus,
-        if request.cpus == 1 {
-            ""
-        } else {
-            "s (the others wait for INIT/SIPI)"
+        match (request.cpus, kernel.held_aps.is_some()) {
+            (1, _) => "",
+            (_, true) => "s (the others held until the kernel writes their goto_address)",
+            (_, false) => "s (the others wait for INIT/SIPI)",
         }
     );
     let gdb_on_stdio = request

@@ -121,6 +121,10 @@ impl KvmVcpu {
         self.fd.get_mp_state().map_err(named("GET_MP_STATE"))
     }
 
+    pub(crate) fn set_mp_state(&self, state: kvm_mp_state) -> Result<(), VcpuError> {
+        self.fd.set_mp_state(state).map_err(named("SET_MP_STATE"))
+    }
+
     /// Pending and injected exceptions and interrupts.
     pub(crate) fn get_vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
         self.fd.get_vcpu_events().map_err(named("GET_VCPU_EVENTS"))

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
-    KVM_MP_STATE_UNINITIALIZED,
+    kvm_mp_state, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
@@ -19,6 +19,7 @@ use crate::vmm::emulation_failure::{
     complete_fwait, complete_soft_interrupt, fetched_insn, SoftInterrupt, Unemulated, MAX_INSN_LEN,
 };
 use crate::vmm::guest_debug::{DebugConfig, DebugInfo, DebugState};
+use crate::vmm::held_aps::HeldAps;
 use crate::vmm::kick;
 use crate::vmm::kvm_vcpu::KvmVcpu;
 pub use crate::vmm::kvm_vcpu::VcpuError;
@@ -185,6 +186,9 @@ pub struct Vcpu {
     pub(crate) protection: Option<Protection>,
     /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
     pub(crate) protected_writes_applied: u64,
+    /// The VM's APs held for the Limine MP feature: this vCPU releases them when it writes
+    /// a `goto_address`, and starts when released itself.
+    pub(crate) held_aps: Option<Arc<HeldAps>>,
     /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0] as this vCPU's CPUID says): which
     /// page-table entry bits the CPU treats as reserved.
     maxphyaddr: u8,
@@ -221,6 +225,7 @@ impl Vcpu {
             ram_registered: None,
             protection: None,
             protected_writes_applied: 0,
+            held_aps: None,
             maxphyaddr: DEFAULT_MAXPHYADDR,
             sampler: ProgressSampler::default(),
             exits: 0,
@@ -293,7 +298,27 @@ impl Vcpu {
     /// Must be called on the thread that will run this vCPU, before [`Vcpu::run`].
     pub(crate) fn bind_to_current_thread(&mut self) -> kick::Kicker {
         kick::register_current_thread(self.kvm.run_page());
-        kick::Kicker::for_current_thread()
+        let kicker = kick::Kicker::for_current_thread();
+        if let Some(held) = &self.held_aps {
+            held.register(self.id, kicker);
+        }
+        kicker
+    }
+
+    /// When this vCPU is a held AP the kernel has released: enters it as the Limine protocol
+    /// says (see [`HeldAps`]). Whether it was.
+    fn start_if_released(&mut self) -> Result<bool, VcpuError> {
+        let Some(start) = self.held_aps.as_ref().and_then(|h| h.take_start(self.id)) else {
+            return Ok(false);
+        };
+        self.set_boot_state(&start.cpu)?;
+        let mut regs = self.kvm.get_regs()?;
+        regs.rdi = start.rdi;
+        self.kvm.set_regs(&regs)?;
+        self.kvm.set_mp_state(kvm_mp_state {
+            mp_state: KVM_MP_STATE_RUNNABLE,
+        })?;
+        Ok(true)
     }
 
     /// Forgets a kick that arrived after KVM_RUN returned, so the next run is not cut short.
@@ -370,6 +395,7 @@ impl Vcpu {
         if let Some(registered) = self.ram_registered.take() {
             registered.wait()?;
         }
+        self.start_if_released()?;
         let mut mode = if self.debug.catch_mode {
             Some(self.mode_key()?)
         } else {
@@ -495,6 +521,9 @@ impl Vcpu {
             let _ = self.ram.write(*phys, &[0xCC]);
         }
         drop(planted);
+        if let Some(held) = self.held_aps.as_ref().filter(|h| h.watches(addr, len)) {
+            held.poll(&self.ram);
+        }
         let touches_watch = self
             .debug
             .watched
@@ -617,6 +646,9 @@ impl Vcpu {
         }
         if self.borrowed {
             return Ok(Some(VcpuEvent::Yielded));
+        }
+        if self.start_if_released()? {
+            return Ok(None);
         }
         if self.halted_for_good()? {
             return Ok(Some(VcpuEvent::Halted));
@@ -778,6 +810,10 @@ impl Vcpu {
             }
         });
         self.in_window = false;
+        // A goto_address written inside the window never left KVM.
+        if let Some(held) = &self.held_aps {
+            held.poll(&self.ram);
+        }
         self.apply_debug(self.kvm_debug(), 0)?;
         let event = outcome??;
         self.clear_leaked_trap_flag(&start_regs)?;
