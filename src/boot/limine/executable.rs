@@ -274,3 +274,54 @@ fn relocate(exe: &mut Executable, dyn_vaddr: u64, dyn_size: u64) -> Result<(), B
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RELA (RELATIVE) and RELR (an address entry, then a bitmap) applied with a slide.
+    #[test]
+    fn rela_and_relr_relocations_add_the_slide() {
+        let slide = KERNEL_MIN_VADDR;
+        let mut exe = Executable {
+            bytes: vec![0u8; 0x1000],
+            virt_base: slide,
+            slide,
+            entry: slide,
+            segments: Vec::new(),
+        };
+        let dynamic = [
+            (DT_RELA, 0x200),
+            (DT_RELASZ, 24),
+            (DT_RELAENT, 24),
+            (DT_RELR, 0x300),
+            (DT_RELRSZ, 16),
+            (DT_NULL, 0),
+        ];
+        for (i, (tag, value)) in dynamic.iter().enumerate() {
+            exe.write_u64(0x100 + 16 * i, *tag);
+            exe.write_u64(0x108 + 16 * i, *value);
+        }
+        exe.write_u64(0x200, 0x400);
+        exe.write_u64(0x208, R_X86_64_RELATIVE);
+        exe.write_u64(0x210, 0x10);
+        exe.write_u64(0x300, 0x500);
+        exe.write_u64(0x308, 1 | 1 << 1 | 1 << 3);
+        for (at, value) in [(0x500, 5), (0x508, 6), (0x510, 7), (0x518, 8)] {
+            exe.write_u64(at, value);
+        }
+        relocate(&mut exe, 0x100, 16 * dynamic.len() as u64).unwrap();
+        assert_eq!(exe.read_u64(0x400), slide + 0x10);
+        assert_eq!(exe.read_u64(0x500), slide + 5);
+        assert_eq!(exe.read_u64(0x508), slide + 6);
+        assert_eq!(exe.read_u64(0x510), 7, "bit 2 of the bitmap is clear");
+        assert_eq!(exe.read_u64(0x518), slide + 8);
+        // An unknown relocation type is refused.
+        exe.write_u64(0x208, 37);
+        let err = relocate(&mut exe, 0x100, 16 * dynamic.len() as u64).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported relocation type 37"),
+            "{err}"
+        );
+    }
+}

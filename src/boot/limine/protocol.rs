@@ -215,7 +215,9 @@ impl RequestKind {
     }
 }
 
-/// Memory-map entry types.
+/// Memory-map entry types. gdbvisor's machine has no ACPI NVS, ACPI-reclaimable or bad
+/// memory; the HHDM rules still name them.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
 pub(crate) enum MemmapType {
@@ -236,7 +238,6 @@ pub(crate) enum MemmapType {
 pub(crate) const FIRMWARE_TYPE_X86BIOS: u64 = 0;
 /// `mode` of the paging-mode request and response.
 pub(crate) const PAGING_MODE_4LVL: u64 = 0;
-pub(crate) const PAGING_MODE_5LVL: u64 = 1;
 /// Module request flag: the kernel cannot go on without this internal module.
 pub(crate) const INTERNAL_MODULE_REQUIRED: u64 = 1;
 /// `struct limine_file`'s size (revision 0), and `media_type` generic.
@@ -245,10 +246,7 @@ pub(crate) const FILE_SIZE: u64 = 112;
 /// extra_argument.
 pub(crate) const MP_INFO_SIZE: u64 = 32;
 pub(crate) const MP_INFO_GOTO: u64 = 16;
-/// `struct limine_framebuffer` (response revision 1).
-pub(crate) const FRAMEBUFFER_SIZE: u64 = 80;
-/// Offsets in every request: id[4], revision, response.
-pub(crate) const REQUEST_REVISION: u64 = 32;
+/// Offset of `response` in every request (after id[4] and revision).
 pub(crate) const REQUEST_RESPONSE: u64 = 40;
 /// The first member after `response`.
 pub(crate) const REQUEST_EXTRA: u64 = 48;

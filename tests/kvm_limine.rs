@@ -1,0 +1,172 @@
+//! Limine-protocol kernels on real KVM: `limine-basic` (higher half) and `limine-pie`
+//! (relocated) check every response they read and exit through isa-debug-exit; with more
+//! than one vCPU they start every AP through its goto_address. Bad images end with status 2
+//! and one line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// The module the kernels check: 22 bytes, "FILE ARGS" on the command line.
+fn module() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-module.txt");
+    std::fs::write(&path, b"limine module payload\n").unwrap();
+    path
+}
+
+/// Runs `kernel` as the kernels expect it (module, command line) with `extra` flags.
+fn run_limine(kernel: &Path, extra: &[&str]) -> Run {
+    let module = format!("{} arg1 arg2", module().display());
+    let mut args = vec![
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        &module,
+        "--cmdline",
+        "limine-test cmdline",
+    ];
+    args.extend(extra);
+    run_gdbvisor(&args)
+}
+
+fn assert_all_passed(run: &Run) {
+    run.assert_status(1)
+        .assert_stdout_line("limine: all checks passed")
+        .assert_stderr_has("gdbvisor: limine kernel");
+    assert!(!run.stdout.contains("FAIL"), "{run}");
+}
+
+/// `elf` with its base-revision tag asking for `revision`, written next to the tests' files.
+fn with_base_revision(elf: &Path, revision: u64) -> PathBuf {
+    let mut bytes = std::fs::read(elf).unwrap();
+    let magic: Vec<u8> = [0xf956_2b2d_5c95_a6c8u64, 0x6a7b_3849_4453_6bdc]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let at = bytes
+        .windows(16)
+        .position(|w| w == magic)
+        .expect("a base-revision tag");
+    bytes[at + 16..at + 24].copy_from_slice(&revision.to_le_bytes());
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("limine-rev{revision}.elf"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn limine_basic_checks_every_response() {
+    if !kvm_available("limine basic") {
+        return;
+    }
+    let run = run_limine(&kernel("limine-basic"), &[]);
+    assert_all_passed(&run);
+    for line in [
+        "limine: ok base revision supported 0x3",
+        "limine: ok HHDM offset 0xffff800000000000",
+        "limine: ok kernel virtual base 0xffffffff80000000",
+        "limine: ok module bytes 0x16",
+        "limine: ok RSDP physical 0xf0000",
+        "limine: ok CS 0x28 0x28",
+        "limine: ok MP cpu_count 0x1",
+    ] {
+        run.assert_stdout_line(line);
+    }
+}
+
+/// Revisions 0 to 6 all boot, each with its own HHDM, identity map and RSDP semantics (the
+/// kernel checks the RSDP's signature through the HHDM, or its physical address at revision 3,
+/// and the identity map at revision 0).
+#[test]
+fn every_base_revision_boots() {
+    if !kvm_available("limine base revisions") {
+        return;
+    }
+    let elf = kernel("limine-basic");
+    for revision in [0, 1, 2, 4, 5, 6] {
+        let run = run_limine(&with_base_revision(&elf, revision), &[]);
+        assert_all_passed(&run);
+        run.assert_stdout_line(&format!("limine: ok base revision supported {revision:#x}"));
+        if revision == 0 {
+            run.assert_stdout_line("limine: ok identity map (base revision 0) 0x100000");
+        }
+    }
+}
+
+#[test]
+fn a_pie_kernel_is_slid_and_relocated() {
+    if !kvm_available("limine pie") {
+        return;
+    }
+    let elf = kernel("limine-pie");
+    let run = run_limine(&elf, &[]);
+    assert_all_passed(&run);
+    run.assert_stdout_line("limine: ok kernel virtual base 0xffffffff80000000");
+    // With --kaslr the slide is random: across a few runs some base differs.
+    let bases: Vec<String> = (0..3)
+        .map(|_| {
+            let run = run_limine(&elf, &["--kaslr"]);
+            assert_all_passed(&run);
+            run.stdout
+                .lines()
+                .find(|l| l.starts_with("limine: ok kernel virtual base"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        bases.iter().any(|b| !b.ends_with("0xffffffff80000000")),
+        "{bases:?}"
+    );
+}
+
+#[test]
+fn every_ap_starts_at_its_goto_address() {
+    if !kvm_available("limine smp") {
+        return;
+    }
+    for cpus in ["3", "4"] {
+        let run = run_limine(&kernel("limine-basic"), &["--cpus", cpus]);
+        assert_all_passed(&run);
+        run.assert_stderr_has("(the others held until the kernel writes their goto_address)");
+        let n: u64 = cpus.parse().unwrap();
+        run.assert_stdout_line(&format!("limine: ok every AP arrived {:#x}", n - 1));
+        for ap in 1..n {
+            run.assert_stdout_line(&format!("limine: AP {ap:#x} up, extra {:#x}", 0xa0 + ap));
+        }
+    }
+}
+
+/// Status 2 and a single line on stderr.
+fn assert_refused(run: &Run, text: &str) {
+    run.assert_status(2).assert_stderr_has(text);
+    assert_eq!(run.stderr.lines().count(), 1, "{run}");
+}
+
+#[test]
+fn bad_images_are_refused_with_one_line() {
+    let elf = kernel("limine-basic");
+    let future = with_base_revision(&elf, 7);
+    assert_refused(
+        &run_limine(&future, &[]),
+        "limine: the kernel asks for base revision 7; gdbvisor implements base revisions 0 to 6",
+    );
+    let bytes = std::fs::read(&elf).unwrap();
+    let cut = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-truncated.elf");
+    std::fs::write(&cut, &bytes[..0x1800]).unwrap();
+    assert_refused(
+        &run_limine(&cut, &["--format", "limine"]),
+        "ELF file is truncated",
+    );
+    // An ELF64 linked low is no Limine kernel.
+    assert_refused(
+        &run_gdbvisor(&[
+            "--kernel",
+            kernel("elf64").to_str().unwrap(),
+            "--format",
+            "limine",
+        ]),
+        "the Limine protocol loads kernels at or above 0xffffffff80000000",
+    );
+}
