@@ -77,7 +77,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Kernel image: Linux bzImage, PVH ELF (Linux vmlinux), multiboot1 or multiboot2 (ELF or
-    /// address tags), ELF64, or a flat binary; see --format for how it is detected.
+    /// address tags), Limine protocol (ELF64 with requests), ELF64, or a flat binary; see
+    /// --format for how it is detected.
     #[arg(short = 'k', long, value_name = "FILE", global = true)]
     pub kernel: Option<PathBuf>,
     /// Force the boot format instead of detecting it.

@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::elf::ElfError;
 use super::entry::{ApPlan, BootCpuState};
 use super::image::{Image, ImageError};
-use super::limine::LimineError;
+use super::limine::error::LimineError;
 use crate::x86::PhysMemoryError;
 
 #[derive(Debug, Error)]

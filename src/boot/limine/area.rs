@@ -6,7 +6,7 @@ use vm_memory::GuestMemoryBackend;
 
 use super::super::loader::BootError;
 use super::super::memory::GuestMemoryExt;
-use super::LimineError;
+use super::error::LimineError;
 
 pub(crate) const PAGE: u64 = 0x1000;
 

@@ -6,8 +6,8 @@
 use super::super::elf::{ElfImage, Segment, ET_DYN, PF_W, PF_X};
 use super::super::image::Image;
 use super::super::loader::BootError;
+use super::error::LimineError;
 use super::protocol::KERNEL_MIN_VADDR;
-use super::LimineError;
 
 const PAGE: u64 = 0x1000;
 /// Slides keep 2 MiB alignment, so large-page-aligned segments stay so.

@@ -6,6 +6,7 @@
 //! until the kernel writes their `goto_address` (see [`ApPlan`](super::entry::ApPlan)).
 
 mod area;
+pub(crate) mod error;
 mod executable;
 mod memmap;
 mod paging;
@@ -13,25 +14,12 @@ pub(crate) mod protocol;
 mod requests;
 mod responses;
 
-use thiserror::Error;
 use vm_memory::GuestMemoryBackend;
 
 use super::elf::{self, ElfClass};
 use super::image::Image;
 use super::loader::{BootError, BootParams, LoadedKernel};
-
-/// Why a Limine kernel cannot be booted.
-#[derive(Debug, Error)]
-pub enum LimineError {
-    #[error("limine: the kernel asks for base revision {0}; gdbvisor implements base revisions 0 to {max}", max = protocol::MAX_BASE_REVISION)]
-    BaseRevision(u64),
-    #[error("limine: the kernel has more than one {0} request")]
-    Duplicate(&'static str),
-    #[error("limine: {0}")]
-    Unsupported(String),
-    #[error("limine: {0}")]
-    Layout(String),
-}
+pub use error::LimineError;
 
 /// Whether an ELF64 image is a Limine kernel: a base-revision tag or a known request ID at an
 /// 8-byte aligned place in its loadable segments' file bytes.

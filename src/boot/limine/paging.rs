@@ -7,7 +7,7 @@ use vm_memory::GuestMemoryBackend;
 use super::super::loader::BootError;
 use super::super::memory::GuestMemoryExt;
 use super::area::{BootArea, PAGE};
-use super::LimineError;
+use super::error::LimineError;
 
 const LARGE: u64 = 2 << 20;
 const PRESENT: u64 = 1;
@@ -118,7 +118,7 @@ mod tests {
             .unwrap();
         let root = tables.root;
         let pml4e = read_u64(&ram, root + 8 * 256);
-        let pdpte = read_u64(&ram, (pml4e & ADDRESS) + 0);
+        let pdpte = read_u64(&ram, pml4e & ADDRESS);
         let pd = pdpte & ADDRESS;
         // First 2 MiB: a page table (page 0 unmapped); second: a 2 MiB page.
         let pt = read_u64(&ram, pd) & ADDRESS;

@@ -4,10 +4,10 @@
 //! a loader may honour), and finds requests by this scan even where a revision-0 kernel lists
 //! them in a `.limine_reqs` section (the scan sees the same requests).
 
+use super::error::LimineError;
 use super::protocol::{
     RequestKind, BASE_REVISION_MAGIC, COMMON_MAGIC, REQUESTS_END_MARKER, REQUESTS_START_MARKER,
 };
-use super::LimineError;
 
 /// One request found in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,12 @@ fn delimited(image: &[u8]) -> (usize, usize) {
     let aligned = (0..image.len().saturating_sub(7)).step_by(8);
     let start = aligned
         .clone()
-        .filter(|&at| matches(image, at, &REQUESTS_START_MARKER))
-        .last()
+        .rev()
+        .find(|&at| matches(image, at, &REQUESTS_START_MARKER))
         .map_or(0, |at| at + 8 * REQUESTS_START_MARKER.len());
     let end = aligned
-        .filter(|&at| at >= start && matches(image, at, &REQUESTS_END_MARKER))
-        .next()
+        .clone()
+        .find(|&at| at >= start && matches(image, at, &REQUESTS_END_MARKER))
         .unwrap_or(image.len());
     (start, end)
 }

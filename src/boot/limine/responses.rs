@@ -11,12 +11,12 @@ use super::super::image::Image;
 use super::super::loader::{BootError, BootFormat, BootParams, LoadedKernel};
 use super::super::memory::GuestMemoryExt;
 use super::area::{BootArea, PAGE};
+use super::error::LimineError;
 use super::executable::Executable;
 use super::memmap::{self, Placed};
 use super::paging::{PageTables, Rights};
 use super::protocol::{self as p, RequestKind};
 use super::requests::Found;
-use super::LimineError;
 use crate::x86::segment::DescriptorFlags;
 
 /// Where the kernel image goes in physical memory.
