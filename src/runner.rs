@@ -230,6 +230,9 @@ pub fn run(
     params.kernel_path = request.name.clone();
     params.cpus = request.cpus;
     let kernel = boot::load(&*vm.ram, &request.image, &params).map_err(bad_boot)?;
+    if kernel.format == BootFormat::Limine {
+        vm.mask_legacy_pic()?;
+    }
     if let Some(plan) = &kernel.held_aps {
         let held = HeldAps::hold(plan, vm.slots.clone()).map_err(VmError::from)?;
         for vcpu in &mut vm.vcpus {

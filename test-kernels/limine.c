@@ -106,6 +106,13 @@ static inline void outb(u16 port, u8 value)
 	__asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
 }
 
+static inline u8 inb(u16 port)
+{
+	u8 value;
+	__asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+	return value;
+}
+
 static void lock(void)
 {
 	while (__atomic_exchange_n(&serial_lock, 1, __ATOMIC_ACQUIRE))
@@ -330,6 +337,10 @@ void kmain(void)
 	__asm__ volatile("rdmsr" : "=a"(efer_lo), "=d"(efer_hi) : "c"(0xc0000080));
 	check((cr0 & 0x80010001) == 0x80010001 && (cr4 & 0x20) && (efer_lo & 0xd00) == 0xd00,
 	      "CR0.PG/WP/PE, CR4.PAE, EFER.LME/LMA/NXE", efer_lo);
+	check(inb(0x21) == 0xff && inb(0xa1) == 0xff, "8259 IRQs masked", inb(0x21));
+	u64 pat_lo, pat_hi;
+	__asm__ volatile("rdmsr" : "=a"(pat_lo), "=d"(pat_hi) : "c"(0x277));
+	check((pat_hi << 32 | pat_lo) == 0x0007010500070406ul, "PAT with WC at PAT5", pat_hi << 32 | pat_lo);
 	u16 cs;
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
 	check(cs == 0x28, "CS 0x28", cs);

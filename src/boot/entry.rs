@@ -38,6 +38,8 @@ pub(crate) struct LoaderGdt {
     pub(crate) entries: &'static [u64],
     pub(crate) code_selector: u16,
     pub(crate) data_selector: u16,
+    /// IA32_PAT at entry: the protocol fixes its layout.
+    pub(crate) pat: u64,
 }
 
 /// An application processor the VMM holds (its vCPU does not run) until the kernel writes

@@ -150,6 +150,17 @@ impl KvmVcpu {
         }
     }
 
+    /// Writes MSR `index` (KVM_SET_MSRS); false when KVM refused it.
+    pub(crate) fn set_msr(&self, index: u32, data: u64) -> Result<bool, VcpuError> {
+        let msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        }])
+        .expect("one MSR entry fits");
+        Ok(self.fd.set_msrs(&msrs).map_err(named("SET_MSRS"))? == 1)
+    }
+
     /// The PAE PDPTE registers, when KVM has KVM_GET_SREGS2 and the vCPU is in PAE paging.
     pub(crate) fn pdptrs(&self) -> Option<[u64; 4]> {
         let mut sregs2 = kvm_sregs2::default();

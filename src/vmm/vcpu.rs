@@ -35,6 +35,7 @@ use crate::x86::paging::PagedMemory;
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
 const HLT: u8 = 0xF4;
+const MSR_IA32_PAT: u32 = 0x277;
 
 /// Why a vCPU stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,6 +365,9 @@ impl Vcpu {
                 // No TSS: base and limit 0 (the protocol's state from base revision 5).
                 sregs.tr.base = 0;
                 sregs.tr.limit = 0;
+                if !self.kvm.set_msr(MSR_IA32_PAT, gdt.pat)? {
+                    log::warn!("KVM refused IA32_PAT {:#x}", gdt.pat);
+                }
             }
         }
         self.kvm.set_sregs(&sregs)?;

@@ -22,6 +22,8 @@ pub(crate) const MAX_BASE_REVISION: u64 = 6;
 pub(crate) const KERNEL_MIN_VADDR: u64 = 0xffff_ffff_8000_0000;
 /// Where the higher-half direct map starts under 4-level paging.
 pub(crate) const HHDM_OFFSET: u64 = 0xffff_8000_0000_0000;
+/// IA32_PAT as the protocol lays it out: WB, WT, UC-, UC, WP, WC, then (unspecified) UC-, UC.
+pub(crate) const PAT: u64 = 0x0007_0105_0007_0406;
 /// The stack every CPU gets unless the stack-size request asks for more.
 pub(crate) const DEFAULT_STACK_SIZE: u64 = 64 * 1024;
 

@@ -433,6 +433,7 @@ pub(crate) fn answer(
         entries: &GDT,
         code_selector: CODE_SELECTOR,
         data_selector: DATA_SELECTOR,
+        pat: p::PAT,
     });
     let cpu = BootCpuState {
         mode,
