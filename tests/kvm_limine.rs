@@ -170,3 +170,56 @@ fn bad_images_are_refused_with_one_line() {
         "the Limine protocol loads kernels at or above 0xffffffff80000000",
     );
 }
+
+/// An ELF64 with one RWX segment at `0xffffffff80000000` holding `code`.
+fn tiny_limine_elf(code: &[u8]) -> Vec<u8> {
+    let mut elf = vec![0u8; 0x1000];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4..7].copy_from_slice(&[2, 1, 1]);
+    elf[0x10..0x12].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[0x12..0x14].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+    elf[0x18..0x20].copy_from_slice(&0xffff_ffff_8000_0000u64.to_le_bytes());
+    elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    let ph = 0x40;
+    elf[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf[ph + 4..ph + 8].copy_from_slice(&7u32.to_le_bytes()); // RWX
+    elf[ph + 8..ph + 16].copy_from_slice(&0x1000u64.to_le_bytes());
+    for field in [16, 24] {
+        elf[ph + field..ph + field + 8].copy_from_slice(&0xffff_ffff_8000_0000u64.to_le_bytes());
+    }
+    for field in [32, 40] {
+        elf[ph + field..ph + field + 8].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    }
+    elf.extend_from_slice(code);
+    elf
+}
+
+/// A kernel that asks for the MP feature but never writes a goto_address, and halts: the
+/// held APs do not keep the run alive, and are named as never started.
+#[test]
+fn held_aps_never_released_do_not_keep_the_run_alive() {
+    if !kvm_available("limine held aps") {
+        return;
+    }
+    let mut code = vec![0xfa, 0xf4, 0, 0, 0, 0, 0, 0]; // cli; hlt
+    for word in [
+        0xc7b1_dd30_df4c_8b88u64, // the MP request: common magic, its ID, revision, response
+        0x0a82_e883_a194_f07b,
+        0x95a6_7b81_9a1b_857e,
+        0xa0b6_1b72_3b6a_73e0,
+        0,
+        0,
+        0,
+    ] {
+        code.extend(word.to_le_bytes());
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-halts.elf");
+    std::fs::write(&path, tiny_limine_elf(&code)).unwrap();
+    run_gdbvisor(&["--kernel", path.to_str().unwrap(), "--cpus", "3"])
+        .assert_status(0)
+        .assert_stderr_has("gdbvisor: limine kernel")
+        .assert_stderr_has("vCPU 1, 2 never started")
+        .assert_stderr_has("guest halted");
+}
