@@ -25,6 +25,8 @@ typedef long i64;
 
 #define MAGIC 0xc7b1dd30df4c8b88ul, 0x0a82e883a194f07bul
 #define REQUEST __attribute__((used, section(".limine_requests"))) static volatile
+/* A request with no member past `response`: its ID's last two words. */
+#define PLAIN_REQUEST(name, id2, id3) REQUEST struct request name = {{MAGIC, id2, id3}, 0, 0}
 
 struct request {
 	u64 id[4];
@@ -67,20 +69,20 @@ __attribute__((used, section(".limine_requests_end"))) static volatile u64 end_m
 /* The revision asked for: the loader clears [2] and writes the revision used to [1]. */
 REQUEST u64 base_revision[3] = {0xf9562b2d5c95a6c8ul, 0x6a7b384944536bdcul, 3};
 
-REQUEST struct request info_req = {{MAGIC, 0xf55038d8e2a1202ful, 0x279426fcf5f59740ul}, 0, 0};
-REQUEST struct request hhdm_req = {{MAGIC, 0x48dcf1cb8ad2b852ul, 0x63984e959a98244bul}, 0, 0};
-REQUEST struct request memmap_req = {{MAGIC, 0x67cf3d9d378a806ful, 0xe304acdfc50c3c62ul}, 0, 0};
-REQUEST struct request module_req = {{MAGIC, 0x3e7e279702be32aful, 0xca1c4f3bd1280ceeul}, 0, 0};
-REQUEST struct request rsdp_req = {{MAGIC, 0xc5e77b6b397e7b43ul, 0x27637845accdcf3cul}, 0, 0};
-REQUEST struct request address_req = {{MAGIC, 0x71ba76863cc55f63ul, 0xb2644a48c516a487ul}, 0, 0};
-REQUEST struct request file_req = {{MAGIC, 0xad97e90e83f1ed67ul, 0x31eb5d1c5ff23b69ul}, 0, 0};
-REQUEST struct request cmdline_req = {{MAGIC, 0x4b161536e598651eul, 0xb390ad4a2f1f303aul}, 0, 0};
-REQUEST struct request firmware_req = {{MAGIC, 0x8c2f75d90bef28a8ul, 0x7045a4688eac00c3ul}, 0, 0};
-REQUEST struct request paging_req = {{MAGIC, 0x95c1a0edab0944cbul, 0xa4e5cb3842f7488aul}, 0, 0};
-REQUEST struct request date_req = {{MAGIC, 0x502746e184c088aaul, 0xfbc5ec83e6327893ul}, 0, 0};
-REQUEST struct request mp_req = {{MAGIC, 0x95a67b819a1b857eul, 0xa0b61b723b6a73e0ul}, 0, 0};
+PLAIN_REQUEST(info_req, 0xf55038d8e2a1202ful, 0x279426fcf5f59740ul);
+PLAIN_REQUEST(hhdm_req, 0x48dcf1cb8ad2b852ul, 0x63984e959a98244bul);
+PLAIN_REQUEST(memmap_req, 0x67cf3d9d378a806ful, 0xe304acdfc50c3c62ul);
+PLAIN_REQUEST(module_req, 0x3e7e279702be32aful, 0xca1c4f3bd1280ceeul);
+PLAIN_REQUEST(rsdp_req, 0xc5e77b6b397e7b43ul, 0x27637845accdcf3cul);
+PLAIN_REQUEST(address_req, 0x71ba76863cc55f63ul, 0xb2644a48c516a487ul);
+PLAIN_REQUEST(file_req, 0xad97e90e83f1ed67ul, 0x31eb5d1c5ff23b69ul);
+PLAIN_REQUEST(cmdline_req, 0x4b161536e598651eul, 0xb390ad4a2f1f303aul);
+PLAIN_REQUEST(firmware_req, 0x8c2f75d90bef28a8ul, 0x7045a4688eac00c3ul);
+PLAIN_REQUEST(paging_req, 0x95c1a0edab0944cbul, 0xa4e5cb3842f7488aul);
+PLAIN_REQUEST(date_req, 0x502746e184c088aaul, 0xfbc5ec83e6327893ul);
+PLAIN_REQUEST(mp_req, 0x95a67b819a1b857eul, 0xa0b61b723b6a73e0ul);
 /* Asked for and not answered by gdbvisor: the response must stay NULL. */
-REQUEST struct request smbios_req = {{MAGIC, 0x9e9046f11e095391ul, 0xaa4a520fefbde5eeul}, 0, 0};
+PLAIN_REQUEST(smbios_req, 0x9e9046f11e095391ul, 0xaa4a520fefbde5eeul);
 REQUEST struct {
 	struct request r;
 	u64 stack_size;
