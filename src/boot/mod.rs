@@ -87,8 +87,7 @@ pub(crate) fn detect(image: &Image) -> Result<BootFormat, BootError> {
 /// What [`detect`] looks for, in order (for its error message).
 const TRIED: &str = "linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE_PHYS32_ENTRY), \
     multiboot2 (header in the first 32 KiB), limine (Limine request in an ELF64), elf64 (ELF64 \
-    header), multiboot1 (header in the \
-    first 8 KiB), flat (0x55AA at offset 510)";
+    header), multiboot1 (header in the first 8 KiB), flat (0x55AA at offset 510)";
 
 /// Loads `image` into `ram` in the given or detected format.
 pub fn load(
