@@ -194,7 +194,6 @@ void wrong_entry(void)
 
 static void ap_main(struct mp_info *self)
 {
-	__atomic_fetch_add(&aps_arrived, 1, __ATOMIC_SEQ_CST);
 	lock();
 	puts("limine: AP ");
 	put_hex(self->lapic_id);
@@ -202,6 +201,8 @@ static void ap_main(struct mp_info *self)
 	put_hex(self->extra_argument);
 	puts("\n");
 	unlock();
+	/* Counted after its line, so the BSP's last line comes after every AP's. */
+	__atomic_fetch_add(&aps_arrived, 1, __ATOMIC_SEQ_CST);
 	for (;;)
 		__asm__ volatile("cli; hlt");
 }

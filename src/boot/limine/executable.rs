@@ -100,8 +100,14 @@ fn random_offset(range: u64) -> u64 {
     (hasher.finish() % steps) * SLIDE_ALIGN
 }
 
-/// Lays out `elf`'s segments, slid as the protocol says, and relocates a PIE.
-pub(crate) fn build(image: &Image, elf: &ElfImage, kaslr: bool) -> Result<Executable, BootError> {
+/// Lays out `elf`'s segments, slid as the protocol says, and relocates a PIE; an image larger
+/// than `ram` bytes is refused before anything is read.
+pub(crate) fn build(
+    image: &Image,
+    elf: &ElfImage,
+    kaslr: bool,
+    ram: u64,
+) -> Result<Executable, BootError> {
     let pie = elf.kind == ET_DYN;
     let low = elf.segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !(PAGE - 1);
     let too_high = || LimineError::Layout("a segment ends past 2^64".into());
@@ -113,6 +119,12 @@ pub(crate) fn build(image: &Image, elf: &ElfImage, kaslr: bool) -> Result<Execut
         .and_then(|end| end.checked_next_multiple_of(PAGE))
         .ok_or_else(too_high)?;
     let span = high - low;
+    if span > ram {
+        return Err(LimineError::Layout(format!(
+            "the kernel's segments span {span:#x} bytes, more than the {ram:#x} bytes of RAM they go into: try a larger --memory"
+        ))
+        .into());
+    }
     let mut slide = 0u64;
     if low < KERNEL_MIN_VADDR {
         if !pie {

@@ -87,6 +87,14 @@ pub(crate) fn build(ram: &[(u64, u64)], placed: &Placed, revision: u64) -> Vec<E
         len,
         kind: MemmapType::BootloaderReclaimable,
     });
+    // The framebuffer's memory is a RAM range of its own: listed as the framebuffer.
+    if let Some((base, len)) = placed.framebuffer {
+        taken.push(Entry {
+            base,
+            len,
+            kind: MemmapType::Framebuffer,
+        });
+    }
     let mut map: Vec<Entry> = Vec::new();
     for &(start, size) in ram {
         let mut cursor = start.next_multiple_of(PAGE);
@@ -122,13 +130,6 @@ pub(crate) fn build(ram: &[(u64, u64)], placed: &Placed, revision: u64) -> Vec<E
             .filter(|t| t.base != 0xA_0000)
             .filter(|t| ram.iter().any(|&(s, l)| t.base >= s && t.end() <= s + l)),
     );
-    if let Some((base, len)) = placed.framebuffer {
-        map.push(Entry {
-            base,
-            len,
-            kind: MemmapType::Framebuffer,
-        });
-    }
     map.sort_by_key(|e| e.base);
     map
 }
@@ -239,5 +240,19 @@ mod tests {
             .any(|r| r.0 <= 0xF_0000 && 0xF_0000 < r.1));
         assert_eq!(identity_ranges(&map, 0), [(0x1000, 1 << 32)]);
         assert!(identity_ranges(&map, 1).is_empty());
+    }
+
+    #[test]
+    fn a_framebuffer_range_is_listed_as_the_framebuffer_and_mapped() {
+        let fb = (0xFD00_0000, 3 << 20);
+        let placed = Placed {
+            framebuffer: Some(fb),
+            ..placed()
+        };
+        let map = build(&[(0, 8 << 20), fb], &placed, 3);
+        let entry = map.iter().find(|e| e.base == fb.0).unwrap();
+        assert_eq!((entry.len, entry.kind), (fb.1, MemmapType::Framebuffer));
+        assert_eq!(map.iter().filter(|e| e.base >= fb.0).count(), 1, "{map:?}");
+        assert!(hhdm_ranges(&map, 3).contains(&(fb.0, fb.0 + fb.1)));
     }
 }

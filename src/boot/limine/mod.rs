@@ -16,13 +16,23 @@ mod responses;
 
 use vm_memory::GuestMemoryBackend;
 
+use super::memory::GuestMemoryExt;
+
 use super::elf::{self, ElfClass};
 use super::image::Image;
 use super::loader::{BootError, BootParams, LoadedKernel};
 pub use error::LimineError;
 
+/// How much of an ELF64's segment bytes detection reads at most: requests live in data, so
+/// writable segments are read first, and a huge image (a segment larger than RAM, say) is not
+/// read whole only to find it is something else.
+const DETECT_BUDGET: u64 = 32 << 20;
+/// Detection reads this much at a time; chunks overlap by a request's ID, 8-byte aligned.
+const DETECT_CHUNK: u64 = 1 << 20;
+const DETECT_OVERLAP: u64 = 32;
+
 /// Whether an ELF64 image is a Limine kernel: a base-revision tag or a known request ID at an
-/// 8-byte aligned place in its loadable segments' file bytes.
+/// 8-byte aligned place in its loadable segments' file bytes (see [`DETECT_BUDGET`]).
 pub(crate) fn detect(image: &Image) -> Result<bool, BootError> {
     if elf::class_of(image.head()) != Some(ElfClass::Elf64) {
         return Ok(false);
@@ -30,17 +40,32 @@ pub(crate) fn detect(image: &Image) -> Result<bool, BootError> {
     let Ok(elf) = elf::parse(image) else {
         return Ok(false);
     };
-    for segment in &elf.segments {
+    let mut segments = elf.segments.clone();
+    segments.sort_by_key(|s| s.flags & elf::PF_W == 0);
+    let mut budget = DETECT_BUDGET;
+    for segment in &segments {
         // Segments are aligned in the file as in memory, so 8-byte alignment carries over
         // (an odd file offset cannot hold an aligned request).
         if segment.offset % 8 != segment.vaddr % 8 {
             continue;
         }
         let skip = (8 - segment.offset % 8) % 8;
-        let len = segment.file_size.saturating_sub(skip);
-        let bytes = image.read(segment.offset + skip, len as usize, "a kernel segment")?;
-        if requests::has_limine_marks(&bytes) {
-            return Ok(true);
+        let len = segment.file_size.saturating_sub(skip).min(budget);
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(DETECT_CHUNK);
+            let bytes = image.read(segment.offset + skip + at, n as usize, "a kernel segment")?;
+            if requests::has_limine_marks(&bytes) {
+                return Ok(true);
+            }
+            if at + n >= len {
+                break;
+            }
+            at += n - DETECT_OVERLAP;
+        }
+        budget -= len;
+        if budget == 0 {
+            break;
         }
     }
     Ok(false)
@@ -56,7 +81,7 @@ pub(crate) fn load(
     if elf.class != ElfClass::Elf64 {
         return Err(LimineError::Unsupported("a Limine kernel is an ELF64 file".into()).into());
     }
-    let exe = executable::build(image, &elf, params.kaslr)?;
+    let exe = executable::build(image, &elf, params.kaslr, ram.low_end())?;
     let found = requests::scan(&exe.bytes)?;
     let revision = found.revision();
     if revision > protocol::MAX_BASE_REVISION {

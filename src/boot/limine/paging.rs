@@ -12,7 +12,11 @@ use super::error::LimineError;
 const LARGE: u64 = 2 << 20;
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
 const HUGE: u64 = 1 << 7;
+/// The PAT bit of a 4 KiB page's entry, and of a 2 MiB page's.
+const PAT_SMALL: u64 = 1 << 7;
+const PAT_LARGE: u64 = 1 << 12;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 
@@ -21,16 +25,27 @@ const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 pub(crate) struct Rights {
     pub(crate) writable: bool,
     pub(crate) executable: bool,
+    /// Write-combining: PAT entry 5 (PAT and PWT set), as the protocol maps framebuffers.
+    pub(crate) write_combining: bool,
 }
 
 impl Rights {
     pub(crate) const ALL: Rights = Rights {
         writable: true,
         executable: true,
+        write_combining: false,
     };
 
-    fn bits(self) -> u64 {
+    /// The entry's bits for a 4 KiB page, or a 2 MiB one (`large`).
+    fn bits(self, large: bool) -> u64 {
+        let pat = match (self.write_combining, large) {
+            (false, _) => 0,
+            (true, false) => PAT_SMALL | WRITE_THROUGH,
+            (true, true) => PAT_LARGE | WRITE_THROUGH | HUGE,
+        };
         PRESENT
+            | pat
+            | if large { HUGE } else { 0 }
             | if self.writable { WRITABLE } else { 0 }
             | if self.executable { 0 } else { NO_EXECUTE }
     }
@@ -90,12 +105,13 @@ impl<'a, M: GuestMemoryBackend> PageTables<'a, M> {
             let large = v % LARGE == 0 && p % LARGE == 0 && len - done >= LARGE;
             if large && self.read(pd + 8 * index(1))? & PRESENT == 0 {
                 self.ram
-                    .write_u64(pd + 8 * index(1), p | rights.bits() | HUGE)?;
+                    .write_u64(pd + 8 * index(1), p | rights.bits(true))?;
                 done += LARGE;
                 continue;
             }
             let pt = self.next_table(pd + 8 * index(1))?;
-            self.ram.write_u64(pt + 8 * index(0), p | rights.bits())?;
+            self.ram
+                .write_u64(pt + 8 * index(0), p | rights.bits(false))?;
             done += PAGE;
         }
         Ok(())
@@ -131,6 +147,7 @@ mod tests {
         let code = Rights {
             writable: false,
             executable: true,
+            write_combining: false,
         };
         tables
             .map(0xffff_ffff_8000_0000, 0x20_0000, PAGE, code)
@@ -138,6 +155,7 @@ mod tests {
         let data = Rights {
             writable: true,
             executable: false,
+            write_combining: false,
         };
         tables
             .map(0xffff_ffff_8000_1000, 0x20_1000, PAGE, data)

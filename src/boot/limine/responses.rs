@@ -185,6 +185,34 @@ fn plan(
     })
 }
 
+/// Maps physical `ranges` (start, end) at `offset` + their address, the part that is the
+/// `framebuffer` (start, length) write-combining as the protocol says.
+fn map_direct<M: GuestMemoryBackend>(
+    tables: &mut PageTables<'_, M>,
+    offset: u64,
+    ranges: &[(u64, u64)],
+    framebuffer: Option<(u64, u64)>,
+) -> Result<(), BootError> {
+    let (fb_start, fb_end) = framebuffer.map_or((0, 0), |(base, len)| (base, base + len));
+    for &(start, end) in ranges {
+        let pieces = [
+            (start, end.min(fb_start), false),
+            (start.max(fb_start), end.min(fb_end), true),
+            (start.max(fb_end), end, false),
+        ];
+        for (from, to, write_combining) in pieces {
+            if to > from {
+                let rights = Rights {
+                    write_combining,
+                    ..Rights::ALL
+                };
+                tables.map(offset.wrapping_add(from), from, to - from, rights)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes `struct limine_file` for a file at `phys` of `size` bytes; its address.
 fn write_file(
     ram: &impl GuestMemoryBackend,
@@ -213,13 +241,15 @@ pub(crate) fn answer(
 ) -> Result<LoadedKernel, BootError> {
     check_requirements(&exe, found)?;
     let revision = found.revision();
+    // The framebuffer (start, length), once the VM has one.
+    let framebuffer: Option<(u64, u64)> = None;
     let layout = plan(ram, image, params, &exe, found)?;
     let map = memmap::build(
         &ram.ram_ranges(),
         &Placed {
             executable_and_modules: (KERNEL_PHYS, layout.area_start - KERNEL_PHYS),
             boot_area: (layout.area_start, layout.area_len),
-            framebuffer: None,
+            framebuffer,
         },
         revision,
     );
@@ -237,17 +267,24 @@ pub(crate) fn answer(
     let mp_info = area.alloc(ram, layout.mp_pages * PAGE, PAGE)?;
 
     let mut tables = PageTables::new(ram, &mut area)?;
-    for (start, end) in memmap::hhdm_ranges(&map, revision) {
-        tables.map(hhdm(start), start, end - start, Rights::ALL)?;
-    }
-    for (start, end) in memmap::identity_ranges(&map, revision) {
-        tables.map(start, start, end - start, Rights::ALL)?;
-    }
+    map_direct(
+        &mut tables,
+        p::HHDM_OFFSET,
+        &memmap::hhdm_ranges(&map, revision),
+        framebuffer,
+    )?;
+    map_direct(
+        &mut tables,
+        0,
+        &memmap::identity_ranges(&map, revision),
+        framebuffer,
+    )?;
     for (page, (writable, executable)) in exe.page_rights() {
         let phys = KERNEL_PHYS + (page - exe.virt_base);
         let rights = Rights {
             writable,
             executable,
+            write_combining: false,
         };
         tables.map(page, phys, PAGE, rights)?;
     }

@@ -188,3 +188,18 @@ fn what_gdbvisor_cannot_give_is_refused() {
     let future = boot::load(&ram, &Image::from(kernel(7, &[])), &params()).unwrap_err();
     assert!(future.to_string().contains("base revision 7"));
 }
+
+#[test]
+fn a_kernel_larger_than_ram_is_refused_before_it_is_read() {
+    let ram = plain_ram(64 << 20);
+    let mut image = kernel(3, &[]);
+    // p_memsz of the one segment: 1 GiB of bss.
+    image[0x40 + 40..0x40 + 48].copy_from_slice(&(1u64 << 30).to_le_bytes());
+    let err = boot::load(&ram, &Image::from(image), &params())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("span 0x40000000 bytes, more than the"),
+        "{err}"
+    );
+}
