@@ -9,6 +9,7 @@ use thiserror::Error;
 use super::elf::ElfError;
 use super::entry::BootCpuState;
 use super::image::{Image, ImageError};
+use crate::devices::framebuffer::Framebuffer;
 use crate::x86::PhysMemoryError;
 
 #[derive(Debug, Error)]
@@ -85,6 +86,9 @@ pub struct BootParams {
     pub modules: Vec<Module>,
     /// Where a flat binary is loaded (0 = the default, 0x7c00).
     pub load_addr: u64,
+    /// The framebuffer in guest memory, which the boot information describes (multiboot1 and
+    /// 2, and the ELF64 boot's multiboot1 information); see [`super::video_request`].
+    pub framebuffer: Option<Framebuffer>,
 }
 
 /// A kernel in guest memory, ready to run.

@@ -10,6 +10,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::debug_exit::{self, DebugExit};
 use crate::devices::debugcon::{self, Debugcon};
+use crate::devices::framebuffer::Framebuffer;
 use crate::devices::i8042::{self, I8042};
 use crate::devices::pci::{self, PciConfig};
 use crate::devices::rtc::{self, Rtc};
@@ -106,6 +107,14 @@ impl Vm {
 
     /// Creates the VM, its RAM, devices and vCPUs (not yet running).
     pub fn new(options: VmOptions) -> Result<Vm, VmError> {
+        Self::with_framebuffer(options, None)
+    }
+
+    /// [`Vm::new`], with `framebuffer`'s memory as one more memory slot.
+    pub fn with_framebuffer(
+        options: VmOptions,
+        framebuffer: Option<Framebuffer>,
+    ) -> Result<Vm, VmError> {
         let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
         for (cap, name) in [
             (Cap::Irqchip, "the in-kernel irqchip"),
@@ -124,7 +133,7 @@ impl Vm {
                 max,
             });
         }
-        let ram = Arc::new(GuestRam::new(options.memory)?);
+        let ram = Arc::new(GuestRam::with_framebuffer(options.memory, framebuffer)?);
         let fd = kvm.create_vm().map_err(|e| VmError::Kvm("CREATE_VM", e))?;
         fd.set_tss_address(TSS_ADDRESS)
             .map_err(|e| VmError::Kvm("SET_TSS_ADDR", e))?;
