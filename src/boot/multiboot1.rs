@@ -610,7 +610,7 @@ mod tests {
         assert_eq!(read_u32(&ram, info + 104), 600);
         assert_eq!(&fields[20..28], &[32, 1, 16, 8, 8, 8, 0, 8]);
         let map = memory_map(&ram, Some(&framebuffer));
-        assert_eq!(map.last(), Some(&(0xFD00_0000, 800 * 600 * 4, 2)));
+        assert_eq!(map.last(), Some(&(0xFD00_0000, framebuffer.len(), 2)));
         assert!(!memory_map(&ram, None).iter().any(|e| e.0 == 0xFD00_0000 && e.2 == 2));
         let plain = write_info(&ram, &BootParams::default(), 0x10_0000).unwrap();
         assert_eq!(read_u32(&ram, plain) & (1 << 12), 0);
