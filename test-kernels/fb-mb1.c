@@ -11,7 +11,11 @@
 
 static const char NAME[] = "fb-mb1";
 
-/* The multiboot1 information structure up to the framebuffer's colour fields. */
+/*
+ * The multiboot1 information structure up to the framebuffer's colour fields, declared as
+ * GRUB's multiboot.h declares it: not packed, so the colour union (which holds a 32-bit palette
+ * address) is 4-byte aligned and starts at offset 112, where GRUB writes it.
+ */
 struct mb1_info {
 	u32 flags, mem_lower, mem_upper, boot_device, cmdline, mods_count, mods_addr;
 	u32 syms[4];
@@ -22,8 +26,14 @@ struct mb1_info {
 	u64 framebuffer_addr;
 	u32 framebuffer_pitch, framebuffer_width, framebuffer_height;
 	u8 framebuffer_bpp, framebuffer_type;
-	u8 colour_info[6];
-} __attribute__((packed));
+	union {
+		struct {
+			u32 palette_addr;
+			u16 palette_num_colours;
+		} indexed;
+		u8 rgb[6];
+	} colour;
+};
 
 struct mb1_mmap_entry {
 	u32 size;
@@ -65,12 +75,12 @@ void kernel_main(u32 magic, u32 info_addr)
 	fb.height = info->framebuffer_height;
 	fb.bpp = info->framebuffer_bpp;
 	fb.type = info->framebuffer_type;
-	fb.red_pos = info->colour_info[0];
-	fb.red_size = info->colour_info[1];
-	fb.green_pos = info->colour_info[2];
-	fb.green_size = info->colour_info[3];
-	fb.blue_pos = info->colour_info[4];
-	fb.blue_size = info->colour_info[5];
+	fb.red_pos = info->colour.rgb[0];
+	fb.red_size = info->colour.rgb[1];
+	fb.green_pos = info->colour.rgb[2];
+	fb.green_size = info->colour.rgb[3];
+	fb.blue_pos = info->colour.rgb[4];
+	fb.blue_size = info->colour.rgb[5];
 	fb_report(NAME, &fb);
 	found = mmap_type_at(info, fb.addr, &type);
 	fb_report_mmap(NAME, found, type);
@@ -78,3 +88,6 @@ void kernel_main(u32 magic, u32 info_addr)
 	serial_puts("fb-mb1: drawn\n");
 	done(NAME);
 }
+
+_Static_assert(__builtin_offsetof(struct mb1_info, framebuffer_addr) == 88, "GRUB's layout");
+_Static_assert(__builtin_offsetof(struct mb1_info, colour) == 112, "GRUB's layout");

@@ -254,8 +254,8 @@ pub(crate) fn write_info(
     params: &BootParams,
     kernel_end: u64,
 ) -> Result<u64, BootError> {
-    // Up to the framebuffer's colour information, which ends at 116.
-    const INFO_SIZE: u64 = 116;
+    // Up to the framebuffer's colour information (GRUB's layout, see `framebuffer_info`).
+    const INFO_SIZE: u64 = 120;
     const MEM: u32 = 1 << 0;
     const CMDLINE: u32 = 1 << 2;
     const MODS: u32 = 1 << 3;
@@ -307,26 +307,31 @@ pub(crate) fn write_info(
     let mut bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
     if let Some(framebuffer) = &params.framebuffer {
         flags |= FRAMEBUFFER_INFO;
-        bytes[88..116].copy_from_slice(&framebuffer_info(framebuffer, 0));
+        bytes[88..118].copy_from_slice(&framebuffer_info(framebuffer));
     }
     bytes[..4].copy_from_slice(&flags.to_le_bytes());
     ram.write_at(INFO_ADDR, &bytes)?;
     Ok(INFO_ADDR)
 }
 
-/// The framebuffer fields as both multiboot versions lay them out: address, pitch, width,
-/// height, bpp, type, then `reserved` zero bytes, then the red, green and blue field positions
-/// and mask sizes. Multiboot1 (info offsets 88-115) has no reserved bytes; multiboot2's tag 8
-/// (after its type and size) has 2, in GRUB's layout, which kernels follow.
-pub(crate) fn framebuffer_info(framebuffer: &Framebuffer, reserved: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(28 + reserved);
-    out.extend(framebuffer.addr().to_le_bytes());
-    out.extend(framebuffer.pitch().to_le_bytes());
-    out.extend(framebuffer.width().to_le_bytes());
-    out.extend(framebuffer.height().to_le_bytes());
-    out.extend([BITS_PER_PIXEL, FRAMEBUFFER_TYPE_RGB]);
-    out.resize(out.len() + reserved, 0);
-    out.extend(RGB_FIELDS.iter().flat_map(|&(position, size)| [position, size]));
+/// The framebuffer fields as GRUB writes them in both multiboot versions, and as kernels read
+/// them through GRUB's `multiboot.h`/`multiboot2.h`: address, pitch, width, height, bpp, type,
+/// 2 bytes of padding, then the red, green and blue field positions and mask sizes. The
+/// padding is GRUB's: its multiboot1 structure aligns the colour union (which holds a 32-bit
+/// palette address) to 4 bytes, so the colour fields start at info offset 112, not the 110 of
+/// the 0.6.96 specification's table; its multiboot2 tag 8 has a 16-bit reserved field there.
+pub(crate) fn framebuffer_info(framebuffer: &Framebuffer) -> [u8; 30] {
+    let mut out = [0u8; 30];
+    out[..8].copy_from_slice(&framebuffer.addr().to_le_bytes());
+    out[8..12].copy_from_slice(&framebuffer.pitch().to_le_bytes());
+    out[12..16].copy_from_slice(&framebuffer.width().to_le_bytes());
+    out[16..20].copy_from_slice(&framebuffer.height().to_le_bytes());
+    out[20] = BITS_PER_PIXEL;
+    out[21] = FRAMEBUFFER_TYPE_RGB;
+    for (i, &(position, size)) in RGB_FIELDS.iter().enumerate() {
+        out[24 + 2 * i] = position;
+        out[25 + 2 * i] = size;
+    }
     out
 }
 
@@ -602,13 +607,14 @@ mod tests {
         };
         let info = write_info(&ram, &params, 0x10_0000).unwrap();
         assert_eq!(read_u32(&ram, info) & (1 << 12), 1 << 12);
-        let mut fields = [0u8; 28];
+        let mut fields = [0u8; 30];
         ram.read_at(info + 88, &mut fields).unwrap();
         assert_eq!(u64::from_le_bytes(fields[..8].try_into().unwrap()), 0xFD00_0000);
         assert_eq!(read_u32(&ram, info + 96), 3200, "pitch");
         assert_eq!(read_u32(&ram, info + 100), 800);
         assert_eq!(read_u32(&ram, info + 104), 600);
-        assert_eq!(&fields[20..28], &[32, 1, 16, 8, 8, 8, 0, 8]);
+        // bpp, type, GRUB's padding, colour fields at offset 112.
+        assert_eq!(&fields[20..30], &[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
         let map = memory_map(&ram, Some(&framebuffer));
         assert_eq!(map.last(), Some(&(0xFD00_0000, framebuffer.len(), 2)));
         assert!(!memory_map(&ram, None).iter().any(|e| e.0 == 0xFD00_0000 && e.2 == 2));

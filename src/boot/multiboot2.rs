@@ -307,7 +307,7 @@ pub(crate) fn write_info(
     tag(&mut info, INFO_TAG_MMAP, &mmap);
     if let Some(framebuffer) = &params.framebuffer {
         // 38 bytes with its type and size, as GRUB writes it for direct RGB.
-        let body = multiboot1::framebuffer_info(framebuffer, 2);
+        let body = multiboot1::framebuffer_info(framebuffer);
         tag(&mut info, INFO_TAG_FRAMEBUFFER, &body);
     }
     let starts = multiboot1::place_modules(ram, modules, kernel_end)?;
