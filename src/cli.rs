@@ -179,7 +179,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "WxH", value_parser = Framebuffer::parse, conflicts_with = "snapshot", global = true)]
     pub framebuffer: Option<Framebuffer>,
     /// When the run ends, whatever ended it, write the framebuffer to FILE as a PNG.
-    #[arg(long, value_name = "FILE.png", conflicts_with = "snapshot", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE.png",
+        conflicts_with = "snapshot",
+        global = true
+    )]
     pub screenshot: Option<PathBuf>,
 }
 

@@ -354,7 +354,11 @@ pub(crate) fn memory_map(
         }
         let start_above_1m = start.max(0x10_0000);
         if start + len > start_above_1m {
-            map.push((start_above_1m, start + len - start_above_1m, MEMORY_AVAILABLE));
+            map.push((
+                start_above_1m,
+                start + len - start_above_1m,
+                MEMORY_AVAILABLE,
+            ));
         }
     }
     map
@@ -492,7 +496,9 @@ mod tests {
         let ram = plain_ram(4 << 20);
         ram.write_at(0x10_1000, &[0xaa; 4]).unwrap();
         let found = find_header(&image).unwrap().unwrap();
-        let cpu = load(&ram, &image.into(), &found, &BootParams::default()).unwrap().cpu;
+        let cpu = load(&ram, &image.into(), &found, &BootParams::default())
+            .unwrap()
+            .cpu;
         assert_eq!(cpu.rip, 0x10_0020);
         assert_eq!(read_u32(&ram, 0x10_0000), HEADER_MAGIC);
         assert_eq!(read_u32(&ram, 0x10_1000), 0, "bss cleared");
@@ -599,8 +605,8 @@ mod tests {
     #[test]
     fn info_describes_the_framebuffer_and_reserves_it() {
         let framebuffer = Framebuffer::new(800, 600).unwrap();
-        let ram = crate::vmm::memory::GuestRam::with_framebuffer(16 << 20, Some(framebuffer))
-            .unwrap();
+        let ram =
+            crate::vmm::memory::GuestRam::with_framebuffer(16 << 20, Some(framebuffer)).unwrap();
         let params = BootParams {
             framebuffer: Some(framebuffer),
             ..Default::default()
@@ -609,7 +615,10 @@ mod tests {
         assert_eq!(read_u32(&ram, info) & (1 << 12), 1 << 12);
         let mut fields = [0u8; 30];
         ram.read_at(info + 88, &mut fields).unwrap();
-        assert_eq!(u64::from_le_bytes(fields[..8].try_into().unwrap()), 0xFD00_0000);
+        assert_eq!(
+            u64::from_le_bytes(fields[..8].try_into().unwrap()),
+            0xFD00_0000
+        );
         assert_eq!(read_u32(&ram, info + 96), 3200, "pitch");
         assert_eq!(read_u32(&ram, info + 100), 800);
         assert_eq!(read_u32(&ram, info + 104), 600);
@@ -617,7 +626,9 @@ mod tests {
         assert_eq!(&fields[20..30], &[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
         let map = memory_map(&ram, Some(&framebuffer));
         assert_eq!(map.last(), Some(&(0xFD00_0000, framebuffer.len(), 2)));
-        assert!(!memory_map(&ram, None).iter().any(|e| e.0 == 0xFD00_0000 && e.2 == 2));
+        assert!(!memory_map(&ram, None)
+            .iter()
+            .any(|e| e.0 == 0xFD00_0000 && e.2 == 2));
         let plain = write_info(&ram, &BootParams::default(), 0x10_0000).unwrap();
         assert_eq!(read_u32(&ram, plain) & (1 << 12), 0);
     }

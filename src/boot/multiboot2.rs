@@ -497,7 +497,10 @@ pub(crate) mod tests {
         let optional_info = found(&[(HEADER_TAG_INFO_REQUEST, 1, &[INFO_TAG_FRAMEBUFFER])]);
         assert_eq!(optional_info.framebuffer, None);
         let short = header(&[(HEADER_TAG_FRAMEBUFFER, 0, &[800, 600])]);
-        assert!(find_header(&short).unwrap_err().to_string().contains("too short"));
+        assert!(find_header(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
     }
 
     #[test]
@@ -523,9 +526,15 @@ pub(crate) mod tests {
         assert_eq!(read_u32(&ram, fb + 4), 38, "size");
         let mut body = [0u8; 30];
         ram.read_at(fb + 8, &mut body).unwrap();
-        assert_eq!(u64::from_le_bytes(body[..8].try_into().unwrap()), 0xFD00_0000);
+        assert_eq!(
+            u64::from_le_bytes(body[..8].try_into().unwrap()),
+            0xFD00_0000
+        );
         assert_eq!(read_u32(&ram, fb + 16), 3200, "pitch");
-        assert_eq!((read_u32(&ram, fb + 20), read_u32(&ram, fb + 24)), (800, 600));
+        assert_eq!(
+            (read_u32(&ram, fb + 20), read_u32(&ram, fb + 24)),
+            (800, 600)
+        );
         assert_eq!(&body[20..30], &[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
         let mmap = mmap_tag.expect("tag 6");
         let entries = (read_u32(&ram, mmap + 4) - 16) / 24;
@@ -542,7 +551,9 @@ pub(crate) mod tests {
         image.extend([0x90; 16]);
         let found = find_header(&image).unwrap().unwrap();
         let ram = plain_ram(4 << 20);
-        let cpu = load(&ram, &image.into(), &found, &BootParams::default()).unwrap().cpu;
+        let cpu = load(&ram, &image.into(), &found, &BootParams::default())
+            .unwrap()
+            .cpu;
         assert_eq!(cpu.rip, 0x100000);
     }
 }

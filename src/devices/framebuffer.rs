@@ -73,9 +73,7 @@ impl Framebuffer {
     /// Parses `--framebuffer WIDTHxHEIGHT`.
     pub fn parse(text: &str) -> Result<Self, FramebufferError> {
         let syntax = || FramebufferError::Syntax(text.to_string());
-        let (width, height) = text
-            .split_once(['x', 'X'])
-            .ok_or_else(syntax)?;
+        let (width, height) = text.split_once(['x', 'X']).ok_or_else(syntax)?;
         let side = |s: &str| s.trim().parse::<u32>().map_err(|_| syntax());
         Self::new(side(width)?, side(height)?)
     }

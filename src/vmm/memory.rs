@@ -51,7 +51,10 @@ impl GuestRam {
     }
 
     /// `size` bytes of RAM as [`GuestRam::new`], plus `framebuffer`'s memory at its address.
-    pub fn with_framebuffer(size: u64, framebuffer: Option<Framebuffer>) -> Result<Self, MemoryError> {
+    pub fn with_framebuffer(
+        size: u64,
+        framebuffer: Option<Framebuffer>,
+    ) -> Result<Self, MemoryError> {
         let Some(framebuffer) = framebuffer else {
             return Self::new(size);
         };

@@ -56,7 +56,8 @@ pub(crate) fn take(ram: &GuestRam, path: &Path) -> Result<String, ScreenshotErro
 fn read_rgb(mem: &dyn PhysMemory, framebuffer: &Framebuffer) -> Result<Vec<u8>, PhysMemoryError> {
     let pitch = framebuffer.pitch() as usize;
     let mut row = vec![0u8; pitch];
-    let mut rgb = Vec::with_capacity(framebuffer.width() as usize * 3 * framebuffer.height() as usize);
+    let mut rgb =
+        Vec::with_capacity(framebuffer.width() as usize * 3 * framebuffer.height() as usize);
     for y in 0..u64::from(framebuffer.height()) {
         mem.read_phys(framebuffer.addr() + y * pitch as u64, &mut row)?;
         for pixel in row.chunks_exact(4) {
