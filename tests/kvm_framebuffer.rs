@@ -93,7 +93,7 @@ fn a_wrong_picture_is_told_apart() {
 #[test]
 fn bad_framebuffer_sizes_are_refused_with_status_2() {
     for (size, says) in [
-        ("800", "expected WIDTHxHEIGHT"),
+        ("800", "\"800\" is not WIDTHxHEIGHT"),
         ("0x600", "each side must be 1 to 4096"),
         ("4096x4096", "at most 28 MiB"),
     ] {

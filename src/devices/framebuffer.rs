@@ -27,7 +27,7 @@ pub const RGB_FIELDS: [(u8, u8); 3] = [(16, 8), (8, 8), (0, 8)];
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FramebufferError {
     /// `--framebuffer` text that is not `WIDTHxHEIGHT`.
-    #[error("--framebuffer {0:?}: expected WIDTHxHEIGHT in pixels, e.g. 1024x768")]
+    #[error("{0:?} is not WIDTHxHEIGHT: expected a size in pixels, e.g. 1024x768")]
     Syntax(String),
     /// A size outside what fits.
     #[error("framebuffer {width}x{height}: each side must be 1 to {MAX_SIDE} pixels, and the whole at most {} MiB (the MMIO hole from {FRAMEBUFFER_ADDR:#x} to the IOAPIC at {HOLE_END:#x}), e.g. 4096x1792", (HOLE_END - FRAMEBUFFER_ADDR) >> 20)]

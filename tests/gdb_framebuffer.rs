@@ -1,0 +1,78 @@
+//! The framebuffer under gdb: `monitor screenshot` at a breakpoint halfway through fb-mb1's
+//! drawing shows exactly the half drawn, and gdb reads the framebuffer's memory like RAM.
+
+mod common;
+
+use common::framebuffer::{assert_same, pattern, read_png};
+use common::gdb::*;
+
+/// gdb on `name` held at its entry, `setup`, then the `monitor` commands after markers; kill.
+fn run_with_monitors(name: &str, setup: &[&str], monitors: &[&str]) -> GdbRun {
+    let mut commands = vec![stdio_target(&kernel(name), "")];
+    commands.extend(setup.iter().map(|c| c.to_string()));
+    commands.extend(monitors.iter().map(|m| marked(m)));
+    commands.push("echo ==end\\n".into());
+    commands.push("kill".into());
+    gdb(Some(&elf(name)), &commands)
+}
+
+#[test]
+fn screenshot_at_a_breakpoint_shows_the_half_drawn() {
+    if !common::kvm_available("monitor screenshot") {
+        return;
+    }
+    let png = temp_path("half.png");
+    let screenshot = format!("screenshot {}", png.display());
+    // draw_rect: the bars and the gradient are drawn, the rectangle and the tile not yet.
+    let run = run_with_monitors(
+        "fb-mb1",
+        &[
+            "break draw_rect",
+            "continue",
+            "echo ==x\\n",
+            "x/4xw 0xfd000000",
+            "x/2xw 0xfd000000 + 767 * 4096",
+        ],
+        &[&screenshot],
+    );
+    run.assert_ok();
+    assert_section(
+        &run,
+        &screenshot,
+        &[&format!("wrote {}: 1024x768", png.display())],
+    );
+    // The top-left pixels are the white bar's; the bottom row has the gradient's last colour
+    // (t = 191 * 256 / 192 = 254: red 0xfe, green 0x40, blue 0x01).
+    let examined = run.after_marker("==x");
+    assert!(
+        examined.contains("0xfd000000:\t0x00ffffff\t0x00ffffff\t0x00ffffff\t0x00ffffff"),
+        "{run}"
+    );
+    assert!(
+        examined.contains("0xfd2ff000:\t0x00fe4001\t0x00fe4001"),
+        "{run}"
+    );
+    assert_same(&read_png(&png), &pattern(1024, 768, 2), "at draw_rect");
+}
+
+#[test]
+fn screenshot_without_a_framebuffer_points_at_vga() {
+    if !common::kvm_available("monitor screenshot without framebuffer") {
+        return;
+    }
+    let png = temp_path("none.png");
+    let screenshot = format!("screenshot {}", png.display());
+    let run = run_with_monitors("mb2-long", &[], &[&screenshot, "screenshot"]);
+    run.assert_ok();
+    assert_section(
+        &run,
+        &screenshot,
+        &["error: no framebuffer: the kernel asked for none; `monitor vga` shows text mode"],
+    );
+    assert_section(
+        &run,
+        "screenshot",
+        &["usage: screenshot FILE.png  (e.g. monitor screenshot /tmp/screen.png)"],
+    );
+    assert!(!png.exists());
+}
