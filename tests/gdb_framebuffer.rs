@@ -76,3 +76,46 @@ fn screenshot_without_a_framebuffer_points_at_vga() {
     );
     assert!(!png.exists());
 }
+
+/// A snapshot carries the framebuffer's memory (gdb reads the finished picture from it) but
+/// not its size, which `monitor screenshot` says.
+#[test]
+fn snapshots_carry_the_framebuffer_memory() {
+    if !common::kvm_available("framebuffer snapshot") {
+        return;
+    }
+    let core = temp_path("fb.core");
+    let image = kernel("fb-mb1");
+    let run = common::run_gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--dump-at-exit",
+        core.to_str().unwrap(),
+    ]);
+    run.assert_status(1);
+    let target = format!(
+        "target remote | {} --snapshot {} --gdb stdio",
+        vmm(),
+        core.display()
+    );
+    let commands = [
+        target,
+        "echo ==x\\n".into(),
+        "x/4xw 0xfd000000".into(),
+        marked("screenshot /nonexistent.png"),
+        "echo ==end\\n".into(),
+    ];
+    let run = gdb(None, &commands);
+    // The tile's first pixels: grey levels 0, 4, 8, 12.
+    assert!(
+        run.after_marker("==x")
+            .contains("0xfd000000:\t0x00000000\t0x00040404\t0x00080808\t0x000c0c0c"),
+        "{run}"
+    );
+    assert_section(
+        &run,
+        "screenshot /nonexistent.png",
+        &["error: this snapshot holds framebuffer memory at 0xfd000000 but not the framebuffer's size (snapshots record none); read it with gdb's x, e.g. x/4xw 0xfd000000"],
+    );
+    let _ = std::fs::remove_file(&core);
+}

@@ -7,16 +7,19 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use super::Framebuffer;
+use super::{Framebuffer, FRAMEBUFFER_ADDR};
 use crate::vmm::memory::GuestRam;
 use crate::x86::{PhysMemory, PhysMemoryError};
 
 /// Why no picture was written.
 #[derive(Debug, Error)]
 pub enum ScreenshotError {
-    /// The kernel asked for no framebuffer (or this is a snapshot, which records none).
+    /// The kernel asked for no framebuffer.
     #[error("no framebuffer: the kernel asked for none; `monitor vga` shows text mode")]
     NoFramebuffer,
+    /// A snapshot holds the framebuffer's memory but not its size.
+    #[error("this snapshot holds framebuffer memory at {FRAMEBUFFER_ADDR:#x} but not the framebuffer's size (snapshots record none); read it with gdb's x, e.g. x/4xw {FRAMEBUFFER_ADDR:#x}")]
+    SizeUnknown,
     /// The file cannot be created.
     #[error("{path}: {source}")]
     Create {
@@ -40,7 +43,14 @@ pub enum ScreenshotError {
 
 /// Writes the framebuffer of `ram` to `path`; the line that says so ("wrote FILE: WxH").
 pub(crate) fn take(ram: &GuestRam, path: &Path) -> Result<String, ScreenshotError> {
-    let framebuffer = ram.framebuffer().ok_or(ScreenshotError::NoFramebuffer)?;
+    let Some(framebuffer) = ram.framebuffer() else {
+        let memory_there = ram.ranges().iter().any(|r| r.0 == FRAMEBUFFER_ADDR);
+        return Err(if memory_there {
+            ScreenshotError::SizeUnknown
+        } else {
+            ScreenshotError::NoFramebuffer
+        });
+    };
     let rgb = read_rgb(ram, &framebuffer)?;
     write_png(path, framebuffer.width(), framebuffer.height(), &rgb)?;
     Ok(format!(
@@ -117,6 +127,12 @@ mod tests {
         assert!(matches!(
             take(&plain, &path),
             Err(ScreenshotError::NoFramebuffer)
+        ));
+        // A snapshot's RAM: the framebuffer's memory, no geometry.
+        let snapshot = GuestRam::from_ranges(&[(0, 2 << 20), (FRAMEBUFFER_ADDR, 0x1000)]).unwrap();
+        assert!(matches!(
+            take(&snapshot, &path),
+            Err(ScreenshotError::SizeUnknown)
         ));
     }
 }
