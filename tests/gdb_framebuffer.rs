@@ -6,9 +6,10 @@ mod common;
 use common::framebuffer::{assert_same, pattern, read_png};
 use common::gdb::*;
 
-/// gdb on `name` held at its entry, `setup`, then the `monitor` commands after markers; kill.
-fn run_with_monitors(name: &str, setup: &[&str], monitors: &[&str]) -> GdbRun {
-    let mut commands = vec![stdio_target(&kernel(name), "")];
+/// gdb on `name` (gdbvisor flags `extra`) held at its entry, `setup`, then the `monitor`
+/// commands after markers; kill.
+fn run_with_monitors(name: &str, extra: &str, setup: &[&str], monitors: &[&str]) -> GdbRun {
+    let mut commands = vec![stdio_target(&kernel(name), extra)];
     commands.extend(setup.iter().map(|c| c.to_string()));
     commands.extend(monitors.iter().map(|m| marked(m)));
     commands.push("echo ==end\\n".into());
@@ -22,10 +23,12 @@ fn screenshot_at_a_breakpoint_shows_the_half_drawn() {
         return;
     }
     let png = temp_path("half.png");
+    let at_exit = temp_path("killed.png");
     let screenshot = format!("screenshot {}", png.display());
     // draw_rect: the bars and the gradient are drawn, the rectangle and the tile not yet.
     let run = run_with_monitors(
         "fb-mb1",
+        &format!("--screenshot {}", at_exit.display()),
         &[
             "break draw_rect",
             "continue",
@@ -53,6 +56,12 @@ fn screenshot_at_a_breakpoint_shows_the_half_drawn() {
         "{run}"
     );
     assert_same(&read_png(&png), &pattern(1024, 768, 2), "at draw_rect");
+    // gdb's kill ends the run: --screenshot writes the same half.
+    assert_same(
+        &read_png(&at_exit),
+        &pattern(1024, 768, 2),
+        "--screenshot at kill",
+    );
 }
 
 #[test]
@@ -62,7 +71,7 @@ fn screenshot_without_a_framebuffer_points_at_vga() {
     }
     let png = temp_path("none.png");
     let screenshot = format!("screenshot {}", png.display());
-    let run = run_with_monitors("mb2-long", &[], &[&screenshot, "screenshot"]);
+    let run = run_with_monitors("mb2-long", "", &[], &[&screenshot, "screenshot"]);
     run.assert_ok();
     assert_section(
         &run,
