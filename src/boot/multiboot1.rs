@@ -625,7 +625,10 @@ mod tests {
         // bpp, type, GRUB's padding, colour fields at offset 112.
         assert_eq!(&fields[20..30], &[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
         let map = memory_map(&ram, Some(&framebuffer));
-        assert_eq!(map.last(), Some(&(0xFD00_0000, framebuffer.len(), 2)));
+        assert_eq!(
+            map.last(),
+            Some(&(0xFD00_0000, framebuffer.region_len(), 2))
+        );
         assert!(!memory_map(&ram, None)
             .iter()
             .any(|e| e.0 == 0xFD00_0000 && e.2 == 2));

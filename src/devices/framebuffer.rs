@@ -143,7 +143,7 @@ impl Framebuffer {
     }
 
     /// Bytes of guest memory it occupies: whole pages, as a KVM memory slot needs.
-    pub fn len(&self) -> u64 {
+    pub fn region_len(&self) -> u64 {
         Self::bytes(self.width, self.height).next_multiple_of(0x1000)
     }
 }
@@ -156,7 +156,10 @@ mod tests {
     fn sizes_parse_and_are_bounded() {
         let fb = Framebuffer::parse("800x600").unwrap();
         assert_eq!((fb.width(), fb.height(), fb.pitch()), (800, 600, 3200));
-        assert_eq!(fb.len(), (800 * 600 * 4_u64).next_multiple_of(0x1000));
+        assert_eq!(
+            fb.region_len(),
+            (800 * 600 * 4_u64).next_multiple_of(0x1000)
+        );
         assert_eq!(Framebuffer::parse("640X480").unwrap().width(), 640);
         assert!(Framebuffer::parse("4096x1792").is_ok());
         assert!(matches!(
@@ -171,7 +174,7 @@ mod tests {
         }
         assert!(Framebuffer::parse("0x600").is_err());
         assert!(Framebuffer::parse("5000x1").is_err());
-        assert_eq!(Framebuffer::new(3, 3).unwrap().len(), 0x1000);
+        assert_eq!(Framebuffer::new(3, 3).unwrap().region_len(), 0x1000);
     }
 
     #[test]

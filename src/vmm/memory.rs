@@ -62,7 +62,7 @@ impl GuestRam {
             return Err(MemoryError::TooSmall(size));
         }
         let mut ranges = Self::ranges_for(size);
-        ranges.push((framebuffer.addr(), framebuffer.len()));
+        ranges.push((framebuffer.addr(), framebuffer.region_len()));
         ranges.sort_unstable();
         Ok(GuestRam {
             framebuffer: Some(framebuffer),
