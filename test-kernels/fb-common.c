@@ -68,6 +68,23 @@ void done(const char *name)
 	halt_forever();
 }
 
+void fb_from(struct fb *fb, u64 addr, u32 pitch, u32 width, u32 height, u8 bpp, u8 type,
+	     const u8 colour[6])
+{
+	fb->addr = addr;
+	fb->pitch = pitch;
+	fb->width = width;
+	fb->height = height;
+	fb->bpp = bpp;
+	fb->type = type;
+	fb->red_pos = colour[0];
+	fb->red_size = colour[1];
+	fb->green_pos = colour[2];
+	fb->green_size = colour[3];
+	fb->blue_pos = colour[4];
+	fb->blue_size = colour[5];
+}
+
 static void put_field(u8 pos, u8 size)
 {
 	put_dec(pos);

@@ -69,18 +69,9 @@ void kernel_main(u32 magic, u32 info_addr)
 		fail(NAME, "eax");
 	if (!(info->flags & MB1_INFO_FRAMEBUFFER))
 		fail(NAME, "no framebuffer (info flag bit 12)");
-	fb.addr = info->framebuffer_addr;
-	fb.pitch = info->framebuffer_pitch;
-	fb.width = info->framebuffer_width;
-	fb.height = info->framebuffer_height;
-	fb.bpp = info->framebuffer_bpp;
-	fb.type = info->framebuffer_type;
-	fb.red_pos = info->colour.rgb[0];
-	fb.red_size = info->colour.rgb[1];
-	fb.green_pos = info->colour.rgb[2];
-	fb.green_size = info->colour.rgb[3];
-	fb.blue_pos = info->colour.rgb[4];
-	fb.blue_size = info->colour.rgb[5];
+	fb_from(&fb, info->framebuffer_addr, info->framebuffer_pitch, info->framebuffer_width,
+		info->framebuffer_height, info->framebuffer_bpp, info->framebuffer_type,
+		info->colour.rgb);
 	fb_report(NAME, &fb);
 	found = mmap_type_at(info, fb.addr, &type);
 	fb_report_mmap(NAME, found, type);

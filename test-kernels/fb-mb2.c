@@ -22,7 +22,7 @@ struct mb2_tag_framebuffer {
 	u32 pitch, width, height;
 	u8 bpp, type;
 	u16 reserved;
-	u8 red_pos, red_size, green_pos, green_size, blue_pos, blue_size;
+	u8 rgb[6]; /* red, green, blue: field position and size each */
 } __attribute__((packed));
 
 struct mb2_tag_mmap {
@@ -77,18 +77,7 @@ void kernel_main(u32 magic, u32 info_addr)
 	tag = (const struct mb2_tag_framebuffer *)find_tag(info_addr, MB2_TAG_FRAMEBUFFER);
 	if (!tag)
 		fail(NAME, "no framebuffer tag (8)");
-	fb.addr = tag->addr;
-	fb.pitch = tag->pitch;
-	fb.width = tag->width;
-	fb.height = tag->height;
-	fb.bpp = tag->bpp;
-	fb.type = tag->type;
-	fb.red_pos = tag->red_pos;
-	fb.red_size = tag->red_size;
-	fb.green_pos = tag->green_pos;
-	fb.green_size = tag->green_size;
-	fb.blue_pos = tag->blue_pos;
-	fb.blue_size = tag->blue_size;
+	fb_from(&fb, tag->addr, tag->pitch, tag->width, tag->height, tag->bpp, tag->type, tag->rgb);
 	fb_report(NAME, &fb);
 	found = mmap_type_at(info_addr, fb.addr, &type);
 	fb_report_mmap(NAME, found, type);

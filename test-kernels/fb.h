@@ -28,6 +28,10 @@ void fail(const char *name, const char *why) __attribute__((noreturn));
  * halts for good instead. */
 void done(const char *name) __attribute__((noreturn));
 
+/* Fills *fb from the boot information's fields; `colour` holds the red, green and blue field
+ * positions and sizes, as both multiboot versions lay them out. */
+void fb_from(struct fb *fb, u64 addr, u32 pitch, u32 width, u32 height, u8 bpp, u8 type,
+	     const u8 colour[6]);
 /* Prints the geometry line; FAILs unless it is 32-bit direct RGB with 8-bit fields at 16/8/0
  * and below 4 GiB. */
 void fb_report(const char *name, const struct fb *fb);
