@@ -92,7 +92,7 @@ static void put_field(u8 pos, u8 size)
 	put_dec(size);
 }
 
-void fb_report(const char *name, const struct fb *fb)
+static void fb_report(const char *name, const struct fb *fb)
 {
 	serial_puts(name);
 	serial_puts(": framebuffer addr=");
@@ -121,7 +121,7 @@ void fb_report(const char *name, const struct fb *fb)
 		fail(name, "framebuffer address or pitch");
 }
 
-void fb_report_mmap(const char *name, int found, u32 type)
+static void fb_report_mmap(const char *name, int found, u32 type)
 {
 	serial_puts(name);
 	serial_puts(": mmap at framebuffer: ");
@@ -193,4 +193,14 @@ void fb_draw(const struct fb *fb)
 	draw_gradient(fb);
 	draw_rect(fb);
 	draw_tile(fb);
+}
+
+void fb_show(const char *name, const struct fb *fb, int found, u32 type)
+{
+	fb_report(name, fb);
+	fb_report_mmap(name, found, type);
+	fb_draw(fb);
+	serial_puts(name);
+	serial_puts(": drawn\n");
+	done(name);
 }

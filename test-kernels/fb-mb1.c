@@ -72,12 +72,8 @@ void kernel_main(u32 magic, u32 info_addr)
 	fb_from(&fb, info->framebuffer_addr, info->framebuffer_pitch, info->framebuffer_width,
 		info->framebuffer_height, info->framebuffer_bpp, info->framebuffer_type,
 		info->colour.rgb);
-	fb_report(NAME, &fb);
 	found = mmap_type_at(info, fb.addr, &type);
-	fb_report_mmap(NAME, found, type);
-	fb_draw(&fb);
-	serial_puts("fb-mb1: drawn\n");
-	done(NAME);
+	fb_show(NAME, &fb, found, type);
 }
 
 _Static_assert(__builtin_offsetof(struct mb1_info, framebuffer_addr) == 88, "GRUB's layout");

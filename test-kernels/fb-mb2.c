@@ -78,10 +78,6 @@ void kernel_main(u32 magic, u32 info_addr)
 	if (!tag)
 		fail(NAME, "no framebuffer tag (8)");
 	fb_from(&fb, tag->addr, tag->pitch, tag->width, tag->height, tag->bpp, tag->type, tag->rgb);
-	fb_report(NAME, &fb);
 	found = mmap_type_at(info_addr, fb.addr, &type);
-	fb_report_mmap(NAME, found, type);
-	fb_draw(&fb);
-	serial_puts("fb-mb2: drawn\n");
-	done(NAME);
+	fb_show(NAME, &fb, found, type);
 }

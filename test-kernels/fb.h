@@ -32,10 +32,9 @@ void done(const char *name) __attribute__((noreturn));
  * positions and sizes, as both multiboot versions lay them out. */
 void fb_from(struct fb *fb, u64 addr, u32 pitch, u32 width, u32 height, u8 bpp, u8 type,
 	     const u8 colour[6]);
-/* Prints the geometry line; FAILs unless it is 32-bit direct RGB with 8-bit fields at 16/8/0
- * and below 4 GiB. */
-void fb_report(const char *name, const struct fb *fb);
-/* Prints which memory map type covers the framebuffer's first byte ("none" when no entry). */
-void fb_report_mmap(const char *name, int found, u32 type);
-/* Draws the test pattern (test-kernels/README.md, "fb-mb1 / fb-mb2"), in four stages. */
-void fb_draw(const struct fb *fb);
+/* The rest of either kernel: prints the geometry line (FAILs unless it is 32-bit direct RGB
+ * with 8-bit fields at 16/8/0, below 4 GiB), the memory map type at the framebuffer's address
+ * (`found`: whether an entry covers it), draws the test pattern (test-kernels/README.md,
+ * "fb-mb1 / fb-mb2") in four stages, and exits. */
+void fb_show(const char *name, const struct fb *fb, int found, u32 type)
+	__attribute__((noreturn));
