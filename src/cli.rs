@@ -7,8 +7,8 @@ use std::str::FromStr;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::boot::BootFormat;
-use crate::devices::framebuffer::Framebuffer;
 use crate::devices::sink::SinkSpec;
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::boot::elf::{self, ElfClass};
+use crate::boot::framebuffer::{Framebuffer, FramebufferError};
 use crate::boot::image::{Image, ImageError};
 use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
-use crate::devices::framebuffer::{screenshot, Framebuffer, FramebufferError};
 use crate::devices::serial::SerialInput;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
@@ -31,6 +31,7 @@ use crate::vmm::memory::GuestRam;
 pub use crate::vmm::outcome::status;
 pub(crate) use crate::vmm::outcome::RunEnd;
 use crate::vmm::outcome::{is_mov_to_cr0, report_event, settle_halt, AfterHalt};
+use crate::vmm::screenshot;
 use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 use crate::x86::insn::code_sets_efer_lme;

@@ -8,8 +8,8 @@ use thiserror::Error;
 
 use super::elf::ElfError;
 use super::entry::BootCpuState;
+use super::framebuffer::Framebuffer;
 use super::image::{Image, ImageError};
-use crate::devices::framebuffer::Framebuffer;
 use crate::x86::PhysMemoryError;
 
 #[derive(Debug, Error)]

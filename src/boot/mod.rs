@@ -9,6 +9,7 @@
 pub(crate) mod acpi;
 pub(crate) mod elf;
 mod entry;
+pub mod framebuffer;
 pub mod image;
 pub(crate) mod ivt;
 pub(crate) mod layout;
@@ -22,10 +23,9 @@ pub(crate) mod pvh;
 
 use vm_memory::GuestMemoryBackend;
 
-use crate::devices::framebuffer::VideoRequest;
-
 use elf::ElfClass;
 pub(crate) use entry::{BootCpuState, EntryMode};
+use framebuffer::VideoRequest;
 use image::Image;
 pub use loader::BootParams;
 pub(crate) use loader::{BootError, BootFormat, LoadedKernel, Module};
@@ -86,7 +86,7 @@ const TRIED: &str = "linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE
 
 /// The framebuffer `image`'s header asks for, booted as `format`: multiboot1 header flag bit 2
 /// with linear graphics (mode_type 0), or a multiboot2 framebuffer tag (or a required request
-/// for framebuffer information). The caller makes it ([`crate::vmm::vm::Vm::with_framebuffer`])
+/// for framebuffer information). The caller makes it (`vmm::vm::Vm::with_framebuffer`)
 /// and hands it to [`load`] in [`BootParams::framebuffer`]. Reads the first 32 KiB only.
 pub fn video_request(image: &Image, format: BootFormat) -> Result<Option<VideoRequest>, BootError> {
     let head = image.head();

@@ -6,12 +6,12 @@ use vm_memory::GuestMemoryBackend;
 
 use super::elf::{self, ElfClass};
 use super::entry::{BootCpuState, EntryMode};
+use super::framebuffer::{Framebuffer, VideoRequest, BITS_PER_PIXEL, RGB_FIELDS};
 use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
 use super::loader::{BootError, BootFormat, BootParams, LoadedKernel, Module};
 use super::memory::GuestMemoryExt;
 use super::place::{check_fits, load_segments, Placement};
-use crate::devices::framebuffer::{Framebuffer, VideoRequest, BITS_PER_PIXEL, RGB_FIELDS};
 
 pub(crate) const HEADER_MAGIC: u32 = 0x1BAD_B002;
 pub(crate) const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
@@ -429,7 +429,7 @@ impl InfoHeap {
 mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
-    use crate::boot::memory::tests::{plain_ram, read_u32};
+    use crate::boot::memory::tests::{plain_ram, ram as ram_with, read_u32};
 
     fn header(flags: u32, extra: &[u32]) -> Vec<u8> {
         let mut words = vec![
@@ -605,8 +605,10 @@ mod tests {
     #[test]
     fn info_describes_the_framebuffer_and_reserves_it() {
         let framebuffer = Framebuffer::new(800, 600).unwrap();
-        let ram =
-            crate::vmm::memory::GuestRam::with_framebuffer(16 << 20, Some(framebuffer)).unwrap();
+        let ram = ram_with(&[
+            (0, 16 << 20),
+            (framebuffer.addr(), framebuffer.region_len()),
+        ]);
         let params = BootParams {
             framebuffer: Some(framebuffer),
             ..Default::default()

@@ -9,13 +9,13 @@
 use vm_memory::GuestMemoryBackend;
 
 use super::elf::{self, ElfClass};
+use super::framebuffer::VideoRequest;
 use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
 use super::loader::{BootError, BootFormat, BootParams, LoadedKernel};
 use super::memory::GuestMemoryExt;
 use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
 use super::place::load_segments;
-use crate::devices::framebuffer::VideoRequest;
 
 pub(crate) const HEADER_MAGIC: u32 = 0xE852_50D6;
 pub(crate) const BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
@@ -336,10 +336,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
     use crate::boot::entry::EntryMode;
-    use crate::boot::memory::tests::{plain_ram, read_u32};
-    use crate::boot::Module;
-    use crate::devices::framebuffer::Framebuffer;
-    use crate::vmm::memory::GuestRam;
+    use crate::boot::framebuffer::Framebuffer;
+    use crate::boot::loader::Module;
+    use crate::boot::memory::tests::{plain_ram, ram as ram_with, read_u32};
     use std::path::PathBuf;
 
     /// A multiboot2 header with the given tags (each: type, flags, u32 words).
@@ -506,7 +505,7 @@ pub(crate) mod tests {
     #[test]
     fn info_has_the_framebuffer_tag_in_grubs_layout() {
         let framebuffer = Framebuffer::new(800, 600).unwrap();
-        let ram = GuestRam::with_framebuffer(8 << 20, Some(framebuffer)).unwrap();
+        let ram = ram_with(&[(0, 8 << 20), (framebuffer.addr(), framebuffer.region_len())]);
         let params = BootParams {
             framebuffer: Some(framebuffer),
             ..Default::default()

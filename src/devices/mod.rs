@@ -1,9 +1,7 @@
-//! Legacy port-I/O devices and the bus that dispatches guest `in`/`out` to them; the
-//! framebuffer, which is memory only.
+//! Legacy port-I/O devices and the bus that dispatches guest `in`/`out` to them.
 
 pub(crate) mod debug_exit;
 pub(crate) mod debugcon;
-pub mod framebuffer;
 pub(crate) mod i8042;
 pub(crate) mod pci;
 pub(crate) mod rtc;

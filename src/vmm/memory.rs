@@ -3,8 +3,8 @@
 use thiserror::Error;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::boot::memory::GuestMemoryExt;
-use crate::devices::framebuffer::Framebuffer;
 use crate::x86::{PhysMemory, PhysMemoryError};
 
 /// RAM below this address is contiguous from 0; the rest starts at 4 GiB, leaving the

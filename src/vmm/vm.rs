@@ -8,9 +8,9 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::devices::debug_exit::{self, DebugExit};
 use crate::devices::debugcon::{self, Debugcon};
-use crate::devices::framebuffer::Framebuffer;
 use crate::devices::i8042::{self, I8042};
 use crate::devices::pci::{self, PciConfig};
 use crate::devices::rtc::{self, Rtc};

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::help::usage;
 use super::host::{Lines, MonitorError};
-use crate::devices::framebuffer::screenshot;
 use crate::vmm::memory::GuestRam;
+use crate::vmm::screenshot;
 
 /// Writes the framebuffer to FILE (a path may contain spaces): "wrote FILE: WxH".
 pub(crate) fn screenshot(ram: &GuestRam, args: &[&str]) -> Lines {

@@ -1,5 +1,5 @@
-//! The framebuffer as a PNG file: `--screenshot` at the end of a run, `monitor screenshot` at a
-//! stop.
+//! A VM's framebuffer (see [`crate::boot::framebuffer`]) as a PNG file: `--screenshot` at the
+//! end of a run, `monitor screenshot` at a stop.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use super::{Framebuffer, FRAMEBUFFER_ADDR};
+use crate::boot::framebuffer::{Framebuffer, FRAMEBUFFER_ADDR};
 use crate::vmm::memory::GuestRam;
 use crate::x86::{PhysMemory, PhysMemoryError};
 

@@ -1,11 +1,9 @@
-//! The linear framebuffer a multiboot kernel asks its loader for: 32 bits per pixel, direct
-//! RGB (red in bits 16-23, green 8-15, blue 0-7 of each little-endian pixel), `width * 4` bytes
-//! a row, at a fixed guest-physical address in the 32-bit MMIO hole, where QEMU's standard VGA
-//! puts its own. It is plain host memory, a KVM memory slot of its own
-//! ([`crate::vmm::memory::GuestRam::with_framebuffer`]): the guest's writes never exit, and gdb
-//! reads it like RAM. There is none unless the kernel asks.
-
-pub(crate) mod screenshot;
+//! The linear framebuffer a multiboot kernel asks its loader for (`video_request`), and the
+//! one it gets: 32 bits per pixel, direct RGB (red in bits 16-23, green 8-15, blue 0-7 of each
+//! little-endian pixel), `width * 4` bytes a row, at a fixed guest-physical address in the
+//! 32-bit MMIO hole, where QEMU's standard VGA puts its own. No device is emulated: it is plain
+//! host memory, a KVM memory slot of its own (`vmm::memory::GuestRam::with_framebuffer`), so the
+//! guest's writes never exit and gdb reads it like RAM. There is none unless the kernel asks.
 
 use thiserror::Error;
 
