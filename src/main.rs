@@ -134,6 +134,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             cmdline: args.cmdline,
             modules,
             load_addr: args.load_addr,
+            framebuffer: None,
         },
         memory: args.memory,
         cpus: args.cpus,
@@ -148,6 +149,8 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             file,
             vectors: args.trace_vectors.0,
         }),
+        framebuffer: args.framebuffer,
+        screenshot: args.screenshot,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();
