@@ -7,6 +7,7 @@ use std::str::FromStr;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::boot::BootFormat;
 use crate::devices::sink::SinkSpec;
 use crate::gdb::arch::{ArchChoice, RegLayout};
@@ -178,6 +179,18 @@ pub struct RunArgs {
     // `requires` alone lets `--kernel` through: clap waives a requirement that conflicts.
     #[arg(long, value_name = "N", value_parser = parse_maxphyaddr, requires = "snapshot", conflicts_with = "kernel", global = true)]
     pub maxphyaddr: Option<u8>,
+    /// The framebuffer's size, WIDTHxHEIGHT, for a kernel that asks for one (multiboot1 header
+    /// flag bit 2, multiboot2 framebuffer tag) instead of the size it asks; 32 bits per pixel.
+    #[arg(long, value_name = "WxH", value_parser = Framebuffer::parse, conflicts_with = "snapshot", global = true)]
+    pub framebuffer: Option<Framebuffer>,
+    /// When the run ends, whatever ended it, write the framebuffer to FILE as a PNG.
+    #[arg(
+        long,
+        value_name = "FILE.png",
+        conflicts_with = "snapshot",
+        global = true
+    )]
+    pub screenshot: Option<PathBuf>,
 }
 
 /// `--gdb-arch` values.

@@ -137,6 +137,7 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             kernel_path: name.clone(),
             cpus: args.cpus,
             kaslr: args.kaslr,
+            framebuffer: None,
         },
         memory: args.memory,
         cpus: args.cpus,
@@ -151,6 +152,8 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             file,
             vectors: args.trace_vectors.0,
         }),
+        framebuffer: args.framebuffer,
+        screenshot: args.screenshot,
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

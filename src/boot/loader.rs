@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use super::elf::ElfError;
 use super::entry::{ApPlan, BootCpuState};
+use super::framebuffer::Framebuffer;
 use super::image::{Image, ImageError};
 use super::limine::error::LimineError;
 use crate::x86::PhysMemoryError;
@@ -98,6 +99,9 @@ pub struct BootParams {
     pub cpus: u32,
     /// Slide a position-independent Limine kernel by a random offset (`--kaslr`).
     pub kaslr: bool,
+    /// The framebuffer in guest memory, which the boot information describes (multiboot1 and
+    /// 2, and the ELF64 boot's multiboot1 information); see [`super::video_request`].
+    pub framebuffer: Option<Framebuffer>,
 }
 
 /// A kernel in guest memory, ready to run.

@@ -2,6 +2,7 @@
 //! test kernels.
 #![allow(dead_code)]
 
+pub mod framebuffer;
 pub mod gdb;
 pub mod linux;
 pub mod rsp;

@@ -19,9 +19,11 @@ use vm_memory::GuestMemoryBackend;
 use super::memory::GuestMemoryExt;
 
 use super::elf::{self, ElfClass};
+use super::framebuffer::VideoRequest;
 use super::image::Image;
 use super::loader::{BootError, BootParams, LoadedKernel};
 pub use error::LimineError;
+use protocol::RequestKind;
 
 /// How much of an ELF64's segment bytes detection reads at most: requests live in data, so
 /// writable segments are read first, and a huge image (a segment larger than RAM, say) is not
@@ -34,6 +36,24 @@ const DETECT_OVERLAP: u64 = 32;
 /// Whether an ELF64 image is a Limine kernel: a base-revision tag or a known request ID at an
 /// 8-byte aligned place in its loadable segments' file bytes (see [`DETECT_BUDGET`]).
 pub(crate) fn detect(image: &Image) -> Result<bool, BootError> {
+    scan_file(image, requests::has_limine_marks)
+}
+
+/// The framebuffer a Limine kernel asks for: any size, when it has a framebuffer request.
+pub(crate) fn video_request(image: &Image) -> Result<Option<VideoRequest>, BootError> {
+    let asks = scan_file(image, |bytes| {
+        requests::has_request(bytes, RequestKind::Framebuffer)
+    })?;
+    Ok(asks.then_some(VideoRequest {
+        width: 0,
+        height: 0,
+        depth: 0,
+    }))
+}
+
+/// Whether `found` holds for some chunk of an ELF64's segment bytes (8-byte aligned like
+/// their addresses), within [`DETECT_BUDGET`].
+fn scan_file(image: &Image, found: impl Fn(&[u8]) -> bool) -> Result<bool, BootError> {
     if elf::class_of(image.head()) != Some(ElfClass::Elf64) {
         return Ok(false);
     }
@@ -55,7 +75,7 @@ pub(crate) fn detect(image: &Image) -> Result<bool, BootError> {
         while at < len {
             let n = (len - at).min(DETECT_CHUNK);
             let bytes = image.read(segment.offset + skip + at, n as usize, "a kernel segment")?;
-            if requests::has_limine_marks(&bytes) {
+            if found(&bytes) {
                 return Ok(true);
             }
             if at + n >= len {

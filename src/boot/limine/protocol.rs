@@ -248,6 +248,9 @@ pub(crate) const FILE_SIZE: u64 = 112;
 /// extra_argument.
 pub(crate) const MP_INFO_SIZE: u64 = 32;
 pub(crate) const MP_INFO_GOTO: u64 = 16;
+/// `struct limine_framebuffer` (response revision 1), and its `memory_model` for RGB.
+pub(crate) const FRAMEBUFFER_SIZE: u64 = 80;
+pub(crate) const FRAMEBUFFER_RGB: u8 = 1;
 /// Offset of `response` in every request (after id[4] and revision).
 pub(crate) const REQUEST_RESPONSE: u64 = 40;
 /// The first member after `response`.

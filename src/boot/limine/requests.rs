@@ -114,6 +114,14 @@ pub(crate) fn has_limine_marks(bytes: &[u8]) -> bool {
     })
 }
 
+/// Whether `bytes` hold the ID of a `kind` request at an 8-byte aligned offset.
+pub(crate) fn has_request(bytes: &[u8], kind: RequestKind) -> bool {
+    (0..bytes.len().saturating_sub(31)).step_by(8).any(|at| {
+        matches(bytes, at, &COMMON_MAGIC)
+            && RequestKind::from_id_tail([word(bytes, at + 16), word(bytes, at + 24)]) == Some(kind)
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use vm_memory::GuestMemoryBackend;
 
 use super::super::acpi;
 use super::super::entry::{ApPlan, BootCpuState, EntryMode, HeldAp, LoaderGdt};
+use super::super::framebuffer::{Framebuffer, BITS_PER_PIXEL, RGB_FIELDS};
 use super::super::image::Image;
 use super::super::loader::{BootError, BootFormat, BootParams, LoadedKernel};
 use super::super::memory::GuestMemoryExt;
@@ -213,6 +214,48 @@ fn map_direct<M: GuestMemoryBackend>(
     Ok(())
 }
 
+/// Writes the framebuffer response (revision 1: with its one video mode); its address.
+fn write_framebuffer(
+    ram: &impl GuestMemoryBackend,
+    area: &mut BootArea,
+    fb: &Framebuffer,
+) -> Result<u64, BootError> {
+    // pitch, width, height, then bpp (16 bits), memory model and the colour fields (bytes):
+    // how `struct limine_framebuffer` (after its address) and `struct limine_video_mode` start.
+    let mut mode = Vec::new();
+    for word in [
+        u64::from(fb.pitch()),
+        u64::from(fb.width()),
+        u64::from(fb.height()),
+    ] {
+        mode.extend(word.to_le_bytes());
+    }
+    mode.extend(u16::from(BITS_PER_PIXEL).to_le_bytes());
+    mode.push(p::FRAMEBUFFER_RGB);
+    for (shift, size) in RGB_FIELDS {
+        mode.extend([size, shift]);
+    }
+    let modes = area.alloc(ram, 8, 8)?;
+    let mode_at = area.put(ram, &mode)?;
+    ram.write_u64(modes, hhdm(mode_at))?;
+    let info = area.alloc(ram, p::FRAMEBUFFER_SIZE, 8)?;
+    ram.write_u64(info, hhdm(fb.addr()))?;
+    ram.write_u64(info + 8, u64::from(fb.width()))?;
+    ram.write_u64(info + 16, u64::from(fb.height()))?;
+    ram.write_u64(info + 24, u64::from(fb.pitch()))?;
+    ram.write_at(info + 32, &mode[24..])?;
+    // EDID: none (size 0, NULL); one mode, the current one.
+    ram.write_u64(info + 64, 1)?;
+    ram.write_u64(info + 72, hhdm(modes))?;
+    let list = area.alloc(ram, 8, 8)?;
+    ram.write_u64(list, hhdm(info))?;
+    let at = area.alloc(ram, 24, 8)?;
+    ram.write_u64(at, 1)?;
+    ram.write_u64(at + 8, 1)?;
+    ram.write_u64(at + 16, hhdm(list))?;
+    Ok(at)
+}
+
 /// Writes `struct limine_file` for a file at `phys` of `size` bytes; its address.
 fn write_file(
     ram: &impl GuestMemoryBackend,
@@ -241,8 +284,7 @@ pub(crate) fn answer(
 ) -> Result<LoadedKernel, BootError> {
     check_requirements(&exe, found)?;
     let revision = found.revision();
-    // The framebuffer (start, length), once the VM has one.
-    let framebuffer: Option<(u64, u64)> = None;
+    let framebuffer = params.framebuffer.map(|fb| (fb.addr(), fb.region_len()));
     let layout = plan(ram, image, params, &exe, found)?;
     let map = memmap::build(
         &ram.ram_ranges(),
@@ -378,6 +420,10 @@ pub(crate) fn answer(
                 ram.write_u64(at + 16, hhdm(pointers))?;
                 at
             }
+            RequestKind::Framebuffer => match &params.framebuffer {
+                Some(fb) => write_framebuffer(ram, &mut area, fb)?,
+                None => continue,
+            },
             RequestKind::Rsdp => {
                 let at = area.alloc(ram, 16, 8)?;
                 let address = if revision == 3 {
