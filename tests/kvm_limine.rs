@@ -6,14 +6,19 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use common::*;
 
-/// The module the kernels check: 22 bytes, "FILE ARGS" on the command line.
-fn module() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-module.txt");
-    std::fs::write(&path, b"limine module payload\n").unwrap();
-    path
+/// The module the kernels check: 22 bytes, "FILE ARGS" on the command line. Written once:
+/// tests run in parallel, and a rewrite is empty for an instant.
+fn module() -> &'static Path {
+    static MODULE: OnceLock<PathBuf> = OnceLock::new();
+    MODULE.get_or_init(|| {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-module.txt");
+        std::fs::write(&path, b"limine module payload\n").unwrap();
+        path
+    })
 }
 
 /// Runs `kernel` as the kernels expect it (module, command line) with `extra` flags.

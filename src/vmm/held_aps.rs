@@ -5,10 +5,12 @@
 //! the kernel's write of a `goto_address` leaves KVM as an MMIO exit on the writing vCPU,
 //! which applies it and calls [`HeldAps::poll`]; the AP then gets the protocol's entry state
 //! (the BSP's CR3 and GDT, its own stack, RDI → its `limine_mp_info`, RIP = the address
-//! written) and runs. The pages stay read-only for the whole run: changing memory slots
-//! while vCPUs run leaves a moment without a slot there, which a running vCPU can hit (seen
-//! here as an emulation failure at an AP's first instruction). A later write by the kernel to
-//! those pages (once it reclaims them) costs an exit each.
+//! written) and runs. The pages stay read-only for the whole run, even while a debugger's
+//! pages are lifted for one instruction: changing memory slots while vCPUs run leaves a moment
+//! without a slot there, which a running vCPU can hit (seen here as an emulation failure at an
+//! AP's first instruction). A later write by the kernel to those pages (once it reclaims them)
+//! costs an exit each; a descriptor table or page table it put there would stall the CPU's own
+//! writes to it (Accessed bits) for ever on this host's KVM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -92,9 +92,11 @@ impl Protection {
         self.lock().read_only_pages.clone()
     }
 
-    /// True while any page is read-only.
+    /// True while a debugger keeps any page read-only. Pinned pages do not count: they hold
+    /// data the guest's own instructions write (never a descriptor table, page table or stack
+    /// the CPU writes by itself), so nothing the progress guarantee handles happens there.
     pub(crate) fn is_active(&self) -> bool {
-        !self.lock().applied.is_empty()
+        !self.lock().read_only_pages.is_empty()
     }
 
     /// See [`MemorySlots::max_read_only_pages`].
@@ -104,7 +106,7 @@ impl Protection {
 
     /// The page holding `phys` is read-only now.
     pub(crate) fn protects(&self, phys: u64) -> bool {
-        self.lock().applied.contains(&(phys & !(PAGE - 1)))
+        self.lock().read_only_pages.contains(&(phys & !(PAGE - 1)))
     }
 
     /// What a vCPU waits on before its first run.
@@ -112,14 +114,15 @@ impl Protection {
         self.lock().registered()
     }
 
-    /// Runs `work` with every page writable (pinned ones too), then protects the same pages
+    /// Runs `work` with the debugger's pages writable (pinned ones stay read-only: changing
+    /// slots while other vCPUs run leaves them an instant without memory), then protects them
     /// again. Holds the slots meanwhile, so nobody changes them under it.
     pub(crate) fn lifted<R>(&self, work: impl FnOnce() -> R) -> Result<R, MemslotError> {
         let mut slots = self.lock();
-        let (pages, pinned) = (slots.read_only_pages.clone(), slots.pinned.clone());
-        slots.protect(BTreeSet::new(), BTreeSet::new())?;
+        let pages = slots.read_only_pages.clone();
+        slots.set_read_only(BTreeSet::new())?;
         let result = work();
-        slots.protect(pages, pinned)?;
+        slots.set_read_only(pages)?;
         Ok(result)
     }
 }

@@ -738,7 +738,11 @@ impl Vcpu {
             return Ok(None);
         }
         let mp = self.kvm.get_mp_state()?;
-        if mp.mp_state == KVM_MP_STATE_HALTED {
+        // Halted, or an AP not started yet: it runs no instruction, so none is stuck.
+        if matches!(
+            mp.mp_state,
+            KVM_MP_STATE_HALTED | KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED
+        ) {
             return Ok(None);
         }
         if !progress::is_stalled(self.insn_at_pc(&regs, &sregs).as_ref(), unchanged) {
