@@ -204,7 +204,7 @@ fn map_direct<M: GuestMemoryBackend>(
         for (from, to, write_combining) in pieces {
             if to > from {
                 let rights = Rights {
-                    write_combining: write_combining && std::env::var_os("NOWC").is_none(),
+                    write_combining,
                     ..Rights::ALL
                 };
                 tables.map(offset.wrapping_add(from), from, to - from, rights)?;
