@@ -20,6 +20,7 @@ typedef long i64;
 #define MEMMAP_USABLE 0
 #define MEMMAP_BOOTLOADER_RECLAIMABLE 5
 #define MEMMAP_EXECUTABLE_AND_MODULES 6
+#define MEMMAP_FRAMEBUFFER 7
 #define STACK_SIZE (128 * 1024)
 #define MAX_CPUS 64
 
@@ -55,6 +56,18 @@ struct mp_info {
 	u64 extra_argument;
 };
 
+struct framebuffer {
+	volatile u32 *address;
+	u64 width, height, pitch;
+	u16 bpp;
+	u8 memory_model, red_size, red_shift, green_size, green_shift, blue_size, blue_shift;
+	u8 unused[7];
+	u64 edid_size;
+	void *edid;
+	u64 mode_count;
+	void **modes;
+};
+
 struct mp_response {
 	u64 revision;
 	u32 flags, bsp_lapic_id;
@@ -81,6 +94,7 @@ PLAIN_REQUEST(firmware_req, 0x8c2f75d90bef28a8ul, 0x7045a4688eac00c3ul);
 PLAIN_REQUEST(paging_req, 0x95c1a0edab0944cbul, 0xa4e5cb3842f7488aul);
 PLAIN_REQUEST(date_req, 0x502746e184c088aaul, 0xfbc5ec83e6327893ul);
 PLAIN_REQUEST(mp_req, 0x95a67b819a1b857eul, 0xa0b61b723b6a73e0ul);
+PLAIN_REQUEST(framebuffer_req, 0x9d5827dcd881dd75ul, 0xa3148604f6fab11bul);
 /* Asked for and not answered by gdbvisor: the response must stay NULL. */
 PLAIN_REQUEST(smbios_req, 0x9e9046f11e095391ul, 0xaa4a520fefbde5eeul);
 REQUEST struct {
@@ -245,6 +259,27 @@ static struct memmap_entry *entry_of(u64 phys)
 	return 0;
 }
 
+/* The framebuffer: its geometry, its memory-map entry, and an 8x8 red square at the top left
+ * (the test reads it back from --screenshot). */
+static void check_framebuffer(void)
+{
+	u64 *r = response(&framebuffer_req);
+	check(r && r[0] >= 1 && r[1] == 1, "framebuffer response", r ? r[1] : 0);
+	if (!r || r[1] != 1)
+		return;
+	struct framebuffer *fb = ((struct framebuffer **)r[2])[0];
+	check(fb->bpp == 32 && fb->memory_model == 1 && fb->pitch == fb->width * 4 &&
+		      fb->red_shift == 16 && fb->green_shift == 8 && fb->blue_shift == 0 &&
+		      fb->red_size == 8 && fb->mode_count == 1,
+	      "framebuffer format", fb->width << 32 | fb->height);
+	struct memmap_entry *e = entry_of((u64)fb->address - HHDM_OFFSET);
+	check(e && e->type == MEMMAP_FRAMEBUFFER && e->length >= fb->pitch * fb->height,
+	      "framebuffer in the memory map", e ? e->base : 0);
+	for (u64 y = 0; y < 8; y++)
+		for (u64 x = 0; x < 8; x++)
+			fb->address[y * fb->pitch / 4 + x] = 0xff0000;
+}
+
 static void start_aps(void)
 {
 	struct mp_response *mp = response(&mp_req);
@@ -348,6 +383,7 @@ void kmain(void)
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
 	check(cs == 0x28, "CS 0x28", cs);
 
+	check_framebuffer();
 	start_aps();
 	lock();
 	puts(failures ? "limine: FAIL some checks\n" : "limine: all checks passed\n");

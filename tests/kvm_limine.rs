@@ -80,6 +80,30 @@ fn limine_basic_checks_every_response() {
     }
 }
 
+/// The framebuffer `--framebuffer` sizes, with the square the kernel drew in it.
+#[test]
+fn the_framebuffer_request_gets_the_vms_framebuffer() {
+    if !kvm_available("limine framebuffer") {
+        return;
+    }
+    let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("limine-fb.png");
+    let run = run_limine(
+        &kernel("limine-basic"),
+        &[
+            "--framebuffer",
+            "640x480",
+            "--screenshot",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert_all_passed(&run);
+    run.assert_stdout_line("limine: ok framebuffer format 0x280000001e0")
+        .assert_stdout_line("limine: ok framebuffer in the memory map 0xfd000000");
+    let picture = common::framebuffer::read_png(&png);
+    assert_eq!(picture.at(7, 7), 0xff0000);
+    assert_eq!(picture.at(8, 8), 0);
+}
+
 /// Revisions 0 to 6 all boot, each with its own HHDM, identity map and RSDP semantics (the
 /// kernel checks the RSDP's signature through the HHDM, or its physical address at revision 3,
 /// and the identity map at revision 0).
