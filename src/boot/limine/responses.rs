@@ -9,7 +9,7 @@ use super::super::acpi;
 use super::super::entry::{ApPlan, BootCpuState, EntryMode, HeldAp, LoaderGdt};
 use super::super::framebuffer::{Framebuffer, BITS_PER_PIXEL, RGB_FIELDS};
 use super::super::image::Image;
-use super::super::loader::{BootError, BootFormat, BootParams, LoadedKernel};
+use super::super::loader::{BootError, BootFormat, BootParams, LoadedKernel, Module};
 use super::super::memory::GuestMemoryExt;
 use super::area::{BootArea, PAGE};
 use super::error::LimineError;
@@ -214,6 +214,24 @@ fn map_direct<M: GuestMemoryBackend>(
     Ok(())
 }
 
+/// A module's `path` (within its volume, with a leading slash) and `string`: an `--initrd`
+/// item is "FILE ARGS" (its string starts with the file, as multiboot passes it), an ISO
+/// entry's module has its path (`os.iso:/boot/mod`) and string (its `module_cmdline`) apart.
+fn module_path_and_args(module: &Module) -> (String, &str) {
+    let shown = module.path.display().to_string();
+    let args = match module.string.split_once(' ') {
+        Some((first, rest)) if first == shown => rest.trim(),
+        _ if module.string == shown => "",
+        _ => module.string.as_str(),
+    };
+    let in_volume = match shown.split_once(":/") {
+        Some((_, inside)) => format!("/{inside}"),
+        None if shown.starts_with('/') => shown,
+        None => format!("/{shown}"),
+    };
+    (in_volume, args)
+}
+
 /// Writes the framebuffer response (revision 1: with its one video mode); its address.
 fn write_framebuffer(
     ram: &impl GuestMemoryBackend,
@@ -399,13 +417,8 @@ pub(crate) fn answer(
                 let at = area.alloc(ram, 24, 8)?;
                 let pointers = area.alloc(ram, 8 * params.modules.len() as u64, 8)?;
                 for (i, (module, &phys)) in params.modules.iter().zip(&layout.modules).enumerate() {
-                    // "FILE ARGS": the file is the path, the rest its string.
-                    let args = module
-                        .string
-                        .split_once(' ')
-                        .map_or("", |(_, rest)| rest.trim());
+                    let (path, args) = module_path_and_args(module);
                     let string = area.put_str(ram, args)?;
-                    let path = format!("/{}", module.path.display()).replace("//", "/");
                     let file = write_file(
                         ram,
                         &mut area,
@@ -539,4 +552,38 @@ pub(crate) fn answer(
         code: vec![(KERNEL_PHYS, exe.size())],
         held_aps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn module(path: &str, string: &str) -> Module {
+        Module {
+            path: PathBuf::from(path),
+            string: string.into(),
+            image: vec![0u8; 1].into(),
+        }
+    }
+
+    #[test]
+    fn module_strings_lose_their_file_name_only() {
+        let path_args = |m: &Module| {
+            let (path, args) = module_path_and_args(m);
+            (path, args.to_string())
+        };
+        assert_eq!(
+            path_args(&module("/tmp/m.txt", "/tmp/m.txt a b")),
+            ("/tmp/m.txt".into(), "a b".into())
+        );
+        assert_eq!(
+            path_args(&module("m.txt", "m.txt")),
+            ("/m.txt".into(), "".into())
+        );
+        assert_eq!(
+            path_args(&module("os.iso:/boot/m", "root=x")),
+            ("/boot/m".into(), "root=x".into())
+        );
+    }
 }
