@@ -153,12 +153,7 @@ fn load_elf64(
     image: &Image,
     params: &BootParams,
 ) -> Result<LoadedKernel, BootError> {
-    let elf = elf::parse(image)?;
-    if elf.class != ElfClass::Elf64 {
-        return Err(BootError::Format(
-            "--format elf64 needs an ELF64 image".into(),
-        ));
-    }
+    let elf = place::parse_elf64(image, "--format elf64")?;
     let placed = load_segments(ram, image, &elf)?;
     layout::write_gdt(ram)?;
     let cr3 = layout::write_identity_page_tables(ram, ram.top().max(1 << 32))?;

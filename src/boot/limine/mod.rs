@@ -22,6 +22,7 @@ use super::elf::{self, ElfClass};
 use super::framebuffer::VideoRequest;
 use super::image::Image;
 use super::loader::{BootError, BootParams, LoadedKernel};
+use super::place;
 pub use error::LimineError;
 use protocol::RequestKind;
 
@@ -97,10 +98,7 @@ pub(crate) fn load(
     image: &Image,
     params: &BootParams,
 ) -> Result<LoadedKernel, BootError> {
-    let elf = elf::parse(image)?;
-    if elf.class != ElfClass::Elf64 {
-        return Err(LimineError::Unsupported("a Limine kernel is an ELF64 file".into()).into());
-    }
+    let elf = place::parse_elf64(image, "the Limine protocol")?;
     let exe = executable::build(image, &elf, params.kaslr, ram.low_end())?;
     let found = requests::scan(&exe.bytes)?;
     let revision = found.revision();
