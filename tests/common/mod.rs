@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gdb;
+pub mod iso;
 pub mod linux;
 pub mod rsp;
 pub mod session;
