@@ -194,7 +194,9 @@ impl IsoFs {
 
     /// True when `path` names a file (not a directory) in the image.
     pub fn is_file(&self, path: &str) -> Result<bool, IsoFsError> {
-        Ok(self.lookup(path)?.is_some_and(|entry| !entry.is_directory()))
+        Ok(self
+            .lookup(path)?
+            .is_some_and(|entry| !entry.is_directory()))
     }
 
     /// The size of the file at `path`.

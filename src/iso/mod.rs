@@ -2,6 +2,7 @@
 //! [`fs`] reads the image, [`grub`] and [`limine`] parse the configs into a [`menu`], and
 //! [`boot_entry`] turns the chosen entry into what a run boots.
 
+pub mod boot_entry;
 pub mod fs;
 pub(crate) mod grub;
 pub(crate) mod limine;
