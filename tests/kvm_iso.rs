@@ -526,3 +526,60 @@ fn iso_ls_lists_a_directory() {
         "not an ISO 9660 image",
     );
 }
+
+/// Damaged images (bytes changed where the descriptors, path tables and directories are, or
+/// cut short) are errors, never a panic or a hang: a thousand variations of a small image.
+#[test]
+fn damaged_images_are_errors_not_panics() {
+    if !tools_available("--cdrom damaged images") {
+        return;
+    }
+    let good = mkisofs_iso(
+        "damage",
+        &[
+            IsoFile::new("boot/kernel.elf", vec![0x90u8; 3000]),
+            IsoFile::new(
+                "boot/grub/grub.cfg",
+                "menuentry x {\n multiboot2 /boot/kernel.elf\n module2 /boot/kernel.elf\n}\n",
+            ),
+            IsoFile::new(
+                "limine.conf",
+                "/x\n protocol: multiboot1\n path: boot():/boot/kernel.elf\n",
+            ),
+        ],
+        &["-J"],
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let metadata_end = bytes.len().min(96 << 10);
+    let damaged = good.with_extension("damaged.iso");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..1000 {
+        let mut copy = bytes.clone();
+        for _ in 0..1 + next() % 8 {
+            let at = 16 * 2048 + (next() as usize) % (metadata_end - 16 * 2048);
+            copy[at] = next() as u8;
+        }
+        if round % 10 == 0 {
+            copy.truncate(16 * 2048 + (next() as usize) % (bytes.len() - 16 * 2048));
+        }
+        std::fs::write(&damaged, &copy).unwrap();
+        let outcome = std::panic::catch_unwind(|| {
+            let _ = gdbvisor::iso::boot_entry::CdromBoot::open(&damaged, None, "", 128 << 20);
+            if let Ok(image) = gdbvisor::iso::fs::IsoFs::open(&damaged) {
+                let _ = image.list("/");
+                let _ = image.list("/boot");
+            }
+        });
+        if outcome.is_err() {
+            let kept = good.with_extension(format!("panic-{round}.iso"));
+            std::fs::write(&kept, &copy).unwrap();
+            panic!("round {round} panicked; the image is {}", kept.display());
+        }
+    }
+}
