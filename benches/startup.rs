@@ -28,29 +28,9 @@ fn startup(c: &mut Criterion) {
     let binary = env!("CARGO_BIN_EXE_gdbvisor");
     let mut group = c.benchmark_group("startup");
     group.sample_size(50);
+    let tiny = [std::ffi::OsStr::new("--kernel"), image.as_os_str()];
     group.bench_function("tiny: process start to guest exit seen", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let start = Instant::now();
-                let mut child = Command::new(binary)
-                    .arg("--kernel")
-                    .arg(&image)
-                    .env("RUST_LOG", "gdbvisor=info")
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("gdbvisor runs");
-                let stderr = BufReader::new(child.stderr.take().unwrap());
-                let seen = stderr
-                    .lines()
-                    .map_while(Result::ok)
-                    .any(|line| line.contains("isa-debug-exit"));
-                total += start.elapsed();
-                assert!(seen, "gdbvisor logs the guest's exit");
-                assert_eq!(child.wait().unwrap().code(), Some(1));
-            }
-            total
-        })
+        b.iter_custom(|n| time_to_line(binary, &tiny, "isa-debug-exit", Some(1), n))
     });
     group.bench_function("tiny: process start to process exit", |b| {
         b.iter(|| {
@@ -88,12 +68,13 @@ fn grub_image(elf: &Path) -> PathBuf {
     iso
 }
 
-/// Process start until gdbvisor prints a stderr line containing `needle`; then the process
-/// is ended (`-S` holds the guest forever) and reaped.
+/// Process start until gdbvisor prints a stderr line containing `needle`. Then the process
+/// ends with `status`, or (`None`: `-S` holds the guest forever) is killed; either way reaped.
 fn time_to_line(
     binary: &str,
     args: &[&std::ffi::OsStr],
     needle: &str,
+    status: Option<i32>,
     iterations: u64,
 ) -> Duration {
     let mut total = Duration::ZERO;
@@ -113,8 +94,13 @@ fn time_to_line(
             .any(|line| line.contains(needle));
         total += start.elapsed();
         assert!(seen, "gdbvisor prints {needle:?}");
-        let _ = child.kill();
-        child.wait().unwrap();
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let ended = child.wait().unwrap();
+        if status.is_some() {
+            assert_eq!(ended.code(), status, "gdbvisor's exit status");
+        }
     }
     total
 }
@@ -132,11 +118,11 @@ fn iso_startup(c: &mut Criterion) {
         let held_args: Vec<&std::ffi::OsStr> = boot.iter().chain(&held).copied().collect();
         group.bench_function(
             format!("mb2-long {name}: process start to first instruction (held for gdb)"),
-            |b| b.iter_custom(|n| time_to_line(binary, &held_args, "gdb listening", n)),
+            |b| b.iter_custom(|n| time_to_line(binary, &held_args, "gdb listening", None, n)),
         );
         group.bench_function(
             format!("mb2-long {name}: process start to guest exit seen"),
-            |b| b.iter_custom(|n| time_to_line(binary, boot, "isa-debug-exit", n)),
+            |b| b.iter_custom(|n| time_to_line(binary, boot, "isa-debug-exit", Some(1), n)),
         );
     }
     group.finish();
