@@ -216,8 +216,8 @@ fn iso_command(command: IsoCommand) -> Result<i32, (String, i32)> {
                 .map_err(|e| failed(&iso, e))?;
             let output = match output {
                 Some(output) => output,
-                // A file's path never ends in `/` once read: its last component is its name.
-                None => PathBuf::from(path.rsplit('/').next().unwrap_or(&path)),
+                // Reading it succeeded, so the path names a file: it has a last name.
+                None => PathBuf::from(gdbvisor::iso::fs::file_name(&path).unwrap_or(&path)),
             };
             let written = if output.as_os_str() == "-" {
                 std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)

@@ -205,6 +205,9 @@ impl IsoFs {
     }
 
     fn file_entry(&self, path: &str) -> Result<DirEntry, IsoFsError> {
+        if file_name(path).is_none() {
+            return Err(IsoFsError::IsDirectory(absolute(path)));
+        }
         match self.lookup(path)? {
             Some(entry) if entry.is_directory() => Err(IsoFsError::IsDirectory(path.into())),
             Some(entry) => Ok(entry),
@@ -313,6 +316,11 @@ fn without_version(name: &str) -> &str {
     }
 }
 
+/// The last name along `path` (`None` for the root).
+pub fn file_name(path: &str) -> Option<&str> {
+    components(path).last()
+}
+
 /// `iso:/path`, how messages name a file in an image.
 pub fn display_path(iso: &Path, path: &str) -> PathBuf {
     PathBuf::from(format!("{}:{}", iso.display(), absolute(path)))
@@ -341,6 +349,8 @@ mod tests {
         let parts: Vec<&str> = components("//boot/./grub//grub.cfg").collect();
         assert_eq!(parts, ["boot", "grub", "grub.cfg"]);
         assert_eq!(components("/").count(), 0);
+        assert_eq!(file_name("/boot/kernel.bin/"), Some("kernel.bin"));
+        assert_eq!(file_name("//"), None);
         assert_eq!(absolute("boot/x"), "/boot/x");
         assert_eq!(absolute("//boot/x"), "/boot/x");
         assert_eq!(
