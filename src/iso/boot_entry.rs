@@ -188,26 +188,43 @@ impl CdromBoot {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let iso_word = shell_word(&iso.display().to_string());
-        let kernel_path = fs::absolute(&entry.kernel);
-        let mut summary = format!("{kernel_path} in {} ({place}), {format}", iso.display());
-        if let Some(unused) = unused {
-            summary += &format!(" ({unused} there too, not used)");
-        }
-        summary += &format!(
-            "; symbols for gdb: gdbvisor iso extract {iso_word} {}",
-            shell_word(&kernel_path)
-        );
-        let cmdline = format!("{} {append}", entry.cmdline).trim().to_string();
+        // The loader's command line exactly, then `--append`'s words after one space.
+        let cmdline = match (entry.cmdline.as_str(), append) {
+            (line, "") => line.to_string(),
+            ("", more) => more.to_string(),
+            (line, more) => format!("{line} {more}"),
+        };
         Ok(CdromBoot {
             kernel: Image::from(kernel),
             name: fs::display_path(iso, &entry.kernel),
             format,
             cmdline,
             modules,
-            summary,
+            summary: summary(iso, &entry.kernel, &place, format, unused.as_deref()),
         })
     }
+}
+
+/// The line that says where the kernel came from, and how to get it out for gdb:
+/// `/boot/kernel.bin in os.iso (boot/grub/grub.cfg line 3, entry 0 "my os"), multiboot2; symbols
+/// for gdb: gdbvisor iso extract os.iso /boot/kernel.bin`.
+fn summary(
+    iso: &Path,
+    kernel: &str,
+    place: &EntryPlace,
+    format: BootFormat,
+    unused_config: Option<&str>,
+) -> String {
+    let kernel = fs::absolute(kernel);
+    let unused = unused_config
+        .map(|path| format!(" ({path} there too, not used)"))
+        .unwrap_or_default();
+    format!(
+        "{kernel} in {} ({place}), {format}{unused}; symbols for gdb: gdbvisor iso extract {} {}",
+        iso.display(),
+        shell_word(&iso.display().to_string()),
+        shell_word(&kernel)
+    )
 }
 
 /// The image's boot menu: GRUB's config if it has one, else Limine's; and the path of a
@@ -313,6 +330,33 @@ mod tests {
         assert_eq!(shell_word("my os.iso"), "'my os.iso'");
         assert_eq!(shell_word("it's.iso"), r"'it'\''s.iso'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn the_summary_names_the_entry_and_the_extract_command() {
+        let place = EntryPlace {
+            config_path: "boot/grub/grub.cfg".into(),
+            line: 3,
+            number: 0,
+            title: "my os".into(),
+        };
+        let iso = Path::new("build/my os.iso");
+        assert_eq!(
+            summary(iso, "boot/kernel.bin", &place, BootFormat::Multiboot2, None),
+            "/boot/kernel.bin in build/my os.iso (boot/grub/grub.cfg line 3, entry 0 \"my os\"), \
+             multiboot2; symbols for gdb: gdbvisor iso extract 'build/my os.iso' /boot/kernel.bin"
+        );
+        let hybrid = summary(
+            iso,
+            "/k",
+            &place,
+            BootFormat::Multiboot1,
+            Some("limine.conf"),
+        );
+        assert!(
+            hybrid.contains("multiboot1 (limine.conf there too, not used); "),
+            "{hybrid}"
+        );
     }
 
     #[test]
