@@ -20,8 +20,19 @@ fn module_two() -> Vec<u8> {
     vec![b'2'; 5000]
 }
 
+/// The third module: 13 bytes, gzip-compressed.
+const MODULE_THREE: &[u8] = b"PACKED-MODULE";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
 /// What the mbinfo image's grub.cfg says: a menu of two entries, the display commands a
-/// tutorial's config carries, a quoted argument.
+/// tutorial's config carries, a quoted argument, a gzip module that GRUB unpacks and the same
+/// loaded `--nounzip`.
 const MBINFO_GRUB_CFG: &str = r#"set timeout=3
 set default=0
 insmod all_video
@@ -30,6 +41,8 @@ menuentry "mbinfo" {
     multiboot /boot/mbinfo.elf hello   "multi boot" x=1
     module /boot/mod1.txt root=/dev/x
     module /boot/mod2.bin
+    module /boot/mod3.gz packed
+    module --nounzip /boot/mod3.gz raw
     boot
 }
 
@@ -48,6 +61,7 @@ fn mbinfo_iso() -> &'static Path {
                 IsoFile::copy("boot/mbinfo.elf", &kernel_elf("mbinfo")),
                 IsoFile::new("boot/mod1.txt", MODULE_ONE),
                 IsoFile::new("boot/mod2.bin", module_two()),
+                IsoFile::new("boot/mod3.gz", gzip(MODULE_THREE)),
             ],
             MBINFO_GRUB_CFG,
         )
@@ -98,21 +112,27 @@ fn grub_image_of_a_multiboot1_elf32_boots_with_its_cmdline_and_modules() {
         .assert_stdout_line("mbinfo: eax=0x2badb002")
         .assert_stdout_line("mbinfo: flags=0x24d")
         .assert_stdout_line(r#"mbinfo: cmdline=hello "multi boot" x=1"#)
-        .assert_stdout_line("mbinfo: mods_count=2")
+        .assert_stdout_line("mbinfo: mods_count=4")
         .assert_stdout_line("mbinfo: done")
         .assert_stderr_has(&format!(
             "gdbvisor: /boot/mbinfo.elf in {} (boot/grub/grub.cfg line 5, entry 0 \"mbinfo\"), multiboot1; symbols for gdb: gdbvisor iso extract {} /boot/mbinfo.elf\n",
             iso.display(),
             iso.display()
         ));
+    let modules: Vec<String> = given(&run.stdout)
+        .into_iter()
+        .filter(|l| l.starts_with("mbinfo: mod["))
+        .collect();
     assert_eq!(
-        given(&run.stdout)
-            .iter()
-            .filter(|l| l.starts_with("mbinfo: mod["))
-            .collect::<Vec<_>>(),
+        modules,
         [
-            "mbinfo: mod[0] size=10 string=root=/dev/x head=MODULE-O",
-            "mbinfo: mod[1] size=5000 string= head=22222222",
+            "mbinfo: mod[0] size=10 string=root=/dev/x head=MODULE-O".to_string(),
+            "mbinfo: mod[1] size=5000 string= head=22222222".to_string(),
+            "mbinfo: mod[2] size=13 string=packed head=PACKED-M".to_string(),
+            format!(
+                "mbinfo: mod[3] size={} string=raw head=........",
+                gzip(MODULE_THREE).len()
+            ),
         ],
         "{run}"
     );
@@ -165,7 +185,7 @@ fn entry_picks_another_entry_by_number_or_title() {
         let run = cdrom(mbinfo_iso(), &["--entry", choice]);
         run.assert_status(1)
             .assert_stdout_line("mbinfo: cmdline=second entry")
-            .assert_stderr_has("(boot/grub/grub.cfg line 12, entry 1 \"mbinfo, no modules\")");
+            .assert_stderr_has("(boot/grub/grub.cfg line 14, entry 1 \"mbinfo, no modules\")");
         assert!(!run.stdout.contains("mbinfo: mod[0]"), "{run}");
     }
 }
@@ -407,6 +427,22 @@ fn bad_images_are_one_line_and_status_2() {
     assert_refused(
         &cdrom(&missing, &[]),
         "boot/grub/grub.cfg line 1, entry 0 \"gone\" names /boot/gone.elf: /boot/gone.elf: no such file or directory in the image",
+    );
+    let xz_module = mkisofs_iso(
+        "xz-module",
+        &[
+            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
+            IsoFile::new("boot/mod.xz", b"\xfd7zXZ\x00 as xz -c writes it".to_vec()),
+            IsoFile::new(
+                "boot/grub/grub.cfg",
+                "menuentry \"xz\" {\n multiboot2 /boot/kernel.elf\n module2 /boot/mod.xz\n}\n",
+            ),
+        ],
+        &[],
+    );
+    assert_refused(
+        &cdrom(&xz_module, &[]),
+        "entry 0 \"xz\" loads /boot/mod.xz, xz-compressed: GRUB would unpack it, gdbvisor does not",
     );
     let limine_protocol = mkisofs_iso(
         "limine-protocol",

@@ -12,6 +12,7 @@ use super::fs::{self, IsoFs, IsoFsError};
 use super::grub;
 use super::limine;
 use super::menu::{BootEntry, BootMenu, Protocol, GRUB_CONFIG_PATHS, LIMINE_CONFIG_PATHS};
+use super::unzip::{self, UnzipError};
 use crate::boot::image::Image;
 use crate::boot::{BootFormat, Module};
 
@@ -66,17 +67,17 @@ pub enum CdromError {
         /// The entry, with its config and line.
         entry: Box<EntryPlace>,
     },
-    /// A module GRUB would decompress.
-    #[error("{iso}: {entry} loads {path}, {compression}-compressed: GRUB would decompress it, gdbvisor does not (store it uncompressed, or add --nounzip if the kernel decompresses it)")]
-    Compressed {
+    /// A module GRUB would unpack, which gdbvisor cannot.
+    #[error("{iso}: {entry} loads {path}, {source}")]
+    Packed {
         /// The ISO image.
         iso: PathBuf,
         /// The entry, with its config and line.
         entry: Box<EntryPlace>,
         /// The module.
         path: String,
-        /// Its compression.
-        compression: &'static str,
+        /// Why.
+        source: UnzipError,
     },
 }
 
@@ -172,14 +173,14 @@ impl CdromBoot {
             .modules
             .iter()
             .map(|spec| {
-                let bytes = read(&spec.path, "a module or initrd goes whole into guest RAM")?;
-                if let Some(compression) = compression(&bytes).filter(|_| spec.decompress) {
-                    return Err(CdromError::Compressed {
+                let mut bytes = read(&spec.path, "a module or initrd goes whole into guest RAM")?;
+                if spec.decompress {
+                    bytes = unzip::unpack(bytes, memory).map_err(|source| CdromError::Packed {
                         iso: iso.to_path_buf(),
                         entry: place.clone(),
                         path: spec.path.clone(),
-                        compression,
-                    });
+                        source,
+                    })?;
                 }
                 Ok(Module {
                     path: fs::display_path(iso, &spec.path),
@@ -297,19 +298,6 @@ fn tried() -> String {
         .join(", ")
 }
 
-/// The compression GRUB's file layer would undo, from the file's magic number.
-fn compression(bytes: &[u8]) -> Option<&'static str> {
-    const MAGICS: [(&[u8], &str); 3] = [
-        (b"\x1f\x8b", "gzip"),
-        (b"\xfd7zXZ\x00", "xz"),
-        (b"\x89LZO\x00\x0d\x0a\x1a\x0a", "lzop"),
-    ];
-    MAGICS
-        .iter()
-        .find(|(magic, _)| bytes.starts_with(magic))
-        .map(|&(_, name)| name)
-}
-
 /// `text` as one shell word: as it is when it is safe, else single-quoted.
 fn shell_word(text: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:+=,@%".contains(c);
@@ -357,14 +345,6 @@ mod tests {
             hybrid.contains("multiboot1 (limine.conf there too, not used); "),
             "{hybrid}"
         );
-    }
-
-    #[test]
-    fn compressed_modules_are_known_by_their_magic() {
-        assert_eq!(compression(b"\x1f\x8b\x08\x00"), Some("gzip"));
-        assert_eq!(compression(b"\xfd7zXZ\x00\x00"), Some("xz"));
-        assert_eq!(compression(b"MODULE"), None);
-        assert_eq!(compression(b""), None);
     }
 
     #[test]
