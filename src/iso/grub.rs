@@ -1677,6 +1677,26 @@ menuentry 'Toy OS (serial debug)' --class os --id toy-debug {
         assert_eq!(linux16.modules.len(), 2);
     }
 
+    /// What GRUB 2.06 gave mbinfo under QEMU for this entry (with `$undefined` before `end`,
+    /// which GRUB drops and gdbvisor refuses): variables split outside quotes, a backslash
+    /// outside quotes takes the next character as it is.
+    #[test]
+    fn variable_splitting_and_escapes_as_grub_does() {
+        let text = r#"set args="a  b"
+set root=(cd)
+menuentry "mb1" {
+    multiboot ($root)/boot/mbinfo $args "$args" x${args}y a\x41b it\'s "q\"d" 'sq"' end
+    module /boot/m.txt "" z
+}"#;
+        let entry = default_entry(text);
+        assert_eq!(entry.kernel, "/boot/mbinfo");
+        assert_eq!(
+            entry.cmdline,
+            r#"a b "a  b" xa by ax41b it\'s q\"d sq\" end"#
+        );
+        assert_eq!(entry.modules[0].string, " z");
+    }
+
     #[test]
     fn loader_cmdline_keeps_hex_escapes() {
         let args = ["a\\x41b".to_string(), "it's".to_string(), String::new()];
