@@ -27,6 +27,9 @@ const LAYERS: &[&[&str]] = &[
     &["snapshot"],
     // KVM: the VM, its vCPUs and their threads, host capabilities.
     &["vmm"],
+    // A hobby-OS ISO's boot configuration (GRUB, Limine) and what it names: the runner boots
+    // it with the loaders below.
+    &["iso"],
     // Loaders write kernels into any vm-memory guest memory; the port devices.
     &["boot", "devices"],
     // Depend on nothing in the crate: the x86 model, the demo kernel's bytes, the process that
