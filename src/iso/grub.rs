@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use log::debug;
 use thiserror::Error;
 
-use super::menu::{
-    normal_path, BootEntry, BootMenu, ConfigLine, ModuleSpec, Protocol, RefusedEntry,
-};
+use super::menu::{normal_path, BootEntry, BootMenu, Built, ConfigLine, ModuleSpec, Protocol};
 
 /// Why a grub.cfg (or one of its entries) cannot be booted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -67,7 +65,7 @@ pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigErr
     .script()?;
     let mut run = Runner::new(&source);
     let mut items = Vec::new();
-    run.top_level(&commands, "", &mut items, 0)?;
+    run.top_level(&commands, "", &mut items)?;
     if run.leaves.is_empty() {
         return Err(ConfigError::NoEntries {
             config_path: config_path.to_string(),
@@ -75,26 +73,12 @@ pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigErr
     }
     let default = run.default_number(&items);
     let timeout = run.timeout();
-    let mut entries = Vec::new();
-    let mut refused = Vec::new();
-    for (number, leaf) in run.leaves.iter().enumerate() {
-        match run.entry(leaf, number) {
-            Ok(entry) => entries.push(entry),
-            Err(reason) => refused.push(RefusedEntry {
-                title: leaf.title.clone(),
-                number,
-                line: leaf.line,
-                reason: reason.to_string(),
-            }),
-        }
-    }
-    Ok(BootMenu {
-        entries,
-        default,
-        timeout,
-        config_path: config_path.to_string(),
-        refused,
-    })
+    let built = run.leaves.iter().enumerate().map(|(number, leaf)| Built {
+        title: leaf.title.clone(),
+        line: leaf.line,
+        entry: run.entry(leaf, number).map_err(|e| e.to_string()),
+    });
+    Ok(BootMenu::new(config_path, default, timeout, built))
 }
 
 /// The command line GRUB builds from arguments (grub-core/lib/cmdline.c): each argument with
@@ -659,6 +643,9 @@ const IGNORED_COMMANDS: &[&str] = &[
     "cmosclean",
     "terminfo",
     "locale",
+    // The variables GRUB's environment block would set (saved_entry, next_entry…) stay unset
+    // here: `default=saved` boots the first entry.
+    "load_env",
 ];
 
 /// Commands that boot something gdbvisor does not, with what to say about them.
@@ -690,10 +677,6 @@ const REFUSED_COMMANDS: &[(&str, &str)] = &[
     ("net_bootp", "needs a network"),
     ("loopback", "boots from an image file inside the ISO"),
     ("cryptomount", "needs an encrypted disk"),
-    (
-        "load_env",
-        "reads GRUB's environment block, whose values gdbvisor cannot know",
-    ),
 ];
 
 /// The message for a command gdbvisor cannot honour.
@@ -728,6 +711,15 @@ enum Item {
     Submenu { title: String, items: Vec<Item> },
 }
 
+/// A command [`Runner::walk`] hands over: not an `if`, an assignment or a function's.
+struct Simple<'c> {
+    line: usize,
+    words: &'c [Word],
+    /// The words expanded, unknown variables empty; never empty.
+    args: &'c [String],
+    block: Option<&'c [Command]>,
+}
+
 /// Runs the config as GRUB would, tracking variables, collecting the entries.
 struct Runner<'a> {
     source: &'a Source<'a>,
@@ -759,78 +751,52 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs top-level commands (or a submenu's), collecting menu entries into `items`.
-    fn top_level(
+    /// Runs `commands` as GRUB would: an `if` runs the branch its condition picks, `function`
+    /// defines one and a call runs its body, assignments set variables, a loop is refused;
+    /// every other command goes to `command` with its line, words, expanded words and block.
+    fn walk(
         &mut self,
         commands: &[Command],
-        title_prefix: &str,
-        items: &mut Vec<Item>,
         depth: usize,
+        command: &mut dyn FnMut(&mut Self, Simple) -> Result<(), ConfigError>,
     ) -> Result<(), ConfigError> {
-        for command in commands {
-            match command {
+        for each in commands {
+            match each {
                 Command::Simple { line, words, block } => {
                     let line = *line;
                     let args = self.expand_lax(words);
                     let Some(name) = args.first().map(String::as_str) else {
                         continue;
                     };
-                    match (name, block) {
-                        ("menuentry", Some(body)) => {
-                            let (title, id) = menuentry_title(&args[1..]);
-                            let title = format!("{title_prefix}{title}");
-                            items.push(Item::Entry(self.leaves.len()));
-                            self.leaves.push(Leaf {
-                                title,
-                                line,
-                                body: body.clone(),
-                                vars: self.vars.clone(),
-                                id,
-                            });
+                    if let (Some(body), "function") = (block, name) {
+                        if let Some(function) = args.get(1) {
+                            self.functions.insert(function.clone(), body.clone());
                         }
-                        ("submenu", Some(body)) => {
-                            let (title, _) = menuentry_title(&args[1..]);
-                            let saved = self.vars.clone();
-                            let mut sub = Vec::new();
-                            let prefix = format!("{title_prefix}{title}>");
-                            self.top_level(body, &prefix, &mut sub, depth)?;
-                            self.vars = saved;
-                            items.push(Item::Submenu { title, items: sub });
-                        }
-                        ("function", Some(body)) => {
-                            if let Some(name) = args.get(1) {
-                                self.functions.insert(name.clone(), body.clone());
-                            }
-                        }
-                        (_, Some(_)) => {
-                            return Err(self.source.unsupported(
-                                line,
-                                format!("gdbvisor reads `{{ … }}` blocks after menuentry, submenu and function only, not after `{name}`"),
-                            ))
-                        }
-                        ("configfile" | "source" | "." | "normal", None) if args.len() > 1 => {
-                            let target = self.expand_strict(words, line, "it names the config file to read")?;
-                            let target = iso_path(&target[1], self.source, line)?;
-                            return Err(ConfigError::OtherConfig {
-                                at: self.source.line(line),
-                                target,
-                            });
-                        }
-                        ("menuentry" | "submenu", None) => {
-                            return Err(self
-                                .source
-                                .syntax(line, format!("`{name}` needs a {{ … }} block")))
-                        }
-                        _ if self.functions.contains_key(name) => {
-                            let body = self.functions[name].clone();
+                        continue;
+                    }
+                    if block.is_none() && self.assignment(name, &args, words, line) {
+                        continue;
+                    }
+                    match self.functions.get(name).cloned() {
+                        Some(body) if block.is_none() => {
                             if depth >= MAX_CALL_DEPTH {
-                                return Err(self.source.unsupported(line, "functions call each other too deeply"));
+                                return Err(self
+                                    .source
+                                    .unsupported(line, "functions call each other too deeply"));
                             }
                             let saved = self.set_positional(&args[1..]);
-                            self.top_level(&body, title_prefix, items, depth + 1)?;
+                            self.walk(&body, depth + 1, command)?;
                             self.vars.extend(saved);
                         }
-                        _ => self.top_level_simple(name, &args, words, line)?,
+                        _ => command(
+                            self,
+                            Simple {
+                                line,
+                                words,
+                                args: &args,
+                                block: block.as_deref(),
+                            },
+                        )?,
                     }
                 }
                 Command::If {
@@ -839,7 +805,7 @@ impl<'a> Runner<'a> {
                     otherwise,
                 } => {
                     if let Some(body) = self.choose_branch(*line, branches, otherwise)? {
-                        self.top_level(body, title_prefix, items, depth)?;
+                        self.walk(body, depth, command)?;
                     }
                 }
                 Command::Loop { line } => {
@@ -852,17 +818,67 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// A top-level command with no block.
-    fn top_level_simple(
+    /// Runs top-level commands (or a submenu's), collecting menu entries into `items`.
+    fn top_level(
         &mut self,
-        name: &str,
-        args: &[String],
-        words: &[Word],
-        line: usize,
+        commands: &[Command],
+        title_prefix: &str,
+        items: &mut Vec<Item>,
     ) -> Result<(), ConfigError> {
-        if self.assignment(name, args, words, line) {
-            return Ok(());
-        }
+        self.walk(commands, 0, &mut |runner, simple| {
+            let Simple {
+                line,
+                words,
+                args,
+                block,
+            } = simple;
+            let name = args[0].as_str();
+            match (name, block) {
+                ("menuentry", Some(body)) => {
+                    let (title, id) = menuentry_title(&args[1..]);
+                    items.push(Item::Entry(runner.leaves.len()));
+                    runner.leaves.push(Leaf {
+                        title: format!("{title_prefix}{title}"),
+                        line,
+                        body: body.to_vec(),
+                        vars: runner.vars.clone(),
+                        id,
+                    });
+                    Ok(())
+                }
+                ("submenu", Some(body)) => {
+                    let (title, _) = menuentry_title(&args[1..]);
+                    let saved = runner.vars.clone();
+                    let mut sub = Vec::new();
+                    let prefix = format!("{title_prefix}{title}>");
+                    runner.top_level(body, &prefix, &mut sub)?;
+                    runner.vars = saved;
+                    items.push(Item::Submenu { title, items: sub });
+                    Ok(())
+                }
+                (_, Some(_)) => Err(runner.source.unsupported(
+                    line,
+                    format!("gdbvisor reads `{{ … }}` blocks after menuentry, submenu and function only, not after `{name}`"),
+                )),
+                ("configfile" | "source" | "." | "normal", None) if args.len() > 1 => {
+                    let target =
+                        runner.expand_strict(words, line, "it names the config file to read")?;
+                    let target = iso_path(target.get(1).map_or("", String::as_str), runner.source, line)?;
+                    Err(ConfigError::OtherConfig {
+                        at: runner.source.line(line),
+                        target,
+                    })
+                }
+                ("menuentry" | "submenu", None) => Err(runner
+                    .source
+                    .syntax(line, format!("`{name}` needs a {{ … }} block"))),
+                _ => runner.top_level_simple(name, line),
+            }
+        })
+    }
+
+    /// A top-level command with no block.
+    fn top_level_simple(&self, name: &str, line: usize) -> Result<(), ConfigError> {
         if let Some((_, what)) = REFUSED_COMMANDS.iter().find(|(n, _)| *n == name) {
             return Err(self.source.unsupported(
                 line,
@@ -1055,10 +1071,12 @@ impl<'a> Runner<'a> {
         Ok(args)
     }
 
-    /// Which body of an `if` runs: a condition gdbvisor can evaluate picks it; otherwise, when
-    /// no branch does anything that matters here, none; otherwise an error.
+    /// Which body of an `if` runs: the one a condition gdbvisor can evaluate picks. When it
+    /// cannot evaluate one and the branches only assign variables or set up GRUB's screen,
+    /// none runs and the variables they assign become unknown (an error where one matters);
+    /// when they do more, an error.
     fn choose_branch<'c>(
-        &self,
+        &mut self,
         line: usize,
         branches: &'c [(Vec<Word>, Vec<Command>)],
         otherwise: &'c [Command],
@@ -1068,23 +1086,83 @@ impl<'a> Runner<'a> {
                 Some(true) => return Ok(Some(body)),
                 Some(false) => continue,
                 None => {
-                    let all_harmless =
-                        branches.iter().all(|(_, b)| harmless(b)) && harmless(otherwise);
-                    if all_harmless {
-                        debug!(
-                            "{}: condition not evaluated; its branches only change GRUB's screen",
-                            self.source.line(line)
-                        );
-                        return Ok(None);
+                    let mut assigned = Vec::new();
+                    let only_assignments = branches
+                        .iter()
+                        .map(|(_, body)| body.as_slice())
+                        .chain([otherwise])
+                        .all(|body| self.assignments_only(body, &mut assigned, 0));
+                    if !only_assignments {
+                        return Err(self.source.unsupported(
+                            line,
+                            "gdbvisor cannot evaluate this `if` (it evaluates `[ A = B ]`, `[ A != B ]`, `[ -n A ]`, `[ -z A ]`, true, false), and its branches do more than set variables or GRUB's screen",
+                        ));
                     }
-                    return Err(self.source.unsupported(
-                        line,
-                        "gdbvisor cannot evaluate this `if` (it evaluates `[ A = B ]`, `[ A != B ]`, `[ -n A ]`, `[ -z A ]`, true, false), and its branches do more than set up GRUB's screen",
-                    ));
+                    debug!("{}: condition not evaluated", self.source.line(line));
+                    let why = format!(
+                        "{} may set it, and gdbvisor cannot evaluate that `if`",
+                        self.source.line(line)
+                    );
+                    for name in assigned {
+                        self.set(&name, Value::Unknown(why.clone()), line);
+                    }
+                    return Ok(None);
                 }
             }
         }
         Ok(Some(otherwise))
+    }
+
+    /// Whether `commands` only assign variables (collected in `assigned`), set up GRUB's
+    /// screen or run `if`s and functions that do no more.
+    fn assignments_only(
+        &self,
+        commands: &[Command],
+        assigned: &mut Vec<String>,
+        depth: usize,
+    ) -> bool {
+        commands.iter().all(|command| match command {
+            Command::Simple {
+                words, block: None, ..
+            } => {
+                let Some(name) = words.first().and_then(Word::bare) else {
+                    return false;
+                };
+                let key = |w: &Word| match w.pieces.first() {
+                    Some(Piece::Text(t)) => t.split_once('=').map(|(k, _)| k.to_string()),
+                    _ => None,
+                };
+                match name {
+                    "set" => assigned.extend(words[1..].iter().filter_map(key)),
+                    "unset" => assigned.extend(
+                        words[1..]
+                            .iter()
+                            .filter_map(|w| w.bare().map(str::to_string)),
+                    ),
+                    _ if words.len() == 1 && key(&words[0]).is_some_and(|k| valid_name(&k)) => {
+                        assigned.extend(key(&words[0]));
+                    }
+                    _ if IGNORED_COMMANDS.contains(&name) => {}
+                    _ => {
+                        return depth < MAX_CALL_DEPTH
+                            && self.functions.get(name).is_some_and(|body| {
+                                self.assignments_only(body, assigned, depth + 1)
+                            })
+                    }
+                }
+                true
+            }
+            Command::If {
+                branches,
+                otherwise,
+                ..
+            } => branches
+                .iter()
+                .map(|(_, body)| body.as_slice())
+                .chain([otherwise.as_slice()])
+                .all(|body| self.assignments_only(body, assigned, depth)),
+            Command::Simple { .. } | Command::Loop { .. } => false,
+        })
     }
 
     /// The value of a simple condition, or None.
@@ -1157,7 +1235,7 @@ impl<'a> Runner<'a> {
             default: None,
         };
         let mut loaded = Loaded::default();
-        scope.entry_body(&leaf.body, &mut loaded, 0)?;
+        scope.entry_body(&leaf.body, &mut loaded)?;
         let Some((protocol, kernel, cmdline)) = loaded.kernel else {
             return Err(self.source.unsupported(
                 leaf.line,
@@ -1175,59 +1253,17 @@ impl<'a> Runner<'a> {
         })
     }
 
-    fn entry_body(
-        &mut self,
-        commands: &[Command],
-        loaded: &mut Loaded,
-        depth: usize,
-    ) -> Result<(), ConfigError> {
-        for command in commands {
-            match command {
-                Command::Simple { line, words, block } => {
-                    let line = *line;
-                    let args = self.expand_lax(words);
-                    let Some(name) = args.first().map(String::as_str) else {
-                        continue;
-                    };
-                    if block.is_some() {
-                        return Err(self.source.unsupported(
-                            line,
-                            format!("`{name} {{ … }}` inside a menuentry: gdbvisor reads menuentry blocks at the top level or in a submenu"),
-                        ));
-                    }
-                    if self.assignment(name, &args, words, line) {
-                        continue;
-                    }
-                    if let Some(body) = self.functions.get(name).cloned() {
-                        if depth >= MAX_CALL_DEPTH {
-                            return Err(self
-                                .source
-                                .unsupported(line, "functions call each other too deeply"));
-                        }
-                        let saved = self.set_positional(&args[1..]);
-                        self.entry_body(&body, loaded, depth + 1)?;
-                        self.vars.extend(saved);
-                        continue;
-                    }
-                    self.entry_command(name, words, line, loaded)?;
-                }
-                Command::If {
-                    line,
-                    branches,
-                    otherwise,
-                } => {
-                    if let Some(body) = self.choose_branch(*line, branches, otherwise)? {
-                        self.entry_body(body, loaded, depth)?;
-                    }
-                }
-                Command::Loop { line } => {
-                    return Err(self
-                        .source
-                        .unsupported(*line, "gdbvisor does not run GRUB loops"))
-                }
+    fn entry_body(&mut self, commands: &[Command], loaded: &mut Loaded) -> Result<(), ConfigError> {
+        self.walk(commands, 0, &mut |runner, simple| {
+            let name = simple.args[0].as_str();
+            if simple.block.is_some() {
+                return Err(runner.source.unsupported(
+                    simple.line,
+                    format!("`{name} {{ … }}` inside a menuentry: gdbvisor reads menuentry blocks at the top level or in a submenu"),
+                ));
             }
-        }
-        Ok(())
+            runner.entry_command(name, simple.words, simple.line, loaded)
+        })
     }
 
     /// One command of an entry's body, other than assignments and function calls.
@@ -1396,48 +1432,6 @@ const LOADERS: &[&str] = &[
     "initrd16",
     "initrdefi",
 ];
-
-/// Variables (by prefix) that only change GRUB's own screen, menu or language.
-const DISPLAY_VARIABLES: &[&str] = &[
-    "gfx",
-    "menu_color",
-    "color_",
-    "theme",
-    "timeout_style",
-    "pager",
-    "lang",
-    "locale",
-    "icondir",
-    "font",
-    "background",
-];
-
-/// True when `commands` only set up GRUB's screen: an `if` made only of them can be skipped
-/// without knowing its condition.
-fn harmless(commands: &[Command]) -> bool {
-    commands.iter().all(|command| match command {
-        Command::Simple { words, block, .. } => {
-            let Some(name) = words.first().and_then(Word::bare) else {
-                return false;
-            };
-            let sets_display_variable = |w: &Word| match w.pieces.first() {
-                Some(Piece::Text(t)) => {
-                    DISPLAY_VARIABLES.iter().any(|prefix| t.starts_with(prefix))
-                }
-                _ => false,
-            };
-            block.is_none()
-                && (IGNORED_COMMANDS.contains(&name)
-                    || (name == "set" && words[1..].iter().all(sets_display_variable)))
-        }
-        Command::If {
-            branches,
-            otherwise,
-            ..
-        } => branches.iter().all(|(_, b)| harmless(b)) && harmless(otherwise),
-        Command::Loop { .. } => false,
-    })
-}
 
 /// A menuentry's or submenu's title (its first argument that is not an option) and `--id`.
 fn menuentry_title(args: &[String]) -> (String, Option<String>) {
@@ -1681,6 +1675,26 @@ menuentry 'Toy OS (serial debug)' --class os --id toy-debug {
         let linux16 = default_entry("menuentry l { linux16 /vmlinuz\n initrd16 /a\n initrd /b }");
         assert_eq!(linux16.cmdline, "BOOT_IMAGE=/vmlinuz");
         assert_eq!(linux16.modules.len(), 2);
+    }
+
+    /// What GRUB 2.06 gave mbinfo under QEMU for this entry (with `$undefined` before `end`,
+    /// which GRUB drops and gdbvisor refuses): variables split outside quotes, a backslash
+    /// outside quotes takes the next character as it is.
+    #[test]
+    fn variable_splitting_and_escapes_as_grub_does() {
+        let text = r#"set args="a  b"
+set root=(cd)
+menuentry "mb1" {
+    multiboot ($root)/boot/mbinfo $args "$args" x${args}y a\x41b it\'s "q\"d" 'sq"' end
+    module /boot/m.txt "" z
+}"#;
+        let entry = default_entry(text);
+        assert_eq!(entry.kernel, "/boot/mbinfo");
+        assert_eq!(
+            entry.cmdline,
+            r#"a b "a  b" xa by ax41b it\'s q\"d sq\" end"#
+        );
+        assert_eq!(entry.modules[0].string, " z");
     }
 
     #[test]
@@ -1988,19 +2002,98 @@ menuentry "last" { multiboot2 /last }
         // Inside an entry.
         let inside = "menuentry a {\n if [ $grub_cpu = i386 ]; then multiboot /k32; else multiboot2 /k64; fi\n}";
         assert_eq!(default_entry(inside).kernel, "/k32");
-        // Unknown condition with branches that matter: an error naming the `if`.
-        let err =
-            error("if keystatus --shift; then\n set default=1\nfi\nmenuentry a { multiboot /k }");
+        // Unknown condition with branches that do more than assign: an error naming the `if`.
+        let err = error("if keystatus --shift; then\n menuentry b { multiboot /b }\nfi\nmenuentry a { multiboot /k }");
         assert!(
             err.contains("line 1: \"if keystatus --shift; then\""),
             "{err}"
         );
         assert!(err.contains("cannot evaluate"), "{err}");
+        // Unknown condition that only assigns: the variables become unknown.
+        let shift = "if keystatus --shift; then\n set default=1\n set k=/debug\nelse\n set k=/k\nfi\nmenuentry a { multiboot /a }\nmenuentry b { multiboot $k }";
+        let shifted = menu(shift);
+        assert_eq!(shifted.default, 0);
+        let err = shifted.select(Some("b")).unwrap_err().to_string();
+        assert!(
+            err.contains("line 8: \"menuentry b { multiboot $k }\": ${k} is not set"),
+            "{err}"
+        );
+        assert!(err.contains("(/boot/grub/grub.cfg line 1: \"if keystatus --shift; then\" may set it, and gdbvisor cannot evaluate that `if`)"), "{err}");
+        // A function called in such a branch counts by what it does.
+        let function = "function f { set x=1 }\nfunction g { multiboot /g }\nif [ -e /a ]; then f; fi\nmenuentry a { multiboot /a }";
+        assert_eq!(menu(function).entries.len(), 1);
+        assert!(error(&function.replace("then f", "then g")).contains("cannot evaluate"));
+        assert!(
+            error("if [ -e /a ]; then for x in y; do echo; done; fi").contains("cannot evaluate")
+        );
+        assert!(error("if [ -e /a ]; then $cmd; fi").contains("cannot evaluate"));
+        let unset = "set k=/k\nif [ -e /a ]; then unset k; fi\nmenuentry a { multiboot $k }";
+        assert!(refusal(unset).contains("${k}"));
         let err = refusal("menuentry a {\n if [ -e /x ]; then multiboot /a; fi\n}");
         assert!(err.contains("line 2"), "{err}");
         // An unknown condition whose branches are only screen set-up, nested.
         let nested = "if [ -e /x ]; then if [ -e /y ]; then insmod png; fi; fi\nmenuentry a { multiboot /k }";
         assert_eq!(default_entry(nested).kernel, "/k");
+    }
+
+    /// The header grub-mkconfig writes (a distribution's grub.cfg), which some ISOs copy.
+    #[test]
+    fn grub_mkconfig_header() {
+        let text = r#"if [ -s $prefix/grubenv ]; then
+  set have_grubenv=true
+  load_env
+fi
+if [ "${next_entry}" ] ; then
+   set default="${next_entry}"
+   set next_entry=
+   save_env next_entry
+   set boot_once=true
+else
+   set default="0"
+fi
+
+if [ x"${feature_menuentry_id}" = xy ]; then
+  menuentry_id_option="--id"
+else
+  menuentry_id_option=""
+fi
+
+export menuentry_id_option
+
+function load_video {
+  if [ x$feature_all_video_module = xy ]; then
+    insmod all_video
+  else
+    insmod efi_gop
+    insmod vbe
+  fi
+}
+
+if [ x$feature_timeout_style = xy ] ; then
+  set timeout_style=menu
+  set timeout=5
+else
+  set timeout=5
+fi
+menuentry 'My OS' --class os $menuentry_id_option 'myos-simple' {
+	load_video
+	insmod gzio
+	if [ x$grub_platform = xxen ]; then insmod xzio; insmod lzopio; fi
+	insmod part_msdos
+	search --no-floppy --fs-uuid --set=root 1234-ABCD
+	echo	'Loading My OS ...'
+	multiboot2	/boot/myos.elf
+}
+"#;
+        // `[ -s … ]` is not evaluated; the variable its branch sets is not used.
+        let menu = menu(text);
+        assert_eq!(menu.timeout, Some(5));
+        assert_eq!(menu.default, 0);
+        let entry = menu.select(None).unwrap();
+        assert_eq!(
+            (entry.title.as_str(), entry.kernel.as_str()),
+            ("My OS", "/boot/myos.elf")
+        );
     }
 
     #[test]

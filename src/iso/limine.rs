@@ -17,9 +17,7 @@ use std::collections::HashMap;
 use log::{debug, warn};
 use thiserror::Error;
 
-use super::menu::{
-    normal_path, BootEntry, BootMenu, ConfigLine, ModuleSpec, Protocol, RefusedEntry,
-};
+use super::menu::{normal_path, BootEntry, BootMenu, Built, ConfigLine, ModuleSpec, Protocol};
 
 /// Why a Limine config (or one of its entries) cannot be booted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -92,28 +90,16 @@ pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigErr
         }
         None => 0,
     };
-    let mut entries = Vec::new();
-    let mut refused = Vec::new();
-    for (number, leaf) in tree.leaves.iter().enumerate() {
+    let built = tree.leaves.iter().enumerate().map(|(number, leaf)| {
         let body = &items[leaf.body.clone()];
         let body_lines = &lines[leaf.body.clone()];
-        match entry(syntax, leaf, number, body, body_lines, &at) {
-            Ok(entry) => entries.push(entry),
-            Err(reason) => refused.push(RefusedEntry {
-                title: leaf.title.clone(),
-                number,
-                line: leaf.line,
-                reason: reason.to_string(),
-            }),
+        Built {
+            title: leaf.title.clone(),
+            line: leaf.line,
+            entry: entry(syntax, leaf, number, body, body_lines, &at).map_err(|e| e.to_string()),
         }
-    }
-    Ok(BootMenu {
-        entries,
-        default,
-        timeout,
-        config_path: config_path.to_string(),
-        refused,
-    })
+    });
+    Ok(BootMenu::new(config_path, default, timeout, built))
 }
 
 /// Which of Limine's two config syntaxes a file is in.

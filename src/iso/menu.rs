@@ -145,7 +145,45 @@ pub(crate) enum MenuError {
     Empty { config_path: String },
 }
 
+/// One menu entry as a parser built it: the entry, or why gdbvisor cannot boot it (the whole
+/// message, naming the config file and line).
+pub(crate) struct Built {
+    pub title: String,
+    /// 1-based line of the entry's title.
+    pub line: usize,
+    pub entry: Result<BootEntry, String>,
+}
+
 impl BootMenu {
+    /// The menu of the config at `config_path`, its entries numbered in the order given.
+    pub(crate) fn new(
+        config_path: &str,
+        default: usize,
+        timeout: Option<u32>,
+        built: impl IntoIterator<Item = Built>,
+    ) -> BootMenu {
+        let mut entries = Vec::new();
+        let mut refused = Vec::new();
+        for (number, built) in built.into_iter().enumerate() {
+            match built.entry {
+                Ok(entry) => entries.push(BootEntry { number, ..entry }),
+                Err(reason) => refused.push(RefusedEntry {
+                    title: built.title,
+                    number,
+                    line: built.line,
+                    reason,
+                }),
+            }
+        }
+        BootMenu {
+            entries,
+            default,
+            timeout,
+            config_path: config_path.to_string(),
+            refused,
+        }
+    }
+
     /// The entry to boot: `None` is the config's default; a number is an entry's number
     /// (0-based, as GRUB's `set default=N` and as [`BootMenu::listing`] shows them); anything
     /// else is an entry's exact title.
