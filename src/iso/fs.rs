@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use hadris_iso::file::EntryType;
@@ -27,6 +27,9 @@ pub enum IsoFsError {
     /// The image file cannot be opened or read.
     #[error("{0}")]
     Open(std::io::Error),
+    /// A directory, not an image.
+    #[error("a directory, not an ISO 9660 image (build one with grub-mkrescue or xorriso)")]
+    Directory,
     /// Too short to hold the volume descriptors.
     #[error("not an ISO 9660 image: {} is too short to hold its volume descriptors (at 32 KiB)", size_text(*.0))]
     TooShort(u64),
@@ -107,15 +110,20 @@ pub struct IsoFs {
 }
 
 impl IsoFs {
-    /// Opens `path`: an ISO 9660 image whose file holds all of its volume.
+    /// Opens `path`: an ISO 9660 image whose file (or block device, a CD drive) holds all of
+    /// its volume.
     pub fn open(path: &Path) -> Result<IsoFs, IsoFsError> {
         let mut file = File::open(path).map_err(IsoFsError::Open)?;
-        let len = file.metadata().map_err(IsoFsError::Open)?.len();
+        if file.metadata().map_err(IsoFsError::Open)?.is_dir() {
+            return Err(IsoFsError::Directory);
+        }
+        // A block device's metadata says 0 bytes; its end says how long it is.
+        let len = file.seek(SeekFrom::End(0)).map_err(IsoFsError::Open)?;
         if len < FIRST_DESCRIPTOR + SECTOR {
             return Err(IsoFsError::TooShort(len));
         }
         let mut descriptor = [0u8; 6];
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(FIRST_DESCRIPTOR))
+        file.seek(SeekFrom::Start(FIRST_DESCRIPTOR))
             .and_then(|_| file.read_exact(&mut descriptor))
             .map_err(IsoFsError::Open)?;
         if &descriptor[1..6] != STANDARD_ID {
@@ -370,6 +378,11 @@ mod tests {
         std::fs::write(&zeros, vec![0u8; 64 << 10]).unwrap();
         let err = IsoFs::open(&zeros).err().unwrap().to_string();
         assert!(err.contains("no \"CD001\" volume descriptor"), "{err}");
+        let err = IsoFs::open(&dir).err().unwrap().to_string();
+        assert!(
+            err.starts_with("a directory, not an ISO 9660 image"),
+            "{err}"
+        );
         std::fs::remove_file(short).unwrap();
         std::fs::remove_file(zeros).unwrap();
     }
