@@ -118,23 +118,18 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             ),
         },
     };
-    let boot = match cdrom {
-        Some(cdrom) => BootParams {
-            format: Some(cdrom.format),
-            cmdline: cdrom.cmdline,
-            modules: cdrom.modules,
-            load_addr: args.load_addr,
-        },
-        None => BootParams {
-            format: args.format,
-            cmdline: args.cmdline.clone(),
-            modules: match &args.initrd {
+    // An ISO's entry decides the format, command line and modules; else the flags do.
+    let (format, cmdline, modules) = match cdrom {
+        Some(cdrom) => (Some(cdrom.format), cdrom.cmdline, cdrom.modules),
+        None => (
+            args.format,
+            args.cmdline.clone(),
+            match &args.initrd {
                 Some(list) => RunRequest::read_modules(list, args.memory)
                     .map_err(|e| (e.to_string(), e.status()))?,
                 None => Vec::new(),
             },
-            load_addr: args.load_addr,
-        },
+        ),
     };
     let gdb_endpoint = args
         .gdb_endpoint()
@@ -159,7 +154,12 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
     let request = RunRequest {
         name,
         image,
-        boot,
+        boot: BootParams {
+            format,
+            cmdline,
+            modules,
+            load_addr: args.load_addr,
+        },
         memory: args.memory,
         cpus: args.cpus,
         serial: off_stdout(args.serial),
