@@ -61,6 +61,7 @@ pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigErr
         source: &source,
         tokens: &tokens,
         pos: 0,
+        depth: 0,
     }
     .script()?;
     let mut run = Runner::new(&source);
@@ -395,7 +396,13 @@ struct Parser<'a> {
     source: &'a Source<'a>,
     tokens: &'a [Token],
     pos: usize,
+    /// How many blocks and `if`s enclose the current command.
+    depth: usize,
 }
+
+/// How deeply blocks and `if`s may nest: deeper is no real config, and would exhaust the
+/// stack of this recursive parser.
+const MAX_NESTING: usize = 64;
 
 /// What ended a list of commands.
 enum Ending {
@@ -423,6 +430,20 @@ impl<'a> Parser<'a> {
     /// Commands up to the end, a `}`, or a command starting with one of `keywords` (consumed;
     /// the rest of its command is read by the next call).
     fn commands(&mut self, keywords: &[&str]) -> Result<(Vec<Command>, Ending), ConfigError> {
+        if self.depth >= MAX_NESTING {
+            let line = self.peek().map_or(1, |t| t.line);
+            return Err(self.source.syntax(line, "blocks nested too deeply"));
+        }
+        self.depth += 1;
+        let result = self.nested_commands(keywords);
+        self.depth -= 1;
+        result
+    }
+
+    fn nested_commands(
+        &mut self,
+        keywords: &[&str],
+    ) -> Result<(Vec<Command>, Ending), ConfigError> {
         let mut commands = Vec::new();
         loop {
             let Some(token) = self.peek() else {
@@ -692,8 +713,9 @@ const PREDEFINED: &[(&str, &str)] = &[
     ("grub_cpu", "i386"),
 ];
 
-/// How deep function calls may nest (a function calling itself would never end).
-const MAX_CALL_DEPTH: usize = 16;
+/// How deeply `if`s, submenus and function calls may nest as the config runs (a function
+/// calling itself would never end).
+const MAX_RUN_DEPTH: usize = 80;
 
 /// A menuentry found while running the top level.
 struct Leaf {
@@ -727,6 +749,8 @@ struct Runner<'a> {
     functions: HashMap<String, Vec<Command>>,
     leaves: Vec<Leaf>,
     default: Option<(Value, usize)>,
+    /// How many [`Runner::walk`]s are under way.
+    depth: usize,
 }
 
 /// What an entry's body has loaded so far.
@@ -748,6 +772,7 @@ impl<'a> Runner<'a> {
             functions: HashMap::new(),
             leaves: Vec::new(),
             default: None,
+            depth: 0,
         }
     }
 
@@ -757,7 +782,24 @@ impl<'a> Runner<'a> {
     fn walk(
         &mut self,
         commands: &[Command],
-        depth: usize,
+        command: &mut dyn FnMut(&mut Self, Simple) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        if self.depth >= MAX_RUN_DEPTH {
+            let line = commands.first().map_or(1, Command::line);
+            return Err(self.source.unsupported(
+                line,
+                "ifs, submenus and function calls nest too deeply (a function calling itself?)",
+            ));
+        }
+        self.depth += 1;
+        let result = self.walk_nested(commands, command);
+        self.depth -= 1;
+        result
+    }
+
+    fn walk_nested(
+        &mut self,
+        commands: &[Command],
         command: &mut dyn FnMut(&mut Self, Simple) -> Result<(), ConfigError>,
     ) -> Result<(), ConfigError> {
         for each in commands {
@@ -779,13 +821,8 @@ impl<'a> Runner<'a> {
                     }
                     match self.functions.get(name).cloned() {
                         Some(body) if block.is_none() => {
-                            if depth >= MAX_CALL_DEPTH {
-                                return Err(self
-                                    .source
-                                    .unsupported(line, "functions call each other too deeply"));
-                            }
                             let saved = self.set_positional(&args[1..]);
-                            self.walk(&body, depth + 1, command)?;
+                            self.walk(&body, command)?;
                             self.vars.extend(saved);
                         }
                         _ => command(
@@ -805,7 +842,7 @@ impl<'a> Runner<'a> {
                     otherwise,
                 } => {
                     if let Some(body) = self.choose_branch(*line, branches, otherwise)? {
-                        self.walk(body, depth, command)?;
+                        self.walk(body, command)?;
                     }
                 }
                 Command::Loop { line } => {
@@ -825,7 +862,7 @@ impl<'a> Runner<'a> {
         title_prefix: &str,
         items: &mut Vec<Item>,
     ) -> Result<(), ConfigError> {
-        self.walk(commands, 0, &mut |runner, simple| {
+        self.walk(commands, &mut |runner, simple| {
             let Simple {
                 line,
                 words,
@@ -1144,7 +1181,7 @@ impl<'a> Runner<'a> {
                     }
                     _ if IGNORED_COMMANDS.contains(&name) => {}
                     _ => {
-                        return depth < MAX_CALL_DEPTH
+                        return depth < MAX_RUN_DEPTH
                             && self.functions.get(name).is_some_and(|body| {
                                 self.assignments_only(body, assigned, depth + 1)
                             })
@@ -1160,7 +1197,7 @@ impl<'a> Runner<'a> {
                 .iter()
                 .map(|(_, body)| body.as_slice())
                 .chain([otherwise.as_slice()])
-                .all(|body| self.assignments_only(body, assigned, depth)),
+                .all(|body| self.assignments_only(body, assigned, depth + 1)),
             Command::Simple { .. } | Command::Loop { .. } => false,
         })
     }
@@ -1233,6 +1270,7 @@ impl<'a> Runner<'a> {
             functions: self.functions.clone(),
             leaves: Vec::new(),
             default: None,
+            depth: 0,
         };
         let mut loaded = Loaded::default();
         scope.entry_body(&leaf.body, &mut loaded)?;
@@ -1254,7 +1292,7 @@ impl<'a> Runner<'a> {
     }
 
     fn entry_body(&mut self, commands: &[Command], loaded: &mut Loaded) -> Result<(), ConfigError> {
-        self.walk(commands, 0, &mut |runner, simple| {
+        self.walk(commands, &mut |runner, simple| {
             let name = simple.args[0].as_str();
             if simple.block.is_some() {
                 return Err(runner.source.unsupported(
@@ -1958,6 +1996,20 @@ menuentry "last" { multiboot2 /last }
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let blocks = "menuentry a {\n".repeat(100_000);
+        assert!(error(&blocks).contains("nested too deeply"));
+        let ifs = "if true; then\n".repeat(100_000);
+        assert!(error(&ifs).contains("nested too deeply"));
+        let fine = format!(
+            "{}menuentry a {{ multiboot /k }}\n{}",
+            "if true; then\n".repeat(60),
+            "fi\n".repeat(60)
+        );
+        assert_eq!(default_entry(&fine).kernel, "/k");
+    }
+
+    #[test]
     fn comments_continuations_and_separators() {
         let text = "# a comment\nset timeout=1 # trailing\nmenuentry \"a#b\" { # comment after brace\n  multiboot /boot/k \\\n    one two; boot\n  echo a#b\n}\n";
         let menu = menu(text);
@@ -2102,6 +2154,16 @@ menuentry 'My OS' --class os $menuentry_id_option 'myos-simple' {
         assert_eq!(default_entry(text).kernel, "/boot/k.elf");
         let recursive = "function f { f }\nmenuentry a { f }";
         assert!(refusal(recursive).contains("too deeply"));
+        let chain: String = (0..200)
+            .map(|i| format!("function f{i} {{ f{} }}\n", i + 1))
+            .collect();
+        let err = error(&format!("{chain}f0\nmenuentry a {{ multiboot /k }}"));
+        assert!(err.contains("nest too deeply"), "{err}");
+        let ten: String = (0..10)
+            .map(|i| format!("function f{i} {{ f{} }}\n", i + 1))
+            .collect();
+        let fine = format!("{ten}function f10 {{ multiboot /k }}\nmenuentry a {{ f0 }}");
+        assert_eq!(default_entry(&fine).kernel, "/k");
         assert!(error("function f { f }\nf\nmenuentry a { multiboot /k }").contains("too deeply"));
     }
 
