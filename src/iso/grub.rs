@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use log::debug;
 use thiserror::Error;
 
-use super::menu::{normal_path, BootEntry, BootMenu, Built, ConfigLine, ModuleSpec, Protocol};
+use super::menu::{
+    normal_path, BootEntry, BootMenu, Built, ConfigLine, ConfigText, ModuleSpec, Protocol,
+};
 
 /// Why a grub.cfg (or one of its entries) cannot be booted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -55,7 +57,10 @@ pub(crate) enum ConfigError {
 
 /// Parses `text`, the grub.cfg found at `config_path` in the ISO.
 pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigError> {
-    let source = Source { text, config_path };
+    let source = Source {
+        text,
+        lines: ConfigText::new(config_path, text),
+    };
     let tokens = tokenize(&source)?;
     let commands = Parser {
         source: &source,
@@ -121,12 +126,12 @@ pub(crate) fn loader_cmdline(args: &[String]) -> String {
 /// The config's text and where it came from, for error messages.
 struct Source<'a> {
     text: &'a str,
-    config_path: &'a str,
+    lines: ConfigText<'a>,
 }
 
 impl Source<'_> {
     fn line(&self, number: usize) -> ConfigLine {
-        ConfigLine::new(self.config_path, self.text, number)
+        self.lines.line(number)
     }
 
     fn syntax(&self, line: usize, problem: impl Into<String>) -> ConfigError {
@@ -713,6 +718,10 @@ const PREDEFINED: &[(&str, &str)] = &[
     ("grub_cpu", "i386"),
 ];
 
+/// The most bytes of variable values one command may expand to (a real config's are tiny;
+/// `set a=$a$a` repeated would otherwise double without end).
+const MAX_EXPANSION: usize = 1 << 20;
+
 /// How deeply `if`s, submenus and function calls may nest as the config runs (a function
 /// calling itself would never end).
 const MAX_RUN_DEPTH: usize = 80;
@@ -971,10 +980,19 @@ impl<'a> Runner<'a> {
             "set" => {
                 // `set` re-expanded word by word, so that a value's unknown variable is kept.
                 for word in &words[1..] {
-                    let text = self.expand_lax(std::slice::from_ref(word)).join(" ");
-                    if let Some((key, _)) = text.split_once('=') {
-                        let value = self.word_value(word, key.len() + 1, line);
-                        self.set(key, value, line);
+                    let key = match word.pieces.first() {
+                        Some(Piece::Text(text)) if text.contains('=') => {
+                            text.split_once('=').map(|(key, _)| key.to_string())
+                        }
+                        _ => self
+                            .expand_lax(std::slice::from_ref(word))
+                            .join(" ")
+                            .split_once('=')
+                            .map(|(key, _)| key.to_string()),
+                    };
+                    if let Some(key) = key {
+                        let value = self.word_value(word, &key, line);
+                        self.set(&key, value, line);
                     }
                 }
                 true
@@ -987,7 +1005,7 @@ impl<'a> Runner<'a> {
             }
             _ if args.len() == 1 && valid_name(name.split_once('=').map_or("", |(k, _)| k)) => {
                 let key = name.split_once('=').map_or("", |(k, _)| k).to_string();
-                let value = self.word_value(&words[0], key.len() + 1, line);
+                let value = self.word_value(&words[0], &key, line);
                 self.set(&key, value, line);
                 true
             }
@@ -1014,21 +1032,41 @@ impl<'a> Runner<'a> {
 
     /// The value of `word` after its first `skip` characters (the `name=`): unknown when it
     /// uses a variable gdbvisor cannot know.
-    fn word_value(&self, word: &Word, skip: usize, line: usize) -> Value {
-        match self.expand_word(word, Expand::Strict) {
-            Ok(parts) => Value::Known(parts.join(" ").chars().skip(skip).collect()),
-            Err(name) => Value::Unknown(format!(
-                "{} sets it from ${{{name}}}",
-                self.source.line(line)
-            )),
+    fn word_value(&self, word: &Word, key: &str, line: usize) -> Value {
+        match self.expand_word(word, Expand::Strict, &mut MAX_EXPANSION.clone()) {
+            Ok(parts) => {
+                let text = parts.join(" ");
+                let value = match text.split_once('=') {
+                    Some((_, value)) => value,
+                    None => "",
+                };
+                Value::Known(
+                    text.strip_prefix(key)
+                        .and_then(|rest| rest.strip_prefix('='))
+                        .unwrap_or(value)
+                        .to_string(),
+                )
+            }
+            // The first cause is kept: where an unknown value came from.
+            Err(name) => Value::Unknown(match self.vars.get(&name) {
+                Some(Value::Known(_)) => {
+                    format!("{} makes it longer than 1 MiB", self.source.line(line))
+                }
+                Some(Value::Unknown(why)) => why.clone(),
+                None => format!("{} sets it from ${{{name}}}", self.source.line(line)),
+            }),
         }
     }
 
     /// Expands a command's words; unknown variables become empty, as in GRUB.
     fn expand_lax(&self, words: &[Word]) -> Vec<String> {
+        let mut budget = MAX_EXPANSION;
         words
             .iter()
-            .flat_map(|w| self.expand_word(w, Expand::Lax).unwrap_or_default())
+            .flat_map(|w| {
+                self.expand_word(w, Expand::Lax, &mut budget)
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -1040,13 +1078,17 @@ impl<'a> Runner<'a> {
         purpose: &str,
     ) -> Result<Vec<String>, ConfigError> {
         let mut args = Vec::new();
+        let mut budget = MAX_EXPANSION;
         for word in words {
-            match self.expand_word(word, Expand::Strict) {
+            match self.expand_word(word, Expand::Strict, &mut budget) {
                 Ok(parts) => args.extend(parts),
                 Err(name) => {
                     let why = match self.vars.get(&name) {
                         Some(Value::Unknown(why)) => format!(" ({why})"),
-                        _ => String::new(),
+                        Some(Value::Known(_)) => {
+                            " (its expansions make the command longer than 1 MiB)".to_string()
+                        }
+                        None => String::new(),
                     };
                     return Err(ConfigError::UnknownVariable {
                         at: self.source.line(line),
@@ -1060,8 +1102,14 @@ impl<'a> Runner<'a> {
     }
 
     /// The arguments one word becomes. `Err(name)` when it uses a variable `mode` does not let
-    /// through as empty.
-    fn expand_word(&self, word: &Word, mode: Expand) -> Result<Vec<String>, String> {
+    /// through as empty, or whose value would overdraw `budget` (bytes of variables left to
+    /// expand in this command).
+    fn expand_word(
+        &self,
+        word: &Word,
+        mode: Expand,
+        budget: &mut usize,
+    ) -> Result<Vec<String>, String> {
         let mut args: Vec<String> = Vec::new();
         let mut current = String::new();
         let mut has_current = word.quoted;
@@ -1080,6 +1128,11 @@ impl<'a> Runner<'a> {
                         (None, _) if positional => "",
                         (None, Expand::Condition) => "",
                         _ => return Err(name.clone()),
+                    };
+                    // `set a=$a$a` doubles a value: bound what one command may expand to.
+                    *budget = match budget.checked_sub(value.len()) {
+                        Some(left) => left,
+                        None => return Err(name.clone()),
                     };
                     if *quoted {
                         current.push_str(value);
@@ -1205,8 +1258,12 @@ impl<'a> Runner<'a> {
     /// The value of a simple condition, or None.
     fn evaluate(&self, condition: &[Word]) -> Option<bool> {
         let mut args = Vec::new();
+        let mut budget = MAX_EXPANSION;
         for word in condition {
-            args.extend(self.expand_word(word, Expand::Condition).ok()?);
+            args.extend(
+                self.expand_word(word, Expand::Condition, &mut budget)
+                    .ok()?,
+            );
         }
         let (negate, args) = match args.first().map(String::as_str) {
             Some("!") => (true, &args[1..]),
@@ -1779,6 +1836,21 @@ menuentry "w" { multiboot /boot/x $prefix }
         let err = refusal("menuentry a { multiboot2 /k\n module2 /m $nope }");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("${nope}"), "{err}");
+    }
+
+    #[test]
+    fn doubling_variables_are_bounded() {
+        let doubling = "set a=xxxxxxxxxxxxxxxx\n".to_string() + &"set a=$a$a\n".repeat(64);
+        let err = refusal(&format!("{doubling}menuentry e {{ multiboot /k $a }}"));
+        assert!(err.contains("${a}"), "{err}");
+        assert!(err.contains("longer than 1 MiB"), "{err}");
+        let many = format!(
+            "set a=\"{}\"\nmenuentry e {{ multiboot /k {} }}",
+            "y".repeat(60_000),
+            "$a ".repeat(100)
+        );
+        let err = refusal(&many);
+        assert!(err.contains("longer than 1 MiB"), "{err}");
     }
 
     #[test]
