@@ -77,12 +77,21 @@ pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigErr
             config_path: config_path.to_string(),
         });
     }
-    let default = run.default_number(&items);
+    // Leaves were collected level by level; the menu lists them in tree order.
+    let mut order = Vec::with_capacity(run.leaves.len());
+    menu_order(&items, &mut order);
+    let default = run
+        .default_leaf(&items)
+        .and_then(|default| order.iter().position(|&leaf| leaf == default))
+        .unwrap_or(0);
     let timeout = run.timeout();
-    let built = run.leaves.iter().enumerate().map(|(number, leaf)| Built {
-        title: leaf.title.clone(),
-        line: leaf.line,
-        entry: run.entry(leaf, number).map_err(|e| e.to_string()),
+    let built = order.iter().enumerate().map(|(number, &leaf)| {
+        let leaf = &run.leaves[leaf];
+        Built {
+            title: leaf.title.clone(),
+            line: leaf.line,
+            entry: run.entry(leaf, number).map_err(|e| e.to_string()),
+        }
     });
     Ok(BootMenu::new(config_path, default, timeout, built))
 }
@@ -731,10 +740,14 @@ struct Leaf {
     title: String,
     line: usize,
     body: Vec<Command>,
-    /// Variables as they stood when the entry was defined (GRUB's submenus have their own).
-    vars: HashMap<String, Value>,
+    /// The variables its body starts with ([`Runner::scopes`]): GRUB runs a body when the
+    /// entry is chosen, after the whole config (or its submenu's body) has run.
+    scope: usize,
     id: Option<String>,
 }
+
+/// How many submenus a config may have (each keeps its own variables).
+const MAX_SUBMENUS: usize = 256;
 
 /// The top-level menu tree, for `set default` (numbers and titles count per menu level).
 enum Item {
@@ -757,6 +770,9 @@ struct Runner<'a> {
     vars: HashMap<String, Value>,
     functions: HashMap<String, Vec<Command>>,
     leaves: Vec<Leaf>,
+    /// The variables as the top level, and each submenu, left them.
+    scopes: Vec<HashMap<String, Value>>,
+    submenus: usize,
     default: Option<(Value, usize)>,
     /// How many [`Runner::walk`]s are under way.
     depth: usize,
@@ -780,6 +796,8 @@ impl<'a> Runner<'a> {
             vars,
             functions: HashMap::new(),
             leaves: Vec::new(),
+            scopes: Vec::new(),
+            submenus: 0,
             default: None,
             depth: 0,
         }
@@ -864,13 +882,16 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// Runs top-level commands (or a submenu's), collecting menu entries into `items`.
+    /// Runs top-level commands (or a submenu's), collecting menu entries into `items`. A
+    /// submenu's body runs after the level it is in, as GRUB runs it when it is chosen.
     fn top_level(
         &mut self,
         commands: &[Command],
         title_prefix: &str,
         items: &mut Vec<Item>,
     ) -> Result<(), ConfigError> {
+        let first_leaf = self.leaves.len();
+        let mut submenus = Vec::new();
         self.walk(commands, &mut |runner, simple| {
             let Simple {
                 line,
@@ -887,19 +908,25 @@ impl<'a> Runner<'a> {
                         title: format!("{title_prefix}{title}"),
                         line,
                         body: body.to_vec(),
-                        vars: runner.vars.clone(),
+                        scope: 0,
                         id,
                     });
                     Ok(())
                 }
                 ("submenu", Some(body)) => {
+                    runner.submenus += 1;
+                    if runner.submenus > MAX_SUBMENUS {
+                        return Err(runner.source.unsupported(
+                            line,
+                            format!("more than {MAX_SUBMENUS} submenus"),
+                        ));
+                    }
                     let (title, _) = menuentry_title(&args[1..]);
-                    let saved = runner.vars.clone();
-                    let mut sub = Vec::new();
-                    let prefix = format!("{title_prefix}{title}>");
-                    runner.top_level(body, &prefix, &mut sub)?;
-                    runner.vars = saved;
-                    items.push(Item::Submenu { title, items: sub });
+                    submenus.push((items.len(), body.to_vec()));
+                    items.push(Item::Submenu {
+                        title,
+                        items: Vec::new(),
+                    });
                     Ok(())
                 }
                 (_, Some(_)) => Err(runner.source.unsupported(
@@ -920,7 +947,24 @@ impl<'a> Runner<'a> {
                     .syntax(line, format!("`{name}` needs a {{ … }} block"))),
                 _ => runner.top_level_simple(name, line),
             }
-        })
+        })?;
+        let scope = self.scopes.len();
+        self.scopes.push(self.vars.clone());
+        for leaf in &mut self.leaves[first_leaf..] {
+            leaf.scope = scope;
+        }
+        for (index, body) in submenus {
+            let saved = (self.vars.clone(), self.default.clone());
+            let Item::Submenu { title, items: sub } = &mut items[index] else {
+                continue;
+            };
+            let prefix = format!("{title_prefix}{title}>");
+            let mut children = Vec::new();
+            self.top_level(&body, &prefix, &mut children)?;
+            *sub = children;
+            (self.vars, self.default) = saved;
+        }
+        Ok(())
     }
 
     /// A top-level command with no block.
@@ -1288,18 +1332,16 @@ impl<'a> Runner<'a> {
         Some(value != negate)
     }
 
-    /// `set default=…` resolved to an entry number: a number or `N>M` path, a title or
-    /// `Submenu>Title`, an `--id`; `saved`, variables gdbvisor cannot know and anything that
-    /// names no entry pick the first entry, as GRUB does.
-    fn default_number(&self, items: &[Item]) -> usize {
-        let Some((value, line)) = &self.default else {
-            return 0;
-        };
+    /// `set default=…` resolved to an entry (an index in `leaves`): a number or `N>M` path, a
+    /// title or `Submenu>Title`, an `--id`. None for `saved`, variables gdbvisor cannot know
+    /// and anything that names no entry: the caller picks the first entry, as GRUB does.
+    fn default_leaf(&self, items: &[Item]) -> Option<usize> {
+        let (value, line) = self.default.as_ref()?;
         let text = match value {
             Value::Known(text) => text.trim().to_string(),
             Value::Unknown(why) => {
                 debug!("default entry not known ({why}): booting the first");
-                return 0;
+                return None;
             }
         };
         let found = resolve_default(items, &self.leaves, &text);
@@ -1309,7 +1351,7 @@ impl<'a> Runner<'a> {
                 self.source.line(*line)
             );
         }
-        found.unwrap_or(0)
+        found
     }
 
     fn timeout(&self) -> Option<u32> {
@@ -1323,9 +1365,11 @@ impl<'a> Runner<'a> {
     fn entry(&self, leaf: &Leaf, number: usize) -> Result<BootEntry, ConfigError> {
         let mut scope = Runner {
             source: self.source,
-            vars: leaf.vars.clone(),
+            vars: self.scopes.get(leaf.scope).cloned().unwrap_or_default(),
             functions: self.functions.clone(),
             leaves: Vec::new(),
+            scopes: Vec::new(),
+            submenus: 0,
             default: None,
             depth: 0,
         };
@@ -1592,6 +1636,16 @@ fn resolve_default(items: &[Item], leaves: &[Leaf], text: &str) -> Option<usize>
     None
 }
 
+/// The leaves of `items` in the order the menu shows them.
+fn menu_order(items: &[Item], order: &mut Vec<usize>) {
+    for item in items {
+        match item {
+            Item::Entry(leaf) => order.push(*leaf),
+            Item::Submenu { items, .. } => menu_order(items, order),
+        }
+    }
+}
+
 fn first_entry(items: &[Item]) -> Option<usize> {
     items.iter().find_map(|item| match item {
         Item::Entry(n) => Some(*n),
@@ -1819,6 +1873,30 @@ menuentry "w" { multiboot /boot/x $prefix }
         assert_eq!(v.modules[0].path, "/boot/mod.bin");
         // Predefined: prefix is where grub-mkrescue's image looks.
         assert_eq!(menu.select(Some("w")).unwrap().cmdline, "(cd)/boot/grub");
+    }
+
+    /// GRUB 2.06 under QEMU gave mbinfo `cmdline=second`: an entry's body runs when it is
+    /// chosen, with the variables the whole config left; its title is expanded where it is.
+    #[test]
+    fn entry_bodies_see_the_variables_the_config_ends_with() {
+        let text =
+            "set k=first\nmenuentry \"mb1 $k\" {\n    multiboot /boot/mbinfo $k\n}\nset k=second\n";
+        let entry = default_entry(text);
+        assert_eq!(
+            (entry.title.as_str(), entry.cmdline.as_str()),
+            ("mb1 first", "second")
+        );
+        // A submenu's body runs after the top level, its entries see what it sets.
+        let sub = "submenu s {\n set a=$k-sub\n menuentry e { multiboot /k $a }\n}\nset k=top\nmenuentry t { multiboot /k $a }";
+        let menu = menu(sub);
+        assert_eq!(menu.select(Some("s>e")).unwrap().cmdline, "top-sub");
+        assert!(menu
+            .select(Some("t"))
+            .unwrap_err()
+            .to_string()
+            .contains("${a}"));
+        let many = "submenu s { menuentry e { multiboot /k } }\n".repeat(300);
+        assert!(error(&many).contains("more than 256 submenus"));
     }
 
     #[test]
