@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use log::debug;
 use thiserror::Error;
@@ -632,6 +633,54 @@ enum Expand {
     Strict,
 }
 
+/// Variables: a scope's own over those it starts from, which are shared, so that the entries
+/// of a large config do not each copy its variables.
+#[derive(Debug, Clone, Default)]
+struct Vars {
+    shared: Rc<HashMap<String, Value>>,
+    /// Set (Some) or unset (None) since the scope started.
+    own: HashMap<String, Option<Value>>,
+}
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&Value> {
+        match self.own.get(name) {
+            Some(value) => value.as_ref(),
+            None => self.shared.get(name),
+        }
+    }
+
+    fn insert(&mut self, name: String, value: Value) {
+        self.own.insert(name, Some(value));
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.own.insert(name.to_string(), None);
+    }
+
+    /// Puts back what [`Runner::set_positional`] replaced.
+    fn restore(&mut self, saved: Vec<(String, Option<Value>)>) {
+        for (name, value) in saved {
+            self.own.insert(name, value);
+        }
+    }
+
+    /// These variables, to share: the own ones are merged into the shared ones.
+    fn snapshot(&mut self) -> Vars {
+        if !self.own.is_empty() {
+            let mut merged = (*self.shared).clone();
+            for (name, value) in self.own.drain() {
+                match value {
+                    Some(value) => merged.insert(name, value),
+                    None => merged.remove(&name),
+                };
+            }
+            self.shared = Rc::new(merged);
+        }
+        self.clone()
+    }
+}
+
 /// A variable's value, or why gdbvisor cannot know it.
 #[derive(Debug, Clone)]
 enum Value {
@@ -767,11 +816,11 @@ struct Simple<'c> {
 /// Runs the config as GRUB would, tracking variables, collecting the entries.
 struct Runner<'a> {
     source: &'a Source<'a>,
-    vars: HashMap<String, Value>,
-    functions: HashMap<String, Vec<Command>>,
+    vars: Vars,
+    functions: Rc<HashMap<String, Rc<Vec<Command>>>>,
     leaves: Vec<Leaf>,
     /// The variables as the top level, and each submenu, left them.
-    scopes: Vec<HashMap<String, Value>>,
+    scopes: Vec<Vars>,
     submenus: usize,
     default: Option<(Value, usize)>,
     /// How many [`Runner::walk`]s are under way.
@@ -787,14 +836,14 @@ struct Loaded {
 
 impl<'a> Runner<'a> {
     fn new(source: &'a Source<'a>) -> Self {
-        let vars = PREDEFINED
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::Known(v.to_string())))
-            .collect();
+        let mut vars = Vars::default();
+        for (name, value) in PREDEFINED {
+            vars.insert(name.to_string(), Value::Known(value.to_string()));
+        }
         Runner {
             source,
             vars,
-            functions: HashMap::new(),
+            functions: Rc::default(),
             leaves: Vec::new(),
             scopes: Vec::new(),
             submenus: 0,
@@ -839,7 +888,8 @@ impl<'a> Runner<'a> {
                     };
                     if let (Some(body), "function") = (block, name) {
                         if let Some(function) = args.get(1) {
-                            self.functions.insert(function.clone(), body.clone());
+                            Rc::make_mut(&mut self.functions)
+                                .insert(function.clone(), Rc::new(body.clone()));
                         }
                         continue;
                     }
@@ -850,7 +900,7 @@ impl<'a> Runner<'a> {
                         Some(body) if block.is_none() => {
                             let saved = self.set_positional(&args[1..]);
                             self.walk(&body, command)?;
-                            self.vars.extend(saved);
+                            self.vars.restore(saved);
                         }
                         _ => command(
                             self,
@@ -949,7 +999,7 @@ impl<'a> Runner<'a> {
             }
         })?;
         let scope = self.scopes.len();
-        self.scopes.push(self.vars.clone());
+        self.scopes.push(self.vars.snapshot());
         for leaf in &mut self.leaves[first_leaf..] {
             leaf.scope = scope;
         }
@@ -991,20 +1041,20 @@ impl<'a> Runner<'a> {
         ))
     }
 
-    /// Makes `args` a function's `$1`, `$2`… and `$#`; returns what they replaced.
-    fn set_positional(&mut self, args: &[String]) -> Vec<(String, Value)> {
-        let count = self
-            .vars
-            .keys()
-            .filter(|k| k.chars().all(|c| c.is_ascii_digit()))
-            .count();
-        let names: Vec<String> = (1..=args.len().max(count))
+    /// Makes `args` a function's `$1`, `$2`… and `$#`; returns what they replaced, for
+    /// [`Vars::restore`].
+    fn set_positional(&mut self, args: &[String]) -> Vec<(String, Option<Value>)> {
+        let previous = match self.vars.get("#") {
+            Some(Value::Known(count)) => count.parse().unwrap_or(0),
+            _ => 0,
+        };
+        let names: Vec<String> = (1..=args.len().max(previous))
             .map(|i| i.to_string())
             .chain(["#".to_string()])
             .collect();
         let saved = names
             .iter()
-            .filter_map(|name| self.vars.get(name).map(|v| (name.clone(), v.clone())))
+            .map(|name| (name.clone(), self.vars.get(name).cloned()))
             .collect();
         for name in &names {
             self.vars.remove(name);
@@ -1366,7 +1416,7 @@ impl<'a> Runner<'a> {
         let mut scope = Runner {
             source: self.source,
             vars: self.scopes.get(leaf.scope).cloned().unwrap_or_default(),
-            functions: self.functions.clone(),
+            functions: Rc::clone(&self.functions),
             leaves: Vec::new(),
             scopes: Vec::new(),
             submenus: 0,
@@ -1914,6 +1964,31 @@ menuentry "w" { multiboot /boot/x $prefix }
         let err = refusal("menuentry a { multiboot2 /k\n module2 /m $nope }");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("${nope}"), "{err}");
+    }
+
+    /// Entries share the config's variables rather than each copying them.
+    #[test]
+    fn many_variables_and_entries_stay_fast() {
+        let sets: String = (0..20_000).map(|i| format!("set v{i}=x\n")).collect();
+        let entries: String = (0..20_000)
+            .map(|i| format!("menuentry e{i} {{ set w=$v{i}\n multiboot /k $w }}\n"))
+            .collect();
+        let start = std::time::Instant::now();
+        let menu = menu(&(sets + &entries));
+        assert_eq!(menu.entries.len(), 20_000);
+        assert_eq!(menu.select(Some("e19999")).unwrap().cmdline, "x");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn positional_parameters_are_restored_after_a_call() {
+        let text = "function inner { set got=$1 }\nfunction outer { inner a b c\n set after=\"$1 $2 $#\" }\nmenuentry e { outer x\n multiboot /k $got $after }";
+        // $2 is empty again after `inner a b c` returns: "x  1" splits into two arguments.
+        assert_eq!(default_entry(text).cmdline, "a x 1");
     }
 
     #[test]
