@@ -832,6 +832,8 @@ struct Runner<'a> {
 struct Loaded {
     kernel: Option<(Protocol, String, String)>,
     modules: Vec<ModuleSpec>,
+    /// `boot` ran: GRUB has left, what follows never runs.
+    booted: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -1445,6 +1447,14 @@ impl<'a> Runner<'a> {
     fn entry_body(&mut self, commands: &[Command], loaded: &mut Loaded) -> Result<(), ConfigError> {
         self.walk(commands, &mut |runner, simple| {
             let name = simple.args[0].as_str();
+            if loaded.booted {
+                debug!("{}: after `boot`: never runs", runner.source.line(simple.line));
+                return Ok(());
+            }
+            if name == "boot" {
+                loaded.booted = true;
+                return Ok(());
+            }
             if simple.block.is_some() {
                 return Err(runner.source.unsupported(
                     simple.line,
@@ -2398,6 +2408,15 @@ menuentry 'My OS' --class os $menuentry_id_option 'myos-simple' {
         let entry = default_entry(text);
         assert_eq!(entry.title, "a");
         assert_eq!(entry.kernel, "/boot/k");
+    }
+
+    #[test]
+    fn nothing_after_boot_runs() {
+        let entry = default_entry(
+            "menuentry a {\n multiboot2 /k\n boot\n module2 /never\n chainloader +1\n}",
+        );
+        assert!(entry.modules.is_empty());
+        assert!(refusal("menuentry a {\n boot\n multiboot2 /k\n}").contains("loads no kernel"));
     }
 
     #[test]
