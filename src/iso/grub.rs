@@ -15,11 +15,14 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use log::debug;
 use thiserror::Error;
 
-use super::menu::{normal_path, BootEntry, BootMenu, Built, ConfigLine, ModuleSpec, Protocol};
+use super::menu::{
+    normal_path, BootEntry, BootMenu, Built, ConfigLine, ConfigText, ModuleSpec, Protocol,
+};
 
 /// Why a grub.cfg (or one of its entries) cannot be booted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -55,12 +58,16 @@ pub(crate) enum ConfigError {
 
 /// Parses `text`, the grub.cfg found at `config_path` in the ISO.
 pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigError> {
-    let source = Source { text, config_path };
+    let source = Source {
+        text,
+        lines: ConfigText::new(config_path, text),
+    };
     let tokens = tokenize(&source)?;
     let commands = Parser {
         source: &source,
         tokens: &tokens,
         pos: 0,
+        depth: 0,
     }
     .script()?;
     let mut run = Runner::new(&source);
@@ -71,12 +78,21 @@ pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigErr
             config_path: config_path.to_string(),
         });
     }
-    let default = run.default_number(&items);
+    // Leaves were collected level by level; the menu lists them in tree order.
+    let mut order = Vec::with_capacity(run.leaves.len());
+    menu_order(&items, &mut order);
+    let default = run
+        .default_leaf(&items)
+        .and_then(|default| order.iter().position(|&leaf| leaf == default))
+        .unwrap_or(0);
     let timeout = run.timeout();
-    let built = run.leaves.iter().enumerate().map(|(number, leaf)| Built {
-        title: leaf.title.clone(),
-        line: leaf.line,
-        entry: run.entry(leaf, number).map_err(|e| e.to_string()),
+    let built = order.iter().enumerate().map(|(number, &leaf)| {
+        let leaf = &run.leaves[leaf];
+        Built {
+            title: leaf.title.clone(),
+            line: leaf.line,
+            entry: run.entry(leaf, number).map_err(|e| e.to_string()),
+        }
     });
     Ok(BootMenu::new(config_path, default, timeout, built))
 }
@@ -120,12 +136,12 @@ pub(crate) fn loader_cmdline(args: &[String]) -> String {
 /// The config's text and where it came from, for error messages.
 struct Source<'a> {
     text: &'a str,
-    config_path: &'a str,
+    lines: ConfigText<'a>,
 }
 
 impl Source<'_> {
     fn line(&self, number: usize) -> ConfigLine {
-        ConfigLine::new(self.config_path, self.text, number)
+        self.lines.line(number)
     }
 
     fn syntax(&self, line: usize, problem: impl Into<String>) -> ConfigError {
@@ -395,7 +411,13 @@ struct Parser<'a> {
     source: &'a Source<'a>,
     tokens: &'a [Token],
     pos: usize,
+    /// How many blocks and `if`s enclose the current command.
+    depth: usize,
 }
+
+/// How deeply blocks and `if`s may nest: deeper is no real config, and would exhaust the
+/// stack of this recursive parser.
+const MAX_NESTING: usize = 64;
 
 /// What ended a list of commands.
 enum Ending {
@@ -423,6 +445,20 @@ impl<'a> Parser<'a> {
     /// Commands up to the end, a `}`, or a command starting with one of `keywords` (consumed;
     /// the rest of its command is read by the next call).
     fn commands(&mut self, keywords: &[&str]) -> Result<(Vec<Command>, Ending), ConfigError> {
+        if self.depth >= MAX_NESTING {
+            let line = self.peek().map_or(1, |t| t.line);
+            return Err(self.source.syntax(line, "blocks nested too deeply"));
+        }
+        self.depth += 1;
+        let result = self.nested_commands(keywords);
+        self.depth -= 1;
+        result
+    }
+
+    fn nested_commands(
+        &mut self,
+        keywords: &[&str],
+    ) -> Result<(Vec<Command>, Ending), ConfigError> {
         let mut commands = Vec::new();
         loop {
             let Some(token) = self.peek() else {
@@ -597,6 +633,54 @@ enum Expand {
     Strict,
 }
 
+/// Variables: a scope's own over those it starts from, which are shared, so that the entries
+/// of a large config do not each copy its variables.
+#[derive(Debug, Clone, Default)]
+struct Vars {
+    shared: Rc<HashMap<String, Value>>,
+    /// Set (Some) or unset (None) since the scope started.
+    own: HashMap<String, Option<Value>>,
+}
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&Value> {
+        match self.own.get(name) {
+            Some(value) => value.as_ref(),
+            None => self.shared.get(name),
+        }
+    }
+
+    fn insert(&mut self, name: String, value: Value) {
+        self.own.insert(name, Some(value));
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.own.insert(name.to_string(), None);
+    }
+
+    /// Puts back what [`Runner::set_positional`] replaced.
+    fn restore(&mut self, saved: Vec<(String, Option<Value>)>) {
+        for (name, value) in saved {
+            self.own.insert(name, value);
+        }
+    }
+
+    /// These variables, to share: the own ones are merged into the shared ones.
+    fn snapshot(&mut self) -> Vars {
+        if !self.own.is_empty() {
+            let mut merged = (*self.shared).clone();
+            for (name, value) in self.own.drain() {
+                match value {
+                    Some(value) => merged.insert(name, value),
+                    None => merged.remove(&name),
+                };
+            }
+            self.shared = Rc::new(merged);
+        }
+        self.clone()
+    }
+}
+
 /// A variable's value, or why gdbvisor cannot know it.
 #[derive(Debug, Clone)]
 enum Value {
@@ -692,18 +776,27 @@ const PREDEFINED: &[(&str, &str)] = &[
     ("grub_cpu", "i386"),
 ];
 
-/// How deep function calls may nest (a function calling itself would never end).
-const MAX_CALL_DEPTH: usize = 16;
+/// The most bytes of variable values one command may expand to (a real config's are tiny;
+/// `set a=$a$a` repeated would otherwise double without end).
+const MAX_EXPANSION: usize = 1 << 20;
+
+/// How deeply `if`s, submenus and function calls may nest as the config runs (a function
+/// calling itself would never end).
+const MAX_RUN_DEPTH: usize = 80;
 
 /// A menuentry found while running the top level.
 struct Leaf {
     title: String,
     line: usize,
     body: Vec<Command>,
-    /// Variables as they stood when the entry was defined (GRUB's submenus have their own).
-    vars: HashMap<String, Value>,
+    /// The variables its body starts with ([`Runner::scopes`]): GRUB runs a body when the
+    /// entry is chosen, after the whole config (or its submenu's body) has run.
+    scope: usize,
     id: Option<String>,
 }
+
+/// How many submenus a config may have (each keeps its own variables).
+const MAX_SUBMENUS: usize = 256;
 
 /// The top-level menu tree, for `set default` (numbers and titles count per menu level).
 enum Item {
@@ -723,10 +816,15 @@ struct Simple<'c> {
 /// Runs the config as GRUB would, tracking variables, collecting the entries.
 struct Runner<'a> {
     source: &'a Source<'a>,
-    vars: HashMap<String, Value>,
-    functions: HashMap<String, Vec<Command>>,
+    vars: Vars,
+    functions: Rc<HashMap<String, Rc<Vec<Command>>>>,
     leaves: Vec<Leaf>,
+    /// The variables as the top level, and each submenu, left them.
+    scopes: Vec<Vars>,
+    submenus: usize,
     default: Option<(Value, usize)>,
+    /// How many [`Runner::walk`]s are under way.
+    depth: usize,
 }
 
 /// What an entry's body has loaded so far.
@@ -734,20 +832,25 @@ struct Runner<'a> {
 struct Loaded {
     kernel: Option<(Protocol, String, String)>,
     modules: Vec<ModuleSpec>,
+    /// `boot` ran: GRUB has left, what follows never runs.
+    booted: bool,
 }
 
 impl<'a> Runner<'a> {
     fn new(source: &'a Source<'a>) -> Self {
-        let vars = PREDEFINED
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::Known(v.to_string())))
-            .collect();
+        let mut vars = Vars::default();
+        for (name, value) in PREDEFINED {
+            vars.insert(name.to_string(), Value::Known(value.to_string()));
+        }
         Runner {
             source,
             vars,
-            functions: HashMap::new(),
+            functions: Rc::default(),
             leaves: Vec::new(),
+            scopes: Vec::new(),
+            submenus: 0,
             default: None,
+            depth: 0,
         }
     }
 
@@ -757,7 +860,24 @@ impl<'a> Runner<'a> {
     fn walk(
         &mut self,
         commands: &[Command],
-        depth: usize,
+        command: &mut dyn FnMut(&mut Self, Simple) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        if self.depth >= MAX_RUN_DEPTH {
+            let line = commands.first().map_or(1, Command::line);
+            return Err(self.source.unsupported(
+                line,
+                "ifs, submenus and function calls nest too deeply (a function calling itself?)",
+            ));
+        }
+        self.depth += 1;
+        let result = self.walk_nested(commands, command);
+        self.depth -= 1;
+        result
+    }
+
+    fn walk_nested(
+        &mut self,
+        commands: &[Command],
         command: &mut dyn FnMut(&mut Self, Simple) -> Result<(), ConfigError>,
     ) -> Result<(), ConfigError> {
         for each in commands {
@@ -770,7 +890,8 @@ impl<'a> Runner<'a> {
                     };
                     if let (Some(body), "function") = (block, name) {
                         if let Some(function) = args.get(1) {
-                            self.functions.insert(function.clone(), body.clone());
+                            Rc::make_mut(&mut self.functions)
+                                .insert(function.clone(), Rc::new(body.clone()));
                         }
                         continue;
                     }
@@ -779,14 +900,9 @@ impl<'a> Runner<'a> {
                     }
                     match self.functions.get(name).cloned() {
                         Some(body) if block.is_none() => {
-                            if depth >= MAX_CALL_DEPTH {
-                                return Err(self
-                                    .source
-                                    .unsupported(line, "functions call each other too deeply"));
-                            }
                             let saved = self.set_positional(&args[1..]);
-                            self.walk(&body, depth + 1, command)?;
-                            self.vars.extend(saved);
+                            self.walk(&body, command)?;
+                            self.vars.restore(saved);
                         }
                         _ => command(
                             self,
@@ -805,7 +921,7 @@ impl<'a> Runner<'a> {
                     otherwise,
                 } => {
                     if let Some(body) = self.choose_branch(*line, branches, otherwise)? {
-                        self.walk(body, depth, command)?;
+                        self.walk(body, command)?;
                     }
                 }
                 Command::Loop { line } => {
@@ -818,14 +934,17 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// Runs top-level commands (or a submenu's), collecting menu entries into `items`.
+    /// Runs top-level commands (or a submenu's), collecting menu entries into `items`. A
+    /// submenu's body runs after the level it is in, as GRUB runs it when it is chosen.
     fn top_level(
         &mut self,
         commands: &[Command],
         title_prefix: &str,
         items: &mut Vec<Item>,
     ) -> Result<(), ConfigError> {
-        self.walk(commands, 0, &mut |runner, simple| {
+        let first_leaf = self.leaves.len();
+        let mut submenus = Vec::new();
+        self.walk(commands, &mut |runner, simple| {
             let Simple {
                 line,
                 words,
@@ -841,19 +960,25 @@ impl<'a> Runner<'a> {
                         title: format!("{title_prefix}{title}"),
                         line,
                         body: body.to_vec(),
-                        vars: runner.vars.clone(),
+                        scope: 0,
                         id,
                     });
                     Ok(())
                 }
                 ("submenu", Some(body)) => {
+                    runner.submenus += 1;
+                    if runner.submenus > MAX_SUBMENUS {
+                        return Err(runner.source.unsupported(
+                            line,
+                            format!("more than {MAX_SUBMENUS} submenus"),
+                        ));
+                    }
                     let (title, _) = menuentry_title(&args[1..]);
-                    let saved = runner.vars.clone();
-                    let mut sub = Vec::new();
-                    let prefix = format!("{title_prefix}{title}>");
-                    runner.top_level(body, &prefix, &mut sub)?;
-                    runner.vars = saved;
-                    items.push(Item::Submenu { title, items: sub });
+                    submenus.push((items.len(), body.to_vec()));
+                    items.push(Item::Submenu {
+                        title,
+                        items: Vec::new(),
+                    });
                     Ok(())
                 }
                 (_, Some(_)) => Err(runner.source.unsupported(
@@ -874,7 +999,24 @@ impl<'a> Runner<'a> {
                     .syntax(line, format!("`{name}` needs a {{ … }} block"))),
                 _ => runner.top_level_simple(name, line),
             }
-        })
+        })?;
+        let scope = self.scopes.len();
+        self.scopes.push(self.vars.snapshot());
+        for leaf in &mut self.leaves[first_leaf..] {
+            leaf.scope = scope;
+        }
+        for (index, body) in submenus {
+            let saved = (self.vars.clone(), self.default.clone());
+            let Item::Submenu { title, items: sub } = &mut items[index] else {
+                continue;
+            };
+            let prefix = format!("{title_prefix}{title}>");
+            let mut children = Vec::new();
+            self.top_level(&body, &prefix, &mut children)?;
+            *sub = children;
+            (self.vars, self.default) = saved;
+        }
+        Ok(())
     }
 
     /// A top-level command with no block.
@@ -901,20 +1043,20 @@ impl<'a> Runner<'a> {
         ))
     }
 
-    /// Makes `args` a function's `$1`, `$2`… and `$#`; returns what they replaced.
-    fn set_positional(&mut self, args: &[String]) -> Vec<(String, Value)> {
-        let count = self
-            .vars
-            .keys()
-            .filter(|k| k.chars().all(|c| c.is_ascii_digit()))
-            .count();
-        let names: Vec<String> = (1..=args.len().max(count))
+    /// Makes `args` a function's `$1`, `$2`… and `$#`; returns what they replaced, for
+    /// [`Vars::restore`].
+    fn set_positional(&mut self, args: &[String]) -> Vec<(String, Option<Value>)> {
+        let previous = match self.vars.get("#") {
+            Some(Value::Known(count)) => count.parse().unwrap_or(0),
+            _ => 0,
+        };
+        let names: Vec<String> = (1..=args.len().max(previous))
             .map(|i| i.to_string())
             .chain(["#".to_string()])
             .collect();
         let saved = names
             .iter()
-            .filter_map(|name| self.vars.get(name).map(|v| (name.clone(), v.clone())))
+            .map(|name| (name.clone(), self.vars.get(name).cloned()))
             .collect();
         for name in &names {
             self.vars.remove(name);
@@ -934,10 +1076,19 @@ impl<'a> Runner<'a> {
             "set" => {
                 // `set` re-expanded word by word, so that a value's unknown variable is kept.
                 for word in &words[1..] {
-                    let text = self.expand_lax(std::slice::from_ref(word)).join(" ");
-                    if let Some((key, _)) = text.split_once('=') {
-                        let value = self.word_value(word, key.len() + 1, line);
-                        self.set(key, value, line);
+                    let key = match word.pieces.first() {
+                        Some(Piece::Text(text)) if text.contains('=') => {
+                            text.split_once('=').map(|(key, _)| key.to_string())
+                        }
+                        _ => self
+                            .expand_lax(std::slice::from_ref(word))
+                            .join(" ")
+                            .split_once('=')
+                            .map(|(key, _)| key.to_string()),
+                    };
+                    if let Some(key) = key {
+                        let value = self.word_value(word, &key, line);
+                        self.set(&key, value, line);
                     }
                 }
                 true
@@ -950,7 +1101,7 @@ impl<'a> Runner<'a> {
             }
             _ if args.len() == 1 && valid_name(name.split_once('=').map_or("", |(k, _)| k)) => {
                 let key = name.split_once('=').map_or("", |(k, _)| k).to_string();
-                let value = self.word_value(&words[0], key.len() + 1, line);
+                let value = self.word_value(&words[0], &key, line);
                 self.set(&key, value, line);
                 true
             }
@@ -977,21 +1128,41 @@ impl<'a> Runner<'a> {
 
     /// The value of `word` after its first `skip` characters (the `name=`): unknown when it
     /// uses a variable gdbvisor cannot know.
-    fn word_value(&self, word: &Word, skip: usize, line: usize) -> Value {
-        match self.expand_word(word, Expand::Strict) {
-            Ok(parts) => Value::Known(parts.join(" ").chars().skip(skip).collect()),
-            Err(name) => Value::Unknown(format!(
-                "{} sets it from ${{{name}}}",
-                self.source.line(line)
-            )),
+    fn word_value(&self, word: &Word, key: &str, line: usize) -> Value {
+        match self.expand_word(word, Expand::Strict, &mut MAX_EXPANSION.clone()) {
+            Ok(parts) => {
+                let text = parts.join(" ");
+                let value = match text.split_once('=') {
+                    Some((_, value)) => value,
+                    None => "",
+                };
+                Value::Known(
+                    text.strip_prefix(key)
+                        .and_then(|rest| rest.strip_prefix('='))
+                        .unwrap_or(value)
+                        .to_string(),
+                )
+            }
+            // The first cause is kept: where an unknown value came from.
+            Err(name) => Value::Unknown(match self.vars.get(&name) {
+                Some(Value::Known(_)) => {
+                    format!("{} makes it longer than 1 MiB", self.source.line(line))
+                }
+                Some(Value::Unknown(why)) => why.clone(),
+                None => format!("{} sets it from ${{{name}}}", self.source.line(line)),
+            }),
         }
     }
 
     /// Expands a command's words; unknown variables become empty, as in GRUB.
     fn expand_lax(&self, words: &[Word]) -> Vec<String> {
+        let mut budget = MAX_EXPANSION;
         words
             .iter()
-            .flat_map(|w| self.expand_word(w, Expand::Lax).unwrap_or_default())
+            .flat_map(|w| {
+                self.expand_word(w, Expand::Lax, &mut budget)
+                    .unwrap_or_default()
+            })
             .collect()
     }
 
@@ -1003,13 +1174,17 @@ impl<'a> Runner<'a> {
         purpose: &str,
     ) -> Result<Vec<String>, ConfigError> {
         let mut args = Vec::new();
+        let mut budget = MAX_EXPANSION;
         for word in words {
-            match self.expand_word(word, Expand::Strict) {
+            match self.expand_word(word, Expand::Strict, &mut budget) {
                 Ok(parts) => args.extend(parts),
                 Err(name) => {
                     let why = match self.vars.get(&name) {
                         Some(Value::Unknown(why)) => format!(" ({why})"),
-                        _ => String::new(),
+                        Some(Value::Known(_)) => {
+                            " (its expansions make the command longer than 1 MiB)".to_string()
+                        }
+                        None => String::new(),
                     };
                     return Err(ConfigError::UnknownVariable {
                         at: self.source.line(line),
@@ -1023,8 +1198,14 @@ impl<'a> Runner<'a> {
     }
 
     /// The arguments one word becomes. `Err(name)` when it uses a variable `mode` does not let
-    /// through as empty.
-    fn expand_word(&self, word: &Word, mode: Expand) -> Result<Vec<String>, String> {
+    /// through as empty, or whose value would overdraw `budget` (bytes of variables left to
+    /// expand in this command).
+    fn expand_word(
+        &self,
+        word: &Word,
+        mode: Expand,
+        budget: &mut usize,
+    ) -> Result<Vec<String>, String> {
         let mut args: Vec<String> = Vec::new();
         let mut current = String::new();
         let mut has_current = word.quoted;
@@ -1043,6 +1224,11 @@ impl<'a> Runner<'a> {
                         (None, _) if positional => "",
                         (None, Expand::Condition) => "",
                         _ => return Err(name.clone()),
+                    };
+                    // `set a=$a$a` doubles a value: bound what one command may expand to.
+                    *budget = match budget.checked_sub(value.len()) {
+                        Some(left) => left,
+                        None => return Err(name.clone()),
                     };
                     if *quoted {
                         current.push_str(value);
@@ -1144,7 +1330,7 @@ impl<'a> Runner<'a> {
                     }
                     _ if IGNORED_COMMANDS.contains(&name) => {}
                     _ => {
-                        return depth < MAX_CALL_DEPTH
+                        return depth < MAX_RUN_DEPTH
                             && self.functions.get(name).is_some_and(|body| {
                                 self.assignments_only(body, assigned, depth + 1)
                             })
@@ -1160,7 +1346,7 @@ impl<'a> Runner<'a> {
                 .iter()
                 .map(|(_, body)| body.as_slice())
                 .chain([otherwise.as_slice()])
-                .all(|body| self.assignments_only(body, assigned, depth)),
+                .all(|body| self.assignments_only(body, assigned, depth + 1)),
             Command::Simple { .. } | Command::Loop { .. } => false,
         })
     }
@@ -1168,8 +1354,12 @@ impl<'a> Runner<'a> {
     /// The value of a simple condition, or None.
     fn evaluate(&self, condition: &[Word]) -> Option<bool> {
         let mut args = Vec::new();
+        let mut budget = MAX_EXPANSION;
         for word in condition {
-            args.extend(self.expand_word(word, Expand::Condition).ok()?);
+            args.extend(
+                self.expand_word(word, Expand::Condition, &mut budget)
+                    .ok()?,
+            );
         }
         let (negate, args) = match args.first().map(String::as_str) {
             Some("!") => (true, &args[1..]),
@@ -1194,18 +1384,16 @@ impl<'a> Runner<'a> {
         Some(value != negate)
     }
 
-    /// `set default=…` resolved to an entry number: a number or `N>M` path, a title or
-    /// `Submenu>Title`, an `--id`; `saved`, variables gdbvisor cannot know and anything that
-    /// names no entry pick the first entry, as GRUB does.
-    fn default_number(&self, items: &[Item]) -> usize {
-        let Some((value, line)) = &self.default else {
-            return 0;
-        };
+    /// `set default=…` resolved to an entry (an index in `leaves`): a number or `N>M` path, a
+    /// title or `Submenu>Title`, an `--id`. None for `saved`, variables gdbvisor cannot know
+    /// and anything that names no entry: the caller picks the first entry, as GRUB does.
+    fn default_leaf(&self, items: &[Item]) -> Option<usize> {
+        let (value, line) = self.default.as_ref()?;
         let text = match value {
             Value::Known(text) => text.trim().to_string(),
             Value::Unknown(why) => {
                 debug!("default entry not known ({why}): booting the first");
-                return 0;
+                return None;
             }
         };
         let found = resolve_default(items, &self.leaves, &text);
@@ -1215,7 +1403,7 @@ impl<'a> Runner<'a> {
                 self.source.line(*line)
             );
         }
-        found.unwrap_or(0)
+        found
     }
 
     fn timeout(&self) -> Option<u32> {
@@ -1229,10 +1417,13 @@ impl<'a> Runner<'a> {
     fn entry(&self, leaf: &Leaf, number: usize) -> Result<BootEntry, ConfigError> {
         let mut scope = Runner {
             source: self.source,
-            vars: leaf.vars.clone(),
-            functions: self.functions.clone(),
+            vars: self.scopes.get(leaf.scope).cloned().unwrap_or_default(),
+            functions: Rc::clone(&self.functions),
             leaves: Vec::new(),
+            scopes: Vec::new(),
+            submenus: 0,
             default: None,
+            depth: 0,
         };
         let mut loaded = Loaded::default();
         scope.entry_body(&leaf.body, &mut loaded)?;
@@ -1254,8 +1445,16 @@ impl<'a> Runner<'a> {
     }
 
     fn entry_body(&mut self, commands: &[Command], loaded: &mut Loaded) -> Result<(), ConfigError> {
-        self.walk(commands, 0, &mut |runner, simple| {
+        self.walk(commands, &mut |runner, simple| {
             let name = simple.args[0].as_str();
+            if loaded.booted {
+                debug!("{}: after `boot`: never runs", runner.source.line(simple.line));
+                return Ok(());
+            }
+            if name == "boot" {
+                loaded.booted = true;
+                return Ok(());
+            }
             if simple.block.is_some() {
                 return Err(runner.source.unsupported(
                     simple.line,
@@ -1497,6 +1696,16 @@ fn resolve_default(items: &[Item], leaves: &[Leaf], text: &str) -> Option<usize>
     None
 }
 
+/// The leaves of `items` in the order the menu shows them.
+fn menu_order(items: &[Item], order: &mut Vec<usize>) {
+    for item in items {
+        match item {
+            Item::Entry(leaf) => order.push(*leaf),
+            Item::Submenu { items, .. } => menu_order(items, order),
+        }
+    }
+}
+
 fn first_entry(items: &[Item]) -> Option<usize> {
     items.iter().find_map(|item| match item {
         Item::Entry(n) => Some(*n),
@@ -1726,6 +1935,30 @@ menuentry "w" { multiboot /boot/x $prefix }
         assert_eq!(menu.select(Some("w")).unwrap().cmdline, "(cd)/boot/grub");
     }
 
+    /// GRUB 2.06 under QEMU gave mbinfo `cmdline=second`: an entry's body runs when it is
+    /// chosen, with the variables the whole config left; its title is expanded where it is.
+    #[test]
+    fn entry_bodies_see_the_variables_the_config_ends_with() {
+        let text =
+            "set k=first\nmenuentry \"mb1 $k\" {\n    multiboot /boot/mbinfo $k\n}\nset k=second\n";
+        let entry = default_entry(text);
+        assert_eq!(
+            (entry.title.as_str(), entry.cmdline.as_str()),
+            ("mb1 first", "second")
+        );
+        // A submenu's body runs after the top level, its entries see what it sets.
+        let sub = "submenu s {\n set a=$k-sub\n menuentry e { multiboot /k $a }\n}\nset k=top\nmenuentry t { multiboot /k $a }";
+        let menu = menu(sub);
+        assert_eq!(menu.select(Some("s>e")).unwrap().cmdline, "top-sub");
+        assert!(menu
+            .select(Some("t"))
+            .unwrap_err()
+            .to_string()
+            .contains("${a}"));
+        let many = "submenu s { menuentry e { multiboot /k } }\n".repeat(300);
+        assert!(error(&many).contains("more than 256 submenus"));
+    }
+
     #[test]
     fn unknown_variable_in_a_path_is_an_error_naming_the_line() {
         let err = refusal("menuentry \"a\" {\n  multiboot2 $kdir/kernel.bin\n}");
@@ -1741,6 +1974,46 @@ menuentry "w" { multiboot /boot/x $prefix }
         let err = refusal("menuentry a { multiboot2 /k\n module2 /m $nope }");
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("${nope}"), "{err}");
+    }
+
+    /// Entries share the config's variables rather than each copying them.
+    #[test]
+    fn many_variables_and_entries_stay_fast() {
+        let sets: String = (0..20_000).map(|i| format!("set v{i}=x\n")).collect();
+        let entries: String = (0..20_000)
+            .map(|i| format!("menuentry e{i} {{ set w=$v{i}\n multiboot /k $w }}\n"))
+            .collect();
+        let start = std::time::Instant::now();
+        let menu = menu(&(sets + &entries));
+        assert_eq!(menu.entries.len(), 20_000);
+        assert_eq!(menu.select(Some("e19999")).unwrap().cmdline, "x");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn positional_parameters_are_restored_after_a_call() {
+        let text = "function inner { set got=$1 }\nfunction outer { inner a b c\n set after=\"$1 $2 $#\" }\nmenuentry e { outer x\n multiboot /k $got $after }";
+        // $2 is empty again after `inner a b c` returns: "x  1" splits into two arguments.
+        assert_eq!(default_entry(text).cmdline, "a x 1");
+    }
+
+    #[test]
+    fn doubling_variables_are_bounded() {
+        let doubling = "set a=xxxxxxxxxxxxxxxx\n".to_string() + &"set a=$a$a\n".repeat(64);
+        let err = refusal(&format!("{doubling}menuentry e {{ multiboot /k $a }}"));
+        assert!(err.contains("${a}"), "{err}");
+        assert!(err.contains("longer than 1 MiB"), "{err}");
+        let many = format!(
+            "set a=\"{}\"\nmenuentry e {{ multiboot /k {} }}",
+            "y".repeat(60_000),
+            "$a ".repeat(100)
+        );
+        let err = refusal(&many);
+        assert!(err.contains("longer than 1 MiB"), "{err}");
     }
 
     #[test]
@@ -1958,6 +2231,20 @@ menuentry "last" { multiboot2 /last }
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let blocks = "menuentry a {\n".repeat(100_000);
+        assert!(error(&blocks).contains("nested too deeply"));
+        let ifs = "if true; then\n".repeat(100_000);
+        assert!(error(&ifs).contains("nested too deeply"));
+        let fine = format!(
+            "{}menuentry a {{ multiboot /k }}\n{}",
+            "if true; then\n".repeat(60),
+            "fi\n".repeat(60)
+        );
+        assert_eq!(default_entry(&fine).kernel, "/k");
+    }
+
+    #[test]
     fn comments_continuations_and_separators() {
         let text = "# a comment\nset timeout=1 # trailing\nmenuentry \"a#b\" { # comment after brace\n  multiboot /boot/k \\\n    one two; boot\n  echo a#b\n}\n";
         let menu = menu(text);
@@ -2102,6 +2389,16 @@ menuentry 'My OS' --class os $menuentry_id_option 'myos-simple' {
         assert_eq!(default_entry(text).kernel, "/boot/k.elf");
         let recursive = "function f { f }\nmenuentry a { f }";
         assert!(refusal(recursive).contains("too deeply"));
+        let chain: String = (0..200)
+            .map(|i| format!("function f{i} {{ f{} }}\n", i + 1))
+            .collect();
+        let err = error(&format!("{chain}f0\nmenuentry a {{ multiboot /k }}"));
+        assert!(err.contains("nest too deeply"), "{err}");
+        let ten: String = (0..10)
+            .map(|i| format!("function f{i} {{ f{} }}\n", i + 1))
+            .collect();
+        let fine = format!("{ten}function f10 {{ multiboot /k }}\nmenuentry a {{ f0 }}");
+        assert_eq!(default_entry(&fine).kernel, "/k");
         assert!(error("function f { f }\nf\nmenuentry a { multiboot /k }").contains("too deeply"));
     }
 
@@ -2111,6 +2408,15 @@ menuentry 'My OS' --class os $menuentry_id_option 'myos-simple' {
         let entry = default_entry(text);
         assert_eq!(entry.title, "a");
         assert_eq!(entry.kernel, "/boot/k");
+    }
+
+    #[test]
+    fn nothing_after_boot_runs() {
+        let entry = default_entry(
+            "menuentry a {\n multiboot2 /k\n boot\n module2 /never\n chainloader +1\n}",
+        );
+        assert!(entry.modules.is_empty());
+        assert!(refusal("menuentry a {\n boot\n multiboot2 /k\n}").contains("loads no kernel"));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use log::{debug, warn};
 use thiserror::Error;
 
-use super::menu::{normal_path, BootEntry, BootMenu, Built, ConfigLine, ModuleSpec, Protocol};
+use super::menu::{
+    normal_path, BootEntry, BootMenu, Built, ConfigLine, ConfigText, ModuleSpec, Protocol,
+};
 
 /// Why a Limine config (or one of its entries) cannot be booted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -48,7 +50,8 @@ pub(crate) enum ConfigError {
 /// Parses `text`, the Limine config found at `config_path` in the ISO.
 pub(crate) fn parse(text: &str, config_path: &str) -> Result<BootMenu, ConfigError> {
     let syntax = Syntax::of(text, config_path);
-    let at = |number| ConfigLine::new(config_path, text, number);
+    let config_text = ConfigText::new(config_path, text);
+    let at = |number| config_text.line(number);
     let lines = expand_macros(text, &at)?;
     let mut items = Vec::new();
     for (number, line) in &lines {
@@ -152,6 +155,9 @@ impl Syntax {
     }
 }
 
+/// The most bytes macros may add to a config (Limine's own buffer is bounded too).
+const MAX_EXPANSION: usize = 16 << 20;
+
 /// The config's lines (1-based numbers) with whitespace at both ends removed, comments, blank
 /// lines and macro definitions dropped, and macros expanded.
 fn expand_macros(
@@ -183,6 +189,7 @@ fn expand_macros(
         lines.push((number, line.to_string()));
     }
     // Limine defines every macro before expanding any: a definition may follow its use.
+    let mut expanded = 0usize;
     for (number, line) in &mut lines {
         let mut out = String::with_capacity(line.len());
         let mut rest = line.as_str();
@@ -202,6 +209,13 @@ fn expand_macros(
                     name: name.to_string(),
                 });
             };
+            expanded += value.len();
+            if expanded > MAX_EXPANSION {
+                return Err(ConfigError::Syntax {
+                    at: at(*number),
+                    problem: "macros expand the config beyond 16 MiB (Limine: \"Macro-induced buffer overflow\")".into(),
+                });
+            }
             out.push_str(value);
             rest = &after[end + 1..];
         }
@@ -933,6 +947,15 @@ wallpaper: ${PICTURE}
                 .to_string(),
             "/boot/limine/limine.conf line 3: \"kernel_path: ${KERNEL}\": the macro ${KERNEL} is not defined (define it with a line `${KERNEL}=value`)"
         );
+        let big = format!(
+            "${{B}}={}\ncmdline: {}\n",
+            "b".repeat(1 << 20),
+            "${B}".repeat(17)
+        );
+        assert!(parse(&big, CONF)
+            .unwrap_err()
+            .to_string()
+            .contains("beyond 16 MiB"));
         assert!(parse("cmdline: ${OPEN\n", CONF)
             .unwrap_err()
             .to_string()

@@ -286,14 +286,35 @@ pub(crate) struct ConfigLine {
 impl ConfigLine {
     /// Line `number` (1-based) of `text`, read from `config_path`.
     pub(crate) fn new(config_path: &str, text: &str, number: usize) -> Self {
-        let line = text
-            .lines()
-            .nth(number.saturating_sub(1))
+        ConfigText::new(config_path, text).line(number)
+    }
+}
+
+/// A config's lines, indexed once, for error messages that quote them.
+pub(crate) struct ConfigText<'a> {
+    pub config_path: &'a str,
+    lines: Vec<&'a str>,
+}
+
+impl<'a> ConfigText<'a> {
+    pub(crate) fn new(config_path: &'a str, text: &'a str) -> Self {
+        ConfigText {
+            config_path,
+            lines: text.lines().collect(),
+        }
+    }
+
+    /// Line `number` (1-based); an empty one past the end.
+    pub(crate) fn line(&self, number: usize) -> ConfigLine {
+        let text = self
+            .lines
+            .get(number.wrapping_sub(1))
+            .copied()
             .unwrap_or_default();
         ConfigLine {
-            config_path: config_path.to_string(),
+            config_path: self.config_path.to_string(),
             number,
-            text: line.trim().to_string(),
+            text: text.trim().to_string(),
         }
     }
 }
