@@ -138,16 +138,8 @@ fn grub_image_of_a_multiboot1_elf32_boots_with_its_cmdline_and_modules() {
     );
 }
 
-/// The real GRUB, in QEMU, boots the same image: the kernel must see the same command line and
-/// modules through gdbvisor.
-#[test]
-fn mbinfo_sees_what_the_real_grub_gives_it() {
-    if !ready("--cdrom mbinfo against GRUB in QEMU")
-        || !common::tool_available("GRUB in QEMU", "qemu-system-x86_64", "qemu-system-x86")
-    {
-        return;
-    }
-    let iso = mbinfo_iso();
+/// The serial output of the real GRUB booting `iso` in QEMU (TCG), to the kernel's exit.
+fn grub_in_qemu(iso: &Path) -> String {
     let qemu = Command::new("qemu-system-x86_64")
         .args([
             "-display",
@@ -166,13 +158,84 @@ fn mbinfo_sees_what_the_real_grub_gives_it() {
         .arg(iso)
         .output()
         .expect("QEMU runs");
-    let grub = String::from_utf8_lossy(&qemu.stdout);
+    String::from_utf8_lossy(&qemu.stdout).into_owned()
+}
+
+fn qemu_ready(test: &str) -> bool {
+    ready(test) && common::tool_available(test, "qemu-system-x86_64", "qemu-system-x86")
+}
+
+/// The real GRUB, in QEMU, boots the same image: the kernel must see the same command line and
+/// modules through gdbvisor.
+#[test]
+fn mbinfo_sees_what_the_real_grub_gives_it() {
+    if !qemu_ready("--cdrom mbinfo against GRUB in QEMU") {
+        return;
+    }
+    let iso = mbinfo_iso();
+    let grub = grub_in_qemu(iso);
     assert!(grub.contains("mbinfo: done"), "QEMU + GRUB:\n{grub}");
     let run = cdrom(iso, &[]);
     assert_eq!(
         given(&run.stdout),
         given(&grub),
         "{run}\nQEMU + GRUB:\n{grub}"
+    );
+}
+
+/// The same for multiboot2 (`mb2info`): `multiboot2` and `module2` lines, a gzip module GRUB
+/// unpacks.
+#[test]
+fn mb2info_sees_what_the_real_grub_gives_it() {
+    if !qemu_ready("--cdrom mb2info against GRUB in QEMU") {
+        return;
+    }
+    let iso = grub_iso(
+        "mb2info",
+        &[
+            IsoFile::copy("boot/mb2info.elf", &kernel_elf("mb2info")),
+            IsoFile::new("boot/mod1.txt", MODULE_ONE),
+            IsoFile::new("boot/mod3.gz", gzip(MODULE_THREE)),
+        ],
+        "set timeout=0\nmenuentry \"mb2info\" {\n  multiboot2 /boot/mb2info.elf hello 'two words'\n  module2 /boot/mod1.txt root=/dev/x\n  module2 /boot/mod3.gz packed\n}\n",
+    );
+    // What the kernel was given: its magic, command line, modules (their strings and sizes,
+    // not where each loader put them).
+    let given = |stdout: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter(|l| {
+                l.starts_with("mb2info: eax=")
+                    || l.starts_with("mb2info: cmdline=")
+                    || l.starts_with("mb2info: module ")
+                    || *l == "mb2info: done"
+            })
+            .map(|l| match (l.find(" start="), l.find(" string=")) {
+                (Some(start), Some(string)) => {
+                    let field = |name: &str| {
+                        let hex = l.split(name).nth(1).unwrap().split_whitespace().next();
+                        u64::from_str_radix(hex.unwrap().trim_start_matches("0x"), 16).unwrap()
+                    };
+                    let size = field("end=") - field("start=");
+                    format!("{} size={size}{}", &l[..start], &l[string..])
+                }
+                _ => l.to_string(),
+            })
+            .collect()
+    };
+    let grub = grub_in_qemu(&iso);
+    assert!(grub.contains("mb2info: done"), "QEMU + GRUB:\n{grub}");
+    let run = cdrom(&iso, &[]);
+    run.assert_status(1)
+        .assert_stdout_line(r#"mb2info: cmdline=hello "two words""#);
+    assert_eq!(
+        given(&run.stdout),
+        given(&grub),
+        "{run}\nQEMU + GRUB:\n{grub}"
+    );
+    assert!(
+        given(&run.stdout).contains(&"mb2info: module size=13 string=packed".to_string()),
+        "{run}"
     );
 }
 
