@@ -35,10 +35,22 @@ impl IsoFile {
     }
 }
 
-/// A fresh directory under the target's temporary directory, for one test's image.
+/// A fresh directory under the target's temporary directory, for one test's image. Those that
+/// earlier test processes left (a GRUB image is ~10 MB) are removed once their process is gone.
 pub fn work_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("iso-{}-{name}", std::process::id()));
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let file_name = entry.file_name();
+        let owner = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix("iso-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = tmp.join(format!("iso-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
