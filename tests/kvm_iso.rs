@@ -263,6 +263,13 @@ fn append_goes_after_the_entrys_command_line() {
         .assert_stdout_line(r#"mbinfo: cmdline=hello "multi boot" x=1 debug=1"#);
 }
 
+/// An `xorriso -as mkisofs` image (`args`) of `mb2-long` as `/boot/kernel.elf` and `files`.
+fn mb2_long_iso(name: &str, files: Vec<IsoFile>, args: &[&str]) -> PathBuf {
+    let mut all = vec![IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long"))];
+    all.extend(files);
+    mkisofs_iso(name, &all, args)
+}
+
 fn mb2_long_lines(run: &Run) {
     run.assert_status(1)
         .assert_stdout_line("mb2-long: 32-bit entry")
@@ -322,14 +329,7 @@ fn older_limine_cfg_image_boots() {
     }
     let cfg =
         "TIMEOUT=0\n\n:my os\n    PROTOCOL=multiboot2\n    KERNEL_PATH=boot:///boot/kernel.elf\n";
-    let iso = mkisofs_iso(
-        "limine-cfg",
-        &[
-            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
-            IsoFile::new("limine.cfg", cfg),
-        ],
-        &[],
-    );
+    let iso = mb2_long_iso("limine-cfg", vec![IsoFile::new("limine.cfg", cfg)], &[]);
     let run = cdrom(&iso, &[]);
     mb2_long_lines(&run);
     run.assert_stderr_has("(limine.cfg line 3, entry 0 \"my os\"), multiboot2;");
@@ -364,15 +364,12 @@ fn plain_iso9660_image_boots_by_case_insensitive_names() {
     if !ready("--cdrom plain ISO 9660") {
         return;
     }
-    let iso = mkisofs_iso(
+    let iso = mb2_long_iso(
         "plain",
-        &[
-            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
-            IsoFile::new(
-                "boot/grub/grub.cfg",
-                "menuentry x {\n multiboot2 /boot/kernel.elf\n}\n",
-            ),
-        ],
+        vec![IsoFile::new(
+            "boot/grub/grub.cfg",
+            "menuentry x {\n multiboot2 /boot/kernel.elf\n}\n",
+        )],
         &["--norock"],
     );
     mb2_long_lines(&cdrom(&iso, &[]));
@@ -384,10 +381,9 @@ fn hybrid_image_prefers_grub_and_says_so() {
     if !ready("--cdrom hybrid") {
         return;
     }
-    let iso = mkisofs_iso(
+    let iso = mb2_long_iso(
         "hybrid",
-        &[
-            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
+        vec![
             IsoFile::new(
                 "boot/grub/grub.cfg",
                 "menuentry grub {\n multiboot2 /boot/kernel.elf\n}\n",
@@ -410,10 +406,9 @@ fn configfile_is_followed_to_the_menu() {
     if !ready("--cdrom configfile") {
         return;
     }
-    let iso = mkisofs_iso(
+    let iso = mb2_long_iso(
         "configfile",
-        &[
-            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
+        vec![
             IsoFile::new(
                 "boot/grub/grub.cfg",
                 "set prefix=/boot/grub\nconfigfile /boot/grub/menu.cfg\n",
@@ -470,11 +465,7 @@ fn bad_images_are_one_line_and_status_2() {
         &cdrom(&dir.join("absent.iso"), &[]),
         "absent.iso: No such file or directory",
     );
-    let no_config = mkisofs_iso(
-        "no-config",
-        &[IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long"))],
-        &[],
-    );
+    let no_config = mb2_long_iso("no-config", Vec::new(), &[]);
     assert_refused(
         &cdrom(&no_config, &[]),
         "no boot configuration: none of boot/grub/grub.cfg,",
@@ -491,10 +482,9 @@ fn bad_images_are_one_line_and_status_2() {
         &cdrom(&missing, &[]),
         "boot/grub/grub.cfg line 1, entry 0 \"gone\" names /boot/gone.elf: /boot/gone.elf: no such file or directory in the image",
     );
-    let xz_module = mkisofs_iso(
+    let xz_module = mb2_long_iso(
         "xz-module",
-        &[
-            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
+        vec![
             IsoFile::new("boot/mod.xz", b"\xfd7zXZ\x00 as xz -c writes it".to_vec()),
             IsoFile::new(
                 "boot/grub/grub.cfg",
@@ -507,15 +497,12 @@ fn bad_images_are_one_line_and_status_2() {
         &cdrom(&xz_module, &[]),
         "entry 0 \"xz\" loads /boot/mod.xz, xz-compressed: GRUB would unpack it, gdbvisor does not",
     );
-    let limine_protocol = mkisofs_iso(
+    let limine_protocol = mb2_long_iso(
         "limine-protocol",
-        &[
-            IsoFile::copy("boot/kernel.elf", &kernel_elf("mb2-long")),
-            IsoFile::new(
-                "limine.conf",
-                "/my os\n protocol: limine\n path: boot():/boot/kernel.elf\n",
-            ),
-        ],
+        vec![IsoFile::new(
+            "limine.conf",
+            "/my os\n protocol: limine\n path: boot():/boot/kernel.elf\n",
+        )],
         &[],
     );
     assert_refused(
