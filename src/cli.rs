@@ -33,6 +33,12 @@ pub enum CliError {
     /// Not a MAXPHYADDR.
     #[error("'{0}' is not a MAXPHYADDR: give the guest's physical-address width in bits, 32 to 52 (QEMU's phys-bits)")]
     MaxPhyAddr(String),
+    /// `--cdrom` with a flag that names what the ISO's boot entry names.
+    #[error("--cdrom boots the kernel its boot configuration names: drop {0} (--entry picks another entry; `gdbvisor iso ls ISO` shows the files)")]
+    CdromWith(&'static str),
+    /// `--entry` without `--cdrom`.
+    #[error("--entry picks an entry of an ISO's boot menu: give --cdrom FILE.iso too")]
+    EntryWithoutCdrom,
 }
 
 const EXAMPLES: &str = "\
@@ -42,6 +48,8 @@ Examples:
   gdbvisor --kernel boot.bin --format flat   run a raw binary in real mode at 0000:7C00
   gdbvisor --kernel k.elf -m 256M --append 'debug' --initrd 'mod1 arg=1,mod2'
   gdbvisor --kernel k.elf -s -S              wait for gdb on 127.0.0.1:1234 (then: gdb k.elf -ex 'target remote :1234')
+  gdbvisor --cdrom os.iso                    boot what the ISO's grub.cfg or limine.conf names
+  gdbvisor --cdrom os.iso --entry 1 -s -S    its second entry, for gdb (gdbvisor iso extract os.iso /boot/kernel.bin)
   gdb k.elf -ex 'target remote | gdbvisor --kernel k.elf --gdb stdio -S'
   gdbvisor doctor                            show what this host's KVM can do
 
@@ -72,6 +80,34 @@ pub enum Command {
     },
     /// Probe this host's KVM with a throwaway VM and report what it can do.
     Doctor,
+    /// Read an ISO 9660 image: list it, or write out one of its files (the kernel, for gdb).
+    Iso {
+        /// What to do with the image.
+        #[command(subcommand)]
+        command: IsoCommand,
+    },
+}
+
+/// `gdbvisor iso` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IsoCommand {
+    /// Write a file of the image out, as `gdb` wants the kernel's ELF.
+    Extract {
+        /// The ISO image.
+        iso: PathBuf,
+        /// The file's path in the image, as its boot configuration names it.
+        path: String,
+        /// Where to write it: `-` is stdout (default: its base name in the current directory).
+        #[arg(short = 'o', long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// List a directory of the image (default: its root).
+    Ls {
+        /// The ISO image.
+        iso: PathBuf,
+        /// The directory's path in the image.
+        dir: Option<String>,
+    },
 }
 
 /// The flags that say what to run and how.
@@ -82,10 +118,23 @@ pub struct RunArgs {
     /// --format for how it is detected.
     #[arg(short = 'k', long, value_name = "FILE", global = true)]
     pub kernel: Option<PathBuf>,
+    /// Boot an ISO 9660 image as GRUB or Limine would, without running them: the kernel,
+    /// command line and modules that its boot/grub/grub.cfg (or limine.conf, limine.cfg) names.
+    #[arg(
+        long,
+        value_name = "FILE.iso",
+        conflicts_with = "snapshot",
+        global = true
+    )]
+    pub cdrom: Option<PathBuf>,
+    /// With --cdrom: the boot menu entry, by title or number from 0 (default: the
+    /// configuration's default).
+    #[arg(long, value_name = "NAME|N", global = true)]
+    pub entry: Option<String>,
     /// Force the boot format instead of detecting it.
     #[arg(long, value_enum, global = true)]
     pub format: Option<BootFormat>,
-    /// Kernel command line (QEMU: -append).
+    /// Kernel command line (QEMU: -append). With --cdrom: appended to the entry's command line.
     #[arg(long, visible_alias = "append", default_value = "", global = true)]
     pub cmdline: String,
     /// Initial ramdisk (Linux, PVH) or multiboot modules, comma-separated; each item is
@@ -223,6 +272,32 @@ impl GdbArch {
 }
 
 impl RunArgs {
+    /// `--cdrom` takes the kernel, its modules and format from the ISO's boot entry: flags that
+    /// name them too are usage errors, as is `--entry` without an ISO.
+    pub fn check_cdrom(&self) -> Result<(), CliError> {
+        if self.cdrom.is_none() {
+            return match self.entry {
+                Some(_) => Err(CliError::EntryWithoutCdrom),
+                None => Ok(()),
+            };
+        }
+        let named = [
+            (self.kernel.is_some(), "--kernel"),
+            (
+                self.initrd.is_some(),
+                "--initrd (the entry's module and initrd lines name them)",
+            ),
+            (
+                self.format.is_some(),
+                "--format (the entry's protocol decides it)",
+            ),
+        ];
+        match named.iter().find(|(given, _)| *given) {
+            Some(&(_, flag)) => Err(CliError::CdromWith(flag)),
+            None => Ok(()),
+        }
+    }
+
     /// The gdb endpoint, from --gdb or -s; `-S` without one is a usage error.
     pub fn gdb_endpoint(&self) -> Result<Option<GdbEndpoint>, CliError> {
         let endpoint = match (&self.gdb, self.gdb_default_port) {

@@ -27,6 +27,9 @@ const LAYERS: &[&[&str]] = &[
     &["snapshot"],
     // KVM: the VM, its vCPUs and their threads, host capabilities.
     &["vmm"],
+    // What an ISO image (`--cdrom`) boots: its files, its boot configs, the chosen entry read
+    // into boot's images and modules.
+    &["iso"],
     // Loaders write kernels into any vm-memory guest memory; the port devices.
     &["boot", "devices"],
     // Depend on nothing in the crate: the x86 model, the demo kernel's bytes, the process that

@@ -4,6 +4,7 @@
 
 pub mod framebuffer;
 pub mod gdb;
+pub mod iso;
 pub mod linux;
 pub mod rsp;
 pub mod session;
