@@ -80,6 +80,29 @@ fn limine_basic_checks_every_response() {
     }
 }
 
+/// The same kernel from an ISO whose limine.conf has a `protocol: limine` entry: its
+/// command line, module and module_cmdline reach the kernel as the flags' do.
+#[test]
+fn a_limine_conf_entry_boots_with_the_limine_protocol() {
+    if !common::iso::tools_available("--cdrom protocol: limine") || !kvm_available("limine iso") {
+        return;
+    }
+    let conf = "timeout: 0\n\n/limine test\n    protocol: limine\n    path: boot():/boot/kernel.elf\n    cmdline: limine-test cmdline\n    module_path: boot():/boot/mod.txt\n    module_cmdline: arg1 arg2\n";
+    let iso = common::iso::mkisofs_iso(
+        "limine-protocol",
+        &[
+            common::iso::IsoFile::copy("boot/kernel.elf", &kernel("limine-basic")),
+            common::iso::IsoFile::copy("boot/mod.txt", module()),
+            common::iso::IsoFile::new("boot/limine/limine.conf", conf),
+        ],
+        &[],
+    );
+    let run = run_gdbvisor(&["--cdrom", iso.to_str().unwrap(), "--cpus", "2"]);
+    assert_all_passed(&run);
+    run.assert_stderr_has("(boot/limine/limine.conf line 3, entry 0 \"limine test\"), limine;")
+        .assert_stdout_line("limine: AP 0x1 up, extra 0xa1");
+}
+
 /// The framebuffer `--framebuffer` sizes, with the square the kernel drew in it.
 #[test]
 fn the_framebuffer_request_gets_the_vms_framebuffer() {

@@ -224,12 +224,17 @@ fn module_path_and_args(module: &Module) -> (String, &str) {
         _ if module.string == shown => "",
         _ => module.string.as_str(),
     };
-    let in_volume = match shown.split_once(":/") {
+    (volume_path(&shown), args)
+}
+
+/// A file's path as the protocol gives it, "within the volume, with a leading slash": an ISO
+/// file's (`os.iso:/boot/kernel` → `/boot/kernel`), else the host path as given.
+fn volume_path(shown: &str) -> String {
+    match shown.split_once(":/") {
         Some((_, inside)) => format!("/{inside}"),
-        None if shown.starts_with('/') => shown,
+        None if shown.starts_with('/') => shown.to_string(),
         None => format!("/{shown}"),
-    };
-    (in_volume, args)
+    }
 }
 
 /// Writes the framebuffer response (revision 1: with its one video mode); its address.
@@ -499,18 +504,8 @@ pub(crate) fn answer(
             respond(&mut exe, RequestKind::ExecutableCmdline, at);
         }
         if let Some(phys) = layout.kernel_file {
-            let name = params
-                .kernel_path
-                .file_name()
-                .map_or("kernel".into(), |n| n.to_string_lossy().into_owned());
-            let file = write_file(
-                ram,
-                &mut area,
-                phys,
-                image.len(),
-                &format!("/{name}"),
-                cmdline,
-            )?;
+            let path = volume_path(&params.kernel_path.display().to_string());
+            let file = write_file(ram, &mut area, phys, image.len(), &path, cmdline)?;
             let at = area.alloc(ram, 16, 8)?;
             ram.write_u64(at + 8, hhdm(file))?;
             respond(&mut exe, RequestKind::ExecutableFile, at);
@@ -585,5 +580,6 @@ mod tests {
             path_args(&module("os.iso:/boot/m", "root=x")),
             ("/boot/m".into(), "root=x".into())
         );
+        assert_eq!(volume_path("build/kernel.elf"), "/build/kernel.elf");
     }
 }
