@@ -1,8 +1,9 @@
 //! The framebuffer: the `fb-mb1` (multiboot1) and `fb-mb2` (multiboot2) test kernels draw a
 //! pattern into the framebuffer they are given, `--screenshot` writes it, and every pixel is
-//! compared with the pattern computed here from the geometry alone. The oracle for what a
-//! kernel gets and draws is real GRUB in QEMU: the same kernels on a `grub-mkrescue` ISO, the
-//! picture taken with QEMU's `screendump`.
+//! compared with the pattern computed here from the geometry alone, booted from the kernel
+//! file and from the `grub-mkrescue` ISO a hobby build makes. The oracle for what a kernel
+//! gets and draws is real GRUB in QEMU: the same ISO, the picture taken with QEMU's
+//! `screendump`.
 
 mod common;
 
@@ -16,10 +17,17 @@ use std::time::{Duration, Instant};
 use common::framebuffer::{
     assert_same, drawn_with_pitch, field, first_mismatch, geometry, pattern, read_png, read_ppm,
 };
+use common::iso::IsoFile;
 use common::*;
 
 /// Runs `kernel` with `--screenshot` (and `extra` flags); the run and the picture's path.
 fn screenshot_run(kernel_name: &str, extra: &[&str]) -> (Run, PathBuf) {
+    let image = kernel(kernel_name);
+    screenshot_boot(kernel_name, &["--kernel", image.to_str().unwrap()], extra)
+}
+
+/// Boots with `boot` (`--kernel FILE` or `--cdrom FILE`), `--screenshot` and `extra` flags.
+fn screenshot_boot(kernel_name: &str, boot: &[&str], extra: &[&str]) -> (Run, PathBuf) {
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "{}-{kernel_name}-{}.png",
@@ -27,9 +35,8 @@ fn screenshot_run(kernel_name: &str, extra: &[&str]) -> (Run, PathBuf) {
         RUNS.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&png);
-    let image = kernel(kernel_name);
-    let mut args = vec!["--kernel", image.to_str().unwrap(), "--screenshot"];
-    args.push(png.to_str().unwrap());
+    let mut args = boot.to_vec();
+    args.extend(["--screenshot", png.to_str().unwrap()]);
     args.extend(extra);
     (run_gdbvisor(&args), png)
 }
@@ -37,7 +44,19 @@ fn screenshot_run(kernel_name: &str, extra: &[&str]) -> (Run, PathBuf) {
 /// The kernel ran to its end, said it drew into a `width` x `height` 32-bit framebuffer at
 /// 0xfd000000 reserved in the memory map, and the picture is its pattern.
 fn assert_drawn(kernel_name: &str, extra: &[&str], width: u32, height: u32) {
-    let (run, png) = screenshot_run(kernel_name, extra);
+    let what = format!("{kernel_name} {extra:?}");
+    let run = screenshot_run(kernel_name, extra);
+    assert_boot_drawn(kernel_name, run, width, height, &what);
+}
+
+/// [`assert_drawn`] for a run already made (`what` names it).
+fn assert_boot_drawn(
+    kernel_name: &str,
+    (run, png): (Run, PathBuf),
+    width: u32,
+    height: u32,
+    what: &str,
+) {
     run.assert_status(1)
         .assert_stdout_line(&format!(
             "{kernel_name}: framebuffer addr=0xfd000000 pitch={} width={width} height={height} bpp=32 type=1 rgb=16/8,8/8,0/8",
@@ -46,11 +65,7 @@ fn assert_drawn(kernel_name: &str, extra: &[&str], width: u32, height: u32) {
         .assert_stdout_line(&format!("{kernel_name}: mmap at framebuffer: type=2"))
         .assert_stdout_line(&format!("{kernel_name}: done"))
         .assert_stderr_has(&format!("gdbvisor: wrote {}: {width}x{height}", png.display()));
-    assert_same(
-        &read_png(&png),
-        &pattern(width, height, 4),
-        &format!("{kernel_name} {extra:?}"),
-    );
+    assert_same(&read_png(&png), &pattern(width, height, 4), what);
 }
 
 #[test]
@@ -120,30 +135,41 @@ fn screenshot_without_a_framebuffer_says_so() {
 
 // ------------------------------------------------------------------- the GRUB oracle --- //
 
-/// A GRUB rescue ISO (`grub-mkrescue`) booting `elf` with `command` (multiboot or multiboot2),
-/// as the hobby-OS tutorials build theirs.
-fn grub_iso(dir: &Path, elf: &Path, command: &str) -> PathBuf {
-    let root = dir.join("iso");
-    std::fs::create_dir_all(root.join("boot/grub")).unwrap();
-    std::fs::copy(elf, root.join("boot/kernel.elf")).unwrap();
-    std::fs::write(
-        root.join("boot/grub/grub.cfg"),
-        format!("set timeout=0\nmenuentry \"kernel\" {{\n    {command} /boot/kernel.elf\n}}\n"),
+/// A GRUB rescue ISO (`grub-mkrescue`) booting `kernel_name` with `command` (multiboot or
+/// multiboot2), as the hobby-OS tutorials build theirs; `test` names its directory (one per
+/// test: tests run in parallel).
+fn grub_iso(test: &str, kernel_name: &str, command: &str) -> PathBuf {
+    common::iso::grub_iso(
+        &format!("{test}-{kernel_name}"),
+        &[IsoFile::copy("boot/kernel.elf", &kernel_elf(kernel_name))],
+        &format!("set timeout=0\nmenuentry \"kernel\" {{\n    {command} /boot/kernel.elf\n}}\n"),
     )
-    .unwrap();
-    let iso = dir.join("os.iso");
-    let out = Command::new("grub-mkrescue")
-        .arg("-o")
-        .arg(&iso)
-        .arg(&root)
-        .output()
-        .expect("grub-mkrescue runs");
-    assert!(
-        out.status.success(),
-        "grub-mkrescue: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    iso
+}
+
+/// Booted from its GRUB ISO (`--cdrom`), each kernel gets the framebuffer it asks for and
+/// draws its picture, as from its file.
+#[test]
+fn kernels_booted_from_their_grub_iso_draw_their_picture() {
+    let test = "framebuffer from a GRUB ISO";
+    if !kvm_available(test) || !common::iso::tools_available(test) {
+        return;
+    }
+    for (kernel_name, command, width, height) in [
+        ("fb-mb1", "multiboot", 1024, 768),
+        ("fb-mb2", "multiboot2", 800, 600),
+    ] {
+        let iso = grub_iso("fb-cdrom", kernel_name, command);
+        let run = screenshot_boot(kernel_name, &["--cdrom", iso.to_str().unwrap()], &[]);
+        run.0
+            .assert_stderr_has(&format!("/boot/kernel.elf in {}", iso.display()));
+        assert_boot_drawn(
+            kernel_name,
+            run,
+            width,
+            height,
+            &format!("{kernel_name} from its ISO"),
+        );
+    }
 }
 
 /// Boots `iso` in QEMU (TCG, std VGA, no isa-debug-exit: the kernel halts at its end) until
@@ -215,13 +241,10 @@ fn grub_in_qemu_gives_the_same_framebuffer_and_picture() {
         return;
     }
     for (kernel_name, command) in [("fb-mb1", "multiboot"), ("fb-mb2", "multiboot2")] {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{}-grub-{kernel_name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let iso = grub_iso(&dir, &kernel_elf(kernel_name), command);
-        let (grub_serial, grub_picture) = qemu_screendump(&dir, &iso, kernel_name);
-        let (run, png) = screenshot_run(kernel_name, &[]);
+        let iso = grub_iso("fb-oracle", kernel_name, command);
+        let dir = iso.parent().unwrap();
+        let (grub_serial, grub_picture) = qemu_screendump(dir, &iso, kernel_name);
+        let (run, png) = screenshot_boot(kernel_name, &["--cdrom", iso.to_str().unwrap()], &[]);
         run.assert_status(1);
         let (ours, grubs) = (
             geometry(&run.stdout, kernel_name),
@@ -245,6 +268,5 @@ fn grub_in_qemu_gives_the_same_framebuffer_and_picture() {
             &pattern(ours.width, ours.height, 4),
             kernel_name,
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

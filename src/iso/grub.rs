@@ -11,8 +11,6 @@
 //! kernel's path, not the path; a module's string is the arguments after its path; linux passes
 //! `BOOT_IMAGE=<path as written>` then the arguments; every argument is re-quoted by
 //! [`loader_cmdline`].
-// Until the --cdrom runner uses these (branch iso-boot), only the tests do.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::rc::Rc;

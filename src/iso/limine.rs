@@ -9,8 +9,6 @@
 //! `kernel_cmdline` before `cmdline`) and common/protos/multiboot1.c (`module_string` pairs with
 //! the `module_path` before it; the command line is passed as written), and CONFIG.md as of
 //! Limine 7.13 for the old syntax. `path:` is Limine 9's name for `kernel_path:`.
-// Until the --cdrom runner uses these (branch iso-boot), only the tests do.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 

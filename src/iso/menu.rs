@@ -6,8 +6,6 @@
 //! chainloader, a reboot entry…) keeps its number and is listed in [`BootMenu::refused`], so that
 //! a config with a "Reboot" entry still boots its kernel, and choosing the refused entry gives
 //! the reason with its line.
-// Until the --cdrom runner uses these (branch iso-boot), only the tests do.
-#![allow(dead_code)]
 
 use std::fmt;
 
@@ -283,6 +281,7 @@ pub(crate) struct ConfigLine {
     pub text: String,
 }
 
+#[cfg(test)]
 impl ConfigLine {
     /// Line `number` (1-based) of `text`, read from `config_path`.
     pub(crate) fn new(config_path: &str, text: &str, number: usize) -> Self {
