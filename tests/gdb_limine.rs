@@ -50,3 +50,33 @@ fn gdb_debugs_a_limine_kernel_from_its_first_instruction() {
         "the HHDM from 1 MiB\n{run}"
     );
 }
+
+/// A held AP released under gdb: a breakpoint at the address the kernel writes to its
+/// goto_address stops that AP's thread, with RDI pointing at its limine_mp_info.
+#[test]
+fn gdb_stops_a_released_ap_at_its_goto_address() {
+    if !kvm_available("gdb limine ap") {
+        return;
+    }
+    let elf = elf("limine-basic");
+    let target = format!(
+        "target remote | {} --kernel {} --gdb stdio -S --cpus 2 --serial null",
+        vmm(),
+        elf.display()
+    );
+    let run = gdb(
+        Some(&elf),
+        &cmds(&[
+            &target,
+            "break ap_main",
+            "continue",
+            "print/x self->lapic_id",
+            "print $rdi == (unsigned long)self",
+            "kill",
+        ]),
+    );
+    run.assert_ok()
+        .assert_stdout_has("Thread 2 hit Breakpoint 1, ap_main (self=0xffff8000")
+        .assert_stdout_has("$1 = 0x1")
+        .assert_stdout_has("$2 = 1");
+}
