@@ -14,7 +14,7 @@ use gdbvisor::devices::sink::SinkSpec;
 use gdbvisor::gdb::conn::GdbEndpoint;
 use gdbvisor::gdb::session::GdbOptions;
 use gdbvisor::relay;
-use gdbvisor::runner::{self, status, ExceptionTraceRequest, RunRequest};
+use gdbvisor::runner::{self, status, DeviceRequest, ExceptionTraceRequest, RunRequest};
 use gdbvisor::snapshot::post_mortem::PostMortem;
 use gdbvisor::vmm::doctor;
 use gdbvisor::vmm::host_caps::HostCaps;
@@ -148,6 +148,11 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             file,
             vectors: args.trace_vectors.0,
         }),
+        devices: DeviceRequest {
+            ide: args.devices.ide(),
+            keys: args.devices.keys.clone().map(|k| k.0).unwrap_or_default(),
+            stdin: args.devices.stdin,
+        },
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(drain(&mut dev), [ACK, ACK]);
         dev.write(DATA_OFFSET, &[0xF0]);
         dev.write(DATA_OFFSET, &[0x00]);
-        assert_eq!(drain(&mut dev), [ACK, 2]);
+        assert_eq!(drain(&mut dev), [ACK, ACK, 2]);
         dev.write(DATA_OFFSET, &[0xEE]);
         assert_eq!(drain(&mut dev), [0xEE]);
         dev.write(DATA_OFFSET, &[0xF2]);

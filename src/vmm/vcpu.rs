@@ -557,6 +557,11 @@ impl Vcpu {
         )
     }
 
+    /// The keyboard on this vCPU's port bus, to type into.
+    pub(crate) fn keyboard(&self) -> Option<crate::devices::i8042::KeyboardInput> {
+        self.bus.lock().unwrap_or_else(|e| e.into_inner()).keyboard()
+    }
+
     /// `out`/`outs`: KVM packs `count` accesses of `size` bytes; each goes to the device.
     fn port_write(&mut self, port: u16, bytes: &[u8]) -> BusAction {
         // SAFETY: the exit reason was KVM_EXIT_IO, so the `io` member of the union is valid.

@@ -263,6 +263,7 @@ impl Vm {
         bus.insert(debugcon::PORT, 1, Box::new(Debugcon::new(options.debugcon)));
         bus.insert(debug_exit::PORT, debug_exit::LEN, Box::new(DebugExit));
         bus.insert(i8042::BASE, i8042::LEN, Box::new(i8042));
+        bus.set_keyboard(keyboard.clone());
         bus.insert(rtc::BASE, rtc::LEN, Box::new(Rtc::default()));
         bus.insert(pci::BASE, pci::LEN, Box::new(PciConfig::default()));
         let bus = Arc::new(Mutex::new(bus));

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-pub(crate) use channel::{Channel, ChannelPort};
+pub(crate) use channel::Channel;
 pub(crate) use image::DiskImage;
 
 /// A channel's command-block ports (data … status/command).

@@ -8,6 +8,7 @@
 mod dispatch;
 mod dump;
 mod help;
+pub(crate) mod keys;
 mod host;
 mod memory;
 pub(crate) mod msr;

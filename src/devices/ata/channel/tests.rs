@@ -241,8 +241,8 @@ fn atapi_read10_honours_the_byte_count_limit() {
     assert_eq!(id[1] >> 6, 2, "ATAPI");
     // PACKET with a 1000-byte limit: READ(10) of blocks 1 and 2.
     h.outb(ERROR, 0);
-    h.outb(LBA_MID, 1000 & 0xff);
-    h.outb(LBA_HIGH, 1000 >> 8);
+    h.outb(LBA_MID, (1000u16 & 0xff) as u8);
+    h.outb(LBA_HIGH, (1000u16 >> 8) as u8);
     h.outb(COMMAND, command::PACKET);
     assert_eq!(h.inb(COUNT), REASON_COD);
     assert!(h.status().contains(Status::DRQ));
