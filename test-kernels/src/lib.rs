@@ -215,7 +215,14 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
             .unwrap_or_default()
             .to_string_lossy();
         let c_obj = tmp.join(format!("{}-{stem}.c.o", spec.name));
-        let mut gcc_args: Vec<String> = GCC_FLAGS.iter().map(|f| f.to_string()).collect();
+        let mode = match spec.bits {
+            ObjectBits::Bits32 => "-m32",
+            ObjectBits::Bits64 => "-m64",
+        };
+        let mut gcc_args: Vec<String> = std::iter::once(mode)
+            .chain(GCC_FLAGS.iter().copied())
+            .map(str::to_string)
+            .collect();
         gcc_args.extend([
             "-c".to_string(),
             "-o".to_string(),

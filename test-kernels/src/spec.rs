@@ -4,8 +4,8 @@
 /// hobby kernels build it. No red zone (interrupts push onto the interrupted stack), general
 /// registers only (no SSE: the nested KVM here emulates kernel code and lacks most of SSE), no
 /// PIC, no stack protector or CET `endbr64` (neither exists without a runtime), DWARF for gdb.
+/// `-m32` or `-m64` goes first, after the kernel's [`ObjectBits`].
 pub(crate) const GCC_FLAGS: &[&str] = &[
-    "-m64",
     "-std=gnu11",
     "-ffreestanding",
     "-fno-builtin",
@@ -64,8 +64,8 @@ pub(crate) struct KernelSpec {
     pub(crate) bits: ObjectBits,
     /// `--defsym NAME=VALUE` pairs passed to `as`.
     pub(crate) defsyms: &'static [(&'static str, &'static str)],
-    /// C files in `test-kernels/`, compiled with `gcc` ([`GCC_FLAGS`]) and linked after the
-    /// assembly source's object, in this order. Only for [`ObjectBits::Bits64`] kernels.
+    /// C files in `test-kernels/`, compiled with `gcc` ([`GCC_FLAGS`], `-m32` or `-m64` as
+    /// `bits` says) and linked after the assembly source's object, in this order.
     pub(crate) c_sources: &'static [&'static str],
     /// How the VMM boots it; [`BootFormat::Flat`] and [`BootFormat::Multiboot1Aout`] get a
     /// flat image from `objcopy -O binary`.
@@ -545,6 +545,36 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[("DEATH_PAE_PF", "1")],
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
+    },
+    // C kernels with a multiboot1 boot.S (`hobby.S`, a.out kludge: QEMU's `-kernel` loads
+    // the flat image too) that switches to long mode: device drivers as hobby kernels write
+    // them, also run under QEMU by the side-by-side tests.
+    KernelSpec {
+        name: "ata",
+        source: "hobby.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &["hobby.c", "ata.c"],
+        format: BootFormat::Multiboot1Aout,
+    },
+    KernelSpec {
+        name: "atapi",
+        source: "hobby.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &["hobby.c", "atapi.c"],
+        format: BootFormat::Multiboot1Aout,
+    },
+    KernelSpec {
+        name: "keyboard",
+        source: "hobby.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &["hobby.c", "keyboard.c"],
+        format: BootFormat::Multiboot1Aout,
     },
     KernelSpec {
         name: "pfstorm",

@@ -13,11 +13,6 @@ fn every_kernel_has_its_sources_and_a_name_of_its_own() {
         assert!(source_dir().join(s.linker_script).is_file(), "{name}: ld");
         for c in s.c_sources {
             assert!(source_dir().join(c).is_file(), "{name}: {c}");
-            assert_eq!(
-                s.bits,
-                ObjectBits::Bits64,
-                "{name}: gcc builds 64-bit objects"
-            );
         }
     }
     assert!(spec("nope").is_none());
