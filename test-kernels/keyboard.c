@@ -72,9 +72,10 @@ void kmain(void)
     command(0xa7); /* and the mouse port */
     while (inb(STATUS) & 0x01)
         inb(DATA); /* flush */
+    /* The status register's system flag: the controller passed its self test at power-on. */
+    puts(inb(STATUS) & 0x04 ? "keyboard: system flag set\n" : "keyboard: FAIL system flag clear\n");
     command(0x20);
     u8 config = read_data();
-    puts(config & 0x04 ? "keyboard: system flag set\n" : "keyboard: FAIL system flag clear\n");
     config &= ~0x03; /* no interrupts while setting up; translation stays on (set 1) */
     command(0x60);
     data(config);
