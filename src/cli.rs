@@ -11,9 +11,9 @@ use crate::boot::BootFormat;
 use crate::devices::ata::{DriveSpec, IdeConfig};
 use crate::devices::scancode::{parse_keys, KeyError};
 use crate::devices::sink::SinkSpec;
-pub use crate::host_input::StdinTarget;
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
+pub use crate::host_input::StdinTarget;
 use crate::vmm::clock_dilation::ClockDilation;
 use crate::vmm::cpuid::CpuidHide;
 
@@ -447,7 +447,9 @@ mod tests {
         );
         assert_eq!(
             cli.run.devices.keys,
-            Some(KeyCodes(vec![0x2A, 0x23, 0xA3, 0xAA, 0x17, 0x97, 0x1C, 0x9C]))
+            Some(KeyCodes(vec![
+                0x2A, 0x23, 0xA3, 0xAA, 0x17, 0x97, 0x1C, 0x9C
+            ]))
         );
         assert_eq!(cli.run.devices.stdin, StdinTarget::Keyboard);
         let err = Cli::try_parse_from(["g", "--hda", "a.img,cache=none"])

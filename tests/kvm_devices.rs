@@ -110,7 +110,10 @@ fn ata_reads_and_writes_reach_the_file() {
     let run = run_ata(path.to_str().unwrap(), &[]);
     assert_eq!(run.status, 1, "{run}");
     assert_eq!(lines(&run.stdout), ATA_WRITES, "{run}");
-    assert!(std::fs::read(&path).unwrap() == written(SECTORS), "the writes are in the file");
+    assert!(
+        std::fs::read(&path).unwrap() == written(SECTORS),
+        "the writes are in the file"
+    );
     std::fs::remove_file(path).unwrap();
 }
 
@@ -123,8 +126,15 @@ fn ata_snapshot_and_readonly_leave_the_file_alone() {
     let snapshot = format!("{},snapshot=on", path.display());
     let run = run_ata(&snapshot, &[]);
     assert_eq!(run.status, 1, "{run}");
-    assert_eq!(lines(&run.stdout), ATA_WRITES, "the guest sees its writes\n{run}");
-    assert!(std::fs::read(&path).unwrap() == pattern(SECTORS), "snapshot=on: file unchanged");
+    assert_eq!(
+        lines(&run.stdout),
+        ATA_WRITES,
+        "the guest sees its writes\n{run}"
+    );
+    assert!(
+        std::fs::read(&path).unwrap() == pattern(SECTORS),
+        "snapshot=on: file unchanged"
+    );
 
     let readonly = format!("{},readonly=on", path.display());
     let run = run_ata(&readonly, &[]);
@@ -138,7 +148,10 @@ fn ata_snapshot_and_readonly_leave_the_file_alone() {
     ] {
         assert!(out.contains(&line), "no {line:?}\n{run}");
     }
-    assert!(std::fs::read(&path).unwrap() == pattern(SECTORS), "readonly=on: file unchanged");
+    assert!(
+        std::fs::read(&path).unwrap() == pattern(SECTORS),
+        "readonly=on: file unchanged"
+    );
     std::fs::remove_file(path).unwrap();
 }
 
@@ -164,16 +177,32 @@ fn ata_slave_is_found() {
 fn bad_images_are_refused_at_start() {
     let partial = temp_file("partial.img", &[0u8; 1000]);
     let image = kernel("ata");
-    let run = gdbvisor(&["--kernel", image.to_str().unwrap(), "--hda", partial.to_str().unwrap()]);
+    let run = gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--hda",
+        partial.to_str().unwrap(),
+    ]);
     assert_eq!(run.status, 2, "{run}");
     assert!(
-        run.stderr.contains("whole number of 512-byte sectors") && run.stderr.contains("1000 bytes"),
+        run.stderr.contains("whole number of 512-byte sectors")
+            && run.stderr.contains("1000 bytes"),
         "{run}"
     );
-    let run = gdbvisor(&["--kernel", image.to_str().unwrap(), "--hdb", "/nonexistent/disk.img"]);
+    let run = gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--hdb",
+        "/nonexistent/disk.img",
+    ]);
     assert_eq!(run.status, 2, "{run}");
     assert!(run.stderr.contains("/nonexistent/disk.img"), "{run}");
-    let run = gdbvisor(&["--kernel", image.to_str().unwrap(), "--hda", "x.img,cache=none"]);
+    let run = gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--hda",
+        "x.img,cache=none",
+    ]);
     assert_eq!(run.status, 2, "{run}");
     std::fs::remove_file(partial).unwrap();
 }
@@ -216,7 +245,9 @@ atapi: inquiry: cd-rom, removable
 atapi: capacity {blocks} blocks of 2048 bytes"
     );
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines.push(format!("atapi: HELLO.TXT {size} bytes, hash HASH, 512-byte chunks"));
+    lines.push(format!(
+        "atapi: HELLO.TXT {size} bytes, hash HASH, 512-byte chunks"
+    ));
     lines.push("atapi: first line: Hello from the ISO: the kernel read this with READ(10).".into());
     lines.push("atapi: read past the end: illegal request".into());
     lines.push("atapi: done".into());
@@ -238,7 +269,12 @@ fn atapi_reads_a_file_of_its_iso() {
         return;
     };
     let image = kernel("atapi");
-    let run = gdbvisor(&["--kernel", image.to_str().unwrap(), "--ide-cdrom", iso.to_str().unwrap()]);
+    let run = gdbvisor(&[
+        "--kernel",
+        image.to_str().unwrap(),
+        "--ide-cdrom",
+        iso.to_str().unwrap(),
+    ]);
     assert_eq!(run.status, 1, "{run}");
     let blocks = std::fs::metadata(&iso).unwrap().len() / 2048;
     let text: String = (0..200).fold(
@@ -303,11 +339,13 @@ fn monitor_sendkey_types_at_a_stop() {
         ]),
     );
     assert!(
-        run.stdout.contains("scan-code bytes queued") || run.stderr.contains("scan-code bytes queued"),
+        run.stdout.contains("scan-code bytes queued")
+            || run.stderr.contains("scan-code bytes queued"),
         "{run}"
     );
     assert!(
-        run.stderr.contains("keyboard: typed: Hi there\nkeyboard: enter, done"),
+        run.stderr
+            .contains("keyboard: typed: Hi there\nkeyboard: enter, done"),
         "{run}"
     );
 }
@@ -334,10 +372,10 @@ fn qemu_key(c: char) -> String {
         ('\n', "ret"),
     ];
     let name = |c: char| {
-        names
-            .iter()
-            .find(|(k, _)| *k == c)
-            .map_or_else(|| c.to_ascii_lowercase().to_string(), |(_, n)| n.to_string())
+        names.iter().find(|(k, _)| *k == c).map_or_else(
+            || c.to_ascii_lowercase().to_string(),
+            |(_, n)| n.to_string(),
+        )
     };
     if let Some(i) = shifted.find(c) {
         format!("shift-{}", name(plain.as_bytes()[i] as char))
@@ -354,21 +392,34 @@ fn qemu(test: &str, args: &[&str], keys: Option<(&str, &str)>) -> (String, i32) 
     let serial = temp_file(&format!("{test}-serial"), b"");
     let monitor = serial.with_extension("monitor");
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-M", "pc", "-m", "128M", "-display", "none", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("-monitor")
-        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-M",
+        "pc",
+        "-m",
+        "128M",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+    .arg("-serial")
+    .arg(format!("file:{}", serial.display()))
+    .arg("-monitor")
+    .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("qemu starts");
     let stderr = drain(child.stderr.take().unwrap());
     let deadline = Instant::now() + DEADLINE * 3;
     if let Some((ready, text)) = keys {
-        while !std::fs::read_to_string(&serial).unwrap_or_default().contains(ready) {
+        while !std::fs::read_to_string(&serial)
+            .unwrap_or_default()
+            .contains(ready)
+        {
             assert!(Instant::now() < deadline, "QEMU never printed {ready:?}");
             if child.try_wait().unwrap().is_some() {
                 break;
@@ -474,4 +525,3 @@ fn same_output_as_qemu() {
         std::fs::remove_file(p).unwrap();
     }
 }
-

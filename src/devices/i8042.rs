@@ -263,7 +263,8 @@ impl Controller {
                 self.keyboard.scanning = false;
                 self.reply(&[ACK]);
             }
-            0xF6 | 0xF7..=0xFD => self.reply(&[ACK]),
+            // Set defaults, set-3 key types: acknowledged, nothing to change here.
+            0xF6..=0xFD => self.reply(&[ACK]),
             0xFE => {
                 let last = self.last_read;
                 self.reply(&[last]);
@@ -449,7 +450,10 @@ mod tests {
         assert_eq!(config.len(), 1);
         assert_ne!(config[0] & CONFIG_PORT1_DISABLED, 0);
         dev.write(COMMAND_OFFSET, &[0x60]);
-        dev.write(DATA_OFFSET, &[config[0] & !(CONFIG_IRQ1 | CONFIG_TRANSLATE)]);
+        dev.write(
+            DATA_OFFSET,
+            &[config[0] & !(CONFIG_IRQ1 | CONFIG_TRANSLATE)],
+        );
         dev.write(COMMAND_OFFSET, &[0xAA]);
         assert_eq!(drain(&mut dev), [0x55]);
         dev.write(COMMAND_OFFSET, &[0xAB]);

@@ -240,7 +240,9 @@ fn named(name: &str) -> Result<Stroke, KeyError> {
     let mut stroke = lookup(last).ok_or_else(bad)?;
     let mut held = Vec::new();
     for m in modifiers {
-        let modifier = lookup(m).filter(|s| s.modifiers.is_empty()).ok_or_else(bad)?;
+        let modifier = lookup(m)
+            .filter(|s| s.modifiers.is_empty())
+            .ok_or_else(bad)?;
         held.push(modifier.key);
     }
     held.append(&mut stroke.modifiers);
@@ -330,10 +332,7 @@ mod tests {
     #[test]
     fn named_keys_and_combinations() {
         assert_eq!(parse_keys("\\<up>").unwrap(), [0xE0, 0x48, 0xE0, 0xC8]);
-        assert_eq!(
-            parse_keys("\\<ctrl-c>").unwrap(),
-            [0x1D, 0x2E, 0xAE, 0x9D]
-        );
+        assert_eq!(parse_keys("\\<ctrl-c>").unwrap(), [0x1D, 0x2E, 0xAE, 0x9D]);
         assert_eq!(
             parse_keys("\\<ctrl-alt-delete>").unwrap(),
             [0x1D, 0x38, 0xE0, 0x53, 0xE0, 0xD3, 0xB8, 0x9D]

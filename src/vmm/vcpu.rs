@@ -559,7 +559,10 @@ impl Vcpu {
 
     /// The keyboard on this vCPU's port bus, to type into.
     pub(crate) fn keyboard(&self) -> Option<crate::devices::i8042::KeyboardInput> {
-        self.bus.lock().unwrap_or_else(|e| e.into_inner()).keyboard()
+        self.bus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keyboard()
     }
 
     /// `out`/`outs`: KVM packs `count` accesses of `size` bytes; each goes to the device.

@@ -8,10 +8,10 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::devices::ata::{self, Channel, IdeDrives};
 use crate::devices::debug_exit::{self, DebugExit};
 use crate::devices::debugcon::{self, Debugcon};
-use crate::devices::ata::{self, Channel, IdeDrives};
-use crate::devices::i8042::{self, I8042, KeyboardInput};
+use crate::devices::i8042::{self, KeyboardInput, I8042};
 use crate::devices::irq::EventFdLine;
 use crate::devices::pci::{self, PciConfig};
 use crate::devices::rtc::{self, Rtc};

@@ -48,7 +48,14 @@ fn fail(key: u8, asc: u8) -> Reply {
 pub(crate) fn execute(cdb: &[u8; 12], image: &DiskImage, sense: &mut Sense) -> Reply {
     let blocks = image.size() / CD_BLOCK;
     let be16 = |i: usize| u64::from(u16::from_be_bytes([cdb[i], cdb[i + 1]]));
-    let be32 = |i: usize| u64::from(u32::from_be_bytes([cdb[i], cdb[i + 1], cdb[i + 2], cdb[i + 3]]));
+    let be32 = |i: usize| {
+        u64::from(u32::from_be_bytes([
+            cdb[i],
+            cdb[i + 1],
+            cdb[i + 2],
+            cdb[i + 3],
+        ]))
+    };
     let reply = match cdb[0] {
         TEST_UNIT_READY | START_STOP_UNIT | PREVENT_ALLOW_REMOVAL => Reply::Done,
         REQUEST_SENSE => {
@@ -155,7 +162,10 @@ mod tests {
             }
         );
         cdb[8] = 2;
-        assert!(matches!(execute(&cdb, &image, &mut sense), Reply::Failed(_)));
+        assert!(matches!(
+            execute(&cdb, &image, &mut sense),
+            Reply::Failed(_)
+        ));
         assert_eq!(sense.asc, LBA_OUT_OF_RANGE);
         let request_sense = [REQUEST_SENSE, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0];
         let Reply::Data(data) = execute(&request_sense, &image, &mut sense) else {

@@ -58,7 +58,6 @@ const DEVICE: u16 = 6;
 const COMMAND: u16 = 7;
 
 mod command {
-    pub(super) const NOP: u8 = 0x00;
     pub(super) const DEVICE_RESET: u8 = 0x08;
     pub(super) const RECALIBRATE: u8 = 0x10;
     pub(super) const READ_SECTORS: u8 = 0x20;
@@ -175,10 +174,16 @@ enum Transfer {
     Single,
     /// Sectors to the host: the buffer holds the current block; `next` and `remaining` say
     /// what follows it.
-    Read { next: u64, remaining: u64 },
+    Read {
+        next: u64,
+        remaining: u64,
+    },
     /// Sectors from the host: the buffer receives the block for sector `lba`; `remaining`
     /// sectors follow it.
-    Write { lba: u64, remaining: u64 },
+    Write {
+        lba: u64,
+        remaining: u64,
+    },
     /// The 12-byte command packet from the host.
     Packet,
     /// Packet data to the host: the buffer holds one DRQ chunk; `remaining` bytes follow it,
@@ -211,7 +216,11 @@ pub(crate) struct Channel {
 
 impl Channel {
     /// A channel with disks as master and slave.
-    pub(crate) fn with_disks(disks: [Option<DiskImage>; 2], irq: Box<dyn IrqLine>, serial: &str) -> Self {
+    pub(crate) fn with_disks(
+        disks: [Option<DiskImage>; 2],
+        irq: Box<dyn IrqLine>,
+        serial: &str,
+    ) -> Self {
         let [master, slave] = disks;
         Self::new(
             [
@@ -480,7 +489,8 @@ impl Channel {
                 self.send_single(data);
             }
             (Kind::Cdrom, IDENTIFY_PACKET) => {
-                let data = identify::cdrom(&self.drives[selected].as_ref().expect("checked").serial);
+                let data =
+                    identify::cdrom(&self.drives[selected].as_ref().expect("checked").serial);
                 self.send_single(data);
             }
             (Kind::Cdrom, IDENTIFY) => {
@@ -529,8 +539,15 @@ impl Channel {
                 }
             }
             (Kind::Disk, READ_NATIVE_MAX | READ_NATIVE_MAX_EXT) => {
-                let max = self.drives[selected].as_ref().map_or(0, |d| d.sectors()).saturating_sub(1);
-                let max = if cmd == READ_NATIVE_MAX { max.min(0x0FFF_FFFF) } else { max };
+                let max = self.drives[selected]
+                    .as_ref()
+                    .map_or(0, |d| d.sectors())
+                    .saturating_sub(1);
+                let max = if cmd == READ_NATIVE_MAX {
+                    max.min(0x0FFF_FFFF)
+                } else {
+                    max
+                };
                 self.set_lba(max, cmd == READ_NATIVE_MAX_EXT);
                 self.complete();
             }
@@ -540,8 +557,13 @@ impl Channel {
             }
             (
                 Kind::Disk,
-                SET_FEATURES | INITIALIZE_PARAMETERS | STANDBY_IMMEDIATE | IDLE_IMMEDIATE | STANDBY
-                | IDLE | SLEEP,
+                SET_FEATURES
+                | INITIALIZE_PARAMETERS
+                | STANDBY_IMMEDIATE
+                | IDLE_IMMEDIATE
+                | STANDBY
+                | IDLE
+                | SLEEP,
             )
             | (Kind::Disk, RECALIBRATE..=0x1F) => self.complete(),
             (Kind::Cdrom, SET_FEATURES | CHECK_POWER_MODE | IDLE_IMMEDIATE | STANDBY_IMMEDIATE) => {
@@ -557,7 +579,8 @@ impl Channel {
                 self.set_status(Status::empty());
             }
             (Kind::Cdrom, PACKET) => self.start_packet(),
-            (_, NOP) | _ => self.abort(ERROR_ABRT),
+            // NOP (0x00) always aborts, as the standard says; so does anything unknown.
+            _ => self.abort(ERROR_ABRT),
         }
     }
 
@@ -652,7 +675,10 @@ impl Channel {
     }
 
     fn start_write(&mut self, lba48: bool, block: u64) {
-        if self.drives[self.active].as_ref().is_some_and(|d| d.image.read_only()) {
+        if self.drives[self.active]
+            .as_ref()
+            .is_some_and(|d| d.image.read_only())
+        {
             return self.abort(ERROR_ABRT);
         }
         match self.range(lba48) {

@@ -76,7 +76,7 @@ pub(crate) fn disk(sectors: u64, serial: &str, multiple: u16) -> Vec<u8> {
     w.0[60] = lba28 as u16;
     w.0[61] = (lba28 >> 16) as u16;
     w.0[80] = 0x007E; // ATA-1 to ATA-6
-    // Supported and enabled: FLUSH CACHE (bit 12), 48-bit addresses (10), FLUSH CACHE EXT (13).
+                      // Supported and enabled: FLUSH CACHE (bit 12), 48-bit addresses (10), FLUSH CACHE EXT (13).
     w.0[82] = 0x4000;
     w.0[83] = 0x4000 | 0x3400;
     w.0[84] = 0x4000;
@@ -128,7 +128,9 @@ mod tests {
             0x0FFF_FFFF,
             "LBA28 capacity saturates"
         );
-        let lba48 = (0..4).fold(0u64, |acc, i| acc | u64::from(word(&data, 100 + i)) << (16 * i));
+        let lba48 = (0..4).fold(0u64, |acc, i| {
+            acc | u64::from(word(&data, 100 + i)) << (16 * i)
+        });
         assert_eq!(lba48, sectors);
         assert_ne!(word(&data, 83) & 0x0400, 0, "48-bit feature set");
         assert_eq!(word(&data, 49) & 0x0200, 0x0200, "LBA");

@@ -228,7 +228,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("512-byte sectors") && err.contains("513 bytes"), "{err}");
+        assert!(
+            err.contains("512-byte sectors") && err.contains("513 bytes"),
+            "{err}"
+        );
         let (path, _file) = temp_image(&[]);
         assert!(DiskImage::open_cdrom(&path.0).is_err());
         let (path, _file) = temp_image(&[1u8; 3000]);

@@ -8,8 +8,8 @@
 mod dispatch;
 mod dump;
 mod help;
-pub(crate) mod keys;
 mod host;
+pub(crate) mod keys;
 mod memory;
 pub(crate) mod msr;
 mod pt;

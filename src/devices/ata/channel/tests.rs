@@ -55,7 +55,8 @@ struct Harness {
 impl Harness {
     fn disks(master: Option<DiskImage>, slave: Option<DiskImage>) -> Self {
         let irq = CountingLine::default();
-        let (cmd, ctl) = Channel::with_disks([master, slave], Box::new(irq.clone()), "GV").into_ports();
+        let (cmd, ctl) =
+            Channel::with_disks([master, slave], Box::new(irq.clone()), "GV").into_ports();
         Harness { cmd, ctl, irq }
     }
 
@@ -120,7 +121,11 @@ fn identify_then_reads_with_lba28_and_lba48() {
     assert!(h.status().contains(Status::DRQ));
     assert_eq!(h.irq.count(), 1);
     let id = h.read_words(512);
-    assert_eq!(u16::from_le_bytes([id[120], id[121]]), 64, "word 60: sectors");
+    assert_eq!(
+        u16::from_le_bytes([id[120], id[121]]),
+        64,
+        "word 60: sectors"
+    );
     assert!(!h.status().contains(Status::DRQ));
 
     h.lba28(command::READ_SECTORS, 3, 2);
@@ -174,7 +179,11 @@ fn read_only_refuses_and_snapshot_keeps_the_file() {
     }
     h.lba28(command::READ_SECTORS, 1, 1);
     assert_eq!(h.read_words(4), [1, 2, 1, 2], "the guest sees its write");
-    assert_eq!(std::fs::read(&disk.0).unwrap(), pattern(4), "the file does not");
+    assert_eq!(
+        std::fs::read(&disk.0).unwrap(),
+        pattern(4),
+        "the file does not"
+    );
 }
 
 #[test]
@@ -192,7 +201,11 @@ fn multiple_mode_slave_absence_and_hob() {
     let before = h.irq.count();
     h.lba28(command::READ_MULTIPLE, 8, 8);
     assert_eq!(h.read_words(8 * 512), pattern(32)[8 * 512..16 * 512]);
-    assert_eq!(h.irq.count(), before + 2, "one interrupt per 4-sector block");
+    assert_eq!(
+        h.irq.count(),
+        before + 2,
+        "one interrupt per 4-sector block"
+    );
 
     h.outb(COUNT, 0x12);
     h.outb(COUNT, 0x34);
@@ -215,7 +228,12 @@ fn software_reset_leaves_signatures() {
     assert!(Status::from_bits_retain(h.inb(COMMAND)).contains(Status::BSY));
     h.ctl.write(0, &[CONTROL_NIEN]);
     assert_eq!(
-        [h.inb(COUNT), h.inb(LBA_LOW), h.inb(LBA_MID), h.inb(LBA_HIGH)],
+        [
+            h.inb(COUNT),
+            h.inb(LBA_LOW),
+            h.inb(LBA_MID),
+            h.inb(LBA_HIGH)
+        ],
         [1, 1, 0, 0]
     );
     assert_eq!(h.inb(ERROR), DIAGNOSTIC_OK);
