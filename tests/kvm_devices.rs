@@ -525,3 +525,85 @@ fn same_output_as_qemu() {
         std::fs::remove_file(p).unwrap();
     }
 }
+
+// ------------------------------------------------------------------------ terminal --- //
+
+/// The settings of the terminal `fd`.
+fn termios(fd: i32) -> libc::termios {
+    // SAFETY: termios is plain data, filled by tcgetattr.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and termios pointer.
+    assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+    t
+}
+
+#[test]
+fn terminal_keys_reach_the_keyboard_and_the_terminal_is_restored() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if !kvm_available("terminal_keys_reach_the_keyboard_and_the_terminal_is_restored") {
+        return;
+    }
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors; the name, settings and size are optional.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let before = termios(slave.as_raw_fd());
+    assert_ne!(before.c_lflag & libc::ICANON, 0, "a fresh pty is canonical");
+    let image = kernel("keyboard");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gdbvisor"))
+        .args(["--kernel", image.to_str().unwrap(), "--stdin", "keyboard"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gdbvisor runs");
+    let mut stdout = child.stdout.take().unwrap();
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while !String::from_utf8_lossy(&seen).contains("keyboard: ready") {
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "no ready line: {seen:?}"
+        );
+        seen.extend(&buf[..n]);
+    }
+    let during = termios(slave.as_raw_fd());
+    assert_eq!(
+        during.c_lflag & (libc::ICANON | libc::ECHO),
+        0,
+        "keys one by one, unechoed"
+    );
+    assert_ne!(during.c_lflag & libc::ISIG, 0, "Ctrl-C still a signal");
+    let mut writer = std::fs::File::from(master.try_clone().unwrap());
+    writer.write_all(b"Hi!\r").unwrap();
+    let status = wait_until(&mut child, deadline).unwrap_or(-1);
+    stdout.read_to_end(&mut seen).unwrap();
+    let out = String::from_utf8_lossy(&seen);
+    assert_eq!(
+        status,
+        1,
+        "{out}\n{}",
+        stderr.recv_timeout(DEADLINE).unwrap_or_default()
+    );
+    assert!(
+        out.contains("keyboard: typed: Hi!\nkeyboard: enter, done"),
+        "{out}"
+    );
+    let after = termios(slave.as_raw_fd());
+    assert_eq!(after.c_lflag, before.c_lflag, "the terminal is restored");
+    drop(master);
+}
