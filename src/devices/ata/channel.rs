@@ -483,14 +483,8 @@ impl Channel {
         self.irq_pending = false;
         use command::*;
         match (kind, cmd) {
-            (Kind::Disk, IDENTIFY) => {
-                let drive = self.drives[selected].as_ref().expect("checked above");
-                let data = identify::disk(drive.sectors(), &drive.serial, drive.multiple);
-                self.send_single(data);
-            }
-            (Kind::Cdrom, IDENTIFY_PACKET) => {
-                let data =
-                    identify::cdrom(&self.drives[selected].as_ref().expect("checked").serial);
+            (Kind::Disk, IDENTIFY) | (Kind::Cdrom, IDENTIFY_PACKET) => {
+                let data = self.identity(selected);
                 self.send_single(data);
             }
             (Kind::Cdrom, IDENTIFY) => {
@@ -581,6 +575,15 @@ impl Channel {
             (Kind::Cdrom, PACKET) => self.start_packet(),
             // NOP (0x00) always aborts, as the standard says; so does anything unknown.
             _ => self.abort(ERROR_ABRT),
+        }
+    }
+
+    /// The IDENTIFY (PACKET) DEVICE data of drive `index`.
+    fn identity(&self, index: usize) -> Vec<u8> {
+        match &self.drives[index] {
+            Some(d) if d.kind == Kind::Disk => identify::disk(d.sectors(), &d.serial, d.multiple),
+            Some(d) => identify::cdrom(&d.serial),
+            None => Vec::new(),
         }
     }
 
