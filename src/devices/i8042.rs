@@ -381,7 +381,8 @@ impl PioDevice for I8042 {
         let value = match offset {
             DATA_OFFSET => c.read_data(),
             COMMAND_OFFSET => c.status(),
-            _ => 0xff,
+            // Ports 0x61-0x63 are not the controller's (KVM's PIT answers 0x61 itself).
+            _ => 0,
         };
         data.fill(value);
     }
@@ -390,12 +391,15 @@ impl PioDevice for I8042 {
         let Some(&value) = data.first() else {
             return BusAction::Continue;
         };
+        if offset != DATA_OFFSET && offset != COMMAND_OFFSET {
+            return BusAction::Continue;
+        }
         let mut c = lock(&self.inner);
         c.hold_typed();
-        let action = match offset {
-            DATA_OFFSET => c.write_data(value),
-            COMMAND_OFFSET => c.write_command(value),
-            _ => BusAction::Continue,
+        let action = if offset == DATA_OFFSET {
+            c.write_data(value)
+        } else {
+            c.write_command(value)
         };
         c.refill();
         action
