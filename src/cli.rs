@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use thiserror::Error;
 
 use crate::boot::BootFormat;
-use crate::devices::ata::{DriveSpec, IdeConfig};
+use crate::devices::ata::config::{DriveSpec, IdeConfig};
 use crate::devices::scancode::{parse_keys, KeyError};
 use crate::devices::sink::SinkSpec;
 use crate::gdb::arch::{ArchChoice, RegLayout};
@@ -443,7 +443,7 @@ mod tests {
         assert_eq!(ide.hda.unwrap().path, PathBuf::from("a.img"));
         assert_eq!(
             ide.hdb.unwrap().mode,
-            crate::devices::ata::WriteMode::Snapshot
+            crate::devices::ata::image::WriteMode::Snapshot
         );
         assert_eq!(
             cli.run.devices.keys,

@@ -12,7 +12,8 @@ use thiserror::Error;
 use crate::boot::elf::{self, ElfClass};
 use crate::boot::image::{Image, ImageError};
 use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
-use crate::devices::ata::{AtaError, IdeConfig};
+use crate::devices::ata::config::IdeConfig;
+use crate::devices::ata::image::DiskImageError;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::arch::{ArchChoice, RegLayout};
@@ -82,7 +83,7 @@ pub enum RunError {
     Signal(ctrlc::Error),
     /// A disk or CD-ROM image cannot be attached.
     #[error("{0}")]
-    Disk(#[from] AtaError),
+    Disk(#[from] DiskImageError),
 }
 
 impl RunError {

@@ -25,8 +25,9 @@ const LAYERS: &[&[&str]] = &[
     &["gdb"],
     // The ELF-core format of a stopped VM, written and read: no gdb types in it.
     &["snapshot"],
-    // KVM: the VM, its vCPUs and their threads, host capabilities.
-    &["vmm"],
+    // KVM: the VM, its vCPUs and their threads, host capabilities; keys from the host's
+    // terminal for the devices.
+    &["vmm", "host_input"],
     // Loaders write kernels into any vm-memory guest memory; the port devices.
     &["boot", "devices"],
     // Depend on nothing in the crate: the x86 model, the demo kernel's bytes, the process that

@@ -38,21 +38,11 @@ struct Mapping {
 #[derive(Default)]
 pub(crate) struct PioBus {
     mappings: Vec<Mapping>,
-    /// Types into the i8042's keyboard (`monitor sendkey` reaches it through a vCPU's bus).
-    keyboard: Option<i8042::KeyboardInput>,
 }
 
 impl PioBus {
     pub(crate) fn new() -> Self {
         Self::default()
-    }
-
-    pub(crate) fn set_keyboard(&mut self, keyboard: i8042::KeyboardInput) {
-        self.keyboard = Some(keyboard);
-    }
-
-    pub(crate) fn keyboard(&self) -> Option<i8042::KeyboardInput> {
-        self.keyboard.clone()
     }
 
     pub(crate) fn insert(&mut self, base: u16, len: u16, device: Box<dyn PioDevice>) {

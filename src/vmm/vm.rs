@@ -8,7 +8,9 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::devices::ata::{self, Channel, IdeDrives};
+use crate::devices::ata;
+use crate::devices::ata::channel::Channel;
+use crate::devices::ata::config::IdeDrives;
 use crate::devices::debug_exit::{self, DebugExit};
 use crate::devices::debugcon::{self, Debugcon};
 use crate::devices::i8042::{self, KeyboardInput, I8042};
@@ -181,6 +183,7 @@ impl Vm {
             vcpu.set_maxphyaddr(maxphyaddr);
             vcpu.ram_registered = Some(slots.registered());
             vcpu.protection = Some(slots.clone());
+            vcpu.keyboard = Some(keyboard.clone());
             vcpus.push(vcpu);
         }
         Ok(Vm {
@@ -263,7 +266,6 @@ impl Vm {
         bus.insert(debugcon::PORT, 1, Box::new(Debugcon::new(options.debugcon)));
         bus.insert(debug_exit::PORT, debug_exit::LEN, Box::new(DebugExit));
         bus.insert(i8042::BASE, i8042::LEN, Box::new(i8042));
-        bus.set_keyboard(keyboard.clone());
         bus.insert(rtc::BASE, rtc::LEN, Box::new(Rtc::default()));
         bus.insert(pci::BASE, pci::LEN, Box::new(PciConfig::default()));
         let bus = Arc::new(Mutex::new(bus));

@@ -133,7 +133,7 @@ fn truncate(mut data: Vec<u8>, allocation: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::ata::WriteMode;
+    use crate::devices::ata::image::WriteMode;
 
     fn cd(blocks: usize) -> DiskImage {
         let path = std::env::temp_dir().join(format!("gdbvisor-atapi-{}", std::process::id()));

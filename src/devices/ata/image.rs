@@ -5,9 +5,57 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{open_error, AtaError, WriteMode, CD_BLOCK, DISK_SECTOR};
+use thiserror::Error;
+
+use super::{CD_BLOCK, DISK_SECTOR};
+
+/// Why an image cannot be attached.
+#[derive(Debug, Error)]
+pub enum DiskImageError {
+    /// The image file cannot be opened or measured.
+    #[error("{path}: {source}")]
+    Open {
+        /// The image file.
+        path: PathBuf,
+        /// Why it cannot be opened.
+        source: std::io::Error,
+    },
+    /// A disk image must hold whole sectors.
+    #[error("{path}: a disk image must be a whole number of 512-byte sectors, but it has {size} bytes ({} too many); pad it, e.g. `truncate -s %512 {}`", size % DISK_SECTOR, path.display())]
+    PartialSector {
+        /// The image file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The image is empty.
+    #[error("{path}: the image is empty")]
+    Empty {
+        /// The image file.
+        path: PathBuf,
+    },
+}
+
+/// What a guest's writes to a disk do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// They reach the file.
+    #[default]
+    ReadWrite,
+    /// They are refused: the command ends with an error (QEMU: `readonly=on`).
+    ReadOnly,
+    /// They are kept in memory for the run; the file never changes (QEMU: `snapshot=on`).
+    Snapshot,
+}
+
+fn open_error(path: &Path) -> impl FnOnce(std::io::Error) -> DiskImageError + '_ {
+    move |source| DiskImageError::Open {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Why a write did not happen.
 #[derive(Debug)]
@@ -30,7 +78,7 @@ pub(crate) struct DiskImage {
 
 impl DiskImage {
     /// A disk: read-write unless `mode` says otherwise; its size must be whole sectors.
-    pub(crate) fn open_disk(path: &Path, mode: WriteMode) -> Result<Self, AtaError> {
+    pub(crate) fn open_disk(path: &Path, mode: WriteMode) -> Result<Self, DiskImageError> {
         let file = OpenOptions::new()
             .read(true)
             .write(mode == WriteMode::ReadWrite)
@@ -38,7 +86,7 @@ impl DiskImage {
             .map_err(open_error(path))?;
         let size = Self::measure(&file, path)?;
         if size % DISK_SECTOR != 0 {
-            return Err(AtaError::PartialSector {
+            return Err(DiskImageError::PartialSector {
                 path: path.to_path_buf(),
                 size,
             });
@@ -47,7 +95,7 @@ impl DiskImage {
     }
 
     /// A CD-ROM: read-only; a partial last block reads as zeros past the end of the file.
-    pub(crate) fn open_cdrom(path: &Path) -> Result<Self, AtaError> {
+    pub(crate) fn open_cdrom(path: &Path) -> Result<Self, DiskImageError> {
         let file = File::open(path).map_err(open_error(path))?;
         let size = Self::measure(&file, path)?;
         Ok(Self::new(
@@ -57,10 +105,10 @@ impl DiskImage {
         ))
     }
 
-    fn measure(file: &File, path: &Path) -> Result<u64, AtaError> {
+    fn measure(file: &File, path: &Path) -> Result<u64, DiskImageError> {
         let size = file.metadata().map_err(open_error(path))?.len();
         if size == 0 {
-            return Err(AtaError::Empty {
+            return Err(DiskImageError::Empty {
                 path: path.to_path_buf(),
             });
         }

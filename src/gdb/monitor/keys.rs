@@ -9,7 +9,7 @@ pub(crate) fn sendkey(machine: &mut Machine, vcpu: u8, args: &[&str]) -> Lines {
     let text = args.join(" ");
     let codes = parse_keys(&text).map_err(|e| MonitorError::Failed(e.to_string()))?;
     let keyboard = machine
-        .with_vcpu(vcpu, |v| v.keyboard())
+        .with_vcpu(vcpu, |v| v.keyboard.clone())
         .map_err(|e| MonitorError::Target(e.into()))?
         .ok_or_else(|| MonitorError::Failed("this VM has no keyboard".into()))?;
     keyboard.type_codes(&codes);

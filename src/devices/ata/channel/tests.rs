@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 
 use super::*;
-use crate::devices::ata::WriteMode;
+use crate::devices::ata::image::WriteMode;
 use crate::devices::irq::testing::CountingLine;
 
 /// A scratch file removed when dropped.
