@@ -49,6 +49,8 @@ const RESEND: u8 = 0xFE;
 const SELF_TEST_PASSED: u8 = 0xAA;
 const CONTROLLER_TEST_PASSED: u8 = 0x55;
 
+/// Replies kept for a guest that does not read them.
+const MAX_QUEUED_REPLIES: usize = 16;
 /// How long a typed byte may sit unread before its interrupt is raised again.
 const NUDGE_PERIOD: Duration = Duration::from_millis(100);
 
@@ -173,8 +175,14 @@ impl Controller {
         }
     }
 
+    /// Queues replies; a guest that never reads them cannot make the queue grow without bound
+    /// (the real controller has a one-byte buffer and drops what does not fit).
     fn reply(&mut self, bytes: &[u8]) {
-        self.replies.extend(bytes);
+        for &byte in bytes {
+            if self.replies.len() < MAX_QUEUED_REPLIES {
+                self.replies.push_back(byte);
+            }
+        }
     }
 
     fn write_command(&mut self, cmd: u8) -> BusAction {

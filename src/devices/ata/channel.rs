@@ -785,7 +785,9 @@ impl Channel {
         } else {
             let start = (offset as usize).min(self.reply.len());
             let end = (start + n as usize).min(self.reply.len());
-            self.buf.copy_from_slice(&self.reply[start..end]);
+            self.buf.clear();
+            self.buf.extend_from_slice(&self.reply[start..end]);
+            self.buf.resize(n as usize, 0);
         }
         self.pos = 0;
         self.transfer = Transfer::PacketIn {
