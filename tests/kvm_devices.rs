@@ -35,6 +35,18 @@ fn written(sectors: usize) -> Vec<u8> {
     disk
 }
 
+/// A child process killed (by its PID) and reaped if the test fails before it ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 struct Ran {
     status: i32,
     stdout: String,
@@ -412,8 +424,8 @@ fn qemu(test: &str, args: &[&str], keys: Option<(&str, &str)>) -> (String, i32) 
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("qemu starts");
-    let stderr = drain(child.stderr.take().unwrap());
+    let mut child = Reaped(cmd.spawn().expect("qemu starts"));
+    let stderr = drain(child.0.stderr.take().unwrap());
     let deadline = Instant::now() + DEADLINE * 3;
     if let Some((ready, text)) = keys {
         while !std::fs::read_to_string(&serial)
@@ -421,7 +433,7 @@ fn qemu(test: &str, args: &[&str], keys: Option<(&str, &str)>) -> (String, i32) 
             .contains(ready)
         {
             assert!(Instant::now() < deadline, "QEMU never printed {ready:?}");
-            if child.try_wait().unwrap().is_some() {
+            if child.0.try_wait().unwrap().is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -432,7 +444,7 @@ fn qemu(test: &str, args: &[&str], keys: Option<(&str, &str)>) -> (String, i32) 
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let status = wait_until(&mut child, deadline).unwrap_or(-1);
+    let status = wait_until(&mut child.0, deadline).unwrap_or(-1);
     let out = std::fs::read_to_string(&serial).unwrap_or_default();
     let _ = std::fs::remove_file(&serial);
     let _ = std::fs::remove_file(&monitor);
@@ -561,15 +573,17 @@ fn terminal_keys_reach_the_keyboard_and_the_terminal_is_restored() {
     let before = termios(slave.as_raw_fd());
     assert_ne!(before.c_lflag & libc::ICANON, 0, "a fresh pty is canonical");
     let image = kernel("keyboard");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gdbvisor"))
-        .args(["--kernel", image.to_str().unwrap(), "--stdin", "keyboard"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gdbvisor runs");
-    let mut stdout = child.stdout.take().unwrap();
-    let stderr = drain(child.stderr.take().unwrap());
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_gdbvisor"))
+            .args(["--kernel", image.to_str().unwrap(), "--stdin", "keyboard"])
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gdbvisor runs"),
+    );
+    let mut stdout = child.0.stdout.take().unwrap();
+    let stderr = drain(child.0.stderr.take().unwrap());
     let mut seen = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     while !String::from_utf8_lossy(&seen).contains("keyboard: ready") {
@@ -590,7 +604,7 @@ fn terminal_keys_reach_the_keyboard_and_the_terminal_is_restored() {
     assert_ne!(during.c_lflag & libc::ISIG, 0, "Ctrl-C still a signal");
     let mut writer = std::fs::File::from(master.try_clone().unwrap());
     writer.write_all(b"Hi!\r").unwrap();
-    let status = wait_until(&mut child, deadline).unwrap_or(-1);
+    let status = wait_until(&mut child.0, deadline).unwrap_or(-1);
     stdout.read_to_end(&mut seen).unwrap();
     let out = String::from_utf8_lossy(&seen);
     assert_eq!(
