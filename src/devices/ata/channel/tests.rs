@@ -221,6 +221,33 @@ fn multiple_mode_slave_absence_and_hob() {
 }
 
 #[test]
+fn chs_addressing_native_max_and_verify() {
+    let disk = Scratch::new(&pattern(2 * 63 * 16));
+    let mut h = Harness::disks(Some(disk.image(WriteMode::ReadWrite)), None);
+    // Cylinder 1, head 2, sector 3: LBA (1 * 16 + 2) * 63 + 2.
+    h.outb(DEVICE, 0xA2);
+    h.outb(COUNT, 1);
+    h.outb(LBA_LOW, 3);
+    h.outb(LBA_MID, 1);
+    h.outb(LBA_HIGH, 0);
+    h.outb(COMMAND, command::READ_SECTORS);
+    let lba = (16 + 2) * 63 + 2;
+    assert_eq!(h.read_words(512), pattern(lba + 1)[lba * 512..]);
+    h.outb(LBA_LOW, 0);
+    h.outb(COMMAND, command::READ_SECTORS);
+    assert_eq!(h.inb(ERROR), ERROR_IDNF, "CHS sector numbers start at 1");
+
+    h.outb(DEVICE, 0x40);
+    h.outb(COMMAND, command::READ_NATIVE_MAX_EXT);
+    let max = [h.inb(LBA_LOW), h.inb(LBA_MID), h.inb(LBA_HIGH)];
+    assert_eq!(u32::from_le_bytes([max[0], max[1], max[2], 0]), 2 * 63 * 16 - 1);
+    h.lba28(command::READ_VERIFY, 2 * 63 * 16 - 1, 1);
+    assert_eq!(h.status(), Status::DRDY | Status::DSC);
+    h.lba28(command::READ_VERIFY, 2 * 63 * 16 - 1, 2);
+    assert_eq!(h.inb(ERROR), ERROR_IDNF);
+}
+
+#[test]
 fn software_reset_leaves_signatures() {
     let disk = Scratch::new(&pattern(1));
     let mut h = Harness::disks(Some(disk.image(WriteMode::ReadWrite)), None);
