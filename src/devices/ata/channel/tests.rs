@@ -240,7 +240,10 @@ fn chs_addressing_native_max_and_verify() {
     h.outb(DEVICE, 0x40);
     h.outb(COMMAND, command::READ_NATIVE_MAX_EXT);
     let max = [h.inb(LBA_LOW), h.inb(LBA_MID), h.inb(LBA_HIGH)];
-    assert_eq!(u32::from_le_bytes([max[0], max[1], max[2], 0]), 2 * 63 * 16 - 1);
+    assert_eq!(
+        u32::from_le_bytes([max[0], max[1], max[2], 0]),
+        2 * 63 * 16 - 1
+    );
     h.lba28(command::READ_VERIFY, 2 * 63 * 16 - 1, 1);
     assert_eq!(h.status(), Status::DRDY | Status::DSC);
     h.lba28(command::READ_VERIFY, 2 * 63 * 16 - 1, 2);
