@@ -1,12 +1,13 @@
 //! Command-line interface: flags named for QEMU users where QEMU has one.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::boot::BootFormat;
 use crate::devices::ata::config::{DriveSpec, IdeConfig};
 use crate::devices::scancode::{parse_keys, KeyError};
@@ -35,6 +36,12 @@ pub enum CliError {
     /// Not a MAXPHYADDR.
     #[error("'{0}' is not a MAXPHYADDR: give the guest's physical-address width in bits, 32 to 52 (QEMU's phys-bits)")]
     MaxPhyAddr(String),
+    /// `--cdrom` with a flag that names what the ISO's boot entry names.
+    #[error("--cdrom boots the kernel its boot configuration names: drop {0} (--entry picks another entry; `gdbvisor iso ls ISO` shows the files)")]
+    CdromWith(&'static str),
+    /// `--entry` without `--cdrom`.
+    #[error("--entry picks an entry of an ISO's boot menu: give --cdrom FILE.iso too")]
+    EntryWithoutCdrom,
 }
 
 const EXAMPLES: &str = "\
@@ -44,6 +51,8 @@ Examples:
   gdbvisor --kernel boot.bin --format flat   run a raw binary in real mode at 0000:7C00
   gdbvisor --kernel k.elf -m 256M --append 'debug' --initrd 'mod1 arg=1,mod2'
   gdbvisor --kernel k.elf -s -S              wait for gdb on 127.0.0.1:1234 (then: gdb k.elf -ex 'target remote :1234')
+  gdbvisor --cdrom os.iso                    boot what the ISO's grub.cfg or limine.conf names
+  gdbvisor --cdrom os.iso --entry 1 -s -S    its second entry, for gdb (gdbvisor iso extract os.iso /boot/kernel.bin)
   gdb k.elf -ex 'target remote | gdbvisor --kernel k.elf --gdb stdio -S'
   gdbvisor doctor                            show what this host's KVM can do
 
@@ -74,6 +83,34 @@ pub enum Command {
     },
     /// Probe this host's KVM with a throwaway VM and report what it can do.
     Doctor,
+    /// Read an ISO 9660 image: list it, or write out one of its files (the kernel, for gdb).
+    Iso {
+        /// What to do with the image.
+        #[command(subcommand)]
+        command: IsoCommand,
+    },
+}
+
+/// `gdbvisor iso` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IsoCommand {
+    /// Write a file of the image out, as `gdb` wants the kernel's ELF.
+    Extract {
+        /// The ISO image.
+        iso: PathBuf,
+        /// The file's path in the image, as its boot configuration names it.
+        path: String,
+        /// Where to write it: `-` is stdout (default: its base name in the current directory).
+        #[arg(short = 'o', long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// List a directory of the image (default: its root).
+    Ls {
+        /// The ISO image.
+        iso: PathBuf,
+        /// The directory's path in the image.
+        dir: Option<String>,
+    },
 }
 
 /// The flags that say what to run and how.
@@ -83,10 +120,23 @@ pub struct RunArgs {
     /// address tags), ELF64, or a flat binary; see --format for how it is detected.
     #[arg(short = 'k', long, value_name = "FILE", global = true)]
     pub kernel: Option<PathBuf>,
+    /// Boot an ISO 9660 image as GRUB or Limine would, without running them: the kernel,
+    /// command line and modules that its boot/grub/grub.cfg (or limine.conf, limine.cfg) names.
+    #[arg(
+        long,
+        value_name = "FILE.iso",
+        conflicts_with = "snapshot",
+        global = true
+    )]
+    pub cdrom: Option<PathBuf>,
+    /// With --cdrom: the boot menu entry, by title or number from 0 (default: the
+    /// configuration's default).
+    #[arg(long, value_name = "NAME|N", global = true)]
+    pub entry: Option<String>,
     /// Force the boot format instead of detecting it.
     #[arg(long, value_enum, global = true)]
     pub format: Option<BootFormat>,
-    /// Kernel command line (QEMU: -append).
+    /// Kernel command line (QEMU: -append). With --cdrom: appended to the entry's command line.
     #[arg(long, visible_alias = "append", default_value = "", global = true)]
     pub cmdline: String,
     /// Initial ramdisk (Linux, PVH) or multiboot modules, comma-separated; each item is
@@ -176,6 +226,18 @@ pub struct RunArgs {
     // `requires` alone lets `--kernel` through: clap waives a requirement that conflicts.
     #[arg(long, value_name = "N", value_parser = parse_maxphyaddr, requires = "snapshot", conflicts_with = "kernel", global = true)]
     pub maxphyaddr: Option<u8>,
+    /// The framebuffer's size, WIDTHxHEIGHT, for a kernel that asks for one (multiboot1 header
+    /// flag bit 2, multiboot2 framebuffer tag) instead of the size it asks; 32 bits per pixel.
+    #[arg(long, value_name = "WxH", value_parser = Framebuffer::parse, conflicts_with = "snapshot", global = true)]
+    pub framebuffer: Option<Framebuffer>,
+    /// When the run ends, whatever ended it, write the framebuffer to FILE as a PNG.
+    #[arg(
+        long,
+        value_name = "FILE.png",
+        conflicts_with = "snapshot",
+        global = true
+    )]
+    pub screenshot: Option<PathBuf>,
     /// Disks and keyboard.
     #[command(flatten)]
     pub devices: DeviceArgs,
@@ -192,8 +254,8 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "FILE[,OPTS]", global = true)]
     pub hdb: Option<DriveSpec>,
     /// An ISO file as the ATAPI CD-ROM on the secondary IDE channel, without booting from it
-    /// (until --cdrom attaches it).
-    #[arg(long, value_name = "FILE", hide = true, global = true)]
+    /// (QEMU: -cdrom beside -kernel); --cdrom boots from its ISO and attaches it so too.
+    #[arg(long, value_name = "FILE.iso", conflicts_with = "cdrom", global = true)]
     pub ide_cdrom: Option<PathBuf>,
     /// Type these keys into the guest's PS/2 keyboard, one byte at a time as the guest reads
     /// them: text on a US layout, \n Enter, \t Tab, \b Backspace, \e Escape, \\ a
@@ -208,12 +270,15 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    /// The IDE drives these flags ask for.
-    pub fn ide(&self) -> IdeConfig {
+    /// The IDE drives these flags ask for; `boot_cdrom` is the ISO `--cdrom` boots from, which
+    /// is the CD-ROM too, as under QEMU.
+    pub fn ide(&self, boot_cdrom: Option<&Path>) -> IdeConfig {
         IdeConfig {
             hda: self.hda.clone(),
             hdb: self.hdb.clone(),
-            cdrom: self.ide_cdrom.clone(),
+            cdrom: boot_cdrom
+                .map(Path::to_path_buf)
+                .or_else(|| self.ide_cdrom.clone()),
         }
     }
 }
@@ -256,6 +321,32 @@ impl GdbArch {
 }
 
 impl RunArgs {
+    /// `--cdrom` takes the kernel, its modules and format from the ISO's boot entry: flags that
+    /// name them too are usage errors, as is `--entry` without an ISO.
+    pub fn check_cdrom(&self) -> Result<(), CliError> {
+        if self.cdrom.is_none() {
+            return match self.entry {
+                Some(_) => Err(CliError::EntryWithoutCdrom),
+                None => Ok(()),
+            };
+        }
+        let named = [
+            (self.kernel.is_some(), "--kernel"),
+            (
+                self.initrd.is_some(),
+                "--initrd (the entry's module and initrd lines name them)",
+            ),
+            (
+                self.format.is_some(),
+                "--format (the entry's protocol decides it)",
+            ),
+        ];
+        match named.iter().find(|(given, _)| *given) {
+            Some(&(_, flag)) => Err(CliError::CdromWith(flag)),
+            None => Ok(()),
+        }
+    }
+
     /// The gdb endpoint, from --gdb or -s; `-S` without one is a usage error.
     pub fn gdb_endpoint(&self) -> Result<Option<GdbEndpoint>, CliError> {
         let endpoint = match (&self.gdb, self.gdb_default_port) {
@@ -439,7 +530,7 @@ mod tests {
             "keyboard",
         ])
         .unwrap();
-        let ide = cli.run.devices.ide();
+        let ide = cli.run.devices.ide(None);
         assert_eq!(ide.hda.unwrap().path, PathBuf::from("a.img"));
         assert_eq!(
             ide.hdb.unwrap().mode,

@@ -31,6 +31,7 @@ pub mod demo;
 pub mod devices;
 pub mod gdb;
 pub mod host_input;
+pub mod iso;
 pub mod relay;
 pub mod runner;
 pub mod snapshot;

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use clap::Parser;
 
 use gdbvisor::boot::BootParams;
-use gdbvisor::cli::{Cli, Command};
+use gdbvisor::cli::{Cli, Command, IsoCommand};
 use gdbvisor::demo;
 use gdbvisor::devices::sink::SinkSpec;
 use gdbvisor::gdb::conn::GdbEndpoint;
 use gdbvisor::gdb::session::GdbOptions;
+use gdbvisor::iso::boot_entry::{CdromBoot, CdromError};
+use gdbvisor::iso::fs::IsoFs;
 use gdbvisor::relay;
 use gdbvisor::runner::{self, status, DeviceRequest, ExceptionTraceRequest, RunRequest};
 use gdbvisor::snapshot::post_mortem::PostMortem;
@@ -67,7 +69,10 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         return runner::open_snapshot(path, gdb, args.maxphyaddr)
             .map_err(|e| (e.to_string(), e.status()));
     }
-    let (name, image, gdb_elf) = match (cli.command, &args.kernel) {
+    args.check_cdrom()
+        .map_err(|e| (e.to_string(), status::BAD_INPUT))?;
+    let (name, image, gdb_elf, cdrom) = match (cli.command, &args.kernel) {
+        (Some(Command::Iso { command }), _) => return iso_command(command),
         (Some(Command::Doctor), _) => {
             return match doctor::examine(HostCaps::of_this_host()) {
                 Ok(report) => {
@@ -87,24 +92,44 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
                 .map_err(|e| (format!("{}: {e}", path.display()), status::BAD_INPUT))?;
             return Ok(0);
         }
-        (Some(Command::Demo { .. }), Some(_)) => {
+        (Some(Command::Demo { .. }), kernel) if kernel.is_some() || args.cdrom.is_some() => {
             return Err((
-                "`demo` boots the built-in kernel; drop --kernel".into(),
+                "`demo` boots the built-in kernel; drop --kernel and --cdrom".into(),
                 status::BAD_INPUT,
             ))
         }
         (_, Some(path)) => {
             let image = RunRequest::read_image(path, args.memory)
                 .map_err(|e| (e.to_string(), e.status()))?;
-            (path.clone(), image, None)
+            (path.clone(), image, None, None)
         }
-        (_, None) => (PathBuf::from("demo"), demo::FLAT.into(), Some(demo::ELF)),
+        (_, None) => match &args.cdrom {
+            Some(iso) => {
+                let boot = CdromBoot::open(iso, args.entry.as_deref(), &args.cmdline, args.memory)
+                    .map_err(|e| (e.to_string(), status::BAD_INPUT))?;
+                eprintln!("gdbvisor: {}", boot.summary);
+                (boot.name.clone(), boot.kernel.clone(), None, Some(boot))
+            }
+            None => (
+                PathBuf::from("demo"),
+                demo::FLAT.into(),
+                Some(demo::ELF),
+                None,
+            ),
+        },
     };
-    let modules = match &args.initrd {
-        Some(list) => {
-            RunRequest::read_modules(list, args.memory).map_err(|e| (e.to_string(), e.status()))?
-        }
-        None => Vec::new(),
+    // An ISO's entry decides the format, command line and modules; else the flags do.
+    let (format, cmdline, modules) = match cdrom {
+        Some(cdrom) => (Some(cdrom.format), cdrom.cmdline, cdrom.modules),
+        None => (
+            args.format,
+            args.cmdline.clone(),
+            match &args.initrd {
+                Some(list) => RunRequest::read_modules(list, args.memory)
+                    .map_err(|e| (e.to_string(), e.status()))?,
+                None => Vec::new(),
+            },
+        ),
     };
     let gdb_endpoint = args
         .gdb_endpoint()
@@ -130,10 +155,11 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         name,
         image,
         boot: BootParams {
-            format: args.format,
-            cmdline: args.cmdline,
+            format,
+            cmdline,
             modules,
             load_addr: args.load_addr,
+            framebuffer: None,
         },
         memory: args.memory,
         cpus: args.cpus,
@@ -148,8 +174,10 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
             file,
             vectors: args.trace_vectors.0,
         }),
+        framebuffer: args.framebuffer,
+        screenshot: args.screenshot,
         devices: DeviceRequest {
-            ide: args.devices.ide(),
+            ide: args.devices.ide(args.cdrom.as_deref()),
             keys: args.devices.keys.clone().map(|k| k.0).unwrap_or_default(),
             stdin: args.devices.stdin,
         },
@@ -174,4 +202,57 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         Ok(end) => Ok(end.status()),
         Err(e) => Err((e.to_string(), e.status())),
     }
+}
+
+/// `gdbvisor iso extract|ls`: bad input (an unreadable image, a missing file) is status 2.
+fn iso_command(command: IsoCommand) -> Result<i32, (String, i32)> {
+    let failed = |iso: &std::path::Path, source| {
+        (
+            CdromError::Fs {
+                iso: iso.to_path_buf(),
+                source,
+            }
+            .to_string(),
+            status::BAD_INPUT,
+        )
+    };
+    match command {
+        IsoCommand::Extract { iso, path, output } => {
+            let image = IsoFs::open(&iso).map_err(|e| failed(&iso, e))?;
+            let bytes = image
+                .read(&path, u64::MAX, "")
+                .map_err(|e| failed(&iso, e))?;
+            let output = match output {
+                Some(output) => output,
+                // Reading it succeeded, so the path names a file: it has a last name.
+                None => PathBuf::from(gdbvisor::iso::fs::file_name(&path).unwrap_or(&path)),
+            };
+            let written = if output.as_os_str() == "-" {
+                std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)
+            } else {
+                std::fs::write(&output, &bytes)
+            };
+            written.map_err(|e| (format!("{}: {e}", output.display()), status::BAD_INPUT))?;
+            if output.as_os_str() != "-" {
+                eprintln!(
+                    "gdbvisor: wrote {} ({} bytes) from {}",
+                    output.display(),
+                    bytes.len(),
+                    gdbvisor::iso::fs::display_path(&iso, &path).display()
+                );
+            }
+        }
+        IsoCommand::Ls { iso, dir } => {
+            let image = IsoFs::open(&iso).map_err(|e| failed(&iso, e))?;
+            let dir = dir.unwrap_or_default();
+            for entry in image.list(&dir).map_err(|e| failed(&iso, e))? {
+                let (size, slash) = match entry.is_dir {
+                    true => ("-".to_string(), "/"),
+                    false => (entry.size.to_string(), ""),
+                };
+                println!("{size:>10}  {}{slash}", entry.name);
+            }
+        }
+    }
+    Ok(0)
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::boot::elf::{self, ElfClass};
+use crate::boot::framebuffer::{Framebuffer, FramebufferError};
 use crate::boot::image::{Image, ImageError};
 use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
 use crate::devices::ata::config::IdeConfig;
@@ -32,6 +33,7 @@ use crate::vmm::memory::GuestRam;
 pub use crate::vmm::outcome::status;
 pub(crate) use crate::vmm::outcome::RunEnd;
 use crate::vmm::outcome::{is_mov_to_cr0, report_event, settle_halt, AfterHalt};
+use crate::vmm::screenshot;
 use crate::vmm::vcpu::{VcpuError, VcpuEvent};
 use crate::vmm::vm::{Vm, VmError, VmOptions};
 use crate::x86::insn::code_sets_efer_lme;
@@ -84,6 +86,14 @@ pub enum RunError {
     /// A disk or CD-ROM image cannot be attached.
     #[error("{0}")]
     Disk(#[from] DiskImageError),
+    /// The framebuffer the kernel asks for does not fit.
+    #[error("{path}: {source} (--framebuffer WxH gives another size)")]
+    Framebuffer {
+        /// The kernel file.
+        path: PathBuf,
+        /// Why.
+        source: FramebufferError,
+    },
 }
 
 impl RunError {
@@ -94,7 +104,8 @@ impl RunError {
             | RunError::Boot { .. }
             | RunError::Output(_)
             | RunError::Snapshot { .. }
-            | RunError::Disk(_) => status::BAD_INPUT,
+            | RunError::Disk(_)
+            | RunError::Framebuffer { .. } => status::BAD_INPUT,
             RunError::Vm(VmError::Memory(_) | VmError::Cpus { .. }) => status::BAD_INPUT,
             _ => status::KVM_FAILURE,
         }
@@ -131,6 +142,10 @@ pub struct RunRequest {
     pub clock_dilation: ClockDilation,
     /// `--trace-exceptions`: one line per exception the guest takes.
     pub trace_exceptions: Option<ExceptionTraceRequest>,
+    /// `--framebuffer WxH`: the size a kernel that asks for a framebuffer gets.
+    pub framebuffer: Option<Framebuffer>,
+    /// `--screenshot FILE.png`: where the framebuffer goes when the run ends.
+    pub screenshot: Option<PathBuf>,
     /// The IDE drives and keyboard input.
     pub devices: DeviceRequest,
 }
@@ -215,18 +230,6 @@ pub fn run(
     caps: HostCaps,
 ) -> Result<RunEnd, RunError> {
     let drives = request.devices.ide.open()?;
-    let vm = Vm::new(VmOptions {
-        memory: request.memory,
-        cpus: request.cpus,
-        serial: request.serial.open().map_err(RunError::Output)?,
-        debugcon: request.debugcon.open().map_err(RunError::Output)?,
-    })?;
-    // The host's teardown of the VM waits for the process's exit (see `relay`).
-    vm.release_at_exit();
-    vm.attach_ide(drives)?;
-    if !request.devices.keys.is_empty() {
-        vm.keyboard.type_codes(&request.devices.keys);
-    }
     let bad_boot = |source| RunError::Boot {
         path: request.name.clone(),
         source,
@@ -236,6 +239,34 @@ pub fn run(
         Some(format) => format,
         None => boot::detect(&request.image).map_err(bad_boot)?,
     };
+    // The framebuffer is a memory region of the VM: known before the VM is made.
+    let asked = boot::video_request(&request.image, format).map_err(bad_boot)?;
+    let (framebuffer, notes) =
+        Framebuffer::for_run(asked, request.framebuffer).map_err(|source| {
+            RunError::Framebuffer {
+                path: request.name.clone(),
+                source,
+            }
+        })?;
+    for note in notes {
+        eprintln!("gdbvisor: {note}");
+    }
+    params.framebuffer = framebuffer;
+    let vm = Vm::with_framebuffer(
+        VmOptions {
+            memory: request.memory,
+            cpus: request.cpus,
+            serial: request.serial.open().map_err(RunError::Output)?,
+            debugcon: request.debugcon.open().map_err(RunError::Output)?,
+        },
+        framebuffer,
+    )?;
+    // The host's teardown of the VM waits for the process's exit (see `relay`).
+    vm.release_at_exit();
+    vm.attach_ide(drives)?;
+    if !request.devices.keys.is_empty() {
+        vm.keyboard.type_codes(&request.devices.keys);
+    }
     let hidden = request.cpuid_hide.resolve(format, || caps.cpuid_gaps());
     params.format = Some(format);
     let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
@@ -346,7 +377,7 @@ pub fn run(
             interrupt,
             caps,
         )?;
-        print_vga(&ram);
+        show_screens(&ram, request.screenshot.as_deref());
         return Ok(end);
     }
     if let Some(trace) = trace {
@@ -360,7 +391,7 @@ pub fn run(
             interrupt,
             caps,
         )?;
-        print_vga(&ram);
+        show_screens(&ram, request.screenshot.as_deref());
         return Ok(end);
     }
     let mut machine = Machine::start(vm.vcpus)?;
@@ -396,7 +427,7 @@ pub fn run(
         .post_mortem
         .after(Some(&event), &end, &mut machine, &ram);
     drop(machine);
-    print_vga(&ram);
+    show_screens(&ram, request.screenshot.as_deref());
     Ok(end)
 }
 
@@ -440,10 +471,17 @@ fn elf_layout(elf: &[u8]) -> RegLayout {
     }
 }
 
-/// Prints the VGA text screen if the guest wrote to it.
-fn print_vga(ram: &GuestRam) {
+/// At the end of a run: prints the VGA text screen if the guest wrote to it; writes the
+/// framebuffer to `screenshot` (`--screenshot`), or says why not (the exit status stays).
+fn show_screens(ram: &GuestRam, screenshot: Option<&Path>) {
     if let Ok(Some(screen)) = vga::render(ram) {
         eprintln!("gdbvisor: VGA text screen at exit:\n{screen}");
+    }
+    if let Some(path) = screenshot {
+        match screenshot::take(ram, path) {
+            Ok(line) => eprintln!("gdbvisor: {line}"),
+            Err(e) => eprintln!("gdbvisor: --screenshot: {e}"),
+        }
     }
 }
 

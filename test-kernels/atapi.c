@@ -67,6 +67,19 @@ static int read10(u32 lba, u16 blocks, u8 *dst, u32 max, u16 limit, int *chunks)
     return packet(cdb, dst, max, limit, chunks);
 }
 
+/* ISO 9660 names, compared without case (grub-mkrescue's images have lowercase ones). */
+static int name_is(const u8 *name, const char *want)
+{
+    for (; *want; name++, want++) {
+        u8 c = *name;
+        if (c >= 'a' && c <= 'z')
+            c -= 'a' - 'A';
+        if (c != (u8)*want)
+            return 0;
+    }
+    return 1;
+}
+
 static u32 le32(const u8 *p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((u32)p[3] << 24); }
 static u32 be32(const u8 *p) { return ((u32)p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
 
@@ -124,16 +137,19 @@ void kmain(void)
     if (read10(16, 1, sector, 2048, 2048, &chunks) != 2048 || memcmp(sector + 1, "CD001", 5))
         fail("no ISO 9660 volume descriptor at block 16");
     u32 root = le32(sector + 156 + 2), root_len = le32(sector + 156 + 10);
-    if (read10(root, 1, sector, 2048, 2048, &chunks) != 2048)
-        fail("root directory");
+    /* The root directory's blocks, records never crossing a block's end. */
     u32 extent = 0, size = 0;
-    for (u32 at = 0; at < 2048 && at < root_len && sector[at];) {
-        const u8 *rec = sector + at;
-        if (rec[32] >= 9 && !memcmp(rec + 33, "HELLO.TXT", 9)) {
-            extent = le32(rec + 2);
-            size = le32(rec + 10);
+    for (u32 block = 0; block * 2048 < root_len && !extent; block++) {
+        if (read10(root + block, 1, sector, 2048, 2048, &chunks) != 2048)
+            fail("root directory");
+        for (u32 at = 0; at < 2048 && sector[at];) {
+            const u8 *rec = sector + at;
+            if (rec[32] >= 9 && name_is(rec + 33, "HELLO.TXT")) {
+                extent = le32(rec + 2);
+                size = le32(rec + 10);
+            }
+            at += rec[0];
         }
-        at += rec[0];
     }
     if (!extent || size == 0 || size > sizeof(file))
         fail("HELLO.TXT not in the root directory");

@@ -83,24 +83,7 @@ build_page_tables:
         popl %edi
         ret
 
-/* enter_long_mode: own GDT, PAE, CR3, EFER.LME, CR0.PG, then a far jump to 64-bit code. */
-        .globl enter_long_mode
-        .type enter_long_mode, @function
-enter_long_mode:
-        lgdt gdt_desc
-        movl %cr4, %eax
-        orl $0x20, %eax            /* CR4.PAE */
-        movl %eax, %cr4
-        movl $pml4, %eax
-        movl %eax, %cr3
-        movl $0xc0000080, %ecx     /* IA32_EFER */
-        rdmsr
-        orl $0x100, %eax           /* EFER.LME */
-        wrmsr
-        movl %cr0, %eax
-        orl $0x80000000, %eax      /* CR0.PG: compatibility mode until CS is reloaded */
-        movl %eax, %cr0
-        ljmp $SEL_CODE64, $long_entry
+        .include "longmode.inc"
 
 /* --------------------------------------------------------------------- 64-bit long mode --- */
         .code64

@@ -28,6 +28,9 @@ const LAYERS: &[&[&str]] = &[
     // KVM: the VM, its vCPUs and their threads, host capabilities; keys from the host's
     // terminal for the devices.
     &["vmm", "host_input"],
+    // What an ISO image (`--cdrom`) boots: its files, its boot configs, the chosen entry read
+    // into boot's images and modules.
+    &["iso"],
     // Loaders write kernels into any vm-memory guest memory; the port devices.
     &["boot", "devices"],
     // Depend on nothing in the crate: the x86 model, the demo kernel's bytes, the process that

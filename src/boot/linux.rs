@@ -255,7 +255,7 @@ pub(crate) fn load(
 /// The e820 map: the PC memory map multiboot reports too (usable low memory, EBDA and BIOS
 /// area reserved, RAM from 1 MiB, RAM above the 32-bit hole).
 pub(crate) fn e820_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
-    multiboot1::memory_map(ram)
+    multiboot1::memory_map(ram, None)
 }
 
 /// Writes the NUL-terminated command line; returns its address.

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use super::elf::ElfError;
 use super::entry::BootCpuState;
+use super::framebuffer::Framebuffer;
 use super::image::{Image, ImageError};
 use crate::x86::PhysMemoryError;
 
@@ -85,6 +86,9 @@ pub struct BootParams {
     pub modules: Vec<Module>,
     /// Where a flat binary is loaded (0 = the default, 0x7c00).
     pub load_addr: u64,
+    /// The framebuffer in guest memory, which the boot information describes (multiboot1 and
+    /// 2, and the ELF64 boot's multiboot1 information); see [`super::video_request`].
+    pub framebuffer: Option<Framebuffer>,
 }
 
 /// A kernel in guest memory, ready to run.

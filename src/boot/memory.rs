@@ -103,7 +103,7 @@ pub(crate) mod tests {
     use vm_memory::GuestMemoryMmap;
 
     /// Anonymous guest memory with these (start, length) ranges: no KVM involved.
-    fn ram(ranges: &[(u64, u64)]) -> GuestMemoryMmap {
+    pub(crate) fn ram(ranges: &[(u64, u64)]) -> GuestMemoryMmap {
         let regions: Vec<_> = ranges
             .iter()
             .map(|&(start, len)| (GuestAddress(start), len as usize))

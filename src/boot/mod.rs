@@ -9,6 +9,7 @@
 pub(crate) mod acpi;
 pub(crate) mod elf;
 mod entry;
+pub mod framebuffer;
 pub mod image;
 pub(crate) mod ivt;
 pub(crate) mod layout;
@@ -24,6 +25,7 @@ use vm_memory::GuestMemoryBackend;
 
 use elf::ElfClass;
 pub(crate) use entry::{BootCpuState, EntryMode};
+use framebuffer::VideoRequest;
 use image::Image;
 pub use loader::BootParams;
 pub(crate) use loader::{BootError, BootFormat, LoadedKernel, Module};
@@ -82,6 +84,19 @@ const TRIED: &str = "linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE
     multiboot2 (header in the first 32 KiB), elf64 (ELF64 header), multiboot1 (header in the \
     first 8 KiB), flat (0x55AA at offset 510)";
 
+/// The framebuffer `image`'s header asks for, booted as `format`: multiboot1 header flag bit 2
+/// with linear graphics (mode_type 0), or a multiboot2 framebuffer tag (or a required request
+/// for framebuffer information). The caller makes it (`vmm::vm::Vm::with_framebuffer`)
+/// and hands it to [`load`] in [`BootParams::framebuffer`]. Reads the first 32 KiB only.
+pub fn video_request(image: &Image, format: BootFormat) -> Result<Option<VideoRequest>, BootError> {
+    let head = image.head();
+    Ok(match format {
+        BootFormat::Multiboot1 => multiboot1::find_header(head)?.and_then(|h| h.video),
+        BootFormat::Multiboot2 => multiboot2::find_header(head)?.and_then(|h| h.framebuffer),
+        _ => None,
+    })
+}
+
 /// Loads `image` into `ram` in the given or detected format.
 pub fn load(
     ram: &impl GuestMemoryBackend,
@@ -103,7 +118,7 @@ pub fn load(
             let header = multiboot1::find_header(head)?.ok_or_else(|| {
                 BootError::Format("no multiboot1 header in the first 8 KiB".into())
             })?;
-            multiboot1::load(ram, image, &header, &params.cmdline, &params.modules)?
+            multiboot1::load(ram, image, &header, params)?
         }
         BootFormat::Elf64 => load_elf64(ram, image, params)?,
         BootFormat::Flat => load_flat(ram, image, params.load_addr)?,
@@ -113,7 +128,7 @@ pub fn load(
             let header = multiboot2::find_header(head)?.ok_or_else(|| {
                 BootError::Format("no multiboot2 header in the first 32 KiB".into())
             })?;
-            multiboot2::load(ram, image, &header, &params.cmdline, &params.modules)?
+            multiboot2::load(ram, image, &header, params)?
         }
     };
     // Whatever the entry mode, the guest may run real-mode code (a boot sector, a kernel that
@@ -138,7 +153,7 @@ fn load_elf64(
     let placed = load_segments(ram, image, &elf)?;
     layout::write_gdt(ram)?;
     let cr3 = layout::write_identity_page_tables(ram, ram.top().max(1 << 32))?;
-    let info = multiboot1::write_info(ram, &params.cmdline, &params.modules, placed.end)?;
+    let info = multiboot1::write_info(ram, params, placed.end)?;
     let cpu = BootCpuState {
         mode: EntryMode::Long64,
         rip: placed.entry,

@@ -1,13 +1,15 @@
-//! Multiboot 1: the header search, ELF32 or a.out-kludge loading, and the boot information
-//! structure (memory sizes and map, command line, boot loader name, modules).
+//! Multiboot 1 (specification 0.6.96): the header search, ELF32 or a.out-kludge loading, and
+//! the boot information structure (memory sizes and map, command line, boot loader name,
+//! modules, framebuffer).
 
 use vm_memory::GuestMemoryBackend;
 
 use super::elf::{self, ElfClass};
 use super::entry::{BootCpuState, EntryMode};
+use super::framebuffer::{Framebuffer, VideoRequest, BITS_PER_PIXEL, RGB_FIELDS};
 use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
-use super::loader::{BootError, BootFormat, LoadedKernel, Module};
+use super::loader::{BootError, BootFormat, BootParams, LoadedKernel, Module};
 use super::memory::GuestMemoryExt;
 use super::place::{check_fits, load_segments, Placement};
 
@@ -19,6 +21,16 @@ const FLAG_PAGE_ALIGN: u32 = 1 << 0;
 const FLAG_MEMORY_INFO: u32 = 1 << 1;
 const FLAG_VIDEO_MODE: u32 = 1 << 2;
 const FLAG_AOUT_KLUDGE: u32 = 1 << 16;
+/// Header offsets of the video fields (flag bit 2), after the a.out-kludge ones, which are
+/// there (if unused) whether or not flag bit 16 is set.
+const VIDEO_FIELDS: usize = 32;
+/// mode_type 0: linear graphics; 1 is EGA text, the mode a kernel is entered in anyway.
+const MODE_LINEAR_GRAPHICS: u32 = 0;
+/// framebuffer_type 1: direct RGB, described by the colour fields.
+pub(crate) const FRAMEBUFFER_TYPE_RGB: u8 = 1;
+/// Memory map entry types.
+pub(crate) const MEMORY_AVAILABLE: u32 = 1;
+pub(crate) const MEMORY_RESERVED: u32 = 2;
 /// Bits 0-15 are requirements a loader must understand or refuse.
 const KNOWN_REQUIRED: u32 = FLAG_PAGE_ALIGN | FLAG_MEMORY_INFO | FLAG_VIDEO_MODE;
 
@@ -40,6 +52,8 @@ pub(crate) struct Header {
     pub(crate) offset: usize,
     pub(crate) flags: u32,
     pub(crate) aout: Option<AoutKludge>,
+    /// The linear graphics mode asked for (flag bit 2, mode_type 0).
+    pub(crate) video: Option<VideoRequest>,
 }
 
 fn u32_at(image: &[u8], at: usize) -> Option<u32> {
@@ -92,10 +106,38 @@ pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
     } else {
         None
     };
+    let video = if flags & FLAG_VIDEO_MODE != 0 {
+        video_request(image, offset)?
+    } else {
+        None
+    };
     Ok(Some(Header {
         offset,
         flags,
         aout,
+        video,
+    }))
+}
+
+/// The video fields (flag bit 2): mode_type, width, height, depth. EGA text (mode_type 1) is
+/// what the kernel gets without asking: no framebuffer then.
+fn video_request(image: &[u8], offset: usize) -> Result<Option<VideoRequest>, BootError> {
+    let field = |i: usize| {
+        u32_at(image, offset + VIDEO_FIELDS + 4 * i).ok_or_else(|| {
+            BootError::Format(format!(
+                "multiboot header at offset {offset:#x} is truncated (video mode fields)"
+            ))
+        })
+    };
+    let mode_type = field(0)?;
+    if mode_type != MODE_LINEAR_GRAPHICS {
+        log::debug!("multiboot header asks for text mode (mode_type {mode_type}): no framebuffer");
+        return Ok(None);
+    }
+    Ok(Some(VideoRequest {
+        width: field(1)?,
+        height: field(2)?,
+        depth: field(3)?,
     }))
 }
 
@@ -104,20 +146,14 @@ pub(crate) fn load(
     ram: &impl GuestMemoryBackend,
     image: &Image,
     header: &Header,
-    cmdline: &str,
-    modules: &[Module],
+    params: &BootParams,
 ) -> Result<LoadedKernel, BootError> {
-    if header.flags & FLAG_VIDEO_MODE != 0 {
-        log::warn!(
-            "multiboot header asks for a video mode; gdbvisor has no framebuffer and ignores it"
-        );
-    }
     let placed = match header.aout {
         Some(aout) => load_aout(ram, image, header.offset, &aout)?,
         None => load_elf32(ram, image)?,
     };
     layout::write_gdt(ram)?;
-    let info = write_info(ram, cmdline, modules, placed.end)?;
+    let info = write_info(ram, params, placed.end)?;
     Ok(LoadedKernel {
         format: BootFormat::Multiboot1,
         cpu: protected_entry(placed.entry, BOOTLOADER_MAGIC, info),
@@ -210,20 +246,23 @@ fn load_elf32(ram: &impl GuestMemoryBackend, image: &Image) -> Result<Placement,
     load_segments(ram, image, &elf)
 }
 
-/// Builds the multiboot information structure at `INFO_ADDR`; modules go page-aligned after
-/// `kernel_end`. Returns the structure's address.
+/// Builds the multiboot information structure at `INFO_ADDR` (command line, modules and
+/// framebuffer from `params`); modules go page-aligned after `kernel_end`. Returns the
+/// structure's address.
 pub(crate) fn write_info(
     ram: &impl GuestMemoryBackend,
-    cmdline: &str,
-    modules: &[Module],
+    params: &BootParams,
     kernel_end: u64,
 ) -> Result<u64, BootError> {
-    const INFO_SIZE: u64 = 88;
+    // Up to the framebuffer's colour information (GRUB's layout, see `framebuffer_info`).
+    const INFO_SIZE: u64 = 120;
     const MEM: u32 = 1 << 0;
     const CMDLINE: u32 = 1 << 2;
     const MODS: u32 = 1 << 3;
     const MMAP: u32 = 1 << 6;
     const LOADER_NAME: u32 = 1 << 9;
+    const FRAMEBUFFER_INFO: u32 = 1 << 12;
+    let (cmdline, modules) = (params.cmdline.as_str(), params.modules.as_slice());
 
     let mut heap = InfoHeap {
         next: INFO_ADDR + INFO_SIZE,
@@ -235,7 +274,7 @@ pub(crate) fn write_info(
     info[4] = heap.put_str(ram, cmdline)?;
     info[16] = heap.put_str(ram, BOOT_LOADER_NAME)?;
 
-    let map = memory_map(ram);
+    let map = memory_map(ram, params.framebuffer.as_ref());
     let mmap_addr = heap.alloc(map.len() as u64 * 24, 8)?;
     for (i, (base, len, kind)) in map.iter().enumerate() {
         let at = mmap_addr + i as u64 * 24;
@@ -265,24 +304,61 @@ pub(crate) fn write_info(
         info[5] = modules.len() as u32;
         info[6] = list as u32;
     }
-    info[0] = flags;
-    let bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut bytes: Vec<u8> = info.iter().flat_map(|v| v.to_le_bytes()).collect();
+    if let Some(framebuffer) = &params.framebuffer {
+        flags |= FRAMEBUFFER_INFO;
+        bytes[88..118].copy_from_slice(&framebuffer_info(framebuffer));
+    }
+    bytes[..4].copy_from_slice(&flags.to_le_bytes());
     ram.write_at(INFO_ADDR, &bytes)?;
     Ok(INFO_ADDR)
 }
 
+/// The framebuffer fields as GRUB writes them in both multiboot versions, and as kernels read
+/// them through GRUB's `multiboot.h`/`multiboot2.h`: address, pitch, width, height, bpp, type,
+/// 2 bytes of padding, then the red, green and blue field positions and mask sizes. The
+/// padding is GRUB's: its multiboot1 structure aligns the colour union (which holds a 32-bit
+/// palette address) to 4 bytes, so the colour fields start at info offset 112, not the 110 of
+/// the 0.6.96 specification's table; its multiboot2 tag 8 has a 16-bit reserved field there.
+pub(crate) fn framebuffer_info(framebuffer: &Framebuffer) -> [u8; 30] {
+    let mut out = [0u8; 30];
+    out[..8].copy_from_slice(&framebuffer.addr().to_le_bytes());
+    out[8..12].copy_from_slice(&framebuffer.pitch().to_le_bytes());
+    out[12..16].copy_from_slice(&framebuffer.width().to_le_bytes());
+    out[16..20].copy_from_slice(&framebuffer.height().to_le_bytes());
+    out[20] = BITS_PER_PIXEL;
+    out[21] = FRAMEBUFFER_TYPE_RGB;
+    for (i, &(position, size)) in RGB_FIELDS.iter().enumerate() {
+        out[24 + 2 * i] = position;
+        out[25 + 2 * i] = size;
+    }
+    out
+}
+
 /// The memory map a BIOS would report for our RAM: (base, length, type) with 1 = usable,
-/// 2 = reserved (EBDA and the BIOS area, which hold no BIOS here but kernels expect them).
-pub(crate) fn memory_map(ram: &impl GuestMemoryBackend) -> Vec<(u64, u64, u32)> {
+/// 2 = reserved (EBDA and the BIOS area, which hold no BIOS here but kernels expect them; the
+/// framebuffer, which is a region of `ram` but no RAM for the kernel to use).
+pub(crate) fn memory_map(
+    ram: &impl GuestMemoryBackend,
+    framebuffer: Option<&Framebuffer>,
+) -> Vec<(u64, u64, u32)> {
     let mut map = vec![
-        (0, 0x9_FC00, 1),
-        (0x9_FC00, 0x400, 2),
-        (0xF_0000, 0x1_0000, 2),
+        (0, 0x9_FC00, MEMORY_AVAILABLE),
+        (0x9_FC00, 0x400, MEMORY_RESERVED),
+        (0xF_0000, 0x1_0000, MEMORY_RESERVED),
     ];
     for (start, len) in ram.ram_ranges() {
+        if framebuffer.is_some_and(|fb| fb.addr() == start) {
+            map.push((start, len, MEMORY_RESERVED));
+            continue;
+        }
         let start_above_1m = start.max(0x10_0000);
         if start + len > start_above_1m {
-            map.push((start_above_1m, start + len - start_above_1m, 1));
+            map.push((
+                start_above_1m,
+                start + len - start_above_1m,
+                MEMORY_AVAILABLE,
+            ));
         }
     }
     map
@@ -353,7 +429,7 @@ impl InfoHeap {
 mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
-    use crate::boot::memory::tests::{plain_ram, read_u32};
+    use crate::boot::memory::tests::{plain_ram, ram as ram_with, read_u32};
 
     fn header(flags: u32, extra: &[u32]) -> Vec<u8> {
         let mut words = vec![
@@ -420,7 +496,9 @@ mod tests {
         let ram = plain_ram(4 << 20);
         ram.write_at(0x10_1000, &[0xaa; 4]).unwrap();
         let found = find_header(&image).unwrap().unwrap();
-        let cpu = load(&ram, &image.into(), &found, "", &[]).unwrap().cpu;
+        let cpu = load(&ram, &image.into(), &found, &BootParams::default())
+            .unwrap()
+            .cpu;
         assert_eq!(cpu.rip, 0x10_0020);
         assert_eq!(read_u32(&ram, 0x10_0000), HEADER_MAGIC);
         assert_eq!(read_u32(&ram, 0x10_1000), 0, "bss cleared");
@@ -434,7 +512,7 @@ mod tests {
         );
         let found = find_header(&image).unwrap().unwrap();
         let ram = plain_ram(4 << 20);
-        let err = load(&ram, &image.into(), &found, "", &[])
+        let err = load(&ram, &image.into(), &found, &BootParams::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("shorter"), "{err}");
@@ -446,7 +524,7 @@ mod tests {
         image.extend(header(3, &[]));
         let found = find_header(&image).unwrap().unwrap();
         let ram = plain_ram(4 << 20);
-        let err = load(&ram, &image.into(), &found, "", &[])
+        let err = load(&ram, &image.into(), &found, &BootParams::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("ELF32"), "{err}");
@@ -467,7 +545,12 @@ mod tests {
                 image: vec![4; 5000].into(),
             },
         ];
-        let info = write_info(&ram, "console=ttyS0", &modules, 0x10_0123).unwrap();
+        let params = BootParams {
+            cmdline: "console=ttyS0".into(),
+            modules: modules.to_vec(),
+            ..Default::default()
+        };
+        let info = write_info(&ram, &params, 0x10_0123).unwrap();
         let flags = read_u32(&ram, info);
         assert_eq!(flags, 1 | 4 | 8 | 64 | 512);
         assert_eq!(read_u32(&ram, info + 4), 639);
@@ -500,10 +583,70 @@ mod tests {
     }
 
     #[test]
+    fn video_fields_ask_for_a_framebuffer_unless_text() {
+        let flags = FLAG_VIDEO_MODE | FLAG_MEMORY_INFO;
+        let linear = header(flags, &[0, 0, 0, 0, 0, 0, 1024, 768, 32]);
+        assert_eq!(
+            find_header(&linear).unwrap().unwrap().video,
+            Some(VideoRequest {
+                width: 1024,
+                height: 768,
+                depth: 32
+            })
+        );
+        let text = header(flags, &[0, 0, 0, 0, 0, 1, 80, 25, 0]);
+        assert_eq!(find_header(&text).unwrap().unwrap().video, None);
+        let truncated = header(flags, &[0, 0, 0, 0, 0, 0, 1024]);
+        let err = find_header(&truncated).unwrap_err().to_string();
+        assert!(err.contains("video mode fields"), "{err}");
+        assert_eq!(find_header(&header(3, &[])).unwrap().unwrap().video, None);
+    }
+
+    #[test]
+    fn info_describes_the_framebuffer_and_reserves_it() {
+        let framebuffer = Framebuffer::new(800, 600).unwrap();
+        let ram = ram_with(&[
+            (0, 16 << 20),
+            (framebuffer.addr(), framebuffer.region_len()),
+        ]);
+        let params = BootParams {
+            framebuffer: Some(framebuffer),
+            ..Default::default()
+        };
+        let info = write_info(&ram, &params, 0x10_0000).unwrap();
+        assert_eq!(read_u32(&ram, info) & (1 << 12), 1 << 12);
+        let mut fields = [0u8; 30];
+        ram.read_at(info + 88, &mut fields).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(fields[..8].try_into().unwrap()),
+            0xFD00_0000
+        );
+        assert_eq!(read_u32(&ram, info + 96), 3200, "pitch");
+        assert_eq!(read_u32(&ram, info + 100), 800);
+        assert_eq!(read_u32(&ram, info + 104), 600);
+        // bpp, type, GRUB's padding, colour fields at offset 112.
+        assert_eq!(&fields[20..30], &[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
+        let map = memory_map(&ram, Some(&framebuffer));
+        assert_eq!(
+            map.last(),
+            Some(&(0xFD00_0000, framebuffer.region_len(), 2))
+        );
+        assert!(!memory_map(&ram, None)
+            .iter()
+            .any(|e| e.0 == 0xFD00_0000 && e.2 == 2));
+        let plain = write_info(&ram, &BootParams::default(), 0x10_0000).unwrap();
+        assert_eq!(read_u32(&ram, plain) & (1 << 12), 0);
+    }
+
+    #[test]
     fn oversized_cmdline_is_an_error() {
         let ram = plain_ram(4 << 20);
         let long = "x".repeat(40_000);
-        let err = write_info(&ram, &long, &[], 0x10_0000)
+        let params = BootParams {
+            cmdline: long,
+            ..Default::default()
+        };
+        let err = write_info(&ram, &params, 0x10_0000)
             .unwrap_err()
             .to_string();
         assert!(err.contains("exceeds"), "{err}");
@@ -517,7 +660,11 @@ mod tests {
             string: "big".into(),
             image: vec![0; 2 << 20].into(),
         }];
-        let err = write_info(&ram, "", &modules, 0x10_0000)
+        let params = BootParams {
+            modules: modules.to_vec(),
+            ..Default::default()
+        };
+        let err = write_info(&ram, &params, 0x10_0000)
             .unwrap_err()
             .to_string();
         assert!(err.contains("module big"), "{err}");

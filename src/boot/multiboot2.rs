@@ -1,6 +1,6 @@
 //! Multiboot2 (the GNU Multiboot2 specification, version 2.0): the header and its tags, ELF32,
 //! ELF64 or address-tag loading, and the boot information (command line, boot loader name,
-//! basic memory sizes, memory map, modules).
+//! basic memory sizes, memory map, modules, framebuffer).
 //!
 //! The kernel is entered in 32-bit protected mode with paging off, EAX = 0x36d76289 and EBX →
 //! the information structure, whatever its ELF class: an ELF64 multiboot2 kernel brings its own
@@ -9,9 +9,10 @@
 use vm_memory::GuestMemoryBackend;
 
 use super::elf::{self, ElfClass};
+use super::framebuffer::VideoRequest;
 use super::image::Image;
 use super::layout::{self, INFO_ADDR, INFO_END};
-use super::loader::{BootError, BootFormat, LoadedKernel, Module};
+use super::loader::{BootError, BootFormat, BootParams, LoadedKernel};
 use super::memory::GuestMemoryExt;
 use super::multiboot1::{self, AoutKludge, BOOT_LOADER_NAME};
 use super::place::load_segments;
@@ -40,13 +41,16 @@ const INFO_TAG_LOADER_NAME: u32 = 2;
 const INFO_TAG_MODULE: u32 = 3;
 const INFO_TAG_BASIC_MEMINFO: u32 = 4;
 const INFO_TAG_MMAP: u32 = 6;
-/// Information tags gdbvisor always provides, so a request for them can be honoured.
-const PROVIDED: [u32; 5] = [
+const INFO_TAG_FRAMEBUFFER: u32 = 8;
+/// Information tags gdbvisor provides, so a request for them can be honoured (the framebuffer
+/// tag by giving the kernel a framebuffer).
+const PROVIDED: [u32; 6] = [
     INFO_TAG_CMDLINE,
     INFO_TAG_LOADER_NAME,
     INFO_TAG_MODULE,
     INFO_TAG_BASIC_MEMINFO,
     INFO_TAG_MMAP,
+    INFO_TAG_FRAMEBUFFER,
 ];
 
 /// What the header asks of the loader.
@@ -58,6 +62,8 @@ pub(crate) struct Header {
     pub(crate) address: Option<AddressTag>,
     /// The entry address tag.
     pub(crate) entry: Option<u32>,
+    /// The framebuffer tag (or a required request for framebuffer information).
+    pub(crate) framebuffer: Option<VideoRequest>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +120,9 @@ pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
         offset,
         address: None,
         entry: None,
+        framebuffer: None,
     };
+    let mut framebuffer_info_required = false;
     let mut at = offset + 16;
     // GRUB and Limine walk the tags until the end tag, reading neither its size nor
     // header_length: the Limine test kernel's end tag has a 16-bit size and runs past
@@ -160,9 +168,10 @@ pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
                     let wanted = word(i)?;
                     if !optional && !PROVIDED.contains(&wanted) {
                         return Err(bad(format!(
-                            "requires boot information tag {wanted}, which gdbvisor cannot provide (it gives cmdline, boot loader name, modules, basic meminfo, memory map)"
+                            "requires boot information tag {wanted}, which gdbvisor cannot provide (it gives cmdline, boot loader name, modules, basic meminfo, memory map, framebuffer)"
                         )));
                     }
+                    framebuffer_info_required |= !optional && wanted == INFO_TAG_FRAMEBUFFER;
                 }
             }
             HEADER_TAG_ADDRESS => {
@@ -174,13 +183,17 @@ pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
                 })
             }
             HEADER_TAG_ENTRY => header.entry = Some(word(0)?),
-            // No video here: a console or framebuffer preference is noted and ignored, as the
-            // spec allows a loader to; module alignment is always page alignment; a
-            // relocatable kernel is simply loaded at its preferred address.
-            HEADER_TAG_CONSOLE_FLAGS
-            | HEADER_TAG_FRAMEBUFFER
-            | HEADER_TAG_MODULE_ALIGN
-            | HEADER_TAG_RELOCATABLE => {
+            HEADER_TAG_FRAMEBUFFER => {
+                header.framebuffer = Some(VideoRequest {
+                    width: word(0)?,
+                    height: word(1)?,
+                    depth: word(2)?,
+                })
+            }
+            // Console flags concern a text console gdbvisor does not have (COM1 is the
+            // console); module alignment is always page alignment; a relocatable kernel is
+            // simply loaded at its preferred address.
+            HEADER_TAG_CONSOLE_FLAGS | HEADER_TAG_MODULE_ALIGN | HEADER_TAG_RELOCATABLE => {
                 log::debug!("multiboot2 header tag {kind} ignored");
             }
             other if optional => log::debug!("optional multiboot2 header tag {other} ignored"),
@@ -192,6 +205,15 @@ pub(crate) fn find_header(image: &[u8]) -> Result<Option<Header>, BootError> {
         }
         at = (at + size).next_multiple_of(8);
     }
+    if framebuffer_info_required && header.framebuffer.is_none() {
+        // The kernel cannot boot without framebuffer information: it gets one of the default
+        // size, as for a framebuffer tag without preferences.
+        header.framebuffer = Some(VideoRequest {
+            width: 0,
+            height: 0,
+            depth: 0,
+        });
+    }
     Ok(Some(header))
 }
 
@@ -200,8 +222,7 @@ pub(crate) fn load(
     ram: &impl GuestMemoryBackend,
     image: &Image,
     header: &Header,
-    cmdline: &str,
-    modules: &[Module],
+    params: &BootParams,
 ) -> Result<LoadedKernel, BootError> {
     let placed = match header.address {
         Some(address) => {
@@ -238,7 +259,7 @@ pub(crate) fn load(
         )));
     }
     layout::write_gdt(ram)?;
-    let info = write_info(ram, cmdline, modules, placed.end)?;
+    let info = write_info(ram, params, placed.end)?;
     Ok(LoadedKernel {
         format: BootFormat::Multiboot2,
         cpu: multiboot1::protected_entry(entry, BOOTLOADER_MAGIC, info),
@@ -246,13 +267,14 @@ pub(crate) fn load(
     })
 }
 
-/// Builds the boot information at [`INFO_ADDR`]; modules go page-aligned after `kernel_end`.
+/// Builds the boot information at [`INFO_ADDR`] (command line, modules and framebuffer from
+/// `params`); modules go page-aligned after `kernel_end`.
 pub(crate) fn write_info(
     ram: &impl GuestMemoryBackend,
-    cmdline: &str,
-    modules: &[Module],
+    params: &BootParams,
     kernel_end: u64,
 ) -> Result<u64, BootError> {
+    let (cmdline, modules) = (params.cmdline.as_str(), params.modules.as_slice());
     let mut info: Vec<u8> = vec![0; 8]; // total_size and reserved, filled in at the end
     let tag = |info: &mut Vec<u8>, kind: u32, body: &[u8]| {
         info.extend(kind.to_le_bytes());
@@ -276,13 +298,18 @@ pub(crate) fn write_info(
     let mut mmap = Vec::new();
     mmap.extend(24u32.to_le_bytes()); // entry_size
     mmap.extend(0u32.to_le_bytes()); // entry_version
-    for (base, len, kind) in multiboot1::memory_map(ram) {
+    for (base, len, kind) in multiboot1::memory_map(ram, params.framebuffer.as_ref()) {
         mmap.extend(base.to_le_bytes());
         mmap.extend(len.to_le_bytes());
         mmap.extend(kind.to_le_bytes());
         mmap.extend(0u32.to_le_bytes());
     }
     tag(&mut info, INFO_TAG_MMAP, &mmap);
+    if let Some(framebuffer) = &params.framebuffer {
+        // 38 bytes with its type and size, as GRUB writes it for direct RGB.
+        let body = multiboot1::framebuffer_info(framebuffer);
+        tag(&mut info, INFO_TAG_FRAMEBUFFER, &body);
+    }
     let starts = multiboot1::place_modules(ram, modules, kernel_end)?;
     for (module, start) in modules.iter().zip(starts) {
         let mut body = Vec::new();
@@ -309,7 +336,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::boot::elf::tests::tiny_elf;
     use crate::boot::entry::EntryMode;
-    use crate::boot::memory::tests::{plain_ram, read_u32};
+    use crate::boot::framebuffer::Framebuffer;
+    use crate::boot::loader::Module;
+    use crate::boot::memory::tests::{plain_ram, ram as ram_with, read_u32};
     use std::path::PathBuf;
 
     /// A multiboot2 header with the given tags (each: type, flags, u32 words).
@@ -352,7 +381,11 @@ pub(crate) mod tests {
         assert_eq!(found.entry, Some(0x100100));
         assert_eq!(found.address.unwrap().bss_end_addr, 0x102000);
         let ram = plain_ram(4 << 20);
-        let cpu = load(&ram, &image.into(), &found, "hello", &[]).unwrap().cpu;
+        let params = BootParams {
+            cmdline: "hello".into(),
+            ..Default::default()
+        };
+        let cpu = load(&ram, &image.into(), &found, &params).unwrap().cpu;
         assert_eq!(cpu.mode, EntryMode::Protected32);
         assert_eq!(
             (cpu.rip, cpu.rax, cpu.rbx),
@@ -371,7 +404,12 @@ pub(crate) mod tests {
             string: "m arg".into(),
             image: vec![0xAB; 10].into(),
         };
-        let at = write_info(&ram, "console=1", &[module], 0x30_0000 - 0x1800).unwrap();
+        let params = BootParams {
+            cmdline: "console=1".into(),
+            modules: vec![module],
+            ..Default::default()
+        };
+        let at = write_info(&ram, &params, 0x30_0000 - 0x1800).unwrap();
         let total = read_u32(&ram, at);
         let mut tags = Vec::new();
         let mut p = at + 8;
@@ -400,9 +438,9 @@ pub(crate) mod tests {
         let err = |image: &[u8]| find_header(image).unwrap_err().to_string();
         let efi = header(&[(7, 0, &[])]);
         assert!(err(&efi).contains("EFI"), "{}", err(&efi));
-        let framebuffer_info = header(&[(HEADER_TAG_INFO_REQUEST, 0, &[8])]);
-        assert!(err(&framebuffer_info).contains("information tag 8"));
-        assert!(find_header(&header(&[(HEADER_TAG_INFO_REQUEST, 1, &[8])])).is_ok());
+        let apm = header(&[(HEADER_TAG_INFO_REQUEST, 0, &[10])]);
+        assert!(err(&apm).contains("information tag 10"));
+        assert!(find_header(&header(&[(HEADER_TAG_INFO_REQUEST, 1, &[10])])).is_ok());
         let mut bad = header(&[]);
         bad[12] ^= 1;
         assert!(err(&bad).contains("checksum"));
@@ -437,6 +475,74 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_framebuffer_tag_or_required_info_asks_for_a_framebuffer() {
+        let found = |tags: &[(u16, u16, &[u32])]| find_header(&header(tags)).unwrap().unwrap();
+        let asked = |width, height, depth| {
+            Some(VideoRequest {
+                width,
+                height,
+                depth,
+            })
+        };
+        let tag = found(&[(HEADER_TAG_FRAMEBUFFER, TAG_OPTIONAL, &[800, 600, 32])]);
+        assert_eq!(tag.framebuffer, asked(800, 600, 32));
+        let info_only = found(&[(HEADER_TAG_INFO_REQUEST, 0, &[INFO_TAG_FRAMEBUFFER])]);
+        assert_eq!(info_only.framebuffer, asked(0, 0, 0));
+        let both = found(&[
+            (HEADER_TAG_INFO_REQUEST, 0, &[INFO_TAG_FRAMEBUFFER]),
+            (HEADER_TAG_FRAMEBUFFER, 0, &[640, 480, 16]),
+        ]);
+        assert_eq!(both.framebuffer, asked(640, 480, 16));
+        let optional_info = found(&[(HEADER_TAG_INFO_REQUEST, 1, &[INFO_TAG_FRAMEBUFFER])]);
+        assert_eq!(optional_info.framebuffer, None);
+        let short = header(&[(HEADER_TAG_FRAMEBUFFER, 0, &[800, 600])]);
+        assert!(find_header(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
+    }
+
+    #[test]
+    fn info_has_the_framebuffer_tag_in_grubs_layout() {
+        let framebuffer = Framebuffer::new(800, 600).unwrap();
+        let ram = ram_with(&[(0, 8 << 20), (framebuffer.addr(), framebuffer.region_len())]);
+        let params = BootParams {
+            framebuffer: Some(framebuffer),
+            ..Default::default()
+        };
+        let at = write_info(&ram, &params, 0x20_0000).unwrap();
+        let mut p = at + 8;
+        let (mut fb_tag, mut mmap_tag) = (None, None);
+        while read_u32(&ram, p) != INFO_TAG_END {
+            match read_u32(&ram, p) {
+                INFO_TAG_FRAMEBUFFER => fb_tag = Some(p),
+                INFO_TAG_MMAP => mmap_tag = Some(p),
+                _ => {}
+            }
+            p = (p + u64::from(read_u32(&ram, p + 4))).next_multiple_of(8);
+        }
+        let fb = fb_tag.expect("tag 8");
+        assert_eq!(read_u32(&ram, fb + 4), 38, "size");
+        let mut body = [0u8; 30];
+        ram.read_at(fb + 8, &mut body).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(body[..8].try_into().unwrap()),
+            0xFD00_0000
+        );
+        assert_eq!(read_u32(&ram, fb + 16), 3200, "pitch");
+        assert_eq!(
+            (read_u32(&ram, fb + 20), read_u32(&ram, fb + 24)),
+            (800, 600)
+        );
+        assert_eq!(&body[20..30], &[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
+        let mmap = mmap_tag.expect("tag 6");
+        let entries = (read_u32(&ram, mmap + 4) - 16) / 24;
+        let last = mmap + 16 + u64::from(entries - 1) * 24;
+        assert_eq!(read_u32(&ram, last + 16), 2, "the framebuffer is reserved");
+        assert_eq!(read_u32(&ram, last), 0xFD00_0000);
+    }
+
+    #[test]
     fn elf_kernels_load_by_segments() {
         let mut image = tiny_elf(ElfClass::Elf32, 0x100000, 0x100000, &[0x90; 16]);
         image.truncate(0x100);
@@ -444,7 +550,9 @@ pub(crate) mod tests {
         image.extend([0x90; 16]);
         let found = find_header(&image).unwrap().unwrap();
         let ram = plain_ram(4 << 20);
-        let cpu = load(&ram, &image.into(), &found, "", &[]).unwrap().cpu;
+        let cpu = load(&ram, &image.into(), &found, &BootParams::default())
+            .unwrap()
+            .cpu;
         assert_eq!(cpu.rip, 0x100000);
     }
 }

@@ -96,7 +96,7 @@ pub(crate) fn write_start_info(
     ram.write_u64(INFO_ADDR + 24, u64::from(cmdline_paddr))?;
 
     // The same PC memory map multiboot and e820 report; types are E820 types.
-    let map = multiboot1::memory_map(ram);
+    let map = multiboot1::memory_map(ram, None);
     let memmap = area.alloc(map.len() as u64 * MEMMAP_ENTRY_SIZE, 8)?;
     for (i, &(addr, size, kind)) in map.iter().enumerate() {
         let at = memmap + i as u64 * MEMMAP_ENTRY_SIZE;

@@ -3,6 +3,7 @@
 use thiserror::Error;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::boot::memory::GuestMemoryExt;
 use crate::x86::{PhysMemory, PhysMemoryError};
 
@@ -32,9 +33,12 @@ pub enum MemoryError {
 }
 
 /// Guest RAM and its PC layout. It is a vm-memory [`GuestMemoryBackend`], the memory the
-/// loaders ([`crate::boot`]) write kernels into.
+/// loaders ([`crate::boot`]) write kernels into. A framebuffer, when the kernel asked for one,
+/// is one more region of it: KVM maps it like RAM and gdb reads it like RAM, but the memory map
+/// the loaders report calls it reserved.
 pub struct GuestRam {
     mem: GuestMemoryMmap,
+    framebuffer: Option<Framebuffer>,
 }
 
 impl GuestRam {
@@ -46,6 +50,31 @@ impl GuestRam {
         Self::from_ranges(&Self::ranges_for(size))
     }
 
+    /// `size` bytes of RAM as [`GuestRam::new`], plus `framebuffer`'s memory at its address.
+    pub fn with_framebuffer(
+        size: u64,
+        framebuffer: Option<Framebuffer>,
+    ) -> Result<Self, MemoryError> {
+        let Some(framebuffer) = framebuffer else {
+            return Self::new(size);
+        };
+        if size < 2 << 20 {
+            return Err(MemoryError::TooSmall(size));
+        }
+        let mut ranges = Self::ranges_for(size);
+        ranges.push((framebuffer.addr(), framebuffer.region_len()));
+        ranges.sort_unstable();
+        Ok(GuestRam {
+            framebuffer: Some(framebuffer),
+            ..Self::from_ranges(&ranges)?
+        })
+    }
+
+    /// The framebuffer the kernel was given, if any.
+    pub fn framebuffer(&self) -> Option<Framebuffer> {
+        self.framebuffer
+    }
+
     /// RAM with exactly these (start, length) ranges (a snapshot's), sorted and disjoint.
     pub(crate) fn from_ranges(ranges: &[(u64, u64)]) -> Result<Self, MemoryError> {
         let size = ranges.iter().map(|r| r.1).sum();
@@ -55,7 +84,10 @@ impl GuestRam {
             .collect();
         let mem = GuestMemoryMmap::from_ranges(&regions)
             .map_err(|source| MemoryError::Allocate { size, source })?;
-        Ok(GuestRam { mem })
+        Ok(GuestRam {
+            mem,
+            framebuffer: None,
+        })
     }
 
     /// The (start, length) ranges that hold `size` bytes of RAM.
@@ -67,7 +99,7 @@ impl GuestRam {
         }
     }
 
-    /// (start, length) of each RAM range.
+    /// (start, length) of each RAM range (the framebuffer's among them).
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         self.ram_ranges()
     }
@@ -136,6 +168,24 @@ mod tests {
         assert!(ram.read_phys((2 << 20) - 8, &mut buf).is_ok());
         assert!(!ram.contains((2 << 20) - 4, 8));
         assert!(ram.contains(0, 2 << 20));
+    }
+
+    #[test]
+    fn a_framebuffer_is_a_region_of_its_own_in_the_hole() {
+        let framebuffer = Framebuffer::new(1024, 768).unwrap();
+        let ram = GuestRam::with_framebuffer(4 << 30, Some(framebuffer)).unwrap();
+        assert_eq!(
+            ram.ranges(),
+            vec![
+                (0, LOW_RAM_END),
+                (framebuffer.addr(), 3 << 20),
+                (HIGH_RAM_START, (4 << 30) - LOW_RAM_END)
+            ]
+        );
+        assert_eq!(ram.framebuffer(), Some(framebuffer));
+        ram.write(framebuffer.addr() + (3 << 20) - 4, &[1, 2, 3, 4])
+            .unwrap();
+        assert_eq!(GuestRam::new(2 << 20).unwrap().framebuffer(), None);
     }
 
     #[test]

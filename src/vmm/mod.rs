@@ -14,6 +14,7 @@ pub(crate) mod no_bios;
 pub(crate) mod outcome;
 pub(crate) mod probe;
 pub(crate) mod progress;
+pub(crate) mod screenshot;
 pub(crate) mod state_text;
 pub mod vcpu;
 pub mod vm;

@@ -8,6 +8,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::boot::framebuffer::Framebuffer;
 use crate::devices::ata;
 use crate::devices::ata::channel::Channel;
 use crate::devices::ata::config::IdeDrives;
@@ -126,6 +127,14 @@ impl Vm {
 
     /// Creates the VM, its RAM, devices and vCPUs (not yet running).
     pub fn new(options: VmOptions) -> Result<Vm, VmError> {
+        Self::with_framebuffer(options, None)
+    }
+
+    /// [`Vm::new`], with `framebuffer`'s memory as one more memory slot.
+    pub fn with_framebuffer(
+        options: VmOptions,
+        framebuffer: Option<Framebuffer>,
+    ) -> Result<Vm, VmError> {
         let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
         for (cap, name) in [
             (Cap::Irqchip, "the in-kernel irqchip"),
@@ -149,7 +158,7 @@ impl Vm {
         let cpus = options.cpus;
         let (made, supported_cpuid) = std::thread::scope(|scope| {
             let cpuid = scope.spawn(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES));
-            let made = Self::make_machine(&kvm, options);
+            let made = Self::make_machine(&kvm, options, framebuffer);
             let cpuid = cpuid
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -236,8 +245,12 @@ impl Vm {
     }
 
     /// The VM, its RAM and its devices: all of [`Vm::new`] but the vCPUs.
-    fn make_machine(kvm: &Kvm, options: VmOptions) -> Result<Made, VmError> {
-        let ram = Arc::new(GuestRam::new(options.memory)?);
+    fn make_machine(
+        kvm: &Kvm,
+        options: VmOptions,
+        framebuffer: Option<Framebuffer>,
+    ) -> Result<Made, VmError> {
+        let ram = Arc::new(GuestRam::with_framebuffer(options.memory, framebuffer)?);
         let fd = kvm.create_vm().map_err(|e| VmError::Kvm("CREATE_VM", e))?;
         fd.set_tss_address(TSS_ADDRESS)
             .map_err(|e| VmError::Kvm("SET_TSS_ADDR", e))?;

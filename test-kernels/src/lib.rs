@@ -192,9 +192,9 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
     let p = |path: PathBuf| path.to_string_lossy().into_owned();
     let obj = tmp.join(format!("{}.o", spec.name));
     let elf = tmp.join(format!("{}.elf", spec.name));
-    let (as_flag, emulation) = match spec.bits {
-        ObjectBits::Bits32 => ("--32", "elf_i386"),
-        ObjectBits::Bits64 => ("--64", "elf_x86_64"),
+    let (as_flag, gcc_flag, emulation) = match spec.bits {
+        ObjectBits::Bits32 => ("--32", "-m32", "elf_i386"),
+        ObjectBits::Bits64 => ("--64", "-m64", "elf_x86_64"),
     };
     let mut as_args = vec![
         as_flag.to_string(),
@@ -215,14 +215,8 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
             .unwrap_or_default()
             .to_string_lossy();
         let c_obj = tmp.join(format!("{}-{stem}.c.o", spec.name));
-        let mode = match spec.bits {
-            ObjectBits::Bits32 => "-m32",
-            ObjectBits::Bits64 => "-m64",
-        };
-        let mut gcc_args: Vec<String> = std::iter::once(mode)
-            .chain(GCC_FLAGS.iter().copied())
-            .map(str::to_string)
-            .collect();
+        let mut gcc_args = vec![gcc_flag.to_string()];
+        gcc_args.extend(GCC_FLAGS.iter().map(|f| f.to_string()));
         gcc_args.extend([
             "-c".to_string(),
             "-o".to_string(),

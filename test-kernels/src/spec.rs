@@ -1,10 +1,9 @@
 //! What each test kernel is: its sources, object format, assembler symbols and boot format.
 
-/// How C sources of a test kernel are compiled (`gcc FLAGS -c`): freestanding kernel code as
-/// hobby kernels build it. No red zone (interrupts push onto the interrupted stack), general
+/// How C sources of a test kernel are compiled (`gcc FLAGS -c`, with `-m32` or `-m64` as the
+/// kernel's [`ObjectBits`]): freestanding kernel code as hobby kernels build it. No red zone (interrupts push onto the interrupted stack), general
 /// registers only (no SSE: the nested KVM here emulates kernel code and lacks most of SSE), no
 /// PIC, no stack protector or CET `endbr64` (neither exists without a runtime), DWARF for gdb.
-/// `-m32` or `-m64` goes first, after the kernel's [`ObjectBits`].
 pub(crate) const GCC_FLAGS: &[&str] = &[
     "-std=gnu11",
     "-ffreestanding",
@@ -64,8 +63,8 @@ pub(crate) struct KernelSpec {
     pub(crate) bits: ObjectBits,
     /// `--defsym NAME=VALUE` pairs passed to `as`.
     pub(crate) defsyms: &'static [(&'static str, &'static str)],
-    /// C files in `test-kernels/`, compiled with `gcc` ([`GCC_FLAGS`], `-m32` or `-m64` as
-    /// `bits` says) and linked after the assembly source's object, in this order.
+    /// C files in `test-kernels/`, compiled with `gcc` ([`GCC_FLAGS`], for the kernel's
+    /// [`ObjectBits`]) and linked after the assembly source's object, in this order.
     pub(crate) c_sources: &'static [&'static str],
     /// How the VMM boots it; [`BootFormat::Flat`] and [`BootFormat::Multiboot1Aout`] get a
     /// flat image from `objcopy -O binary`.
@@ -325,6 +324,24 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         bits: ObjectBits::Bits64,
         defsyms: &[],
         c_sources: &["transparency.c"],
+        format: BootFormat::Multiboot2Elf,
+    },
+    KernelSpec {
+        name: "fb-mb1",
+        source: "fb-mb1.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits32,
+        defsyms: &[],
+        c_sources: &["fb-mb1.c", "fb-common.c"],
+        format: BootFormat::Multiboot1Elf,
+    },
+    KernelSpec {
+        name: "fb-mb2",
+        source: "fb-mb2.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[],
+        c_sources: &["fb-mb2.c", "fb-common.c"],
         format: BootFormat::Multiboot2Elf,
     },
     KernelSpec {

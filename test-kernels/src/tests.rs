@@ -14,6 +14,16 @@ fn every_kernel_has_its_sources_and_a_name_of_its_own() {
         for c in s.c_sources {
             assert!(source_dir().join(c).is_file(), "{name}: {c}");
         }
+        // gcc builds objects of the kernel's own format.
+        let m_flag = match s.bits {
+            ObjectBits::Bits32 => "-m32",
+            ObjectBits::Bits64 => "-m64",
+        };
+        let cmds = commands(s, Path::new("src"), Path::new("tmp"));
+        let gcc_runs = cmds.iter().filter(|(tool, _)| *tool == "gcc");
+        for (_, args) in gcc_runs {
+            assert_eq!(args.first().map(String::as_str), Some(m_flag), "{name}");
+        }
     }
     assert!(spec("nope").is_none());
 }

@@ -2,7 +2,9 @@
 //! test kernels.
 #![allow(dead_code)]
 
+pub mod framebuffer;
 pub mod gdb;
+pub mod iso;
 pub mod linux;
 pub mod rsp;
 pub mod session;

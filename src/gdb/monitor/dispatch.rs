@@ -4,7 +4,7 @@ use gdbstub::target::ext::monitor_cmd::ConsoleOutput;
 
 use super::host::{Lines, MonitorError, MonitorHost};
 use super::view::{self, View};
-use super::{help, memory, pt, regs, tables, walk, why};
+use super::{help, memory, pt, regs, screenshot, tables, walk, why};
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::fault::TargetFault;
 
@@ -79,6 +79,8 @@ fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> L
             _ => Err(help::usage("phys")),
         },
         "threads" | "cpus" => no_args(Ok(target.thread_lines()?)),
+        // Needs guest memory only, not a vCPU's state.
+        "screenshot" => screenshot::screenshot(&target.guest_ram(), args),
         _ => {
             let Some(command) = help::find(name) else {
                 return Err(MonitorError::Failed(format!(

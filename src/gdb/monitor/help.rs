@@ -130,6 +130,13 @@ pub(crate) const COMMANDS: &[Command] = &[
     ),
     cmd("vga", &[], "", "the 80x25 text screen at 0xb8000", "vga"),
     cmd(
+        "screenshot",
+        &[],
+        "FILE.png",
+        "write the framebuffer (a multiboot kernel's video mode) to FILE.png",
+        "screenshot /tmp/screen.png",
+    ),
+    cmd(
         "phys",
         &[],
         "on|off",

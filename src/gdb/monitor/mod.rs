@@ -14,6 +14,7 @@ mod memory;
 pub(crate) mod msr;
 mod pt;
 mod regs;
+mod screenshot;
 mod tables;
 mod view;
 mod walk;
