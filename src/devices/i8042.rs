@@ -350,13 +350,7 @@ impl KeyboardInput {
     /// Queues scan-code bytes; they reach the guest as it reads them. A thread raises the
     /// interrupt again while a byte waits unread (see [`Self::nudge`]) until all are read.
     pub(crate) fn type_codes(&self, codes: &[u8]) {
-        let start_nudger = {
-            let mut c = lock(&self.inner);
-            c.typed.extend(codes);
-            c.refill();
-            !std::mem::replace(&mut c.nudger_running, true)
-        };
-        if start_nudger {
+        if self.queue(codes) {
             let input = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("keyboard".into())
@@ -373,6 +367,14 @@ impl KeyboardInput {
                 log::warn!("keyboard: no interrupt retries for unread keys: {e}");
             }
         }
+    }
+
+    /// Queues `codes`; true when no thread nudges unread bytes yet (the caller starts one).
+    fn queue(&self, codes: &[u8]) -> bool {
+        let mut c = lock(&self.inner);
+        c.typed.extend(codes);
+        c.refill();
+        !std::mem::replace(&mut c.nudger_running, true)
     }
 
     /// Typed bytes the guest has not read yet.
@@ -491,7 +493,7 @@ mod tests {
     fn typed_keys_are_paced_and_never_lost_to_commands() {
         let (mut dev, irq) = controller();
         let input = dev.input();
-        input.type_codes(&[0x1E, 0x9E, 0x30, 0xB0]);
+        input.queue(&[0x1E, 0x9E, 0x30, 0xB0]);
         assert_eq!(irq.count(), 1, "one byte, one edge");
         // A driver starting up disables the port: the unread byte goes back to the queue.
         dev.write(COMMAND_OFFSET, &[0xAD]);
@@ -509,7 +511,7 @@ mod tests {
         // Scanning off holds typing.
         dev.write(DATA_OFFSET, &[0xF5]);
         assert_eq!(drain(&mut dev), [ACK]);
-        input.type_codes(&[0x1C]);
+        input.queue(&[0x1C]);
         assert!(drain(&mut dev).is_empty());
         dev.write(DATA_OFFSET, &[0xF4]);
         assert_eq!(drain(&mut dev), [ACK, 0x1C]);
@@ -518,7 +520,7 @@ mod tests {
     #[test]
     fn an_unread_byte_is_nudged_again() {
         let (dev, irq) = controller();
-        dev.input().type_codes(&[0x1E]);
+        dev.input().queue(&[0x1E]);
         let mut c = lock(&dev.inner);
         assert_eq!(irq.count(), 1);
         c.nudge();
