@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::gdb::{drain, wait_until, DEADLINE};
-use common::{kernel, kvm_available, temp_file, tool_available};
+use common::{kernel, kvm_available, temp_file, tool_available, Run};
 
 /// Sectors of the test disk: 1 MiB.
 const SECTORS: usize = 2048;
@@ -47,39 +47,9 @@ impl Drop for Reaped {
     }
 }
 
-struct Ran {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Ran {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "--- status {}\n--- stdout\n{}--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs gdbvisor with `args` under the deadline (killed and reaped past it).
-fn gdbvisor(args: &[&str]) -> Ran {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gdbvisor"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gdbvisor runs");
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    let status = wait_until(&mut child, Instant::now() + DEADLINE).unwrap_or(-1);
-    Ran {
-        status,
-        stdout: stdout.recv_timeout(DEADLINE).unwrap_or_default(),
-        stderr: stderr.recv_timeout(DEADLINE).unwrap_or_default(),
-    }
+/// gdbvisor with `args`, killed and reaped past the deadline.
+fn gdbvisor(args: &[&str]) -> Run {
+    common::run_gdbvisor_within(args)
 }
 
 const ATA_WRITES: &[&str] = &[
@@ -106,7 +76,7 @@ fn disk(name: &str) -> PathBuf {
     temp_file(name, &pattern(SECTORS))
 }
 
-fn run_ata(hda: &str, extra: &[&str]) -> Ran {
+fn run_ata(hda: &str, extra: &[&str]) -> Run {
     let image = kernel("ata");
     let mut args = vec!["--kernel", image.to_str().unwrap(), "--hda", hda];
     args.extend(extra);
