@@ -55,18 +55,20 @@ static inline u8 ide_wait_not_busy(const struct ide_channel *ch)
 }
 
 /*
- * Software reset of both drives on the channel (SRST), interrupts left off (nIEN); then the
- * master is selected (a BIOS may have left the slave selected), its signature in the registers.
+ * Software reset of both drives on the channel (SRST), interrupts left off (nIEN). The master
+ * is selected first, so the BSY wait watches a drive that is there (a BIOS may leave an absent
+ * slave selected, which reads 0: QEMU performs the reset a little later, and a command sent
+ * before it would be lost); its signature is then in the registers.
  */
 static inline void ide_soft_reset(const struct ide_channel *ch)
 {
+    ide_out(ch, REG_DEVICE, 0xa0);
+    ide_delay(ch);
     outb(ch->control, CTL_SRST | CTL_NIEN);
     ide_delay(ch);
     outb(ch->control, CTL_NIEN);
     ide_delay(ch);
     ide_wait_not_busy(ch);
-    ide_out(ch, REG_DEVICE, 0xa0);
-    ide_delay(ch);
 }
 
 #endif

@@ -427,9 +427,11 @@ fn qemu(test: &str, args: &[&str], keys: Option<(&str, &str)>) -> (String, i32) 
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut socket = UnixStream::connect(&monitor).expect("QEMU monitor socket");
+        // Each key held 10 ms and released before the next is sent: keys that overlap in
+        // QEMU's input queue can lose their Shift on a loaded machine.
         for c in text.chars() {
-            writeln!(socket, "sendkey {}", qemu_key(c)).unwrap();
-            std::thread::sleep(Duration::from_millis(20));
+            writeln!(socket, "sendkey {} 10", qemu_key(c)).unwrap();
+            std::thread::sleep(Duration::from_millis(60));
         }
     }
     let status = wait_until(&mut child.0, deadline).unwrap_or(-1);
