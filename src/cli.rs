@@ -117,7 +117,8 @@ pub enum IsoCommand {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Kernel image: Linux bzImage, PVH ELF (Linux vmlinux), multiboot1 or multiboot2 (ELF or
-    /// address tags), ELF64, or a flat binary; see --format for how it is detected.
+    /// address tags), Limine protocol (ELF64 with requests), ELF64, or a flat binary; see
+    /// --format for how it is detected.
     #[arg(short = 'k', long, value_name = "FILE", global = true)]
     pub kernel: Option<PathBuf>,
     /// Boot an ISO 9660 image as GRUB or Limine would, without running them: the kernel,
@@ -153,6 +154,10 @@ pub struct RunArgs {
     /// Where a flat binary is loaded and entered (real mode).
     #[arg(long, default_value = "0x7c00", value_parser = parse_address, global = true)]
     pub load_addr: u64,
+    /// Slide a position-independent Limine kernel by a random 2 MiB multiple (KASLR); off by
+    /// default, so addresses are the same at every run.
+    #[arg(long, global = true)]
+    pub kaslr: bool,
     /// COM1 output: stdout, stderr, null or file:PATH.
     #[arg(long, default_value = "stdout", global = true)]
     pub serial: SinkSpec,

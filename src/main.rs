@@ -152,13 +152,16 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         post_mortem: post_mortem.clone(),
     });
     let request = RunRequest {
-        name,
+        name: name.clone(),
         image,
         boot: BootParams {
             format,
             cmdline,
             modules,
             load_addr: args.load_addr,
+            kernel_path: name.clone(),
+            cpus: args.cpus,
+            kaslr: args.kaslr,
             framebuffer: None,
         },
         memory: args.memory,

@@ -27,6 +27,7 @@ use crate::snapshot::post_mortem::PostMortem;
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::clock_dilation::{self, ClockDilation};
 use crate::vmm::cpuid::{self, CpuidHide};
+use crate::vmm::held_aps::HeldAps;
 use crate::vmm::host_caps::{Capability, HostCaps};
 use crate::vmm::machine::{Machine, MachineError};
 use crate::vmm::memory::GuestRam;
@@ -252,7 +253,7 @@ pub fn run(
         eprintln!("gdbvisor: {note}");
     }
     params.framebuffer = framebuffer;
-    let vm = Vm::with_framebuffer(
+    let mut vm = Vm::with_framebuffer(
         VmOptions {
             memory: request.memory,
             cpus: request.cpus,
@@ -281,7 +282,18 @@ pub fn run(
     for switch in switches.iter().chain(&clock_switch) {
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
     }
+    params.kernel_path = request.name.clone();
+    params.cpus = request.cpus;
     let kernel = boot::load(&*vm.ram, &request.image, &params).map_err(bad_boot)?;
+    if kernel.format == BootFormat::Limine {
+        vm.mask_legacy_pic()?;
+    }
+    if let Some(plan) = &kernel.held_aps {
+        let held = HeldAps::hold(plan, vm.slots.clone()).map_err(VmError::from)?;
+        for vcpu in &mut vm.vcpus {
+            vcpu.held_aps = Some(held.clone());
+        }
+    }
     // ACPI tables tell the kernel how many CPUs there are (not for real-mode flat images,
     // which may live in the BIOS area themselves).
     if format != BootFormat::Flat {
@@ -328,10 +340,10 @@ pub fn run(
         kernel.cpu.rip,
         request.memory >> 20,
         request.cpus,
-        if request.cpus == 1 {
-            ""
-        } else {
-            "s (the others wait for INIT/SIPI)"
+        match (request.cpus, kernel.held_aps.is_some()) {
+            (1, _) => "",
+            (_, true) => "s (the others held until the kernel writes their goto_address)",
+            (_, false) => "s (the others wait for INIT/SIPI)",
         }
     );
     let gdb_on_stdio = request
@@ -452,7 +464,7 @@ fn kernel_layout(image: &[u8], kernel: &LoadedKernel) -> (RegLayout, String) {
             let (layout, mode) = match kernel.cpu.mode {
                 EntryMode::Real { .. } => (RegLayout::I8086, "real mode"),
                 EntryMode::Protected32 => (RegLayout::I386, "32-bit mode"),
-                EntryMode::Long64 => (RegLayout::X86_64, "64-bit mode"),
+                EntryMode::Long64 | EntryMode::Long64Gdt(_) => (RegLayout::X86_64, "64-bit mode"),
             };
             (
                 layout,
@@ -594,6 +606,7 @@ mod tests {
             format,
             cpu,
             code: Vec::new(),
+            held_aps: None,
         }
     }
 

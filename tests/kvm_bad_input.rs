@@ -29,7 +29,7 @@ fn empty_image() {
 #[test]
 fn unknown_image_lists_what_was_tried() {
     if kvm_available("unknown image") {
-        assert_refused("junk", &[0x42; 1024], &[], "tried linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE_PHYS32_ENTRY), multiboot2 (header in the first 32 KiB), elf64");
+        assert_refused("junk", &[0x42; 1024], &[], "tried linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE_PHYS32_ENTRY), multiboot2 (header in the first 32 KiB), limine (Limine request in an ELF64), elf64");
     }
 }
 

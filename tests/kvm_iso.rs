@@ -497,18 +497,6 @@ fn bad_images_are_one_line_and_status_2() {
         &cdrom(&xz_module, &[]),
         "entry 0 \"xz\" loads /boot/mod.xz, xz-compressed: GRUB would unpack it, gdbvisor does not",
     );
-    let limine_protocol = mb2_long_iso(
-        "limine-protocol",
-        vec![IsoFile::new(
-            "limine.conf",
-            "/my os\n protocol: limine\n path: boot():/boot/kernel.elf\n",
-        )],
-        &[],
-    );
-    assert_refused(
-        &cdrom(&limine_protocol, &[]),
-        "until the Limine-protocol issue lands",
-    );
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub(crate) struct Segment {
     pub(crate) offset: u64,
     pub(crate) file_size: u64,
     pub(crate) mem_size: u64,
+    /// p_flags: PF_X (1), PF_W (2), PF_R (4).
+    pub(crate) flags: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +48,20 @@ pub(crate) struct ElfImage {
     pub(crate) segments: Vec<Segment>,
     /// PT_NOTE segments: (file offset, size), checked to lie inside the file.
     pub(crate) notes: Vec<(u64, u64)>,
+    /// e_type: ET_EXEC (2) or ET_DYN (3, position independent).
+    pub(crate) kind: u16,
+    /// The PT_DYNAMIC segment's (vaddr, size), for loaders that relocate.
+    pub(crate) dynamic: Option<(u64, u64)>,
 }
 
+/// e_type of a position-independent executable.
+pub(crate) const ET_DYN: u16 = 3;
+/// Segment flags (p_flags).
+pub(crate) const PF_X: u32 = 1;
+pub(crate) const PF_W: u32 = 2;
+
 const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
 const PT_NOTE: u32 = 4;
 const EM_386: u16 = 3;
 const EM_X86_64: u16 = 62;
@@ -180,6 +193,7 @@ pub(crate) fn parse(image: &Image) -> Result<ElfImage, ElfError> {
     )?;
     let mut segments = Vec::new();
     let mut notes = Vec::new();
+    let mut dynamic = None;
     for i in 0..phnum {
         let ph = read(
             image,
@@ -200,6 +214,14 @@ pub(crate) fn parse(image: &Image) -> Result<ElfImage, ElfError> {
             notes.push((offset, size));
             continue;
         }
+        if kind == PT_DYNAMIC {
+            dynamic = Some(if wide {
+                (le::<8>(&ph, 16), le::<8>(&ph, 40))
+            } else {
+                (le::<4>(&ph, 8), le::<4>(&ph, 20))
+            });
+            continue;
+        }
         if kind != PT_LOAD {
             continue;
         }
@@ -210,6 +232,7 @@ pub(crate) fn parse(image: &Image) -> Result<ElfImage, ElfError> {
                 paddr: le::<8>(&ph, 24),
                 file_size: le::<8>(&ph, 32),
                 mem_size: le::<8>(&ph, 40),
+                flags: le::<4>(&ph, 4) as u32,
             }
         } else {
             Segment {
@@ -218,6 +241,7 @@ pub(crate) fn parse(image: &Image) -> Result<ElfImage, ElfError> {
                 paddr: le::<4>(&ph, 12),
                 file_size: le::<4>(&ph, 16),
                 mem_size: le::<4>(&ph, 20),
+                flags: le::<4>(&ph, 24) as u32,
             }
         };
         let name = format!("segment {} (program header {i})", segments.len());
@@ -245,6 +269,8 @@ pub(crate) fn parse(image: &Image) -> Result<ElfImage, ElfError> {
         entry,
         segments,
         notes,
+        kind: le::<2>(&header, 0x10) as u16,
+        dynamic,
     })
 }
 

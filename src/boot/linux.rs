@@ -249,6 +249,7 @@ pub(crate) fn load(
         format: BootFormat::Linux,
         cpu,
         code: vec![(KERNEL_ADDR, kernel_size)],
+        held_aps: None,
     })
 }
 

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::elf::ElfError;
-use super::entry::BootCpuState;
+use super::entry::{ApPlan, BootCpuState};
 use super::framebuffer::Framebuffer;
 use super::image::{Image, ImageError};
+use super::limine::error::LimineError;
 use crate::x86::PhysMemoryError;
 
 #[derive(Debug, Error)]
@@ -24,6 +25,8 @@ pub enum BootError {
     Image(#[from] ImageError),
     #[error("{0}")]
     Memory(#[from] PhysMemoryError),
+    #[error("{0}")]
+    Limine(#[from] LimineError),
 }
 
 /// The boot formats gdbvisor can load.
@@ -43,6 +46,9 @@ pub enum BootFormat {
     /// Multiboot2 (ELF32, ELF64 or address tag), entered in 32-bit protected mode with
     /// EAX=0x36d76289, EBX → boot information.
     Multiboot2,
+    /// The Limine boot protocol: a higher-half ELF64 kernel with Limine requests, entered in
+    /// long mode with its requests answered.
+    Limine,
 }
 
 impl BootFormat {
@@ -62,6 +68,7 @@ impl fmt::Display for BootFormat {
             BootFormat::Linux => "linux",
             BootFormat::Pvh => "pvh",
             BootFormat::Multiboot2 => "multiboot2",
+            BootFormat::Limine => "limine",
         })
     }
 }
@@ -86,6 +93,12 @@ pub struct BootParams {
     pub modules: Vec<Module>,
     /// Where a flat binary is loaded (0 = the default, 0x7c00).
     pub load_addr: u64,
+    /// The kernel file (the Limine executable-file response names it).
+    pub kernel_path: PathBuf,
+    /// Number of vCPUs (the Limine MP response lists them; 0 counts as 1).
+    pub cpus: u32,
+    /// Slide a position-independent Limine kernel by a random offset (`--kaslr`).
+    pub kaslr: bool,
     /// The framebuffer in guest memory, which the boot information describes (multiboot1 and
     /// 2, and the ELF64 boot's multiboot1 information); see [`super::video_request`].
     pub framebuffer: Option<Framebuffer>,
@@ -99,4 +112,6 @@ pub struct LoadedKernel {
     /// Guest-physical (start, length) ranges holding the image's bytes (not its bss): where its
     /// code is, for scans of it, without the file's headers or debug information.
     pub(crate) code: Vec<(u64, u64)>,
+    /// Application processors the VMM holds until the kernel releases them (Limine MP).
+    pub(crate) held_aps: Option<ApPlan>,
 }

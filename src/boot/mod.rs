@@ -2,8 +2,9 @@
 //! ([`BootCpuState`]); none of them touches KVM.
 //!
 //! Detection order (unless `--format` forces one): Linux bzImage ("HdrS") → PVH ELF note →
-//! multiboot2 header in the first 32 KiB → ELF64 → multiboot1 header in the first 8 KiB →
-//! flat binary carrying 0x55AA at offset 510. Every format then gets the no-BIOS IVT
+//! multiboot2 header in the first 32 KiB → Limine base-revision tag or request in an ELF64's
+//! segments → ELF64 → multiboot1 header in the first 8 KiB → flat binary carrying 0x55AA at
+//! offset 510. Every format then gets the no-BIOS IVT
 //! (`ivt`).
 
 pub(crate) mod acpi;
@@ -13,6 +14,7 @@ pub mod framebuffer;
 pub mod image;
 pub(crate) mod ivt;
 pub(crate) mod layout;
+pub(crate) mod limine;
 pub(crate) mod linux;
 mod loader;
 pub(crate) mod memory;
@@ -24,7 +26,8 @@ pub(crate) mod pvh;
 use vm_memory::GuestMemoryBackend;
 
 use elf::ElfClass;
-pub(crate) use entry::{BootCpuState, EntryMode};
+pub use entry::ApPlan;
+pub(crate) use entry::{BootCpuState, EntryMode, HeldAp, LoaderGdt};
 use framebuffer::VideoRequest;
 use image::Image;
 pub use loader::BootParams;
@@ -37,11 +40,12 @@ use place::load_segments;
 const BOOT_SIGNATURE: [u8; 2] = [0x55, 0xAA];
 
 /// Picks the boot format of `image`, trying in this order: linux (bzImage "HdrS" header),
-/// pvh (ELF with a Xen PHYS32_ENTRY note), multiboot2 (header in the first 32 KiB), elf64,
-/// multiboot1 (header in the first 8 KiB), flat (0x55AA at offset 510). Specific markers come
-/// before generic ones: a bzImage also ends its boot sector with 0x55AA, a vmlinux is also an
-/// ELF64, and a kernel with both multiboot headers is booted the newer way. Reads the first
-/// 32 KiB and, for an ELF, its program headers and notes.
+/// pvh (ELF with a Xen PHYS32_ENTRY note), multiboot2 (header in the first 32 KiB), limine
+/// (an ELF64 with a base-revision tag or a request), elf64, multiboot1 (header in the first
+/// 8 KiB), flat (0x55AA at offset 510). Specific markers come before generic ones: a bzImage
+/// also ends its boot sector with 0x55AA, a vmlinux and a Limine kernel are also ELF64s, and a
+/// kernel with both multiboot headers is booted the newer way. Reads the first 32 KiB and, for
+/// an ELF, its program headers and notes (and an ELF64's segments, for Limine requests).
 pub(crate) fn detect(image: &Image) -> Result<BootFormat, BootError> {
     if image.is_empty() {
         return Err(BootError::Format("the image is empty".into()));
@@ -60,6 +64,9 @@ pub(crate) fn detect(image: &Image) -> Result<BootFormat, BootError> {
         return Ok(BootFormat::Multiboot2);
     }
     if elf::class_of(head) == Some(ElfClass::Elf64) {
+        if limine::detect(image)? {
+            return Ok(BootFormat::Limine);
+        }
         return Ok(BootFormat::Elf64);
     }
     if multiboot1::find_header(head)?.is_some() {
@@ -81,8 +88,8 @@ pub(crate) fn detect(image: &Image) -> Result<BootFormat, BootError> {
 
 /// What [`detect`] looks for, in order (for its error message).
 const TRIED: &str = "linux (\"HdrS\" at offset 0x202), pvh (ELF note XEN_ELFNOTE_PHYS32_ENTRY), \
-    multiboot2 (header in the first 32 KiB), elf64 (ELF64 header), multiboot1 (header in the \
-    first 8 KiB), flat (0x55AA at offset 510)";
+    multiboot2 (header in the first 32 KiB), limine (Limine request in an ELF64), elf64 (ELF64 \
+    header), multiboot1 (header in the first 8 KiB), flat (0x55AA at offset 510)";
 
 /// The framebuffer `image`'s header asks for, booted as `format`: multiboot1 header flag bit 2
 /// with linear graphics (mode_type 0), or a multiboot2 framebuffer tag (or a required request
@@ -93,6 +100,7 @@ pub fn video_request(image: &Image, format: BootFormat) -> Result<Option<VideoRe
     Ok(match format {
         BootFormat::Multiboot1 => multiboot1::find_header(head)?.and_then(|h| h.video),
         BootFormat::Multiboot2 => multiboot2::find_header(head)?.and_then(|h| h.framebuffer),
+        BootFormat::Limine => limine::video_request(image)?,
         _ => None,
     })
 }
@@ -109,7 +117,7 @@ pub fn load(
     };
     if !params.modules.is_empty() && format == BootFormat::Flat {
         return Err(BootError::Format(
-            "--initrd needs a linux, pvh, multiboot1, multiboot2 or elf64 kernel".into(),
+            "--initrd needs a linux, pvh, multiboot1, multiboot2, limine or elf64 kernel".into(),
         ));
     }
     let head = image.head();
@@ -124,6 +132,7 @@ pub fn load(
         BootFormat::Flat => load_flat(ram, image, params.load_addr)?,
         BootFormat::Linux => linux::load(ram, image, &params.cmdline, &params.modules)?,
         BootFormat::Pvh => pvh::load(ram, image, &params.cmdline, &params.modules)?,
+        BootFormat::Limine => limine::load(ram, image, params)?,
         BootFormat::Multiboot2 => {
             let header = multiboot2::find_header(head)?.ok_or_else(|| {
                 BootError::Format("no multiboot2 header in the first 32 KiB".into())
@@ -144,12 +153,7 @@ fn load_elf64(
     image: &Image,
     params: &BootParams,
 ) -> Result<LoadedKernel, BootError> {
-    let elf = elf::parse(image)?;
-    if elf.class != ElfClass::Elf64 {
-        return Err(BootError::Format(
-            "--format elf64 needs an ELF64 image".into(),
-        ));
-    }
+    let elf = place::parse_elf64(image, "--format elf64")?;
     let placed = load_segments(ram, image, &elf)?;
     layout::write_gdt(ram)?;
     let cr3 = layout::write_identity_page_tables(ram, ram.top().max(1 << 32))?;
@@ -168,6 +172,7 @@ fn load_elf64(
         format: BootFormat::Elf64,
         cpu,
         code: placed.code,
+        held_aps: None,
     })
 }
 
@@ -213,6 +218,7 @@ fn load_flat(
         format: BootFormat::Flat,
         cpu,
         code: vec![(load_addr, len)],
+        held_aps: None,
     })
 }
 

@@ -158,6 +158,7 @@ pub(crate) fn load(
         format: BootFormat::Multiboot1,
         cpu: protected_entry(placed.entry, BOOTLOADER_MAGIC, info),
         code: placed.code,
+        held_aps: None,
     })
 }
 

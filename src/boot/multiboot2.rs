@@ -264,6 +264,7 @@ pub(crate) fn load(
         format: BootFormat::Multiboot2,
         cpu: multiboot1::protected_entry(entry, BOOTLOADER_MAGIC, info),
         code: placed.code,
+        held_aps: None,
     })
 }
 

@@ -52,6 +52,15 @@ pub(crate) fn load_segments(
     })
 }
 
+/// Parses `image`, which must be an ELF64 (`format` says who needs it, for the error).
+pub(crate) fn parse_elf64(image: &Image, format: &str) -> Result<ElfImage, BootError> {
+    let elf = elf::parse(image)?;
+    if elf.class != elf::ElfClass::Elf64 {
+        return Err(BootError::Format(format!("{format} needs an ELF64 image")));
+    }
+    Ok(elf)
+}
+
 /// Refuses an image that is loaded whole when its `size` bytes exceed the `room` there is for
 /// them, before a byte of them is read; `why` says where they go, `more_ram` whether a larger
 /// `--memory` would help.

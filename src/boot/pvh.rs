@@ -76,6 +76,7 @@ pub(crate) fn load(
         format: BootFormat::Pvh,
         cpu,
         code: placed.code,
+        held_aps: None,
     })
 }
 

@@ -59,14 +59,6 @@ pub enum CdromError {
         /// Why it cannot be read.
         source: IsoFsError,
     },
-    /// A Limine-protocol entry.
-    #[error("{iso}: {entry} boots with the Limine protocol, which gdbvisor refuses until the Limine-protocol issue lands (its multiboot1, multiboot2 and linux entries boot; --entry picks one)")]
-    LimineProtocol {
-        /// The ISO image.
-        iso: PathBuf,
-        /// The entry, with its config and line.
-        entry: Box<EntryPlace>,
-    },
     /// A module GRUB would unpack, which gdbvisor cannot.
     #[error("{iso}: {entry} loads {path}, {source}")]
     Packed {
@@ -151,12 +143,7 @@ impl CdromBoot {
             Protocol::Multiboot1 => BootFormat::Multiboot1,
             Protocol::Multiboot2 => BootFormat::Multiboot2,
             Protocol::Linux => BootFormat::Linux,
-            Protocol::Limine => {
-                return Err(CdromError::LimineProtocol {
-                    iso: iso.to_path_buf(),
-                    entry: place,
-                })
-            }
+            Protocol::Limine => BootFormat::Limine,
         };
         let read = |path: &str, why| {
             image

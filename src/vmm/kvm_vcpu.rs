@@ -121,6 +121,10 @@ impl KvmVcpu {
         self.fd.get_mp_state().map_err(named("GET_MP_STATE"))
     }
 
+    pub(crate) fn set_mp_state(&self, state: kvm_mp_state) -> Result<(), VcpuError> {
+        self.fd.set_mp_state(state).map_err(named("SET_MP_STATE"))
+    }
+
     /// Pending and injected exceptions and interrupts.
     pub(crate) fn get_vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
         self.fd.get_vcpu_events().map_err(named("GET_VCPU_EVENTS"))
@@ -144,6 +148,17 @@ impl KvmVcpu {
             1 => Ok(Some(msrs.as_slice()[0].data)),
             _ => Ok(None),
         }
+    }
+
+    /// Writes MSR `index` (KVM_SET_MSRS); false when KVM refused it.
+    pub(crate) fn set_msr(&self, index: u32, data: u64) -> Result<bool, VcpuError> {
+        let msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        }])
+        .expect("one MSR entry fits");
+        Ok(self.fd.set_msrs(&msrs).map_err(named("SET_MSRS"))? == 1)
     }
 
     /// The PAE PDPTE registers, when KVM has KVM_GET_SREGS2 and the vCPU is in PAE paging.

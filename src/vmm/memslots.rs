@@ -75,17 +75,26 @@ impl Protection {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes exactly `pages` read-only (see [`MemorySlots::set_read_only`]).
+    /// Makes exactly `pages` read-only (see [`MemorySlots::set_read_only`]), besides the
+    /// pinned ones.
     pub(crate) fn set_read_only(&self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
         self.lock().set_read_only(pages)
     }
 
-    /// The pages read-only now.
+    /// Keeps `pages` read-only whatever a debugger sets, until changed again: the VMM's own
+    /// write watches (the Limine MP information, see `vmm::held_aps`).
+    pub(crate) fn set_pinned(&self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
+        self.lock().set_pinned(pages)
+    }
+
+    /// The pages a debugger made read-only (pinned pages aside).
     pub(crate) fn read_only_pages(&self) -> BTreeSet<u64> {
         self.lock().read_only_pages.clone()
     }
 
-    /// True while any page is read-only.
+    /// True while a debugger keeps any page read-only. Pinned pages do not count: they hold
+    /// data the guest's own instructions write (never a descriptor table, page table or stack
+    /// the CPU writes by itself), so nothing the progress guarantee handles happens there.
     pub(crate) fn is_active(&self) -> bool {
         !self.lock().read_only_pages.is_empty()
     }
@@ -105,8 +114,9 @@ impl Protection {
         self.lock().registered()
     }
 
-    /// Runs `work` with every page writable, then protects the same pages again. Holds the
-    /// slots meanwhile, so nobody changes them under it.
+    /// Runs `work` with the debugger's pages writable (pinned ones stay read-only: changing
+    /// slots while other vCPUs run leaves them an instant without memory), then protects them
+    /// again. Holds the slots meanwhile, so nobody changes them under it.
     pub(crate) fn lifted<R>(&self, work: impl FnOnce() -> R) -> Result<R, MemslotError> {
         let mut slots = self.lock();
         let pages = slots.read_only_pages.clone();
@@ -132,7 +142,12 @@ pub(crate) struct MemorySlots {
     nr_slots: usize,
     ram: Arc<GuestRam>,
     pieces: Vec<Piece>,
+    /// What a debugger asked to be read-only.
     read_only_pages: BTreeSet<u64>,
+    /// What the VMM keeps read-only for itself.
+    pinned: BTreeSet<u64>,
+    /// Both, as registered with KVM.
+    applied: BTreeSet<u64>,
     registered: Arc<RamRegistered>,
 }
 
@@ -166,6 +181,8 @@ impl MemorySlots {
             ram,
             pieces,
             read_only_pages: BTreeSet::new(),
+            pinned: BTreeSet::new(),
+            applied: BTreeSet::new(),
             registered,
         })
     }
@@ -182,15 +199,29 @@ impl MemorySlots {
         self.nr_slots.saturating_sub(ram_regions + 1) / 2
     }
 
-    /// Makes exactly `pages` (page-aligned guest-physical addresses inside RAM) read-only.
+    /// Makes exactly `pages` (page-aligned guest-physical addresses inside RAM) and the pinned
+    /// pages read-only.
     pub(crate) fn set_read_only(&mut self, pages: BTreeSet<u64>) -> Result<(), MemslotError> {
-        if pages == self.read_only_pages {
-            return Ok(());
+        let pinned = self.pinned.clone();
+        self.protect(pages, pinned)
+    }
+
+    /// Makes exactly `pinned` and the debugger's pages read-only.
+    pub(crate) fn set_pinned(&mut self, pinned: BTreeSet<u64>) -> Result<(), MemslotError> {
+        let pages = self.read_only_pages.clone();
+        self.protect(pages, pinned)
+    }
+
+    fn protect(&mut self, pages: BTreeSet<u64>, pinned: BTreeSet<u64>) -> Result<(), MemslotError> {
+        let union: BTreeSet<u64> = pages.union(&pinned).copied().collect();
+        if union != self.applied {
+            self.registered.wait()?;
+            let layout = Self::layout(&self.ram, &union);
+            self.apply(layout)?;
+            self.applied = union;
         }
-        self.registered.wait()?;
-        let layout = Self::layout(&self.ram, &pages);
-        self.apply(layout)?;
         self.read_only_pages = pages;
+        self.pinned = pinned;
         Ok(())
     }
 

@@ -4,6 +4,7 @@ pub(crate) mod cpuid;
 pub mod doctor;
 pub(crate) mod emulation_failure;
 pub mod guest_debug;
+pub(crate) mod held_aps;
 pub mod host_caps;
 pub(crate) mod kick;
 pub(crate) mod kvm_vcpu;

@@ -5,21 +5,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED,
-    KVM_MP_STATE_UNINITIALIZED,
+    kvm_mp_state, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::boot::layout::{
     CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR, GDT_ADDR, GDT_ENTRIES, GDT_LIMIT,
 };
-use crate::boot::{BootCpuState, EntryMode};
+use crate::boot::{BootCpuState, EntryMode, LoaderGdt};
 use crate::devices::i8042::KeyboardInput;
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::emulation_failure::{
     complete_fwait, complete_soft_interrupt, fetched_insn, SoftInterrupt, Unemulated, MAX_INSN_LEN,
 };
 use crate::vmm::guest_debug::{DebugConfig, DebugInfo, DebugState};
+use crate::vmm::held_aps::HeldAps;
 use crate::vmm::kick;
 use crate::vmm::kvm_vcpu::KvmVcpu;
 pub use crate::vmm::kvm_vcpu::VcpuError;
@@ -35,6 +36,7 @@ use crate::x86::paging::PagedMemory;
 use crate::x86::segment::{SegmentCache, SegmentDescriptor, SegmentSelector};
 
 const HLT: u8 = 0xF4;
+const MSR_IA32_PAT: u32 = 0x277;
 
 /// Why a vCPU stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +190,9 @@ pub struct Vcpu {
     pub(crate) keyboard: Option<KeyboardInput>,
     /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
     pub(crate) protected_writes_applied: u64,
+    /// The VM's APs held for the Limine MP feature: this vCPU releases them when it writes
+    /// a `goto_address`, and starts when released itself.
+    pub(crate) held_aps: Option<Arc<HeldAps>>,
     /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0] as this vCPU's CPUID says): which
     /// page-table entry bits the CPU treats as reserved.
     maxphyaddr: u8,
@@ -225,6 +230,7 @@ impl Vcpu {
             protection: None,
             keyboard: None,
             protected_writes_applied: 0,
+            held_aps: None,
             maxphyaddr: DEFAULT_MAXPHYADDR,
             sampler: ProgressSampler::default(),
             exits: 0,
@@ -297,7 +303,27 @@ impl Vcpu {
     /// Must be called on the thread that will run this vCPU, before [`Vcpu::run`].
     pub(crate) fn bind_to_current_thread(&mut self) -> kick::Kicker {
         kick::register_current_thread(self.kvm.run_page());
-        kick::Kicker::for_current_thread()
+        let kicker = kick::Kicker::for_current_thread();
+        if let Some(held) = &self.held_aps {
+            held.register(self.id, kicker);
+        }
+        kicker
+    }
+
+    /// When this vCPU is a held AP the kernel has released: enters it as the Limine protocol
+    /// says (see [`HeldAps`]). Whether it was.
+    fn start_if_released(&mut self) -> Result<bool, VcpuError> {
+        let Some(start) = self.held_aps.as_ref().and_then(|h| h.take_start(self.id)) else {
+            return Ok(false);
+        };
+        self.set_boot_state(&start.cpu)?;
+        let mut regs = self.kvm.get_regs()?;
+        regs.rdi = start.rdi;
+        self.kvm.set_regs(&regs)?;
+        self.kvm.set_mp_state(kvm_mp_state {
+            mp_state: KVM_MP_STATE_RUNNABLE,
+        })?;
+        Ok(true)
     }
 
     /// Forgets a kick that arrived after KVM_RUN returned, so the next run is not cut short.
@@ -334,6 +360,19 @@ impl Vcpu {
                 sregs.cr4 = Cr4Flags::PAE.bits();
                 sregs.efer = (EferFlags::LME | EferFlags::LMA).bits();
             }
+            EntryMode::Long64Gdt(gdt) => {
+                set_loader_segments(&mut sregs, &gdt);
+                sregs.cr0 = (Cr0Flags::PE | Cr0Flags::ET | Cr0Flags::WP | Cr0Flags::PG).bits();
+                sregs.cr3 = boot.cr3;
+                sregs.cr4 = Cr4Flags::PAE.bits();
+                sregs.efer = (EferFlags::LME | EferFlags::LMA | EferFlags::NXE).bits();
+                // No TSS: base and limit 0 (the protocol's state from base revision 5).
+                sregs.tr.base = 0;
+                sregs.tr.limit = 0;
+                if !self.kvm.set_msr(MSR_IA32_PAT, gdt.pat)? {
+                    log::warn!("KVM refused IA32_PAT {:#x}", gdt.pat);
+                }
+            }
         }
         self.kvm.set_sregs(&sregs)?;
         let regs = kvm_regs {
@@ -364,6 +403,7 @@ impl Vcpu {
         if let Some(registered) = self.ram_registered.take() {
             registered.wait()?;
         }
+        self.start_if_released()?;
         let mut mode = if self.debug.catch_mode {
             Some(self.mode_key()?)
         } else {
@@ -489,6 +529,9 @@ impl Vcpu {
             let _ = self.ram.write(*phys, &[0xCC]);
         }
         drop(planted);
+        if let Some(held) = self.held_aps.as_ref().filter(|h| h.watches(addr, len)) {
+            held.poll(&self.ram);
+        }
         let touches_watch = self
             .debug
             .watched
@@ -612,6 +655,9 @@ impl Vcpu {
         if self.borrowed {
             return Ok(Some(VcpuEvent::Yielded));
         }
+        if self.start_if_released()? {
+            return Ok(None);
+        }
         if self.halted_for_good()? {
             return Ok(Some(VcpuEvent::Halted));
         }
@@ -696,7 +742,11 @@ impl Vcpu {
             return Ok(None);
         }
         let mp = self.kvm.get_mp_state()?;
-        if mp.mp_state == KVM_MP_STATE_HALTED {
+        // Halted, or an AP not started yet: it runs no instruction, so none is stuck.
+        if matches!(
+            mp.mp_state,
+            KVM_MP_STATE_HALTED | KVM_MP_STATE_UNINITIALIZED | KVM_MP_STATE_INIT_RECEIVED
+        ) {
             return Ok(None);
         }
         if !progress::is_stalled(self.insn_at_pc(&regs, &sregs).as_ref(), unchanged) {
@@ -772,6 +822,10 @@ impl Vcpu {
             }
         });
         self.in_window = false;
+        // A goto_address written inside the window never left KVM.
+        if let Some(held) = &self.held_aps {
+            held.poll(&self.ram);
+        }
         self.apply_debug(self.kvm_debug(), 0)?;
         let event = outcome??;
         self.clear_leaked_trap_flag(&start_regs)?;
@@ -1021,6 +1075,32 @@ fn set_flat_segments(sregs: &mut kvm_sregs, code_selector: u16) {
     sregs.ss = data;
     sregs.gdt.base = GDT_ADDR;
     sregs.gdt.limit = GDT_LIMIT;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+}
+
+/// Loads CS and the data segments from a loader's GDT, and points GDTR at it.
+fn set_loader_segments(sregs: &mut kvm_sregs, gdt: &LoaderGdt) {
+    let load = |selector: u16| {
+        let raw = gdt
+            .entries
+            .get(usize::from(selector >> 3))
+            .copied()
+            .unwrap_or(0);
+        to_kvm_segment(&SegmentCache::from_descriptor(
+            SegmentSelector(selector),
+            SegmentDescriptor(raw),
+        ))
+    };
+    sregs.cs = load(gdt.code_selector);
+    let data = load(gdt.data_selector);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = gdt.base;
+    sregs.gdt.limit = (gdt.entries.len() * 8 - 1) as u16;
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
 }

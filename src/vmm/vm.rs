@@ -103,7 +103,8 @@ pub struct Vm {
     pub(crate) serial_input: SerialInput,
     /// Types keys into the i8042's keyboard.
     pub(crate) keyboard: KeyboardInput,
-    /// The VM's descriptor and its port bus, for devices attached after creation.
+    /// The VM's descriptor and its port bus, for devices attached after creation (and VM-wide
+    /// state set after the load: the 8259s' masks).
     fd: Arc<VmFd>,
     bus: Arc<Mutex<PioBus>>,
     /// KVM's supported CPUID, asked for once (each KVM_GET_SUPPORTED_CPUID runs CPUID on the
@@ -344,6 +345,28 @@ fn pic_bases_as_a_bios_leaves_them(vm: &VmFd) -> Result<(), VmError> {
             .map_err(|e| VmError::Kvm("SET_IRQCHIP", e))?;
     }
     Ok(())
+}
+
+impl Vm {
+    /// Masks every IRQ of both 8259s (their IMR), as the Limine protocol hands a kernel over.
+    pub(crate) fn mask_legacy_pic(&self) -> Result<(), VmError> {
+        use kvm_bindings::{kvm_irqchip, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE};
+        for chip_id in [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE] {
+            let mut chip = kvm_irqchip {
+                chip_id,
+                ..Default::default()
+            };
+            self.fd
+                .get_irqchip(&mut chip)
+                .map_err(|e| VmError::Kvm("GET_IRQCHIP", e))?;
+            // For a PIC chip_id KVM filled the union's `pic` member.
+            chip.chip.pic.imr = 0xff;
+            self.fd
+                .set_irqchip(&chip)
+                .map_err(|e| VmError::Kvm("SET_IRQCHIP", e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Sets LINT0 to ExtINT and LINT1 to NMI on the boot CPU, as a PC BIOS leaves them, so the

@@ -194,8 +194,11 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
     let elf = tmp.join(format!("{}.elf", spec.name));
     let (as_flag, gcc_flag, emulation) = match spec.bits {
         ObjectBits::Bits32 => ("--32", "-m32", "elf_i386"),
-        ObjectBits::Bits64 => ("--64", "-m64", "elf_x86_64"),
+        ObjectBits::Bits64 | ObjectBits::Bits64HigherHalf | ObjectBits::Bits64Pie => {
+            ("--64", "-m64", "elf_x86_64")
+        }
     };
+    let (gcc_extra, ld_extra) = spec.bits.extra_flags();
     let mut as_args = vec![
         as_flag.to_string(),
         "-g".to_string(),
@@ -217,6 +220,7 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
         let c_obj = tmp.join(format!("{}-{stem}.c.o", spec.name));
         let mut gcc_args = vec![gcc_flag.to_string()];
         gcc_args.extend(GCC_FLAGS.iter().map(|f| f.to_string()));
+        gcc_args.extend(gcc_extra.iter().map(|f| f.to_string()));
         gcc_args.extend([
             "-c".to_string(),
             "-o".to_string(),
@@ -231,11 +235,14 @@ fn commands(spec: &KernelSpec, src: &Path, tmp: &Path) -> Vec<(&'static str, Vec
         emulation.to_string(),
         "-z".to_string(),
         "max-page-size=0x1000".to_string(),
+    ];
+    ld_args.extend(ld_extra.iter().map(|f| f.to_string()));
+    ld_args.extend([
         "-T".to_string(),
         p(src.join(spec.linker_script)),
         "-o".to_string(),
         p(elf.clone()),
-    ];
+    ]);
     ld_args.extend(objects);
     cmds.push(("ld", ld_args));
     if spec.has_flat() {

@@ -39,6 +39,8 @@ pub enum BootFormat {
     Multiboot2Addr,
     /// PVH ELF (Xen PHYS32_ENTRY note), entered in 32-bit protected mode with EBX → start info.
     Pvh,
+    /// Limine-protocol ELF64 (requests in its image), entered in long mode in the higher half.
+    Limine,
 }
 
 /// Instruction set the source is assembled for (`as --32`/`--64`, `ld -m elf_i386`/`elf_x86_64`).
@@ -48,6 +50,36 @@ pub(crate) enum ObjectBits {
     Bits32,
     /// ELF64 x86-64 object and executable (may still contain `.code16`/`.code32` parts).
     Bits64,
+    /// ELF64 linked in the top 2 GiB (`ld --defsym KERNEL_BASE=0xffffffff80000000`), C
+    /// compiled with `-mcmodel=kernel`.
+    Bits64HigherHalf,
+    /// ELF64 position-independent executable linked at 0 (`ld -pie`, `KERNEL_BASE=0`), C
+    /// compiled with `-fpie`.
+    Bits64Pie,
+}
+
+impl ObjectBits {
+    /// gcc flags after [`GCC_FLAGS`] and ld flags before the linker script, for this format.
+    pub(crate) fn extra_flags(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            ObjectBits::Bits32 | ObjectBits::Bits64 => (&[], &[]),
+            ObjectBits::Bits64HigherHalf => (
+                &["-mcmodel=kernel"],
+                &["--defsym", "KERNEL_BASE=0xffffffff80000000"],
+            ),
+            ObjectBits::Bits64Pie => (
+                &["-fpie"],
+                &[
+                    "-pie",
+                    "--no-dynamic-linker",
+                    "-z",
+                    "text",
+                    "--defsym",
+                    "KERNEL_BASE=0",
+                ],
+            ),
+        }
+    }
 }
 
 /// How one kernel is built.
@@ -343,6 +375,24 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         defsyms: &[],
         c_sources: &["fb-mb2.c", "fb-common.c"],
         format: BootFormat::Multiboot2Elf,
+    },
+    KernelSpec {
+        name: "limine-basic",
+        source: "limine.S",
+        linker_script: "limine-sections.ld",
+        bits: ObjectBits::Bits64HigherHalf,
+        defsyms: &[],
+        c_sources: &["limine.c"],
+        format: BootFormat::Limine,
+    },
+    KernelSpec {
+        name: "limine-pie",
+        source: "limine.S",
+        linker_script: "limine-sections.ld",
+        bits: ObjectBits::Bits64Pie,
+        defsyms: &[],
+        c_sources: &["limine.c"],
+        format: BootFormat::Limine,
     },
     KernelSpec {
         name: "nobios-int10",

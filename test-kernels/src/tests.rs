@@ -17,7 +17,7 @@ fn every_kernel_has_its_sources_and_a_name_of_its_own() {
         // gcc builds objects of the kernel's own format.
         let m_flag = match s.bits {
             ObjectBits::Bits32 => "-m32",
-            ObjectBits::Bits64 => "-m64",
+            ObjectBits::Bits64 | ObjectBits::Bits64HigherHalf | ObjectBits::Bits64Pie => "-m64",
         };
         let cmds = commands(s, Path::new("src"), Path::new("tmp"));
         let gcc_runs = cmds.iter().filter(|(tool, _)| *tool == "gcc");
