@@ -31,6 +31,7 @@ pub mod demo;
 pub mod devices;
 pub mod gdb;
 pub mod iso;
+pub mod qemu;
 pub mod relay;
 pub mod runner;
 pub mod snapshot;
