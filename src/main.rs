@@ -26,8 +26,8 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .init();
     // `gdbvisor qemu …` and the qemu-system-* shims: QEMU's flags, never clap's reading of them.
-    let parsed = match gdbvisor::qemu::invocation(std::env::args_os()) {
-        Some(qemu_args) => gdbvisor::qemu::command_line(&qemu_args),
+    let parsed = match gdbvisor::qemu::entry::invocation(std::env::args_os()) {
+        Some(qemu_args) => gdbvisor::qemu::entry::command_line(&qemu_args),
         None => Cli::try_parse().map_err(|e| {
             let _ = e.print();
             if e.use_stderr() {

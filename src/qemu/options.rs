@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 
-use super::QemuArgsError;
+use super::error::QemuArgsError;
 
 /// The flags that take a value, by QEMU's name. A flag in neither list is unknown: it is
 /// refused before anything runs, since whether it takes a value cannot be known.

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::QemuArgsError;
+use super::error::QemuArgsError;
 
 /// The names a Makefile calls QEMU by (gdbvisor's machine serves both: an i386 kernel boots on
 /// an x86-64 CPU as on QEMU's i386 one).

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
 
+use super::error::QemuArgsError;
 use super::options::{key_values, QemuCommandLine, QemuOption};
-use super::QemuArgsError;
 use crate::cli::{parse_size, Cli};
 
 /// A QEMU command line as gdbvisor runs it.
@@ -370,6 +370,7 @@ impl Machine {
                     ))
                 }
                 ("if", "ide") => self.ide_given = true,
+                ("if", "pflash") => return Err(refuse(FIRMWARE)),
                 ("if", _) => return Err(refuse("gdbvisor's disks are IDE: use if=ide (or no if=)")),
                 ("index", n) => {
                     index = Some(n.parse::<usize>().ok().filter(|n| *n <= 2).ok_or_else(|| {
@@ -462,7 +463,8 @@ impl Machine {
                 check_raw(&drive.path, name)?;
             }
         }
-        match (&self.kernel, self.boot_disk()?) {
+        let boot = self.boot_disk()?;
+        match (&self.kernel, &boot) {
             (Some(kernel), _) => {
                 out.push(format!("--kernel={kernel}"));
                 if let Some(initrd) = &self.initrd {
@@ -493,7 +495,7 @@ impl Machine {
         for (drive, (qemu, name)) in self.disks.iter().zip([("-hda", "hda"), ("-hdb", "hdb")]) {
             if let Some(drive) = drive {
                 let spec = drive.spec(self.snapshot);
-                match (has_flag(name), self.boot_disk()?.as_ref()) {
+                match (has_flag(name), &boot) {
                     (true, _) => out.push(format!("--{name}={spec}")),
                     // Booting its first sector needs no IDE disk: say that the disk is missing.
                     (false, Some(BootFrom::Disk(boot))) if *boot == drive.path => warnings.push(format!(
