@@ -131,3 +131,40 @@ pub fn command_line(args: &[OsString]) -> Result<crate::cli::Cli, i32> {
         crate::runner::status::BAD_INPUT
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn qemu_first_or_a_shim_name_is_a_qemu_invocation() {
+        let found = |list: &[&str]| invocation(args(list).into_iter());
+        assert_eq!(found(&["gdbvisor", "qemu", "-s"]), Some(args(&["-s"])));
+        assert_eq!(
+            found(&["/x/qemu-system-i386", "-kernel", "k"]),
+            Some(args(&["-kernel", "k"]))
+        );
+        assert_eq!(found(&["gdbvisor", "-s", "qemu"]), None);
+        assert_eq!(found(&["gdbvisor"]), None);
+    }
+
+    #[test]
+    fn help_version_dry_run_and_shims_are_plans_of_their_own() {
+        assert_eq!(plan(&args(&["-help"])), Ok(Plan::Help));
+        assert_eq!(plan(&args(&["--version"])), Ok(Plan::Version));
+        assert_eq!(
+            plan(&args(&["--install-shims", "d"])),
+            Ok(Plan::InstallShims(PathBuf::from("d")))
+        );
+        assert!(plan(&args(&["--install-shims"])).is_err());
+        assert!(matches!(
+            plan(&args(&["--dry-run", "-kernel", "k"])),
+            Ok(Plan::Show(_))
+        ));
+        assert!(matches!(plan(&args(&["-kernel", "k"])), Ok(Plan::Run(_))));
+    }
+}
