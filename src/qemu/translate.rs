@@ -163,6 +163,12 @@ impl Machine {
         let flag = option.flag();
         match option.name.as_str() {
             "kernel" => self.kernel = Some(value.into()),
+            "initrd" if value.contains(",,") => {
+                return Err(QemuArgsError::unsupported(
+                    flag,
+                    "a module string with a comma (QEMU's ,,) cannot be given to gdbvisor: drop the comma",
+                ))
+            }
             "initrd" => self.initrd = Some(value.into()),
             "append" => self.append = Some(value.into()),
             "cdrom" => self.cdrom = Some(value.into()),

@@ -171,6 +171,10 @@ fn refused_flags_name_the_flag_and_what_to_do() {
         ),
         (&["-m"], "-m needs a value"),
         (
+            &["-kernel", "k", "-initrd", "m a,,b"],
+            "-initrd: a module string with a comma",
+        ),
+        (
             &["-kernel", "k", "-m", "lots"],
             "-m lots: 'lots' is not a size",
         ),
