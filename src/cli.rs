@@ -1,7 +1,7 @@
 //! Command-line interface: flags named for QEMU users where QEMU has one.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
@@ -9,9 +9,12 @@ use thiserror::Error;
 
 use crate::boot::framebuffer::Framebuffer;
 use crate::boot::BootFormat;
+use crate::devices::ata::config::{DriveSpec, IdeConfig};
+use crate::devices::scancode::{parse_keys, KeyError};
 use crate::devices::sink::SinkSpec;
 use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
+pub use crate::host_input::StdinTarget;
 use crate::vmm::clock_dilation::ClockDilation;
 use crate::vmm::cpuid::CpuidHide;
 
@@ -250,6 +253,57 @@ pub struct RunArgs {
         global = true
     )]
     pub screenshot: Option<PathBuf>,
+    /// Disks and keyboard.
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+}
+
+/// The flags of the IDE drives and the keyboard (docs/devices.md).
+#[derive(Debug, clap::Args)]
+pub struct DeviceArgs {
+    /// IDE primary master: a raw disk image, FILE[,readonly=on|snapshot=on]; writes reach
+    /// the file unless readonly=on (refused) or snapshot=on (kept in memory) (QEMU: -hda).
+    #[arg(long, value_name = "FILE[,OPTS]", global = true)]
+    pub hda: Option<DriveSpec>,
+    /// IDE primary slave, as --hda (QEMU: -hdb).
+    #[arg(long, value_name = "FILE[,OPTS]", global = true)]
+    pub hdb: Option<DriveSpec>,
+    /// An ISO file as the ATAPI CD-ROM on the secondary IDE channel, without booting from it
+    /// (QEMU: -cdrom beside -kernel); --cdrom boots from its ISO and attaches it so too.
+    #[arg(long, value_name = "FILE.iso", conflicts_with = "cdrom", global = true)]
+    pub ide_cdrom: Option<PathBuf>,
+    /// Type these keys into the guest's PS/2 keyboard, one byte at a time as the guest reads
+    /// them: text on a US layout, \n Enter, \t Tab, \b Backspace, \e Escape, \\ a
+    /// backslash, \<NAME> other keys and combinations (\<up>, \<f1>, \<ctrl-c>).
+    #[arg(long, value_name = "TEXT", value_parser = parse_keys_arg, global = true)]
+    pub keys: Option<KeyCodes>,
+    /// Where keys typed on a terminal go: `serial` (COM1's receive side, the default) or
+    /// `keyboard` (the PS/2 keyboard; the terminal is then in non-canonical mode, Ctrl-C
+    /// still stops gdbvisor). Stdin that is not a terminal is never read.
+    #[arg(long, value_enum, default_value = "serial", global = true)]
+    pub stdin: StdinTarget,
+}
+
+impl DeviceArgs {
+    /// The IDE drives these flags ask for; `boot_cdrom` is the ISO `--cdrom` boots from, which
+    /// is the CD-ROM too, as under QEMU.
+    pub fn ide(&self, boot_cdrom: Option<&Path>) -> IdeConfig {
+        IdeConfig {
+            hda: self.hda.clone(),
+            hdb: self.hdb.clone(),
+            cdrom: boot_cdrom
+                .map(Path::to_path_buf)
+                .or_else(|| self.ide_cdrom.clone()),
+        }
+    }
+}
+
+/// Scan codes parsed from `--keys`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCodes(pub Vec<u8>);
+
+fn parse_keys_arg(text: &str) -> Result<KeyCodes, KeyError> {
+    parse_keys(text).map(KeyCodes)
 }
 
 /// `--gdb-arch` values.
@@ -475,6 +529,43 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         let err = Cli::try_parse_from(["g", "--kernel", "k", "--maxphyaddr", "40"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn device_flags() {
+        let cli = Cli::try_parse_from([
+            "g",
+            "--hda",
+            "a.img",
+            "--hdb",
+            "b.img,snapshot=on",
+            "--keys",
+            "Hi\\n",
+            "--stdin",
+            "keyboard",
+        ])
+        .unwrap();
+        let ide = cli.run.devices.ide(None);
+        assert_eq!(ide.hda.unwrap().path, PathBuf::from("a.img"));
+        assert_eq!(
+            ide.hdb.unwrap().mode,
+            crate::devices::ata::image::WriteMode::Snapshot
+        );
+        assert_eq!(
+            cli.run.devices.keys,
+            Some(KeyCodes(vec![
+                0x2A, 0x23, 0xA3, 0xAA, 0x17, 0x97, 0x1C, 0x9C
+            ]))
+        );
+        assert_eq!(cli.run.devices.stdin, StdinTarget::Keyboard);
+        let err = Cli::try_parse_from(["g", "--hda", "a.img,cache=none"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("readonly=on|snapshot=on"), "{err}");
+        let err = Cli::try_parse_from(["g", "--keys", "\\<nokey>"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key name 'nokey'"), "{err}");
     }
 
     #[test]

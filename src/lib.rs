@@ -30,6 +30,7 @@ pub mod cli;
 pub mod demo;
 pub mod devices;
 pub mod gdb;
+pub mod host_input;
 pub mod iso;
 pub mod qemu;
 pub mod relay;

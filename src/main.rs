@@ -16,7 +16,7 @@ use gdbvisor::gdb::session::GdbOptions;
 use gdbvisor::iso::boot_entry::{CdromBoot, CdromError};
 use gdbvisor::iso::fs::IsoFs;
 use gdbvisor::relay;
-use gdbvisor::runner::{self, status, ExceptionTraceRequest, RunRequest};
+use gdbvisor::runner::{self, status, DeviceRequest, ExceptionTraceRequest, RunRequest};
 use gdbvisor::snapshot::post_mortem::PostMortem;
 use gdbvisor::vmm::doctor;
 use gdbvisor::vmm::host_caps::HostCaps;
@@ -190,6 +190,11 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         }),
         framebuffer: args.framebuffer,
         screenshot: args.screenshot,
+        devices: DeviceRequest {
+            ide: args.devices.ide(args.cdrom.as_deref()),
+            keys: args.devices.keys.clone().map(|k| k.0).unwrap_or_default(),
+            stdin: args.devices.stdin,
+        },
     };
     let interrupt = Arc::new(AtomicBool::new(false));
     let handler_flag = interrupt.clone();

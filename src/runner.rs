@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{IsTerminal, LineWriter, Read, Write};
+use std::io::{IsTerminal, LineWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use crate::boot::elf::{self, ElfClass};
 use crate::boot::framebuffer::{Framebuffer, FramebufferError};
 use crate::boot::image::{Image, ImageError};
 use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
-use crate::devices::serial::SerialInput;
+use crate::devices::ata::config::IdeConfig;
+use crate::devices::ata::image::DiskImageError;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
 use crate::gdb::arch::{ArchChoice, RegLayout};
@@ -21,6 +22,7 @@ use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::live::exceptions::ExceptionTrace;
 use crate::gdb::monitor;
 use crate::gdb::session::{self, GdbOptions, SessionError};
+use crate::host_input::{self, KeyboardTerminal, StdinTarget};
 use crate::snapshot::post_mortem::PostMortem;
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::clock_dilation::{self, ClockDilation};
@@ -81,6 +83,9 @@ pub enum RunError {
     /// The Ctrl-C handler cannot be installed.
     #[error("cannot install the Ctrl-C handler: {0}")]
     Signal(ctrlc::Error),
+    /// A disk or CD-ROM image cannot be attached.
+    #[error("{0}")]
+    Disk(#[from] DiskImageError),
     /// The framebuffer the kernel asks for does not fit.
     #[error("{path}: {source} (--framebuffer WxH gives another size)")]
     Framebuffer {
@@ -99,6 +104,7 @@ impl RunError {
             | RunError::Boot { .. }
             | RunError::Output(_)
             | RunError::Snapshot { .. }
+            | RunError::Disk(_)
             | RunError::Framebuffer { .. } => status::BAD_INPUT,
             RunError::Vm(VmError::Memory(_) | VmError::Cpus { .. }) => status::BAD_INPUT,
             _ => status::KVM_FAILURE,
@@ -140,6 +146,19 @@ pub struct RunRequest {
     pub framebuffer: Option<Framebuffer>,
     /// `--screenshot FILE.png`: where the framebuffer goes when the run ends.
     pub screenshot: Option<PathBuf>,
+    /// The IDE drives and keyboard input.
+    pub devices: DeviceRequest,
+}
+
+/// The IDE drives of a run and what types into its keyboard.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceRequest {
+    /// Disks and CD-ROM.
+    pub ide: IdeConfig,
+    /// Scan codes typed into the keyboard as the guest reads them (`--keys`).
+    pub keys: Vec<u8>,
+    /// Where a terminal's keys go.
+    pub stdin: StdinTarget,
 }
 
 /// What `--trace-exceptions` traces, and where its lines go.
@@ -210,6 +229,7 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
     caps: HostCaps,
 ) -> Result<RunEnd, RunError> {
+    let drives = request.devices.ide.open()?;
     let bad_boot = |source| RunError::Boot {
         path: request.name.clone(),
         source,
@@ -243,6 +263,10 @@ pub fn run(
     )?;
     // The host's teardown of the VM waits for the process's exit (see `relay`).
     vm.release_at_exit();
+    vm.attach_ide(drives)?;
+    if !request.devices.keys.is_empty() {
+        vm.keyboard.type_codes(&request.devices.keys);
+    }
     let hidden = request.cpuid_hide.resolve(format, || caps.cpuid_gaps());
     params.format = Some(format);
     let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
@@ -314,8 +338,14 @@ pub fn run(
         .gdb
         .as_ref()
         .is_some_and(|g| g.endpoint == GdbEndpoint::Stdio);
+    // Restores the terminal when the run ends (keys typed there went to the keyboard).
+    let mut _terminal = None;
     if std::io::stdin().is_terminal() && !gdb_on_stdio {
-        forward_stdin(vm.serial_input.clone());
+        let target = request.devices.stdin;
+        if target == StdinTarget::Keyboard {
+            _terminal = KeyboardTerminal::enter();
+        }
+        host_input::forward_stdin(target, vm.serial_input.clone(), vm.keyboard.clone());
     }
     let ram = vm.ram.clone();
     let trace = request
@@ -491,33 +521,6 @@ fn warn_if_no_legacy_paging(caps: HostCaps) {
         eprintln!(
             "gdbvisor: warning: this kernel starts in 32-bit mode and writes CR0; this host's KVM cannot run 32-bit paging or PAE without long mode, so enabling them will triple-fault (see `gdbvisor doctor`)"
         );
-    }
-}
-
-/// Types on a terminal reach the guest's COM1 receive FIFO.
-fn forward_stdin(input: SerialInput) {
-    let spawned = std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut buf = [0u8; 64];
-            let mut stdin = std::io::stdin();
-            while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut pending = &buf[..n];
-                while !pending.is_empty() {
-                    let taken = input.feed(pending);
-                    pending = &pending[taken..];
-                    if taken == 0 {
-                        // The guest has not drained its FIFO yet; it reads at its own pace.
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        log::warn!("serial input disabled: {e}");
     }
 }
 

@@ -27,8 +27,9 @@ const LAYERS: &[&[&str]] = &[
     &["gdb"],
     // The ELF-core format of a stopped VM, written and read: no gdb types in it.
     &["snapshot"],
-    // KVM: the VM, its vCPUs and their threads, host capabilities.
-    &["vmm"],
+    // KVM: the VM, its vCPUs and their threads, host capabilities; keys from the host's
+    // terminal for the devices.
+    &["vmm", "host_input"],
     // What an ISO image (`--cdrom`) boots: its files, its boot configs, the chosen entry read
     // into boot's images and modules.
     &["iso"],

@@ -1,10 +1,13 @@
 //! Legacy port-I/O devices and the bus that dispatches guest `in`/`out` to them.
 
+pub mod ata;
 pub(crate) mod debug_exit;
 pub(crate) mod debugcon;
 pub(crate) mod i8042;
+pub(crate) mod irq;
 pub(crate) mod pci;
 pub(crate) mod rtc;
+pub mod scancode;
 pub(crate) mod serial;
 pub mod sink;
 pub(crate) mod vga;

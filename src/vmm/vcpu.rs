@@ -14,6 +14,7 @@ use crate::boot::layout::{
     CODE32_SELECTOR, CODE64_SELECTOR, DATA_SELECTOR, GDT_ADDR, GDT_ENTRIES, GDT_LIMIT,
 };
 use crate::boot::{BootCpuState, EntryMode};
+use crate::devices::i8042::KeyboardInput;
 use crate::devices::{BusAction, PioBus};
 use crate::vmm::emulation_failure::{
     complete_fwait, complete_soft_interrupt, fetched_insn, SoftInterrupt, Unemulated, MAX_INSN_LEN,
@@ -183,6 +184,8 @@ pub struct Vcpu {
     /// The read-only pages a debugger set, which this vCPU lifts for one instruction the CPU
     /// cannot finish on a protected page (see [`crate::vmm::progress`]).
     pub(crate) protection: Option<Protection>,
+    /// The VM's keyboard, for `monitor sendkey` at a stop.
+    pub(crate) keyboard: Option<KeyboardInput>,
     /// Writes into read-only pages that KVM reported as MMIO and this loop applied.
     pub(crate) protected_writes_applied: u64,
     /// The guest's MAXPHYADDR (CPUID.80000008H:EAX[7:0] as this vCPU's CPUID says): which
@@ -220,6 +223,7 @@ impl Vcpu {
             borrowed: false,
             ram_registered: None,
             protection: None,
+            keyboard: None,
             protected_writes_applied: 0,
             maxphyaddr: DEFAULT_MAXPHYADDR,
             sampler: ProgressSampler::default(),

@@ -9,9 +9,13 @@ use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::framebuffer::Framebuffer;
+use crate::devices::ata;
+use crate::devices::ata::channel::Channel;
+use crate::devices::ata::config::IdeDrives;
 use crate::devices::debug_exit::{self, DebugExit};
 use crate::devices::debugcon::{self, Debugcon};
-use crate::devices::i8042::{self, I8042};
+use crate::devices::i8042::{self, KeyboardInput, I8042};
+use crate::devices::irq::EventFdLine;
 use crate::devices::pci::{self, PciConfig};
 use crate::devices::rtc::{self, Rtc};
 use crate::devices::serial::{Com1, SerialInput, COM1_BASE, COM1_IRQ, COM1_LEN};
@@ -84,6 +88,7 @@ struct Made {
     vm_fd: std::os::fd::RawFd,
     slots: Protection,
     serial_input: SerialInput,
+    keyboard: KeyboardInput,
     bus: Arc<Mutex<PioBus>>,
 }
 
@@ -96,6 +101,11 @@ pub struct Vm {
     /// The vCPUs, by id.
     pub vcpus: Vec<Vcpu>,
     pub(crate) serial_input: SerialInput,
+    /// Types keys into the i8042's keyboard.
+    pub(crate) keyboard: KeyboardInput,
+    /// The VM's descriptor and its port bus, for devices attached after creation.
+    fd: Arc<VmFd>,
+    bus: Arc<Mutex<PioBus>>,
     /// KVM's supported CPUID, asked for once (each KVM_GET_SUPPORTED_CPUID runs CPUID on the
     /// host for every leaf, which a software-nested host traps).
     pub(crate) supported_cpuid: CpuId,
@@ -160,6 +170,7 @@ impl Vm {
             vm_fd,
             slots,
             serial_input,
+            keyboard,
             bus,
         } = made?;
         let supported_cpuid =
@@ -181,6 +192,7 @@ impl Vm {
             vcpu.set_maxphyaddr(maxphyaddr);
             vcpu.ram_registered = Some(slots.registered());
             vcpu.protection = Some(slots.clone());
+            vcpu.keyboard = Some(keyboard.clone());
             vcpus.push(vcpu);
         }
         Ok(Vm {
@@ -189,9 +201,47 @@ impl Vm {
             slots,
             vcpus,
             serial_input,
+            keyboard,
+            fd,
+            bus,
             supported_cpuid,
             vm_fd,
         })
+    }
+
+    /// Puts the IDE channels of `drives` on the bus: the disks on the primary channel, the
+    /// CD-ROM on the secondary; a channel without drives stays unclaimed (reads all ones).
+    pub(crate) fn attach_ide(&self, drives: IdeDrives) -> Result<(), VmError> {
+        let IdeDrives { primary, cdrom } = drives;
+        let mut channels = Vec::new();
+        if primary.iter().any(Option::is_some) {
+            let irq = self.irq_line(ata::PRIMARY_IRQ)?;
+            channels.push((
+                ata::PRIMARY_BASE,
+                ata::PRIMARY_CONTROL,
+                Channel::with_disks(primary, irq, "GVHD000"),
+            ));
+        }
+        if let Some(image) = cdrom {
+            let irq = self.irq_line(ata::SECONDARY_IRQ)?;
+            channels.push((
+                ata::SECONDARY_BASE,
+                ata::SECONDARY_CONTROL,
+                Channel::with_cdrom(image, irq, "GVCD000"),
+            ));
+        }
+        let mut bus = self.bus.lock().unwrap_or_else(|e| e.into_inner());
+        for (base, control, channel) in channels {
+            let (command_block, control_block) = channel.into_ports();
+            bus.insert(base, ata::COMMAND_BLOCK_LEN, Box::new(command_block));
+            bus.insert(control, 1, Box::new(control_block));
+        }
+        Ok(())
+    }
+
+    /// An interrupt line wired to ISA IRQ `irq` of the in-kernel irqchip.
+    fn irq_line(&self, irq: u32) -> Result<Box<EventFdLine>, VmError> {
+        irq_line(&self.fd, irq)
     }
 
     /// The VM, its RAM and its devices: all of [`Vm::new`] but the vCPUs.
@@ -222,11 +272,13 @@ impl Vm {
             .map_err(|e| VmError::Kvm("IRQFD", e))?;
         let com1 = Com1::new(serial_irq, options.serial);
         let serial_input = com1.input();
+        let i8042 = I8042::new(irq_line(&fd, i8042::IRQ)?);
+        let keyboard = i8042.input();
         let mut bus = PioBus::new();
         bus.insert(COM1_BASE, COM1_LEN, Box::new(com1));
         bus.insert(debugcon::PORT, 1, Box::new(Debugcon::new(options.debugcon)));
         bus.insert(debug_exit::PORT, debug_exit::LEN, Box::new(DebugExit));
-        bus.insert(i8042::BASE, i8042::LEN, Box::new(I8042));
+        bus.insert(i8042::BASE, i8042::LEN, Box::new(i8042));
         bus.insert(rtc::BASE, rtc::LEN, Box::new(Rtc::default()));
         bus.insert(pci::BASE, pci::LEN, Box::new(PciConfig::default()));
         let bus = Arc::new(Mutex::new(bus));
@@ -236,9 +288,18 @@ impl Vm {
             vm_fd,
             slots,
             serial_input,
+            keyboard,
             bus,
         })
     }
+}
+
+/// An eventfd registered with KVM_IRQFD as ISA IRQ `irq`.
+fn irq_line(fd: &VmFd, irq: u32) -> Result<Box<EventFdLine>, VmError> {
+    let event = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
+    fd.register_irqfd(&event, irq)
+        .map_err(|e| VmError::Kvm("IRQFD", e))?;
+    Ok(Box::new(EventFdLine(event)))
 }
 
 /// Each vCPU's CPUID names its own APIC ID, as firmware would see on real hardware.

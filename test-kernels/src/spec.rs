@@ -563,6 +563,36 @@ pub(crate) const SPECS: &[KernelSpec] = &[
         c_sources: &[],
         format: BootFormat::Multiboot1Elf,
     },
+    // C kernels with a multiboot1 boot.S (`hobby.S`, a.out kludge: QEMU's `-kernel` loads
+    // the flat image too) that switches to long mode: device drivers as hobby kernels write
+    // them, also run under QEMU by the side-by-side tests.
+    KernelSpec {
+        name: "ata",
+        source: "hobby.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &["hobby.c", "ata.c"],
+        format: BootFormat::Multiboot1Aout,
+    },
+    KernelSpec {
+        name: "atapi",
+        source: "hobby.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &["hobby.c", "atapi.c"],
+        format: BootFormat::Multiboot1Aout,
+    },
+    KernelSpec {
+        name: "keyboard",
+        source: "hobby.S",
+        linker_script: "multiboot.ld",
+        bits: ObjectBits::Bits64,
+        defsyms: &[("AOUT_KLUDGE", "1")],
+        c_sources: &["hobby.c", "keyboard.c"],
+        format: BootFormat::Multiboot1Aout,
+    },
     KernelSpec {
         name: "pfstorm",
         source: "pfstorm.S",

@@ -135,6 +135,27 @@ pub fn run_gdbvisor(args: &[&str]) -> Run {
     }
 }
 
+/// `run_gdbvisor` under [`gdb::DEADLINE`]: a run that hangs is killed and reaped (status -1).
+pub fn run_gdbvisor_within(args: &[&str]) -> Run {
+    use std::process::Stdio;
+    let mut child = gdbvisor()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gdbvisor runs");
+    let stdout = gdb::drain(child.stdout.take().unwrap());
+    let stderr = gdb::drain(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + gdb::DEADLINE;
+    let status = gdb::wait_until(&mut child, deadline).unwrap_or(-1);
+    Run {
+        status,
+        stdout: stdout.recv_timeout(gdb::DEADLINE).unwrap_or_default(),
+        stderr: stderr.recv_timeout(gdb::DEADLINE).unwrap_or_default(),
+    }
+}
+
 /// A flat boot-sector image: `code` at 0x7C00 and the 0x55AA signature.
 pub fn boot_sector(code: &[u8]) -> Vec<u8> {
     let mut image = vec![0u8; 512];

@@ -28,7 +28,7 @@ use crate::gdb::arch::{RegLayout, RegisterFile};
 use crate::gdb::backend::{Action, Backend, Ended, Refusal, RunControl, Waited};
 use crate::gdb::conn::{GdbConnection, SharedInbox};
 use crate::gdb::fault::TargetFault;
-use crate::gdb::monitor::{dump, msr, usage, Lines};
+use crate::gdb::monitor::{dump, keys, msr, usage, Lines};
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::host_caps::Capability;
 use crate::vmm::machine::VcpuReport;
@@ -132,6 +132,7 @@ impl Backend for LiveVm {
             }
             ("msr", _) => msr::msr(args, msr::from_kvm(&mut self.vm.machine, vcpu)),
             ("dump", [_, ..]) => self.dump(args),
+            ("sendkey", [_, ..]) => keys::sendkey(&mut self.vm.machine, vcpu, args),
             _ => Err(usage(name)),
         }
     }

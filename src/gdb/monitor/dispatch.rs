@@ -61,7 +61,7 @@ fn run<T: MonitorHost>(target: &mut T, vcpu: u8, name: &str, args: &[&str]) -> L
     };
     match name {
         "help" => help::help(args),
-        "hold" | "catch" | "msr" | "dump" | "trace" | "exceptions" => {
+        "hold" | "catch" | "msr" | "dump" | "trace" | "exceptions" | "sendkey" => {
             target.host_command(vcpu, name, args)
         }
         "arch" => arch(target, args),

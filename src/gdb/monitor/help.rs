@@ -172,6 +172,13 @@ pub(crate) const COMMANDS: &[Command] = &[
         "threads",
     ),
     cmd(
+        "sendkey",
+        &[],
+        "KEYS",
+        "type KEYS on the guest's PS/2 keyboard when it runs on, a byte as it reads one (--keys syntax: \\n Enter, \\<up>, \\<ctrl-c>; words joined by one space)",
+        "sendkey ls\\n",
+    ),
+    cmd(
         "hold",
         &[],
         "",

@@ -9,6 +9,7 @@ mod dispatch;
 mod dump;
 mod help;
 mod host;
+pub(crate) mod keys;
 mod memory;
 pub(crate) mod msr;
 mod pt;
