@@ -420,12 +420,6 @@ fn shims_run_a_makefile_unchanged() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whether this gdbvisor has the IDE disk and keyboard flags (docs/devices.md); until it does,
-/// `gdbvisor qemu` refuses -hda beside -kernel with a "not yet" line, which this checks instead.
-fn has_device_flags() -> bool {
-    run_gdbvisor(&["--help"]).stdout.contains("--hda")
-}
-
 /// The disk kernel through `-drive …,if=ide` and the keyboard kernel with `-- --keys`: what
 /// gdbvisor's `--hda`/`--keys` give, and the same bytes written to the disk image.
 #[test]
@@ -442,14 +436,6 @@ fn disk_and_keys_through_qemu_flags() {
         std::fs::write(&file, &pattern).unwrap();
         path(&file)
     };
-    if !has_device_flags() {
-        let img = disk("not-yet.img");
-        let elf = path(&kernel_elf("elf64"));
-        let refused = run_gdbvisor(&["qemu", "-kernel", &elf, "-hda", &img]);
-        refused.assert_status(2).assert_stderr_has("not yet");
-        eprintln!("SKIPPED disk_and_keys_through_qemu_flags: no --hda in this gdbvisor yet");
-        return;
-    }
     let ata = path(&kernel("ata"));
     let (qemu_disk, own_disk) = (disk("ata-qemu.img"), disk("ata-own.img"));
     let drive = format!("file={qemu_disk},format=raw,if=ide,index=0,media=disk");

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use super::error::QemuArgsError;
 use super::options::{key_values, QemuCommandLine, QemuOption};
@@ -110,25 +110,6 @@ pub fn translate(line: &QemuCommandLine) -> Result<Translation, QemuArgsError> {
     machine.emit(&mut argv, &mut warnings)?;
     argv.extend(line.gdbvisor_flags.iter().cloned());
     Ok(Translation { argv, warnings })
-}
-
-/// Whether this build of gdbvisor has the long flag `--NAME` (the disk and keyboard flags of
-/// docs/devices.md arrive with that work).
-fn has_flag(name: &str) -> bool {
-    Cli::command()
-        .get_arguments()
-        .any(|arg| arg.get_long() == Some(name))
-}
-
-/// `--NAME=VALUE`, refused with a "not yet" line where this build lacks `--NAME`.
-fn device_flag(flag: &str, name: &str, value: &str) -> Result<String, QemuArgsError> {
-    match has_flag(name) {
-        true => Ok(format!("--{name}={value}")),
-        false => Err(QemuArgsError::unsupported(
-            flag,
-            format!("not yet: this gdbvisor has no --{name} (the IDE disk and CD-ROM of docs/devices.md)"),
-        )),
-    }
 }
 
 /// A character-device target of `-serial` or `-debugcon` as gdbvisor's sink.
@@ -480,7 +461,7 @@ impl Machine {
                     out.push(format!("--append={append}"));
                 }
                 if let Some(iso) = &self.cdrom {
-                    out.push(device_flag("-cdrom", "ide-cdrom", iso)?);
+                    out.push(format!("--ide-cdrom={iso}"));
                 }
             }
             (None, Some(BootFrom::Cdrom(iso))) => out.push(format!("--cdrom={iso}")),
@@ -489,7 +470,7 @@ impl Machine {
                 out.push(format!("--kernel={path}"));
                 out.push("--format=flat".into());
                 if let Some(iso) = &self.cdrom {
-                    out.push(device_flag("-cdrom", "ide-cdrom", iso)?);
+                    out.push(format!("--ide-cdrom={iso}"));
                 }
             }
             (None, None) => {
@@ -498,17 +479,9 @@ impl Machine {
                 ))
             }
         }
-        for (drive, (qemu, name)) in self.disks.iter().zip([("-hda", "hda"), ("-hdb", "hdb")]) {
+        for (drive, name) in self.disks.iter().zip(["hda", "hdb"]) {
             if let Some(drive) = drive {
-                let spec = drive.spec(self.snapshot);
-                match (has_flag(name), &boot) {
-                    (true, _) => out.push(format!("--{name}={spec}")),
-                    // Booting its first sector needs no IDE disk: say that the disk is missing.
-                    (false, Some(BootFrom::Disk(boot))) if *boot == drive.path => warnings.push(format!(
-                        "{qemu}: not yet an IDE disk in this gdbvisor (no --{name}): its boot sector runs, its int 0x13 reads meet the no-BIOS stop"
-                    )),
-                    (false, _) => out.push(device_flag(qemu, name, &spec)?),
-                }
+                out.push(format!("--{name}={}", drive.spec(self.snapshot)));
             }
         }
         if let Some(memory) = &self.memory {
@@ -551,7 +524,7 @@ impl Machine {
         }
         // QEMU's window takes the keys when the terminal is not the serial console.
         let window = self.window.unwrap_or(!self.nographic);
-        if window && !self.serial_stdio && has_flag("stdin") {
+        if window && !self.serial_stdio {
             out.push("--stdin=keyboard".into());
         }
         argv.extend(out.into_iter().map(OsString::from));

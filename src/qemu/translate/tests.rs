@@ -217,13 +217,8 @@ fn a_disk_boots_its_boot_sector_when_the_boot_order_reaches_it() {
         "{boots}"
     );
     // -boot d, or a disk without a boot signature, leaves the CD to boot (the disk is then an
-    // IDE disk only, which needs --hda).
+    // IDE disk only).
     for hda in [bootable.path(), blank.path()] {
-        if !has_flag("hda") {
-            let err = line(&["-hda", hda, "-cdrom", "os.iso", "-boot", "d"]).unwrap_err();
-            assert!(err.to_string().contains("not yet"), "{err}");
-            continue;
-        }
         let order = if hda == blank.path() { "cad" } else { "d" };
         let cd = gdbvisor(&["-hda", hda, "-cdrom", "os.iso", "-boot", order]);
         assert!(cd.starts_with("--cdrom=os.iso"), "{cd}");
@@ -243,13 +238,6 @@ fn a_disk_boots_its_boot_sector_when_the_boot_order_reaches_it() {
 
 #[test]
 fn drives_take_their_slots() {
-    if !has_flag("hda") {
-        let err = line(&["-kernel", "k", "-drive", "file=/dev/null,format=raw"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not yet"), "{err}");
-        return;
-    }
     let disk = TempImage::new("slots.img", &[0; 512]);
     let d = disk.path();
     let mapped = gdbvisor(&[
