@@ -55,6 +55,7 @@ Examples:
   gdbvisor --cdrom os.iso --entry 1 -s -S    its second entry, for gdb (gdbvisor iso extract os.iso /boot/kernel.bin)
   gdb k.elf -ex 'target remote | gdbvisor --kernel k.elf --gdb stdio -S'
   gdbvisor doctor                            show what this host's KVM can do
+  gdbvisor qemu -kernel k.elf -serial stdio -s -S   QEMU's command line (docs/switching-from-qemu.md)
 
 Exit status: 0 guest halted (or reset), 2 bad input, 4 triple fault, 6 KVM failure,
 8 real-mode interrupt through an empty IVT vector (no BIOS), 130 Ctrl-C; an isa-debug-exit
@@ -83,6 +84,20 @@ pub enum Command {
     },
     /// Probe this host's KVM with a throwaway VM and report what it can do.
     Doctor,
+    /// Run a QEMU command line: gdbvisor qemu -kernel k.elf -s -S (`gdbvisor qemu -help`).
+    ///
+    /// `qemu` must be the first argument. gdbvisor run as `qemu-system-x86_64` or
+    /// `qemu-system-i386` (`gdbvisor qemu --install-shims DIR`) does the same;
+    /// docs/switching-from-qemu.md lists the flags.
+    Qemu {
+        /// QEMU's arguments.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "QEMU ARGUMENTS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Read an ISO 9660 image: list it, or write out one of its files (the kernel, for gdb).
     Iso {
         /// What to do with the image.

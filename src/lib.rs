@@ -32,6 +32,7 @@ pub mod devices;
 pub mod gdb;
 pub mod host_input;
 pub mod iso;
+pub mod qemu;
 pub mod relay;
 pub mod runner;
 pub mod snapshot;

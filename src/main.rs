@@ -25,13 +25,21 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { status::BAD_INPUT } else { 0 };
+    // `gdbvisor qemu …` and the qemu-system-* shims: QEMU's flags, never clap's reading of them.
+    let parsed = match gdbvisor::qemu::entry::invocation(std::env::args_os()) {
+        Some(qemu_args) => gdbvisor::qemu::entry::command_line(&qemu_args),
+        None => Cli::try_parse().map_err(|e| {
             let _ = e.print();
-            return exit(code);
-        }
+            if e.use_stderr() {
+                status::BAD_INPUT
+            } else {
+                0
+            }
+        }),
+    };
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(code) => return exit(code),
     };
     // The caller waits for this process; the host's teardown of the VM happens after it ends.
     let relay = relay::split()
@@ -73,6 +81,12 @@ fn run(cli: Cli) -> Result<i32, (String, i32)> {
         .map_err(|e| (e.to_string(), status::BAD_INPUT))?;
     let (name, image, gdb_elf, cdrom) = match (cli.command, &args.kernel) {
         (Some(Command::Iso { command }), _) => return iso_command(command),
+        (Some(Command::Qemu { .. }), _) => {
+            return Err((
+                "`qemu` comes first: gdbvisor qemu [QEMU ARGUMENTS]".into(),
+                status::BAD_INPUT,
+            ))
+        }
         (Some(Command::Doctor), _) => {
             return match doctor::examine(HostCaps::of_this_host()) {
                 Ok(report) => {

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // The binary: parses the command line and runs, opens a snapshot or reports the host.
     &["main"],
+    // `gdbvisor qemu`: QEMU's command line turned into the command line's own types.
+    &["qemu"],
     // One run from image file to exit status; the command line's definition, which names the
     // types of the layers below that its flags parse into.
     &["runner", "cli"],
