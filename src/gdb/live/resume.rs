@@ -29,7 +29,7 @@ impl LiveVm {
     /// gdb's resume: reports a stop at once when one is due (a stop held back, a dead vCPU
     /// asked to run, nothing to run), else starts the vCPUs. `current`: gdb's current thread's.
     pub(crate) fn handle_resume(&mut self, current: u8) -> Result<(), TargetFault> {
-        if !self.pending.is_empty() || self.vcpus.dead_runner().is_some() {
+        if self.pending_of_runner().is_some() || self.vcpus.dead_runner().is_some() {
             // Reported by the wait for the stop without running anything.
             return Ok(());
         }
@@ -54,7 +54,7 @@ impl LiveVm {
         self.resumed_actions = self.vcpus.actions();
         if self.trace.as_ref().is_some_and(|t| t.on) {
             self.step_off_entries()?;
-            if !self.pending.is_empty() || self.stepping_off.is_some() {
+            if self.pending_of_runner().is_some() || self.stepping_off.is_some() {
                 return Ok(());
             }
         }
@@ -75,7 +75,7 @@ impl LiveVm {
             step_alone[usize::from(id)] = Action::Step;
             self.vcpus.restore_actions(&step_alone);
             self.start_planned()?;
-            let Some((id, event)) = self.pending.pop_back() else {
+            let Some((id, event)) = self.take_pending_of_runner() else {
                 // The step outlasted the budget (a loaded host): the vCPU goes on on its own
                 // thread, and its report, through the event loop, resumes the rest.
                 self.stepping_off = Some(id);

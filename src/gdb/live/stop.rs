@@ -23,6 +23,21 @@ use crate::vmm::vcpu::VcpuEvent;
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl LiveVm {
+    /// The first held-back stop of a vCPU the current resume runs, if any; of any vCPU when
+    /// the resume runs none (it must still end in a stop).
+    pub(crate) fn pending_of_runner(&self) -> Option<usize> {
+        let runs_none = self.vcpus.runners().is_empty();
+        self.pending
+            .iter()
+            .position(|&(id, _)| runs_none || self.vcpus.action(id) != Action::Stay)
+    }
+
+    /// Takes [`LiveVm::pending_of_runner`]'s stop.
+    pub(crate) fn take_pending_of_runner(&mut self) -> Option<(u8, VcpuEvent)> {
+        let at = self.pending_of_runner()?;
+        self.pending.remove(at)
+    }
+
     /// Stops every vCPU still running and waits for each to report; reports other than the
     /// requested stop are kept for the next resume (all-stop: gdb hears them one at a time). A
     /// vCPU that does not stop within [`STOP_TIMEOUT`] of kicks is stuck inside the host's KVM.
@@ -72,7 +87,7 @@ impl LiveVm {
         // Stops the exception trace handled by itself: the vCPUs resume as gdb asked.
         let mut swallowed = false;
         loop {
-            while let Some((id, event)) = self.pending.pop_front() {
+            while let Some((id, event)) = self.take_pending_of_runner() {
                 let stop = match self.attached_trace_stop(id, event, &inbox, conn)? {
                     TraceStop::Swallowed => {
                         swallowed = true;

@@ -39,7 +39,9 @@ pub(crate) struct LiveVm {
     pub(crate) vcpus: VcpuRuns,
     pub(crate) debug: DebugBook,
     /// Stops that other vCPUs reported while the first stop was being handled; the next resume
-    /// reports them without running anything (all-stop).
+    /// that runs their vCPU reports them without running anything (all-stop). A resume that
+    /// leaves their vCPU where it is (gdb stepping another thread over a breakpoint) keeps
+    /// them: reporting one then would answer gdb's step with another thread's stop.
     pub(crate) pending: VecDeque<(u8, VcpuEvent)>,
     /// Set when the guest ended (debug-exit, reset): how the process ends.
     pub(crate) run_end: Option<RunEnd>,
