@@ -8,16 +8,18 @@ use super::super::loader::BootError;
 use super::super::memory::GuestMemoryExt;
 use super::area::{BootArea, PAGE};
 use super::error::LimineError;
+use crate::x86::PageTableFlags;
 
 const LARGE: u64 = 2 << 20;
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const WRITE_THROUGH: u64 = 1 << 3;
-const HUGE: u64 = 1 << 7;
-/// The PAT bit of a 4 KiB page's entry, and of a 2 MiB page's.
-const PAT_SMALL: u64 = 1 << 7;
-const PAT_LARGE: u64 = 1 << 12;
-const NO_EXECUTE: u64 = 1 << 63;
+const PRESENT: u64 = PageTableFlags::PRESENT.bits();
+const WRITABLE: u64 = PageTableFlags::WRITABLE.bits();
+const WRITE_THROUGH: u64 = PageTableFlags::WRITE_THROUGH.bits();
+const HUGE: u64 = PageTableFlags::HUGE_PAGE.bits();
+/// The PAT bit of a 4 KiB page's entry (where a larger page's entry has PS), and of a 2 MiB
+/// page's.
+const PAT_SMALL: u64 = PageTableFlags::HUGE_PAGE.bits();
+const PAT_LARGE: u64 = PageTableFlags::PAT_HUGE.bits();
+const NO_EXECUTE: u64 = PageTableFlags::NO_EXECUTE.bits();
 const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 
 /// Rights of a mapping.
