@@ -7,17 +7,24 @@ mod common;
 use common::gdb::*;
 use common::kvm_available;
 
+/// limine-basic's ELF, and the `target remote` command that runs it held for gdb on `cpus`
+/// vCPUs.
+fn limine_basic_under_gdb(cpus: u32) -> (std::path::PathBuf, String) {
+    let elf = elf("limine-basic");
+    let target = format!(
+        "target remote | {} --kernel {} --gdb stdio -S --cpus {cpus} --serial null",
+        vmm(),
+        elf.display()
+    );
+    (elf, target)
+}
+
 #[test]
 fn gdb_debugs_a_limine_kernel_from_its_first_instruction() {
     if !kvm_available("gdb limine") {
         return;
     }
-    let elf = elf("limine-basic");
-    let target = format!(
-        "target remote | {} --kernel {} --gdb stdio -S --cpus 3 --serial null",
-        vmm(),
-        elf.display()
-    );
+    let (elf, target) = limine_basic_under_gdb(3);
     let run = gdb(
         Some(&elf),
         &[
@@ -58,12 +65,7 @@ fn gdb_stops_a_released_ap_at_its_goto_address() {
     if !kvm_available("gdb limine ap") {
         return;
     }
-    let elf = elf("limine-basic");
-    let target = format!(
-        "target remote | {} --kernel {} --gdb stdio -S --cpus 2 --serial null",
-        vmm(),
-        elf.display()
-    );
+    let (elf, target) = limine_basic_under_gdb(2);
     let run = gdb(
         Some(&elf),
         &cmds(&[
@@ -91,12 +93,7 @@ fn two_aps_hitting_one_breakpoint_each_stop_in_turn() {
     if !kvm_available("gdb limine two aps") {
         return;
     }
-    let elf = elf("limine-basic");
-    let target = format!(
-        "target remote | {} --kernel {} --gdb stdio -S --cpus 3 --serial null",
-        vmm(),
-        elf.display()
-    );
+    let (elf, target) = limine_basic_under_gdb(3);
     for _ in 0..3 {
         let run = gdb(
             Some(&elf),
