@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use kvm_ioctls::Kvm;
 use thiserror::Error;
 
 use crate::boot::elf::{self, ElfClass};
 use crate::boot::framebuffer::{Framebuffer, FramebufferError};
 use crate::boot::image::{Image, ImageError};
 use crate::boot::{self, acpi, BootError, BootFormat, BootParams, EntryMode, LoadedKernel, Module};
-use crate::devices::ata::config::IdeConfig;
+use crate::devices::ata::config::{IdeConfig, IdeDrives};
 use crate::devices::ata::image::DiskImageError;
 use crate::devices::sink::SinkSpec;
 use crate::devices::vga;
@@ -21,12 +22,12 @@ use crate::gdb::arch::{ArchChoice, RegLayout};
 use crate::gdb::conn::GdbEndpoint;
 use crate::gdb::live::exceptions::ExceptionTrace;
 use crate::gdb::monitor;
-use crate::gdb::session::{self, GdbOptions, SessionError};
+use crate::gdb::session::{self, GdbOptions, MakeVcpus, SessionError};
 use crate::host_input::{self, KeyboardTerminal, StdinTarget};
 use crate::snapshot::post_mortem::PostMortem;
 use crate::snapshot::CpuSnapshot;
 use crate::vmm::clock_dilation::{self, ClockDilation};
-use crate::vmm::cpuid::{self, CpuidHide};
+use crate::vmm::cpuid::{self, CpuFeature, CpuidHide};
 use crate::vmm::held_aps::HeldAps;
 use crate::vmm::host_caps::{Capability, HostCaps};
 use crate::vmm::machine::{Machine, MachineError};
@@ -253,53 +254,43 @@ pub fn run(
         eprintln!("gdbvisor: {note}");
     }
     params.framebuffer = framebuffer;
-    let mut vm = Vm::with_framebuffer(
-        VmOptions {
-            memory: request.memory,
-            cpus: request.cpus,
-            serial: request.serial.open().map_err(RunError::Output)?,
-            debugcon: request.debugcon.open().map_err(RunError::Output)?,
-        },
-        framebuffer,
-    )?;
-    // The host's teardown of the VM waits for the process's exit (see `relay`).
-    vm.release_at_exit();
-    vm.attach_ide(drives)?;
-    if !request.devices.keys.is_empty() {
-        vm.keyboard.type_codes(&request.devices.keys);
-    }
+    // What the user can get wrong about KVM and RAM is found here, before anything is made.
+    let kvm = Vm::open_kvm(request.cpus)?;
+    let ram =
+        Arc::new(GuestRam::with_framebuffer(request.memory, framebuffer).map_err(VmError::from)?);
+    let options = VmOptions {
+        memory: request.memory,
+        cpus: request.cpus,
+        serial: request.serial.open().map_err(RunError::Output)?,
+        debugcon: request.debugcon.open().map_err(RunError::Output)?,
+    };
     let hidden = request.cpuid_hide.resolve(format, || caps.cpuid_gaps());
     params.format = Some(format);
     let switches = cpuid::linux_switches(format, &hidden, &params.cmdline);
     let dilation = request
         .clock_dilation
         .resolve(format, || caps.software_nested());
-    // KVM_GET_TSC_KHZ only when there is something to dilate: it is one more ioctl at start-up.
-    let tsc_khz = (dilation > 1)
-        .then(|| vm.vcpus[0].kvm().tsc_khz().ok())
-        .flatten();
+    // KVM_GET_TSC_KHZ only when there is something to dilate: it asks a vCPU, so the VM is
+    // made before the command line is final (and not while gdb says hello).
+    let (made, tsc_khz) = if dilation > 1 {
+        let vm = Vm::with_ram(kvm, options, ram.clone())?;
+        let tsc_khz = vm.vcpus[0].kvm().tsc_khz().ok();
+        (Made::Already(Box::new(vm)), tsc_khz)
+    } else {
+        (Made::Later(kvm, options), None)
+    };
     let clock_switch = clock_dilation::linux_switch(dilation, tsc_khz, &params.cmdline);
     for switch in switches.iter().chain(&clock_switch) {
         params.cmdline = format!("{} {switch}", params.cmdline).trim().to_string();
     }
     params.kernel_path = request.name.clone();
     params.cpus = request.cpus;
-    let kernel = boot::load(&*vm.ram, &request.image, &params).map_err(bad_boot)?;
-    if kernel.format == BootFormat::Limine {
-        vm.mask_legacy_pic()?;
-    }
-    if let Some(plan) = &kernel.held_aps {
-        let held = HeldAps::hold(plan, vm.slots.clone()).map_err(VmError::from)?;
-        for vcpu in &mut vm.vcpus {
-            vcpu.held_aps = Some(held.clone());
-        }
-    }
+    let kernel = boot::load(&*ram, &request.image, &params).map_err(bad_boot)?;
     // ACPI tables tell the kernel how many CPUs there are (not for real-mode flat images,
     // which may live in the BIOS area themselves).
     if format != BootFormat::Flat {
-        acpi::write_tables(&*vm.ram, request.cpus).map_err(bad_boot)?;
+        acpi::write_tables(&*ram, request.cpus).map_err(bad_boot)?;
     }
-    cpuid::apply(&vm, &hidden)?;
     if request.cpuid_hide == CpuidHide::Auto && !hidden.is_empty() {
         let names: Vec<&str> = hidden.iter().map(|f| f.name()).collect();
         eprintln!(
@@ -328,12 +319,11 @@ pub fn run(
     if kernel.cpu.mode == EntryMode::Protected32
         && kernel.format != BootFormat::Pvh
         && elf::class_of(request.image.head()) != Some(ElfClass::Elf64)
-        && code_has(&vm.ram, &kernel.code, writes_cr0)
-        && !code_has(&vm.ram, &kernel.code, code_sets_efer_lme)
+        && code_has(&ram, &kernel.code, writes_cr0)
+        && !code_has(&ram, &kernel.code, code_sets_efer_lme)
     {
         warn_if_no_legacy_paging(caps);
     }
-    vm.vcpus[0].set_boot_state(&kernel.cpu)?;
     eprintln!(
         "gdbvisor: {} kernel, entry {:#010x}, {} MiB RAM, {} vCPU{}",
         kernel.format,
@@ -352,14 +342,23 @@ pub fn run(
         .is_some_and(|g| g.endpoint == GdbEndpoint::Stdio);
     // Restores the terminal when the run ends (keys typed there went to the keyboard).
     let mut _terminal = None;
+    let mut stdin = None;
     if std::io::stdin().is_terminal() && !gdb_on_stdio {
         let target = request.devices.stdin;
         if target == StdinTarget::Keyboard {
             _terminal = KeyboardTerminal::enter();
         }
-        host_input::forward_stdin(target, vm.serial_input.clone(), vm.keyboard.clone());
+        stdin = Some(target);
     }
-    let ram = vm.ram.clone();
+    let recipe = VmRecipe {
+        made,
+        ram: ram.clone(),
+        drives,
+        keys: request.devices.keys.clone(),
+        hidden,
+        kernel: kernel.clone(),
+        stdin,
+    };
     let trace = request
         .trace_exceptions
         .as_ref()
@@ -380,10 +379,14 @@ pub fn run(
             );
             options.arch = ArchChoice::Fixed(layout);
         }
+        let make: MakeVcpus = Box::new(move || {
+            let vm = recipe.make().map_err(|e| e.to_string())?;
+            Ok((vm.vcpus, vm.slots))
+        });
         let end = session::serve(
-            vm.vcpus,
+            make,
+            request.cpus,
             ram.clone(),
-            vm.slots,
             options,
             trace,
             interrupt,
@@ -392,6 +395,7 @@ pub fn run(
         show_screens(&ram, request.screenshot.as_deref());
         return Ok(end);
     }
+    let vm = recipe.make()?;
     if let Some(trace) = trace {
         // The live gdb backend, with no gdb, stops at the IDT's handler entries.
         let end = session::run_traced(
@@ -441,6 +445,57 @@ pub fn run(
     drop(machine);
     show_screens(&ram, request.screenshot.as_deref());
     Ok(end)
+}
+
+/// The VM itself when it had to be made before the load (a dilated clock asks a vCPU), or what
+/// it is made with.
+enum Made {
+    Already(Box<Vm>),
+    Later(Kvm, VmOptions),
+}
+
+/// What the VM is made from once the kernel is in RAM: the making may run on its own thread
+/// while gdb says hello (see `session::serve`).
+struct VmRecipe {
+    made: Made,
+    ram: Arc<GuestRam>,
+    drives: IdeDrives,
+    keys: Vec<u8>,
+    hidden: Vec<CpuFeature>,
+    kernel: LoadedKernel,
+    /// Where a terminal's keys go, when stdin is one gdb does not use.
+    stdin: Option<StdinTarget>,
+}
+
+impl VmRecipe {
+    /// The VM with its devices, CPUID and the boot CPU's entry state, ready to run.
+    fn make(self) -> Result<Vm, RunError> {
+        let mut vm = match self.made {
+            Made::Already(vm) => *vm,
+            Made::Later(kvm, options) => Vm::with_ram(kvm, options, self.ram)?,
+        };
+        // The host's teardown of the VM waits for the process's exit (see `relay`).
+        vm.release_at_exit();
+        vm.attach_ide(self.drives)?;
+        if !self.keys.is_empty() {
+            vm.keyboard.type_codes(&self.keys);
+        }
+        if self.kernel.format == BootFormat::Limine {
+            vm.mask_legacy_pic()?;
+        }
+        if let Some(plan) = &self.kernel.held_aps {
+            let held = HeldAps::hold(plan, vm.slots.clone()).map_err(VmError::from)?;
+            for vcpu in &mut vm.vcpus {
+                vcpu.held_aps = Some(held.clone());
+            }
+        }
+        cpuid::apply(&vm, &self.hidden)?;
+        vm.vcpus[0].set_boot_state(&self.kernel.cpu)?;
+        if let Some(target) = self.stdin {
+            host_input::forward_stdin(target, vm.serial_input.clone(), vm.keyboard.clone());
+        }
+        Ok(vm)
+    }
 }
 
 /// After a triple fault: the chain of faults that ended in it, as `monitor why` tells it.

@@ -17,4 +17,7 @@ pub enum TargetFault {
     Slots(#[from] MemslotError),
     #[error("vCPU(s) {0:?} do not stop: stuck inside the host's KVM_RUN")]
     Stuck(Vec<u8>),
+    /// The VM could not be made (while gdb attached: see `live::arriving`).
+    #[error("{0}")]
+    Unmade(String),
 }

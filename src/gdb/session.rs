@@ -14,6 +14,7 @@ use crate::gdb::backend::{Backend, Ended};
 use crate::gdb::conn::{self, Client, GdbConnection, GdbEndpoint, Inbox, LoopInput, SharedInbox};
 use crate::gdb::event_loop::serve_client;
 use crate::gdb::fault::TargetFault;
+use crate::gdb::live::arriving::{Arriving, MakeLive};
 use crate::gdb::live::exceptions::ExceptionTrace;
 use crate::gdb::live::LiveVm;
 use crate::gdb::snapshot_target::SnapshotBackend;
@@ -54,12 +55,16 @@ pub struct GdbOptions {
     pub post_mortem: PostMortem,
 }
 
-/// Runs the VM with a gdb endpoint until the guest ends or gdb kills it; `trace`: the
-/// exception trace of `--trace-exceptions`.
+/// What makes the vCPUs and their memory slots; its error is the message gdbvisor ends with.
+pub(crate) type MakeVcpus = Box<dyn FnOnce() -> Result<(Vec<Vcpu>, Protection), String> + Send>;
+
+/// Runs the VM `make` makes, with `cpus` vCPUs around `ram`, and a gdb endpoint, until the
+/// guest ends or gdb kills it; `trace`: the exception trace of `--trace-exceptions`. With
+/// `wait` the VM is made while gdb attaches (see [`Arriving`]).
 pub(crate) fn serve(
-    vcpus: Vec<Vcpu>,
+    make: MakeVcpus,
+    cpus: u32,
     ram: Arc<GuestRam>,
-    slots: Protection,
     options: GdbOptions,
     trace: Option<ExceptionTrace>,
     interrupt: Arc<AtomicBool>,
@@ -68,7 +73,22 @@ pub(crate) fn serve(
     let (inbox, notifier) = Inbox::new().map_err(SessionError::Listen)?;
     let vcpu_notifier = notifier.clone();
     let sink: ReportSink = Arc::new(move |report| vcpu_notifier.send(LoopInput::Vcpu(report)));
-    let machine = Machine::start_with_sink(vcpus, sink)?;
+    let make_live: MakeLive = {
+        let (ram, interrupt) = (ram.clone(), interrupt.clone());
+        Box::new(move || {
+            let (vcpus, slots) = make()?;
+            // Meanwhile gdb reads the target description: the tables its first step needs
+            // are built now.
+            crate::x86::insn::warm_decoder();
+            let machine = Machine::start_with_sink(vcpus, sink).map_err(|e| e.to_string())?;
+            Ok(LiveVm::new(machine, ram, slots, caps, interrupt, trace))
+        })
+    };
+    let backend = if options.wait {
+        Arriving::making(cpus as usize, ram, make_live)
+    } else {
+        Arriving::made(make_live().map_err(TargetFault::Unmade)?)
+    };
     let session = Arc::new(AtomicBool::new(false));
     let note = if options.wait {
         " (guest held before its first instruction)"
@@ -77,22 +97,21 @@ pub(crate) fn serve(
     };
     conn::listen(&options.endpoint, notifier, session.clone(), note)
         .map_err(SessionError::Listen)?;
-    let tracing = trace.is_some();
-    let live = LiveVm::new(machine, ram, slots, caps, interrupt.clone(), trace);
-    let mut target = GdbTarget::new(live, options.arch);
+    let mut target = GdbTarget::new(backend, options.arch);
     let mut ended = None;
     if !options.wait {
-        if tracing {
-            ended = target.backend.resume_unattended()?;
+        let live = target.backend.live()?;
+        if live.trace.is_some() {
+            ended = live.resume_unattended()?;
         } else {
-            target.backend.resume_all()?;
+            live.resume_all()?;
         }
     }
     let ended = match ended {
         Some(ended) => ended,
         None => serve_clients(&mut target, &inbox, &session, Some(&options), &interrupt)?,
     };
-    finish(&mut target.backend, &inbox, ended, &options.post_mortem)
+    finish(target.backend.live()?, &inbox, ended, &options.post_mortem)
 }
 
 /// Runs the VM without gdb, with the exception trace on, until the guest ends: the live

@@ -136,6 +136,14 @@ impl Vm {
         options: VmOptions,
         framebuffer: Option<Framebuffer>,
     ) -> Result<Vm, VmError> {
+        let kvm = Self::open_kvm(options.cpus)?;
+        let ram = Arc::new(GuestRam::with_framebuffer(options.memory, framebuffer)?);
+        Self::with_ram(kvm, options, ram)
+    }
+
+    /// /dev/kvm, once it is known to have what gdbvisor needs and to allow `cpus` vCPUs: the
+    /// errors a user can act on, found before anything is made.
+    pub(crate) fn open_kvm(cpus: u32) -> Result<Kvm, VmError> {
         let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
         for (cap, name) in [
             (Cap::Irqchip, "the in-kernel irqchip"),
@@ -148,18 +156,27 @@ impl Vm {
             }
         }
         let max = (kvm.get_max_vcpus() as u32).min(255);
-        if options.cpus == 0 || options.cpus > max {
+        if cpus == 0 || cpus > max {
             return Err(VmError::Cpus {
-                requested: options.cpus,
+                requested: cpus,
                 max,
             });
         }
+        Ok(kvm)
+    }
+
+    /// The VM of `kvm` (from [`Vm::open_kvm`]) around `ram`, which may hold the kernel already.
+    pub(crate) fn with_ram(
+        kvm: Kvm,
+        options: VmOptions,
+        ram: Arc<GuestRam>,
+    ) -> Result<Vm, VmError> {
         // GET_SUPPORTED_CPUID (~0.3 ms on nested KVM) runs while the VM and its devices are
-        // made: both are on the way to gdb's first answer.
+        // made: both are on the way to the guest's first instruction.
         let cpus = options.cpus;
         let (made, supported_cpuid) = std::thread::scope(|scope| {
             let cpuid = scope.spawn(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES));
-            let made = Self::make_machine(&kvm, options, framebuffer);
+            let made = Self::make_machine(&kvm, options, ram);
             let cpuid = cpuid
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -246,12 +263,7 @@ impl Vm {
     }
 
     /// The VM, its RAM and its devices: all of [`Vm::new`] but the vCPUs.
-    fn make_machine(
-        kvm: &Kvm,
-        options: VmOptions,
-        framebuffer: Option<Framebuffer>,
-    ) -> Result<Made, VmError> {
-        let ram = Arc::new(GuestRam::with_framebuffer(options.memory, framebuffer)?);
+    fn make_machine(kvm: &Kvm, options: VmOptions, ram: Arc<GuestRam>) -> Result<Made, VmError> {
         let fd = kvm.create_vm().map_err(|e| VmError::Kvm("CREATE_VM", e))?;
         fd.set_tss_address(TSS_ADDRESS)
             .map_err(|e| VmError::Kvm("SET_TSS_ADDR", e))?;

@@ -78,6 +78,13 @@ fn bitness(mode: CpuMode) -> u32 {
     }
 }
 
+/// Builds iced-x86's decoder tables, which it otherwise builds at the first decode (~0.5 ms
+/// of allocations on a nested host): a gdb session decodes at its first step.
+pub(crate) fn warm_decoder() {
+    let nop = [0x90];
+    let _ = Decoder::with_ip(32, &nop, 0, DecoderOptions::NONE).decode();
+}
+
 impl DecodedInsn {
     /// Decodes the instruction at the start of `bytes`, fetched at `ip` (RIP, not linear), in
     /// `mode`; `None` when the bytes are not one whole valid instruction.

@@ -7,6 +7,7 @@
 //! decides, [`stop`] stops them and says why; this file answers the target and the session
 //! loop.
 
+pub(crate) mod arriving;
 mod breakpoints;
 mod debug;
 pub(crate) mod exceptions;
