@@ -1,8 +1,8 @@
 //! A live VM that gdb may talk to before it exists. With `-S` nothing runs until gdb says so,
 //! and gdb's greeting — qSupported, the target description, the thread list, `?` — needs only
-//! the vCPU count: so KVM makes the VM on its own thread while gdb starts (~1.5 ms here), and
-//! the first request that needs a vCPU or the run control waits for it. Generic over the
-//! backend made, so that its waiting is tested without KVM.
+//! the vCPU count: so KVM makes the VM on its own thread while gdb starts (~2 ms on a nested
+//! host), and the first request that needs a vCPU or the run control waits for it. Generic over
+//! the backend made, so that its waiting is tested without KVM.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -63,18 +63,14 @@ impl<B: Backend + Send + 'static> Arriving<B> {
 
     /// The VM, once made (waiting for it the first time).
     pub(crate) fn live(&mut self) -> Result<&mut B, TargetFault> {
-        if let State::Making(_) = self.state {
-            let State::Making(handle) =
-                std::mem::replace(&mut self.state, State::Failed(String::new()))
-            else {
-                unreachable!("matched just above")
-            };
-            self.state = match handle.join() {
+        self.state = match std::mem::replace(&mut self.state, State::Failed(String::new())) {
+            State::Making(handle) => match handle.join() {
                 Ok(Ok(live)) => State::Made(Box::new(live)),
                 Ok(Err(why)) => State::Failed(why),
                 Err(panic) => std::panic::resume_unwind(panic),
-            };
-        }
+            },
+            state => state,
+        };
         match &mut self.state {
             State::Made(live) => Ok(live),
             State::Failed(why) => Err(TargetFault::Unmade(why.clone())),
