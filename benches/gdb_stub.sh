@@ -53,6 +53,11 @@
 # run to run. PIN=CPU runs every stub, gdb and raw client on that CPU (taskset), QEMU included;
 # not the whole test (row 10), whose start-up work runs on several threads.
 #
+# Runs J1-J5 (PIN=0 ROUNDS=9 each, quiet host, after the VM is made while gdb says hello and the
+# relay forks first): stepi 2.91-3.05x (0.93-0.96x of gdb's ceiling), hbreak 3.27-3.38x, break
+# 3.09-3.22x QEMU's hbreak, dump 6.62-7.40x, raw steps 4.34-4.60x, raw g at one stop 1.60-1.68x,
+# after each step 2.65-2.70x, raw m 4.57-4.68x; whole test +12.7, +17.0, +16.2, +13.6, +18.4 ms
+# over gdb's start-up (every target met in J1 and J4; docs/performance.md has the table).
 # Run H (issue 16's changes, PIN=0 ROUNDS=5, quiet host): stepi 3393 vs 1253 (2.71x; 0.88x of gdb's
 # ceiling 3866), hbreak 2579 vs 784 (3.30x), break 2347 (2.98x QEMU's hbreak), dump 110.4 vs 14.8
 # MiB/s (7.44x), raw steps 22540 vs 5010 (4.50x), raw g at one stop 33076 vs 20192 (1.62x), after
