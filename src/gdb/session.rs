@@ -77,8 +77,8 @@ pub(crate) fn serve(
         let (ram, interrupt) = (ram.clone(), interrupt.clone());
         Box::new(move || {
             let (vcpus, slots) = make()?;
-            // Meanwhile gdb reads the target description: the tables its first step needs
-            // are built now.
+            // iced-x86's tables, which the first step decodes with, are built now: with `-S`
+            // while gdb reads the target description.
             crate::x86::insn::warm_decoder();
             let machine = Machine::start_with_sink(vcpus, sink).map_err(|e| e.to_string())?;
             Ok(LiveVm::new(machine, ram, slots, caps, interrupt, trace))
