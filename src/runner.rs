@@ -354,7 +354,7 @@ pub fn run(
         made,
         ram: ram.clone(),
         drives,
-        keys: request.devices.keys.clone(),
+        keys: request.devices.keys,
         hidden,
         kernel: kernel.clone(),
         stdin,

@@ -73,19 +73,23 @@ pub(crate) fn serve(
     let (inbox, notifier) = Inbox::new().map_err(SessionError::Listen)?;
     let vcpu_notifier = notifier.clone();
     let sink: ReportSink = Arc::new(move |report| vcpu_notifier.send(LoopInput::Vcpu(report)));
-    let make_live: MakeLive = {
+    let make_live = {
         let (ram, interrupt) = (ram.clone(), interrupt.clone());
-        Box::new(move || {
+        move || -> Result<LiveVm, String> {
             let (vcpus, slots) = make()?;
-            // iced-x86's tables, which the first step decodes with, are built now: with `-S`
-            // while gdb reads the target description.
-            crate::x86::insn::warm_decoder();
             let machine = Machine::start_with_sink(vcpus, sink).map_err(|e| e.to_string())?;
             Ok(LiveVm::new(machine, ram, slots, caps, interrupt, trace))
-        })
+        }
     };
     let backend = if options.wait {
-        Arriving::making(cpus as usize, ram, make_live)
+        let making: MakeLive = Box::new(move || {
+            let live = make_live()?;
+            // iced-x86's tables, which the first step decodes with, are built while gdb reads
+            // the target description (not on the way to a guest that runs at once).
+            crate::x86::insn::warm_decoder();
+            Ok(live)
+        });
+        Arriving::making(cpus as usize, ram, making)
     } else {
         Arriving::made(make_live().map_err(TargetFault::Unmade)?)
     };
